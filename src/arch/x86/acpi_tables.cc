@@ -1,0 +1,169 @@
+// ACPI table construction. Layouts follow the ACPI 6.x specification.
+#include "arch/x86/acpi_tables.h"
+
+#include <cstring>
+#include <string_view>
+
+#include "arch/x86/aml.h"
+#include "arch/x86/layout.h"
+
+namespace kdom::x86 {
+
+namespace {
+
+constexpr size_t kHeaderSize = 36;
+constexpr size_t kFadtSize = 276;
+constexpr uint8_t kFadtRevision = 6;
+constexpr uint8_t kFadtMinorRevision = 3;
+constexpr uint32_t kFadtResetRegSupported = 1u << 10;
+constexpr uint32_t kFadtHardwareReduced = 1u << 20;
+constexpr uint32_t kFadtPowerButtonAbsent = 1u << 4;
+constexpr uint32_t kFadtSleepButtonAbsent = 1u << 5;
+constexpr uint16_t kBootArchVgaAbsent = 1u << 2;
+constexpr uint8_t kGasSystemIo = 1;
+constexpr uint8_t kGasByteAccess = 1;
+constexpr uint8_t kCmosCenturyIndex = 0x32;
+
+class Writer {
+ public:
+  explicit Writer(std::vector<uint8_t>& out, size_t at) : out_(out), at_(at) {}
+  template <typename T>
+  void put(size_t offset, T value) {
+    std::memcpy(out_.data() + at_ + offset, &value, sizeof(T));
+  }
+  void put_text(size_t offset, std::string_view text) { std::memcpy(out_.data() + at_ + offset, text.data(), text.size()); }
+  void put_gas(size_t offset, uint16_t port) {
+    put<uint8_t>(offset, kGasSystemIo);
+    put<uint8_t>(offset + 1, 8);  // bit width
+    put<uint8_t>(offset + 2, 0);  // bit offset
+    put<uint8_t>(offset + 3, kGasByteAccess);
+    put<uint64_t>(offset + 4, port);
+  }
+
+ private:
+  std::vector<uint8_t>& out_;
+  size_t at_;
+};
+
+class TableBuilder {
+ public:
+  explicit TableBuilder(uint64_t base) : base_(base) {}
+
+  // Appends a table of `length` bytes (16-byte aligned) and returns its offset.
+  size_t reserve(size_t length) {
+    size_t offset = (bytes_.size() + 15) & ~size_t{15};
+    bytes_.resize(offset + length, 0);
+    return offset;
+  }
+  size_t add_table(std::string_view signature, uint8_t revision, const std::vector<uint8_t>& body) {
+    size_t offset = reserve(kHeaderSize + body.size());
+    Writer w(bytes_, offset);
+    w.put_text(0, signature);
+    w.put<uint32_t>(4, static_cast<uint32_t>(kHeaderSize + body.size()));
+    w.put<uint8_t>(8, revision);
+    w.put_text(10, "KDOM  ");
+    w.put_text(16, "KDOMVMM ");
+    w.put<uint32_t>(24, 1);
+    w.put_text(28, "KDOM");
+    w.put<uint32_t>(32, 1);
+    std::memcpy(bytes_.data() + offset + kHeaderSize, body.data(), body.size());
+    bytes_[offset + 9] = static_cast<uint8_t>(-acpi_checksum(bytes_.data() + offset, kHeaderSize + body.size()));
+    return offset;
+  }
+  uint64_t address_of(size_t offset) const { return base_ + offset; }
+  std::vector<uint8_t>& bytes() { return bytes_; }
+
+ private:
+  uint64_t base_;
+  std::vector<uint8_t> bytes_;
+};
+
+std::vector<uint8_t> dsdt_body(const AcpiConfig& config) {
+  using namespace aml;
+  Bytes body = name("_S5_", package({integer(kAcpiS5SleepType), integer(0)}));
+  Bytes pvpanic = name("_HID", string("QEMU0001"));
+  Bytes resources = name("_CRS", io_port_resource(config.pvpanic_port, 1));
+  pvpanic.insert(pvpanic.end(), resources.begin(), resources.end());
+  Bytes sb = scope("_SB_", device("PEVT", pvpanic));
+  body.insert(body.end(), sb.begin(), sb.end());
+  return body;
+}
+
+std::vector<uint8_t> fadt_body(const AcpiConfig& config, uint64_t dsdt_address) {
+  std::vector<uint8_t> body(kFadtSize - kHeaderSize, 0);
+  Writer w(body, 0);
+  auto at = [](size_t fadt_offset) { return fadt_offset - kHeaderSize; };
+  w.put<uint8_t>(at(108), kCmosCenturyIndex);
+  w.put<uint16_t>(at(109), kBootArchVgaAbsent);
+  w.put<uint32_t>(at(112), kFadtHardwareReduced | kFadtResetRegSupported | kFadtPowerButtonAbsent |
+                               kFadtSleepButtonAbsent);
+  w.put_gas(at(116), config.reset_port);
+  w.put<uint8_t>(at(128), config.reset_value);
+  w.put<uint8_t>(at(131), kFadtMinorRevision);
+  w.put<uint64_t>(at(140), dsdt_address);
+  w.put_gas(at(244), config.sleep_control_port);
+  w.put_gas(at(256), config.sleep_status_port);
+  w.put_text(at(268), "KDOMKDOM");
+  return body;
+}
+
+std::vector<uint8_t> madt_body(const AcpiConfig& config) {
+  std::vector<uint8_t> body;
+  auto put32 = [&](uint32_t v) {
+    for (int i = 0; i < 4; ++i) body.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  };
+  put32(static_cast<uint32_t>(kLocalApicAddress));
+  put32(0);  // flags: no dual 8259 setup to honour (hardware-reduced)
+  for (uint32_t cpu = 0; cpu < config.vcpu_count; ++cpu) {
+    // Processor Local APIC: type 0, length 8, processor UID, APIC ID, flags (enabled).
+    body.insert(body.end(), {0, 8, static_cast<uint8_t>(cpu), static_cast<uint8_t>(cpu)});
+    put32(1);
+  }
+  // I/O APIC: type 1, length 12, id 0, reserved, address, GSI base 0.
+  body.insert(body.end(), {1, 12, 0, 0});
+  put32(static_cast<uint32_t>(kIoApicAddress));
+  put32(0);
+  // Local APIC NMI: type 4, length 6, all processors, flags 0, LINT1.
+  body.insert(body.end(), {4, 6, 0xff, 0, 0, 1});
+  return body;
+}
+
+}  // namespace
+
+uint8_t acpi_checksum(const uint8_t* data, size_t length) {
+  uint8_t sum = 0;
+  for (size_t i = 0; i < length; ++i) sum = static_cast<uint8_t>(sum + data[i]);
+  return sum;
+}
+
+AcpiTables build_acpi_tables(const AcpiConfig& config, uint64_t address) {
+  TableBuilder builder(address);
+  constexpr size_t kRsdpSize = 36;
+  size_t rsdp = builder.reserve(kRsdpSize);
+  size_t dsdt = builder.add_table("DSDT", 2, dsdt_body(config));
+  size_t fadt = builder.add_table("FACP", kFadtRevision, fadt_body(config, builder.address_of(dsdt)));
+  size_t madt = builder.add_table("APIC", 4, madt_body(config));
+  std::vector<uint8_t> xsdt_entries(16);
+  uint64_t fadt_address = builder.address_of(fadt), madt_address = builder.address_of(madt);
+  std::memcpy(xsdt_entries.data(), &fadt_address, 8);
+  std::memcpy(xsdt_entries.data() + 8, &madt_address, 8);
+  size_t xsdt = builder.add_table("XSDT", 1, xsdt_entries);
+
+  auto& bytes = builder.bytes();
+  Writer w(bytes, rsdp);
+  w.put_text(0, "RSD PTR ");
+  w.put_text(9, "KDOM  ");
+  w.put<uint8_t>(15, 2);  // revision: ACPI 2.0+ (XSDT)
+  w.put<uint32_t>(20, kRsdpSize);
+  w.put<uint64_t>(24, builder.address_of(xsdt));
+  bytes[rsdp + 8] = static_cast<uint8_t>(-acpi_checksum(bytes.data() + rsdp, 20));
+  bytes[rsdp + 32] = static_cast<uint8_t>(-acpi_checksum(bytes.data() + rsdp, kRsdpSize));
+
+  AcpiTables tables;
+  tables.address = address;
+  tables.rsdp_address = builder.address_of(rsdp);
+  tables.bytes = std::move(bytes);
+  return tables;
+}
+
+}  // namespace kdom::x86

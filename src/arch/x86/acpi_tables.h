@@ -1,0 +1,35 @@
+// ACPI tables for a hardware-reduced x86 guest: RSDP, XSDT, FADT (sleep control register for
+// poweroff, reset register), DSDT (\_S5 and the pvpanic device) and MADT (every vCPU's local
+// APIC and the IOAPIC). The MADT is how a guest finds all its vCPUs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace kdom::x86 {
+
+struct AcpiConfig {
+  uint32_t vcpu_count = 1;
+  uint16_t sleep_control_port = 0x600;
+  uint16_t sleep_status_port = 0x601;
+  uint16_t reset_port = 0x64;
+  uint8_t reset_value = 0xfe;
+  uint16_t pvpanic_port = 0x505;
+};
+
+// The SLP_TYP value the DSDT's \_S5 package gives; the sleep control register sees it.
+constexpr uint8_t kAcpiS5SleepType = 5;
+
+struct AcpiTables {
+  uint64_t address = 0;       // guest-physical address of `bytes` (the RSDP is first)
+  uint64_t rsdp_address = 0;
+  std::vector<uint8_t> bytes;
+};
+
+AcpiTables build_acpi_tables(const AcpiConfig& config, uint64_t address);
+
+// Sum of bytes, for checksum tests.
+uint8_t acpi_checksum(const uint8_t* data, size_t length);
+
+}  // namespace kdom::x86

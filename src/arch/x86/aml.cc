@@ -1,0 +1,126 @@
+// AML byte encodings (ACPI specification, chapter 20).
+#include "arch/x86/aml.h"
+
+#include "base/error.h"
+
+namespace kdom::x86::aml {
+
+namespace {
+constexpr uint8_t kZeroOp = 0x00;
+constexpr uint8_t kOneOp = 0x01;
+constexpr uint8_t kNameOp = 0x08;
+constexpr uint8_t kBytePrefix = 0x0a;
+constexpr uint8_t kWordPrefix = 0x0b;
+constexpr uint8_t kDWordPrefix = 0x0c;
+constexpr uint8_t kStringPrefix = 0x0d;
+constexpr uint8_t kQWordPrefix = 0x0e;
+constexpr uint8_t kScopeOp = 0x10;
+constexpr uint8_t kBufferOp = 0x11;
+constexpr uint8_t kPackageOp = 0x12;
+constexpr uint8_t kExtOpPrefix = 0x5b;
+constexpr uint8_t kDeviceOp = 0x82;
+constexpr uint8_t kRootChar = '\\';
+
+void append(Bytes& out, const Bytes& more) {
+  for (uint8_t byte : more) out.push_back(byte);
+}
+
+Bytes with_length(uint8_t op, const Bytes& body) {
+  Bytes out;
+  out.push_back(op);
+  append(out, package_length(body.size()));
+  append(out, body);
+  return out;
+}
+}  // namespace
+
+Bytes package_length(size_t length) {
+  // The encoding's own size counts toward the length; try 1 to 4 bytes.
+  for (size_t bytes = 1; bytes <= 4; ++bytes) {
+    size_t total = length + bytes;
+    if (bytes == 1 && total < 0x40) return {static_cast<uint8_t>(total)};
+    if (bytes > 1 && total < (size_t{1} << (4 + 8 * (bytes - 1)))) {
+      Bytes out{static_cast<uint8_t>(((bytes - 1) << 6) | (total & 0x0f))};
+      for (size_t i = 1; i < bytes; ++i) out.push_back(static_cast<uint8_t>(total >> (4 + 8 * (i - 1))));
+      return out;
+    }
+  }
+  throw Error("AML package too long");
+}
+
+Bytes name_segment(std::string_view name) {
+  if (name.empty() || name.size() > 4) throw Error("bad AML name segment");
+  Bytes out;
+  for (char c : name) out.push_back(static_cast<uint8_t>(c));
+  out.resize(4, '_');
+  return out;
+}
+
+Bytes integer(uint64_t value) {
+  if (value == 0) return {kZeroOp};
+  if (value == 1) return {kOneOp};
+  Bytes out;
+  int width;
+  if (value <= 0xff) {
+    out.push_back(kBytePrefix);
+    width = 1;
+  } else if (value <= 0xffff) {
+    out.push_back(kWordPrefix);
+    width = 2;
+  } else if (value <= 0xffffffff) {
+    out.push_back(kDWordPrefix);
+    width = 4;
+  } else {
+    out.push_back(kQWordPrefix);
+    width = 8;
+  }
+  for (int i = 0; i < width; ++i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
+  return out;
+}
+
+Bytes string(std::string_view value) {
+  Bytes out;
+  out.push_back(kStringPrefix);
+  for (char c : value) out.push_back(static_cast<uint8_t>(c));
+  out.push_back(0);
+  return out;
+}
+
+Bytes package(const std::vector<Bytes>& elements) {
+  Bytes body{static_cast<uint8_t>(elements.size())};
+  for (const auto& element : elements) append(body, element);
+  return with_length(kPackageOp, body);
+}
+
+Bytes name(std::string_view name, const Bytes& object) {
+  Bytes out{kNameOp};
+  append(out, name_segment(name));
+  append(out, object);
+  return out;
+}
+
+Bytes device(std::string_view name, const Bytes& body) {
+  Bytes inner = name_segment(name);
+  append(inner, body);
+  Bytes out{kExtOpPrefix};
+  append(out, with_length(kDeviceOp, inner));
+  return out;
+}
+
+Bytes scope(std::string_view root_name, const Bytes& body) {
+  Bytes inner{kRootChar};
+  append(inner, name_segment(root_name));
+  append(inner, body);
+  return with_length(kScopeOp, inner);
+}
+
+Bytes io_port_resource(uint16_t base, uint8_t length) {
+  const uint8_t lo = static_cast<uint8_t>(base), hi = static_cast<uint8_t>(base >> 8);
+  // Small I/O port descriptor (decode 16, min = max = base, alignment 1), then the end tag.
+  Bytes descriptors{0x47, 0x01, lo, hi, lo, hi, 0x01, length, 0x79, 0x00};
+  Bytes body = integer(descriptors.size());
+  append(body, descriptors);
+  return with_length(kBufferOp, body);
+}
+
+}  // namespace kdom::x86::aml

@@ -1,0 +1,29 @@
+// A few ACPI Machine Language (AML) encodings, enough for kdom's DSDT: names, packages,
+// strings, integers, devices, scopes and I/O port resource templates.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+namespace kdom::x86::aml {
+
+using Bytes = std::vector<uint8_t>;
+
+// PkgLength encoding of a body of `length` bytes (the encoding counts itself).
+Bytes package_length(size_t length);
+// A 4-character name segment ("_S5_", "PEVT"); shorter names are padded with '_'.
+Bytes name_segment(std::string_view name);
+Bytes integer(uint64_t value);
+Bytes string(std::string_view value);
+Bytes package(const std::vector<Bytes>& elements);
+// Name(name, object)
+Bytes name(std::string_view name, const Bytes& object);
+// Device(name) { body }
+Bytes device(std::string_view name, const Bytes& body);
+// Scope(path) { body }; path is a root-relative name like "\\_SB_".
+Bytes scope(std::string_view root_name, const Bytes& body);
+// ResourceTemplate() { IO(Decode16, base, base, 1, length) }
+Bytes io_port_resource(uint16_t base, uint8_t length);
+
+}  // namespace kdom::x86::aml

@@ -1,0 +1,27 @@
+// mmap()/munmap() wrappers for Mapping.
+#include "base/mapping.h"
+
+#include "base/error.h"
+
+namespace kdom {
+
+Mapping Mapping::anonymous(size_t length, int extra_flags) {
+  void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra_flags, -1, 0);
+  if (p == MAP_FAILED) throw SystemError("cannot map " + std::to_string(length) + " bytes", errno);
+  return Mapping(p, length);
+}
+
+Mapping Mapping::of_fd(int fd, size_t length, int prot, int flags, off_t offset) {
+  void* p = ::mmap(nullptr, length, prot, flags, fd, offset);
+  if (p == MAP_FAILED) throw SystemError("mmap of fd failed", errno);
+  return Mapping(p, length);
+}
+
+void Mapping::reset() {
+  if (data_ != nullptr) ::munmap(data_, length_);
+  data_ = nullptr;
+  length_ = 0;
+}
+
+}  // namespace kdom

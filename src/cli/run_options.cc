@@ -1,0 +1,53 @@
+// `kdom run` options, parsed with CLI11.
+#include "cli/run_options.h"
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+
+#include "base/error.h"
+
+namespace kdom::cli {
+
+ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults& defaults) {
+  CLI::App app{"Boot one domain in the foreground; its serial console is on stdio by default.", "kdom run"};
+  ParsedRun parsed;
+  auto& config = parsed.config;
+  std::string kernel, initrd, console = "stdio";
+  std::string cmdline;
+  bool cmdline_given = false;
+  app.add_option("--kernel", kernel, "bzImage or ELF vmlinux (default: the built-in guest in " + defaults.guest_dir + ")");
+  app.add_option("--initrd", initrd, "initial ramdisk");
+  app.add_option_function<std::string>(
+      "--cmdline", [&](const std::string& value) { cmdline = value, cmdline_given = true; },
+      std::string("kernel command line (default: \"") + kDefaultCmdline + "\")");
+  app.add_option("--memory", config.memory_mib, "guest RAM in MiB (default 256)");
+  app.add_option("--vcpus", config.vcpus, "number of vCPUs (default 1)");
+  app.add_option("--console", console, "stdio, pty, none or file:PATH (default stdio)");
+
+  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 consumes from the back
+  try {
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    parsed.outcome = ParseOutcome::kHelpShown;
+    parsed.help = app.help();
+    return parsed;
+  } catch (const CLI::ParseError& error) {
+    std::string message = error.what();
+    std::replace(message.begin(), message.end(), '\n', ' ');
+    throw Error(message);
+  }
+
+  if (kernel.empty()) {
+    config.kernel_path = defaults.guest_dir + "/vmlinuz";
+    if (initrd.empty()) initrd = defaults.guest_dir + "/initramfs.cpio.gz";
+  } else {
+    config.kernel_path = kernel;
+  }
+  if (!initrd.empty()) config.initrd_path = initrd;
+  config.cmdline = cmdline_given ? cmdline : kDefaultCmdline;
+  config.console = vmm::parse_console(console);
+  vmm::validate(config);
+  return parsed;
+}
+
+}  // namespace kdom::cli

@@ -1,0 +1,29 @@
+// Command-line parsing for `kdom run`: turns arguments into a VmConfig.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "vmm/vm_config.h"
+
+namespace kdom::cli {
+
+struct Defaults {
+  std::string guest_dir;  // holds vmlinuz and initramfs.cpio.gz (the default guest)
+};
+
+constexpr const char* kDefaultCmdline = "console=ttyS0 reboot=k panic=-1";
+
+enum class ParseOutcome { kRun, kHelpShown };
+
+struct ParsedRun {
+  ParseOutcome outcome = ParseOutcome::kRun;
+  vmm::VmConfig config;
+  std::string help;  // when outcome is kHelpShown
+};
+
+// `args` excludes the program name and the "run" word. Throws Error with one line naming
+// the problem (unknown option, bad number, bad console...).
+ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults& defaults);
+
+}  // namespace kdom::cli

@@ -1,0 +1,42 @@
+// The CMOS real-time clock (MC146818) at ports 0x70/0x71: time of day from the host clock
+// (UTC), in BCD or binary and 12- or 24-hour form as status register B asks, plus the 128
+// bytes of CMOS RAM. The guest cannot set the host's clock: writes to time registers are
+// kept as an offset from the host clock.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <ctime>
+#include <functional>
+#include <mutex>
+
+#include "devices/bus.h"
+
+namespace kdom::devices {
+
+class CmosRtc : public BusDevice {
+ public:
+  static constexpr uint64_t kBase = 0x70;
+  static constexpr uint64_t kLength = 2;
+  static constexpr uint8_t kCenturyIndex = 0x32;
+  using Clock = std::function<time_t()>;
+
+  explicit CmosRtc(Clock clock = [] { return std::time(nullptr); });
+
+  void read(uint64_t offset, std::span<uint8_t> data) override;
+  void write(uint64_t offset, std::span<const uint8_t> data) override;
+
+ private:
+  uint8_t read_register(uint8_t index);
+  void write_register(uint8_t index, uint8_t value);
+  uint8_t encode(int value) const;
+  int decode(uint8_t value) const;
+
+  std::mutex mutex_;
+  Clock clock_;
+  uint8_t index_ = 0;
+  std::array<uint8_t, 128> ram_{};
+  time_t offset_seconds_ = 0;  // guest-set time minus host time
+};
+
+}  // namespace kdom::devices

@@ -1,0 +1,88 @@
+// KVM vCPU ioctls.
+#include "kvm/vcpu.h"
+
+#include <sys/ioctl.h>
+
+#include <memory>
+
+#include "base/error.h"
+
+namespace kdom::kvm {
+
+Vcpu::Vcpu(const KvmSystem& system, const Vm& vm, uint32_t id) : id_(id) {
+  int fd = ::ioctl(vm.fd(), KVM_CREATE_VCPU, id);
+  if (fd < 0) throw SystemError("KVM_CREATE_VCPU " + std::to_string(id), errno);
+  fd_.reset(fd);
+  run_mapping_ = Mapping::of_fd(fd, static_cast<size_t>(system.vcpu_mmap_size()), PROT_READ | PROT_WRITE,
+                                MAP_SHARED);
+}
+
+bool Vcpu::run() {
+  if (::ioctl(fd_.get(), KVM_RUN, 0) == 0) return true;
+  if (errno == EINTR || errno == EAGAIN) return false;
+  throw SystemError("KVM_RUN on vCPU " + std::to_string(id_), errno);
+}
+
+kvm_regs Vcpu::regs() const {
+  kvm_regs regs{};
+  check_syscall(::ioctl(fd_.get(), KVM_GET_REGS, &regs), "KVM_GET_REGS");
+  return regs;
+}
+
+void Vcpu::set_regs(const kvm_regs& regs) {
+  check_syscall(::ioctl(fd_.get(), KVM_SET_REGS, &regs), "KVM_SET_REGS");
+}
+
+kvm_sregs Vcpu::sregs() const {
+  kvm_sregs sregs{};
+  check_syscall(::ioctl(fd_.get(), KVM_GET_SREGS, &sregs), "KVM_GET_SREGS");
+  return sregs;
+}
+
+void Vcpu::set_sregs(const kvm_sregs& sregs) {
+  check_syscall(::ioctl(fd_.get(), KVM_SET_SREGS, &sregs), "KVM_SET_SREGS");
+}
+
+void Vcpu::set_fpu(const kvm_fpu& fpu) { check_syscall(::ioctl(fd_.get(), KVM_SET_FPU, &fpu), "KVM_SET_FPU"); }
+
+void Vcpu::set_cpuid(const std::vector<kvm_cpuid_entry2>& entries) {
+  size_t bytes = sizeof(kvm_cpuid2) + entries.size() * sizeof(kvm_cpuid_entry2);
+  auto buffer = std::make_unique<uint8_t[]>(bytes);
+  auto* cpuid = reinterpret_cast<kvm_cpuid2*>(buffer.get());
+  cpuid->nent = static_cast<uint32_t>(entries.size());
+  std::copy(entries.begin(), entries.end(), cpuid->entries);
+  check_syscall(::ioctl(fd_.get(), KVM_SET_CPUID2, cpuid), "KVM_SET_CPUID2");
+}
+
+void Vcpu::set_msrs(const std::vector<std::pair<uint32_t, uint64_t>>& msrs) {
+  size_t bytes = sizeof(kvm_msrs) + msrs.size() * sizeof(kvm_msr_entry);
+  auto buffer = std::make_unique<uint8_t[]>(bytes);
+  auto* list = reinterpret_cast<kvm_msrs*>(buffer.get());
+  list->nmsrs = static_cast<uint32_t>(msrs.size());
+  for (size_t i = 0; i < msrs.size(); ++i) {
+    list->entries[i] = kvm_msr_entry{};
+    list->entries[i].index = msrs[i].first;
+    list->entries[i].data = msrs[i].second;
+  }
+  int written = check_syscall(::ioctl(fd_.get(), KVM_SET_MSRS, list), "KVM_SET_MSRS");
+  if (static_cast<size_t>(written) != msrs.size())
+    throw Error("KVM_SET_MSRS: KVM refused MSR " + std::to_string(msrs[static_cast<size_t>(written)].first));
+}
+
+kvm_lapic_state Vcpu::lapic() const {
+  kvm_lapic_state state{};
+  check_syscall(::ioctl(fd_.get(), KVM_GET_LAPIC, &state), "KVM_GET_LAPIC");
+  return state;
+}
+
+void Vcpu::set_lapic(const kvm_lapic_state& state) {
+  check_syscall(::ioctl(fd_.get(), KVM_SET_LAPIC, &state), "KVM_SET_LAPIC");
+}
+
+kvm_mp_state Vcpu::mp_state() const {
+  kvm_mp_state state{};
+  check_syscall(::ioctl(fd_.get(), KVM_GET_MP_STATE, &state), "KVM_GET_MP_STATE");
+  return state;
+}
+
+}  // namespace kdom::kvm

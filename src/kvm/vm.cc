@@ -1,0 +1,65 @@
+// KVM VM ioctls.
+#include "kvm/vm.h"
+
+#include <sys/ioctl.h>
+
+#include "base/error.h"
+
+namespace kdom::kvm {
+
+Vm::Vm(const KvmSystem& system) {
+  int fd = ::ioctl(system.fd(), KVM_CREATE_VM, 0);
+  if (fd < 0) throw SystemError("KVM_CREATE_VM", errno);
+  fd_.reset(fd);
+}
+
+void Vm::set_memory_region(uint32_t slot, uint64_t guest_phys_addr, uint64_t size, void* host_addr,
+                           uint32_t flags) {
+  kvm_userspace_memory_region region{};
+  region.slot = slot;
+  region.flags = flags;
+  region.guest_phys_addr = guest_phys_addr;
+  region.memory_size = size;
+  region.userspace_addr = reinterpret_cast<uint64_t>(host_addr);
+  check_syscall(::ioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &region), "KVM_SET_USER_MEMORY_REGION");
+}
+
+void Vm::set_tss_address(uint64_t address) {
+  check_syscall(::ioctl(fd_.get(), KVM_SET_TSS_ADDR, address), "KVM_SET_TSS_ADDR");
+}
+
+void Vm::set_identity_map_address(uint64_t address) {
+  check_syscall(::ioctl(fd_.get(), KVM_SET_IDENTITY_MAP_ADDR, &address), "KVM_SET_IDENTITY_MAP_ADDR");
+}
+
+void Vm::create_irqchip() { check_syscall(::ioctl(fd_.get(), KVM_CREATE_IRQCHIP, 0), "KVM_CREATE_IRQCHIP"); }
+
+void Vm::create_pit() {
+  kvm_pit_config config{};
+  config.flags = KVM_PIT_SPEAKER_DUMMY;
+  check_syscall(::ioctl(fd_.get(), KVM_CREATE_PIT2, &config), "KVM_CREATE_PIT2");
+}
+
+void Vm::set_irq_line(uint32_t irq, bool level) {
+  kvm_irq_level line{};
+  line.irq = irq;
+  line.level = level ? 1 : 0;
+  check_syscall(::ioctl(fd_.get(), KVM_IRQ_LINE, &line), "KVM_IRQ_LINE");
+}
+
+void Vm::register_irqfd(int eventfd, uint32_t gsi) {
+  kvm_irqfd irqfd{};
+  irqfd.fd = static_cast<uint32_t>(eventfd);
+  irqfd.gsi = gsi;
+  check_syscall(::ioctl(fd_.get(), KVM_IRQFD, &irqfd), "KVM_IRQFD");
+}
+
+void Vm::unregister_irqfd(int eventfd, uint32_t gsi) {
+  kvm_irqfd irqfd{};
+  irqfd.fd = static_cast<uint32_t>(eventfd);
+  irqfd.gsi = gsi;
+  irqfd.flags = KVM_IRQFD_FLAG_DEASSIGN;
+  ::ioctl(fd_.get(), KVM_IRQFD, &irqfd);
+}
+
+}  // namespace kdom::kvm

@@ -1,0 +1,34 @@
+// Vm: one KVM virtual machine: memory slots, the in-kernel irqchip and PIT, interrupt lines
+// and irqfds.
+#pragma once
+
+#include <cstdint>
+
+#include "base/unique_fd.h"
+#include "kvm/system.h"
+
+namespace kdom::kvm {
+
+class Vm {
+ public:
+  explicit Vm(const KvmSystem& system);
+
+  int fd() const { return fd_.get(); }
+  void set_memory_region(uint32_t slot, uint64_t guest_phys_addr, uint64_t size, void* host_addr,
+                         uint32_t flags = 0);
+  void set_tss_address(uint64_t address);
+  void set_identity_map_address(uint64_t address);
+  // In-kernel PIC, IOAPIC and local APICs.
+  void create_irqchip();
+  // In-kernel i8254 PIT (with the speaker port 0x61).
+  void create_pit();
+  void set_irq_line(uint32_t irq, bool level);
+  // Routes writes to `eventfd` to an edge on GSI `gsi`.
+  void register_irqfd(int eventfd, uint32_t gsi);
+  void unregister_irqfd(int eventfd, uint32_t gsi);
+
+ private:
+  UniqueFd fd_;
+};
+
+}  // namespace kdom::kvm

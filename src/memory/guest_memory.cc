@@ -1,0 +1,59 @@
+// Guest RAM allocation and bounds-checked access.
+#include "memory/guest_memory.h"
+
+#include <sstream>
+
+namespace kdom {
+
+namespace {
+constexpr uint64_t kPageSize = 4096;
+
+std::string hex(uint64_t value) {
+  std::ostringstream out;
+  out << "0x" << std::hex << value;
+  return out.str();
+}
+}  // namespace
+
+GuestMemory::GuestMemory(const std::vector<GuestRange>& ranges) {
+  uint64_t total = 0;
+  uint64_t previous_end = 0;
+  for (const auto& range : ranges) {
+    if (range.size == 0 || range.start % kPageSize != 0 || range.size % kPageSize != 0)
+      throw Error("guest memory range " + hex(range.start) + "+" + hex(range.size) + " is not page-aligned");
+    if (range.start < previous_end) throw Error("guest memory ranges overlap or are unsorted");
+    previous_end = range.end();
+    total += range.size;
+  }
+  if (total == 0) throw Error("guest memory size is 0");
+  mapping_ = Mapping::anonymous(total);
+  uint64_t offset = 0;
+  for (const auto& range : ranges) {
+    regions_.push_back(Region{range, mapping_.data() + offset});
+    offset += range.size;
+  }
+}
+
+uint64_t GuestMemory::total_size() const { return mapping_.size(); }
+
+const GuestMemory::Region* GuestMemory::find(uint64_t gpa, uint64_t length) const {
+  for (const auto& region : regions_) {
+    if (gpa >= region.range.start && gpa - region.range.start <= region.range.size &&
+        length <= region.range.size - (gpa - region.range.start)) {
+      if (length == 0 && gpa == region.range.end()) continue;
+      return &region;
+    }
+  }
+  return nullptr;
+}
+
+bool GuestMemory::contains(uint64_t gpa, uint64_t length) const { return find(gpa, length) != nullptr; }
+
+std::span<uint8_t> GuestMemory::slice(uint64_t gpa, uint64_t length) const {
+  const Region* region = find(gpa, length);
+  if (region == nullptr)
+    throw GuestMemoryError("guest address range " + hex(gpa) + "+" + hex(length) + " is outside guest RAM");
+  return {region->host + (gpa - region->range.start), static_cast<size_t>(length)};
+}
+
+}  // namespace kdom

@@ -1,0 +1,295 @@
+// Building a domain and running its vCPUs.
+#include "vmm/domain.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "arch/x86/acpi_tables.h"
+#include "arch/x86/boot_loader.h"
+#include "arch/x86/cpuid.h"
+#include "arch/x86/e820.h"
+#include "arch/x86/layout.h"
+#include "arch/x86/vcpu_setup.h"
+#include "base/error.h"
+#include "base/file.h"
+#include "base/log.h"
+#include "devices/legacy/acpi_sleep.h"
+#include "devices/legacy/boot_timer.h"
+#include "devices/legacy/cmos_rtc.h"
+#include "devices/legacy/debug_exit.h"
+#include "devices/legacy/i8042.h"
+#include "devices/legacy/pvpanic.h"
+#include "vmm/kvm_interrupt_line.h"
+#include "vmm/vcpu_report.h"
+
+namespace kdom::vmm {
+
+namespace {
+
+constexpr int kKickSignal = SIGUSR1;
+constexpr uint64_t kComBase = 0x3f8;
+constexpr uint32_t kComIrq = 4;
+constexpr uint64_t kMiB = 1024 * 1024;
+
+void ignore_signal(int) {}
+
+void install_kick_handler() {
+  struct sigaction action{};
+  action.sa_handler = ignore_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(kKickSignal, &action, nullptr);  // no SA_RESTART: KVM_RUN returns EINTR
+}
+
+uint64_t host_memory_bytes() {
+  struct sysinfo info{};
+  if (sysinfo(&info) != 0) return UINT64_MAX;
+  return static_cast<uint64_t>(info.totalram) * info.mem_unit;
+}
+
+bool host_kvm_is_pvm() { return std::filesystem::exists("/sys/module/kvm_pvm"); }
+
+}  // namespace
+
+Domain::Domain(const VmConfig& config) : config_(config), kvm_(), vm_(kvm_) {
+  validate(config_);
+  uint64_t host_bytes = host_memory_bytes();
+  if (config_.memory_mib * kMiB > host_bytes)
+    throw Error("--memory " + std::to_string(config_.memory_mib) + " MiB is more than this host has (" +
+                std::to_string(host_bytes / kMiB) + " MiB)");
+  int max_vcpus = kvm_.max_vcpus();
+  if (config_.vcpus > static_cast<uint32_t>(max_vcpus))
+    throw Error("--vcpus " + std::to_string(config_.vcpus) + " is above this host's KVM limit of " +
+                std::to_string(max_vcpus));
+
+  std::vector<uint8_t> kernel = read_file(config_.kernel_path, "kernel");
+  std::optional<std::vector<uint8_t>> initrd;
+  if (config_.initrd_path) initrd = read_file(*config_.initrd_path, "initrd");
+  uint64_t ram_bytes = config_.memory_mib * kMiB;
+  if (initrd && initrd->size() > ram_bytes)
+    throw Error("initrd '" + *config_.initrd_path + "' (" + std::to_string((initrd->size() + kMiB - 1) / kMiB) +
+                " MiB) is larger than guest memory (" + std::to_string(config_.memory_mib) + " MiB)");
+  auto format = x86::detect_kernel_format(kernel);
+
+  vm_.set_tss_address(x86::kKvmTssAddress);
+  vm_.set_identity_map_address(x86::kKvmIdentityMapAddress);
+  vm_.create_irqchip();
+  vm_.create_pit();
+
+  memory_ = std::make_unique<GuestMemory>(x86::ram_ranges(ram_bytes));
+  uint32_t slot = 0;
+  for (const auto& region : memory_->regions())
+    vm_.set_memory_region(slot++, region.range.start, region.range.size, region.host);
+
+  x86::AcpiConfig acpi;
+  acpi.vcpu_count = config_.vcpus;
+  acpi.sleep_control_port = devices::AcpiSleep::kBase;
+  acpi.sleep_status_port = devices::AcpiSleep::kBase + 1;
+  acpi.pvpanic_port = devices::PvPanic::kBase;
+  auto tables = x86::build_acpi_tables(acpi, x86::kAcpiTablesAddress);
+  if (tables.bytes.size() > x86::kAcpiTablesMaxSize) throw Error("ACPI tables too large");
+  memory_->write(tables.address, tables.bytes.data(), tables.bytes.size());
+
+  x86::BootImages images{kernel, std::nullopt, config_.cmdline};
+  if (initrd) images.initrd = std::span<const uint8_t>(*initrd);
+  x86::BootEntry boot = x86::load_boot_images(*memory_, ram_bytes, images, tables.rsdp_address);
+
+  console_ = std::make_unique<Console>(config_.console);
+  if (!console_->pty_path().empty()) log_line("console on " + console_->pty_path());
+  build_devices();
+
+  auto supported = kvm_.supported_cpuid();
+  for (uint32_t id = 0; id < config_.vcpus; ++id) {
+    auto vcpu = std::make_unique<kvm::Vcpu>(kvm_, vm_, id);
+    x86::setup_vcpu_common(*vcpu, x86::vcpu_cpuid(supported, id, config_.vcpus));
+    if (id == 0) x86::setup_boot_vcpu(*vcpu, *memory_, boot);
+    vcpus_.push_back(std::move(vcpu));
+  }
+  wake_fd_.reset(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"));
+  log_line("booting " + std::string(x86::kernel_format_name(format)) + " " + config_.kernel_path + ", " +
+           std::to_string(config_.memory_mib) + " MiB, " + std::to_string(config_.vcpus) + " vCPU(s)");
+}
+
+Domain::~Domain() { stop_vcpus(); }
+
+void Domain::build_devices() {
+  auto events = [this](const devices::GuestEvent& event) { on_guest_event(event); };
+  Console* console = console_.get();
+  uart_ = std::make_shared<devices::Uart8250>(std::make_shared<KvmInterruptLine>(vm_, kComIrq),
+                                              [console](uint8_t byte) { console->write_byte(byte); });
+  io_bus_.add(kComBase, devices::Uart8250::kRegisterCount, uart_);
+  io_bus_.add(devices::I8042::kBase, devices::I8042::kLength, std::make_shared<devices::I8042>(events));
+  io_bus_.add(devices::CmosRtc::kBase, devices::CmosRtc::kLength, std::make_shared<devices::CmosRtc>());
+  io_bus_.add(devices::DebugExit::kBase, devices::DebugExit::kLength, std::make_shared<devices::DebugExit>(events));
+  io_bus_.add(devices::PvPanic::kBase, devices::PvPanic::kLength, std::make_shared<devices::PvPanic>(events));
+  io_bus_.add(devices::AcpiSleep::kBase, devices::AcpiSleep::kLength,
+              std::make_shared<devices::AcpiSleep>(x86::kAcpiS5SleepType, events));
+  io_bus_.add(devices::BootTimer::kBase, devices::BootTimer::kLength,
+              std::make_shared<devices::BootTimer>([](uint8_t value) {
+                char line[128];
+                std::snprintf(line, sizeof(line), "boot-timer: %.3f ms since start (value 0x%02x)",
+                              seconds_since_process_start() * 1000.0, value);
+                log_line(line);
+              }));
+}
+
+void Domain::on_guest_event(const devices::GuestEvent& event) {
+  switch (event.kind) {
+    case devices::GuestEventKind::kPowerOff:
+      request_exit({DomainExitKind::kPowerOff, 0, "guest powered off"});
+      break;
+    case devices::GuestEventKind::kReboot:
+      request_exit({DomainExitKind::kReboot, 0, "guest requested a reboot"});
+      break;
+    case devices::GuestEventKind::kPanic:
+      request_exit({DomainExitKind::kPanic, 0, "guest kernel panicked"});
+      break;
+    case devices::GuestEventKind::kDebugExit:
+      request_exit({DomainExitKind::kDebugExit, event.code,
+                    "guest wrote " + std::to_string(event.code) + " to the debug-exit port"});
+      break;
+  }
+}
+
+void Domain::request_exit(DomainExit exit) {
+  {
+    std::lock_guard lock(exit_mutex_);
+    if (exit_) return;  // the first reason wins
+    exit_ = std::move(exit);
+  }
+  stopping_ = true;
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(wake_fd_.get(), &one, sizeof(one));
+}
+
+DomainExit Domain::run() {
+  install_kick_handler();
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);
+  // Blocked here and so in every vCPU thread: they arrive through the signalfd.
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  UniqueFd signal_fd(check_syscall(signalfd(-1, &stop_signals, SFD_CLOEXEC), "signalfd"));
+
+  for (auto& vcpu : vcpus_) threads_.emplace_back([this, &vcpu] { vcpu_thread(*vcpu); });
+
+  while (!stopping_) {
+    pollfd fds[3] = {{signal_fd.get(), POLLIN, 0}, {wake_fd_.get(), POLLIN, 0}, {console_->input_fd(), POLLIN, 0}};
+    int count = console_->input_fd() >= 0 ? 3 : 2;
+    if (::poll(fds, static_cast<nfds_t>(count), -1) < 0) {
+      if (errno == EINTR) continue;
+      throw SystemError("poll", errno);
+    }
+    if (fds[0].revents & POLLIN) {
+      signalfd_siginfo info{};
+      if (::read(signal_fd.get(), &info, sizeof(info)) == sizeof(info))
+        request_exit({DomainExitKind::kSignal, info.ssi_signo,
+                      std::string("stopped by ") + sigabbrev_np(static_cast<int>(info.ssi_signo))});
+    }
+    if (count == 3 && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) pump_console_input();
+  }
+  stop_vcpus();
+  std::lock_guard lock(exit_mutex_);
+  return *exit_;
+}
+
+void Domain::pump_console_input() {
+  uint8_t buffer[512];
+  ssize_t n = ::read(console_->input_fd(), buffer, sizeof(buffer));
+  if (n > 0) {
+    uart_->enqueue_input({buffer, static_cast<size_t>(n)});
+  } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+    console_->input_closed();
+  }
+}
+
+void Domain::stop_vcpus() {
+  stopping_ = true;
+  for (size_t i = 0; i < threads_.size(); ++i) {
+    if (!threads_[i].joinable()) continue;
+    vcpus_[i]->set_immediate_exit(true);
+    pthread_kill(threads_[i].native_handle(), kKickSignal);
+  }
+  for (auto& thread : threads_)
+    if (thread.joinable()) thread.join();
+  threads_.clear();
+}
+
+void Domain::vcpu_thread(kvm::Vcpu& vcpu) {
+  sigset_t kick;
+  sigemptyset(&kick);
+  sigaddset(&kick, kKickSignal);
+  pthread_sigmask(SIG_UNBLOCK, &kick, nullptr);
+  try {
+    while (!stopping_) {
+      if (!vcpu.run()) continue;  // interrupted: look at stopping_ again
+      if (!handle_exit(vcpu)) break;
+    }
+  } catch (const std::exception& error) {
+    request_exit({DomainExitKind::kVcpuFailure, 0, "vCPU " + std::to_string(vcpu.id()) + ": " + error.what()});
+  }
+}
+
+bool Domain::handle_exit(kvm::Vcpu& vcpu) {
+  kvm_run* run = vcpu.run_state();
+  switch (run->exit_reason) {
+    case KVM_EXIT_IO: {
+      auto* data = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;
+      for (uint32_t i = 0; i < run->io.count; ++i) {
+        std::span<uint8_t> bytes(data + i * run->io.size, run->io.size);
+        if (run->io.direction == KVM_EXIT_IO_OUT)
+          io_bus_.write(run->io.port, bytes);
+        else
+          io_bus_.read(run->io.port, bytes);
+      }
+      return true;
+    }
+    case KVM_EXIT_MMIO: {
+      std::span<uint8_t> bytes(run->mmio.data, std::min<uint32_t>(run->mmio.len, sizeof(run->mmio.data)));
+      if (run->mmio.is_write)
+        mmio_bus_.write(run->mmio.phys_addr, bytes);
+      else
+        mmio_bus_.read(run->mmio.phys_addr, bytes);
+      return true;
+    }
+    case KVM_EXIT_INTR:
+      return true;
+    case KVM_EXIT_SYSTEM_EVENT:
+      if (run->system_event.type == KVM_SYSTEM_EVENT_RESET)
+        on_guest_event({devices::GuestEventKind::kReboot});
+      else if (run->system_event.type == KVM_SYSTEM_EVENT_CRASH)
+        on_guest_event({devices::GuestEventKind::kPanic});
+      else
+        on_guest_event({devices::GuestEventKind::kPowerOff});
+      return false;
+    default:
+      fail_vcpu(vcpu, describe_failed_exit(*run));
+      return false;
+  }
+}
+
+void Domain::fail_vcpu(kvm::Vcpu& vcpu, const std::string& reason) {
+  std::string prefix = "vCPU " + std::to_string(vcpu.id()) + ": ";
+  log_line(prefix + reason);
+  try {
+    for (const auto& line : describe_registers(vcpu.regs(), vcpu.sregs())) log_line(prefix + line);
+  } catch (const std::exception& error) {
+    log_line(prefix + "registers unavailable: " + error.what());
+  }
+  if (host_kvm_is_pvm())
+    log_line("note: this host's /dev/kvm is kvm_pvm (software-assisted nested KVM), which cannot run every "
+             "ring-0 instruction; stock kernels need hardware virtualization (see scripts/test-host.sh)");
+  request_exit({DomainExitKind::kVcpuFailure, 0, prefix + reason});
+}
+
+}  // namespace kdom::vmm

@@ -1,0 +1,67 @@
+// Domain: one virtual machine at run time: its KVM VM, guest memory, devices and vCPU
+// threads, built from a VmConfig, run in the foreground until the guest stops, a vCPU fails
+// or a signal asks it to.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "base/unique_fd.h"
+#include "devices/bus.h"
+#include "devices/guest_event.h"
+#include "devices/legacy/uart8250.h"
+#include "kvm/system.h"
+#include "kvm/vcpu.h"
+#include "kvm/vm.h"
+#include "memory/guest_memory.h"
+#include "vmm/console.h"
+#include "vmm/domain_exit.h"
+#include "vmm/vm_config.h"
+
+namespace kdom::vmm {
+
+class Domain {
+ public:
+  // Builds the whole machine; throws Error naming the problem (bad input, no KVM, too little
+  // memory...). Nothing runs yet.
+  explicit Domain(const VmConfig& config);
+  ~Domain();
+  Domain(const Domain&) = delete;
+  Domain& operator=(const Domain&) = delete;
+
+  // Runs the vCPUs until the domain stops; returns why. SIGINT, SIGTERM and SIGHUP stop it.
+  DomainExit run();
+
+ private:
+  void build_devices();
+  void on_guest_event(const devices::GuestEvent& event);
+  void request_exit(DomainExit exit);
+  void vcpu_thread(kvm::Vcpu& vcpu);
+  // Handles one KVM exit; returns false when the vCPU must stop.
+  bool handle_exit(kvm::Vcpu& vcpu);
+  void fail_vcpu(kvm::Vcpu& vcpu, const std::string& reason);
+  void stop_vcpus();
+  void pump_console_input();
+
+  VmConfig config_;
+  kvm::KvmSystem kvm_;
+  kvm::Vm vm_;
+  std::unique_ptr<GuestMemory> memory_;
+  devices::Bus io_bus_;
+  devices::Bus mmio_bus_;
+  std::unique_ptr<Console> console_;
+  std::shared_ptr<devices::Uart8250> uart_;
+  std::vector<std::unique_ptr<kvm::Vcpu>> vcpus_;
+  std::vector<std::thread> threads_;
+
+  UniqueFd wake_fd_;  // eventfd: a vCPU or device asked the domain to stop
+  std::atomic<bool> stopping_{false};
+  std::mutex exit_mutex_;
+  std::optional<DomainExit> exit_;
+};
+
+}  // namespace kdom::vmm

@@ -1,0 +1,34 @@
+// VmConfig: everything needed to build one domain, as plain values (from the CLI today, from
+// the daemon's API later).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace kdom::vmm {
+
+enum class ConsoleKind { kStdio, kPty, kFile, kNone };
+
+struct ConsoleConfig {
+  ConsoleKind kind = ConsoleKind::kStdio;
+  std::string path;  // for kFile
+};
+
+struct VmConfig {
+  std::string kernel_path;
+  std::optional<std::string> initrd_path;
+  std::string cmdline;
+  uint64_t memory_mib = 256;
+  uint32_t vcpus = 1;
+  ConsoleConfig console;
+};
+
+// Parses "stdio", "pty", "none" or "file:PATH"; throws Error naming the bad value.
+ConsoleConfig parse_console(const std::string& text);
+
+// Checks values that need no host resources (sizes, counts); throws Error naming the first
+// bad one. Host limits (memory, KVM's vCPU limit) are checked when the domain is built.
+void validate(const VmConfig& config);
+
+}  // namespace kdom::vmm
