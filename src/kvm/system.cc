@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "base/error.h"
+#include "kvm/abi.h"
 
 namespace kdom::kvm {
 
@@ -46,12 +47,14 @@ int KvmSystem::max_vcpus() const {
 
 std::vector<kvm_cpuid_entry2> KvmSystem::supported_cpuid() const {
   for (size_t capacity = 128; capacity <= 4096; capacity *= 2) {
-    size_t bytes = sizeof(kvm_cpuid2) + capacity * sizeof(kvm_cpuid_entry2);
+    size_t bytes = sizeof(abi::ListHeader) + capacity * sizeof(kvm_cpuid_entry2);
     auto buffer = std::make_unique<uint8_t[]>(bytes);
-    auto* cpuid = reinterpret_cast<kvm_cpuid2*>(buffer.get());
-    cpuid->nent = static_cast<uint32_t>(capacity);
-    if (::ioctl(fd_.get(), KVM_GET_SUPPORTED_CPUID, cpuid) == 0)
-      return std::vector<kvm_cpuid_entry2>(cpuid->entries, cpuid->entries + cpuid->nent);
+    auto* header = reinterpret_cast<abi::ListHeader*>(buffer.get());
+    header->count = static_cast<uint32_t>(capacity);
+    if (::ioctl(fd_.get(), abi::kGetSupportedCpuid, header) == 0) {
+      auto* entries = reinterpret_cast<kvm_cpuid_entry2*>(header + 1);
+      return std::vector<kvm_cpuid_entry2>(entries, entries + header->count);
+    }
     if (errno != E2BIG) throw SystemError("KVM_GET_SUPPORTED_CPUID", errno);
   }
   throw Error("KVM_GET_SUPPORTED_CPUID: too many entries");

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "base/error.h"
+#include "kvm/abi.h"
 
 namespace kdom::kvm {
 
@@ -46,25 +47,26 @@ void Vcpu::set_sregs(const kvm_sregs& sregs) {
 void Vcpu::set_fpu(const kvm_fpu& fpu) { check_syscall(::ioctl(fd_.get(), KVM_SET_FPU, &fpu), "KVM_SET_FPU"); }
 
 void Vcpu::set_cpuid(const std::vector<kvm_cpuid_entry2>& entries) {
-  size_t bytes = sizeof(kvm_cpuid2) + entries.size() * sizeof(kvm_cpuid_entry2);
+  size_t bytes = sizeof(abi::ListHeader) + entries.size() * sizeof(kvm_cpuid_entry2);
   auto buffer = std::make_unique<uint8_t[]>(bytes);
-  auto* cpuid = reinterpret_cast<kvm_cpuid2*>(buffer.get());
-  cpuid->nent = static_cast<uint32_t>(entries.size());
-  std::copy(entries.begin(), entries.end(), cpuid->entries);
-  check_syscall(::ioctl(fd_.get(), KVM_SET_CPUID2, cpuid), "KVM_SET_CPUID2");
+  auto* header = reinterpret_cast<abi::ListHeader*>(buffer.get());
+  header->count = static_cast<uint32_t>(entries.size());
+  std::copy(entries.begin(), entries.end(), reinterpret_cast<kvm_cpuid_entry2*>(header + 1));
+  check_syscall(::ioctl(fd_.get(), abi::kSetCpuid2, header), "KVM_SET_CPUID2");
 }
 
 void Vcpu::set_msrs(const std::vector<std::pair<uint32_t, uint64_t>>& msrs) {
-  size_t bytes = sizeof(kvm_msrs) + msrs.size() * sizeof(kvm_msr_entry);
+  size_t bytes = sizeof(abi::ListHeader) + msrs.size() * sizeof(kvm_msr_entry);
   auto buffer = std::make_unique<uint8_t[]>(bytes);
-  auto* list = reinterpret_cast<kvm_msrs*>(buffer.get());
-  list->nmsrs = static_cast<uint32_t>(msrs.size());
+  auto* header = reinterpret_cast<abi::ListHeader*>(buffer.get());
+  header->count = static_cast<uint32_t>(msrs.size());
+  auto* entries = reinterpret_cast<kvm_msr_entry*>(header + 1);
   for (size_t i = 0; i < msrs.size(); ++i) {
-    list->entries[i] = kvm_msr_entry{};
-    list->entries[i].index = msrs[i].first;
-    list->entries[i].data = msrs[i].second;
+    entries[i] = kvm_msr_entry{};
+    entries[i].index = msrs[i].first;
+    entries[i].data = msrs[i].second;
   }
-  int written = check_syscall(::ioctl(fd_.get(), KVM_SET_MSRS, list), "KVM_SET_MSRS");
+  int written = check_syscall(::ioctl(fd_.get(), abi::kSetMsrs, header), "KVM_SET_MSRS");
   if (static_cast<size_t>(written) != msrs.size())
     throw Error("KVM_SET_MSRS: KVM refused MSR " + std::to_string(msrs[static_cast<size_t>(written)].first));
 }

@@ -1,0 +1,25 @@
+// KVM ABI pieces that <linux/kvm.h> gets wrong in C++: its variable-length structs use
+// __DECLARE_FLEX_ARRAY, which in C++ adds an empty member, moving the array and changing
+// sizeof (and so the ioctl numbers that encode it). These are the C layouts the kernel uses.
+#pragma once
+
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+
+#include <cstdint>
+
+namespace kdom::kvm::abi {
+
+// Header of kvm_cpuid2 and kvm_msrs: a count and padding, then the entries at offset 8.
+struct ListHeader {
+  uint32_t count;
+  uint32_t padding;
+};
+static_assert(sizeof(ListHeader) == 8);
+
+constexpr unsigned long kGetSupportedCpuid = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x05, sizeof(ListHeader));
+constexpr unsigned long kSetCpuid2 = _IOC(_IOC_WRITE, KVMIO, 0x90, sizeof(ListHeader));
+constexpr unsigned long kSetMsrs = _IOC(_IOC_WRITE, KVMIO, 0x89, sizeof(ListHeader));
+constexpr unsigned long kGetMsrs = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x88, sizeof(ListHeader));
+
+}  // namespace kdom::kvm::abi
