@@ -280,7 +280,6 @@ bool Domain::handle_exit(kvm::Vcpu& vcpu) {
 
 void Domain::fail_vcpu(kvm::Vcpu& vcpu, const std::string& reason) {
   std::string prefix = "vCPU " + std::to_string(vcpu.id()) + ": ";
-  log_line(prefix + reason);
   try {
     for (const auto& line : describe_registers(vcpu.regs(), vcpu.sregs())) log_line(prefix + line);
   } catch (const std::exception& error) {

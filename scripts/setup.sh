@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs everything kdom needs on Debian 12 (Debian packages via apt only), builds kdom,
+# its tests and probe guests (build/), an ASan/UBSan build of the unit tests (build-asan/),
+# and the default Linux guest from Debian's kernel package (build/guest/). Run as root.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
+  qemu-system-x86 qemu-utils busybox-static cpio lz4 kmod binutils procps
+)
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+
+jobs=$(nproc)
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j "$jobs"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKDOM_SANITIZE=ON -DKDOM_BUILD_GUESTS=OFF >/dev/null
+cmake --build build-asan -j "$jobs" --target kdom_unit_tests
+scripts/build-guest.sh build/guest
+echo "setup done: build/kdom, build/guest/"

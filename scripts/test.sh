@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test tier: unit (also under ASan/UBSan), guests (probe guests on this host's
+# /dev/kvm) and e2e (stock Linux guests on hardware virtualization: the nested test host).
+# Pass ctest arguments to narrow it, e.g. scripts/test.sh -L unit.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+[ -x build/kdom ] || { echo "test.sh: build/kdom is missing; run scripts/setup.sh first" >&2; exit 1; }
+if [ $# -gt 0 ]; then
+  exec ctest --test-dir build --output-on-failure "$@"
+fi
+echo "== unit tests under AddressSanitizer/UBSan"
+ctest --test-dir build-asan --output-on-failure -L unit
+echo "== all tiers: unit, guests, e2e"
+ctest --test-dir build --output-on-failure
