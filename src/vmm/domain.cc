@@ -177,8 +177,10 @@ DomainExit Domain::run() {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGHUP);
-  // Blocked here and so in every vCPU thread: they arrive through the signalfd.
+  // Blocked here and so in every vCPU thread: they arrive through the signalfd. A signal an
+  // ancestor set to be ignored would never arrive, so restore the default disposition.
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  for (int signal_number : {SIGINT, SIGTERM, SIGHUP}) signal(signal_number, SIG_DFL);
   UniqueFd signal_fd(check_syscall(signalfd(-1, &stop_signals, SFD_CLOEXEC), "signalfd"));
 
   for (auto& vcpu : vcpus_) threads_.emplace_back([this, &vcpu] { vcpu_thread(*vcpu); });
@@ -194,7 +196,7 @@ DomainExit Domain::run() {
       signalfd_siginfo info{};
       if (::read(signal_fd.get(), &info, sizeof(info)) == sizeof(info))
         request_exit({DomainExitKind::kSignal, info.ssi_signo,
-                      std::string("stopped by ") + sigabbrev_np(static_cast<int>(info.ssi_signo))});
+                      std::string("stopped by SIG") + sigabbrev_np(static_cast<int>(info.ssi_signo))});
     }
     if (count == 3 && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) pump_console_input();
   }

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Bad input to `kdom run`: each case must end with one clear error line naming the problem
+# and a non-zero exit, within a few seconds (no crash, no hang).
+#   bad-input.sh KDOM_BINARY PROBE_ELF
+set -uo pipefail
+kdom=$1
+probe=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+
+# expect NAME EXPECTED_SUBSTRING -- COMMAND...
+expect() {
+  local name=$1 pattern=$2
+  shift 3
+  local status
+  timeout 20 "$@" >"$work/out" 2>"$work/err" </dev/null
+  status=$?
+  local errors
+  errors=$(grep -c '^kdom: error: ' "$work/err")
+  if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && [ "$status" -lt 128 ] && [ "$errors" -eq 1 ] &&
+    grep -q -- "$pattern" "$work/err"; then
+    echo "PASS $name: $(grep '^kdom: error: ' "$work/err")"
+    passed=$((passed + 1))
+  else
+    echo "FAIL $name: exit $status, expected one 'kdom: error:' line containing '$pattern'; stderr was:"
+    sed 's/^/    /' "$work/err"
+    failed=$((failed + 1))
+  fi
+}
+
+head -c 200000 /dev/urandom >"$work/garbage"
+head -c 600 "$probe" >"$work/truncated.elf"
+# A bzImage header whose kernel part is cut off: the setup header says more than is there.
+printf 'MZ' >"$work/truncated-bzimage"
+head -c 4000 /dev/zero >>"$work/truncated-bzimage"
+# poke OFFSET BYTES...: writes bytes (octal escapes) at OFFSET
+poke() { printf "$2" | dd of="$work/truncated-bzimage" bs=1 seek=$(($1)) conv=notrunc status=none; }
+poke 0x1f1 '\004'             # setup_sects
+poke 0x1f4 '\000\000\001\000' # syssize: 1 MiB of kernel, not present
+poke 0x201 '\152'             # header length
+poke 0x202 'HdrS'
+poke 0x206 '\017\002'         # boot protocol 2.15
+poke 0x236 '\001\000'         # xloadflags: 64-bit entry
+head -c $((300 * 1024 * 1024)) /dev/zero >"$work/huge-initrd"
+
+expect unknown-option "not expected" -- "$kdom" run --bogus
+expect unknown-command "unknown command" -- "$kdom" frobnicate
+expect kernel-missing "cannot read kernel" -- "$kdom" run --kernel "$work/nope"
+expect kernel-garbage "neither an ELF file nor a bzImage" -- "$kdom" run --kernel "$work/garbage"
+expect kernel-truncated-elf "truncated" -- "$kdom" run --kernel "$work/truncated.elf"
+expect kernel-truncated-bzimage "truncated" -- "$kdom" run --kernel "$work/truncated-bzimage"
+expect initrd-missing "cannot read initrd" -- "$kdom" run --kernel "$probe" --initrd "$work/nope"
+expect initrd-too-large "larger than guest memory" -- "$kdom" run --kernel "$probe" --initrd "$work/huge-initrd" --memory 256
+expect memory-zero "memory must be at least" -- "$kdom" run --kernel "$probe" --memory 0
+expect memory-not-a-number "memory" -- "$kdom" run --kernel "$probe" --memory lots
+expect memory-above-host "more than this host has" -- "$kdom" run --kernel "$probe" --memory 16000000
+expect vcpus-zero "vcpus must be at least 1" -- "$kdom" run --kernel "$probe" --vcpus 0
+expect vcpus-above-limit "limit" -- "$kdom" run --kernel "$probe" --vcpus 100000
+expect console-bad "console must be" -- "$kdom" run --kernel "$probe" --console carrier-pigeon
+expect console-file-unwritable "cannot open console file" -- "$kdom" run --kernel "$probe" --console file:/nonexistent-dir/x
+if command -v unshare >/dev/null; then
+  # A /dev without kvm in it, in a private mount namespace.
+  expect no-dev-kvm "/dev/kvm does not exist" -- unshare --mount sh -c "mount -t tmpfs none /dev && exec \"$kdom\" run --kernel \"$probe\""
+fi
+if command -v setpriv >/dev/null && [ "$(id -u)" -eq 0 ]; then
+  cp "$kdom" "$work/kdom" && cp "$probe" "$work/probe.elf" && chmod 755 "$work" "$work/kdom" && chmod 644 "$work/probe.elf"
+  expect no-permission "no permission to open /dev/kvm" -- setpriv --reuid=65534 --regid=65534 --clear-groups "$work/kdom" run --kernel "$work/probe.elf"
+fi
+
+echo "bad-input: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
