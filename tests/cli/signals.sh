@@ -15,7 +15,7 @@ for signal in INT TERM HUP; do
   pid=$!
   # Wait until the guest is running (the probe writes the boot-timer port when idle).
   for _ in $(seq 100); do
-    grep -q 'boot-timer' "$work/err-$signal" && break
+    grep -q 'boot-timer' "$work/err-$signal" 2>/dev/null && break
     sleep 0.1
   done
   kill -s "$signal" "$pid"
