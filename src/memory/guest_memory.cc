@@ -21,6 +21,7 @@ GuestMemory::GuestMemory(const std::vector<GuestRange>& ranges) {
   for (const auto& range : ranges) {
     if (range.size == 0 || range.start % kPageSize != 0 || range.size % kPageSize != 0)
       throw Error("guest memory range " + hex(range.start) + "+" + hex(range.size) + " is not page-aligned");
+    if (range.end() < range.start) throw Error("guest memory range wraps past the top of the address space");
     if (range.start < previous_end) throw Error("guest memory ranges overlap or are unsorted");
     previous_end = range.end();
     total += range.size;

@@ -18,6 +18,7 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/e820.h"
 #include "arch/x86/layout.h"
+#include "arch/x86/reset_vector.h"
 #include "arch/x86/vcpu_setup.h"
 #include "base/error.h"
 #include "base/file.h"
@@ -28,6 +29,7 @@
 #include "devices/legacy/debug_exit.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/pvpanic.h"
+#include "devices/legacy/reset_control.h"
 #include "vmm/kvm_interrupt_line.h"
 #include "vmm/vcpu_report.h"
 
@@ -94,9 +96,12 @@ Domain::Domain(const VmConfig& config) : config_(config), kvm_(), vm_(kvm_) {
   acpi.sleep_control_port = devices::AcpiSleep::kBase;
   acpi.sleep_status_port = devices::AcpiSleep::kBase + 1;
   acpi.pvpanic_port = devices::PvPanic::kBase;
+  acpi.com1_port = kComBase;
+  acpi.com1_irq = kComIrq;
   auto tables = x86::build_acpi_tables(acpi, x86::kAcpiTablesAddress);
   if (tables.bytes.size() > x86::kAcpiTablesMaxSize) throw Error("ACPI tables too large");
   memory_->write(tables.address, tables.bytes.data(), tables.bytes.size());
+  x86::write_reset_vector_stub(*memory_);
 
   x86::BootImages images{kernel, std::nullopt, config_.cmdline};
   if (initrd) images.initrd = std::span<const uint8_t>(*initrd);
@@ -129,6 +134,8 @@ void Domain::build_devices() {
   io_bus_.add(devices::I8042::kBase, devices::I8042::kLength, std::make_shared<devices::I8042>(events));
   io_bus_.add(devices::CmosRtc::kBase, devices::CmosRtc::kLength, std::make_shared<devices::CmosRtc>());
   io_bus_.add(devices::DebugExit::kBase, devices::DebugExit::kLength, std::make_shared<devices::DebugExit>(events));
+  io_bus_.add(devices::ResetControl::kBase, devices::ResetControl::kLength,
+              std::make_shared<devices::ResetControl>(events));
   io_bus_.add(devices::PvPanic::kBase, devices::PvPanic::kLength, std::make_shared<devices::PvPanic>(events));
   io_bus_.add(devices::AcpiSleep::kBase, devices::AcpiSleep::kLength,
               std::make_shared<devices::AcpiSleep>(x86::kAcpiS5SleepType, events));

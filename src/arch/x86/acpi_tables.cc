@@ -2,6 +2,7 @@
 #include "arch/x86/acpi_tables.h"
 
 #include <cstring>
+#include <initializer_list>
 #include <string_view>
 
 #include "arch/x86/aml.h"
@@ -80,13 +81,19 @@ class TableBuilder {
 
 std::vector<uint8_t> dsdt_body(const AcpiConfig& config) {
   using namespace aml;
-  Bytes body = name("_S5_", package({integer(kAcpiS5SleepType), integer(0)}));
-  Bytes pvpanic = name("_HID", string("QEMU0001"));
-  Bytes resources = name("_CRS", io_port_resource(config.pvpanic_port, 1));
-  pvpanic.insert(pvpanic.end(), resources.begin(), resources.end());
-  Bytes sb = scope("_SB_", device("PEVT", pvpanic));
-  body.insert(body.end(), sb.begin(), sb.end());
-  return body;
+  auto concat = [](std::initializer_list<Bytes> parts) {
+    Bytes out;
+    for (const auto& part : parts) out.insert(out.end(), part.begin(), part.end());
+    return out;
+  };
+  Bytes com1 = device("COM1", concat({name("_HID", string("PNP0501")), name("_UID", integer(1)),
+                                      name("_CRS", io_port_resource(config.com1_port, 8, config.com1_irq))}));
+  Bytes rtc = device("RTC_", concat({name("_HID", string("PNP0B00")),
+                                     name("_CRS", io_port_resource(config.rtc_port, 2, config.rtc_irq))}));
+  Bytes pvpanic = device("PEVT", concat({name("_HID", string("QEMU0001")),
+                                         name("_CRS", io_port_resource(config.pvpanic_port, 1))}));
+  return concat({name("_S5_", package({integer(kAcpiS5SleepType), integer(0)})),
+                 scope("_SB_", concat({com1, rtc, pvpanic}))});
 }
 
 std::vector<uint8_t> fadt_body(const AcpiConfig& config, uint64_t dsdt_address) {

@@ -1,6 +1,8 @@
 // ACPI tables for a hardware-reduced x86 guest: RSDP, XSDT, FADT (sleep control register for
-// poweroff, reset register), DSDT (\_S5 and the pvpanic device) and MADT (every vCPU's local
-// APIC and the IOAPIC). The MADT is how a guest finds all its vCPUs.
+// poweroff, reset register), DSDT (\_S5; COM1, the RTC and pvpanic with their ports and
+// interrupts) and MADT (every vCPU's local APIC and the IOAPIC). The MADT is how a guest finds
+// all its vCPUs. A hardware-reduced machine has no implied legacy ISA devices, so every device
+// with an interrupt must be in the DSDT for the guest to route that interrupt.
 #pragma once
 
 #include <cstddef>
@@ -16,6 +18,10 @@ struct AcpiConfig {
   uint16_t reset_port = 0x64;
   uint8_t reset_value = 0xfe;
   uint16_t pvpanic_port = 0x505;
+  uint16_t com1_port = 0x3f8;
+  uint8_t com1_irq = 4;
+  uint16_t rtc_port = 0x70;
+  uint8_t rtc_irq = 8;
 };
 
 // The SLP_TYP value the DSDT's \_S5 package gives; the sleep control register sees it.

@@ -114,10 +114,19 @@ Bytes scope(std::string_view root_name, const Bytes& body) {
   return with_length(kScopeOp, inner);
 }
 
-Bytes io_port_resource(uint16_t base, uint8_t length) {
+Bytes io_port_resource(uint16_t base, uint8_t length, int irq) {
   const uint8_t lo = static_cast<uint8_t>(base), hi = static_cast<uint8_t>(base >> 8);
-  // Small I/O port descriptor (decode 16, min = max = base, alignment 1), then the end tag.
-  Bytes descriptors{0x47, 0x01, lo, hi, lo, hi, 0x01, length, 0x79, 0x00};
+  // Small I/O port descriptor (decode 16, min = max = base, alignment 1).
+  Bytes descriptors{0x47, 0x01, lo, hi, lo, hi, 0x01, length};
+  if (irq >= 0 && irq < 16) {
+    // Small IRQ descriptor without flags byte: a 16-bit mask of ISA IRQs.
+    uint16_t mask = static_cast<uint16_t>(1u << irq);
+    descriptors.push_back(0x22);
+    descriptors.push_back(static_cast<uint8_t>(mask));
+    descriptors.push_back(static_cast<uint8_t>(mask >> 8));
+  }
+  descriptors.push_back(0x79);  // end tag, checksum 0
+  descriptors.push_back(0x00);
   Bytes body = integer(descriptors.size());
   append(body, descriptors);
   return with_length(kBufferOp, body);

@@ -23,7 +23,8 @@ Bytes name(std::string_view name, const Bytes& object);
 Bytes device(std::string_view name, const Bytes& body);
 // Scope(path) { body }; path is a root-relative name like "\\_SB_".
 Bytes scope(std::string_view root_name, const Bytes& body);
-// ResourceTemplate() { IO(Decode16, base, base, 1, length) }
-Bytes io_port_resource(uint16_t base, uint8_t length);
+// ResourceTemplate() { IO(Decode16, base, base, 1, length) [IRQNoFlags() {irq}] }: an
+// I/O port range and, optionally, an edge-triggered active-high ISA interrupt.
+Bytes io_port_resource(uint16_t base, uint8_t length, int irq = -1);
 
 }  // namespace kdom::x86::aml

@@ -17,7 +17,7 @@ namespace {
 
 constexpr uint64_t kPageSize = 4096;
 constexpr uint16_t kCmdlineSizeFieldProtocol = 0x0206;
-constexpr uint32_t kOldCmdlineLimit = 256;
+constexpr uint32_t kOldCmdlineLimit = 255;
 
 std::string mib_text(uint64_t bytes) { return std::to_string((bytes + kMiB - 1) / kMiB) + " MiB"; }
 
@@ -39,11 +39,13 @@ Placed place_initrd(const GuestMemory& memory, uint64_t ram_bytes, std::span<con
   return {address, initrd.size()};
 }
 
-uint32_t write_cmdline(const GuestMemory& memory, const std::string& cmdline, uint64_t limit) {
+// `max_length` excludes the terminating NUL (as the boot protocol's cmdline_size does).
+uint32_t write_cmdline(const GuestMemory& memory, const std::string& cmdline, uint64_t max_length) {
   uint64_t size = cmdline.size() + 1;
-  if (size > limit || size > kCmdlineMaxSize)
+  uint64_t limit = std::min(max_length, kCmdlineMaxSize - 1);
+  if (cmdline.size() > limit)
     throw Error("kernel command line is " + std::to_string(cmdline.size()) + " bytes; this kernel accepts at most " +
-                std::to_string(std::min(limit, kCmdlineMaxSize) - 1));
+                std::to_string(limit));
   memory.write(kCmdlineAddress, cmdline.c_str(), size);
   return static_cast<uint32_t>(size);
 }
@@ -99,7 +101,7 @@ BootEntry load_boot_images(const GuestMemory& memory, uint64_t ram_bytes, const 
     throw Error("kernel ELF loads below 1 MiB, where kdom keeps boot structures");
   Placed initrd;
   if (images.initrd) initrd = place_initrd(memory, ram_bytes, *images.initrd, loaded.end_address, kPciHoleStart);
-  uint32_t cmdline_size = write_cmdline(memory, images.cmdline, kCmdlineMaxSize);
+  uint32_t cmdline_size = write_cmdline(memory, images.cmdline, kCmdlineMaxSize - 1);
 
   if (loaded.pvh_entry) {
     PvhInputs inputs{e820, kCmdlineAddress, initrd.address, initrd.size, rsdp_address};

@@ -53,9 +53,14 @@ LoadedBzImage load_bzimage(const GuestMemory& memory, std::span<const uint8_t> f
   LoadedBzImage loaded;
   loaded.load_address = kHighMemoryStart;
   loaded.entry_64 = loaded.load_address + kEntry64Offset;
-  uint64_t footprint = std::max<uint64_t>(image.header.init_size, image.kernel_size);
-  loaded.end_address = loaded.load_address + footprint;
-  if (!memory.contains(loaded.load_address, footprint))
+  // The kernel moves itself up to its preferred address (aligned to kernel_alignment) and
+  // decompresses there, so it owns [runtime start, runtime start + init_size) as well as the
+  // bytes loaded at 1 MiB.
+  uint64_t alignment = std::max<uint64_t>(image.header.kernel_alignment, 1);
+  uint64_t runtime_start = std::max<uint64_t>(loaded.load_address, image.header.pref_address);
+  runtime_start = (runtime_start + alignment - 1) / alignment * alignment;
+  loaded.end_address = std::max(loaded.load_address + image.kernel_size, runtime_start + image.header.init_size);
+  if (!memory.contains(loaded.load_address, loaded.end_address - loaded.load_address))
     throw Error("guest memory is too small for this kernel: it needs at least " +
                 std::to_string((loaded.end_address + kMiB - 1) / kMiB) + " MiB");
   memory.write(loaded.load_address, file.data() + image.kernel_offset, image.kernel_size);

@@ -25,7 +25,7 @@ BzImage parse_bzimage(std::span<const uint8_t> file);
 struct LoadedBzImage {
   uint64_t load_address = 0;
   uint64_t entry_64 = 0;        // load_address + 0x200
-  uint64_t end_address = 0;     // load_address + max(init_size, kernel size): keep clear
+  uint64_t end_address = 0;     // end of what the kernel occupies once decompressed: keep clear
 };
 
 LoadedBzImage load_bzimage(const GuestMemory& memory, std::span<const uint8_t> file, const BzImage& image);

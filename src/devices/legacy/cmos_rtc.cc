@@ -17,6 +17,7 @@ enum Index : uint8_t {
   kStatusC = 0x0c,
   kStatusD = 0x0d,
 };
+constexpr uint8_t kStatusBSet = 0x80;
 constexpr uint8_t kStatusBBinary = 0x04;
 constexpr uint8_t kStatusB24Hour = 0x02;
 constexpr uint8_t kStatusDValidRam = 0x80;
@@ -56,13 +57,19 @@ int CmosRtc::decode(uint8_t value) const {
   return (value >> 4) * 10 + (value & 0x0f);
 }
 
+tm CmosRtc::current_time() const {
+  if (frozen_) return *frozen_;
+  time_t now = clock_() + offset_seconds_;
+  tm utc{};
+  gmtime_r(&now, &utc);
+  return utc;
+}
+
 uint8_t CmosRtc::read_register(uint8_t index) {
   if (index > kStatusD && index != kCenturyIndex) return ram_[index];
   if (index == kStatusA || index == kStatusB || index == kStatusD) return ram_[index];
   if (index == kStatusC) return 0;
-  time_t now = clock_() + offset_seconds_;
-  tm utc{};
-  gmtime_r(&now, &utc);
+  tm utc = current_time();
   switch (index) {
     case kSeconds: return encode(utc.tm_sec);
     case kMinutes: return encode(utc.tm_min);
@@ -80,34 +87,54 @@ uint8_t CmosRtc::read_register(uint8_t index) {
   }
 }
 
+void CmosRtc::set_time_field(tm& time, uint8_t index, uint8_t value) const {
+  int decoded = decode(static_cast<uint8_t>(index == kHours ? value & 0x7f : value));
+  switch (index) {
+    case kSeconds: time.tm_sec = decoded; break;
+    case kMinutes: time.tm_min = decoded; break;
+    case kHours:
+      time.tm_hour = decoded;
+      if (!(ram_[kStatusB] & kStatusB24Hour)) time.tm_hour = decoded % 12 + ((value & kHourPm) ? 12 : 0);
+      break;
+    case kDayOfMonth: time.tm_mday = decoded; break;
+    case kMonth: time.tm_mon = decoded - 1; break;
+    case kYear: time.tm_year = (time.tm_year + 1900) / 100 * 100 + decoded - 1900; break;
+    case kCenturyIndex: time.tm_year = decoded * 100 + (time.tm_year + 1900) % 100 - 1900; break;
+    default: break;
+  }
+}
+
+void CmosRtc::commit_time(tm time) {
+  time_t wanted = timegm(&time);
+  if (wanted != static_cast<time_t>(-1)) offset_seconds_ = wanted - clock_();
+}
+
 void CmosRtc::write_register(uint8_t index, uint8_t value) {
   bool is_time = index == kSeconds || index == kMinutes || index == kHours || index == kDayOfMonth ||
                  index == kMonth || index == kYear || index == kCenturyIndex;
   if (index == kStatusC || index == kStatusD) return;  // read-only
+  if (index == kStatusB) {
+    bool set_before = (ram_[kStatusB] & kStatusBSet) != 0, set_now = (value & kStatusBSet) != 0;
+    if (!set_before && set_now) frozen_ = current_time();
+    if (set_before && !set_now && frozen_) {
+      commit_time(*frozen_);
+      frozen_.reset();
+    }
+    ram_[kStatusB] = value;
+    return;
+  }
   if (!is_time) {
     ram_[index] = index == kStatusA ? static_cast<uint8_t>(value & 0x7f) : value;
     return;
   }
-  // A guest setting the clock: keep the difference to the host clock.
-  time_t now = clock_() + offset_seconds_;
-  tm utc{};
-  gmtime_r(&now, &utc);
-  int decoded = decode(static_cast<uint8_t>(index == kHours ? value & 0x7f : value));
-  switch (index) {
-    case kSeconds: utc.tm_sec = decoded; break;
-    case kMinutes: utc.tm_min = decoded; break;
-    case kHours:
-      utc.tm_hour = decoded;
-      if (!(ram_[kStatusB] & kStatusB24Hour)) utc.tm_hour = decoded % 12 + ((value & kHourPm) ? 12 : 0);
-      break;
-    case kDayOfMonth: utc.tm_mday = decoded; break;
-    case kMonth: utc.tm_mon = decoded - 1; break;
-    case kYear: utc.tm_year = (utc.tm_year + 1900) / 100 * 100 + decoded - 1900; break;
-    case kCenturyIndex: utc.tm_year = decoded * 100 + (utc.tm_year + 1900) % 100 - 1900; break;
-    default: break;
+  if (frozen_) {
+    set_time_field(*frozen_, index, value);
+    return;
   }
-  time_t wanted = timegm(&utc);
-  if (wanted != static_cast<time_t>(-1)) offset_seconds_ = wanted - clock_();
+  // Without SET, each write takes effect at once.
+  tm time = current_time();
+  set_time_field(time, index, value);
+  commit_time(time);
 }
 
 }  // namespace kdom::devices

@@ -1,7 +1,8 @@
 // The CMOS real-time clock (MC146818) at ports 0x70/0x71: time of day from the host clock
 // (UTC), in BCD or binary and 12- or 24-hour form as status register B asks, plus the 128
-// bytes of CMOS RAM. The guest cannot set the host's clock: writes to time registers are
-// kept as an offset from the host clock.
+// bytes of CMOS RAM. The guest cannot set the host's clock: the time it sets is kept as an
+// offset from the host clock. While the guest holds status B's SET bit, the time registers
+// hold what it writes (the clock is frozen) and the new time takes effect when SET clears.
 #pragma once
 
 #include <array>
@@ -9,6 +10,7 @@
 #include <ctime>
 #include <functional>
 #include <mutex>
+#include <optional>
 
 #include "devices/bus.h"
 
@@ -28,6 +30,9 @@ class CmosRtc : public BusDevice {
 
  private:
   uint8_t read_register(uint8_t index);
+  tm current_time() const;
+  void set_time_field(tm& time, uint8_t index, uint8_t value) const;
+  void commit_time(tm time);
   void write_register(uint8_t index, uint8_t value);
   uint8_t encode(int value) const;
   int decode(uint8_t value) const;
@@ -37,6 +42,7 @@ class CmosRtc : public BusDevice {
   uint8_t index_ = 0;
   std::array<uint8_t, 128> ram_{};
   time_t offset_seconds_ = 0;  // guest-set time minus host time
+  std::optional<tm> frozen_;   // the time registers while SET is held
 };
 
 }  // namespace kdom::devices
