@@ -1,0 +1,263 @@
+#!/bin/bash
+# Runs a command inside the nested test host: a QEMU TCG machine with emulated AMD SVM
+# running Debian's cloud kernel with kvm-amd, so that /dev/kvm there is real hardware-style
+# KVM (the build machines' own /dev/kvm cannot boot a stock Linux kernel, see
+# /work/shared/test-hosts.md).
+#
+#   scripts/test-host.sh [OPTIONS] -- COMMAND...
+#
+# COMMAND (joined into one shell command line) runs in the test host ("L1") once /dev/kvm
+# is ready, as root, in /kdom, with PATH=/kdom/build:... and KDOM_GUEST_DIR=/kdom/build/guest.
+# L1 holds: busybox, L1 kernel modules (kvm, tun, veth, bridge, vsock, vhost...),
+#   /kdom/build/kdom               the static kdom binary, if the build has one
+#   /kdom/build/guest/             vmlinuz, vmlinux, initramfs.cpio.gz (scripts/build-guest.sh)
+#   /kdom/build/tests/guests/      the probe-guest ELF files, if built
+#   QEMU (with --with-qemu)        /usr/bin/qemu-system-x86_64, its libraries and firmware
+#   anything given with --add
+# L1's console streams to stdout. The script exits with COMMAND's exit status;
+# 124 if the time limit was hit (QEMU is killed), 125 if the test host itself failed
+# (L1 did not come up, /dev/kvm unusable in L1, L1 crashed before reporting a status).
+#
+# Options:
+#   --timeout S         wall-clock limit in seconds for the whole run (default 300)
+#   --with-qemu         include QEMU in L1 (for comparisons and for testing the guest)
+#   --build-dir DIR     where kdom's build is (default: <repo>/build)
+#   --kdom PATH         the kdom binary (default: BUILD-DIR/kdom, if it exists)
+#   --add SRC[:DEST]    copy a host file or directory into L1 (DEST relative to /kdom,
+#                       default its base name); may be repeated
+#   --smp N             L1 vCPUs (default 2)
+#   --memory MIB        L1 memory (default 3072)
+#   --log FILE          also write L1's console to FILE
+# Environment: KDOM_TESTHOST_CPU overrides the QEMU CPU model (default EPYC,+svm).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+src=$(dirname "$here")
+. "$here/lib-initramfs.sh"
+
+timeout_s=300
+with_qemu=0
+build=$src/build
+kdom=
+smp=2
+mem=3072
+log=
+adds=()
+usage() {
+	sed -n '/^#   scripts\/test-host.sh/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+	exit 2
+}
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--timeout) timeout_s=${2:?}; shift 2 ;;
+	--with-qemu) with_qemu=1; shift ;;
+	--build-dir) build=${2:?}; shift 2 ;;
+	--kdom) kdom=${2:?}; shift 2 ;;
+	--add) adds+=("${2:?}"); shift 2 ;;
+	--smp) smp=${2:?}; shift 2 ;;
+	--memory) mem=${2:?}; shift 2 ;;
+	--log) log=${2:?}; shift 2 ;;
+	--) shift; break ;;
+	-h | --help) usage ;;
+	*) echo "test-host.sh: unknown option '$1'" >&2; usage ;;
+	esac
+done
+[ $# -gt 0 ] || usage
+command_line="$*"
+[[ "$timeout_s" =~ ^[0-9]+$ ]] && [ "$timeout_s" -gt 0 ] || die "--timeout wants a number of seconds"
+need_tools qemu-system-x86_64 timeout cpio gzip
+
+# The build machine's own KVM is not used: L1 runs under QEMU's TCG, which emulates SVM.
+start_ns=$(date +%s%N)
+elapsed() { echo $((($(date +%s%N) - start_ns) / 1000000)) | sed 's/...$/.&/; s/^\./0./'; }
+
+# --- Inputs: the guest kernel/initramfs and the L1 kernel modules (same Debian kernel) ---
+mkdir -p "$build"
+build=$(cd "$build" && pwd)
+guest=$build/guest
+"$here/build-guest.sh" "$guest" || die "scripts/build-guest.sh $guest failed"
+[ -n "$kdom" ] || { [ -x "$build/kdom" ] && kdom=$build/kdom; } || true
+if [ -n "$kdom" ]; then
+	[ -x "$kdom" ] || die "--kdom $kdom is not an executable"
+	readelf -lW "$kdom" 2>/dev/null | grep INTERP >/dev/null &&
+		die "$kdom is dynamically linked; the test host needs a static kdom (cmake -DKDOM_STATIC=ON)"
+fi
+
+cache=$build/testhost
+mkdir -p "$cache"
+work=$(mktemp -d "$cache/.run.XXXXXX")
+qemu_pid=
+cleanup() {
+	[ -z "$qemu_pid" ] || kill -KILL "$qemu_pid" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- The cached base of L1's initramfs: busybox, modules, /init ---
+base=$cache/l1-base.cpio
+if [ ! -f "$base" ] || [ "$0" -nt "$base" ] || [ "$guest/l1-modules.cpio" -nt "$base" ] ||
+	[ /bin/busybox -nt "$base" ] || [ "$here/lib-initramfs.sh" -nt "$base" ]; then
+	stage=$work/base
+	mkdir -p "$stage/bin" "$stage/proc" "$stage/sys" "$stage/tmp" "$stage/run" "$stage/root" "$stage/kdom"
+	cp /bin/busybox "$stage/bin/busybox"
+	cat >"$stage/init" <<'L1INIT'
+#!/bin/busybox sh
+# /init of the nested test host (written by scripts/test-host.sh): load KVM, then run
+# /kdom/cmd.sh and report its exit status on the console as KDOM-TESTHOST-EXIT=<n>.
+/bin/busybox --install -s /bin
+export PATH=/kdom/build:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm /dev/net
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /run
+ip link set lo up
+report() { printf '\nKDOM-TESTHOST-%s\n' "$1"; sync; poweroff -f; }
+read -r up _ </proc/uptime
+echo "KDOM-TESTHOST: L1 user space up at ${up}s, $(grep -c ^processor /proc/cpuinfo) CPUs"
+while read -r ko; do
+	insmod "$ko" || echo "KDOM-TESTHOST: warning: insmod $ko failed"
+done </lib/modules/l1-load-order
+[ -e /dev/net/tun ] || mknod /dev/net/tun c 10 200
+if ! grep -qw svm /proc/cpuinfo; then
+	echo "KDOM-TESTHOST: ERROR: L1's CPU has no svm flag (QEMU needs -cpu ...,+svm)"
+	report "FAILED=no-svm"
+elif [ ! -c /dev/kvm ]; then
+	echo "KDOM-TESTHOST: ERROR: /dev/kvm is missing in L1 after loading kvm-amd:"
+	dmesg | grep -i -e kvm -e svm | tail -n 20
+	report "FAILED=no-kvm"
+fi
+read -r up _ </proc/uptime
+echo "KDOM-TESTHOST: /dev/kvm ready at ${up}s; running: $(cat /kdom/cmd.txt)"
+cd /kdom
+export KDOM_GUEST_DIR=/kdom/build/guest
+sh /kdom/cmd.sh </dev/console
+rc=$?
+read -r up _ </proc/uptime
+echo "KDOM-TESTHOST: command finished at ${up}s"
+report "EXIT=$rc"
+L1INIT
+	chmod 0755 "$stage/init"
+	{
+		cpio_console_node
+		cpio_dir "$stage"
+		cat "$guest/l1-modules.cpio"
+	} >"$work/l1-base.cpio"
+	mv -f "$work/l1-base.cpio" "$base"
+	rm -rf "$stage"
+fi
+
+# --- QEMU for L1, cached: the binary, the libraries ldd names, its firmware ---
+qemu_cpio=$cache/l1-qemu.cpio
+if [ "$with_qemu" = 1 ]; then
+	qbin=$(command -v qemu-system-x86_64)
+	if [ ! -f "$qemu_cpio" ] || [ "$qbin" -nt "$qemu_cpio" ] || [ "$0" -nt "$qemu_cpio" ]; then
+		stage=$work/qemu
+		mkdir -p "$stage/usr/bin"
+		cp -L "$qbin" "$stage/usr/bin/qemu-system-x86_64"
+		ldd "$qbin" >"$work/ldd.txt" || die "ldd $qbin failed"
+		while read -r a b c _; do
+			lib=
+			case "$b" in
+			'=>') lib=$c ;;
+			*) [ "${a#/}" != "$a" ] && lib=$a ;;
+			esac
+			[ -n "$lib" ] && [ -f "$lib" ] || continue
+			mkdir -p "$stage$(dirname "$lib")"
+			cp -L "$lib" "$stage$lib"
+		done <"$work/ldd.txt"
+		for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu; do
+			[ -d "$d" ] || continue
+			mkdir -p "$stage$d"
+			cp -rL "$d/." "$stage$d/"
+		done
+		cpio_dir "$stage" >"$work/l1-qemu.cpio"
+		mv -f "$work/l1-qemu.cpio" "$qemu_cpio"
+		rm -rf "$stage"
+	fi
+fi
+
+# --- This run's part: kdom, guest files, probe guests, --add files, the command ---
+run=$work/run
+mkdir -p "$run/kdom/build/guest"
+for f in vmlinuz vmlinux initramfs.cpio.gz; do
+	cp "$guest/$f" "$run/kdom/build/guest/"
+done
+[ -z "$kdom" ] || cp "$kdom" "$run/kdom/build/kdom"
+if [ -d "$build/tests/guests" ]; then
+	while IFS= read -r -d '' f; do
+		[ "$(head -c4 "$f" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] || continue
+		rel=${f#"$build"/}
+		mkdir -p "$run/kdom/build/$(dirname "$rel")"
+		cp "$f" "$run/kdom/build/$rel"
+	done < <(find "$build/tests/guests" -path '*/CMakeFiles' -prune -o -type f -print0)
+fi
+for a in "${adds[@]}"; do
+	s=${a%%:*}
+	d=${a#*:}
+	[ "$d" != "$a" ] || d=$(basename "$s")
+	[ -e "$s" ] || die "--add: $s does not exist"
+	case "$d" in /*) d=${d#/} ;; *) d=kdom/$d ;; esac
+	mkdir -p "$run/$(dirname "$d")"
+	cp -rL "$s" "$run/$d"
+done
+printf '%s\n' "$command_line" >"$run/kdom/cmd.sh"
+cmd_text=${command_line:0:200}
+printf '%s\n' "${cmd_text//$'\n'/ }" >"$run/kdom/cmd.txt"
+initrd=$work/initrd.cpio
+{
+	cat "$base"
+	[ "$with_qemu" = 0 ] || cat "$qemu_cpio"
+	cpio_dir "$run"
+} >"$initrd"
+rm -rf "$run"
+
+# --- Boot L1 and stream its console ---
+echo "test-host.sh: starting L1 (QEMU TCG, -cpu EPYC,+svm, $smp vCPUs, $mem MiB, $(($(stat -c %s "$initrd") / 1048576)) MiB initramfs), limit ${timeout_s}s, after $(elapsed)s of preparation" >&2
+console=$work/console.log
+qemu_stdin=/dev/null
+[ -t 0 ] && qemu_stdin=/dev/stdin
+mkfifo "$work/fifo"
+qemu-system-x86_64 -accel tcg,thread=multi -cpu "${KDOM_TESTHOST_CPU:-EPYC,+svm}" -smp "$smp" -m "$mem" \
+	-nodefaults -display none -no-user-config -serial stdio -monitor none -no-reboot \
+	-kernel "$guest/vmlinuz" -initrd "$initrd" -append "console=ttyS0 panic=-1 quiet" \
+	<"$qemu_stdin" >"$work/fifo" 2>"$work/qemu.err" &
+qemu_pid=$!
+# Strip the serial line's \r, copy to stdout (and --log), keep a copy to find the status.
+sed -u 's/\r$//' <"$work/fifo" | tee "$console" ${log:+"$log"} &
+reader_pid=$!
+deadline=$(($(date +%s) + timeout_s))
+timed_out=0
+while kill -0 "$qemu_pid" 2>/dev/null; do
+	if [ "$(date +%s)" -ge "$deadline" ]; then
+		timed_out=1
+		kill -KILL "$qemu_pid" 2>/dev/null || true
+		break
+	fi
+	sleep 0.5
+done
+wait "$qemu_pid" 2>/dev/null && qemu_rc=0 || qemu_rc=$?
+qemu_pid=
+wait "$reader_pid" 2>/dev/null || true
+
+if [ "$timed_out" = 1 ]; then
+	echo "test-host.sh: error: timed out after ${timeout_s}s (the test host or the command hung); QEMU killed" >&2
+	exit 124
+fi
+status=$(sed -n 's/^KDOM-TESTHOST-EXIT=\([0-9][0-9]*\)$/\1/p' "$console" | tail -n1)
+if [ -z "$status" ]; then
+	failed=$(sed -n 's/^KDOM-TESTHOST-FAILED=//p' "$console" | tail -n1)
+	grep -v "TCG doesn't support requested feature" "$work/qemu.err" >&2 || true
+	if [ -n "$failed" ]; then
+		echo "test-host.sh: error: the test host is unusable ($failed), see the console above" >&2
+	else
+		echo "test-host.sh: error: L1 ended (QEMU status $qemu_rc) without reporting the command's exit status; L1 crashed or the command killed it" >&2
+	fi
+	exit 125
+fi
+echo "test-host.sh: command exited with status $status; whole run took $(elapsed)s" >&2
+exit "$status"

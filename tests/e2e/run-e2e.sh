@@ -1,0 +1,86 @@
+#!/bin/bash
+# Host side of the end-to-end tests: boots the nested test host once (scripts/test-host.sh)
+# and runs the named scenarios of tests/e2e/scenarios.sh in it, then prints one line per
+# check and per scenario, with timings. Exits 0 only if every scenario was reported and passed.
+#
+#   tests/e2e/run-e2e.sh [--build-dir DIR] [--kdom PATH] [--vmm kdom|qemu] [--timeout S]
+#                        [--guest-timeout S] SCENARIO...
+#
+# --vmm qemu runs the same scenarios with QEMU/KVM in the test host instead of kdom: a
+# reference that checks the guest image and the test host themselves.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+src=$(cd "$here/../.." && pwd)
+build=$src/build
+kdom=
+vmm=kdom
+timeout_s=900
+guest_timeout=180
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--build-dir) build=$2; shift 2 ;;
+	--kdom) kdom=$2; shift 2 ;;
+	--vmm) vmm=$2; shift 2 ;;
+	--timeout) timeout_s=$2; shift 2 ;;
+	--guest-timeout) guest_timeout=$2; shift 2 ;;
+	-*) echo "run-e2e.sh: unknown option $1" >&2; exit 2 ;;
+	*) break ;;
+	esac
+done
+[ $# -gt 0 ] || { echo "usage: $0 [options] SCENARIO..." >&2; exit 2; }
+scenarios=("$@")
+
+args=(--build-dir "$build" --timeout "$timeout_s" --add "$here/scenarios.sh:e2e/scenarios.sh")
+case "$vmm" in
+kdom)
+	kdom=${kdom:-$build/kdom}
+	if [ ! -x "$kdom" ]; then
+		echo "run-e2e.sh: FAIL: no kdom binary at $kdom (build the project first)" >&2
+		exit 1
+	fi
+	args+=(--kdom "$kdom")
+	;;
+qemu) args+=(--with-qemu) ;;
+*) echo "run-e2e.sh: --vmm must be kdom or qemu" >&2; exit 2 ;;
+esac
+
+log=$(mktemp "${TMPDIR:-/tmp}/kdom-e2e.XXXXXX")
+trap 'rm -f "$log"' EXIT
+t0=$(date +%s)
+set +e
+"$src/scripts/test-host.sh" "${args[@]}" --log "$log" -- \
+	sh e2e/scenarios.sh "$vmm" "$guest_timeout" "${scenarios[@]}"
+host_rc=$?
+set -e
+t1=$(date +%s)
+
+echo
+echo "==== e2e summary ($vmm; $(( t1 - t0 ))s in all) ===="
+l1_ready=$(sed -n 's/^KDOM-TESTHOST: \/dev\/kvm ready at \([0-9.]*\)s.*/\1/p' "$log" | tail -n1)
+echo "test host: L1 booted and /dev/kvm ready after ${l1_ready:-?}s (L1 uptime)"
+sed -n 's/^E2E-TIME /time: /p' "$log"
+grep -E '^E2E-CHECK ' "$log" | sed 's/^E2E-CHECK /check: /' || true
+ok=1
+for s in "${scenarios[@]}"; do
+	r=$(sed -n "s/^E2E-SCENARIO $s \\(PASS\\|FAIL\\) .*/\\1/p" "$log" | tail -n1)
+	case "$r" in
+	PASS) echo "scenario $s: PASS" ;;
+	FAIL) echo "scenario $s: FAIL"; ok=0 ;;
+	*) echo "scenario $s: FAIL (not reported: the test host or the run ended early)"; ok=0 ;;
+	esac
+done
+if grep -q '^E2E-CHECK setup\.[a-z]* FAIL' "$log"; then
+	ok=0
+fi
+if [ "$host_rc" -ne 0 ]; then
+	case "$host_rc" in
+	124) echo "test host: FAIL (timed out after ${timeout_s}s)" ;;
+	125) echo "test host: FAIL (the test host itself failed; /dev/kvm unusable or L1 crashed)" ;;
+	*) echo "test host: the scenarios exited with status $host_rc" ;;
+	esac
+	ok=0
+fi
+[ "$ok" = 1 ] && echo "e2e ($vmm): ALL PASSED" && exit 0
+echo "e2e ($vmm): FAILED"
+exit 1

@@ -1,0 +1,139 @@
+// Tests of `kdom run` option parsing: defaults (the built-in guest), every option, --help,
+// and the errors for unknown options and bad values.
+#include "cli/run_options.h"
+
+#include <gtest/gtest.h>
+
+#include "base/error.h"
+
+namespace kdom::cli {
+namespace {
+
+const Defaults kDefaults{"/opt/kdom/guest"};
+
+ParsedRun parse(const std::vector<std::string>& args) { return parse_run_options(args, kDefaults); }
+
+std::string error_of(const std::vector<std::string>& args) {
+  try {
+    parse(args);
+  } catch (const Error& error) {
+    return error.what();
+  }
+  return "(no error)";
+}
+
+TEST(RunOptions, Defaults) {
+  auto parsed = parse({});
+  EXPECT_EQ(parsed.outcome, ParseOutcome::kRun);
+  const auto& config = parsed.config;
+  EXPECT_EQ(config.kernel_path, "/opt/kdom/guest/vmlinuz");
+  EXPECT_EQ(config.initrd_path, std::optional<std::string>("/opt/kdom/guest/initramfs.cpio.gz"));
+  EXPECT_EQ(config.cmdline, kDefaultCmdline);
+  EXPECT_EQ(config.memory_mib, 256u);
+  EXPECT_EQ(config.vcpus, 1u);
+  EXPECT_EQ(config.console.kind, vmm::ConsoleKind::kStdio);
+}
+
+TEST(RunOptions, EveryOption) {
+  auto parsed = parse({"--kernel", "/k/bzImage", "--initrd", "/k/initrd.img", "--cmdline", "console=ttyS0 quiet",
+                       "--memory", "1024", "--vcpus", "4", "--console", "pty"});
+  ASSERT_EQ(parsed.outcome, ParseOutcome::kRun);
+  const auto& config = parsed.config;
+  EXPECT_EQ(config.kernel_path, "/k/bzImage");
+  EXPECT_EQ(config.initrd_path, std::optional<std::string>("/k/initrd.img"));
+  EXPECT_EQ(config.cmdline, "console=ttyS0 quiet");
+  EXPECT_EQ(config.memory_mib, 1024u);
+  EXPECT_EQ(config.vcpus, 4u);
+  EXPECT_EQ(config.console.kind, vmm::ConsoleKind::kPty);
+}
+
+TEST(RunOptions, EqualsSyntax) {
+  auto config = parse({"--memory=512", "--vcpus=2", "--console=none"}).config;
+  EXPECT_EQ(config.memory_mib, 512u);
+  EXPECT_EQ(config.vcpus, 2u);
+  EXPECT_EQ(config.console.kind, vmm::ConsoleKind::kNone);
+}
+
+TEST(RunOptions, ValuesGoToTheirOwnOptions) {
+  // Options in another order: each value still lands on the option before it.
+  auto config = parse({"--vcpus", "2", "--cmdline", "quiet", "--memory", "128", "--kernel", "/k"}).config;
+  EXPECT_EQ(config.vcpus, 2u);
+  EXPECT_EQ(config.memory_mib, 128u);
+  EXPECT_EQ(config.cmdline, "quiet");
+  EXPECT_EQ(config.kernel_path, "/k");
+}
+
+TEST(RunOptions, RepeatedOptionIsAnError) {
+  auto message = error_of({"--vcpus", "2", "--vcpus", "3"});
+  EXPECT_NE(message.find("--vcpus"), std::string::npos) << message;
+}
+
+TEST(RunOptions, KernelWithoutInitrdHasNoInitrd) {
+  auto config = parse({"--kernel", "/k/vmlinux"}).config;
+  EXPECT_EQ(config.kernel_path, "/k/vmlinux");
+  EXPECT_FALSE(config.initrd_path.has_value());
+}
+
+TEST(RunOptions, InitrdWithDefaultKernel) {
+  auto config = parse({"--initrd", "/i.cpio"}).config;
+  EXPECT_EQ(config.kernel_path, "/opt/kdom/guest/vmlinuz");
+  EXPECT_EQ(config.initrd_path, std::optional<std::string>("/i.cpio"));
+}
+
+TEST(RunOptions, EmptyCmdlineIsKept) {
+  auto config = parse({"--cmdline", ""}).config;
+  EXPECT_EQ(config.cmdline, "");
+}
+
+TEST(RunOptions, HelpIsShown) {
+  auto parsed = parse({"--help"});
+  EXPECT_EQ(parsed.outcome, ParseOutcome::kHelpShown);
+  EXPECT_NE(parsed.help.find("--memory"), std::string::npos);
+  EXPECT_NE(parsed.help.find("--console"), std::string::npos);
+  EXPECT_EQ(parse({"-h"}).outcome, ParseOutcome::kHelpShown);
+}
+
+TEST(RunOptions, UnknownOptionIsAnError) {
+  auto message = error_of({"--bogus"});
+  EXPECT_NE(message.find("bogus"), std::string::npos) << message;
+  EXPECT_EQ(message.find('\n'), std::string::npos) << "the message must be one line";
+}
+
+TEST(RunOptions, StrayArgumentIsAnError) { EXPECT_THROW(parse({"vmlinuz"}), Error); }
+
+TEST(RunOptions, MissingValueIsAnError) { EXPECT_THROW(parse({"--memory"}), Error); }
+
+TEST(RunOptions, ZeroMemoryIsAnError) {
+  auto message = error_of({"--memory", "0"});
+  EXPECT_NE(message.find("--memory"), std::string::npos) << message;
+}
+
+TEST(RunOptions, NonNumericMemoryIsAnError) {
+  EXPECT_THROW(parse({"--memory", "abc"}), Error);
+  EXPECT_THROW(parse({"--memory", "-5"}), Error);
+}
+
+TEST(RunOptions, ZeroVcpusIsAnError) {
+  auto message = error_of({"--vcpus", "0"});
+  EXPECT_NE(message.find("--vcpus"), std::string::npos) << message;
+}
+
+TEST(RunOptions, TooManyVcpusIsAnError) {
+  EXPECT_NO_THROW(parse({"--vcpus", "255"}));
+  EXPECT_THROW(parse({"--vcpus", "256"}), Error);
+}
+
+TEST(RunOptions, BogusConsoleIsAnError) {
+  auto message = error_of({"--console", "bogus"});
+  EXPECT_NE(message.find("bogus"), std::string::npos) << message;
+  EXPECT_THROW(parse({"--console", "file:"}), Error);
+}
+
+TEST(RunOptions, FileConsole) {
+  auto config = parse({"--console", "file:/tmp/x"}).config;
+  EXPECT_EQ(config.console.kind, vmm::ConsoleKind::kFile);
+  EXPECT_EQ(config.console.path, "/tmp/x");
+}
+
+}  // namespace
+}  // namespace kdom::cli
