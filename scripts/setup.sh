@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything kdom needs on Debian 12 (Debian packages via apt only), builds kdom,
-# its tests and probe guests (build/), an ASan/UBSan build of the unit tests (build-asan/),
+# its tests and probe guests (build/), an ASan/UBSan build of kdom and its unit tests (build-asan/),
 # and the default Linux guest from Debian's kernel package (build/guest/). Run as root.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,7 +19,7 @@ $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 jobs=$(nproc)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$jobs"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKDOM_SANITIZE=ON -DKDOM_BUILD_GUESTS=OFF >/dev/null
-cmake --build build-asan -j "$jobs" --target kdom_unit_tests
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKDOM_SANITIZE=ON >/dev/null
+cmake --build build-asan -j "$jobs"
 scripts/build-guest.sh build/guest
 echo "setup done: build/kdom, build/guest/"

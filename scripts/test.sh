@@ -9,7 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [ $# -gt 0 ]; then
   exec ctest --test-dir build --output-on-failure "$@"
 fi
-echo "== unit tests under AddressSanitizer/UBSan"
+echo "== unit tests and bad-input tests under AddressSanitizer/UBSan"
 ctest --test-dir build-asan --output-on-failure -L unit
 echo "== all tiers: unit, guests, e2e"
 ctest --test-dir build --output-on-failure

@@ -62,7 +62,8 @@ class ElfBuilder {
       file.insert(file.end(), data_[i].begin(), data_[i].end());
     }
     std::memcpy(file.data(), &header_, sizeof(header_));
-    std::memcpy(file.data() + sizeof(Elf64_Ehdr), phdrs_.data(), phdrs_.size() * sizeof(Elf64_Phdr));
+    if (!phdrs_.empty())
+      std::memcpy(file.data() + sizeof(Elf64_Ehdr), phdrs_.data(), phdrs_.size() * sizeof(Elf64_Phdr));
     return file;
   }
 
