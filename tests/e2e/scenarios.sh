@@ -73,6 +73,9 @@ boot() {
 	cpus=$(echo "$line" | sed -n 's/.*cpus=\([0-9]*\).*/\1/p')
 	mem_kib=$(echo "$line" | sed -n 's/.*mem_kib=\([0-9]*\).*/\1/p')
 	init_at=$(echo "$line" | sed -n 's/.*uptime_s=\([0-9.]*\).*/\1/p')
+	clock=$(echo "$line" | sed -n 's/.* clock=\([^ ]*\).*/\1/p')
+	guest_epoch=$(echo "$line" | sed -n 's/.* epoch=\([0-9]*\).*/\1/p')
+	serial_irqs=$(sed -n 's/.*kdom-guest: serial_irqs=\([0-9]*\).*/\1/p' "$work/console.txt" | head -n1)
 	timer=$(sed -n 's/.*boot-timer: \([0-9.]*\) ms.*/\1/p' "$work/stderr" | head -n1)
 	echo "E2E-TIME $scenario: guest run took ${secs}s (init reached at ${init_at:-?}s guest uptime${timer:+, kdom boot-timer ${timer} ms}), exit status $rc"
 	[ "$(echo "$secs $limit" | awk '{print ($1 >= $2 - 1)}')" = 0 ] || echo "E2E: $scenario: the guest run hit the ${limit}s limit and was killed"
@@ -99,6 +102,11 @@ check_boot() {
 	check cpus "guest sees cpus=${cpus:-?}, want $want_cpus" [ "$cpus" = "$want_cpus" ]
 	lo=$((memory * 1024 * 25 / 32)) hi=$((memory * 1024))
 	check memory "MemTotal ${mem_kib:-?} kB for --memory $memory MiB, want $lo..$hi kB" in_range "$mem_kib" "$lo" "$hi"
+	check kvmclock "guest clocksource ${clock:-?}, want kvm-clock" [ "$clock" = kvm-clock ]
+	check serial-irq "serial port interrupts ${serial_irqs:-?}, want > 0" in_range "${serial_irqs:-0}" 1 1000000000
+	now=$(date +%s)
+	check rtc "guest time from the RTC ${guest_epoch:-?}, test host's $now (within 300 s)" \
+		in_range "${guest_epoch:-0}" $((now - 300)) $((now + 300))
 }
 
 dump_logs() {
