@@ -1,0 +1,61 @@
+// VirtioDevice: what a virtio device (blk, net, console, rng, ...) offers its transport
+// (virtio-pci today), independent of how the guest reaches it. The transport owns feature
+// negotiation, queue configuration and interrupts; the device owns its config space and the
+// processing of its queues. As kvmtool separates `virtio_ops` from the transport.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "devices/virtio/queue.h"
+#include "memory/guest_memory.h"
+
+namespace kdom::devices::virtio {
+
+// Feature bits every device may offer (virtio 1.x, section 6).
+inline constexpr uint64_t kFeatureRingIndirectDesc = 1ULL << 28;
+inline constexpr uint64_t kFeatureRingEventIdx = 1ULL << 29;
+inline constexpr uint64_t kFeatureVersion1 = 1ULL << 32;
+
+// Virtio device type ids (section 5).
+enum class DeviceType : uint16_t { kNet = 1, kBlock = 2, kConsole = 3, kEntropy = 4, kBalloon = 5, kVsock = 19 };
+
+// Raised by a device when it has put buffers in a queue's used ring and the driver should be
+// told (the transport checks Virtqueue::needs_notification and fires the queue's vector).
+using QueueInterrupt = std::function<void(uint16_t queue_index)>;
+// Raised when the device's configuration space changed.
+using ConfigInterrupt = std::function<void()>;
+
+class VirtioDevice {
+ public:
+  virtual ~VirtioDevice() = default;
+
+  virtual DeviceType type() const = 0;
+  // Device-specific feature bits offered, together with the generic ones above it supports.
+  virtual uint64_t offered_features() const = 0;
+  // The maximum size of each queue; the vector's length is the number of queues.
+  virtual std::vector<uint16_t> queue_max_sizes() const = 0;
+
+  // Device-specific configuration space (offset relative to its start); out-of-range reads
+  // give zeros and out-of-range writes are ignored.
+  virtual void read_config(uint64_t offset, std::span<uint8_t> data) const = 0;
+  virtual void write_config(uint64_t offset, std::span<const uint8_t> data) = 0;
+
+  // The driver set DRIVER_OK: from now on the device may use its queues. `queues` are
+  // configured and validated by the transport, one per queue_max_sizes() entry (a queue the
+  // driver did not enable is absent: nullptr). Throws Error if the device cannot start.
+  virtual void activate(const GuestMemory& memory, uint64_t negotiated_features,
+                        std::vector<std::shared_ptr<Virtqueue>> queues, QueueInterrupt queue_interrupt,
+                        ConfigInterrupt config_interrupt) = 0;
+
+  // The driver wrote to queue `queue_index`'s notification address (ioeventfd or MMIO exit).
+  virtual void notify_queue(uint16_t queue_index) = 0;
+
+  // The driver reset the device (status 0): stop using the queues and forget them.
+  virtual void reset() = 0;
+};
+
+}  // namespace kdom::devices::virtio
