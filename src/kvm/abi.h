@@ -21,5 +21,7 @@ constexpr unsigned long kGetSupportedCpuid = _IOC(_IOC_READ | _IOC_WRITE, KVMIO,
 constexpr unsigned long kSetCpuid2 = _IOC(_IOC_WRITE, KVMIO, 0x90, sizeof(ListHeader));
 constexpr unsigned long kSetMsrs = _IOC(_IOC_WRITE, KVMIO, 0x89, sizeof(ListHeader));
 constexpr unsigned long kGetMsrs = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x88, sizeof(ListHeader));
+// kvm_irq_routing: count, flags, then kvm_irq_routing_entry[] at offset 8.
+constexpr unsigned long kSetGsiRouting = _IOC(_IOC_WRITE, KVMIO, 0x6a, sizeof(ListHeader));
 
 }  // namespace kdom::kvm::abi

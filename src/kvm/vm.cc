@@ -3,7 +3,10 @@
 
 #include <sys/ioctl.h>
 
+#include <memory>
+
 #include "base/error.h"
+#include "kvm/abi.h"
 
 namespace kdom::kvm {
 
@@ -60,6 +63,44 @@ void Vm::unregister_irqfd(int eventfd, uint32_t gsi) {
   irqfd.gsi = gsi;
   irqfd.flags = KVM_IRQFD_FLAG_DEASSIGN;
   ::ioctl(fd_.get(), KVM_IRQFD, &irqfd);
+}
+
+namespace {
+kvm_ioeventfd ioeventfd_request(int eventfd, uint64_t address, uint32_t length, bool port_io,
+                                std::optional<uint64_t> value) {
+  kvm_ioeventfd request{};
+  request.addr = address;
+  request.len = length;
+  request.fd = eventfd;
+  if (port_io) request.flags |= KVM_IOEVENTFD_FLAG_PIO;
+  if (value) {
+    request.flags |= KVM_IOEVENTFD_FLAG_DATAMATCH;
+    request.datamatch = *value;
+  }
+  return request;
+}
+}  // namespace
+
+void Vm::set_gsi_routing(const std::vector<kvm_irq_routing_entry>& routes) {
+  size_t bytes = sizeof(abi::ListHeader) + routes.size() * sizeof(kvm_irq_routing_entry);
+  auto buffer = std::make_unique<uint8_t[]>(bytes);
+  auto* header = reinterpret_cast<abi::ListHeader*>(buffer.get());
+  header->count = static_cast<uint32_t>(routes.size());
+  std::copy(routes.begin(), routes.end(), reinterpret_cast<kvm_irq_routing_entry*>(header + 1));
+  check_syscall(::ioctl(fd_.get(), abi::kSetGsiRouting, header), "KVM_SET_GSI_ROUTING");
+}
+
+void Vm::register_ioeventfd(int eventfd, uint64_t address, uint32_t length, bool port_io,
+                            std::optional<uint64_t> value) {
+  kvm_ioeventfd request = ioeventfd_request(eventfd, address, length, port_io, value);
+  check_syscall(::ioctl(fd_.get(), KVM_IOEVENTFD, &request), "KVM_IOEVENTFD");
+}
+
+void Vm::unregister_ioeventfd(int eventfd, uint64_t address, uint32_t length, bool port_io,
+                              std::optional<uint64_t> value) {
+  kvm_ioeventfd request = ioeventfd_request(eventfd, address, length, port_io, value);
+  request.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+  ::ioctl(fd_.get(), KVM_IOEVENTFD, &request);
 }
 
 }  // namespace kdom::kvm

@@ -2,7 +2,11 @@
 // and irqfds.
 #pragma once
 
+#include <linux/kvm.h>
+
 #include <cstdint>
+#include <optional>
+#include <vector>
 
 #include "base/unique_fd.h"
 #include "kvm/system.h"
@@ -26,6 +30,14 @@ class Vm {
   // Routes writes to `eventfd` to an edge on GSI `gsi`.
   void register_irqfd(int eventfd, uint32_t gsi);
   void unregister_irqfd(int eventfd, uint32_t gsi);
+  // Replaces the whole GSI routing table (so it must repeat the irqchip routes it keeps).
+  void set_gsi_routing(const std::vector<kvm_irq_routing_entry>& routes);
+  // Makes guest writes of `length` bytes to `address` (port I/O or MMIO) signal `eventfd`
+  // inside KVM, without an exit to kdom; with `value`, only writes of that value.
+  void register_ioeventfd(int eventfd, uint64_t address, uint32_t length, bool port_io,
+                          std::optional<uint64_t> value = std::nullopt);
+  void unregister_ioeventfd(int eventfd, uint64_t address, uint32_t length, bool port_io,
+                            std::optional<uint64_t> value = std::nullopt);
 
  private:
   UniqueFd fd_;
