@@ -1,0 +1,41 @@
+// EventLoop: a thread that waits on file descriptors (ioeventfds of virtio queues, backend
+// sockets) and runs their handlers, so device work happens off the vCPU threads.
+#pragma once
+
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "base/unique_fd.h"
+
+namespace kdom::vmm {
+
+class EventLoop {
+ public:
+  using Handler = std::function<void()>;
+
+  EventLoop();
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // Runs `handler` in the loop's thread whenever `fd` is readable. The fd stays owned by the
+  // caller and must outlive its registration. May be called before or after start().
+  void add(int fd, Handler handler);
+  void remove(int fd);
+  void start();
+  // Stops and joins the thread; handlers are not called afterwards.
+  void stop();
+
+ private:
+  void run();
+
+  UniqueFd epoll_;
+  UniqueFd stop_;
+  std::mutex mutex_;
+  std::unordered_map<int, Handler> handlers_;
+  std::thread thread_;
+};
+
+}  // namespace kdom::vmm

@@ -1,0 +1,49 @@
+// MSI routing through KVM GSI routes and irqfds.
+#include "vmm/msi_router.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "arch/x86/irq_routes.h"
+#include "base/error.h"
+
+namespace kdom::vmm {
+
+void MsiRouter::Vector::fire() const {
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(eventfd_.get(), &one, sizeof(one));
+}
+
+MsiRouter::MsiRouter(kvm::Vm& vm, std::vector<kvm_irq_routing_entry> base_routes, uint32_t first_gsi)
+    : vm_(vm), base_routes_(std::move(base_routes)), next_gsi_(first_gsi) {}
+
+MsiRouter::~MsiRouter() {
+  for (const auto& weak : vectors_)
+    if (auto vector = weak.lock()) vm_.unregister_irqfd(vector->eventfd_.get(), vector->gsi_);
+}
+
+std::shared_ptr<MsiRouter::Vector> MsiRouter::allocate() {
+  std::lock_guard lock(mutex_);
+  UniqueFd eventfd(check_syscall(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"));
+  auto vector = std::shared_ptr<Vector>(new Vector(next_gsi_++, std::move(eventfd)));
+  // KVM only accepts an irqfd for a GSI that has a route: start with a message to nowhere.
+  msi_routes_[vector->gsi_] = x86::msi_route(vector->gsi_, 0, 0);
+  install();
+  vm_.register_irqfd(vector->eventfd_.get(), vector->gsi_);
+  vectors_.push_back(vector);
+  return vector;
+}
+
+void MsiRouter::set_message(const Vector& vector, uint64_t address, uint32_t data) {
+  std::lock_guard lock(mutex_);
+  msi_routes_[vector.gsi_] = x86::msi_route(vector.gsi_, address, data);
+  install();
+}
+
+void MsiRouter::install() {
+  std::vector<kvm_irq_routing_entry> routes = base_routes_;
+  for (const auto& [gsi, route] : msi_routes_) routes.push_back(route);
+  vm_.set_gsi_routing(routes);
+}
+
+}  // namespace kdom::vmm

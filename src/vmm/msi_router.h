@@ -1,0 +1,54 @@
+// MsiRouter: delivers message-signalled interrupts (MSI-X vectors of PCI devices) through KVM:
+// each vector gets a GSI with an MSI route and an irqfd, so firing it is one eventfd write
+// from any thread, with no ioctl on the hot path.
+#pragma once
+
+#include <linux/kvm.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "base/unique_fd.h"
+#include "kvm/vm.h"
+
+namespace kdom::vmm {
+
+class MsiRouter {
+ public:
+  class Vector {
+   public:
+    // Delivers the interrupt (writes the irqfd).
+    void fire() const;
+    uint32_t gsi() const { return gsi_; }
+
+   private:
+    friend class MsiRouter;
+    Vector(uint32_t gsi, UniqueFd eventfd) : gsi_(gsi), eventfd_(std::move(eventfd)) {}
+    uint32_t gsi_;
+    UniqueFd eventfd_;
+  };
+
+  // `base_routes` are kept in every table installed (the irqchip's own routes).
+  MsiRouter(kvm::Vm& vm, std::vector<kvm_irq_routing_entry> base_routes, uint32_t first_gsi);
+  ~MsiRouter();
+
+  // A new vector, routed nowhere until set_message is called.
+  std::shared_ptr<Vector> allocate();
+  // Points the vector at the MSI message the guest programmed (address and data).
+  void set_message(const Vector& vector, uint64_t address, uint32_t data);
+
+ private:
+  void install();
+
+  kvm::Vm& vm_;
+  std::mutex mutex_;
+  std::vector<kvm_irq_routing_entry> base_routes_;
+  std::map<uint32_t, kvm_irq_routing_entry> msi_routes_;
+  std::vector<std::weak_ptr<Vector>> vectors_;
+  uint32_t next_gsi_;
+};
+
+}  // namespace kdom::vmm
