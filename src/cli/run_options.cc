@@ -23,6 +23,8 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
   app.add_option("--memory", config.memory_mib, "guest RAM in MiB (default 256)");
   app.add_option("--vcpus", config.vcpus, "number of vCPUs (default 1)");
   app.add_option("--console", console, "stdio, pty, none or file:PATH (default stdio)");
+  std::vector<std::string> disks;
+  app.add_option("--disk", disks, "virtio-blk disk: PATH[,ro][,serial=ID] (repeatable)")->take_all();
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 consumes from the back
   try {
@@ -46,6 +48,7 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
   if (!initrd.empty()) config.initrd_path = initrd;
   config.cmdline = cmdline_given ? cmdline : kDefaultCmdline;
   config.console = vmm::parse_console(console);
+  for (const auto& disk : disks) config.disks.push_back(vmm::parse_disk(disk));
   vmm::validate(config);
   return parsed;
 }

@@ -11,6 +11,31 @@ constexpr uint64_t kMaxMemoryMib = uint64_t{64} * 1024 * 1024;
 constexpr uint32_t kMaxVcpus = 255;  // xAPIC ids in the MADT are 8 bits
 }  // namespace
 
+DiskConfig parse_disk(const std::string& text) {
+  DiskConfig disk;
+  size_t start = 0;
+  bool first = true;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    std::string part = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (first) {
+      disk.path = part;
+      first = false;
+    } else if (part == "ro") {
+      disk.read_only = true;
+    } else if (part.rfind("serial=", 0) == 0) {
+      disk.serial = part.substr(7);
+    } else {
+      throw Error("--disk '" + text + "': unknown setting '" + part + "' (PATH[,ro][,serial=ID])");
+    }
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (disk.path.empty()) throw Error("--disk needs a path (PATH[,ro][,serial=ID])");
+  if (disk.serial.size() > 20) throw Error("--disk '" + text + "': serial is longer than 20 bytes");
+  return disk;
+}
+
 ConsoleConfig parse_console(const std::string& text) {
   if (text == "stdio") return {ConsoleKind::kStdio, ""};
   if (text == "pty") return {ConsoleKind::kPty, ""};
@@ -26,6 +51,10 @@ void validate(const VmConfig& config) {
   if (config.vcpus == 0) throw Error("--vcpus must be at least 1");
   if (config.vcpus > kMaxVcpus)
     throw Error("--vcpus " + std::to_string(config.vcpus) + " is above kdom's limit of " + std::to_string(kMaxVcpus));
+  for (size_t i = 0; i < config.disks.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (config.disks[i].path == config.disks[j].path)
+        throw Error("disk '" + config.disks[i].path + "' is given twice");
 }
 
 }  // namespace kdom::vmm

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace kdom::vmm {
 
@@ -15,6 +16,13 @@ struct ConsoleConfig {
   std::string path;  // for kFile
 };
 
+// A virtio-blk disk: a raw image file.
+struct DiskConfig {
+  std::string path;
+  bool read_only = false;
+  std::string serial;  // what the guest reads as the disk's id (at most 20 bytes)
+};
+
 struct VmConfig {
   std::string kernel_path;
   std::optional<std::string> initrd_path;
@@ -22,7 +30,11 @@ struct VmConfig {
   uint64_t memory_mib = 256;
   uint32_t vcpus = 1;
   ConsoleConfig console;
+  std::vector<DiskConfig> disks;
 };
+
+// Parses "PATH[,ro][,serial=ID]"; throws Error naming the bad part.
+DiskConfig parse_disk(const std::string& text);
 
 // Parses "stdio", "pty", "none" or "file:PATH"; throws Error naming the bad value.
 ConsoleConfig parse_console(const std::string& text);
