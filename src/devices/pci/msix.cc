@@ -1,0 +1,148 @@
+// MsixTable: MSI-X vector table, pending bits and masking.
+#include "devices/pci/msix.h"
+
+#include <string>
+
+#include "base/error.h"
+
+namespace kdom::devices::pci {
+
+MsixTable::MsixTable(uint16_t vectors, std::shared_ptr<MsixInterrupts> interrupts)
+    : interrupts_(std::move(interrupts)), entries_(vectors) {
+  if (vectors == 0 || vectors > kMsixMaxVectors) throw Error("invalid MSI-X vector count " + std::to_string(vectors));
+}
+
+std::vector<uint8_t> MsixTable::capability_body(uint8_t table_bar, uint32_t table_offset, uint8_t pba_bar,
+                                                uint32_t pba_offset) const {
+  if ((table_offset & 7) || (pba_offset & 7) || table_bar > 5 || pba_bar > 5) {
+    throw Error("MSI-X table and PBA need 8-byte aligned offsets in BARs 0-5");
+  }
+  const uint16_t control = static_cast<uint16_t>(size() - 1);
+  const uint32_t table = table_offset | table_bar;
+  const uint32_t pba = pba_offset | pba_bar;
+  return {static_cast<uint8_t>(control),       static_cast<uint8_t>(control >> 8),
+          static_cast<uint8_t>(table),         static_cast<uint8_t>(table >> 8),
+          static_cast<uint8_t>(table >> 16),   static_cast<uint8_t>(table >> 24),
+          static_cast<uint8_t>(pba),           static_cast<uint8_t>(pba >> 8),
+          static_cast<uint8_t>(pba >> 16),     static_cast<uint8_t>(pba >> 24)};
+}
+
+std::vector<uint8_t> MsixTable::capability_writable() {
+  std::vector<uint8_t> mask(kMsixCapabilityBodySize, 0);
+  mask[1] = static_cast<uint8_t>((kMsixControlEnable | kMsixControlFunctionMask) >> 8);
+  return mask;
+}
+
+uint8_t MsixTable::entry_byte(const Entry& entry, uint32_t at) {
+  const uint32_t words[4] = {entry.address_low, entry.address_high, entry.data, entry.control};
+  return static_cast<uint8_t>(words[at / 4] >> (8 * (at % 4)));
+}
+
+void MsixTable::set_entry_byte(Entry& entry, uint32_t at, uint8_t value) {
+  uint32_t* words[4] = {&entry.address_low, &entry.address_high, &entry.data, &entry.control};
+  const uint32_t shift = 8 * (at % 4);
+  uint32_t& word = *words[at / 4];
+  word = (word & ~(uint32_t{0xff} << shift)) | uint32_t{value} << shift;
+}
+
+void MsixTable::read_table(uint64_t offset, std::span<uint8_t> data) const {
+  std::lock_guard lock(mutex_);
+  for (size_t i = 0; i < data.size(); ++i) {
+    const uint64_t at = offset + i;
+    data[i] = at < table_bytes() ? entry_byte(entries_[at / kMsixEntrySize], at % kMsixEntrySize) : 0;
+  }
+}
+
+void MsixTable::write_table(uint64_t offset, std::span<const uint8_t> data) {
+  std::lock_guard lock(mutex_);
+  for (size_t i = 0; i < data.size();) {
+    const uint64_t at = offset + i;
+    if (at >= table_bytes()) break;
+    const auto vector = static_cast<uint16_t>(at / kMsixEntrySize);
+    Entry& entry = entries_[vector];
+    const Entry before = entry;
+    // The bytes of this write that fall in this entry.
+    for (; i < data.size() && (offset + i) / kMsixEntrySize == vector && offset + i < table_bytes(); ++i) {
+      const auto byte_at = static_cast<uint32_t>((offset + i) % kMsixEntrySize);
+      // Only the mask bit of vector control is writable.
+      uint8_t value = data[i];
+      if (byte_at >= 12) value = byte_at == 12 ? static_cast<uint8_t>(value & kMsixVectorControlMask) : 0;
+      set_entry_byte(entry, byte_at, value);
+    }
+    if (entry.address_low != before.address_low || entry.address_high != before.address_high ||
+        entry.data != before.data) {
+      if (interrupts_) interrupts_->update(vector, MsixMessage{uint64_t{entry.address_high} << 32 | entry.address_low, entry.data});
+    }
+    if (entry.pending && enabled_ && !masked_locked(entry)) {
+      entry.pending = false;
+      if (interrupts_) interrupts_->fire(vector, MsixMessage{uint64_t{entry.address_high} << 32 | entry.address_low, entry.data});
+    }
+  }
+}
+
+void MsixTable::read_pba(uint64_t offset, std::span<uint8_t> data) const {
+  std::lock_guard lock(mutex_);
+  for (size_t i = 0; i < data.size(); ++i) {
+    const uint64_t bit = (offset + i) * 8;
+    uint8_t value = 0;
+    for (uint32_t b = 0; b < 8; ++b) {
+      if (bit + b < entries_.size() && entries_[bit + b].pending) value = static_cast<uint8_t>(value | 1u << b);
+    }
+    data[i] = value;
+  }
+}
+
+void MsixTable::set_control(uint16_t message_control) {
+  std::lock_guard lock(mutex_);
+  enabled_ = (message_control & kMsixControlEnable) != 0;
+  function_masked_ = (message_control & kMsixControlFunctionMask) != 0;
+  deliver_unmasked_pending_locked();
+}
+
+void MsixTable::deliver_unmasked_pending_locked() {
+  if (!enabled_ || function_masked_) return;
+  for (size_t v = 0; v < entries_.size(); ++v) {
+    Entry& entry = entries_[v];
+    if (entry.pending && !masked_locked(entry)) {
+      entry.pending = false;
+      if (interrupts_) interrupts_->fire(static_cast<uint16_t>(v), MsixMessage{uint64_t{entry.address_high} << 32 | entry.address_low, entry.data});
+    }
+  }
+}
+
+bool MsixTable::signal(uint16_t vector) {
+  std::lock_guard lock(mutex_);
+  if (!enabled_) return false;
+  if (vector >= entries_.size()) return true;
+  Entry& entry = entries_[vector];
+  if (masked_locked(entry)) {
+    entry.pending = true;
+  } else if (interrupts_) {
+    interrupts_->fire(vector, MsixMessage{uint64_t{entry.address_high} << 32 | entry.address_low, entry.data});
+  }
+  return true;
+}
+
+bool MsixTable::enabled() const {
+  std::lock_guard lock(mutex_);
+  return enabled_;
+}
+
+bool MsixTable::masked(uint16_t vector) const {
+  std::lock_guard lock(mutex_);
+  return vector >= entries_.size() || masked_locked(entries_[vector]);
+}
+
+bool MsixTable::pending(uint16_t vector) const {
+  std::lock_guard lock(mutex_);
+  return vector < entries_.size() && entries_[vector].pending;
+}
+
+MsixMessage MsixTable::message(uint16_t vector) const {
+  std::lock_guard lock(mutex_);
+  if (vector >= entries_.size()) return {};
+  const Entry& entry = entries_[vector];
+  return MsixMessage{uint64_t{entry.address_high} << 32 | entry.address_low, entry.data};
+}
+
+}  // namespace kdom::devices::pci

@@ -1,0 +1,379 @@
+// VirtioPci: the virtio 1.x modern PCI transport (common configuration, ISR, notifications,
+// device configuration, MSI-X) around one VirtioDevice.
+#include "devices/virtio/virtio_pci.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <string>
+
+#include "base/error.h"
+#include "base/log.h"
+
+namespace kdom::devices::virtio {
+namespace {
+
+uint32_t class_code_for(DeviceType type) {
+  switch (type) {
+    case DeviceType::kNet:
+      return 0x020000;  // network controller, Ethernet
+    case DeviceType::kBlock:
+      return 0x018000;  // mass storage, other
+    case DeviceType::kConsole:
+      return 0x078000;  // simple communication controller, other
+    default:
+      return 0xff0000;  // unassigned class
+  }
+}
+
+uint16_t queue_count(const VirtioDevice& device) {
+  const size_t count = device.queue_max_sizes().size();
+  if (count == 0 || count > VirtioPci::kMaxQueues) {
+    throw Error("a virtio device needs 1 to " + std::to_string(VirtioPci::kMaxQueues) + " queues, not " +
+                std::to_string(count));
+  }
+  return static_cast<uint16_t>(count);
+}
+
+uint64_t align_page(uint64_t value) { return (value + 0xfff) & ~uint64_t{0xfff}; }
+
+// struct virtio_pci_cap after cap_vndr and cap_next (spec 4.1.4), and the notify cap's
+// extra notify_off_multiplier.
+std::vector<uint8_t> virtio_cap_body(uint8_t cfg_type, uint8_t bar, uint32_t offset, uint32_t length,
+                                     std::optional<uint32_t> multiplier = std::nullopt) {
+  std::vector<uint8_t> body;
+  body.push_back(static_cast<uint8_t>(multiplier ? 20 : 16));  // cap_len
+  body.push_back(cfg_type);
+  body.push_back(bar);
+  body.push_back(0);  // id
+  body.push_back(0);  // padding
+  body.push_back(0);
+  auto put32 = [&](uint32_t v) {
+    for (int i = 0; i < 4; ++i) body.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  };
+  put32(offset);
+  put32(length);
+  if (multiplier) put32(*multiplier);
+  return body;
+}
+
+uint64_t load_le(const uint8_t* bytes, size_t size) {
+  uint64_t value = 0;
+  for (size_t i = 0; i < size; ++i) value |= uint64_t{bytes[i]} << (8 * i);
+  return value;
+}
+
+void store_le(uint8_t* bytes, size_t size, uint64_t value) {
+  for (size_t i = 0; i < size; ++i) bytes[i] = static_cast<uint8_t>(value >> (8 * i));
+}
+
+}  // namespace
+
+VirtioPci::VirtioPci(std::shared_ptr<VirtioDevice> device, const GuestMemory& memory,
+                     std::shared_ptr<pci::MsixInterrupts> msix, std::shared_ptr<InterruptLine> intx)
+    : pci::PciDevice(pci::PciIds{kVirtioPciVendorId,
+                                 static_cast<uint16_t>(kVirtioPciDeviceIdBase + static_cast<uint16_t>(device->type())),
+                                 1, class_code_for(device->type()), kVirtioPciVendorId, kVirtioPciSubsystemId,
+                                 static_cast<uint8_t>(intx ? 1 : 0)}),
+      device_(std::move(device)),
+      memory_(memory),
+      intx_(std::move(intx)),
+      offered_features_(device_->offered_features() | kFeatureVersion1),
+      num_queues_(queue_count(*device_)),
+      msix_(static_cast<uint16_t>(num_queues_ + 1), std::move(msix)),
+      queues_(num_queues_) {
+  const std::vector<uint16_t> sizes = device_->queue_max_sizes();
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    queues_[i].max_size = sizes[i];
+    queues_[i].size = sizes[i];
+  }
+  pba_offset_ = kMsixTableOffset + align_page(msix_.table_bytes());
+  bar_size_ = std::bit_ceil(pba_offset_ + align_page(msix_.pba_bytes()));
+  add_bar(kBarIndex, pci::PciBar{pci::PciBarKind::kMemory64, bar_size_, false});
+  add_capabilities();
+}
+
+void VirtioPci::add_capabilities() {
+  const auto bar = static_cast<uint8_t>(kBarIndex);
+  add_capability(pci::kCapabilityIdVendor, virtio_cap_body(kCapCommonCfg, bar, kCommonConfigOffset, common::kSize));
+  add_capability(pci::kCapabilityIdVendor,
+                 virtio_cap_body(kCapNotifyCfg, bar, kNotifyOffset, num_queues_ * kNotifyOffMultiplier,
+                                 kNotifyOffMultiplier));
+  add_capability(pci::kCapabilityIdVendor, virtio_cap_body(kCapIsrCfg, bar, kIsrOffset, 1));
+  add_capability(pci::kCapabilityIdVendor,
+                 virtio_cap_body(kCapDeviceCfg, bar, kDeviceConfigOffset, kDeviceConfigSize));
+  // VIRTIO_PCI_CAP_PCI_CFG: bar, offset, length and pci_cfg_data are the driver's to write.
+  std::vector<uint8_t> cfg_body = virtio_cap_body(kCapPciCfg, 0, 0, 0, 0);
+  std::vector<uint8_t> cfg_writable(cfg_body.size(), 0);
+  cfg_writable[2] = 0xff;  // bar
+  std::fill(cfg_writable.begin() + 6, cfg_writable.end(), 0xff);  // offset, length, pci_cfg_data
+  pci_cfg_capability_ = add_capability(pci::kCapabilityIdVendor, cfg_body, cfg_writable);
+  const std::vector<uint8_t> msix_body = msix_.capability_body(bar, static_cast<uint32_t>(kMsixTableOffset), bar,
+                                                               static_cast<uint32_t>(pba_offset_));
+  msix_capability_ = add_capability(pci::kCapabilityIdMsix, msix_body, pci::MsixTable::capability_writable());
+}
+
+void VirtioPci::config_written(uint32_t offset, uint32_t length) {
+  // Message control of the MSI-X capability (config lock held).
+  const uint32_t control = msix_capability_ + 2u;
+  if (offset < control + 2 && offset + length > control) msix_.set_control(config_u16(control));
+  // A write to pci_cfg_data is a write to the BAR (spec 4.1.4.9).
+  const uint32_t window = pci_cfg_capability_ + 16u;
+  if (offset < window + 4 && offset + length > window) {
+    if (const auto access = pci_cfg_access()) {
+      const uint32_t value = config_u32(window);
+      uint8_t bytes[4] = {static_cast<uint8_t>(value), static_cast<uint8_t>(value >> 8),
+                          static_cast<uint8_t>(value >> 16), static_cast<uint8_t>(value >> 24)};
+      write(access->first, std::span<const uint8_t>(bytes, access->second));
+    }
+  }
+}
+
+void VirtioPci::config_before_read(uint32_t offset, uint32_t length) {
+  const uint32_t window = pci_cfg_capability_ + 16u;
+  if (offset >= window + 4 || offset + length <= window) return;
+  uint8_t bytes[4] = {};
+  if (const auto access = pci_cfg_access()) read(access->first, std::span<uint8_t>(bytes, access->second));
+  set_config_u32(window, uint32_t{bytes[0]} | uint32_t{bytes[1]} << 8 | uint32_t{bytes[2]} << 16 |
+                             uint32_t{bytes[3]} << 24);
+}
+
+std::optional<std::pair<uint64_t, uint32_t>> VirtioPci::pci_cfg_access() const {
+  const uint32_t cap = pci_cfg_capability_;
+  const uint8_t bar = config_u8(cap + 4);
+  const uint32_t offset = config_u32(cap + 8);
+  const uint32_t length = config_u32(cap + 12);
+  if (bar != kBarIndex || (length != 1 && length != 2 && length != 4) || offset % length != 0 ||
+      offset + uint64_t{length} > bar_size_) {
+    return std::nullopt;
+  }
+  return std::make_pair(uint64_t{offset}, length);
+}
+
+uint64_t VirtioPci::driver_features() const {
+  std::lock_guard lock(mutex_);
+  return driver_features_;
+}
+
+void VirtioPci::read(uint64_t offset, std::span<uint8_t> data) {
+  std::fill(data.begin(), data.end(), 0);
+  if (data.empty() || offset >= bar_size_ || data.size() > bar_size_ - offset) return;
+  if (offset < kCommonConfigOffset + common::kSize) {
+    read_common(offset - kCommonConfigOffset, data);
+  } else if (offset == kIsrOffset) {
+    // Reading the ISR clears it and deasserts INTx (spec 4.1.4.5.1).
+    std::lock_guard lock(irq_mutex_);
+    data[0] = isr_;
+    isr_ = 0;
+    if (intx_) intx_->set_level(false);
+  } else if (offset >= kDeviceConfigOffset && offset + data.size() <= kDeviceConfigOffset + kDeviceConfigSize) {
+    device_->read_config(offset - kDeviceConfigOffset, data);
+  } else if (offset >= kMsixTableOffset && offset < kMsixTableOffset + msix_.table_bytes()) {
+    msix_.read_table(offset - kMsixTableOffset, data);
+  } else if (offset >= pba_offset_ && offset < pba_offset_ + msix_.pba_bytes()) {
+    msix_.read_pba(offset - pba_offset_, data);
+  }
+  // The notification region and the gaps read as zero.
+}
+
+void VirtioPci::write(uint64_t offset, std::span<const uint8_t> data) {
+  if (data.empty() || offset >= bar_size_ || data.size() > bar_size_ - offset) return;
+  if (offset < kCommonConfigOffset + common::kSize) {
+    write_common(offset - kCommonConfigOffset, data);
+  } else if (offset >= kNotifyOffset && offset < kNotifyOffset + uint64_t{num_queues_} * kNotifyOffMultiplier) {
+    const auto queue = static_cast<uint16_t>((offset - kNotifyOffset) / kNotifyOffMultiplier);
+    const uint8_t status = status_.load();
+    if ((status & kStatusDriverOk) && !(status & kStatusDeviceNeedsReset)) device_->notify_queue(queue);
+  } else if (offset >= kDeviceConfigOffset && offset + data.size() <= kDeviceConfigOffset + kDeviceConfigSize) {
+    device_->write_config(offset - kDeviceConfigOffset, data);
+  } else if (offset >= kMsixTableOffset && offset < kMsixTableOffset + msix_.table_bytes()) {
+    msix_.write_table(offset - kMsixTableOffset, data);
+  }
+  // ISR and PBA are read-only.
+}
+
+VirtioPci::Queue* VirtioPci::selected_queue() {
+  return queue_select_ < num_queues_ ? &queues_[queue_select_] : nullptr;
+}
+
+uint16_t VirtioPci::checked_vector(uint16_t vector) const {
+  // A vector the table does not have reads back as NO_VECTOR (spec 4.1.5.1.2).
+  return vector < msix_.size() ? vector : pci::kMsixNoVector;
+}
+
+void VirtioPci::common_image(uint8_t (&image)[common::kSize]) const {
+  std::memset(image, 0, sizeof(image));
+  using namespace common;
+  const uint64_t device_word =
+      device_feature_select_ < 2 ? (offered_features_ >> (32 * device_feature_select_)) & 0xffffffff : 0;
+  const uint64_t driver_word =
+      driver_feature_select_ < 2 ? (driver_features_ >> (32 * driver_feature_select_)) & 0xffffffff : 0;
+  store_le(image + kDeviceFeatureSelect, 4, device_feature_select_);
+  store_le(image + kDeviceFeature, 4, device_word);
+  store_le(image + kDriverFeatureSelect, 4, driver_feature_select_);
+  store_le(image + kDriverFeature, 4, driver_word);
+  store_le(image + kMsixConfig, 2, msix_config_.load());
+  store_le(image + kNumQueues, 2, num_queues_);
+  image[kDeviceStatus] = status_.load();
+  image[kConfigGeneration] = config_generation_.load();
+  store_le(image + kQueueSelect, 2, queue_select_);
+  if (queue_select_ < num_queues_) {
+    const Queue& queue = queues_[queue_select_];
+    store_le(image + kQueueSize, 2, queue.size);
+    store_le(image + kQueueMsixVector, 2, queue.msix_vector.load());
+    store_le(image + kQueueEnable, 2, queue.enabled ? 1 : 0);
+    store_le(image + kQueueNotifyOff, 2, queue_select_);
+    store_le(image + kQueueDesc, 8, queue.desc);
+    store_le(image + kQueueDriver, 8, queue.driver);
+    store_le(image + kQueueDevice, 8, queue.device);
+  }
+}
+
+void VirtioPci::read_common(uint64_t offset, std::span<uint8_t> data) {
+  std::lock_guard lock(mutex_);
+  uint8_t image[common::kSize];
+  common_image(image);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < common::kSize ? image[offset + i] : 0;
+}
+
+void VirtioPci::write_common(uint64_t offset, std::span<const uint8_t> data) {
+  using namespace common;
+  std::lock_guard lock(mutex_);
+  uint8_t image[kSize];
+  common_image(image);
+  const uint64_t end = std::min<uint64_t>(offset + data.size(), kSize);
+  for (uint64_t at = offset; at < end; ++at) image[at] = data[at - offset];
+  auto touched = [&](uint32_t field, uint32_t size) { return offset < field + size && end > field; };
+  auto field = [&](uint32_t at, uint32_t size) { return load_le(image + at, size); };
+
+  if (touched(kDeviceFeatureSelect, 4)) device_feature_select_ = static_cast<uint32_t>(field(kDeviceFeatureSelect, 4));
+  if (touched(kDriverFeatureSelect, 4)) driver_feature_select_ = static_cast<uint32_t>(field(kDriverFeatureSelect, 4));
+  if (touched(kDriverFeature, 4) && !(status_.load() & kStatusFeaturesOk) && driver_feature_select_ < 2) {
+    const uint32_t shift = 32 * driver_feature_select_;
+    driver_features_ = (driver_features_ & ~(uint64_t{0xffffffff} << shift)) | field(kDriverFeature, 4) << shift;
+  }
+  if (touched(kMsixConfig, 2)) msix_config_ = checked_vector(static_cast<uint16_t>(field(kMsixConfig, 2)));
+  if (touched(kQueueSelect, 2)) queue_select_ = static_cast<uint16_t>(field(kQueueSelect, 2));
+  if (Queue* queue = selected_queue()) {
+    // Queue configuration is frozen once the driver has set DRIVER_OK.
+    const bool configurable = !(status_.load() & kStatusDriverOk);
+    if (touched(kQueueMsixVector, 2)) queue->msix_vector = checked_vector(static_cast<uint16_t>(field(kQueueMsixVector, 2)));
+    if (configurable) {
+      if (touched(kQueueSize, 2)) queue->size = static_cast<uint16_t>(field(kQueueSize, 2));
+      if (touched(kQueueEnable, 2) && field(kQueueEnable, 2) == 1) queue->enabled = true;
+      if (touched(kQueueDesc, 8)) queue->desc = field(kQueueDesc, 8);
+      if (touched(kQueueDriver, 8)) queue->driver = field(kQueueDriver, 8);
+      if (touched(kQueueDevice, 8)) queue->device = field(kQueueDevice, 8);
+    }
+  }
+  // Status last: a write covering it and other fields applies them first.
+  if (touched(kDeviceStatus, 1)) set_status(image[kDeviceStatus]);
+}
+
+bool VirtioPci::features_acceptable() const {
+  return (driver_features_ & ~offered_features_) == 0 && (driver_features_ & kFeatureVersion1) != 0;
+}
+
+void VirtioPci::set_status(uint8_t value) {
+  if (value == 0) {
+    reset_locked();
+    return;
+  }
+  const uint8_t old = status_.load();
+  // DEVICE_NEEDS_RESET is the device's to set, and sticks until reset.
+  value = static_cast<uint8_t>((value & ~kStatusDeviceNeedsReset) | (old & kStatusDeviceNeedsReset));
+  if ((value & kStatusFeaturesOk) && !(old & kStatusFeaturesOk) && !features_acceptable()) {
+    value = static_cast<uint8_t>(value & ~kStatusFeaturesOk);
+  }
+  status_ = value;
+  if ((value & kStatusDriverOk) && !(old & kStatusDriverOk) && !(value & kStatusDeviceNeedsReset)) activate();
+}
+
+void VirtioPci::activate() {
+  if (!(status_.load() & kStatusFeaturesOk)) {
+    fail("the driver set DRIVER_OK without FEATURES_OK");
+    return;
+  }
+  std::vector<std::shared_ptr<Virtqueue>> queues(num_queues_);
+  try {
+    for (uint16_t i = 0; i < num_queues_; ++i) {
+      const Queue& queue = queues_[i];
+      if (!queue.enabled) continue;
+      if (queue.size == 0 || queue.size > queue.max_size) {
+        throw VirtqueueError("queue " + std::to_string(i) + " has size " + std::to_string(queue.size) +
+                             " (maximum " + std::to_string(queue.max_size) + ")");
+      }
+      VirtqueueConfig config;
+      config.size = queue.size;
+      config.descriptor_table = queue.desc;
+      config.avail_ring = queue.driver;
+      config.used_ring = queue.device;
+      config.event_idx = (driver_features_ & kFeatureRingEventIdx) != 0;
+      config.indirect_desc = (driver_features_ & kFeatureRingIndirectDesc) != 0;
+      auto virtqueue = std::make_shared<Virtqueue>(memory_, config);
+      virtqueue->validate();
+      queues[i] = std::move(virtqueue);
+    }
+  } catch (const Error& error) {
+    fail(error.what());
+    return;
+  }
+  active_queues_ = queues;
+  activated_ = true;
+  try {
+    device_->activate(memory_, driver_features_, std::move(queues),
+                      [this](uint16_t queue) { queue_interrupt(queue); }, [this] { config_interrupt(); });
+  } catch (const Error& error) {
+    fail(error.what());
+  }
+}
+
+void VirtioPci::fail(const std::string& reason) {
+  log_line("virtio-pci device " + std::to_string(static_cast<int>(device_->type())) +
+           " needs reset: " + reason);
+  status_ = static_cast<uint8_t>(status_.load() | kStatusDeviceNeedsReset);
+  config_generation_.fetch_add(1);
+  signal(msix_config_.load(), kIsrConfig);
+}
+
+void VirtioPci::reset_locked() {
+  if (activated_) device_->reset();
+  activated_ = false;
+  active_queues_.clear();
+  status_ = 0;
+  device_feature_select_ = 0;
+  driver_feature_select_ = 0;
+  driver_features_ = 0;
+  msix_config_ = pci::kMsixNoVector;
+  queue_select_ = 0;
+  for (Queue& queue : queues_) {
+    queue.size = queue.max_size;
+    queue.msix_vector = pci::kMsixNoVector;
+    queue.enabled = false;
+    queue.desc = queue.driver = queue.device = 0;
+  }
+  std::lock_guard lock(irq_mutex_);
+  isr_ = 0;
+  if (intx_) intx_->set_level(false);
+}
+
+void VirtioPci::queue_interrupt(uint16_t queue) {
+  if (queue >= active_queues_.size() || !active_queues_[queue]) return;
+  if (!active_queues_[queue]->needs_notification()) return;
+  signal(queues_[queue].msix_vector.load(), kIsrQueue);
+}
+
+void VirtioPci::config_interrupt() {
+  config_generation_.fetch_add(1);
+  signal(msix_config_.load(), kIsrConfig);
+}
+
+void VirtioPci::signal(uint16_t vector, uint8_t isr_bit) {
+  std::lock_guard lock(irq_mutex_);
+  if (msix_.signal(vector)) return;
+  // MSI-X disabled: INTx, with the cause in the ISR.
+  isr_ = static_cast<uint8_t>(isr_ | isr_bit);
+  if (intx_) intx_->set_level(true);
+}
+
+}  // namespace kdom::devices::virtio

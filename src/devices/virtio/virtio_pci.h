@@ -1,0 +1,178 @@
+// VirtioPci: the virtio 1.x modern PCI transport (virtio spec 4.1) for one VirtioDevice. It is
+// a PCI function (vendor 0x1AF4, device 0x1040 + type, revision 1) with one 64-bit memory BAR
+// that holds the common configuration, ISR, device configuration and notification regions
+// (each named by a vendor capability, plus the PCI_CFG window) and the MSI-X table and PBA; and it is the BusDevice
+// for that BAR's MMIO range (the owner registers it at bar_address(kBarIndex), and moves it
+// when the BAR hook reports a new address). The transport negotiates features, keeps each
+// queue's configuration, builds the Virtqueues at DRIVER_OK and raises the device's interrupts
+// through MSI-X (or INTx with the ISR when MSI-X is off). A device that fails (a bad queue
+// configuration, or activate() throwing) sets DEVICE_NEEDS_RESET; the VMM keeps running.
+//
+// BAR layout (kBarSize at least 0x8000):
+//   0x0000 common configuration   0x1000 ISR status   0x2000 device configuration (4 KiB)
+//   0x3000 notifications (4 bytes per queue)          0x4000 MSI-X table, then the PBA
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "devices/bus.h"
+#include "devices/interrupt_line.h"
+#include "devices/pci/msix.h"
+#include "devices/pci/pci_device.h"
+#include "devices/virtio/virtio_device.h"
+#include "memory/guest_memory.h"
+
+namespace kdom::devices::virtio {
+
+inline constexpr uint16_t kVirtioPciVendorId = 0x1af4;
+inline constexpr uint16_t kVirtioPciDeviceIdBase = 0x1040;
+inline constexpr uint16_t kVirtioPciSubsystemId = 0x1100;
+
+// Device status bits (spec 2.1).
+inline constexpr uint8_t kStatusAcknowledge = 1;
+inline constexpr uint8_t kStatusDriver = 2;
+inline constexpr uint8_t kStatusDriverOk = 4;
+inline constexpr uint8_t kStatusFeaturesOk = 8;
+inline constexpr uint8_t kStatusDeviceNeedsReset = 0x40;
+inline constexpr uint8_t kStatusFailed = 0x80;
+
+// ISR status bits (spec 4.1.4.5).
+inline constexpr uint8_t kIsrQueue = 1;
+inline constexpr uint8_t kIsrConfig = 2;
+
+// Virtio PCI capability cfg_type values (spec 4.1.4).
+inline constexpr uint8_t kCapCommonCfg = 1;
+inline constexpr uint8_t kCapNotifyCfg = 2;
+inline constexpr uint8_t kCapIsrCfg = 3;
+inline constexpr uint8_t kCapDeviceCfg = 4;
+inline constexpr uint8_t kCapPciCfg = 5;
+
+// Offsets in struct virtio_pci_common_cfg (spec 4.1.4.3).
+namespace common {
+inline constexpr uint32_t kDeviceFeatureSelect = 0x00;
+inline constexpr uint32_t kDeviceFeature = 0x04;
+inline constexpr uint32_t kDriverFeatureSelect = 0x08;
+inline constexpr uint32_t kDriverFeature = 0x0c;
+inline constexpr uint32_t kMsixConfig = 0x10;
+inline constexpr uint32_t kNumQueues = 0x12;
+inline constexpr uint32_t kDeviceStatus = 0x14;
+inline constexpr uint32_t kConfigGeneration = 0x15;
+inline constexpr uint32_t kQueueSelect = 0x16;
+inline constexpr uint32_t kQueueSize = 0x18;
+inline constexpr uint32_t kQueueMsixVector = 0x1a;
+inline constexpr uint32_t kQueueEnable = 0x1c;
+inline constexpr uint32_t kQueueNotifyOff = 0x1e;
+inline constexpr uint32_t kQueueDesc = 0x20;
+inline constexpr uint32_t kQueueDriver = 0x28;
+inline constexpr uint32_t kQueueDevice = 0x30;
+inline constexpr uint32_t kSize = 0x38;
+}  // namespace common
+
+class VirtioPci : public pci::PciDevice, public BusDevice {
+ public:
+  static constexpr int kBarIndex = 0;  // a 64-bit BAR: registers 0 and 1
+  static constexpr uint64_t kCommonConfigOffset = 0x0000;
+  static constexpr uint64_t kIsrOffset = 0x1000;
+  static constexpr uint64_t kDeviceConfigOffset = 0x2000;
+  static constexpr uint64_t kDeviceConfigSize = 0x1000;
+  static constexpr uint64_t kNotifyOffset = 0x3000;
+  static constexpr uint32_t kNotifyOffMultiplier = 4;
+  static constexpr uint64_t kMsixTableOffset = 0x4000;
+  static constexpr uint16_t kMaxQueues = 1024;  // the notification region's 4 KiB
+
+  // `memory` must outlive the transport. `msix` delivers MSI-X vectors; `intx`, when given,
+  // is the INTx line (interrupt pin INTA#) used while MSI-X is disabled. Throws Error when the
+  // device has no queues or more than kMaxQueues. The device's callbacks refer to this
+  // transport: keep it alive while the device may call them (until reset() returns).
+  VirtioPci(std::shared_ptr<VirtioDevice> device, const GuestMemory& memory,
+            std::shared_ptr<pci::MsixInterrupts> msix, std::shared_ptr<InterruptLine> intx = nullptr);
+
+  // The BAR's size (a power of two) and where its regions lie.
+  uint64_t bar_size() const { return bar_size_; }
+  uint64_t msix_pba_offset() const { return pba_offset_; }
+  // The BAR offset the driver writes to notify `queue` (for an ioeventfd).
+  static uint64_t notify_offset(uint16_t queue) { return kNotifyOffset + uint64_t{queue} * kNotifyOffMultiplier; }
+  uint8_t msix_capability_offset() const { return msix_capability_; }
+  // The VIRTIO_PCI_CAP_PCI_CFG capability: a window onto the BAR through config space.
+  uint8_t pci_cfg_capability_offset() const { return pci_cfg_capability_; }
+
+  // BusDevice: accesses to the BAR, `offset` relative to its base.
+  void read(uint64_t offset, std::span<uint8_t> data) override;
+  void write(uint64_t offset, std::span<const uint8_t> data) override;
+
+  uint8_t device_status() const { return status_.load(); }
+  uint64_t driver_features() const;
+  const pci::MsixTable& msix() const { return msix_; }
+  VirtioDevice& device() const { return *device_; }
+
+ protected:
+  void config_written(uint32_t offset, uint32_t length) override;
+  void config_before_read(uint32_t offset, uint32_t length) override;
+
+ private:
+  struct Queue {
+    uint16_t max_size = 0;
+    uint16_t size = 0;
+    std::atomic<uint16_t> msix_vector{pci::kMsixNoVector};
+    bool enabled = false;
+    uint64_t desc = 0;
+    uint64_t driver = 0;
+    uint64_t device = 0;
+  };
+
+  void add_capabilities();
+  // The BAR access the PCI_CFG capability describes, when valid (config lock held).
+  std::optional<std::pair<uint64_t, uint32_t>> pci_cfg_access() const;
+  void read_common(uint64_t offset, std::span<uint8_t> data);
+  void write_common(uint64_t offset, std::span<const uint8_t> data);
+  void common_image(uint8_t (&image)[common::kSize]) const;
+  void set_status(uint8_t value);
+  bool features_acceptable() const;
+  void activate();
+  void fail(const std::string& reason);
+  void reset_locked();
+  uint16_t checked_vector(uint16_t vector) const;
+  Queue* selected_queue();
+  // Interrupts, from any thread.
+  void queue_interrupt(uint16_t queue);
+  void config_interrupt();
+  void signal(uint16_t vector, uint8_t isr_bit);
+
+  std::shared_ptr<VirtioDevice> device_;
+  const GuestMemory& memory_;
+  std::shared_ptr<InterruptLine> intx_;
+  const uint64_t offered_features_;
+  const uint16_t num_queues_;
+  pci::MsixTable msix_;
+  uint64_t pba_offset_ = 0;
+  uint64_t bar_size_ = 0;
+  uint8_t msix_capability_ = 0;
+  uint8_t pci_cfg_capability_ = 0;
+
+  // Common configuration state, under mutex_.
+  mutable std::mutex mutex_;
+  uint32_t device_feature_select_ = 0;
+  uint32_t driver_feature_select_ = 0;
+  uint64_t driver_features_ = 0;
+  std::atomic<uint16_t> msix_config_{pci::kMsixNoVector};
+  std::atomic<uint8_t> status_{0};
+  std::atomic<uint8_t> config_generation_{0};
+  uint16_t queue_select_ = 0;
+  std::vector<Queue> queues_;
+  // Set at DRIVER_OK before activate() and cleared after the device's reset() returns; the
+  // device only calls back in between, so queue_interrupt reads it without mutex_.
+  std::vector<std::shared_ptr<Virtqueue>> active_queues_;
+  bool activated_ = false;
+
+  // ISR status and the INTx level, under irq_mutex_ (taken after mutex_, never before).
+  std::mutex irq_mutex_;
+  uint8_t isr_ = 0;
+};
+
+}  // namespace kdom::devices::virtio
