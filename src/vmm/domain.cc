@@ -17,6 +17,7 @@
 #include "arch/x86/boot_loader.h"
 #include "arch/x86/cpuid.h"
 #include "arch/x86/e820.h"
+#include "arch/x86/irq_routes.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/reset_vector.h"
 #include "arch/x86/vcpu_setup.h"
@@ -30,6 +31,7 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/pvpanic.h"
 #include "devices/legacy/reset_control.h"
+#include "devices/virtio/block.h"
 #include "vmm/kvm_interrupt_line.h"
 #include "vmm/vcpu_report.h"
 
@@ -123,7 +125,10 @@ Domain::Domain(const VmConfig& config) : config_(config), kvm_(), vm_(kvm_) {
            std::to_string(config_.memory_mib) + " MiB, " + std::to_string(config_.vcpus) + " vCPU(s)");
 }
 
-Domain::~Domain() { stop_vcpus(); }
+Domain::~Domain() {
+  stop_vcpus();
+  device_events_.stop();
+}
 
 void Domain::build_devices() {
   auto events = [this](const devices::GuestEvent& event) { on_guest_event(event); };
@@ -134,8 +139,15 @@ void Domain::build_devices() {
   io_bus_.add(devices::I8042::kBase, devices::I8042::kLength, std::make_shared<devices::I8042>(events));
   io_bus_.add(devices::CmosRtc::kBase, devices::CmosRtc::kLength, std::make_shared<devices::CmosRtc>());
   io_bus_.add(devices::DebugExit::kBase, devices::DebugExit::kLength, std::make_shared<devices::DebugExit>(events));
-  io_bus_.add(devices::ResetControl::kBase, devices::ResetControl::kLength,
-              std::make_shared<devices::ResetControl>(events));
+  msi_ = std::make_unique<MsiRouter>(vm_, x86::default_irqchip_routes(), x86::kFirstMsiGsi);
+  pci_ = std::make_unique<PciDevices>(vm_, *memory_, device_events_, *msi_);
+  for (const auto& disk : config_.disks) {
+    devices::virtio::BlockDiskConfig block{disk.path, disk.read_only, disk.serial};
+    pci_->add_virtio(std::make_shared<devices::virtio::BlockDevice>(block));
+  }
+  io_bus_.add(devices::pci::PciConfigIo::kBase, devices::pci::PciConfigIo::kLength,
+              pci_->config_io(std::make_shared<devices::ResetControl>(events)));
+  mmio_bus_.add(PciDevices::window_start(), PciDevices::window_size(), pci_->mmio_window());
   io_bus_.add(devices::PvPanic::kBase, devices::PvPanic::kLength, std::make_shared<devices::PvPanic>(events));
   io_bus_.add(devices::AcpiSleep::kBase, devices::AcpiSleep::kLength,
               std::make_shared<devices::AcpiSleep>(x86::kAcpiS5SleepType, events));
@@ -190,6 +202,7 @@ DomainExit Domain::run() {
   for (int signal_number : {SIGINT, SIGTERM, SIGHUP}) signal(signal_number, SIG_DFL);
   UniqueFd signal_fd(check_syscall(signalfd(-1, &stop_signals, SFD_CLOEXEC), "signalfd"));
 
+  device_events_.start();
   for (auto& vcpu : vcpus_) threads_.emplace_back([this, &vcpu] { vcpu_thread(*vcpu); });
 
   while (!stopping_) {
@@ -208,6 +221,7 @@ DomainExit Domain::run() {
     if (count == 3 && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) pump_console_input();
   }
   stop_vcpus();
+  device_events_.stop();
   std::lock_guard lock(exit_mutex_);
   return *exit_;
 }

@@ -20,6 +20,9 @@
 #include "memory/guest_memory.h"
 #include "vmm/console.h"
 #include "vmm/domain_exit.h"
+#include "vmm/event_loop.h"
+#include "vmm/msi_router.h"
+#include "vmm/pci_devices.h"
 #include "vmm/vm_config.h"
 
 namespace kdom::vmm {
@@ -55,6 +58,9 @@ class Domain {
   devices::Bus mmio_bus_;
   std::unique_ptr<Console> console_;
   std::shared_ptr<devices::Uart8250> uart_;
+  EventLoop device_events_;  // device work (virtio queues), off the vCPU threads
+  std::unique_ptr<MsiRouter> msi_;
+  std::unique_ptr<PciDevices> pci_;
   std::vector<std::unique_ptr<kvm::Vcpu>> vcpus_;
   std::vector<std::thread> threads_;
 

@@ -79,6 +79,18 @@ class TableBuilder {
   std::vector<uint8_t> bytes_;
 };
 
+// The host bridge's _CRS: bus numbers, its config ports, the I/O ports around them and the
+// MMIO window.
+std::vector<uint8_t> pci_host_bridge_resources(const AcpiConfig& config) {
+  using namespace aml;
+  Bytes descriptors = word_bus_numbers(0, 0xff);
+  const Bytes config_ports{0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08};
+  for (const Bytes& part : {config_ports, word_io_window(0, 0xcf7), word_io_window(0xd00, 0xffff),
+                            dword_memory_window(config.pci_mmio_first, config.pci_mmio_last)})
+    descriptors.insert(descriptors.end(), part.begin(), part.end());
+  return resource_template(descriptors);
+}
+
 std::vector<uint8_t> dsdt_body(const AcpiConfig& config) {
   using namespace aml;
   auto concat = [](std::initializer_list<Bytes> parts) {
@@ -92,8 +104,12 @@ std::vector<uint8_t> dsdt_body(const AcpiConfig& config) {
                                      name("_CRS", io_port_resource(config.rtc_port, 2, config.rtc_irq))}));
   Bytes pvpanic = device("PEVT", concat({name("_HID", string("QEMU0001")),
                                          name("_CRS", io_port_resource(config.pvpanic_port, 1))}));
+  // PCI bus 0 behind ports 0xCF8-0xCFF, with the I/O ports around them and the MMIO window
+  // as its windows; BARs are assigned by kdom, and MSI-X needs no _PRT.
+  Bytes pci0 = device("PCI0", concat({name("_HID", string("PNP0A03")), name("_UID", integer(0)),
+                                      name("_CRS", pci_host_bridge_resources(config))}));
   return concat({name("_S5_", package({integer(kAcpiS5SleepType), integer(0)})),
-                 scope("_SB_", concat({com1, rtc, pvpanic}))});
+                 scope("_SB_", concat({pci0, com1, rtc, pvpanic}))});
 }
 
 std::vector<uint8_t> fadt_body(const AcpiConfig& config, uint64_t dsdt_address) {

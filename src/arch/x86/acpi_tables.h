@@ -1,6 +1,6 @@
 // ACPI tables for a hardware-reduced x86 guest: RSDP, XSDT, FADT (sleep control register for
-// poweroff, reset register), DSDT (\_S5; COM1, the RTC and pvpanic with their ports and
-// interrupts) and MADT (every vCPU's local APIC and the IOAPIC). The MADT is how a guest finds
+// poweroff, reset register), DSDT (\_S5; the PCI host bridge and its windows; COM1, the RTC
+// and pvpanic with their ports and interrupts) and MADT (every vCPU's local APIC and the IOAPIC). The MADT is how a guest finds
 // all its vCPUs. A hardware-reduced machine has no implied legacy ISA devices, so every device
 // with an interrupt must be in the DSDT for the guest to route that interrupt.
 #pragma once
@@ -22,6 +22,9 @@ struct AcpiConfig {
   uint8_t com1_irq = 4;
   uint16_t rtc_port = 0x70;
   uint8_t rtc_irq = 8;
+  // The PCI host bridge's memory window (BARs are assigned inside it).
+  uint32_t pci_mmio_first = 0xc0000000;
+  uint32_t pci_mmio_last = 0xfebfffff;
 };
 
 // The SLP_TYP value the DSDT's \_S5 package gives; the sleep control register sees it.

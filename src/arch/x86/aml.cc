@@ -114,6 +114,49 @@ Bytes scope(std::string_view root_name, const Bytes& body) {
   return with_length(kScopeOp, inner);
 }
 
+Bytes resource_template(const Bytes& descriptors) {
+  Bytes all = descriptors;
+  all.push_back(0x79);  // end tag, checksum 0
+  all.push_back(0x00);
+  Bytes body = integer(all.size());
+  append(body, all);
+  return with_length(kBufferOp, body);
+}
+
+namespace {
+void put_le(Bytes& out, uint64_t value, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
+}
+
+// A large Word Address Space descriptor: type 0 memory, 1 I/O, 2 bus numbers; produced by the
+// device (a bridge window), fixed minimum and maximum.
+Bytes word_address_space(uint8_t resource_type, uint8_t type_flags, uint16_t first, uint16_t last) {
+  Bytes out{0x88, 13, 0, resource_type, 0x0c, type_flags};
+  put_le(out, 0, 2);  // granularity
+  put_le(out, first, 2);
+  put_le(out, last, 2);
+  put_le(out, 0, 2);  // translation offset
+  put_le(out, uint32_t{last} - first + 1, 2);
+  return out;
+}
+}  // namespace
+
+Bytes word_bus_numbers(uint16_t first, uint16_t last) { return word_address_space(2, 0, first, last); }
+
+Bytes word_io_window(uint16_t first, uint16_t last) {
+  return word_address_space(1, 0x03, first, last);  // ISA and non-ISA ranges
+}
+
+Bytes dword_memory_window(uint32_t first, uint32_t last) {
+  Bytes out{0x87, 23, 0, 0, 0x0c, 0x01};  // memory, producer, fixed, read-write, non-cacheable
+  put_le(out, 0, 4);  // granularity
+  put_le(out, first, 4);
+  put_le(out, last, 4);
+  put_le(out, 0, 4);  // translation offset
+  put_le(out, uint64_t{last} - first + 1, 4);
+  return out;
+}
+
 Bytes io_port_resource(uint16_t base, uint8_t length, int irq) {
   const uint8_t lo = static_cast<uint8_t>(base), hi = static_cast<uint8_t>(base >> 8);
   // Small I/O port descriptor (decode 16, min = max = base, alignment 1).
@@ -125,11 +168,7 @@ Bytes io_port_resource(uint16_t base, uint8_t length, int irq) {
     descriptors.push_back(static_cast<uint8_t>(mask));
     descriptors.push_back(static_cast<uint8_t>(mask >> 8));
   }
-  descriptors.push_back(0x79);  // end tag, checksum 0
-  descriptors.push_back(0x00);
-  Bytes body = integer(descriptors.size());
-  append(body, descriptors);
-  return with_length(kBufferOp, body);
+  return resource_template(descriptors);
 }
 
 }  // namespace kdom::x86::aml

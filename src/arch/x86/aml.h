@@ -23,6 +23,12 @@ Bytes name(std::string_view name, const Bytes& object);
 Bytes device(std::string_view name, const Bytes& body);
 // Scope(path) { body }; path is a root-relative name like "\\_SB_".
 Bytes scope(std::string_view root_name, const Bytes& body);
+// ResourceTemplate() { descriptors } (the end tag is added).
+Bytes resource_template(const Bytes& descriptors);
+// Address space descriptors a PCI host bridge produces (WordBusNumber, WordIO, DWordMemory).
+Bytes word_bus_numbers(uint16_t first, uint16_t last);
+Bytes word_io_window(uint16_t first, uint16_t last);
+Bytes dword_memory_window(uint32_t first, uint32_t last);
 // ResourceTemplate() { IO(Decode16, base, base, 1, length) [IRQNoFlags() {irq}] }: an
 // I/O port range and, optionally, an edge-triggered active-high ISA interrupt.
 Bytes io_port_resource(uint16_t base, uint8_t length, int irq = -1);

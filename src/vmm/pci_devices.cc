@@ -1,0 +1,139 @@
+// PCI bus wiring: BAR assignment, MMIO dispatch, ioeventfd notifications and MSI-X.
+#include "vmm/pci_devices.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <map>
+
+#include "base/error.h"
+#include "base/log.h"
+
+namespace kdom::vmm {
+
+namespace {
+
+// MSI-X vectors of one device, each backed by a GSI with an irqfd (allocated on first use).
+class KvmMsix : public devices::pci::MsixInterrupts {
+ public:
+  explicit KvmMsix(MsiRouter& router) : router_(router) {}
+  void update(uint16_t vector, const devices::pci::MsixMessage& message) override {
+    router_.set_message(*get(vector), message.address, message.data);
+  }
+  void fire(uint16_t vector, const devices::pci::MsixMessage&) override { get(vector)->fire(); }
+
+ private:
+  std::shared_ptr<MsiRouter::Vector> get(uint16_t vector) {
+    std::lock_guard lock(mutex_);
+    auto& slot = vectors_[vector];
+    if (!slot) slot = router_.allocate();
+    return slot;
+  }
+  MsiRouter& router_;
+  std::mutex mutex_;
+  std::map<uint16_t, std::shared_ptr<MsiRouter::Vector>> vectors_;
+};
+
+constexpr uint32_t kNotifyWriteSize = 2;  // drivers write the 16-bit queue index
+
+}  // namespace
+
+class PciDevices::MmioWindow : public devices::BusDevice {
+ public:
+  explicit MmioWindow(PciDevices& owner) : owner_(owner) {}
+  void read(uint64_t offset, std::span<uint8_t> data) override {
+    if (auto* target = find(offset, data.size(), offset))
+      target->read(offset, data);
+    else
+      std::fill(data.begin(), data.end(), 0xff);
+  }
+  void write(uint64_t offset, std::span<const uint8_t> data) override {
+    if (auto* target = find(offset, data.size(), offset)) target->write(offset, data);
+  }
+
+ private:
+  // The device whose memory BAR decodes window offset `offset`; `bar_offset` gets the offset
+  // within that BAR.
+  devices::virtio::VirtioPci* find(uint64_t offset, uint64_t length, uint64_t& bar_offset) const {
+    uint64_t address = window_start() + offset;
+    for (const auto& slot : owner_.virtio_) {
+      auto& transport = *slot->transport;
+      if (!(transport.command() & devices::pci::kCommandMemorySpace)) continue;
+      uint64_t base = transport.bar_address(devices::virtio::VirtioPci::kBarIndex);
+      if (base != 0 && address >= base && address - base + length <= transport.bar_size()) {
+        bar_offset = address - base;
+        return &transport;
+      }
+    }
+    return nullptr;
+  }
+  PciDevices& owner_;
+};
+
+PciDevices::PciDevices(kvm::Vm& vm, const GuestMemory& memory, EventLoop& events, MsiRouter& msi)
+    : vm_(vm),
+      memory_(memory),
+      events_(events),
+      msi_(msi),
+      root_(std::make_shared<devices::pci::PciRootBus>()),
+      allocator_(devices::pci::kPciMmioWindowStart, devices::pci::kPciMmioWindowEnd) {}
+
+PciDevices::~PciDevices() {
+  for (auto& slot : virtio_) unregister_notifiers(*slot);
+}
+
+void PciDevices::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> device) {
+  auto slot = std::make_unique<VirtioSlot>();
+  auto queue_count = device->queue_max_sizes().size();
+  slot->transport = std::make_shared<devices::virtio::VirtioPci>(device, memory_, std::make_shared<KvmMsix>(msi_));
+  for (size_t queue = 0; queue < queue_count; ++queue) {
+    slot->notify_fds.emplace_back(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"));
+    int fd = slot->notify_fds.back().get();
+    auto* target = device.get();
+    events_.add(fd, [fd, target, queue] {
+      uint64_t count;
+      if (::read(fd, &count, sizeof(count)) != sizeof(count)) return;
+      try {
+        target->notify_queue(static_cast<uint16_t>(queue));
+      } catch (const std::exception& error) {
+        log_line(std::string("virtio queue ") + std::to_string(queue) + ": " + error.what());
+      }
+    });
+  }
+  uint64_t address = allocator_.allocate(slot->transport->bar_size());
+  slot->transport->set_bar_address(devices::virtio::VirtioPci::kBarIndex, address);
+  register_notifiers(*slot, address);
+  VirtioSlot* raw = slot.get();
+  slot->transport->set_bar_hook([this, raw](int index, uint64_t old_address, uint64_t new_address) {
+    if (index != devices::virtio::VirtioPci::kBarIndex || old_address == new_address) return;
+    unregister_notifiers(*raw);
+    if (new_address != 0) register_notifiers(*raw, new_address);
+  });
+  root_->add(slot->transport);
+  virtio_.push_back(std::move(slot));
+}
+
+void PciDevices::register_notifiers(VirtioSlot& slot, uint64_t bar_address) {
+  for (size_t queue = 0; queue < slot.notify_fds.size(); ++queue)
+    vm_.register_ioeventfd(slot.notify_fds[queue].get(),
+                           bar_address + devices::virtio::VirtioPci::notify_offset(static_cast<uint16_t>(queue)),
+                           kNotifyWriteSize, /*port_io=*/false);
+  slot.notify_base = bar_address;
+}
+
+void PciDevices::unregister_notifiers(VirtioSlot& slot) {
+  if (slot.notify_base == 0) return;
+  for (size_t queue = 0; queue < slot.notify_fds.size(); ++queue)
+    vm_.unregister_ioeventfd(slot.notify_fds[queue].get(),
+                             slot.notify_base + devices::virtio::VirtioPci::notify_offset(static_cast<uint16_t>(queue)),
+                             kNotifyWriteSize, false);
+  slot.notify_base = 0;
+}
+
+std::shared_ptr<devices::BusDevice> PciDevices::config_io(std::shared_ptr<devices::BusDevice> reset_control) {
+  return std::make_shared<devices::pci::PciConfigIo>(root_, std::move(reset_control));
+}
+
+std::shared_ptr<devices::BusDevice> PciDevices::mmio_window() { return std::make_shared<MmioWindow>(*this); }
+
+}  // namespace kdom::vmm
