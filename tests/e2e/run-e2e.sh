@@ -32,6 +32,11 @@ done
 scenarios=("$@")
 
 args=(--build-dir "$build" --timeout "$timeout_s" --add "$here/scenarios.sh:e2e/scenarios.sh")
+# A fresh 64 MiB ext4 image for the disk scenario (virtio-blk).
+disk_image=$(mktemp "${TMPDIR:-/tmp}/kdom-e2e-disk.XXXXXX")
+truncate -s 64M "$disk_image"
+mkfs.ext4 -q -F "$disk_image"
+args+=(--add "$disk_image:e2e/disk.img")
 case "$vmm" in
 kdom)
 	kdom=${kdom:-$build/kdom}
@@ -46,7 +51,7 @@ qemu) args+=(--with-qemu) ;;
 esac
 
 log=$(mktemp "${TMPDIR:-/tmp}/kdom-e2e.XXXXXX")
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log" "$disk_image"' EXIT
 t0=$(date +%s)
 set +e
 "$src/scripts/test-host.sh" "${args[@]}" --log "$log" -- \
