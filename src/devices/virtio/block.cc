@@ -207,6 +207,7 @@ void BlockDevice::activate(const GuestMemory& memory, uint64_t, std::vector<std:
   if (queues.size() != config_.num_queues)
     throw Error("virtio-blk '" + config_.path + "': activated with " + std::to_string(queues.size()) +
                 " queues, expected " + std::to_string(config_.num_queues));
+  std::lock_guard lock(mutex_);
   memory_ = &memory;
   queues_ = std::move(queues);
   queue_broken_.assign(queues_.size(), false);
@@ -215,6 +216,7 @@ void BlockDevice::activate(const GuestMemory& memory, uint64_t, std::vector<std:
 }
 
 void BlockDevice::notify_queue(uint16_t queue_index) {
+  std::lock_guard lock(mutex_);
   if (memory_ == nullptr || queue_index >= queues_.size() || !queues_[queue_index] || queue_broken_[queue_index])
     return;
   const QueueResult result = process_queue(*memory_, *queues_[queue_index]);
@@ -227,6 +229,7 @@ void BlockDevice::notify_queue(uint16_t queue_index) {
 }
 
 void BlockDevice::reset() {
+  std::lock_guard lock(mutex_);
   memory_ = nullptr;
   queues_.clear();
   queue_broken_.clear();

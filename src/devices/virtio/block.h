@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -81,9 +82,10 @@ class BlockDevice : public VirtioDevice {
   void activate(const GuestMemory& memory, uint64_t negotiated_features,
                 std::vector<std::shared_ptr<Virtqueue>> queues, QueueInterrupt queue_interrupt,
                 ConfigInterrupt config_interrupt) override;
-  // Processes the queue synchronously in the caller's thread for now; a backend thread per
-  // queue (or io_uring completions) comes with the transport wiring. Raises the queue's
-  // interrupt when the driver wants one. If the queue itself is broken (VirtqueueError with
+  // Processes the queue synchronously in the caller's thread: the VMM's device event loop
+  // (ioeventfd), or a vCPU for a notification that came as an MMIO exit; io_uring completions
+  // come later. Raises the queue's interrupt when it used chains (the transport asks the
+  // driver whether it wants it). If the queue itself is broken (VirtqueueError with
   // no head) the queue is stopped and the VirtqueueError is rethrown, after any interrupt,
   // so the transport can set DEVICE_NEEDS_RESET.
   void notify_queue(uint16_t queue_index) override;
@@ -108,6 +110,9 @@ class BlockDevice : public VirtioDevice {
   bool in_range(uint64_t sector, uint64_t sectors) const;
   BlockConfigSpace config_space() const;
 
+  // Serialises activation, reset and queue processing: notifications arrive from the VMM's
+  // event loop (ioeventfd) and from vCPU threads (MMIO), activation and reset from vCPUs.
+  std::mutex mutex_;
   BlockDiskConfig config_;
   BlockDiskFile disk_;
   uint64_t capacity_ = 0;
