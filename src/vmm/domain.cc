@@ -308,7 +308,7 @@ void Domain::fail_vcpu(kvm::Vcpu& vcpu, const std::string& reason) {
   } catch (const std::exception& error) {
     log_line(prefix + "registers unavailable: " + error.what());
   }
-  if (host_kvm_is_pvm())
+  if (vcpu.run_state()->exit_reason == KVM_EXIT_INTERNAL_ERROR && host_kvm_is_pvm())
     log_line("note: this host's /dev/kvm is kvm_pvm (software-assisted nested KVM), which cannot run every "
              "ring-0 instruction; stock kernels need hardware virtualization (see scripts/test-host.sh)");
   request_exit({DomainExitKind::kVcpuFailure, 0, prefix + reason});
