@@ -32,6 +32,7 @@
 #include "devices/legacy/pvpanic.h"
 #include "devices/legacy/reset_control.h"
 #include "devices/virtio/block.h"
+#include "devices/virtio/entropy.h"
 #include "vmm/kvm_interrupt_line.h"
 #include "vmm/vcpu_report.h"
 
@@ -145,6 +146,7 @@ void Domain::build_devices() {
     devices::virtio::BlockDiskConfig block{disk.path, disk.read_only, disk.serial};
     pci_->add_virtio(std::make_shared<devices::virtio::BlockDevice>(block));
   }
+  if (config_.entropy) pci_->add_virtio(std::make_shared<devices::virtio::EntropyDevice>());
   io_bus_.add(devices::pci::PciConfigIo::kBase, devices::pci::PciConfigIo::kLength,
               pci_->config_io(std::make_shared<devices::ResetControl>(events)));
   mmio_bus_.add(PciDevices::window_start(), PciDevices::window_size(), pci_->mmio_window());

@@ -31,6 +31,7 @@ struct VmConfig {
   uint32_t vcpus = 1;
   ConsoleConfig console;
   std::vector<DiskConfig> disks;
+  bool entropy = false;  // a virtio-rng device
 };
 
 // Parses "PATH[,ro][,serial=ID]"; throws Error naming the bad part.

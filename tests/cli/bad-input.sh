@@ -58,6 +58,11 @@ expect memory-not-a-number "memory" -- "$kdom" run --kernel "$probe" --memory lo
 expect memory-above-host "more than this host has" -- "$kdom" run --kernel "$probe" --memory 16000000
 expect vcpus-zero "vcpus must be at least 1" -- "$kdom" run --kernel "$probe" --vcpus 0
 expect vcpus-above-limit "limit" -- "$kdom" run --kernel "$probe" --vcpus 100000
+truncate -s 1M "$work/readonly.img" && chmod 444 "$work/readonly.img"
+expect disk-missing "does not exist" -- "$kdom" run --kernel "$probe" --disk "$work/nope.img"
+expect disk-read-only-file "read-only" -- "$kdom" run --kernel "$probe" --disk "$work/readonly.img"
+expect disk-bad-setting "unknown setting" -- "$kdom" run --kernel "$probe" --disk "$work/readonly.img,rw"
+expect disk-twice "given twice" -- "$kdom" run --kernel "$probe" --disk "$work/readonly.img,ro" --disk "$work/readonly.img,ro"
 expect console-bad "console must be" -- "$kdom" run --kernel "$probe" --console carrier-pigeon
 expect console-file-unwritable "cannot open console file" -- "$kdom" run --kernel "$probe" --console file:/nonexistent-dir/x
 if command -v unshare >/dev/null; then

@@ -52,6 +52,7 @@ boot() {
 				--cmdline "$cmdline" --vcpus "$vcpus" --memory "$memory"
 		fi
 		[ -z "${disk:-}" ] || set -- "$@" --disk "$disk"
+		[ -z "${rng:-}" ] || set -- "$@" --rng
 		echo "E2E: kdom run $* --console stdio"
 		timeout -k 5 "$limit" kdom run "$@" --console stdio </dev/null >"$work/console" 2>"$work/stderr"
 		rc=$?
@@ -177,6 +178,14 @@ for scenario in "$@"; do
 			grep -q 'kdom-guest: disk verify OK (3 files)' "$work/console.txt"
 		check exit-verify "exit status $rc, want 0" [ "$rc" = 0 ]
 		disk=
+		;;
+	rng)
+		rng=1
+		boot vmlinuz 1 256 rng-read
+		check source "guest's hwrng source is virtio" grep -q 'kdom-guest: hwrng source=virtio_rng' "$work/console.txt"
+		check read "guest read 4096 bytes from /dev/hwrng" grep -q 'kdom-guest: hwrng source=.* bytes=4096' "$work/console.txt"
+		check exit "exit status $rc, want 0" [ "$rc" = 0 ]
+		rng=
 		;;
 	debug-exit)
 		boot vmlinuz 1 256 exit:5

@@ -137,3 +137,27 @@ TEST(RunOptions, FileConsole) {
 
 }  // namespace
 }  // namespace kdom::cli
+
+namespace kdom::cli {
+namespace {
+
+TEST(RunOptions, VirtioDevices) {
+  auto none = parse_run_options({}, Defaults{"/guest"}).config;
+  EXPECT_FALSE(none.entropy);
+  EXPECT_TRUE(none.disks.empty());
+  auto config = parse_run_options({"--rng", "--disk", "/d/a.img,ro,serial=abc", "--disk", "/d/b.img"},
+                                  Defaults{"/guest"}).config;
+  EXPECT_TRUE(config.entropy);
+  ASSERT_EQ(config.disks.size(), 2u);
+  EXPECT_EQ(config.disks[0].path, "/d/a.img");
+  EXPECT_TRUE(config.disks[0].read_only);
+  EXPECT_EQ(config.disks[0].serial, "abc");
+  EXPECT_EQ(config.disks[1].path, "/d/b.img");
+  EXPECT_FALSE(config.disks[1].read_only);
+  EXPECT_THROW(parse_run_options({"--disk", "/d/a.img,bogus"}, Defaults{"/guest"}), Error);
+  EXPECT_THROW(parse_run_options({"--disk", "/d/a.img", "--disk", "/d/a.img"}, Defaults{"/guest"}), Error);
+  EXPECT_THROW(parse_run_options({"--disk", "/d/a.img,serial=123456789012345678901"}, Defaults{"/guest"}), Error);
+}
+
+}  // namespace
+}  // namespace kdom::cli

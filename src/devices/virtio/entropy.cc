@@ -1,0 +1,94 @@
+// virtio-rng request handling.
+#include "devices/virtio/entropy.h"
+
+#include <sys/random.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "base/error.h"
+
+namespace kdom::devices::virtio {
+
+namespace {
+// Fills `data` from the host's entropy pool; false if it could not.
+bool fill_random(std::span<uint8_t> data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = getrandom(data.data() + done, data.size() - done, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+}  // namespace
+
+uint64_t EntropyDevice::offered_features() const {
+  return kFeatureVersion1 | kFeatureRingIndirectDesc | kFeatureRingEventIdx;
+}
+
+void EntropyDevice::read_config(uint64_t, std::span<uint8_t> data) const { std::fill(data.begin(), data.end(), 0); }
+
+void EntropyDevice::activate(const GuestMemory& memory, uint64_t, std::vector<std::shared_ptr<Virtqueue>> queues,
+                             QueueInterrupt queue_interrupt, ConfigInterrupt) {
+  if (queues.size() != 1) throw Error("virtio-rng: activated with " + std::to_string(queues.size()) + " queues");
+  std::lock_guard lock(mutex_);
+  memory_ = &memory;
+  queue_ = queues[0];
+  queue_interrupt_ = std::move(queue_interrupt);
+}
+
+void EntropyDevice::reset() {
+  std::lock_guard lock(mutex_);
+  memory_ = nullptr;
+  queue_.reset();
+  queue_interrupt_ = nullptr;
+}
+
+void EntropyDevice::notify_queue(uint16_t queue_index) {
+  std::lock_guard lock(mutex_);
+  if (queue_index != 0 || memory_ == nullptr || !queue_) return;
+  bool used = false;
+  try {
+    used = serve(*memory_, *queue_);
+  } catch (const VirtqueueError&) {
+    std::shared_ptr<Virtqueue> broken = std::move(queue_);  // stop using it until reset
+    if (queue_interrupt_) queue_interrupt_(0);
+    throw;
+  }
+  if (used && queue_interrupt_) queue_interrupt_(0);
+}
+
+bool EntropyDevice::serve(const GuestMemory& memory, Virtqueue& queue) {
+  bool used = false;
+  for (;;) {
+    std::optional<DescriptorChain> chain;
+    try {
+      chain = queue.pop();
+      if (!chain) {
+        queue.set_avail_event();
+        chain = queue.pop();
+      }
+    } catch (const VirtqueueError& error) {
+      if (!error.head()) throw;
+      queue.push_used(*error.head(), 0);  // that request alone is malformed
+      used = true;
+      continue;
+    }
+    if (!chain) return used;
+    uint32_t written = 0;
+    for (const auto& buffer : chain->buffers) {
+      if (!buffer.device_writable || written >= kMaxBytesPerRequest) continue;
+      uint32_t length = std::min(buffer.len, kMaxBytesPerRequest - written);
+      if (!fill_random(memory.slice(buffer.addr, length))) break;
+      written += length;
+    }
+    queue.push_used(chain->head, written);
+    used = true;
+  }
+}
+
+}  // namespace kdom::devices::virtio
