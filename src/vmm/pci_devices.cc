@@ -7,7 +7,6 @@
 #include <map>
 
 #include "base/error.h"
-#include "base/log.h"
 
 namespace kdom::vmm {
 
@@ -89,15 +88,10 @@ void PciDevices::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> devic
   for (size_t queue = 0; queue < queue_count; ++queue) {
     slot->notify_fds.emplace_back(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"));
     int fd = slot->notify_fds.back().get();
-    auto* target = device.get();
-    events_.add(fd, [fd, target, queue] {
+    auto* transport = slot->transport.get();
+    events_.add(fd, [fd, transport, queue] {
       uint64_t count;
-      if (::read(fd, &count, sizeof(count)) != sizeof(count)) return;
-      try {
-        target->notify_queue(static_cast<uint16_t>(queue));
-      } catch (const std::exception& error) {
-        log_line(std::string("virtio queue ") + std::to_string(queue) + ": " + error.what());
-      }
+      if (::read(fd, &count, sizeof(count)) == sizeof(count)) transport->notify(static_cast<uint16_t>(queue));
     });
   }
   uint64_t address = allocator_.allocate(slot->transport->bar_size());

@@ -182,8 +182,7 @@ void VirtioPci::write(uint64_t offset, std::span<const uint8_t> data) {
     write_common(offset - kCommonConfigOffset, data);
   } else if (offset >= kNotifyOffset && offset < kNotifyOffset + uint64_t{num_queues_} * kNotifyOffMultiplier) {
     const auto queue = static_cast<uint16_t>((offset - kNotifyOffset) / kNotifyOffMultiplier);
-    const uint8_t status = status_.load();
-    if ((status & kStatusDriverOk) && !(status & kStatusDeviceNeedsReset)) device_->notify_queue(queue);
+    notify(queue);
   } else if (offset >= kDeviceConfigOffset && offset + data.size() <= kDeviceConfigOffset + kDeviceConfigSize) {
     device_->write_config(offset - kDeviceConfigOffset, data);
   } else if (offset >= kMsixTableOffset && offset < kMsixTableOffset + msix_.table_bytes()) {
@@ -325,6 +324,16 @@ void VirtioPci::activate() {
                       [this](uint16_t queue) { queue_interrupt(queue); }, [this] { config_interrupt(); });
   } catch (const Error& error) {
     fail(error.what());
+  }
+}
+
+void VirtioPci::notify(uint16_t queue) {
+  const uint8_t status = status_.load();
+  if (!(status & kStatusDriverOk) || (status & kStatusDeviceNeedsReset)) return;
+  try {
+    device_->notify_queue(queue);
+  } catch (const std::exception& error) {
+    fail(error.what());  // e.g. a queue the driver broke: the driver must reset the device
   }
 }
 

@@ -102,6 +102,10 @@ class VirtioPci : public pci::PciDevice, public BusDevice {
   // The VIRTIO_PCI_CAP_PCI_CFG capability: a window onto the BAR through config space.
   uint8_t pci_cfg_capability_offset() const { return pci_cfg_capability_; }
 
+  // The driver notified `queue` (a write to its notify address, caught by the BAR or by an
+  // ioeventfd). Ignored unless DRIVER_OK is set and NEEDS_RESET is not; a device that throws
+  // (its queue is broken) sets DEVICE_NEEDS_RESET and raises the config interrupt.
+  void notify(uint16_t queue);
   // BusDevice: accesses to the BAR, `offset` relative to its base.
   void read(uint64_t offset, std::span<uint8_t> data) override;
   void write(uint64_t offset, std::span<const uint8_t> data) override;
