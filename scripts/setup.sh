@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything kdom needs on Debian 12 (Debian packages via apt only), builds kdom,
 # its tests and probe guests (build/), an ASan/UBSan build of kdom and its unit tests (build-asan/),
-# and the default Linux guest from Debian's kernel package (build/guest/). Run as root.
+# the libFuzzer targets (build-fuzz/fuzz/), and the default Linux guest from Debian's kernel
+# package (build/guest/). Run as root.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -9,6 +10,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
   qemu-system-x86 qemu-utils busybox-static cpio lz4 kmod binutils procps e2fsprogs
+  clang-14 libclang-rt-14-dev
 )
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -21,5 +23,9 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$jobs"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKDOM_SANITIZE=ON >/dev/null
 cmake --build build-asan -j "$jobs"
+# The libFuzzer targets (tests/fuzz): clang, ASan/UBSan, only the sources they fuzz.
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang-14 \
+  -DCMAKE_CXX_COMPILER=clang++-14 -DKDOM_FUZZ=ON -DKDOM_BUILD_GUESTS=OFF >/dev/null
+cmake --build build-fuzz -j "$jobs" --target fuzzers
 scripts/build-guest.sh build/guest
 echo "setup done: build/kdom, build/guest/"

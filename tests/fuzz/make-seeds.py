@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Writes the small seed inputs in tests/fuzz/seeds/ (layout: tests/fuzz/fuzz_ring.h): well-formed
+rings with a few requests each, so the fuzzers start from chains the devices accept."""
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NEXT, WRITE, INDIRECT = 1, 2, 4
+
+
+def ring(log2_size, descs, heads, event_idx=False, indirect=False, data=(), length=0x1000):
+    """Byte 0/1 header, then guest RAM: descriptor table, avail ring, used ring, data."""
+    size = 1 << log2_size
+    mode = log2_size | (0x10 if event_idx else 0) | (0x20 if indirect else 0)
+    mem = bytearray(length)
+    for i, (addr, ln, flags, nxt) in enumerate(descs):
+        struct.pack_into("<QIHH", mem, 16 * i, addr, ln, flags, nxt)
+    avail = 16 * size
+    struct.pack_into("<HH", mem, avail, 0, len(heads))
+    for i, head in enumerate(heads):
+        struct.pack_into("<H", mem, avail + 4 + 2 * i, head)
+    if event_idx:  # used_event: interrupt after the first used entry
+        struct.pack_into("<H", mem, avail + 4 + 2 * size, 0)
+    for gpa, blob in data:
+        mem[gpa:gpa + len(blob)] = blob
+    return bytes([mode, 0]) + bytes(mem)
+
+
+def blk_header(kind, sector):
+    return struct.pack("<IIQ", kind, 0, sector)
+
+
+def write(target, name, blob):
+    d = os.path.join(HERE, "seeds", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(blob)
+
+
+# virtio-rng / plain queue: two writable buffers, one chained, one through an indirect table.
+rng = ring(3, [(0x400, 64, WRITE, 0), (0x500, 16, NEXT | WRITE, 2), (0x510, 32, WRITE, 0), (0x600, 32, INDIRECT, 0)],
+           [0, 1, 3], indirect=True, event_idx=True,
+           data=[(0x600, struct.pack("<QIHHQIHH", 0x700, 8, NEXT | WRITE, 1, 0x708, 8, WRITE, 0))])
+write("fuzz_entropy", "three-requests", rng)
+write("fuzz_virtqueue", "three-chains", rng)
+write("fuzz_virtqueue", "one-readable", ring(0, [(0x100, 4, 0, 0)], [0]))
+
+# virtio-blk: IN, OUT, FLUSH, GET_ID, DISCARD and WRITE_ZEROES requests.
+descs, heads, data = [], [], []
+def request(header_gpa, header, middle, status_gpa):
+    heads.append(len(descs))
+    data.append((header_gpa, header))
+    chain = [(header_gpa, 16, 0)] + middle + [(status_gpa, 1, WRITE)]
+    base = len(descs)
+    for i, (addr, ln, flags) in enumerate(chain):
+        last = i == len(chain) - 1
+        descs.append((addr, ln, flags | (0 if last else NEXT), 0 if last else base + i + 1))
+
+request(0x800, blk_header(0, 3), [(0x1000, 1024, WRITE)], 0x7f0)
+request(0x810, blk_header(1, 5), [(0x1400, 512, 0)], 0x7f1)
+request(0x820, blk_header(4, 0), [], 0x7f2)
+request(0x830, blk_header(8, 0), [(0x1800, 20, WRITE)], 0x7f3)
+request(0x840, blk_header(11, 0), [(0x900, 16, 0)], 0x7f4)
+request(0x850, blk_header(13, 0), [(0x910, 16, 0)], 0x7f5)
+data += [(0x900, struct.pack("<QII", 8, 8, 0)), (0x910, struct.pack("<QII", 16, 8, 1))]
+write("fuzz_block", "six-requests", ring(5, descs, heads, data=data, length=0x1a00))
+write("fuzz_block", "six-requests-ro", bytes([0x45]) + ring(5, descs, heads, data=data, length=0x1a00)[1:])
