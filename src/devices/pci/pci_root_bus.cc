@@ -72,16 +72,19 @@ void PciConfigIo::read(uint64_t offset, std::span<uint8_t> data) {
     for (size_t i = 0; i < 4; ++i) data[i] = static_cast<uint8_t>(value >> (8 * i));
     return;
   }
-  if (offset < 4 || offset + data.size() > kLength || data.empty()) return;
   // Holding the lock keeps CONFIG_ADDRESS and the data access together.
   std::lock_guard lock(mutex_);
+  if (auto target = data_target(offset, data.size()))
+    root_->read_config(target->bus, target->slot, target->function, target->reg, data);
+}
+
+std::optional<PciConfigIo::DataTarget> PciConfigIo::data_target(uint64_t offset, size_t length) const {
+  if (offset < 4 || offset + length > kLength || length == 0) return std::nullopt;
   const uint32_t address = config_address_;
-  if (!(address & kEnableBit)) return;
-  const auto bus = static_cast<uint8_t>(address >> 16);
-  const auto slot = static_cast<uint8_t>((address >> 11) & 0x1f);
-  const auto function = static_cast<uint8_t>((address >> 8) & 0x7);
-  const uint32_t reg = (address & 0xfc) + static_cast<uint32_t>(offset - 4);
-  root_->read_config(bus, slot, function, reg, data);
+  if (!(address & kEnableBit)) return std::nullopt;
+  return DataTarget{static_cast<uint8_t>(address >> 16), static_cast<uint8_t>((address >> 11) & 0x1f),
+                    static_cast<uint8_t>((address >> 8) & 0x7),
+                    (address & 0xfc) + static_cast<uint32_t>(offset - 4)};
 }
 
 void PciConfigIo::write(uint64_t offset, std::span<const uint8_t> data) {
@@ -96,15 +99,9 @@ void PciConfigIo::write(uint64_t offset, std::span<const uint8_t> data) {
                        uint32_t{data[3]} << 24) & 0x80fffffc;
     return;
   }
-  if (offset < 4 || offset + data.size() > kLength || data.empty()) return;
   std::lock_guard lock(mutex_);
-  const uint32_t address = config_address_;
-  if (!(address & kEnableBit)) return;
-  const auto bus = static_cast<uint8_t>(address >> 16);
-  const auto slot = static_cast<uint8_t>((address >> 11) & 0x1f);
-  const auto function = static_cast<uint8_t>((address >> 8) & 0x7);
-  const uint32_t reg = (address & 0xfc) + static_cast<uint32_t>(offset - 4);
-  root_->write_config(bus, slot, function, reg, data);
+  if (auto target = data_target(offset, data.size()))
+    root_->write_config(target->bus, target->slot, target->function, target->reg, data);
 }
 
 namespace {

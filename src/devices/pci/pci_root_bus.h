@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 
 #include "devices/bus.h"
@@ -64,6 +65,14 @@ class PciConfigIo : public BusDevice {
   uint32_t config_address() const;
 
  private:
+  struct DataTarget {
+    uint8_t bus, slot, function;
+    uint32_t reg;
+  };
+  // Where a data-port access at `offset` goes under the current CONFIG_ADDRESS (lock held);
+  // nothing when decoding is off or the access is not wholly within 0xCFC-0xCFF.
+  std::optional<DataTarget> data_target(uint64_t offset, size_t length) const;
+
   std::shared_ptr<PciRootBus> root_;
   std::shared_ptr<BusDevice> reset_control_;
   mutable std::mutex mutex_;

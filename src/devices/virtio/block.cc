@@ -240,25 +240,9 @@ void BlockDevice::reset() {
 BlockDevice::QueueResult BlockDevice::process_queue(const GuestMemory& memory, Virtqueue& queue) const {
   QueueResult result;
   bool pushed = false;
+  uint32_t rejected = 0;
   try {
-    for (;;) {
-      std::optional<DescriptorChain> chain;
-      try {
-        chain = queue.pop();
-        if (!chain) {
-          // Going idle: ask for a notification (EVENT_IDX), then look once more for a chain
-          // made available before the driver could see that request.
-          queue.set_avail_event();
-          chain = queue.pop();
-        }
-      } catch (const VirtqueueError& error) {
-        if (!error.head()) throw;
-        queue.push_used(*error.head(), 0);  // that chain alone is bad: fail it and go on
-        pushed = true;
-        continue;
-      }
-      if (!chain) break;
-
+    while (auto chain = queue.next_request(&rejected)) {
       const BlockRequest request = parse_block_request(memory, *chain);
       uint32_t used = 0;
       if (request.malformed) {
@@ -273,9 +257,9 @@ BlockDevice::QueueResult BlockDevice::process_queue(const GuestMemory& memory, V
     }
     // Whether the driver wants to hear of them is the transport's question
     // (Virtqueue::needs_notification), asked once per interrupt it may raise.
-    result.interrupt = pushed;
+    result.interrupt = pushed || rejected > 0;
   } catch (const VirtqueueError& error) {
-    result.interrupt = pushed;
+    result.interrupt = pushed || rejected > 0;
     result.queue_error = error.what();
   }
   return result;

@@ -64,21 +64,8 @@ void EntropyDevice::notify_queue(uint16_t queue_index) {
 
 bool EntropyDevice::serve(const GuestMemory& memory, Virtqueue& queue) {
   bool used = false;
-  for (;;) {
-    std::optional<DescriptorChain> chain;
-    try {
-      chain = queue.pop();
-      if (!chain) {
-        queue.set_avail_event();
-        chain = queue.pop();
-      }
-    } catch (const VirtqueueError& error) {
-      if (!error.head()) throw;
-      queue.push_used(*error.head(), 0);  // that request alone is malformed
-      used = true;
-      continue;
-    }
-    if (!chain) return used;
+  uint32_t rejected = 0;
+  while (auto chain = queue.next_request(&rejected)) {
     uint32_t written = 0;
     for (const auto& buffer : chain->buffers) {
       if (!buffer.device_writable || written >= kMaxBytesPerRequest) continue;
@@ -89,6 +76,7 @@ bool EntropyDevice::serve(const GuestMemory& memory, Virtqueue& queue) {
     queue.push_used(chain->head, written);
     used = true;
   }
+  return used || rejected > 0;
 }
 
 }  // namespace kdom::devices::virtio

@@ -214,4 +214,20 @@ void Virtqueue::restore(const VirtqueueState& state) {
   signalled_used_valid_ = false;  // unknown: notify once rather than risk a lost interrupt
 }
 
+std::optional<DescriptorChain> Virtqueue::next_request(uint32_t* rejected) {
+  for (;;) {
+    try {
+      if (auto chain = pop()) return chain;
+      // Going idle: ask for a notification (EVENT_IDX), then look once more for a chain made
+      // available before the driver could see that request.
+      set_avail_event();
+      return pop();
+    } catch (const VirtqueueError& error) {
+      if (!error.head()) throw;
+      push_used(*error.head(), 0);  // that chain alone is bad: fail it and go on
+      ++*rejected;
+    }
+  }
+}
+
 }  // namespace kdom::devices::virtio

@@ -123,6 +123,12 @@ class Virtqueue {
   // The next available chain, or nullopt when the driver has made none available.
   std::optional<DescriptorChain> pop();
 
+  // The next well-formed chain for a device to serve. A malformed chain whose head is valid
+  // is returned to the driver at once (used, length 0) and counted in `*rejected`; when
+  // nothing is available it asks for a notification (set_avail_event) and looks once more.
+  // Throws VirtqueueError only when the queue as a whole is broken (no head).
+  std::optional<DescriptorChain> next_request(uint32_t* rejected);
+
   // Returns chain `head` to the driver, saying the device wrote `bytes_written` bytes into it.
   void push_used(uint16_t head, uint32_t bytes_written);
 
