@@ -28,6 +28,9 @@
 #   --smp N             L1 vCPUs (default 2)
 #   --memory MIB        L1 memory (default 3072)
 #   --log FILE          also write L1's console to FILE
+#   --disk FILE         attach FILE (a raw image on this machine) to L1 as a virtio disk,
+#                       /dev/vda in L1; what L1 writes to it is in FILE afterwards, the one
+#                       way to get data back out of the test host
 # Environment: KDOM_TESTHOST_CPU overrides the QEMU CPU model (default EPYC,+svm).
 set -euo pipefail
 
@@ -43,6 +46,7 @@ smp=2
 mem=3072
 log=
 adds=()
+disk=
 usage() {
 	sed -n '/^#   scripts\/test-host.sh/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
 	exit 2
@@ -57,6 +61,7 @@ while [ $# -gt 0 ]; do
 	--smp) smp=${2:?}; shift 2 ;;
 	--memory) mem=${2:?}; shift 2 ;;
 	--log) log=${2:?}; shift 2 ;;
+	--disk) disk=${2:?}; shift 2 ;;
 	--) shift; break ;;
 	-h | --help) usage ;;
 	*) echo "test-host.sh: unknown option '$1'" >&2; usage ;;
@@ -66,6 +71,11 @@ done
 command_line="$*"
 [[ "$timeout_s" =~ ^[0-9]+$ ]] && [ "$timeout_s" -gt 0 ] || die "--timeout wants a number of seconds"
 need_tools qemu-system-x86_64 timeout cpio gzip
+disk_args=()
+if [ -n "$disk" ]; then
+	[ -f "$disk" ] && [ -w "$disk" ] || die "--disk $disk is not a writable file"
+	disk_args=(-drive "file=$disk,format=raw,if=virtio,cache=writeback")
+fi
 
 # The build machine's own KVM is not used: L1 runs under QEMU's TCG, which emulates SVM.
 start_ns=$(date +%s%N)
@@ -224,7 +234,7 @@ qemu_stdin=/dev/null
 mkfifo "$work/fifo"
 qemu-system-x86_64 -accel tcg,thread=multi -cpu "${KDOM_TESTHOST_CPU:-EPYC,+svm}" -smp "$smp" -m "$mem" \
 	-nodefaults -display none -no-user-config -serial stdio -monitor none -no-reboot \
-	-kernel "$guest/vmlinuz" -initrd "$initrd" -append "console=ttyS0 panic=-1 quiet" \
+	-kernel "$guest/vmlinuz" -initrd "$initrd" -append "console=ttyS0 panic=-1 quiet" "${disk_args[@]}" \
 	<"$qemu_stdin" >"$work/fifo" 2>"$work/qemu.err" &
 qemu_pid=$!
 # Strip the serial line's \r, copy to stdout (and --log), keep a copy to find the status.

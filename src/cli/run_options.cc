@@ -25,7 +25,7 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
   app.add_option("--console", console, "stdio, pty, none or file:PATH (default stdio)");
   std::vector<std::string> disks;
   app.add_flag("--rng", config.entropy, "add a virtio-rng device (entropy from the host's getrandom)");
-  app.add_option("--disk", disks, "virtio-blk disk: PATH[,ro][,serial=ID] (repeatable)")->take_all();
+  app.add_option("--disk", disks, "virtio-blk disk: PATH[,ro][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N] (repeatable; bw and iops are per-second limits)")->take_all();
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 consumes from the back
   try {

@@ -143,7 +143,7 @@ void Domain::build_devices() {
   msi_ = std::make_unique<MsiRouter>(vm_, x86::default_irqchip_routes(), x86::kFirstMsiGsi);
   pci_ = std::make_unique<PciDevices>(vm_, *memory_, device_events_, *msi_);
   for (const auto& disk : config_.disks) {
-    devices::virtio::BlockDiskConfig block{disk.path, disk.read_only, disk.serial};
+    devices::virtio::BlockDiskConfig block{disk.path, disk.read_only, disk.serial, disk.queues, disk.rate_limit};
     pci_->add_virtio(std::make_shared<devices::virtio::BlockDevice>(block));
   }
   if (config_.entropy) pci_->add_virtio(std::make_shared<devices::virtio::EntropyDevice>());

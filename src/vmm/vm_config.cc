@@ -11,28 +11,71 @@ constexpr uint64_t kMaxMemoryMib = uint64_t{64} * 1024 * 1024;
 constexpr uint32_t kMaxVcpus = 255;  // xAPIC ids in the MADT are 8 bits
 }  // namespace
 
+namespace {
+
+constexpr char kDiskSyntax[] = "PATH[,ro][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N]";
+constexpr uint16_t kMaxDiskQueues = 64;
+
+// A whole number with an optional K, M or G suffix (powers of 1024); throws naming `what`.
+uint64_t parse_amount(const std::string& text, const std::string& what, bool suffixes) {
+  uint64_t multiplier = 1;
+  std::string digits = text;
+  if (suffixes && !digits.empty()) {
+    switch (digits.back()) {
+      case 'K': case 'k': multiplier = uint64_t{1} << 10; break;
+      case 'M': case 'm': multiplier = uint64_t{1} << 20; break;
+      case 'G': case 'g': multiplier = uint64_t{1} << 30; break;
+      default: break;
+    }
+    if (multiplier != 1) digits.pop_back();
+  }
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 15)
+    throw Error(what + " must be a whole number" + (suffixes ? " (optionally with K, M or G)" : "") + ", not '" +
+                text + "'");
+  return std::stoull(digits) * multiplier;
+}
+
+}  // namespace
+
 DiskConfig parse_disk(const std::string& text) {
   DiskConfig disk;
+  const std::string where = "--disk '" + text + "'";
   size_t start = 0;
   bool first = true;
   while (start <= text.size()) {
     size_t comma = text.find(',', start);
     std::string part = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    const size_t equals = part.find('=');
+    const std::string key = part.substr(0, equals);
+    const std::string value = equals == std::string::npos ? "" : part.substr(equals + 1);
     if (first) {
       disk.path = part;
       first = false;
     } else if (part == "ro") {
       disk.read_only = true;
-    } else if (part.rfind("serial=", 0) == 0) {
-      disk.serial = part.substr(7);
+    } else if (key == "serial" && equals != std::string::npos) {
+      disk.serial = value;
+    } else if (key == "id" && !value.empty()) {
+      disk.id = value;
+    } else if (key == "queues" && equals != std::string::npos) {
+      const uint64_t queues = parse_amount(value, where + ": queues", false);
+      if (queues == 0 || queues > kMaxDiskQueues)
+        throw Error(where + ": queues must be between 1 and " + std::to_string(kMaxDiskQueues));
+      disk.queues = static_cast<uint16_t>(queues);
+    } else if (key == "bw" && equals != std::string::npos) {
+      disk.rate_limit.bytes_per_second = parse_amount(value, where + ": bw (bytes per second)", true);
+      if (disk.rate_limit.bytes_per_second == 0) throw Error(where + ": bw must be above 0 (leave it out for no limit)");
+    } else if (key == "iops" && equals != std::string::npos) {
+      disk.rate_limit.ops_per_second = parse_amount(value, where + ": iops", true);
+      if (disk.rate_limit.ops_per_second == 0) throw Error(where + ": iops must be above 0 (leave it out for no limit)");
     } else {
-      throw Error("--disk '" + text + "': unknown setting '" + part + "' (PATH[,ro][,serial=ID])");
+      throw Error(where + ": unknown setting '" + part + "' (" + kDiskSyntax + ")");
     }
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
-  if (disk.path.empty()) throw Error("--disk needs a path (PATH[,ro][,serial=ID])");
-  if (disk.serial.size() > 20) throw Error("--disk '" + text + "': serial is longer than 20 bytes");
+  if (disk.path.empty()) throw Error(std::string("--disk needs a path (") + kDiskSyntax + ")");
+  if (disk.serial.size() > 20) throw Error(where + ": serial is longer than 20 bytes");
   return disk;
 }
 

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "devices/rate_limiter.h"
+
 namespace kdom::vmm {
 
 enum class ConsoleKind { kStdio, kPty, kFile, kNone };
@@ -21,6 +23,9 @@ struct DiskConfig {
   std::string path;
   bool read_only = false;
   std::string serial;  // what the guest reads as the disk's id (at most 20 bytes)
+  std::string id;      // the user's name for the device (unique in the domain)
+  uint16_t queues = 1;
+  devices::RateLimit rate_limit;  // per queue
 };
 
 struct VmConfig {
@@ -34,7 +39,7 @@ struct VmConfig {
   bool entropy = false;  // a virtio-rng device
 };
 
-// Parses "PATH[,ro][,serial=ID]"; throws Error naming the bad part.
+// Parses "PATH[,ro][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N]"; throws Error naming the bad part.
 DiskConfig parse_disk(const std::string& text);
 
 // Parses "stdio", "pty", "none" or "file:PATH"; throws Error naming the bad value.

@@ -32,11 +32,13 @@ done
 scenarios=("$@")
 
 args=(--build-dir "$build" --timeout "$timeout_s" --add "$here/scenarios.sh:e2e/scenarios.sh")
-# A fresh 64 MiB ext4 image for the disk scenario (virtio-blk).
+# A fresh 64 MiB ext4 image for the disk scenario (virtio-blk): L1's /dev/vda, which kdom
+# gives its guest; afterwards this host checks what the guest wrote (e2fsck, debugfs).
+PATH=$PATH:/sbin:/usr/sbin
 disk_image=$(mktemp "${TMPDIR:-/tmp}/kdom-e2e-disk.XXXXXX")
 truncate -s 64M "$disk_image"
 mkfs.ext4 -q -F "$disk_image"
-args+=(--add "$disk_image:e2e/disk.img")
+args+=(--disk "$disk_image")
 case "$vmm" in
 kdom)
 	kdom=${kdom:-$build/kdom}
@@ -51,7 +53,8 @@ qemu) args+=(--with-qemu) ;;
 esac
 
 log=$(mktemp "${TMPDIR:-/tmp}/kdom-e2e.XXXXXX")
-trap 'rm -f "$log" "$disk_image"' EXIT
+dumps=$(mktemp -d "${TMPDIR:-/tmp}/kdom-e2e-files.XXXXXX")
+trap 'rm -rf "$log" "$disk_image" "$dumps"' EXIT
 t0=$(date +%s)
 set +e
 "$src/scripts/test-host.sh" "${args[@]}" --log "$log" -- \
@@ -67,6 +70,43 @@ echo "test host: L1 booted and /dev/kvm ready after ${l1_ready:-?}s (L1 uptime)"
 sed -n 's/^E2E-TIME /time: /p' "$log"
 grep -E '^E2E-CHECK ' "$log" | sed 's/^E2E-CHECK /check: /' || true
 ok=1
+
+# host_check NAME DETAIL TEST...: a check made on this host after the test host ended.
+host_check() {
+	local name=$1 detail=$2
+	shift 2
+	if "$@"; then
+		echo "check: $name PASS $detail"
+	else
+		echo "check: $name FAIL $detail"
+		ok=0
+	fi
+}
+# The files the guest wrote in the disk scenario, as this host sees them in the image.
+check_disk_on_host() {
+	local fsck_out fsck_rc sums_file name sum got=0 bad=0
+	fsck_out=$(e2fsck -fn "$disk_image" 2>&1) && fsck_rc=0 || fsck_rc=$?
+	host_check disk.host-e2fsck "e2fsck -fn on this host: status $fsck_rc, $(echo "$fsck_out" | tail -n1)" \
+		[ "$fsck_rc" = 0 ]
+	sums_file=$dumps/SUMS
+	debugfs -R "dump /SUMS $sums_file" "$disk_image" >/dev/null 2>&1 || true
+	if [ -s "$sums_file" ]; then
+		while read -r sum name; do
+			debugfs -R "dump /$name $dumps/$name" "$disk_image" >/dev/null 2>&1 || true
+			got=$((got + 1))
+			# The same sum as the guest computed and printed on its console.
+			if [ "$(sha256sum <"$dumps/$name" 2>/dev/null | cut -d' ' -f1)" != "$sum" ] ||
+				! grep -q "kdom-guest: disk wrote $name $sum" "$log"; then
+				bad=$((bad + 1))
+			fi
+		done <"$sums_file"
+	fi
+	host_check disk.host-debugfs "$got files read out of the image with debugfs, $bad with a checksum other than the guest's" \
+		[ "$got:$bad" = 3:0 ]
+}
+for s in "${scenarios[@]}"; do
+	[ "$s" = disk ] && [ "$vmm" = kdom ] && check_disk_on_host
+done
 for s in "${scenarios[@]}"; do
 	r=$(sed -n "s/^E2E-SCENARIO $s \\(PASS\\|FAIL\\) .*/\\1/p" "$log" | tail -n1)
 	case "$r" in

@@ -159,5 +159,26 @@ TEST(RunOptions, VirtioDevices) {
   EXPECT_THROW(parse_run_options({"--disk", "/d/a.img,serial=123456789012345678901"}, Defaults{"/guest"}), Error);
 }
 
+TEST(RunOptions, DiskQueuesIdAndRateLimits) {
+  auto config = parse_run_options({"--disk", "/d/a.img,id=data,queues=4,bw=10M,iops=2000"}, Defaults{"/guest"}).config;
+  ASSERT_EQ(config.disks.size(), 1u);
+  EXPECT_EQ(config.disks[0].id, "data");
+  EXPECT_EQ(config.disks[0].queues, 4);
+  EXPECT_EQ(config.disks[0].rate_limit.bytes_per_second, 10u << 20);
+  EXPECT_EQ(config.disks[0].rate_limit.ops_per_second, 2000u);
+  auto plain = parse_run_options({"--disk", "/d/a.img"}, Defaults{"/guest"}).config;
+  EXPECT_EQ(plain.disks[0].queues, 1);
+  EXPECT_TRUE(plain.disks[0].rate_limit.unlimited());
+  for (const char* bad : {"/d/a.img,queues=0", "/d/a.img,queues=65", "/d/a.img,queues=x", "/d/a.img,bw=0",
+                          "/d/a.img,bw=1T", "/d/a.img,iops=-3", "/d/a.img,iops=", "/d/a.img,id="}) {
+    try {
+      parse_run_options({"--disk", bad}, Defaults{"/guest"});
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const Error& error) {
+      EXPECT_NE(std::string(error.what()).find(bad), std::string::npos) << error.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kdom::cli

@@ -1,6 +1,5 @@
-// virtio-blk device: opening the image, config space and features, and serving requests
-// (IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES) from a queue. All file I/O lives in
-// BlockDiskFile so the synchronous calls here can be replaced by io_uring.
+// virtio-blk device: opening the image, config space and features, and planning requests
+// (IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES); synchronous file I/O in BlockDiskFile.
 #include "devices/virtio/block.h"
 
 #include <fcntl.h>
@@ -15,6 +14,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "devices/virtio/block_worker.h"
 
 namespace kdom::devices::virtio {
 namespace {
@@ -158,6 +158,8 @@ BlockDevice::BlockDevice(const BlockDiskConfig& config)
   capacity_ = disk_.size_bytes() / kBlockSectorSize;
 }
 
+BlockDevice::~BlockDevice() = default;
+
 uint64_t BlockDevice::offered_features() const {
   uint64_t features = kFeatureVersion1 | kFeatureRingIndirectDesc | kFeatureRingEventIdx | kBlockFeatureSegMax |
                       kBlockFeatureBlkSize | kBlockFeatureFlush | kBlockFeatureMq;
@@ -203,38 +205,34 @@ void BlockDevice::write_config(uint64_t, std::span<const uint8_t>) {
 }
 
 void BlockDevice::activate(const GuestMemory& memory, uint64_t, std::vector<std::shared_ptr<Virtqueue>> queues,
-                           QueueInterrupt queue_interrupt, ConfigInterrupt config_interrupt) {
+                           QueueInterrupt queue_interrupt, ConfigInterrupt) {
   if (queues.size() != config_.num_queues)
     throw Error("virtio-blk '" + config_.path + "': activated with " + std::to_string(queues.size()) +
                 " queues, expected " + std::to_string(config_.num_queues));
   std::lock_guard lock(mutex_);
-  memory_ = &memory;
-  queues_ = std::move(queues);
-  queue_broken_.assign(queues_.size(), false);
-  queue_interrupt_ = std::move(queue_interrupt);
-  config_interrupt_ = std::move(config_interrupt);
+  workers_.clear();
+  workers_.resize(queues.size());
+  for (size_t i = 0; i < queues.size(); ++i) {
+    if (!queues[i]) continue;
+    BlockQueueWorker::Context context{memory, queues[i], static_cast<uint16_t>(i), *this, queue_interrupt,
+                                      failure_, config_.rate_limit};
+    workers_[i] = std::make_unique<BlockQueueWorker>(std::move(context));
+  }
 }
 
 void BlockDevice::notify_queue(uint16_t queue_index) {
   std::lock_guard lock(mutex_);
-  if (memory_ == nullptr || queue_index >= queues_.size() || !queues_[queue_index] || queue_broken_[queue_index])
-    return;
-  const QueueResult result = process_queue(*memory_, *queues_[queue_index]);
-  if (result.interrupt && queue_interrupt_) queue_interrupt_(queue_index);
-  if (result.queue_error) {
-    queue_broken_[queue_index] = true;
-    throw VirtqueueError("virtio-blk '" + config_.path + "' queue " + std::to_string(queue_index) + ": " +
-                         *result.queue_error);
-  }
+  if (queue_index < workers_.size() && workers_[queue_index]) workers_[queue_index]->kick();
 }
 
 void BlockDevice::reset() {
   std::lock_guard lock(mutex_);
-  memory_ = nullptr;
-  queues_.clear();
-  queue_broken_.clear();
-  queue_interrupt_ = nullptr;
-  config_interrupt_ = nullptr;
+  workers_.clear();  // each worker finishes its requests in flight and stops
+}
+
+void BlockDevice::set_failure_handler(DeviceFailure failure) {
+  std::lock_guard lock(mutex_);
+  failure_ = std::move(failure);
 }
 
 BlockDevice::QueueResult BlockDevice::process_queue(const GuestMemory& memory, Virtqueue& queue) const {
@@ -248,9 +246,10 @@ BlockDevice::QueueResult BlockDevice::process_queue(const GuestMemory& memory, V
       if (request.malformed) {
         if (request.status_gpa) memory.write_object<uint8_t>(*request.status_gpa, kBlockStatusIoErr);
       } else {
-        const Completion done = execute(memory, *chain, request);
-        memory.write_object<uint8_t>(*request.status_gpa, done.status);
-        used = done.bytes_written + 1;
+        const BlockPlan work = plan(memory, *chain, request);
+        const uint8_t status = run_sync(work);
+        memory.write_object<uint8_t>(*request.status_gpa, status);
+        used = (status == kBlockStatusOk ? work.bytes_written : 0) + 1;
       }
       queue.push_used(chain->head, used);
       pushed = true;
@@ -269,82 +268,114 @@ bool BlockDevice::in_range(uint64_t sector, uint64_t sectors) const {
   return sector <= capacity_ && sectors <= capacity_ - sector;
 }
 
-BlockDevice::Completion BlockDevice::execute(const GuestMemory& memory, const DescriptorChain& chain,
-                                             const BlockRequest& request) const {
+namespace {
+BlockPlan answer(uint8_t status, uint32_t bytes_written = 0) {
+  BlockPlan done;
+  done.status = status;
+  done.bytes_written = bytes_written;
+  return done;
+}
+}  // namespace
+
+BlockPlan BlockDevice::plan(const GuestMemory& memory, const DescriptorChain& chain,
+                            const BlockRequest& request) const {
   const BlockRequestHeader& header = request.header;
-  const Completion ioerr{kBlockStatusIoErr, 0};
-  std::vector<iovec> iov;
+  BlockPlan work;
   switch (header.type) {
-    case kBlockRequestIn: {
-      const uint64_t length = request.writable_data_bytes;
-      if (length % kBlockSectorSize != 0 || length >= UINT32_MAX) return ioerr;
-      if (!in_range(header.sector, length / kBlockSectorSize)) return ioerr;
-      if (!chain_iovecs(memory, chain, true, 0, length, iov)) return ioerr;
-      if (disk_.read(header.sector * kBlockSectorSize, iov) != 0) return ioerr;
-      return {kBlockStatusOk, static_cast<uint32_t>(length)};
-    }
+    case kBlockRequestIn:
     case kBlockRequestOut: {
-      const uint64_t length = request.readable_data_bytes;
-      if (disk_.read_only() || length % kBlockSectorSize != 0) return ioerr;
-      if (!in_range(header.sector, length / kBlockSectorSize)) return ioerr;
-      if (!chain_iovecs(memory, chain, false, sizeof(BlockRequestHeader), length, iov)) return ioerr;
-      if (disk_.write(header.sector * kBlockSectorSize, iov) != 0) return ioerr;
-      return {kBlockStatusOk, 0};
+      const bool in = header.type == kBlockRequestIn;
+      const uint64_t length = in ? request.writable_data_bytes : request.readable_data_bytes;
+      if (!in && disk_.read_only()) return answer(kBlockStatusIoErr);
+      if (length % kBlockSectorSize != 0 || length >= UINT32_MAX) return answer(kBlockStatusIoErr);
+      if (!in_range(header.sector, length / kBlockSectorSize)) return answer(kBlockStatusIoErr);
+      if (!chain_iovecs(memory, chain, in, in ? 0 : sizeof(BlockRequestHeader), length, work.buffers))
+        return answer(kBlockStatusIoErr);
+      work.kind = in ? BlockPlan::Kind::kRead : BlockPlan::Kind::kWrite;
+      work.offset = header.sector * kBlockSectorSize;
+      work.length = length;
+      work.bytes_written = in ? static_cast<uint32_t>(length) : 0;
+      return work;
     }
     case kBlockRequestFlush:
-      return disk_.flush() == 0 ? Completion{kBlockStatusOk, 0} : ioerr;
+      work.kind = BlockPlan::Kind::kFlush;
+      return work;
     case kBlockRequestGetId: {
       // The id is 20 bytes, zero-padded (not NUL-terminated when exactly 20 long).
       std::array<uint8_t, kBlockIdBytes> id{};
       std::memcpy(id.data(), config_.id.data(), std::min<size_t>(config_.id.size(), id.size()));
       const uint64_t length = std::min<uint64_t>(request.writable_data_bytes, id.size());
-      if (!chain_iovecs(memory, chain, true, 0, length, iov)) return ioerr;
+      std::vector<iovec> iov;
+      if (!chain_iovecs(memory, chain, true, 0, length, iov)) return answer(kBlockStatusIoErr);
       const uint8_t* source = id.data();
       for (const iovec& piece : iov) {
         std::memcpy(piece.iov_base, source, piece.iov_len);
         source += piece.iov_len;
       }
-      return {kBlockStatusOk, static_cast<uint32_t>(length)};
+      return answer(kBlockStatusOk, static_cast<uint32_t>(length));
     }
     case kBlockRequestDiscard:
     case kBlockRequestWriteZeroes:
-      return execute_segments(memory, chain, request);
+      return plan_segments(memory, chain, request);
     default:
-      return {kBlockStatusUnsupp, 0};
+      return answer(kBlockStatusUnsupp);
   }
 }
 
-BlockDevice::Completion BlockDevice::execute_segments(const GuestMemory& memory, const DescriptorChain& chain,
-                                                      const BlockRequest& request) const {
+BlockPlan BlockDevice::plan_segments(const GuestMemory& memory, const DescriptorChain& chain,
+                                     const BlockRequest& request) const {
   const bool discard = request.header.type == kBlockRequestDiscard;
-  const Completion ioerr{kBlockStatusIoErr, 0};
-  if (disk_.read_only()) return ioerr;
+  if (disk_.read_only()) return answer(kBlockStatusIoErr);
   const uint64_t bytes = request.readable_data_bytes;
-  if (bytes % sizeof(BlockDiscardSegment) != 0) return ioerr;
+  if (bytes % sizeof(BlockDiscardSegment) != 0) return answer(kBlockStatusIoErr);
   const uint64_t count = bytes / sizeof(BlockDiscardSegment);
-  if (count > (discard ? kMaxDiscardSegments : kMaxWriteZeroesSegments)) return ioerr;
+  if (count > (discard ? kMaxDiscardSegments : kMaxWriteZeroesSegments)) return answer(kBlockStatusIoErr);
   const uint32_t max_sectors = discard ? kMaxDiscardSectors : kMaxWriteZeroesSectors;
 
   // Check every segment before touching the disk, so a bad request changes nothing.
-  std::vector<BlockDiscardSegment> segments(count);
+  BlockPlan work;
+  work.kind = BlockPlan::Kind::kSegments;
+  work.discard = discard;
+  work.segments.resize(count);
   for (uint64_t i = 0; i < count; ++i) {
-    if (!read_chain_bytes(memory, chain, sizeof(BlockRequestHeader) + i * sizeof(BlockDiscardSegment),
-                          &segments[i], sizeof(BlockDiscardSegment)))
-      return ioerr;
-    const BlockDiscardSegment& segment = segments[i];
+    BlockDiscardSegment& segment = work.segments[i];
+    if (!read_chain_bytes(memory, chain, sizeof(BlockRequestHeader) + i * sizeof(BlockDiscardSegment), &segment,
+                          sizeof(BlockDiscardSegment)))
+      return answer(kBlockStatusIoErr);
     // Unknown flags, and unmap on a discard, are UNSUPP (5.2.6.2).
-    if ((segment.flags & ~kBlockSegmentFlagUnmap) != 0) return {kBlockStatusUnsupp, 0};
-    if (discard && (segment.flags & kBlockSegmentFlagUnmap) != 0) return {kBlockStatusUnsupp, 0};
-    if (segment.num_sectors > max_sectors || !in_range(segment.sector, segment.num_sectors)) return ioerr;
+    if ((segment.flags & ~kBlockSegmentFlagUnmap) != 0) return answer(kBlockStatusUnsupp);
+    if (discard && (segment.flags & kBlockSegmentFlagUnmap) != 0) return answer(kBlockStatusUnsupp);
+    if (segment.num_sectors > max_sectors || !in_range(segment.sector, segment.num_sectors))
+      return answer(kBlockStatusIoErr);
   }
-  for (const BlockDiscardSegment& segment : segments) {
-    const uint64_t offset = segment.sector * kBlockSectorSize;
-    const uint64_t length = uint64_t{segment.num_sectors} * kBlockSectorSize;
-    const int err = discard ? disk_.discard(offset, length)
-                            : disk_.write_zeroes(offset, length, (segment.flags & kBlockSegmentFlagUnmap) != 0);
-    if (err != 0) return ioerr;
+  return work;
+}
+
+uint8_t BlockDevice::run_sync(const BlockPlan& work) const {
+  int err = 0;
+  switch (work.kind) {
+    case BlockPlan::Kind::kDone:
+      return work.status;
+    case BlockPlan::Kind::kRead:
+      err = disk_.read(work.offset, work.buffers);
+      break;
+    case BlockPlan::Kind::kWrite:
+      err = disk_.write(work.offset, work.buffers);
+      break;
+    case BlockPlan::Kind::kFlush:
+      err = disk_.flush();
+      break;
+    case BlockPlan::Kind::kSegments:
+      for (const BlockDiscardSegment& segment : work.segments) {
+        const uint64_t offset = segment.sector * kBlockSectorSize;
+        const uint64_t length = uint64_t{segment.num_sectors} * kBlockSectorSize;
+        err = work.discard ? disk_.discard(offset, length)
+                           : disk_.write_zeroes(offset, length, (segment.flags & kBlockSegmentFlagUnmap) != 0);
+        if (err != 0) break;
+      }
+      break;
   }
-  return {kBlockStatusOk, 0};
+  return err == 0 ? kBlockStatusOk : kBlockStatusIoErr;
 }
 
 }  // namespace kdom::devices::virtio

@@ -1,7 +1,9 @@
 // virtio-blk (virtio 1.x section 5.2): a raw disk image file served to the guest, independent
-// of the transport. BlockDiskFile holds all I/O on the image (synchronous pread/pwrite today,
-// to be swapped for io_uring behind the same calls); BlockDevice implements VirtioDevice: the
-// config space, the features, and request processing over one or more queues.
+// of the transport. BlockDiskFile holds the synchronous I/O on the image; BlockDevice
+// implements VirtioDevice: the config space, the features, and turning each request into a
+// BlockPlan (a transfer, a flush, or an answer). Once the driver is ready, every queue is
+// served by its own BlockQueueWorker thread (block_worker.h) with io_uring; process_queue
+// serves a queue synchronously in the caller's thread (unit tests, fuzzing).
 #pragma once
 
 #include <sys/uio.h>
@@ -10,11 +12,13 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "base/unique_fd.h"
+#include "devices/rate_limiter.h"
 #include "devices/virtio/block_request.h"
 #include "devices/virtio/virtio_device.h"
 
@@ -25,7 +29,31 @@ struct BlockDiskConfig {
   bool read_only = false;
   std::string id;           // serial returned by GET_ID, at most 20 bytes
   uint16_t num_queues = 1;  // > 1 offers VIRTIO_BLK_F_MQ
+  RateLimit rate_limit;     // per queue: bytes and requests per second (0: unlimited)
 };
+
+// What serving one request takes, decided before any disk I/O.
+struct BlockPlan {
+  enum class Kind {
+    kDone,      // answered already (GET_ID, bad requests): `status` and `bytes_written`
+    kRead,      // read `length` bytes at `offset` into `buffers`
+    kWrite,     // write `length` bytes at `offset` from `buffers`
+    kFlush,     // make every completed write durable
+    kSegments,  // DISCARD / WRITE_ZEROES: `segments`, all checked already
+  };
+  Kind kind = Kind::kDone;
+  uint8_t status = kBlockStatusOk;
+  uint32_t bytes_written = 0;  // data bytes the device writes into the guest's buffers
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  std::vector<iovec> buffers;
+  bool discard = false;  // kSegments: discard rather than write zeroes
+  std::vector<BlockDiscardSegment> segments;
+  // Bytes the rate limiter counts for this request.
+  uint64_t cost_bytes() const { return kind == Kind::kRead || kind == Kind::kWrite ? length : 0; }
+};
+
+class BlockQueueWorker;
 
 // The disk image: every read, write, flush and discard the device does goes through here.
 // Methods return 0 or an errno value; they never throw for I/O failures.
@@ -36,6 +64,8 @@ class BlockDiskFile {
 
   uint64_t size_bytes() const { return size_bytes_; }
   bool read_only() const { return read_only_; }
+  // For asynchronous I/O engines (io_uring) that submit on the image themselves.
+  int fd() const { return fd_.get(); }
 
   // Reads/writes exactly the iovecs' total length at `offset`; EIO on a short transfer.
   int read(uint64_t offset, std::span<const iovec> buffers) const;
@@ -70,6 +100,7 @@ class BlockDevice : public VirtioDevice {
 
   // Opens the disk; throws Error for a bad image or config (id too long, 0 queues).
   explicit BlockDevice(const BlockDiskConfig& config);
+  ~BlockDevice() override;
 
   // Capacity in 512-byte sectors.
   uint64_t capacity() const { return capacity_; }
@@ -82,47 +113,47 @@ class BlockDevice : public VirtioDevice {
   void activate(const GuestMemory& memory, uint64_t negotiated_features,
                 std::vector<std::shared_ptr<Virtqueue>> queues, QueueInterrupt queue_interrupt,
                 ConfigInterrupt config_interrupt) override;
-  // Processes the queue synchronously in the caller's thread: the VMM's device event loop
-  // (ioeventfd), or a vCPU for a notification that came as an MMIO exit; io_uring completions
-  // come later. Raises the queue's interrupt when it used chains (the transport asks the
-  // driver whether it wants it). If the queue itself is broken (VirtqueueError with
-  // no head) the queue is stopped and the VirtqueueError is rethrown, after any interrupt,
-  // so the transport can set DEVICE_NEEDS_RESET.
+  // Wakes the queue's worker thread; no I/O happens in the caller's thread (the event loop,
+  // or a vCPU for a notification that came as an MMIO exit). A worker whose queue is broken
+  // (VirtqueueError with no head) stops and reports through the failure handler, so the
+  // transport sets DEVICE_NEEDS_RESET.
   void notify_queue(uint16_t queue_index) override;
+  // Stops the workers after the requests they have in flight complete.
   void reset() override;
+  void set_failure_handler(DeviceFailure failure) override;
 
   struct QueueResult {
     bool interrupt = false;                  // used entries added (the transport asks the driver)
     std::optional<std::string> queue_error;  // the queue is broken: the device needs reset
   };
-  // Serves every available request of `queue` against guest `memory`; no threads needed.
+  // Serves every available request of `queue` against guest `memory` synchronously, in the
+  // caller's thread, without rate limits.
   QueueResult process_queue(const GuestMemory& memory, Virtqueue& queue) const;
 
+  // Checks a parsed, well-formed request and decides how to serve it; answers GET_ID and
+  // every bad request (out of range, read-only, misaligned) at once.
+  BlockPlan plan(const GuestMemory& memory, const DescriptorChain& chain, const BlockRequest& request) const;
+  // Does a plan's I/O synchronously; returns the status byte for the guest.
+  uint8_t run_sync(const BlockPlan& plan) const;
+  const BlockDiskFile& disk() const { return disk_; }
+  const std::string& path() const { return config_.path; }
+
  private:
-  struct Completion {
-    uint8_t status = kBlockStatusOk;
-    uint32_t bytes_written = 0;  // data bytes written into the guest's buffers (status excluded)
-  };
-  Completion execute(const GuestMemory& memory, const DescriptorChain& chain, const BlockRequest& request) const;
-  Completion execute_segments(const GuestMemory& memory, const DescriptorChain& chain,
-                              const BlockRequest& request) const;
+  BlockPlan plan_segments(const GuestMemory& memory, const DescriptorChain& chain, const BlockRequest& request) const;
   // Whether [sector, sector + sectors) lies inside the disk.
   bool in_range(uint64_t sector, uint64_t sectors) const;
   BlockConfigSpace config_space() const;
 
-  // Serialises activation, reset and queue processing: notifications arrive from the VMM's
+  // Serialises activation, reset and notifications: notifications arrive from the VMM's
   // event loop (ioeventfd) and from vCPU threads (MMIO), activation and reset from vCPUs.
   std::mutex mutex_;
   BlockDiskConfig config_;
   BlockDiskFile disk_;
   uint64_t capacity_ = 0;
+  DeviceFailure failure_;
 
-  // Set by activate, cleared by reset.
-  const GuestMemory* memory_ = nullptr;
-  std::vector<std::shared_ptr<Virtqueue>> queues_;
-  std::vector<bool> queue_broken_;
-  QueueInterrupt queue_interrupt_;
-  ConfigInterrupt config_interrupt_;
+  // Set by activate, cleared by reset: one worker per queue the driver enabled.
+  std::vector<std::unique_ptr<BlockQueueWorker>> workers_;
 };
 
 }  // namespace kdom::devices::virtio

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "devices/virtio/queue.h"
@@ -28,6 +29,9 @@ enum class DeviceType : uint16_t { kNet = 1, kBlock = 2, kConsole = 3, kEntropy 
 using QueueInterrupt = std::function<void(uint16_t queue_index)>;
 // Raised when the device's configuration space changed.
 using ConfigInterrupt = std::function<void()>;
+// Raised by a device that cannot go on (say, a queue the driver broke) from any of its
+// threads: the transport sets DEVICE_NEEDS_RESET and tells the driver.
+using DeviceFailure = std::function<void(const std::string& reason)>;
 
 class VirtioDevice {
  public:
@@ -54,8 +58,13 @@ class VirtioDevice {
   // The driver wrote to queue `queue_index`'s notification address (ioeventfd or MMIO exit).
   virtual void notify_queue(uint16_t queue_index) = 0;
 
-  // The driver reset the device (status 0): stop using the queues and forget them.
+  // The driver reset the device (status 0): stop using the queues and forget them. When this
+  // returns, no thread of the device touches the queues or raises interrupts any more.
   virtual void reset() = 0;
+
+  // The transport's failure handler, given once before any activate. A device that only
+  // fails inside notify_queue may instead throw from it.
+  virtual void set_failure_handler(DeviceFailure) {}
 };
 
 }  // namespace kdom::devices::virtio

@@ -91,6 +91,14 @@ VirtioPci::VirtioPci(std::shared_ptr<VirtioDevice> device, const GuestMemory& me
   bar_size_ = std::bit_ceil(pba_offset_ + align_page(msix_.pba_bytes()));
   add_bar(kBarIndex, pci::PciBar{pci::PciBarKind::kMemory64, bar_size_, false});
   add_capabilities();
+  device_->set_failure_handler([this](const std::string& reason) { fail(reason); });
+}
+
+VirtioPci::~VirtioPci() {
+  // The device's threads call back into this transport: stop them before it goes.
+  std::lock_guard lock(mutex_);
+  if (activated_) device_->reset();
+  device_->set_failure_handler(nullptr);
 }
 
 void VirtioPci::add_capabilities() {

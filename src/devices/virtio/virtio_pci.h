@@ -92,6 +92,7 @@ class VirtioPci : public pci::PciDevice, public BusDevice {
   // transport: keep it alive while the device may call them (until reset() returns).
   VirtioPci(std::shared_ptr<VirtioDevice> device, const GuestMemory& memory,
             std::shared_ptr<pci::MsixInterrupts> msix, std::shared_ptr<InterruptLine> intx = nullptr);
+  ~VirtioPci() override;
 
   // The BAR's size (a power of two) and where its regions lie.
   uint64_t bar_size() const { return bar_size_; }

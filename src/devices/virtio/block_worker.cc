@@ -1,0 +1,254 @@
+// BlockQueueWorker: one virtio-blk queue served by a thread, with io_uring (or synchronously
+// where the host has no io_uring).
+#include "devices/virtio/block_worker.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "base/error.h"
+#include "base/io_uring.h"
+#include "base/log.h"
+
+namespace kdom::devices::virtio {
+namespace {
+
+constexpr uint64_t kKickTag = UINT64_MAX;
+constexpr uint64_t kTimerTag = UINT64_MAX - 1;
+
+// `iov` less its first `bytes` bytes.
+std::vector<iovec> skip_bytes(const std::vector<iovec>& iov, uint64_t bytes) {
+  std::vector<iovec> rest;
+  for (const iovec& piece : iov) {
+    if (bytes >= piece.iov_len) {
+      bytes -= piece.iov_len;
+      continue;
+    }
+    rest.push_back({static_cast<uint8_t*>(piece.iov_base) + bytes, piece.iov_len - bytes});
+    bytes = 0;
+  }
+  return rest;
+}
+
+void drain_eventfd(int fd) {
+  uint64_t count = 0;
+  while (::read(fd, &count, sizeof(count)) < 0 && errno == EINTR) {
+  }
+}
+
+}  // namespace
+
+BlockQueueWorker::BlockQueueWorker(Context context)
+    : context_(std::move(context)),
+      kick_fd_(check_syscall(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), "eventfd for a virtio-blk queue")) {
+  if (!context_.rate_limit.unlimited()) limiter_.emplace(context_.rate_limit, RateClock::now());
+  const uint16_t size = context_.queue->config().size;
+  slots_.resize(size);
+  for (uint32_t slot = size; slot > 0; --slot) free_slots_.push_back(slot - 1);
+  thread_ = std::thread([this] { run(); });
+}
+
+BlockQueueWorker::~BlockQueueWorker() {
+  stopping_ = true;
+  kick();
+  thread_.join();
+}
+
+void BlockQueueWorker::kick() {
+  const uint64_t one = 1;
+  while (::write(kick_fd_.get(), &one, sizeof(one)) < 0 && errno == EINTR) {
+  }
+}
+
+void BlockQueueWorker::run() {
+  std::unique_ptr<IoUring> ring;
+  try {
+    // Room for a request per descriptor slot, the kick poll and the rate-limit timer.
+    ring = std::make_unique<IoUring>(std::bit_ceil(static_cast<unsigned>(slots_.size()) + 2));
+  } catch (const Error& error) {
+    static std::once_flag said;
+    std::call_once(said, [&] {
+      log_line(std::string("virtio-blk: io_uring is not available (") + error.what() +
+               "); serving disk requests synchronously");
+    });
+  }
+  try {
+    run_with(ring.get());
+  } catch (const std::exception& error) {
+    broken_ = true;
+    if (context_.failure)
+      context_.failure("virtio-blk '" + context_.device.path() + "' queue " + std::to_string(context_.index) + ": " +
+                       error.what());
+  }
+}
+
+void BlockQueueWorker::run_with(IoUring* ring) {
+  auto interrupt_if_used = [this] {
+    if (!used_added_) return;
+    used_added_ = false;
+    if (context_.interrupt) context_.interrupt(context_.index);
+  };
+  if (ring != nullptr) arm_kick(*ring);
+  serve(ring);
+  interrupt_if_used();
+  for (;;) {
+    if (stopping_ && !in_flight()) return;
+    bool kicked = false;
+    if (ring != nullptr) {
+      ring->submit_and_wait();
+      ring->for_each_completion([&](uint64_t tag, int result) {
+        if (tag == kKickTag)
+          kicked = true;
+        else if (tag == kTimerTag)
+          timer_armed_ = false;
+        else
+          complete(static_cast<uint32_t>(tag), result);
+      });
+      if (kicked) {
+        drain_eventfd(kick_fd_.get());
+        if (!stopping_) arm_kick(*ring);
+      }
+    } else {
+      int timeout_ms = -1;
+      if (held_ && limiter_) {
+        const auto wait = limiter_->wait_for(held_->plan.cost_bytes(), RateClock::now());
+        timeout_ms = static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count());
+      }
+      pollfd waiting{kick_fd_.get(), POLLIN, 0};
+      if (::poll(&waiting, 1, timeout_ms) > 0) drain_eventfd(kick_fd_.get());
+    }
+    if (!stopping_) serve(ring);
+    interrupt_if_used();
+  }
+}
+
+bool BlockQueueWorker::in_flight() const { return free_slots_.size() != slots_.size(); }
+
+bool BlockQueueWorker::must_wait(IoUring* ring, const BlockPlan& plan) {
+  // A flush waits for every request before it to complete (their writes are then covered).
+  if (plan.kind == BlockPlan::Kind::kFlush && in_flight()) return true;
+  if (limiter_ && !limiter_->try_take(plan.cost_bytes(), RateClock::now())) {
+    if (ring != nullptr) arm_timer(*ring);
+    return true;
+  }
+  return false;
+}
+
+void BlockQueueWorker::serve(IoUring* ring) {
+  if (broken_) return;
+  if (held_) {
+    if (must_wait(ring, held_->plan)) return;
+    Held next = std::move(*held_);
+    held_.reset();
+    start(ring, next.head, next.status_gpa, std::move(next.plan));
+  }
+  Virtqueue& queue = *context_.queue;
+  const GuestMemory& memory = context_.memory;
+  while (ring == nullptr || !free_slots_.empty()) {
+    uint32_t rejected = 0;
+    std::optional<DescriptorChain> chain;
+    try {
+      chain = queue.next_request(&rejected);
+    } catch (const VirtqueueError& error) {
+      used_added_ = used_added_ || rejected > 0;
+      broken_ = true;
+      if (context_.failure)
+        context_.failure("virtio-blk '" + context_.device.path() + "' queue " + std::to_string(context_.index) +
+                         ": " + error.what());
+      return;
+    }
+    used_added_ = used_added_ || rejected > 0;
+    if (!chain) return;
+    const BlockRequest request = parse_block_request(memory, *chain);
+    if (request.malformed) {
+      if (request.status_gpa) memory.write_object<uint8_t>(*request.status_gpa, kBlockStatusIoErr);
+      queue.push_used(chain->head, 0);
+      used_added_ = true;
+      continue;
+    }
+    BlockPlan plan = context_.device.plan(memory, *chain, request);
+    if (must_wait(ring, plan)) {
+      held_ = Held{chain->head, *request.status_gpa, std::move(plan)};
+      return;
+    }
+    start(ring, chain->head, *request.status_gpa, std::move(plan));
+  }
+}
+
+void BlockQueueWorker::start(IoUring* ring, uint16_t head, uint64_t status_gpa, BlockPlan plan) {
+  const bool asynchronous = ring != nullptr && (plan.kind == BlockPlan::Kind::kRead ||
+                                                plan.kind == BlockPlan::Kind::kWrite ||
+                                                plan.kind == BlockPlan::Kind::kFlush);
+  if (!asynchronous) {
+    const uint8_t status = context_.device.run_sync(plan);
+    finish(head, status_gpa, status, status == kBlockStatusOk ? plan.bytes_written : 0);
+    return;
+  }
+  const uint32_t slot = free_slots_.back();
+  free_slots_.pop_back();
+  InFlight& request = slots_[slot];
+  request = InFlight{head, status_gpa, std::move(plan)};
+  const int fd = context_.device.disk().fd();
+  io_uring_sqe* sqe = ring->next_sqe();
+  const auto count = static_cast<unsigned>(request.plan.buffers.size());
+  switch (request.plan.kind) {
+    case BlockPlan::Kind::kRead:
+      io_uring_prep_readv(sqe, fd, request.plan.buffers.data(), count, request.plan.offset);
+      break;
+    case BlockPlan::Kind::kWrite:
+      io_uring_prep_writev(sqe, fd, request.plan.buffers.data(), count, request.plan.offset);
+      break;
+    default:
+      io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+      break;
+  }
+  io_uring_sqe_set_data64(sqe, slot);
+}
+
+void BlockQueueWorker::complete(uint32_t slot, int result) {
+  if (slot >= slots_.size()) return;
+  InFlight& request = slots_[slot];
+  const BlockPlan& plan = request.plan;
+  uint8_t status = kBlockStatusOk;
+  if (result < 0) {
+    status = kBlockStatusIoErr;
+  } else if (plan.kind != BlockPlan::Kind::kFlush && static_cast<uint64_t>(result) < plan.length) {
+    // A short transfer: do the rest synchronously (EIO at the end of the file).
+    const std::vector<iovec> rest = skip_bytes(plan.buffers, static_cast<uint64_t>(result));
+    const BlockDiskFile& disk = context_.device.disk();
+    const uint64_t offset = plan.offset + static_cast<uint64_t>(result);
+    const int err = plan.kind == BlockPlan::Kind::kRead ? disk.read(offset, rest) : disk.write(offset, rest);
+    if (err != 0) status = kBlockStatusIoErr;
+  }
+  finish(request.head, request.status_gpa, status, status == kBlockStatusOk ? plan.bytes_written : 0);
+  request.plan.buffers.clear();
+  free_slots_.push_back(slot);
+}
+
+void BlockQueueWorker::finish(uint16_t head, uint64_t status_gpa, uint8_t status, uint32_t bytes_written) {
+  context_.memory.write_object<uint8_t>(status_gpa, status);
+  context_.queue->push_used(head, bytes_written + 1);
+  used_added_ = true;
+}
+
+void BlockQueueWorker::arm_kick(IoUring& ring) {
+  io_uring_sqe* sqe = ring.next_sqe();
+  io_uring_prep_poll_add(sqe, kick_fd_.get(), POLLIN);
+  io_uring_sqe_set_data64(sqe, kKickTag);
+}
+
+void BlockQueueWorker::arm_timer(IoUring& ring) {
+  if (timer_armed_ || !held_) return;
+  const auto wait = std::max(limiter_->wait_for(held_->plan.cost_bytes(), RateClock::now()),
+                             std::chrono::nanoseconds(1000));
+  timer_.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(wait).count();
+  timer_.tv_nsec = (wait % std::chrono::seconds(1)).count();
+  io_uring_sqe* sqe = ring.next_sqe();
+  io_uring_prep_timeout(sqe, &timer_, 0, 0);
+  io_uring_sqe_set_data64(sqe, kTimerTag);
+  timer_armed_ = true;
+}
+
+}  // namespace kdom::devices::virtio

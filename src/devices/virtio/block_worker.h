@@ -1,0 +1,97 @@
+// BlockQueueWorker: the backend thread serving one virtio-blk queue. Requests are planned by
+// BlockDevice and their reads, writes and flushes submitted to the image through io_uring, so
+// up to a queue's worth of requests are in flight at once; completions write the status byte
+// and return the chain to the driver. A flush starts only once every request taken before it
+// has completed, so everything the guest wrote before the flush is on disk when it hears the
+// flush is done. Requests wait for the queue's rate limiter (an io_uring timeout, no busy
+// waiting). Where io_uring cannot be set up (disabled
+// on the host), the worker serves requests synchronously in its thread and says so once.
+#pragma once
+
+#include <linux/time_types.h>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "base/unique_fd.h"
+#include "devices/rate_limiter.h"
+#include "devices/virtio/block.h"
+
+namespace kdom {
+class IoUring;
+}
+
+namespace kdom::devices::virtio {
+
+class BlockQueueWorker {
+ public:
+  struct Context {
+    const GuestMemory& memory;
+    std::shared_ptr<Virtqueue> queue;
+    uint16_t index = 0;
+    const BlockDevice& device;
+    QueueInterrupt interrupt;  // called with `index` after used entries were added
+    DeviceFailure failure;     // called once if the queue is broken; the worker then stops serving
+    RateLimit rate_limit;
+  };
+
+  // Starts the thread, which serves whatever is available already.
+  explicit BlockQueueWorker(Context context);
+  // Stops taking requests, waits for those in flight to complete, joins the thread.
+  ~BlockQueueWorker();
+  BlockQueueWorker(const BlockQueueWorker&) = delete;
+  BlockQueueWorker& operator=(const BlockQueueWorker&) = delete;
+
+  // The driver notified the queue: wake the thread (cheap, any thread).
+  void kick();
+
+ private:
+  struct InFlight {
+    uint16_t head = 0;
+    uint64_t status_gpa = 0;
+    BlockPlan plan;
+  };
+  // A request taken from the queue but not started: a flush waiting for earlier requests, or
+  // one the rate limiter holds back. The worker takes no more until it starts.
+  struct Held {
+    uint16_t head = 0;
+    uint64_t status_gpa = 0;
+    BlockPlan plan;
+  };
+
+  void run();
+  void run_with(IoUring* ring);
+  // Takes available requests until the queue is empty, the rate limiter says wait, or every
+  // slot is in flight.
+  void serve(IoUring* ring);
+  bool in_flight() const;
+  // Whether `plan` must be held back now; takes its rate-limit tokens when it need not.
+  bool must_wait(IoUring* ring, const BlockPlan& plan);
+  // Starts one request: answered at once, run synchronously, or submitted to `ring`.
+  void start(IoUring* ring, uint16_t head, uint64_t status_gpa, BlockPlan plan);
+  void complete(uint32_t slot, int result);
+  void finish(uint16_t head, uint64_t status_gpa, uint8_t status, uint32_t bytes_written);
+  void arm_kick(IoUring& ring);
+  void arm_timer(IoUring& ring);
+
+  Context context_;
+  UniqueFd kick_fd_;
+  std::atomic<bool> stopping_{false};
+  std::optional<RateLimiter> limiter_;
+
+  // Owned by the worker thread.
+  std::vector<InFlight> slots_;
+  std::vector<uint32_t> free_slots_;
+  std::optional<Held> held_;
+  bool timer_armed_ = false;
+  bool broken_ = false;
+  bool used_added_ = false;
+  __kernel_timespec timer_{};
+
+  std::thread thread_;
+};
+
+}  // namespace kdom::devices::virtio
