@@ -85,14 +85,23 @@ void PciDevices::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> devic
   auto slot = std::make_unique<VirtioSlot>();
   auto queue_count = device->queue_max_sizes().size();
   slot->transport = std::make_shared<devices::virtio::VirtioPci>(device, memory_, std::make_shared<KvmMsix>(msi_));
+  std::vector<int> fds;
   for (size_t queue = 0; queue < queue_count; ++queue) {
     slot->notify_fds.emplace_back(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"));
-    int fd = slot->notify_fds.back().get();
-    auto* transport = slot->transport.get();
-    events_.add(fd, [fd, transport, queue] {
-      uint64_t count;
-      if (::read(fd, &count, sizeof(count)) == sizeof(count)) transport->notify(static_cast<uint16_t>(queue));
-    });
+    fds.push_back(slot->notify_fds.back().get());
+  }
+  if (device->waits_on_notifiers()) {
+    // One thread wake-up per notification instead of two: the device's own thread waits.
+    device->set_queue_notifiers(fds);
+  } else {
+    for (size_t queue = 0; queue < queue_count; ++queue) {
+      const int fd = fds[queue];
+      auto* transport = slot->transport.get();
+      events_.add(fd, [fd, transport, queue] {
+        uint64_t count;
+        if (::read(fd, &count, sizeof(count)) == sizeof(count)) transport->notify(static_cast<uint16_t>(queue));
+      });
+    }
   }
   uint64_t address = allocator_.allocate(slot->transport->bar_size());
   slot->transport->set_bar_address(devices::virtio::VirtioPci::kBarIndex, address);

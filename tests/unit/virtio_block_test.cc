@@ -4,9 +4,12 @@
 // byte, the guest buffers and the image file itself.
 #include "devices/virtio/block.h"
 
+#include "base/unique_fd.h"
+
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -514,6 +517,27 @@ TEST_F(VirtioBlockTest, WorkerServesManyRequestsInFlightThenFlush) {
   }
   // Data next to the written blocks is untouched.
   EXPECT_EQ(file_bytes(4096, 4096), pattern(4096, 4096));
+}
+
+// KVM signals a queue's ioeventfd when the guest writes its notify address; the worker waits
+// on it directly.
+TEST_F(VirtioBlockTest, WorkerWakesOnTheQueueNotifier) {
+  BlockDevice& d = device();
+  ASSERT_TRUE(d.waits_on_notifiers());
+  UniqueFd notifier(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  d.set_queue_notifiers({notifier.get()});
+  Raised raised;
+  auto q = std::make_shared<Virtqueue>(memory, queue.config());
+  d.activate(memory, d.offered_features(), {q}, raised.interrupt(), [] {});
+  for (uint16_t round = 1; round <= 3; ++round) {
+    const uint64_t status = alloc(1);
+    submit({{header(kBlockRequestFlush, 0), 16, false}, {status, 1, true}});
+    const uint64_t one = 1;
+    ASSERT_EQ(::write(notifier.get(), &one, sizeof(one)), 8);
+    ASSERT_TRUE(wait_used([&] { return used_idx(); }, round)) << "round " << round;
+    EXPECT_EQ(memory.read_object<uint8_t>(status), kBlockStatusOk);
+  }
+  d.reset();
 }
 
 TEST_F(VirtioBlockTest, WorkerReadsIntoGuestBuffers) {

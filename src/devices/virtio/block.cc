@@ -214,8 +214,8 @@ void BlockDevice::activate(const GuestMemory& memory, uint64_t, std::vector<std:
   workers_.resize(queues.size());
   for (size_t i = 0; i < queues.size(); ++i) {
     if (!queues[i]) continue;
-    BlockQueueWorker::Context context{memory, queues[i], static_cast<uint16_t>(i), *this, queue_interrupt,
-                                      failure_, config_.rate_limit};
+    BlockQueueWorker::Context context{memory,   queues[i], static_cast<uint16_t>(i), *this, queue_interrupt,
+                                      failure_, config_.rate_limit, i < notifiers_.size() ? notifiers_[i] : -1};
     workers_[i] = std::make_unique<BlockQueueWorker>(std::move(context));
   }
 }
@@ -228,6 +228,11 @@ void BlockDevice::notify_queue(uint16_t queue_index) {
 void BlockDevice::reset() {
   std::lock_guard lock(mutex_);
   workers_.clear();  // each worker finishes its requests in flight and stops
+}
+
+void BlockDevice::set_queue_notifiers(std::vector<int> eventfds) {
+  std::lock_guard lock(mutex_);
+  notifiers_ = std::move(eventfds);
 }
 
 void BlockDevice::set_failure_handler(DeviceFailure failure) {

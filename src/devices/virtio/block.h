@@ -121,6 +121,9 @@ class BlockDevice : public VirtioDevice {
   // Stops the workers after the requests they have in flight complete.
   void reset() override;
   void set_failure_handler(DeviceFailure failure) override;
+  // Each queue's worker waits on the queue's ioeventfd itself.
+  bool waits_on_notifiers() const override { return true; }
+  void set_queue_notifiers(std::vector<int> eventfds) override;
 
   struct QueueResult {
     bool interrupt = false;                  // used entries added (the transport asks the driver)
@@ -151,6 +154,7 @@ class BlockDevice : public VirtioDevice {
   BlockDiskFile disk_;
   uint64_t capacity_ = 0;
   DeviceFailure failure_;
+  std::vector<int> notifiers_;  // per queue; not owned
 
   // Set by activate, cleared by reset: one worker per queue the driver enabled.
   std::vector<std::unique_ptr<BlockQueueWorker>> workers_;

@@ -17,6 +17,7 @@ namespace {
 
 constexpr uint64_t kKickTag = UINT64_MAX;
 constexpr uint64_t kTimerTag = UINT64_MAX - 1;
+constexpr uint64_t kNotifierTag = UINT64_MAX - 2;
 
 // `iov` less its first `bytes` bytes.
 std::vector<iovec> skip_bytes(const std::vector<iovec>& iov, uint64_t bytes) {
@@ -90,17 +91,24 @@ void BlockQueueWorker::run_with(IoUring* ring) {
     used_added_ = false;
     if (context_.interrupt) context_.interrupt(context_.index);
   };
-  if (ring != nullptr) arm_kick(*ring);
+  const int notifier = context_.notifier;
+  if (ring != nullptr) {
+    arm_poll(*ring, kick_fd_.get(), kKickTag);
+    if (notifier >= 0) arm_poll(*ring, notifier, kNotifierTag);
+  }
   serve(ring);
   interrupt_if_used();
   for (;;) {
     if (stopping_ && !in_flight()) return;
     bool kicked = false;
+    bool notified = false;
     if (ring != nullptr) {
       ring->submit_and_wait();
       ring->for_each_completion([&](uint64_t tag, int result) {
         if (tag == kKickTag)
           kicked = true;
+        else if (tag == kNotifierTag)
+          notified = true;
         else if (tag == kTimerTag)
           timer_armed_ = false;
         else
@@ -108,7 +116,11 @@ void BlockQueueWorker::run_with(IoUring* ring) {
       });
       if (kicked) {
         drain_eventfd(kick_fd_.get());
-        if (!stopping_) arm_kick(*ring);
+        if (!stopping_) arm_poll(*ring, kick_fd_.get(), kKickTag);
+      }
+      if (notified) {
+        drain_eventfd(notifier);
+        if (!stopping_) arm_poll(*ring, notifier, kNotifierTag);
       }
     } else {
       int timeout_ms = -1;
@@ -116,8 +128,11 @@ void BlockQueueWorker::run_with(IoUring* ring) {
         const auto wait = limiter_->wait_for(held_->plan.cost_bytes(), RateClock::now());
         timeout_ms = static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count());
       }
-      pollfd waiting{kick_fd_.get(), POLLIN, 0};
-      if (::poll(&waiting, 1, timeout_ms) > 0) drain_eventfd(kick_fd_.get());
+      pollfd waiting[2] = {{kick_fd_.get(), POLLIN, 0}, {notifier, POLLIN, 0}};
+      if (::poll(waiting, notifier >= 0 ? 2 : 1, timeout_ms) > 0) {
+        if (waiting[0].revents) drain_eventfd(kick_fd_.get());
+        if (notifier >= 0 && waiting[1].revents) drain_eventfd(notifier);
+      }
     }
     if (!stopping_) serve(ring);
     interrupt_if_used();
@@ -233,10 +248,10 @@ void BlockQueueWorker::finish(uint16_t head, uint64_t status_gpa, uint8_t status
   used_added_ = true;
 }
 
-void BlockQueueWorker::arm_kick(IoUring& ring) {
+void BlockQueueWorker::arm_poll(IoUring& ring, int fd, uint64_t tag) {
   io_uring_sqe* sqe = ring.next_sqe();
-  io_uring_prep_poll_add(sqe, kick_fd_.get(), POLLIN);
-  io_uring_sqe_set_data64(sqe, kKickTag);
+  io_uring_prep_poll_add(sqe, fd, POLLIN);
+  io_uring_sqe_set_data64(sqe, tag);
 }
 
 void BlockQueueWorker::arm_timer(IoUring& ring) {

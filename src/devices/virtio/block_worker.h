@@ -36,6 +36,7 @@ class BlockQueueWorker {
     QueueInterrupt interrupt;  // called with `index` after used entries were added
     DeviceFailure failure;     // called once if the queue is broken; the worker then stops serving
     RateLimit rate_limit;
+    int notifier = -1;  // the queue's ioeventfd, waited on as well as kick() (not owned)
   };
 
   // Starts the thread, which serves whatever is available already.
@@ -74,7 +75,7 @@ class BlockQueueWorker {
   void start(IoUring* ring, uint16_t head, uint64_t status_gpa, BlockPlan plan);
   void complete(uint32_t slot, int result);
   void finish(uint16_t head, uint64_t status_gpa, uint8_t status, uint32_t bytes_written);
-  void arm_kick(IoUring& ring);
+  void arm_poll(IoUring& ring, int fd, uint64_t tag);
   void arm_timer(IoUring& ring);
 
   Context context_;

@@ -62,6 +62,12 @@ class VirtioDevice {
   // returns, no thread of the device touches the queues or raises interrupts any more.
   virtual void reset() = 0;
 
+  // Whether the device waits on its queues' notification eventfds (KVM ioeventfds) in its own
+  // threads; if so, it is given them once, before any activate, and nobody else reads them.
+  // Otherwise the VMM reads them and calls notify_queue.
+  virtual bool waits_on_notifiers() const { return false; }
+  virtual void set_queue_notifiers(std::vector<int> /*eventfds, one per queue*/) {}
+
   // The transport's failure handler, given once before any activate. A device that only
   // fails inside notify_queue may instead throw from it.
   virtual void set_failure_handler(DeviceFailure) {}
