@@ -1,6 +1,8 @@
 // VmConfig parsing and validation.
 #include "vmm/vm_config.h"
 
+#include <set>
+
 #include "base/error.h"
 
 namespace kdom::vmm {
@@ -98,6 +100,16 @@ void validate(const VmConfig& config) {
     for (size_t j = 0; j < i; ++j)
       if (config.disks[i].path == config.disks[j].path)
         throw Error("disk '" + config.disks[i].path + "' is given twice");
+  check_device_ids(config);
+}
+
+void check_device_ids(const VmConfig& config) {
+  std::set<std::string> seen;
+  auto add = [&](const std::string& id, const char* option) {
+    if (id.empty()) return;
+    if (!seen.insert(id).second) throw Error(std::string(option) + ": device id '" + id + "' is used twice");
+  };
+  for (const auto& disk : config.disks) add(disk.id, "--disk");
 }
 
 }  // namespace kdom::vmm

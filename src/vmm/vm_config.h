@@ -48,5 +48,7 @@ ConsoleConfig parse_console(const std::string& text);
 // Checks values that need no host resources (sizes, counts); throws Error naming the first
 // bad one. Host limits (memory, KVM's vCPU limit) are checked when the domain is built.
 void validate(const VmConfig& config);
+// Throws Error if two devices, of any kind, have the same user-given id.
+void check_device_ids(const VmConfig& config);
 
 }  // namespace kdom::vmm

@@ -166,6 +166,12 @@ TEST(RunOptions, DiskQueuesIdAndRateLimits) {
   EXPECT_EQ(config.disks[0].queues, 4);
   EXPECT_EQ(config.disks[0].rate_limit.bytes_per_second, 10u << 20);
   EXPECT_EQ(config.disks[0].rate_limit.ops_per_second, 2000u);
+  try {
+    parse_run_options({"--disk", "/d/a.img,id=x", "--disk", "/d/b.img,id=x"}, Defaults{"/guest"});
+    ADD_FAILURE() << "a device id used twice was accepted";
+  } catch (const Error& error) {
+    EXPECT_STREQ(error.what(), "--disk: device id 'x' is used twice");
+  }
   auto plain = parse_run_options({"--disk", "/d/a.img"}, Defaults{"/guest"}).config;
   EXPECT_EQ(plain.disks[0].queues, 1);
   EXPECT_TRUE(plain.disks[0].rate_limit.unlimited());
