@@ -14,6 +14,10 @@
 //       Reads numbers (whitespace separated) on stdin and prints their statistics.
 //   kdom-bench tsc-khz
 //       Measures the TSC rate against CLOCK_MONOTONIC_RAW (median of 5 x 100 ms).
+//   kdom-bench disk-pattern FILE MIB
+//       Writes a MIB MiB disk image whose every 4 KiB block starts with its block
+//       number (64-bit little endian), the rest zero: what the virtio-blk-bench probe
+//       checks each read against.
 //
 // Output lines are meant for the scripts (key=value, one figure per key):
 //   <label> run <i>/<n>: status=<s> exit_ms=<t> mark_ms=<t> rss_kib=... <capture>=<v>
@@ -571,6 +575,39 @@ int cmd_tsc_khz() {
   return 0;
 }
 
+int cmd_disk_pattern(int argc, char** argv) {
+  if (argc != 2) die("disk-pattern: wants FILE MIB");
+  const std::string path = argv[0];
+  const auto mib = parse_number(argv[1]);
+  if (!mib || *mib < 1 || *mib > 65536 || *mib != std::floor(*mib)) die("disk-pattern: MIB must be 1..65536");
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) die("disk-pattern: cannot create " + path + ": " + std::strerror(errno));
+  constexpr size_t kBlock = 4096, kChunkBlocks = 256;
+  std::vector<unsigned char> chunk(kBlock * kChunkBlocks, 0);
+  const uint64_t blocks = static_cast<uint64_t>(*mib) * 256;
+  bool ok = true;
+  for (uint64_t b = 0; b < blocks && ok; b += kChunkBlocks) {
+    for (size_t i = 0; i < kChunkBlocks; ++i) {
+      const uint64_t number = b + i;
+      std::memcpy(&chunk[i * kBlock], &number, sizeof number);  // x86: little endian
+    }
+    size_t done = 0;
+    while (done < chunk.size()) {
+      const ssize_t n = ::write(fd, chunk.data() + done, chunk.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        ok = false;
+        break;
+      }
+      done += static_cast<size_t>(n);
+    }
+  }
+  const int err = errno;
+  ::close(fd);
+  if (!ok) die("disk-pattern: writing " + path + ": " + std::strerror(err));
+  return 0;
+}
+
 void usage() {
   std::fprintf(stderr,
                "usage: kdom-bench run [--label L] [--repeat N] [--warmup N] [--status S] [--mark TEXT]\n"
@@ -578,7 +615,8 @@ void usage() {
                "                      [--time NAME=TEXT]... [--capture NAME=PATTERN]... [--no-stats]\n"
                "                      [--log FILE] -- COMMAND [ARGS...]\n"
                "       kdom-bench stats [--label L] [--name N] < numbers\n"
-               "       kdom-bench tsc-khz\n");
+               "       kdom-bench tsc-khz\n"
+               "       kdom-bench disk-pattern FILE MIB\n");
   std::exit(2);
 }
 
@@ -590,5 +628,6 @@ int main(int argc, char** argv) {
   if (sub == "run") return cmd_run(argc - 2, argv + 2);
   if (sub == "stats") return cmd_stats(argc - 2, argv + 2);
   if (sub == "tsc-khz") return cmd_tsc_khz();
+  if (sub == "disk-pattern") return cmd_disk_pattern(argc - 2, argv + 2);
   usage();
 }
