@@ -14,6 +14,12 @@
 //       Reads numbers (whitespace separated) on stdin and prints their statistics.
 //   kdom-bench tsc-khz
 //       Measures the TSC rate against CLOCK_MONOTONIC_RAW (median of 5 x 100 ms).
+//   kdom-bench pread FILE BYTES COUNT random|seq [SEED]
+//       The host's own baseline for bench/virtio-blk.sh: COUNT pread()s of BYTES each
+//       from FILE, one at a time, at random BYTES-aligned offsets (xorshift64, as in the
+//       virtio-blk-bench probe) or in order (wrapping at the end); checks the block
+//       numbers disk-pattern wrote and prints "ops=N bytes=B ns=T" (CLOCK_MONOTONIC
+//       around the loop alone).
 //   kdom-bench disk-pattern FILE MIB
 //       Writes a MIB MiB disk image whose every 4 KiB block starts with its block
 //       number (64-bit little endian), the rest zero: what the virtio-blk-bench probe
@@ -608,6 +614,58 @@ int cmd_disk_pattern(int argc, char** argv) {
   return 0;
 }
 
+int cmd_pread(int argc, char** argv) {
+  if (argc != 4 && argc != 5) die("pread: wants FILE BYTES COUNT random|seq [SEED]");
+  const std::string path = argv[0], order = argv[3];
+  const auto bytes = parse_number(argv[1]);
+  const auto count = parse_number(argv[2]);
+  if (!bytes || *bytes < 4096 || *bytes > (1 << 24) || static_cast<uint64_t>(*bytes) % 4096 != 0)
+    die("pread: BYTES must be a multiple of 4096 up to 16 MiB");
+  if (!count || *count < 1) die("pread: COUNT must be positive");
+  if (order != "random" && order != "seq") die("pread: order must be random or seq");
+  uint64_t rng = argc == 5 ? static_cast<uint64_t>(parse_number(argv[4]).value_or(1)) | 1 : 1;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) die("pread: cannot open " + path + ": " + std::strerror(errno));
+  const off_t end = ::lseek(fd, 0, SEEK_END);
+  const uint64_t size = static_cast<uint64_t>(*bytes), ops = static_cast<uint64_t>(*count);
+  const uint64_t slots = end > 0 ? static_cast<uint64_t>(end) / size : 0;
+  if (slots == 0) {
+    ::close(fd);
+    die("pread: " + path + " is smaller than one read");
+  }
+  std::vector<unsigned char> buffer(size);
+  uint64_t next = 0, bad = 0;
+  const double t0 = now_ms();
+  for (uint64_t i = 0; i < ops; ++i) {
+    uint64_t slot;
+    if (order == "random") {
+      rng ^= rng << 13;
+      rng ^= rng >> 7;
+      rng ^= rng << 17;
+      slot = rng % slots;
+    } else {
+      slot = next;
+      next = next + 1 == slots ? 0 : next + 1;
+    }
+    const ssize_t n = ::pread(fd, buffer.data(), size, static_cast<off_t>(slot * size));
+    if (n != static_cast<ssize_t>(size)) {
+      ::close(fd);
+      die("pread: short read or error at " + std::to_string(slot * size));
+    }
+    for (uint64_t off = 0; off < size; off += 4096) {
+      uint64_t number;
+      std::memcpy(&number, &buffer[off], sizeof number);
+      bad += number != (slot * size + off) / 4096;
+    }
+  }
+  const double t1 = now_ms();
+  ::close(fd);
+  if (bad) die("pread: " + std::to_string(bad) + " blocks lack their number (not a disk-pattern image?)");
+  std::printf("ops=%llu bytes=%llu ns=%.0f\n", static_cast<unsigned long long>(ops),
+              static_cast<unsigned long long>(ops * size), (t1 - t0) * 1e6);
+  return 0;
+}
+
 void usage() {
   std::fprintf(stderr,
                "usage: kdom-bench run [--label L] [--repeat N] [--warmup N] [--status S] [--mark TEXT]\n"
@@ -616,6 +674,7 @@ void usage() {
                "                      [--log FILE] -- COMMAND [ARGS...]\n"
                "       kdom-bench stats [--label L] [--name N] < numbers\n"
                "       kdom-bench tsc-khz\n"
+               "       kdom-bench pread FILE BYTES COUNT random|seq [SEED]\n"
                "       kdom-bench disk-pattern FILE MIB\n");
   std::exit(2);
 }
@@ -628,6 +687,7 @@ int main(int argc, char** argv) {
   if (sub == "run") return cmd_run(argc - 2, argv + 2);
   if (sub == "stats") return cmd_stats(argc - 2, argv + 2);
   if (sub == "tsc-khz") return cmd_tsc_khz();
+  if (sub == "pread") return cmd_pread(argc - 2, argv + 2);
   if (sub == "disk-pattern") return cmd_disk_pattern(argc - 2, argv + 2);
   usage();
 }
