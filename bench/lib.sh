@@ -42,10 +42,10 @@ bench_build() {
 	[ "${BENCH_NO_BUILD:-0}" = 1 ] && return 0
 	mkdir -p "$BUILD/bench"
 	if ! { cmake -S "$REPO" -B "$BUILD" && cmake --build "$BUILD" -j2 --target kdom kdom-bench \
-		bench-first-mark probe-first-instruction probe-idle-after-touch probe-compute compute-host; } \
+		bench-first-mark probe-first-instruction probe-idle-after-touch probe-compute compute-host probe-virtio-blk-bench; } \
 		>"$BUILD/bench/build.log" 2>&1; then
 		for f in "$KDOM" "$KB" "$FIRST_MARK" "$GUESTS/first-instruction.elf" "$GUESTS/idle-after-touch.elf" \
-			"$GUESTS/compute.elf" "$GUESTS/compute-host"; do
+			"$GUESTS/compute.elf" "$GUESTS/compute-host" "$GUESTS/virtio-blk-bench.elf"; do
 			[ -e "$f" ] || missing=1
 		done
 		grep -m 3 -e 'error' "$BUILD/bench/build.log" | sed 's/^/   build: /' >&2
@@ -70,7 +70,7 @@ bench_snapshot() {
 	fi
 	mkdir -p "$bin"
 	for f in "$KDOM" "$KB" "$FIRST_MARK" "$GUESTS/first-instruction.elf" "$GUESTS/idle-after-touch.elf" \
-		"$GUESTS/compute.elf" "$GUESTS/compute-host"; do
+		"$GUESTS/compute.elf" "$GUESTS/compute-host" "$GUESTS/virtio-blk-bench.elf"; do
 		[ -e "$f" ] || bench_die "$f is missing (build it: cmake --build $BUILD)"
 		cp -p "$f" "$bin/" || bench_die "cannot copy $f"
 	done

@@ -48,44 +48,46 @@ void vblk_find(struct vblk *d, uint64_t timeout_ms)
     if (slot < 0)
         probe_fail("no virtio-blk (1af4:1042) on PCI bus 0");
     d->slot = (unsigned)slot;
-    uint32_t bar_lo = pci_read32(slot, 0x10), bar_hi = pci_read32(slot, 0x14);
-    if ((bar_lo & 0x7) != 0x4)
-        probe_fail("BAR 0 is not a 64-bit memory BAR (0x%x)", bar_lo);
-    d->bar_base = (bar_lo & ~0xfull) | (uint64_t)bar_hi << 32;
-    if (!d->bar_base || d->bar_base + 0x8000 > (4ull << 30))
-        probe_fail("BAR 0 at 0x%lx is unassigned or above 4 GiB", d->bar_base);
     if (!(pci_read32(slot, 0x04) & (1u << 20)))
         probe_fail("no capability list");
     /* Memory space, bus master, INTx off. */
     pci_write16(slot, 0x04, (1 << 1) | (1 << 2) | (1 << 10));
 
-    unsigned found = 0, guard = 0;
+    /* The vendor capabilities say which BAR holds each structure: kdom uses
+     * BAR 0, QEMU BAR 4; all three must be in the same one here. */
+    unsigned found = 0, guard = 0, bar = 6;
+    uint32_t offsets[5] = {0};
     for (unsigned p = pci_read8(slot, 0x34) & 0xfc; p && guard < 48; p = pci_read8(slot, p + 1) & 0xfc, guard++) {
         uint32_t w0 = pci_read32(slot, p);
         if ((w0 & 0xff) != 0x09)
             continue;
-        unsigned type = (w0 >> 24) & 0xff, bar = pci_read8(slot, p + 4);
-        uint32_t off = pci_read32(slot, p + 8);
-        if (bar != 0 || type < 1 || type > 4 || type == 3)
+        unsigned type = (w0 >> 24) & 0xff, cap_bar = pci_read8(slot, p + 4);
+        if (type < 1 || type > 4 || type == 3 || (found & (1u << type)) || cap_bar > 5)
             continue;
-        volatile uint8_t *at = (volatile uint8_t *)(uintptr_t)(d->bar_base + off);
-        if (type == 1 && !d->common)
-            d->common = at;
-        else if (type == 4 && !d->devcfg)
-            d->devcfg = at;
-        else if (type == 2 && !d->notify_base) {
-            d->notify_base = at;
+        if (bar == 6)
+            bar = cap_bar;
+        else if (cap_bar != bar)
+            probe_fail("virtio structures in BARs %u and %u: this driver wants one", bar, cap_bar);
+        offsets[type] = pci_read32(slot, p + 8);
+        if (type == 2)
             d->notify_mult = pci_read32(slot, p + 16);
-        } else
-            continue;
         found |= 1u << type;
     }
     if (found != ((1u << 1) | (1u << 2) | (1u << 4)))
         probe_fail("missing virtio capabilities (found mask 0x%x)", found);
-    printf("virtio-blk at 00:%02x.0 BAR0 0x%lx: common +0x%lx notify +0x%lx (x%u) device +0x%lx\n", slot,
-           d->bar_base, (uint64_t)(uintptr_t)d->common - d->bar_base,
-           (uint64_t)(uintptr_t)d->notify_base - d->bar_base, d->notify_mult,
-           (uint64_t)(uintptr_t)d->devcfg - d->bar_base);
+    uint32_t bar_lo = pci_read32(slot, 0x10 + 4 * bar);
+    if ((bar_lo & 0x1) || (bar_lo & 0x6) == 0x2)
+        probe_fail("BAR %u is not a 32- or 64-bit memory BAR (0x%x)", bar, bar_lo);
+    d->bar_base = bar_lo & ~0xfull;
+    if ((bar_lo & 0x6) == 0x4)
+        d->bar_base |= (uint64_t)pci_read32(slot, 0x14 + 4 * bar) << 32;
+    if (!d->bar_base || d->bar_base + 0x8000 > (4ull << 30))
+        probe_fail("BAR %u at 0x%lx is unassigned or above 4 GiB", bar, d->bar_base);
+    d->common = (volatile uint8_t *)(uintptr_t)(d->bar_base + offsets[1]);
+    d->notify_base = (volatile uint8_t *)(uintptr_t)(d->bar_base + offsets[2]);
+    d->devcfg = (volatile uint8_t *)(uintptr_t)(d->bar_base + offsets[4]);
+    printf("virtio-blk at 00:%02x.0 BAR%u 0x%lx: common +0x%x notify +0x%x (x%u) device +0x%x\n", slot, bar,
+           d->bar_base, offsets[1], offsets[2], d->notify_mult, offsets[4]);
 
     uint8_t *rings = alloc_pages(3 * 4096);
     if (!rings)
