@@ -6,19 +6,19 @@
 # One nested test host (scripts/test-host.sh --with-qemu, ~5 minutes) runs the kdom vs
 # QEMU parts of start-latency, memory-overhead and linux-boot together; then each
 # script runs its local part and reads its test-host figures from that run's console
-# log. guest-cpu-overhead is local only. Total: about 6-7 minutes.
+# log. guest-cpu-overhead and virtio-blk are local only. Total: about 8 minutes.
 #   --no-l1   local figures only (no test host; linux-boot is skipped)
-#   --quick   fewer repeats (start 5, memory 1, Linux 1, compute 3): a smoke run
+#   --quick   fewer repeats (start 5, memory 1, Linux 1, compute 3, virtio-blk 2): a smoke run
 # Exit status: 0 when every measurement worked (whether or not targets are met), 1 if
 # any benchmark's measurement failed.
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-l1=1 start_n=20 mem_n=3 linux_n=3 cpu_n=11
+l1=1 start_n=20 mem_n=3 linux_n=3 cpu_n=11 blk_n=5
 while [ $# -gt 0 ]; do
 	case $1 in
 	--no-l1) l1=0; shift ;;
-	--quick) start_n=5 mem_n=1 linux_n=1 cpu_n=3; shift ;;
+	--quick) start_n=5 mem_n=1 linux_n=1 cpu_n=3 blk_n=2; shift ;;
 	-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) bench_die "unknown option $1 (see --help)" ;;
 	esac
@@ -65,6 +65,7 @@ if [ "$l1" = 1 ]; then
 	run linux-boot "$BENCH_DIR/linux-boot.sh" -n "$linux_n" "${l1_opt[@]}"
 fi
 run guest-cpu-overhead "$BENCH_DIR/guest-cpu-overhead.sh" -n "$cpu_n"
+run virtio-blk "$BENCH_DIR/virtio-blk.sh" -n "$blk_n"
 
 echo
 echo "== summary ($(date -u '+%Y-%m-%d %H:%M UTC'), host $(hostname), $(($(date +%s) - t0)) s)"
