@@ -167,7 +167,7 @@ bench_row() {
 
 # bench_run_l1 LOG PARTS...: runs bench/l1-suite.sh PARTS in one nested test host
 # (scripts/test-host.sh --with-qemu) and writes L1's console to LOG. The environment's
-# BENCH_START_N, BENCH_MEM_N, BENCH_LINUX_N, BENCH_VMMS, BENCH_QEMU_CPU are passed on.
+# BENCH_START_N, BENCH_MEM_N, BENCH_LINUX_N, BENCH_DISK_N, BENCH_VMMS, BENCH_QEMU_CPU are passed on.
 # test-host.sh and its helpers are copied first, so that edits to them while the test
 # host runs (other people work on scripts/) cannot break this run. Returns the suite's
 # exit status (test-host.sh's: 124 timeout, 125 test host failure).
@@ -175,7 +175,7 @@ bench_run_l1() {
 	local log=$1 snap rc vars="" v
 	shift
 	[ -x "$REPO/scripts/test-host.sh" ] || bench_die "scripts/test-host.sh is missing"
-	for v in BENCH_START_N BENCH_MEM_N BENCH_LINUX_N BENCH_VMMS BENCH_QEMU_CPU; do
+	for v in BENCH_START_N BENCH_MEM_N BENCH_LINUX_N BENCH_DISK_N BENCH_VMMS BENCH_QEMU_CPU; do
 		[ -z "${!v:-}" ] || vars="$vars $v='${!v}'"
 	done
 	snap=$(mktemp -d "${TMPDIR:-/tmp}/kdom-bench-th.XXXXXX")
