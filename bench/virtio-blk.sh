@@ -15,7 +15,9 @@
 #                  at a time (IOPS);
 #   rand4k qd=32   the same with 32 requests in flight (IOPS);
 #   seq128k qd=1   the whole file in 128 KiB reads, one at a time (MB/s, 10^6 bytes);
-#   seq128k qd=32  the same, 32 in flight (MB/s).
+#   seq128k qd=32  the same, 32 in flight (MB/s);
+#   getid qd=1     as many GET_ID requests as rand4k, one at a time (IOPS): the round
+#                  trip through the VMM without file I/O, for the breakdown of rand4k qd=1.
 # - host: `kdom-bench pread FILE BYTES COUNT random|seq`: one pread() a request, timed
 #   around the loop (CLOCK_MONOTONIC), same counts and sizes. There is no deep-queue
 #   host figure: the qd=32 rows compare against the same one-at-a-time host figure.
@@ -90,12 +92,12 @@ local_part() {
 	seq_ops=$((MIB * 1024 / 128))
 	f=$out/runs.txt # "<who> <phase> <round> <value>" (IOPS or MB/s), "kdom-wall <phase> <round> <ms>"
 	: >"$f"
-	phases=(rand4k-qd1 rand4k-qd32 seq128k-qd1 seq128k-qd32)
+	phases=(rand4k-qd1 rand4k-qd32 seq128k-qd1 seq128k-qd32 getid-qd1)
 
 	# value PHASE OPS BYTES NS: the phase's figure (IOPS for rand, MB/s for seq).
 	value() {
 		case $1 in
-		rand*) awk -v o="$2" -v t="$4" 'BEGIN { printf "%.0f", o / (t / 1e9) }' ;;
+		rand* | getid*) awk -v o="$2" -v t="$4" 'BEGIN { printf "%.0f", o / (t / 1e9) }' ;;
 		*) awk -v b="$3" -v t="$4" 'BEGIN { printf "%.1f", b / 1e6 / (t / 1e9) }' ;;
 		esac
 	}
@@ -108,6 +110,9 @@ local_part() {
 			seq128k-qd1) bytes=131072 count=$seq_ops order=seq ;;
 			*) continue ;;
 			esac
+			# A short unmeasured warm-up first: the first run after a pause is often slower
+			# by 2-3x on our VMs (the process starts on a cold, possibly descheduled CPU).
+			"$KB" pread "$img" "$bytes" $(((count + 3) / 4)) "$order" "$r" >/dev/null 2>&1
 			line=$("$KB" pread "$img" "$bytes" "$count" "$order" "$r" 2>&1) ||
 				{ bench_fail "kdom-bench pread $bytes $count $order: $line"; return 1; }
 			ns=$(echo "$line" | tr ' ' '\n' | sed -n 's/^ns=//p')
@@ -178,10 +183,20 @@ local_part() {
 	bench_row "workload" host kdom QEMU kdom/host kdom/QEMU "fio (host)"
 	for ph in "${phases[@]}"; do
 		hp=${ph%-qd*}-qd1 # the host runs one at a time
+		[ "$ph" != getid-qd1 ] || continue
 		h=$(med host "$hp") k=$(med kdom "$ph") q=$(med qemu "$ph") fi=$(med fio "$hp")
 		bench_row "$ph" "$(bench_fmt "$h" 0)" "$(bench_fmt "$k" 0)" "$(bench_fmt "$q" 0)" \
 			"$(bench_fmt "$(bench_ratio "$k" "$h")" 3)" "$(bench_fmt "$(bench_ratio "$k" "$q")" 3)" "$(bench_fmt "$fi" 0)"
 	done
+	k=$(med kdom getid-qd1) q=$(med qemu getid-qd1)
+	bench_row "getid-qd1 (GET_ID: no file I/O)" "" "$(bench_fmt "$k" 0)" "$(bench_fmt "$q" 0)" "" \
+		"$(bench_fmt "$(bench_ratio "$k" "$q")" 3)" ""
+	# us per request = 1e6 / IOPS (at qd=1).
+	us() { [ -n "$1" ] && awk -v i="$1" 'BEGIN { printf "%.1f", 1e6 / i }'; }
+	echo "   per request at qd=1 (us, from the medians): host pread $(bench_fmt "$(us "$(med host rand4k-qd1)")" 1);" \
+		"kdom rand4k $(bench_fmt "$(us "$(med kdom rand4k-qd1)")" 1) of which the GET_ID round trip" \
+		"$(bench_fmt "$(us "$(med kdom getid-qd1)")" 1); QEMU rand4k $(bench_fmt "$(us "$(med qemu rand4k-qd1)")" 1)," \
+		"GET_ID $(bench_fmt "$(us "$(med qemu getid-qd1)")" 1)"
 	echo "   per-round figures (host, kdom, QEMU):"
 	for ph in "${phases[@]}"; do
 		hp=${ph%-qd*}-qd1

@@ -9,7 +9,7 @@
 #     has serial=kdom-probe, which the guest's GET_ID must return.
 #   hostile: hostile=1; the guest's final write to sector 5 must be in the file.
 #   bench: PROBE_ELF is virtio-blk-bench.elf: on a 1 MiB image numbered like
-#     `kdom-bench disk-pattern` (each 4 KiB block starts with its number) all four
+#     `kdom-bench disk-pattern` (each 4 KiB block starts with its number) all five
 #     phases must pass with every block checked; on an all-zero image the probe
 #     must fail with "wrong data" (its check can fail).
 set -u
@@ -28,6 +28,7 @@ pattern host-sector-07. | dd of="$img" bs=512 seek=7 conv=notrunc status=none ||
 pattern_image() {
     truncate -s 1M "$1" || return 1
     for b in $(seq 0 255); do
+        # shellcheck disable=SC2059 # the format is the escaped bytes themselves
         printf "$(printf '\\x%02x' $((b & 255)) $((b >> 8)))" |
             dd of="$1" bs=1 seek=$((b * 4096)) conv=notrunc status=none || return 1
     done
@@ -39,8 +40,8 @@ bench)
     "$here/run-probe.sh" --timeout 60 --name virtio-blk-bench --status 1 --expect "every block checked" -- \
         "$kdom" run --kernel "$elf" --console stdio --memory 64 --disk "$img" --cmdline "rand=500 qd=8" |
         tee "$dir/out.txt" || exit 1
-    [ "$(grep -c '^vblk-bench [a-z0-9]* qd=[18] ops=[0-9]* bytes=[0-9]* cycles=[0-9]*' "$dir/out.txt")" = 4 ] ||
-        { echo "run-virtio-blk: FAIL: want four phase lines"; exit 1; }
+    [ "$(grep -c '^vblk-bench [a-z0-9]* qd=[18] ops=[0-9]* bytes=[0-9]* cycles=[0-9]*' "$dir/out.txt")" = 5 ] ||
+        { echo "run-virtio-blk: FAIL: want five phase lines"; exit 1; }
     truncate -s 0 "$img" && truncate -s 1M "$img" || exit 1
     "$kdom" run --kernel "$elf" --console stdio --memory 64 --disk "$img" --cmdline "rand=500 qd=8" \
         >"$dir/zero.txt" 2>&1

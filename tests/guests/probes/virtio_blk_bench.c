@@ -3,7 +3,7 @@
  *
  * The disk must hold the benchmark pattern (kdom-bench disk-pattern): every
  * 4 KiB block starts with its block number (64-bit little endian), so each
- * read is checked, not just counted. Four phases, all at CPL 3, each timed
+ * read is checked, not just counted. Five phases, all at CPL 3, each timed
  * with rdtsc around the phase alone (the TSC is the host's, so the host turns
  * cycles into time with its own TSC rate), with boot-timer marks (port 0x440,
  * ring 0, values 0x30 + 2 * phase before and + 1 after) around it for a
@@ -15,7 +15,10 @@
  *                  and the device is notified once per batch of replacements;
  *   seq128k qd=1   the whole disk in 128 KiB reads, in order (`seq_passes=P`
  *                  passes, default 1);
- *   seq128k qd=Q   the same with Q in flight.
+ *   seq128k qd=Q   the same with Q in flight;
+ *   getid qd=1     `getid=N` GET_ID requests (default: as many as `rand`), one at
+ *                  a time: the same round trip through the device as rand4k qd=1
+ *                  but without file I/O (the transport's share of a request).
  * One line per phase: `vblk-bench <phase> qd=Q ops=N bytes=B cycles=C`, then
  * `PROBE virtio-blk-bench: PASS ...`. A wrong block number, a bad status or
  * used length, or a request that takes over 2 s fails the probe. */
@@ -37,6 +40,7 @@ static uint64_t rng;
 
 /* What a phase does, and what went wrong (reported at ring 0). */
 struct phase {
+    uint32_t type; /* VBLK_T_IN or VBLK_T_GET_ID */
     int random;
     uint32_t bytes; /* per request */
     unsigned qd;
@@ -78,7 +82,7 @@ static void issue(unsigned slot)
 {
     uint64_t block = next_block();
     slot_block[slot] = block;
-    vblk_build_request(&dev, (uint16_t)(slot * 3), &hdrs[slot], VBLK_T_IN, block * (BLOCK / VBLK_SECTOR),
+    vblk_build_request(&dev, (uint16_t)(slot * 3), &hdrs[slot], ph.type, block * (BLOCK / VBLK_SECTOR),
                        bufs + (uint64_t)slot * SEQ_BYTES, ph.bytes, &status[slot * 64]);
     vblk_make_avail(&dev, (uint16_t)(slot * 3));
 }
@@ -93,6 +97,8 @@ static int check(unsigned slot)
         ph.bad_status = status[slot * 64];
         return 1;
     }
+    if (ph.type != VBLK_T_IN)
+        return 0;
     const uint8_t *b = bufs + (uint64_t)slot * SEQ_BYTES;
     for (uint32_t off = 0; off < ph.bytes; off += BLOCK) {
         uint64_t want = slot_block[slot] + off / BLOCK, got = *(const volatile uint64_t *)(b + off);
@@ -158,9 +164,10 @@ static uint64_t u_phase(uint64_t unused)
 
 static uint64_t u_init(uint64_t qsize) { return vblk_init(&dev, 0, (uint16_t)qsize); }
 
-static void run_phase(unsigned index, const char *name, int random, uint32_t bytes, unsigned qd, uint64_t ops)
+static void run_phase(unsigned index, const char *name, uint32_t type, int random, uint32_t bytes, unsigned qd,
+                      uint64_t ops)
 {
-    ph = (struct phase){.random = random, .bytes = bytes, .qd = qd, .ops = ops};
+    ph = (struct phase){.type = type, .random = random, .bytes = bytes, .qd = qd, .ops = ops};
     next_seq_block = 0;
     boot_timer_mark((uint8_t)(0x30 + 2 * index));
     uint64_t r = run_at_cpl3(u_phase, 0);
@@ -168,7 +175,8 @@ static void run_phase(unsigned index, const char *name, int random, uint32_t byt
     if (r)
         probe_fail("%s qd=%u: %s (block %lu, value 0x%lx, used len %u, status 0x%02x)", name, qd, ph.error,
                    ph.bad_block, ph.bad_value, ph.bad_len, ph.bad_status);
-    printf("vblk-bench %s qd=%u ops=%lu bytes=%lu cycles=%lu\n", name, qd, ph.ops, ph.ops * bytes, ph.cycles);
+    printf("vblk-bench %s qd=%u ops=%lu bytes=%lu cycles=%lu\n", name, qd, ph.ops,
+           type == VBLK_T_IN ? ph.ops * bytes : 0, ph.cycles);
 }
 
 int probe_main(void)
@@ -176,6 +184,7 @@ int probe_main(void)
     uint64_t rand_ops = cmdline_u64("rand", 20000);
     uint64_t qd = cmdline_u64("qd", 32);
     uint64_t passes = cmdline_u64("seq_passes", 1);
+    uint64_t getid_ops = cmdline_u64("getid", rand_ops);
     rng = cmdline_u64("seed", 1) | 1;
     if (qd < 2 || qd > QD_MAX)
         probe_fail("qd=%lu: between 2 and %u", qd, QD_MAX);
@@ -200,9 +209,11 @@ int probe_main(void)
     printf("vblk-bench disk: capacity=%lu sectors, queue size %u, tsc_khz=%lu (%s)\n", capacity, dev.qsize,
            tsc_per_ms(), tsc_source());
 
-    run_phase(0, "rand4k", 1, BLOCK, 1, rand_ops);
-    run_phase(1, "rand4k", 1, BLOCK, (unsigned)qd, rand_ops);
-    run_phase(2, "seq128k", 0, SEQ_BYTES, 1, seq_ops);
-    run_phase(3, "seq128k", 0, SEQ_BYTES, (unsigned)qd, seq_ops);
+    run_phase(0, "rand4k", VBLK_T_IN, 1, BLOCK, 1, rand_ops);
+    run_phase(1, "rand4k", VBLK_T_IN, 1, BLOCK, (unsigned)qd, rand_ops);
+    run_phase(2, "seq128k", VBLK_T_IN, 0, SEQ_BYTES, 1, seq_ops);
+    run_phase(3, "seq128k", VBLK_T_IN, 0, SEQ_BYTES, (unsigned)qd, seq_ops);
+    if (getid_ops)
+        run_phase(4, "getid", VBLK_T_GET_ID, 0, 20, 1, getid_ops);
     probe_pass("rand=%lu qd=%lu seq_ops=%lu every block checked", rand_ops, qd, seq_ops);
 }
