@@ -581,13 +581,28 @@ int cmd_tsc_khz() {
   return 0;
 }
 
+// Closes a file descriptor when it goes out of scope.
+class FileFd {
+ public:
+  explicit FileFd(int fd) : fd_(fd) {}
+  ~FileFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FileFd(const FileFd&) = delete;
+  FileFd& operator=(const FileFd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
 int cmd_disk_pattern(int argc, char** argv) {
   if (argc != 2) die("disk-pattern: wants FILE MIB");
   const std::string path = argv[0];
   const auto mib = parse_number(argv[1]);
   if (!mib || *mib < 1 || *mib > 65536 || *mib != std::floor(*mib)) die("disk-pattern: MIB must be 1..65536");
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) die("disk-pattern: cannot create " + path + ": " + std::strerror(errno));
+  const FileFd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (file.get() < 0) die("disk-pattern: cannot create " + path + ": " + std::strerror(errno));
   constexpr size_t kBlock = 4096, kChunkBlocks = 256;
   std::vector<unsigned char> chunk(kBlock * kChunkBlocks, 0);
   const uint64_t blocks = static_cast<uint64_t>(*mib) * 256;
@@ -599,7 +614,7 @@ int cmd_disk_pattern(int argc, char** argv) {
     }
     size_t done = 0;
     while (done < chunk.size()) {
-      const ssize_t n = ::write(fd, chunk.data() + done, chunk.size() - done);
+      const ssize_t n = ::write(file.get(), chunk.data() + done, chunk.size() - done);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         ok = false;
@@ -608,9 +623,7 @@ int cmd_disk_pattern(int argc, char** argv) {
       done += static_cast<size_t>(n);
     }
   }
-  const int err = errno;
-  ::close(fd);
-  if (!ok) die("disk-pattern: writing " + path + ": " + std::strerror(err));
+  if (!ok) die("disk-pattern: writing " + path + ": " + std::strerror(errno));
   return 0;
 }
 
@@ -624,15 +637,12 @@ int cmd_pread(int argc, char** argv) {
   if (!count || *count < 1) die("pread: COUNT must be positive");
   if (order != "random" && order != "seq") die("pread: order must be random or seq");
   uint64_t rng = argc == 5 ? static_cast<uint64_t>(parse_number(argv[4]).value_or(1)) | 1 : 1;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) die("pread: cannot open " + path + ": " + std::strerror(errno));
-  const off_t end = ::lseek(fd, 0, SEEK_END);
+  const FileFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (file.get() < 0) die("pread: cannot open " + path + ": " + std::strerror(errno));
+  const off_t end = ::lseek(file.get(), 0, SEEK_END);
   const uint64_t size = static_cast<uint64_t>(*bytes), ops = static_cast<uint64_t>(*count);
   const uint64_t slots = end > 0 ? static_cast<uint64_t>(end) / size : 0;
-  if (slots == 0) {
-    ::close(fd);
-    die("pread: " + path + " is smaller than one read");
-  }
+  if (slots == 0) die("pread: " + path + " is smaller than one read");
   std::vector<unsigned char> buffer(size);
   uint64_t next = 0, bad = 0;
   const double t0 = now_ms();
@@ -647,11 +657,8 @@ int cmd_pread(int argc, char** argv) {
       slot = next;
       next = next + 1 == slots ? 0 : next + 1;
     }
-    const ssize_t n = ::pread(fd, buffer.data(), size, static_cast<off_t>(slot * size));
-    if (n != static_cast<ssize_t>(size)) {
-      ::close(fd);
-      die("pread: short read or error at " + std::to_string(slot * size));
-    }
+    const ssize_t n = ::pread(file.get(), buffer.data(), size, static_cast<off_t>(slot * size));
+    if (n != static_cast<ssize_t>(size)) die("pread: short read or error at " + std::to_string(slot * size));
     for (uint64_t off = 0; off < size; off += 4096) {
       uint64_t number;
       std::memcpy(&number, &buffer[off], sizeof number);
@@ -659,7 +666,6 @@ int cmd_pread(int argc, char** argv) {
     }
   }
   const double t1 = now_ms();
-  ::close(fd);
   if (bad) die("pread: " + std::to_string(bad) + " blocks lack their number (not a disk-pattern image?)");
   std::printf("ops=%llu bytes=%llu ns=%.0f\n", static_cast<unsigned long long>(ops),
               static_cast<unsigned long long>(ops * size), (t1 - t0) * 1e6);
