@@ -194,7 +194,7 @@ local_part() {
 	# us per request = 1e6 / IOPS (at qd=1).
 	us() { [ -n "$1" ] && awk -v i="$1" 'BEGIN { printf "%.1f", 1e6 / i }'; }
 	echo "   per request at qd=1 (us, from the medians): host pread $(bench_fmt "$(us "$(med host rand4k-qd1)")" 1);" \
-		"kdom rand4k $(bench_fmt "$(us "$(med kdom rand4k-qd1)")" 1) of which the GET_ID round trip" \
+		"kdom rand4k $(bench_fmt "$(us "$(med kdom rand4k-qd1)")" 1), GET_ID (no file I/O)" \
 		"$(bench_fmt "$(us "$(med kdom getid-qd1)")" 1); QEMU rand4k $(bench_fmt "$(us "$(med qemu rand4k-qd1)")" 1)," \
 		"GET_ID $(bench_fmt "$(us "$(med qemu getid-qd1)")" 1)"
 	echo "   per-round figures (host, kdom, QEMU):"
