@@ -19,7 +19,8 @@
 #   getid qd=1     as many GET_ID requests as rand4k, one at a time (IOPS): the round
 #                  trip through the VMM without file I/O, for the breakdown of rand4k qd=1.
 # - host: `kdom-bench pread FILE BYTES COUNT random|seq`: one pread() a request, timed
-#   around the loop (CLOCK_MONOTONIC), same counts and sizes. There is no deep-queue
+#   around the loop (CLOCK_MONOTONIC) after 200 ms of unmeasured warm-up reads (the first
+#   ~100 ms of work after a pause run 2-5x slower on our VMs), same counts and sizes. There is no deep-queue
 #   host figure: the qd=32 rows compare against the same one-at-a-time host figure.
 #   With fio installed, fio's psync runs of the same workloads are shown too, as a
 #   cross-check only: on our VMs fio's own per-I/O overhead (~100 us) dwarfs the read.
@@ -110,9 +111,6 @@ local_part() {
 			seq128k-qd1) bytes=131072 count=$seq_ops order=seq ;;
 			*) continue ;;
 			esac
-			# A short unmeasured warm-up first: the first run after a pause is often slower
-			# by 2-3x on our VMs (the process starts on a cold, possibly descheduled CPU).
-			"$KB" pread "$img" "$bytes" $(((count + 3) / 4)) "$order" "$r" >/dev/null 2>&1
 			line=$("$KB" pread "$img" "$bytes" "$count" "$order" "$r" 2>&1) ||
 				{ bench_fail "kdom-bench pread $bytes $count $order: $line"; return 1; }
 			ns=$(echo "$line" | tr ' ' '\n' | sed -n 's/^ns=//p')
