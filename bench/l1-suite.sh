@@ -7,11 +7,12 @@
 # kdom-bench, labels "l1.<part>.<vmm>") on L1's console, which the host side
 # parses and turns into statistics.
 #
-#   sh bench/l1-suite.sh PART...     PART: start, memory, linux
+#   sh bench/l1-suite.sh PART...     PART: start, memory, linux, disk
 # Environment (given on the command line):
 #   BENCH_START_N   repeats per VMM for start latency (default 20)
 #   BENCH_MEM_N     repeats per VMM for memory overhead (default 3)
 #   BENCH_LINUX_N   repeats per VMM for the Linux boot (default 3)
+#   BENCH_DISK_N    repeats per VMM for the Linux guest's disk reads (default 3)
 #   BENCH_VMMS      which VMMs (default "kdom qemu-microvm qemu-pc")
 #   BENCH_QEMU_CPU  QEMU's -cpu for the Linux boot (default host)
 # A failed measurement prints "l1-suite: FAILED: ..." with the run's last output
@@ -25,6 +26,7 @@ G=$B/tests/guests
 START_N=${BENCH_START_N:-20}
 MEM_N=${BENCH_MEM_N:-3}
 LINUX_N=${BENCH_LINUX_N:-3}
+DISK_N=${BENCH_DISK_N:-3}
 VMMS=${BENCH_VMMS:-kdom qemu-microvm qemu-pc}
 QEMU_CPU=${BENCH_QEMU_CPU:-host}
 LOG=/tmp/bench-l1.log
@@ -147,6 +149,43 @@ part_linux() {
 	done
 }
 
+# The stock Linux guest reads its virtio-blk disk (/dev/vda) with dd, O_DIRECT
+# (guest/init kdom.action=disk-bench), under kdom and QEMU -M pc (virtio-blk-pci; QEMU's
+# default cache=writeback, aio=threads), both serving the same 64 MiB file in L1's tmpfs.
+part_disk() {
+	echo "l1.disk: N=$DISK_N"
+	kernel=$B/guest/vmlinuz
+	initrd=$B/guest/initramfs.cpio.gz
+	cmdline="console=ttyS0 kdom.action=disk-bench"
+	img=/tmp/vblk-bench.img
+	dd if=/dev/zero of=$img bs=1M count=64 2>/dev/null || { echo "l1-suite: FAILED: cannot make $img"; failures=$((failures + 1)); return; }
+	cat $img >/dev/null
+	i=1
+	while [ "$i" -le "$DISK_N" ]; do
+		for vmm in $VMMS; do
+			set -- --label l1.disk.$vmm --status 0 --timeout 300 --mark 'kdom-guest: disk-bench' \
+				--capture 'seq128k_bytes=seq128k_bytes=*' --capture 'seq128k_ms=seq128k_ms=*' \
+				--capture 'seq4k_bytes=seq4k_bytes=*' --capture 'seq4k_ms=seq4k_ms=*'
+			case $vmm in
+			kdom)
+				measure "kdom Linux disk-bench" "$@" -- \
+					kdom run --kernel "$kernel" --initrd "$initrd" --memory 256 --vcpus 1 \
+					--cmdline "$cmdline" --console stdio --disk $img
+				;;
+			qemu-pc)
+				# shellcheck disable=SC2046
+				measure "qemu -M pc Linux disk-bench" "$@" -- \
+					$(qemu_base pc) -cpu "$QEMU_CPU" -m 256 -smp 1 -serial stdio -no-reboot \
+					-drive file=$img,if=none,id=disk0,format=raw -device virtio-blk-pci,drive=disk0 \
+					-kernel "$kernel" -initrd "$initrd" -append "$cmdline"
+				;;
+			esac
+		done
+		i=$((i + 1))
+	done
+	rm -f $img
+}
+
 [ $# -gt 0 ] || set -- start memory linux
 parts=$*
 for part in $parts; do
@@ -154,6 +193,7 @@ for part in $parts; do
 	start) part_start ;;
 	memory) part_memory ;;
 	linux) part_linux ;;
+	disk) part_disk ;;
 	*)
 		echo "l1-suite: FAILED: unknown part '$part'"
 		failures=$((failures + 1))

@@ -42,10 +42,10 @@ bench_build() {
 	[ "${BENCH_NO_BUILD:-0}" = 1 ] && return 0
 	mkdir -p "$BUILD/bench"
 	if ! { cmake -S "$REPO" -B "$BUILD" && cmake --build "$BUILD" -j2 --target kdom kdom-bench \
-		bench-first-mark probe-first-instruction probe-idle-after-touch probe-compute compute-host; } \
+		bench-first-mark probe-first-instruction probe-idle-after-touch probe-compute compute-host probe-virtio-blk-bench; } \
 		>"$BUILD/bench/build.log" 2>&1; then
 		for f in "$KDOM" "$KB" "$FIRST_MARK" "$GUESTS/first-instruction.elf" "$GUESTS/idle-after-touch.elf" \
-			"$GUESTS/compute.elf" "$GUESTS/compute-host"; do
+			"$GUESTS/compute.elf" "$GUESTS/compute-host" "$GUESTS/virtio-blk-bench.elf"; do
 			[ -e "$f" ] || missing=1
 		done
 		grep -m 3 -e 'error' "$BUILD/bench/build.log" | sed 's/^/   build: /' >&2
@@ -70,7 +70,7 @@ bench_snapshot() {
 	fi
 	mkdir -p "$bin"
 	for f in "$KDOM" "$KB" "$FIRST_MARK" "$GUESTS/first-instruction.elf" "$GUESTS/idle-after-touch.elf" \
-		"$GUESTS/compute.elf" "$GUESTS/compute-host"; do
+		"$GUESTS/compute.elf" "$GUESTS/compute-host" "$GUESTS/virtio-blk-bench.elf"; do
 		[ -e "$f" ] || bench_die "$f is missing (build it: cmake --build $BUILD)"
 		cp -p "$f" "$bin/" || bench_die "cannot copy $f"
 	done
@@ -167,7 +167,7 @@ bench_row() {
 
 # bench_run_l1 LOG PARTS...: runs bench/l1-suite.sh PARTS in one nested test host
 # (scripts/test-host.sh --with-qemu) and writes L1's console to LOG. The environment's
-# BENCH_START_N, BENCH_MEM_N, BENCH_LINUX_N, BENCH_VMMS, BENCH_QEMU_CPU are passed on.
+# BENCH_START_N, BENCH_MEM_N, BENCH_LINUX_N, BENCH_DISK_N, BENCH_VMMS, BENCH_QEMU_CPU are passed on.
 # test-host.sh and its helpers are copied first, so that edits to them while the test
 # host runs (other people work on scripts/) cannot break this run. Returns the suite's
 # exit status (test-host.sh's: 124 timeout, 125 test host failure).
@@ -175,7 +175,7 @@ bench_run_l1() {
 	local log=$1 snap rc vars="" v
 	shift
 	[ -x "$REPO/scripts/test-host.sh" ] || bench_die "scripts/test-host.sh is missing"
-	for v in BENCH_START_N BENCH_MEM_N BENCH_LINUX_N BENCH_VMMS BENCH_QEMU_CPU; do
+	for v in BENCH_START_N BENCH_MEM_N BENCH_LINUX_N BENCH_DISK_N BENCH_VMMS BENCH_QEMU_CPU; do
 		[ -z "${!v:-}" ] || vars="$vars $v='${!v}'"
 	done
 	snap=$(mktemp -d "${TMPDIR:-/tmp}/kdom-bench-th.XXXXXX")

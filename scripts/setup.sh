@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev liburing-dev
   qemu-system-x86 qemu-utils busybox-static cpio lz4 kmod binutils procps e2fsprogs
   clang-14 libclang-rt-14-dev
+  fio  # bench/virtio-blk.sh: a cross-check of the host read figures
 )
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
