@@ -124,6 +124,8 @@ cc -Os -ffreestanding -fno-tree-loop-distribute-patterns -fno-stack-protector \
 	-fno-asynchronous-unwind-tables -fno-pie -no-pie -static -nostdlib \
 	-Wl,--build-id=none -s -o "$stage/bin/kdom-outb" "$src/guest/kdom-outb.c" ||
 	die "could not compile guest/kdom-outb.c"
+cc -O2 -static -Wall -Wextra -Werror -s -o "$stage/bin/kdom-vsock" "$src/guest/kdom-vsock.c" ||
+	die "could not compile guest/kdom-vsock.c"
 install -m 0755 "$src/guest/init" "$stage/init"
 # pvpanic first (ACPI QEMU0001 on an I/O port is pvpanic-mmio in 6.1), then virtio.
 copy_modules "$kroot" "$kver" "$stage" "$stage/lib/modules/load-order" \

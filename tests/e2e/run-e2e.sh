@@ -37,6 +37,8 @@ disk_image=$(mktemp "${TMPDIR:-/tmp}/kdom-e2e-disk.XXXXXX")
 truncate -s 64M "$disk_image"
 mkfs.ext4 -q -F "$disk_image"
 args+=(--add "$disk_image:e2e/disk.img")
+# The host side of the vsock scenario (a static tool built with kdom).
+[ ! -x "$build/vsock-client" ] || args+=(--add "$build/vsock-client:build/vsock-client")
 case "$vmm" in
 kdom)
 	kdom=${kdom:-$build/kdom}

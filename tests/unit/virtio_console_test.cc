@@ -79,13 +79,16 @@ TEST_F(VirtioConsoleTest, TransmitReachesTheOutputAndReturnsTheBuffers) {
   EXPECT_EQ(interrupts, std::vector<uint16_t>{1});
 }
 
-TEST_F(VirtioConsoleTest, InputWaitsForReceiveBuffersAndIsSplitAcrossThem) {
+TEST_F(VirtioConsoleTest, InputWaitsForTheGuestsFirstWriteAndForReceiveBuffers) {
   activate();
   EXPECT_EQ(device.send_input(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>("abcdefgh"), 8)), 8u);
   EXPECT_EQ(used_index(kRx), 0);  // no buffer yet: kept
   offer(0, 5);
   offer(0, 16);
   device.notify_queue(ConsoleDevice::kReceiveQueue);
+  EXPECT_EQ(used_index(kRx), 0);  // the guest has not written yet: its port may not be ready
+  offer(1, 2, "$ ");
+  device.notify_queue(ConsoleDevice::kTransmitQueue);
   ASSERT_EQ(used_index(kRx), 2);
   EXPECT_EQ(used(kRx, 0).len, 5u);
   EXPECT_EQ(received(0, 5), "abcde");
@@ -122,6 +125,8 @@ TEST_F(VirtioConsoleTest, ABrokenQueueIsReportedAndStopped) {
 
 TEST_F(VirtioConsoleTest, AReadableBufferOnTheReceiveQueueGetsNothing) {
   activate();
+  offer(1, 1, "x");
+  device.notify_queue(ConsoleDevice::kTransmitQueue);
   device.send_input(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>("zz"), 2));
   uint16_t slot = next_avail[0] % kSize;
   memory.write_object(kRx.desc + slot * 16u, VirtqDescriptor{data_address(0, slot), 8, 0, 0});

@@ -30,6 +30,7 @@ void ConsoleDevice::reset() {
   queues_.clear();
   queue_broken_.clear();
   queue_interrupt_ = nullptr;
+  guest_spoke_ = false;
 }
 
 void ConsoleDevice::notify_queue(uint16_t queue_index) {
@@ -51,8 +52,16 @@ void ConsoleDevice::serve(uint16_t queue_index) {
     return;
   bool used = false;
   try {
-    used = queue_index == kReceiveQueue ? receive(*memory_, *queues_[queue_index], pending_input_)
-                                        : transmit(*memory_, *queues_[queue_index], output_);
+    if (queue_index == kTransmitQueue) {
+      used = transmit(*memory_, *queues_[queue_index], output_);
+      if (used && !guest_spoke_) {
+        guest_spoke_ = true;
+        if (queue_interrupt_) queue_interrupt_(queue_index);
+        return serve(kReceiveQueue);  // input held until now
+      }
+    } else if (guest_spoke_) {
+      used = receive(*memory_, *queues_[queue_index], pending_input_);
+    }
   } catch (const VirtqueueError& error) {
     queue_broken_[queue_index] = true;
     if (queue_interrupt_) queue_interrupt_(queue_index);

@@ -45,7 +45,8 @@ class ConsoleDevice : public VirtioDevice {
   void notify_queue(uint16_t queue_index) override;
   void reset() override;
 
-  // Host input for the guest: queued and delivered as receive buffers allow. Returns how many
+  // Host input for the guest: queued and delivered as receive buffers allow, once the guest
+  // has written to the port. Returns how many
   // bytes were accepted (the rest did not fit under kMaxPendingInput and is dropped).
   size_t send_input(std::span<const uint8_t> bytes);
 
@@ -64,6 +65,10 @@ class ConsoleDevice : public VirtioDevice {
   std::vector<bool> queue_broken_;
   QueueInterrupt queue_interrupt_;
   std::deque<uint8_t> pending_input_;
+  // Whether the guest has written to the port since activation. Linux's driver discards
+  // input that arrives before its console port is set up (it fills the receive queue first),
+  // and a guest writes only once it is: so host input waits for the guest's first write.
+  bool guest_spoke_ = false;
 };
 
 }  // namespace kdom::devices::virtio

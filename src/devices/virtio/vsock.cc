@@ -131,10 +131,11 @@ void VsockDevice::process_backend() {
       } else if (handshakes_.count(fd)) {
         read_handshake(fd);
       } else if (auto it = connection_by_fd_.find(fd); it != connection_by_fd_.end()) {
-        auto& connection = *connections_.at(it->second);
+        const Key key = it->second;
+        auto& connection = *connections_.at(key);
         if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) connection.host_readable = true;
         if (events[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
-          if (!connection.flush_to_host()) close_connection(it->second, true);
+          if (!connection.flush_to_host()) close_connection(key, true, "host socket write failed");
         }
       }
     }
@@ -208,9 +209,12 @@ void VsockDevice::reply_rst(const VsockHeader& to) {
   queue_packet(rst);
 }
 
-void VsockDevice::close_connection(const Key& key, bool send_rst) {
+void VsockDevice::close_connection(const Key& key, bool send_rst, const char* why) {
   auto it = connections_.find(key);
   if (it == connections_.end()) return;
+  if (why != nullptr)
+    log_line("vsock: closing connection host port " + std::to_string(key.first) + " <-> guest port " +
+             std::to_string(key.second) + ": " + why);
   if (send_rst) queue_packet(it->second->make_header(config_.guest_cid, kVsockOpRst));
   connection_by_fd_.erase(it->second->host_fd());
   connections_.erase(it);  // closing the fd also removes it from the epoll set
@@ -256,19 +260,19 @@ void VsockDevice::handle_guest_packet(const VsockTxPacket& packet) {
     case kVsockOpResponse: {
       if (!connection || connection->state() != VsockConnection::State::kConnecting) return reply_rst(header);
       connection->set_state(VsockConnection::State::kEstablished);
-      std::string ok = "OK " + std::to_string(connection->local_port()) + "\n";
-      iovec line{ok.data(), ok.size()};
       // Nothing was written to this fresh socket yet: the line goes out whole or it failed.
-      if (!connection->receive_from_guest({&line, 1}) || connection->pending_to_host() != 0)
-        return close_connection(key, true);
+      if (!connection->write_handshake("OK " + std::to_string(connection->local_port()) + "\n"))
+        return close_connection(key, true, "cannot answer the host's CONNECT");
       return;
     }
     case kVsockOpRw: {
       if (!connection || connection->state() != VsockConnection::State::kEstablished ||
           connection->guest_shut_send)
-        return connection ? close_connection(key, true) : reply_rst(header);
+        return connection ? close_connection(key, true, "data from the guest after it shut down sending")
+                          : reply_rst(header);
       // Past its credit, or the host socket failed: the connection is over.
-      if (!connection->receive_from_guest(packet.payload)) return close_connection(key, true);
+      if (!connection->receive_from_guest(packet.payload))
+        return close_connection(key, true, "the guest sent past its credit, or the host socket failed");
       return;
     }
     case kVsockOpCreditUpdate:
@@ -296,7 +300,7 @@ void VsockDevice::handle_guest_packet(const VsockTxPacket& packet) {
       if (connection) close_connection(key, false);
       return;
     default:
-      return connection ? close_connection(key, true) : reply_rst(header);
+      return connection ? close_connection(key, true, "unknown operation from the guest") : reply_rst(header);
   }
 }
 
@@ -313,7 +317,7 @@ void VsockDevice::process_tx() {
       // A readable header with a bad length: that connection is over.
       Key key{header->dst_port, header->src_port};
       if (connections_.count(key))
-        close_connection(key, true);
+        close_connection(key, true, problem.c_str());
       else
         reply_rst(*header);
     }
@@ -411,6 +415,7 @@ void VsockDevice::pump() {
           if (connection->state() != VsockConnection::State::kEstablished || !connection->host_readable ||
               connection->host_eof || connection->guest_shut_rcv)
             continue;
+          if (connection->peer_credit() > 0) connection->credit_requested = false;
           if (connection->peer_credit() == 0) {
             if (!connection->credit_requested) {
               connection->credit_requested = true;

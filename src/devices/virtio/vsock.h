@@ -87,7 +87,9 @@ class VsockDevice : public VirtioDevice {
   bool send_data(VsockConnection& connection);
   void queue_packet(const VsockHeader& header);
   void reply_rst(const VsockHeader& to);
-  void close_connection(const Key& key, bool send_rst);
+  // Forgets the connection and closes its host socket; `why`, when given, is logged (a
+  // protocol violation or a host socket failure, not a normal close).
+  void close_connection(const Key& key, bool send_rst, const char* why = nullptr);
   void watch(int fd);
   uint32_t allocate_local_port();
   std::optional<DescriptorChain> take_rx();

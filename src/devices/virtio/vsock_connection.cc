@@ -53,6 +53,11 @@ bool VsockConnection::receive_from_guest(std::span<const iovec> payload) {
   return true;
 }
 
+bool VsockConnection::write_handshake(const std::string& line) {
+  iovec part{const_cast<char*>(line.data()), line.size()};
+  return send_some(host_.get(), {&part, 1}) == static_cast<ssize_t>(line.size());
+}
+
 bool VsockConnection::flush_to_host() {
   if (to_host_.empty()) return true;
   iovec part{to_host_.data(), to_host_.size()};

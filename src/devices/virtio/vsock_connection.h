@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "base/unique_fd.h"
@@ -51,6 +52,9 @@ class VsockConnection {
   // Payload from the guest: written to the host socket, the rest kept (bounded by kBufAlloc).
   // Returns false when the guest exceeded its credit or the host socket failed.
   bool receive_from_guest(std::span<const iovec> payload);
+  // Writes kdom's own line ("OK <port>\n") to a fresh host socket; it is not guest data, so
+  // no credit counts it. False unless all of it was written.
+  bool write_handshake(const std::string& line);
   // Writes what is kept for the host; false on a host socket error.
   bool flush_to_host();
   size_t pending_to_host() const { return to_host_.size(); }
