@@ -343,6 +343,15 @@ TEST_F(VsockTest, AGuestPastItsCreditLosesTheConnection) {
   EXPECT_EQ(device->connection_count(), 0u);
 }
 
+TEST_F(VsockTest, ABrokenQueueIsReportedOnTheNextNotification) {
+  activate();
+  memory.write_object<uint16_t>(kRings[1].avail + 2, 1000);  // more chains than the queue holds
+  device->notify_queue(VsockDevice::kTxQueue);
+  device->process_backend();  // logs, stops serving
+  EXPECT_THROW(device->notify_queue(VsockDevice::kTxQueue), VirtqueueError);
+  EXPECT_NO_THROW(device->notify_queue(VsockDevice::kTxQueue));  // reported once
+}
+
 TEST(VsockConnectionTest, CreditAccounting) {
   int fds[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);

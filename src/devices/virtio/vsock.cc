@@ -92,6 +92,7 @@ void VsockDevice::activate(const GuestMemory& memory, uint64_t, std::vector<std:
   memory_ = &memory;
   queues_ = std::move(queues);
   broken_ = false;
+  failure_.reset();
   queue_interrupt_ = std::move(queue_interrupt);
 }
 
@@ -107,6 +108,16 @@ void VsockDevice::reset() {
 }
 
 void VsockDevice::notify_queue(uint16_t queue_index) {
+  {
+    std::lock_guard lock(mutex_);
+    if (failure_) {
+      // A queue broke while process_backend served it: tell the transport now (it sets
+      // DEVICE_NEEDS_RESET), once.
+      std::string failure = std::move(*failure_);
+      failure_.reset();
+      throw VirtqueueError("virtio-vsock: " + failure);
+    }
+  }
   if (queue_index == kEventQueue) return;  // kdom sends no events; the buffers wait
   kick();  // the work (which does host I/O) runs in process_backend, in the event loop
 }
@@ -145,6 +156,7 @@ void VsockDevice::process_backend() {
     pump();
   } catch (const VirtqueueError& error) {
     log_line(std::string("virtio-vsock: ") + error.what());
+    failure_ = error.what();
   }
 }
 

@@ -65,10 +65,11 @@ class VsockDevice : public VirtioDevice {
                 std::vector<std::shared_ptr<Virtqueue>> queues, QueueInterrupt queue_interrupt,
                 ConfigInterrupt config_interrupt) override;
   // Only wakes process_backend (in the event loop): no host I/O in the notifying thread.
+  // Throws VirtqueueError if process_backend found a queue broken since the last call.
   void notify_queue(uint16_t queue_index) override;
   void reset() override;
 
-  // For tests: handles one packet as if the guest had sent it, queuing any reply.
+  // For tests (no locking): handles one packet as if the guest had sent it, queuing any reply.
   void handle_guest_packet(const VsockTxPacket& packet);
   size_t connection_count() const { return connections_.size(); }
   size_t control_packet_count() const { return control_.size(); }
@@ -104,7 +105,8 @@ class VsockDevice : public VirtioDevice {
   std::mutex mutex_;
   const GuestMemory* memory_ = nullptr;
   std::vector<std::shared_ptr<Virtqueue>> queues_;
-  bool broken_ = false;
+  bool broken_ = false;                // a queue broke: nothing is served until reset
+  std::optional<std::string> failure_;  // why, until notify_queue reports it
   QueueInterrupt queue_interrupt_;
   std::map<Key, std::unique_ptr<VsockConnection>> connections_;
   std::unordered_map<int, Key> connection_by_fd_;
