@@ -3,6 +3,7 @@
 #include "devices/virtio/vsock.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -283,6 +284,29 @@ TEST_F(VsockTest, AGuestRefusalClosesTheHostConnection) {
   EXPECT_EQ(device->connection_count(), 0u);
   char byte;
   EXPECT_EQ(::read(client.get(), &byte, 1), 0);  // end of file, no OK
+}
+
+TEST_F(VsockTest, AHostConnectionTheGuestIgnoresIsClosedAfterTheTimeout) {
+  device.reset();
+  device = std::make_unique<VsockDevice>(VsockDeviceConfig{kGuestCid, path, std::chrono::milliseconds(100)});
+  activate();
+  offer_rx(4);
+  UniqueFd client = connect_unix(path);
+  ASSERT_EQ(::write(client.get(), "CONNECT 7\n", 10), 10);
+  device->process_backend();
+  ASSERT_EQ(guest_receive().size(), 1u);  // the REQUEST, never answered
+  EXPECT_EQ(device->connection_count(), 1u);
+  for (int i = 0; i < 50 && device->connection_count() != 0; ++i) {  // until the timer fires
+    pollfd ready{device->backend_fd(), POLLIN, 0};
+    ::poll(&ready, 1, 100);
+    device->process_backend();
+  }
+  EXPECT_EQ(device->connection_count(), 0u);
+  auto packets = guest_receive();
+  ASSERT_EQ(packets.size(), 1u);
+  EXPECT_EQ(packets[0].first.op, kVsockOpRst);
+  char byte;
+  EXPECT_EQ(::read(client.get(), &byte, 1), 0);
 }
 
 TEST_F(VsockTest, ABadConnectLineIsClosed) {

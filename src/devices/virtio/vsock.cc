@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 
 #include <algorithm>
@@ -45,7 +46,8 @@ std::optional<uint32_t> parse_connect(const std::string& line) {
 VsockDevice::VsockDevice(const VsockDeviceConfig& config)
     : config_(config),
       epoll_(check_syscall(epoll_create1(EPOLL_CLOEXEC), "epoll_create1")),
-      kick_(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")) {
+      kick_(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")),
+      connect_timer_(check_syscall(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), "timerfd_create")) {
   struct stat info{};
   if (lstat(config_.socket_path.c_str(), &info) == 0)
     throw Error("--vsock socket '" + config_.socket_path + "' already exists; remove it or choose another path");
@@ -60,6 +62,8 @@ VsockDevice::VsockDevice(const VsockDeviceConfig& config)
   event.events = EPOLLIN;  // level-triggered: pending until process_backend reads it
   event.data.fd = kick_.get();
   check_syscall(epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, kick_.get(), &event), "epoll_ctl");
+  event.data.fd = connect_timer_.get();
+  check_syscall(epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connect_timer_.get(), &event), "epoll_ctl");
 }
 
 VsockDevice::~VsockDevice() {
@@ -137,6 +141,10 @@ void VsockDevice::process_backend() {
       if (fd == kick_.get()) {
         uint64_t count;
         [[maybe_unused]] ssize_t n = ::read(kick_.get(), &count, sizeof(count));
+      } else if (fd == connect_timer_.get()) {
+        uint64_t expirations;
+        [[maybe_unused]] ssize_t n = ::read(connect_timer_.get(), &expirations, sizeof(expirations));
+        expire_connects();
       } else if (fd == listener_.get()) {
         accept_host_connections();
       } else if (handshakes_.count(fd)) {
@@ -195,6 +203,31 @@ void VsockDevice::read_handshake(int fd) {
   queue_packet(connection->make_header(config_.guest_cid, kVsockOpRequest));
   connection_by_fd_[fd] = key;
   connections_[key] = std::move(connection);
+  arm_connect_timer();
+}
+
+void VsockDevice::arm_connect_timer() {
+  itimerspec when{};
+  when.it_value.tv_sec = config_.connect_timeout.count() / 1000;
+  when.it_value.tv_nsec = config_.connect_timeout.count() % 1000 * 1000000;
+  if (when.it_value.tv_sec == 0 && when.it_value.tv_nsec == 0) when.it_value.tv_nsec = 1;  // 0 would disarm
+  timerfd_settime(connect_timer_.get(), 0, &when, nullptr);
+}
+
+void VsockDevice::expire_connects() {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<Key> overdue;
+  bool waiting = false;
+  for (const auto& [key, connection] : connections_) {
+    if (connection->state() != VsockConnection::State::kConnecting) continue;
+    if (now - connection->created() >= config_.connect_timeout)
+      overdue.push_back(key);
+    else
+      waiting = true;
+  }
+  // The guest never answered: the host client sees its socket closed, the guest a reset.
+  for (const auto& key : overdue) close_connection(key, true, "the guest did not answer the connection request");
+  if (waiting) arm_connect_timer();
 }
 
 uint32_t VsockDevice::allocate_local_port() {

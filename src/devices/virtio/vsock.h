@@ -13,6 +13,7 @@
 // (beyond that the transmit queue is left alone until the guest offers receive buffers).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -34,6 +35,8 @@ namespace kdom::devices::virtio {
 struct VsockDeviceConfig {
   uint64_t guest_cid = 0;
   std::string socket_path;
+  // A host connection the guest neither accepts nor refuses within this is closed.
+  std::chrono::milliseconds connect_timeout{10000};
 };
 
 class VsockDevice : public VirtioDevice {
@@ -95,10 +98,13 @@ class VsockDevice : public VirtioDevice {
   uint32_t allocate_local_port();
   std::optional<DescriptorChain> take_rx();
   void kick();
+  void arm_connect_timer();
+  void expire_connects();
 
   VsockDeviceConfig config_;
   UniqueFd epoll_;
   UniqueFd kick_;  // eventfd in epoll_: more work for process_backend
+  UniqueFd connect_timer_;  // timerfd in epoll_: look for host connections the guest ignored
   UniqueFd listener_;
   bool created_socket_ = false;
 

@@ -8,6 +8,7 @@
 
 #include <sys/uio.h>
 
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -31,12 +32,17 @@ class VsockConnection {
   static constexpr uint32_t kCreditUpdateThreshold = kBufAlloc / 4;
 
   VsockConnection(UniqueFd host, uint32_t local_port, uint32_t peer_port, State state)
-      : host_(std::move(host)), local_port_(local_port), peer_port_(peer_port), state_(state) {}
+      : host_(std::move(host)),
+        local_port_(local_port),
+        peer_port_(peer_port),
+        state_(state),
+        created_(std::chrono::steady_clock::now()) {}
 
   int host_fd() const { return host_.get(); }
   uint32_t local_port() const { return local_port_; }
   uint32_t peer_port() const { return peer_port_; }
   State state() const { return state_; }
+  std::chrono::steady_clock::time_point created() const { return created_; }
   void set_state(State state) { state_ = state; }
 
   // Every packet from the guest carries its receive buffer and how much it consumed.
@@ -82,6 +88,7 @@ class VsockConnection {
   uint32_t local_port_;
   uint32_t peer_port_;
   State state_;
+  std::chrono::steady_clock::time_point created_;
   uint32_t peer_buf_alloc_ = 0;
   uint32_t peer_fwd_cnt_ = 0;
   uint32_t tx_cnt_ = 0;
