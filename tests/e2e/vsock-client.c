@@ -65,8 +65,10 @@ static int echo(int sock)
 static int pump(int sock)
 {
 	static char out[65536], in[65536];
-	size_t out_len = 0, out_off = 0;
+	size_t out_len = 0, out_off = 0, sent = 0, received = 0;
 	int stdin_eof = 0, shut = 0;
+	struct timespec start, end;
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
 		struct pollfd fds[2] = {{sock, POLLIN, 0}, {0, 0, 0}};
 		if (out_off < out_len)
@@ -93,7 +95,7 @@ static int pump(int sock)
 				return 1;
 			}
 			if (n > 0)
-				out_off += (size_t)n;
+				out_off += (size_t)n, sent += (size_t)n;
 		}
 		if (stdin_eof && out_off >= out_len && !shut) {
 			shutdown(sock, SHUT_WR);
@@ -101,8 +103,14 @@ static int pump(int sock)
 		}
 		if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 			ssize_t n = recv(sock, in, sizeof(in), MSG_DONTWAIT);
-			if (n == 0)
+			if (n == 0) {
+				clock_gettime(CLOCK_MONOTONIC, &end);
+				fprintf(stderr, "%s: %zu bytes sent, %zu received in %.3f s\n", "vsock-client", sent, received,
+					(double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec) / 1e9);
 				return 0;
+			}
+			if (n > 0)
+				received += (size_t)n;
 			if (n < 0 && errno != EAGAIN && errno != EINTR) {
 				perror("vsock-client: recv");
 				return 1;
