@@ -6,7 +6,8 @@
 # Produces in OUTDIR:
 #   vmlinuz            Debian's cloud kernel (bzImage), as shipped
 #   vmlinux            the ELF kernel cut out of that bzImage (has the Xen PVH entry note)
-#   initramfs.cpio.gz  busybox-static + virtio/vsock/pvpanic modules + guest/init
+#   initramfs.cpio.gz  busybox-static + virtio/vsock/pvpanic modules + guest/init, with the
+#                      guest helpers kdom-outb (guest/kdom-outb.c) and kdom-vsock (guest/kdom-vsock.c)
 #   l1-modules.cpio    for scripts/test-host.sh: KVM, networking and vsock modules of the
 #                      same kernel, with lib/modules/l1-load-order listing them in order
 #   kernel-release     the kernel's release string (e.g. 6.1.0-56-cloud-amd64)

@@ -74,6 +74,8 @@ expect vsock-cid-not-a-number "cid must be a number" -- "$kdom" run --kernel "$p
 expect vsock-no-socket "missing socket=" -- "$kdom" run --kernel "$probe" --vsock cid=3
 expect vsock-no-cid "missing cid=" -- "$kdom" run --kernel "$probe" --vsock "socket=$work/v.sock"
 expect vsock-bad-setting "unknown setting" -- "$kdom" run --kernel "$probe" --vsock "cid=3,socket=$work/v.sock,port=1"
+expect vsock-socket-dir-missing "cannot bind vsock socket" -- "$kdom" run --kernel "$probe" --vsock "cid=3,socket=/nonexistent-dir/v.sock"
+expect vsock-socket-path-too-long "too long" -- "$kdom" run --kernel "$probe" --vsock "cid=3,socket=$work/$(printf 'x%.0s' $(seq 120)).sock"
 echo keep >"$work/exists.sock"
 expect vsock-socket-exists "already exists" -- "$kdom" run --kernel "$probe" --vsock "cid=3,socket=$work/exists.sock"
 if [ "$(cat "$work/exists.sock" 2>/dev/null)" = keep ]; then

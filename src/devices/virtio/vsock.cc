@@ -56,27 +56,32 @@ VsockDevice::VsockDevice(const VsockDeviceConfig& config)
   if (::bind(listener_.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0)
     throw SystemError("cannot bind vsock socket '" + config_.socket_path + "'", errno);
   created_socket_ = true;
-  check_syscall(::listen(listener_.get(), 64), "listen on " + config_.socket_path);
-  watch(listener_.get());
-  epoll_event event{};
-  event.events = EPOLLIN;  // level-triggered: pending until process_backend reads it
-  event.data.fd = kick_.get();
-  check_syscall(epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, kick_.get(), &event), "epoll_ctl");
-  event.data.fd = connect_timer_.get();
-  check_syscall(epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connect_timer_.get(), &event), "epoll_ctl");
+  try {
+    check_syscall(::listen(listener_.get(), 64), "listen on " + config_.socket_path);
+    if (!watch(listener_.get())) throw SystemError("epoll_ctl", errno);
+    epoll_event event{};
+    event.events = EPOLLIN;  // level-triggered: pending until process_backend reads it
+    event.data.fd = kick_.get();
+    check_syscall(epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, kick_.get(), &event), "epoll_ctl");
+    event.data.fd = connect_timer_.get();
+    check_syscall(epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connect_timer_.get(), &event), "epoll_ctl");
+  } catch (...) {
+    ::unlink(config_.socket_path.c_str());  // no destructor runs for a half-built device
+    throw;
+  }
 }
 
 VsockDevice::~VsockDevice() {
   if (created_socket_) ::unlink(config_.socket_path.c_str());
 }
 
-void VsockDevice::watch(int fd) {
+bool VsockDevice::watch(int fd) {
   epoll_event event{};
   // Edge-triggered: readiness is remembered per connection, so a socket kdom cannot serve
   // now (no credit, no receive buffers) does not keep the event loop spinning.
   event.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   event.data.fd = fd;
-  check_syscall(epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event), "epoll_ctl");
+  return epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event) == 0;
 }
 
 uint64_t VsockDevice::offered_features() const {
@@ -173,8 +178,7 @@ void VsockDevice::accept_host_connections() {
     int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;  // EAGAIN, or a transient error: the next connection brings a new edge
     UniqueFd owned(fd);
-    if (handshakes_.size() >= kMaxHandshakes || connections_.size() >= kMaxConnections) continue;
-    watch(fd);
+    if (handshakes_.size() >= kMaxHandshakes || connections_.size() >= kMaxConnections || !watch(fd)) continue;
     handshakes_[fd] = Handshake{std::move(owned)};
     read_handshake(fd);
   }
@@ -293,11 +297,7 @@ void VsockDevice::handle_guest_packet(const VsockTxPacket& packet) {
                                             VsockConnection::State::kEstablished);
       created->update_peer_credit(header);
       queue_packet(created->make_header(config_.guest_cid, kVsockOpResponse));
-      try {
-        watch(fd);
-      } catch (const Error&) {
-        return reply_rst(header);
-      }
+      if (!watch(fd)) return reply_rst(header);
       connection_by_fd_[fd] = key;
       connections_[key] = std::move(created);
       return;

@@ -94,7 +94,7 @@ class VsockDevice : public VirtioDevice {
   // Forgets the connection and closes its host socket; `why`, when given, is logged (a
   // protocol violation or a host socket failure, not a normal close).
   void close_connection(const Key& key, bool send_rst, const char* why = nullptr);
-  void watch(int fd);
+  bool watch(int fd);  // false if epoll refused it
   uint32_t allocate_local_port();
   std::optional<DescriptorChain> take_rx();
   void kick();
