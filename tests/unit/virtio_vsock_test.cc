@@ -39,13 +39,13 @@ VsockHeader guest_header(uint16_t op, uint32_t src_port = 5000, uint32_t dst_por
   return h;
 }
 
-UniqueFd listen_unix(const std::string& path) {
+UniqueFd listen_unix(const std::string& path, int backlog = 4) {
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
   EXPECT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  EXPECT_EQ(::listen(fd.get(), 4), 0);
+  EXPECT_EQ(::listen(fd.get(), backlog), 0);
   return fd;
 }
 
@@ -374,6 +374,40 @@ TEST_F(VsockTest, ABrokenQueueIsReportedOnTheNextNotification) {
   device->process_backend();  // logs, stops serving
   EXPECT_THROW(device->notify_queue(VsockDevice::kTxQueue), VirtqueueError);
   EXPECT_NO_THROW(device->notify_queue(VsockDevice::kTxQueue));  // reported once
+}
+
+TEST_F(VsockTest, TheGuestsHalfCloseReachesTheHostAsEndOfFile) {
+  UniqueFd listener = listen_unix(path + "_80");
+  activate();
+  offer_rx(8);
+  guest_send(guest_header(kVsockOpRequest));
+  UniqueFd host(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  guest_receive();
+  guest_send(guest_header(kVsockOpRw, 5000, 80, 3), "bye");
+  VsockHeader shutdown = guest_header(kVsockOpShutdown);
+  shutdown.flags = kVsockShutdownSend;
+  guest_send(shutdown);
+  char buffer[8];
+  EXPECT_EQ(::read(host.get(), buffer, sizeof(buffer)), 3);
+  EXPECT_EQ(::read(host.get(), buffer, sizeof(buffer)), 0);  // end of file
+  // The other direction still works.
+  ASSERT_EQ(::write(host.get(), "reply", 5), 5);
+  device->process_backend();
+  auto packets = guest_receive();
+  ASSERT_EQ(packets.size(), 1u);
+  EXPECT_EQ(packets[0].second, "reply");
+  EXPECT_EQ(device->connection_count(), 1u);
+}
+
+TEST_F(VsockTest, ConnectionsAreCapped) {
+  UniqueFd listener = listen_unix(path + "_80", 1024);
+  for (uint32_t i = 0; i <= VsockDevice::kMaxConnections; ++i)
+    device->handle_guest_packet({guest_header(kVsockOpRequest, 10000 + i), {}});
+  EXPECT_EQ(device->connection_count(), VsockDevice::kMaxConnections);
+  ASSERT_EQ(device->control_packet_count(), VsockDevice::kMaxConnections + 1);
+  EXPECT_EQ(device->control_packets().front().op, kVsockOpResponse);
+  EXPECT_EQ(device->control_packets().back().op, kVsockOpRst);
+  EXPECT_EQ(device->control_packets().back().dst_port, 10000 + VsockDevice::kMaxConnections);
 }
 
 TEST(VsockConnectionTest, CreditAccounting) {
