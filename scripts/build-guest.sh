@@ -6,7 +6,8 @@
 # Produces in OUTDIR:
 #   vmlinuz            Debian's cloud kernel (bzImage), as shipped
 #   vmlinux            the ELF kernel cut out of that bzImage (has the Xen PVH entry note)
-#   initramfs.cpio.gz  busybox-static + virtio/vsock/pvpanic modules + guest/init
+#   initramfs.cpio.gz  busybox-static + virtio/vsock/pvpanic modules + guest/init, with the
+#                      guest helpers kdom-outb (guest/kdom-outb.c) and kdom-vsock (guest/kdom-vsock.c)
 #   l1-modules.cpio    for scripts/test-host.sh: KVM, networking, vsock and virtio-blk modules
 #                      of the same kernel, with lib/modules/l1-load-order listing them in order
 #   kernel-release     the kernel's release string (e.g. 6.1.0-56-cloud-amd64)
@@ -124,6 +125,8 @@ cc -Os -ffreestanding -fno-tree-loop-distribute-patterns -fno-stack-protector \
 	-fno-asynchronous-unwind-tables -fno-pie -no-pie -static -nostdlib \
 	-Wl,--build-id=none -s -o "$stage/bin/kdom-outb" "$src/guest/kdom-outb.c" ||
 	die "could not compile guest/kdom-outb.c"
+cc -O2 -static -Wall -Wextra -Werror -s -o "$stage/bin/kdom-vsock" "$src/guest/kdom-vsock.c" ||
+	die "could not compile guest/kdom-vsock.c"
 install -m 0755 "$src/guest/init" "$stage/init"
 # pvpanic first (ACPI QEMU0001 on an I/O port is pvpanic-mmio in 6.1), then virtio.
 copy_modules "$kroot" "$kver" "$stage" "$stage/lib/modules/load-order" \

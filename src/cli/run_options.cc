@@ -24,6 +24,9 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
   app.add_option("--vcpus", config.vcpus, "number of vCPUs (default 1)");
   app.add_option("--console", console, "stdio, pty, none or file:PATH (default stdio)");
   std::vector<std::string> disks;
+  std::string hvc, vsock;
+  app.add_option("--hvc", hvc, "virtio-console (hvc0): stdio, pty, none or file:PATH [,id=NAME] (default: no device)");
+  app.add_option("--vsock", vsock, "virtio-vsock: cid=N,socket=PATH[,id=ID] (host side on Unix socket PATH)");
   app.add_flag("--rng", config.entropy, "add a virtio-rng device (entropy from the host's getrandom)");
   app.add_option("--disk", disks, "virtio-blk disk: PATH[,ro][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N] (repeatable; bw and iops are per-second limits)")->take_all();
 
@@ -49,6 +52,8 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
   if (!initrd.empty()) config.initrd_path = initrd;
   config.cmdline = cmdline_given ? cmdline : kDefaultCmdline;
   config.console = vmm::parse_console(console);
+  if (!hvc.empty()) config.hvc = vmm::parse_hvc(hvc);
+  if (!vsock.empty()) config.vsock = vmm::parse_vsock(vsock);
   for (const auto& disk : disks) config.disks.push_back(vmm::parse_disk(disk));
   vmm::validate(config);
   return parsed;

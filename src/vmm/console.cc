@@ -66,4 +66,14 @@ void Console::write_byte(uint8_t byte) {
   }
 }
 
+void Console::write(std::span<const uint8_t> bytes) {
+  if (output_fd_ < 0) return;
+  while (!bytes.empty()) {
+    ssize_t n = ::write(output_fd_, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    bytes = bytes.subspan(static_cast<size_t>(n));
+  }
+}
+
 }  // namespace kdom::vmm

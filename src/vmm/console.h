@@ -1,5 +1,6 @@
-// Console: where the guest's serial output goes and where its input comes from: the
-// terminal (stdio), a new pseudo-terminal, a file, or nowhere.
+// Console: the host side of a guest console (the COM1 serial port, or virtio-console's hvc0):
+// where the guest's output goes and where its input comes from: the terminal (stdio), a new
+// pseudo-terminal, a file, or nowhere.
 #pragma once
 
 #include <termios.h>
@@ -7,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "base/unique_fd.h"
@@ -23,6 +25,8 @@ class Console {
   Console& operator=(const Console&) = delete;
 
   void write_byte(uint8_t byte);
+  // Writes all of `bytes` (a full pty, nobody reading, drops the rest).
+  void write(std::span<const uint8_t> bytes);
   // The fd to read guest input from, or -1 when the console has no input.
   int input_fd() const { return input_fd_; }
   // Called when input_fd reached end of file: stop reading it.

@@ -32,7 +32,9 @@
 #include "devices/legacy/pvpanic.h"
 #include "devices/legacy/reset_control.h"
 #include "devices/virtio/block.h"
+#include "devices/virtio/console.h"
 #include "devices/virtio/entropy.h"
+#include "devices/virtio/vsock.h"
 #include "vmm/kvm_interrupt_line.h"
 #include "vmm/vcpu_report.h"
 
@@ -147,6 +149,16 @@ void Domain::build_devices() {
     pci_->add_virtio(std::make_shared<devices::virtio::BlockDevice>(block));
   }
   if (config_.entropy) pci_->add_virtio(std::make_shared<devices::virtio::EntropyDevice>());
+  if (config_.hvc) add_virtio_console(*config_.hvc);
+  if (config_.vsock) {
+    auto vsock = std::make_shared<devices::virtio::VsockDevice>(
+        devices::virtio::VsockDeviceConfig{config_.vsock->guest_cid, config_.vsock->socket_path});
+    pci_->add_virtio(vsock);
+    // The device's host sockets are served in the device event loop.
+    device_events_.add(vsock->backend_fd(), [vsock] { vsock->process_backend(); });
+    log_line("vsock: guest CID " + std::to_string(config_.vsock->guest_cid) + ", host side on " +
+             config_.vsock->socket_path);
+  }
   io_bus_.add(devices::pci::PciConfigIo::kBase, devices::pci::PciConfigIo::kLength,
               pci_->config_io(std::make_shared<devices::ResetControl>(events)));
   mmio_bus_.add(PciDevices::window_start(), PciDevices::window_size(), pci_->mmio_window());
@@ -160,6 +172,41 @@ void Domain::build_devices() {
                               seconds_since_process_start() * 1000.0, value);
                 log_line(line);
               }));
+}
+
+void Domain::add_virtio_console(const VirtioConsoleConfig& config) {
+  hvc_console_ = std::make_unique<Console>(config.backend);
+  if (!hvc_console_->pty_path().empty()) log_line("hvc0 on " + hvc_console_->pty_path());
+  Console* host = hvc_console_.get();
+  auto device = std::make_shared<devices::virtio::ConsoleDevice>(
+      [host](std::span<const uint8_t> bytes) { host->write(bytes); });
+  pci_->add_virtio(device);
+  int fd = host->input_fd();
+  if (fd < 0) return;
+  // Host input is read in the device event loop, never in a vCPU thread.
+  auto on_input = [this, host, device, fd] {
+    uint8_t buffer[4096];
+    ssize_t n = ::read(fd, buffer, sizeof(buffer));
+    if (n > 0) {
+      device->send_input({buffer, static_cast<size_t>(n)});
+    } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+      device_events_.remove(fd);  // end of input: stop watching it
+      host->input_closed();
+    }
+  };
+  try {
+    device_events_.add(fd, on_input);
+  } catch (const SystemError&) {
+    // epoll cannot watch a regular file or /dev/null: such input is read once, now.
+    device_events_.remove(fd);
+    std::vector<uint8_t> all;
+    uint8_t buffer[4096];
+    for (ssize_t n; all.size() < devices::virtio::ConsoleDevice::kMaxPendingInput &&
+                    (n = ::read(fd, buffer, sizeof(buffer))) > 0;)
+      all.insert(all.end(), buffer, buffer + n);
+    device->send_input(all);
+    host->input_closed();
+  }
 }
 
 void Domain::on_guest_event(const devices::GuestEvent& event) {

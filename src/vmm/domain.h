@@ -41,6 +41,7 @@ class Domain {
 
  private:
   void build_devices();
+  void add_virtio_console(const VirtioConsoleConfig& config);
   void on_guest_event(const devices::GuestEvent& event);
   void request_exit(DomainExit exit);
   void vcpu_thread(kvm::Vcpu& vcpu);
@@ -58,6 +59,7 @@ class Domain {
   devices::Bus mmio_bus_;
   std::unique_ptr<Console> console_;
   std::shared_ptr<devices::Uart8250> uart_;
+  std::unique_ptr<Console> hvc_console_;  // host side of virtio-console, if any
   EventLoop device_events_;  // device work (virtio queues), off the vCPU threads
   std::unique_ptr<MsiRouter> msi_;
   std::unique_ptr<PciDevices> pci_;

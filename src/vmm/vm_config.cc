@@ -89,6 +89,55 @@ ConsoleConfig parse_console(const std::string& text) {
   throw Error("--console must be stdio, pty, none or file:PATH, not '" + text + "'");
 }
 
+VirtioConsoleConfig parse_hvc(const std::string& text) {
+  VirtioConsoleConfig hvc;
+  std::string backend = text;
+  size_t id_at = text.rfind(",id=");
+  if (id_at != std::string::npos) {
+    hvc.id = text.substr(id_at + 4);
+    backend = text.substr(0, id_at);
+    if (hvc.id.empty()) throw Error("--hvc '" + text + "': empty id=");
+  }
+  if (backend == "stdio") hvc.backend = {ConsoleKind::kStdio, ""};
+  else if (backend == "pty") hvc.backend = {ConsoleKind::kPty, ""};
+  else if (backend == "none") hvc.backend = {ConsoleKind::kNone, ""};
+  else if (backend.rfind("file:", 0) == 0 && backend.size() > 5) hvc.backend = {ConsoleKind::kFile, backend.substr(5)};
+  else throw Error("--hvc must be stdio, pty, none or file:PATH (optionally ,id=NAME), not '" + text + "'");
+  return hvc;
+}
+
+VsockConfig parse_vsock(const std::string& text) {
+  const std::string usage = " (cid=N,socket=PATH[,id=ID])";
+  VsockConfig vsock;
+  bool cid_given = false;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    std::string part = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (part.rfind("cid=", 0) == 0) {
+      std::string value = part.substr(4);
+      if (value.empty() || value.size() > 20 || value.find_first_not_of("0123456789") != std::string::npos)
+        throw Error("--vsock '" + text + "': cid must be a number" + usage);
+      vsock.guest_cid = std::stoull(value);
+      cid_given = true;
+    } else if (part.rfind("socket=", 0) == 0) {
+      vsock.socket_path = part.substr(7);
+    } else if (part.rfind("id=", 0) == 0) {
+      vsock.id = part.substr(3);
+    } else {
+      throw Error("--vsock '" + text + "': unknown setting '" + part + "'" + usage);
+    }
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (!cid_given) throw Error("--vsock '" + text + "': missing cid=" + usage);
+  if (vsock.guest_cid < 3 || vsock.guest_cid > 0xfffffffeULL)
+    throw Error("--vsock '" + text + "': cid " + std::to_string(vsock.guest_cid) +
+                " is reserved or too large (3..4294967294)");
+  if (vsock.socket_path.empty()) throw Error("--vsock '" + text + "': missing socket=PATH" + usage);
+  return vsock;
+}
+
 void validate(const VmConfig& config) {
   if (config.kernel_path.empty()) throw Error("no kernel given");
   if (config.memory_mib == 0) throw Error("--memory must be at least 1 MiB");
@@ -100,6 +149,9 @@ void validate(const VmConfig& config) {
     for (size_t j = 0; j < i; ++j)
       if (config.disks[i].path == config.disks[j].path)
         throw Error("disk '" + config.disks[i].path + "' is given twice");
+  if (config.hvc && config.hvc->backend.kind == ConsoleKind::kStdio && config.console.kind == ConsoleKind::kStdio)
+    throw Error("--hvc stdio and --console stdio both want the terminal; give one of them another back end "
+                "(e.g. --console none)");
   check_device_ids(config);
 }
 
@@ -110,6 +162,8 @@ void check_device_ids(const VmConfig& config) {
     if (!seen.insert(id).second) throw Error(std::string(option) + ": device id '" + id + "' is used twice");
   };
   for (const auto& disk : config.disks) add(disk.id, "--disk");
+  if (config.hvc) add(config.hvc->id, "--hvc");
+  if (config.vsock) add(config.vsock->id, "--vsock");
 }
 
 }  // namespace kdom::vmm

@@ -18,6 +18,21 @@ struct ConsoleConfig {
   std::string path;  // for kFile
 };
 
+// A virtio-console device (the guest's hvc0) and its host side.
+struct VirtioConsoleConfig {
+  ConsoleConfig backend;
+  std::string id;
+};
+
+// A virtio-vsock device whose host side is a Unix socket (Firecracker's "hybrid vsock"):
+// host processes connect to `socket_path` and say "CONNECT <port>"; guest connections to
+// the host (CID 2) port P reach the Unix socket "<socket_path>_P".
+struct VsockConfig {
+  uint64_t guest_cid = 0;
+  std::string socket_path;
+  std::string id;
+};
+
 // A virtio-blk disk: a raw image file.
 struct DiskConfig {
   std::string path;
@@ -37,6 +52,8 @@ struct VmConfig {
   ConsoleConfig console;
   std::vector<DiskConfig> disks;
   bool entropy = false;  // a virtio-rng device
+  std::optional<VirtioConsoleConfig> hvc;
+  std::optional<VsockConfig> vsock;
 };
 
 // Parses "PATH[,ro][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N]"; throws Error naming the bad part.
@@ -44,6 +61,13 @@ DiskConfig parse_disk(const std::string& text);
 
 // Parses "stdio", "pty", "none" or "file:PATH"; throws Error naming the bad value.
 ConsoleConfig parse_console(const std::string& text);
+
+// Parses "stdio", "pty", "none" or "file:PATH", each optionally followed by ",id=NAME".
+VirtioConsoleConfig parse_hvc(const std::string& text);
+
+// Parses "cid=N,socket=PATH[,id=ID]"; throws Error naming the bad part. The guest CID must be
+// 3..2^32-2 (0-2 and 2^32-1 are reserved).
+VsockConfig parse_vsock(const std::string& text);
 
 // Checks values that need no host resources (sizes, counts); throws Error naming the first
 // bad one. Host limits (memory, KVM's vCPU limit) are checked when the domain is built.

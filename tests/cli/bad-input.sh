@@ -68,6 +68,26 @@ expect disk-bad-rate "bw (bytes per second) must be a whole number" -- "$kdom" r
 expect duplicate-device-id "device id 'd0' is used twice" -- "$kdom" run --kernel "$probe" --disk "$work/readonly.img,ro,id=d0" --disk "$work/nope.img,id=d0"
 expect console-bad "console must be" -- "$kdom" run --kernel "$probe" --console carrier-pigeon
 expect console-file-unwritable "cannot open console file" -- "$kdom" run --kernel "$probe" --console file:/nonexistent-dir/x
+expect hvc-bad "hvc must be" -- "$kdom" run --kernel "$probe" --hvc serial
+expect hvc-and-console-stdio "both want the terminal" -- "$kdom" run --kernel "$probe" --hvc stdio
+expect hvc-file-unwritable "cannot open console file" -- "$kdom" run --kernel "$probe" --hvc file:/nonexistent-dir/x
+expect vsock-cid-reserved "is reserved" -- "$kdom" run --kernel "$probe" --vsock "cid=2,socket=$work/v.sock"
+expect vsock-cid-too-large "too large" -- "$kdom" run --kernel "$probe" --vsock "cid=4294967295,socket=$work/v.sock"
+expect vsock-cid-not-a-number "cid must be a number" -- "$kdom" run --kernel "$probe" --vsock "cid=three,socket=$work/v.sock"
+expect vsock-no-socket "missing socket=" -- "$kdom" run --kernel "$probe" --vsock cid=3
+expect vsock-no-cid "missing cid=" -- "$kdom" run --kernel "$probe" --vsock "socket=$work/v.sock"
+expect vsock-bad-setting "unknown setting" -- "$kdom" run --kernel "$probe" --vsock "cid=3,socket=$work/v.sock,port=1"
+expect vsock-socket-dir-missing "cannot bind vsock socket" -- "$kdom" run --kernel "$probe" --vsock "cid=3,socket=/nonexistent-dir/v.sock"
+expect vsock-socket-path-too-long "too long" -- "$kdom" run --kernel "$probe" --vsock "cid=3,socket=$work/$(printf 'x%.0s' $(seq 120)).sock"
+echo keep >"$work/exists.sock"
+expect vsock-socket-exists "already exists" -- "$kdom" run --kernel "$probe" --vsock "cid=3,socket=$work/exists.sock"
+if [ "$(cat "$work/exists.sock" 2>/dev/null)" = keep ]; then
+  echo "PASS vsock-socket-exists-kept: the existing file was left alone"
+  passed=$((passed + 1))
+else
+  echo "FAIL vsock-socket-exists-kept: the existing file at the --vsock socket path was changed or removed"
+  failed=$((failed + 1))
+fi
 if command -v unshare >/dev/null; then
   # A /dev without kvm in it, in a private mount namespace.
   expect no-dev-kvm "/dev/kvm does not exist" -- unshare --mount sh -c "mount -t tmpfs none /dev && exec \"$kdom\" run --kernel \"$probe\""

@@ -39,6 +39,8 @@ disk_image=$(mktemp "${TMPDIR:-/tmp}/kdom-e2e-disk.XXXXXX")
 truncate -s 64M "$disk_image"
 mkfs.ext4 -q -F "$disk_image"
 args+=(--disk "$disk_image")
+# The host side of the vsock scenario (a static tool built with kdom).
+[ ! -x "$build/vsock-client" ] || args+=(--add "$build/vsock-client:build/vsock-client")
 case "$vmm" in
 kdom)
 	kdom=${kdom:-$build/kdom}

@@ -6,7 +6,7 @@
 #   sh scenarios.sh VMM LIMIT SCENARIO...
 #     VMM       kdom (the VMM under test) or qemu (reference: same guest under QEMU/KVM)
 #     LIMIT     seconds allowed for each guest run
-#     SCENARIO  boot-1vcpu boot-2vcpu boot-pvh reboot panic debug-exit
+#     SCENARIO  boot-1vcpu boot-2vcpu boot-pvh reboot panic debug-exit disk rng hvc vsock
 #
 # Reports, one line each (parsed by run-e2e.sh):
 #   E2E-CHECK <scenario>.<check> PASS|FAIL <detail>
@@ -53,8 +53,16 @@ boot() {
 		fi
 		[ -z "${disk:-}" ] || set -- "$@" --disk "$disk"
 		[ -z "${rng:-}" ] || set -- "$@" --rng
-		echo "E2E: kdom run $* --console stdio"
-		timeout -k 5 "$limit" kdom run "$@" --console stdio </dev/null >"$work/console" 2>"$work/stderr"
+		# shellcheck disable=SC2086 # $extra holds whole options
+		[ -z "${extra:-}" ] || set -- "$@" $extra
+		set -- "$@" ${console_opt:---console stdio}
+		echo "E2E: kdom run $*"
+		if [ -n "${feed:-}" ]; then
+			# Input through a pipe (read in kdom's device event loop).
+			(sleep 1; printf '%s\n' "$feed") | timeout -k 5 "$limit" kdom run "$@" >"$work/console" 2>"$work/stderr"
+		else
+			timeout -k 5 "$limit" kdom run "$@" </dev/null >"$work/console" 2>"$work/stderr"
+		fi
 		rc=$?
 		;;
 	qemu)
@@ -193,6 +201,63 @@ for scenario in "$@"; do
 		check read "guest read 4096 bytes from /dev/hwrng" grep -q 'kdom-guest: hwrng source=.* bytes=4096' "$work/console.txt"
 		check exit "exit status $rc, want 0" [ "$rc" = 0 ]
 		rng=
+		;;
+	hvc)
+		# Output: the guest's line on /dev/hvc0 lands in the --hvc file.
+		rm -f "$work/hvc.out"
+		extra="--hvc file:$work/hvc.out"
+		boot vmlinuz 1 256 hvc-write
+		extra=
+		check init "console shows 'kdom-guest: init reached'" [ -n "$line" ]
+		check output "the guest's hvc0 line is in the --hvc file" grep -q 'kdom-guest-hvc: hello from hvc0' "$work/hvc.out"
+		check exit "exit status $rc, want 0" [ "$rc" = 0 ]
+		# Input: --hvc stdio, host input from a pipe; the serial console goes to a file.
+		extra="--hvc stdio" console_opt="--console file:$work/serial.out" feed="ping-from-host-$$"
+		boot vmlinuz 1 256 hvc-read
+		extra= console_opt= feed_sent=$feed feed=
+		tr -d '\r' <"$work/serial.out" >"$work/console.txt"
+		check input "the guest read the host's line from hvc0: $(grep -o "hvc read '[^']*'" "$work/console.txt")" \
+			grep -q "kdom-guest: hvc read '$feed_sent'" "$work/console.txt"
+		check stdio-output "the guest's hvc0 line reached kdom's stdout" grep -q 'kdom-guest-hvc: hello from hvc0' "$work/console"
+		check exit-stdio "exit status $rc, want 0" [ "$rc" = 0 ]
+		;;
+	vsock)
+		sock=$work/vsock.sock
+		rm -f "$sock" "${sock}_5678" "$work/vsock.echo"
+		if ! command -v vsock-client >/dev/null; then
+			check tool "vsock-client is in the test host (built with kdom)" false
+		else
+			head -c 4194304 /dev/urandom >"$work/vsock.data"
+			# guest -> host: an echo server at PATH_5678; host -> guest: a client through PATH.
+			vsock-client listen "${sock}_5678" >"$work/vsock-listen.log" 2>&1 &
+			listen_pid=$!
+			(
+				vsock-client connect "$sock" 1234 <"$work/vsock.data" >"$work/vsock.echo" 2>"$work/vsock-client.log"
+				echo $? >"$work/vsock-client.rc"
+			) &
+			client_pid=$!
+			extra="--vsock cid=3,socket=$sock"
+			boot vmlinuz 1 256 vsock
+			extra=
+			wait "$client_pid"
+			kill "$listen_pid" 2>/dev/null
+			sent=$(sha256sum <"$work/vsock.data" | cut -d' ' -f1)
+			echoed=$(sha256sum <"$work/vsock.echo" | cut -d' ' -f1)
+			bytes=$(wc -c <"$work/vsock.echo")
+			host_ok=0
+			[ "$(cat "$work/vsock-client.rc")" = 0 ] && [ "$echoed" = "$sent" ] && [ "$bytes" = 4194304 ] && host_ok=1
+			check host-to-guest "host client: rc $(cat "$work/vsock-client.rc"), $bytes bytes echoed by the guest, sha256 ${echoed%${echoed#????????}} vs sent ${sent%${sent#????????}} ($(tr '\n' ' ' <"$work/vsock-client.log"))" \
+				[ "$host_ok" = 1 ]
+			g=$(grep -m1 'kdom-guest: vsock to-host' "$work/console.txt")
+			g_sent=$(echo "$g" | sed -n 's/.* sent=\([0-9a-f]*\).*/\1/p')
+			g_echo=$(echo "$g" | sed -n 's/.* echo=\([0-9a-f]*\).*/\1/p')
+			guest_ok=0
+			[ -n "$g_sent" ] && [ "$g_sent" = "$g_echo" ] && echo "$g" | grep -q 'rc=0 .* bytes=4194304' && guest_ok=1
+			check guest-to-host "guest: ${g:-no report}" [ "$guest_ok" = 1 ]
+			check listener "the guest's listener ended cleanly" grep -q 'kdom-guest: vsock listener rc=0' "$work/console.txt"
+			check exit "exit status $rc, want 0" [ "$rc" = 0 ]
+			check socket-removed "kdom removed its socket $sock on exit" [ ! -e "$sock" ]
+		fi
 		;;
 	debug-exit)
 		boot vmlinuz 1 256 exit:5

@@ -65,3 +65,18 @@ request(0x850, blk_header(13, 0), [(0x910, 16, 0)], 0x7f5)
 data += [(0x900, struct.pack("<QII", 8, 8, 0)), (0x910, struct.pack("<QII", 16, 8, 1))]
 write("fuzz_block", "six-requests", ring(5, descs, heads, data=data, length=0x1a00))
 write("fuzz_block", "six-requests-ro", bytes([0x45]) + ring(5, descs, heads, data=data, length=0x1a00)[1:])
+
+# virtio-vsock (guest CID 3, fuzz_vsock's host listener on port 1): REQUEST, RW with 8 bytes,
+# CREDIT_REQUEST, SHUTDOWN(both), then a REQUEST to a port nobody listens on and an unknown op.
+def vsock_packet(op, src_port=7000, dst_port=1, payload=b"", flags=0, dst_cid=2):
+    return struct.pack("<QQIIIHHIII", 3, dst_cid, src_port, dst_port, len(payload), 1, op, flags,
+                       65536, 0) + payload
+
+packets = [vsock_packet(1), vsock_packet(5, payload=b"kdom-rw!"), vsock_packet(7), vsock_packet(4, flags=3),
+           vsock_packet(1, src_port=7001, dst_port=99), vsock_packet(42, src_port=7002)]
+descs, data, gpa = [], [], 0x800
+for p in packets:
+    descs.append((gpa, len(p), 0, 0))
+    data.append((gpa, p))
+    gpa += 0x80
+write("fuzz_vsock", "stream-lifecycle", ring(3, descs, list(range(len(packets))), data=data, length=0xc00))

@@ -1,0 +1,111 @@
+// virtio-console request handling.
+#include "devices/virtio/console.h"
+
+#include <algorithm>
+#include <string>
+
+#include "base/error.h"
+
+namespace kdom::devices::virtio {
+
+uint64_t ConsoleDevice::offered_features() const {
+  return kFeatureVersion1 | kFeatureRingIndirectDesc | kFeatureRingEventIdx;
+}
+
+void ConsoleDevice::read_config(uint64_t, std::span<uint8_t> data) const { std::fill(data.begin(), data.end(), 0); }
+
+void ConsoleDevice::activate(const GuestMemory& memory, uint64_t, std::vector<std::shared_ptr<Virtqueue>> queues,
+                             QueueInterrupt queue_interrupt, ConfigInterrupt) {
+  if (queues.size() != 2) throw Error("virtio-console: activated with " + std::to_string(queues.size()) + " queues");
+  std::lock_guard lock(mutex_);
+  memory_ = &memory;
+  queues_ = std::move(queues);
+  queue_broken_.assign(queues_.size(), false);
+  queue_interrupt_ = std::move(queue_interrupt);
+}
+
+void ConsoleDevice::reset() {
+  std::lock_guard lock(mutex_);
+  memory_ = nullptr;
+  queues_.clear();
+  queue_broken_.clear();
+  queue_interrupt_ = nullptr;
+  guest_spoke_ = false;
+}
+
+void ConsoleDevice::notify_queue(uint16_t queue_index) {
+  std::lock_guard lock(mutex_);
+  serve(queue_index);
+}
+
+size_t ConsoleDevice::send_input(std::span<const uint8_t> bytes) {
+  std::lock_guard lock(mutex_);
+  size_t accepted = std::min(bytes.size(), kMaxPendingInput - pending_input_.size());
+  pending_input_.insert(pending_input_.end(), bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(accepted));
+  serve(kReceiveQueue);
+  return accepted;
+}
+
+// Called with mutex_ held.
+void ConsoleDevice::serve(uint16_t queue_index) {
+  if (memory_ == nullptr || queue_index >= queues_.size() || !queues_[queue_index] || queue_broken_[queue_index])
+    return;
+  bool used = false;
+  try {
+    if (queue_index == kTransmitQueue) {
+      used = transmit(*memory_, *queues_[queue_index], output_);
+      if (used && !guest_spoke_) {
+        guest_spoke_ = true;
+        if (queue_interrupt_) queue_interrupt_(queue_index);
+        return serve(kReceiveQueue);  // input held until now
+      }
+    } else if (guest_spoke_) {
+      used = receive(*memory_, *queues_[queue_index], pending_input_);
+    }
+  } catch (const VirtqueueError& error) {
+    queue_broken_[queue_index] = true;
+    if (queue_interrupt_) queue_interrupt_(queue_index);
+    throw VirtqueueError("virtio-console queue " + std::to_string(queue_index) + ": " + error.what());
+  }
+  if (used && queue_interrupt_) queue_interrupt_(queue_index);
+}
+
+bool ConsoleDevice::receive(const GuestMemory& memory, Virtqueue& queue, std::deque<uint8_t>& pending) {
+  bool used = false;
+  uint32_t rejected = 0;
+  while (!pending.empty()) {
+    auto chain = queue.next_request(&rejected);
+    if (!chain) break;
+    uint32_t written = 0;
+    for (const auto& buffer : chain->buffers) {
+      if (!buffer.device_writable || pending.empty()) continue;
+      uint32_t length = static_cast<uint32_t>(std::min<size_t>(buffer.len, pending.size()));
+      auto target = memory.slice(buffer.addr, length);
+      std::copy_n(pending.begin(), length, target.begin());
+      pending.erase(pending.begin(), pending.begin() + length);
+      written += length;
+    }
+    queue.push_used(chain->head, written);
+    used = true;
+  }
+  return used || rejected > 0;
+}
+
+bool ConsoleDevice::transmit(const GuestMemory& memory, Virtqueue& queue, const Output& output) {
+  bool used = false;
+  uint32_t rejected = 0;
+  while (auto chain = queue.next_request(&rejected)) {
+    uint32_t taken = 0;
+    for (const auto& buffer : chain->buffers) {
+      if (buffer.device_writable || taken >= kMaxBytesPerRequest) continue;
+      uint32_t length = std::min(buffer.len, kMaxBytesPerRequest - taken);
+      if (output) output(memory.slice(buffer.addr, length));
+      taken += length;
+    }
+    queue.push_used(chain->head, 0);
+    used = true;
+  }
+  return used || rejected > 0;
+}
+
+}  // namespace kdom::devices::virtio
