@@ -25,6 +25,13 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
   app.add_option("--console", console, "stdio, pty, none or file:PATH (default stdio)");
   std::vector<std::string> disks;
   app.add_flag("--rng", config.entropy, "add a virtio-rng device (entropy from the host's getrandom)");
+  std::string balloon;
+  bool balloon_given = false;
+  app.add_option_function<std::string>(
+      "--balloon", [&](const std::string& value) { balloon = value, balloon_given = true; },
+      "virtio-balloon: [target=MIB][,stats=SECONDS][,deflate-on-oom][,free-page-reporting][,id=ID]")
+      ->expected(0, 1);
+  app.add_option("--control", config.control_path, "listen for control requests (kdom balloon) on this Unix socket");
   app.add_option("--disk", disks, "virtio-blk disk: PATH[,ro][,serial=ID] (repeatable)")->take_all();
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 consumes from the back
@@ -50,6 +57,7 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
   config.cmdline = cmdline_given ? cmdline : kDefaultCmdline;
   config.console = vmm::parse_console(console);
   for (const auto& disk : disks) config.disks.push_back(vmm::parse_disk(disk));
+  if (balloon_given) config.balloon = vmm::parse_balloon(balloon);
   vmm::validate(config);
   return parsed;
 }
