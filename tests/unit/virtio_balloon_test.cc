@@ -364,7 +364,8 @@ TEST_F(BalloonDeviceTest, WrongQueueCountIsRefused) {
 }  // namespace
 }  // namespace kdom::devices::virtio
 
-// --balloon parsing and the checks on it (vm_config).
+// --balloon parsing and the checks on it (vm_config, kdom run's options).
+#include "cli/run_options.h"
 #include "vmm/vm_config.h"
 
 namespace kdom::vmm {
@@ -394,6 +395,24 @@ TEST(BalloonOptionsTest, RefusesBadSettings) {
   EXPECT_THROW(validate(config), Error);
   config.balloon = parse_balloon("target=256");
   EXPECT_NO_THROW(validate(config));
+}
+
+TEST(BalloonOptionsTest, KdomRunTakesBalloonWithOrWithoutSettingsAndControl) {
+  auto run = [](std::vector<std::string> args) { return cli::parse_run_options(args, {"/guest"}).config; };
+  VmConfig bare = run({"--kernel", "k", "--balloon", "--control", "/run/ctl"});
+  ASSERT_TRUE(bare.balloon.has_value());
+  EXPECT_EQ(bare.balloon->target_mib, 0u);
+  EXPECT_EQ(bare.control_path, "/run/ctl");
+  VmConfig last = run({"--kernel", "k", "--balloon"});
+  EXPECT_TRUE(last.balloon.has_value());
+  EXPECT_TRUE(last.control_path.empty());
+  VmConfig set = run({"--kernel", "k", "--memory", "512", "--balloon", "target=64,stats=1", "--rng"});
+  ASSERT_TRUE(set.balloon.has_value());
+  EXPECT_EQ(set.balloon->target_mib, 64u);
+  EXPECT_EQ(set.balloon->stats_seconds, 1u);
+  EXPECT_TRUE(set.entropy);
+  EXPECT_FALSE(run({"--kernel", "k"}).balloon.has_value());
+  EXPECT_THROW(run({"--kernel", "k", "--balloon", "target=300"}), Error);  // above the default 256 MiB
 }
 
 }  // namespace
