@@ -310,6 +310,16 @@ TEST_F(BalloonDeviceTest, StatisticsAreKeptAndTheBufferReturnedOnRequest) {
   EXPECT_EQ(device.stats().values["free_memory"], 800u);
 }
 
+TEST_F(BalloonDeviceTest, AStatisticsBufferQueuedBeforeActivationIsTakenThen) {
+  // Linux notifies its first statistics buffer before DRIVER_OK, when notifications are dropped.
+  BalloonDevice device({});
+  offer(2, {stat(6, 4242)});
+  activate(device, device.offered_features(), 3);
+  EXPECT_EQ(device.stats().values["available_memory"], 4242u);
+  EXPECT_TRUE(device.request_stats());
+  EXPECT_EQ(used_idx(2), 1);
+}
+
 TEST_F(BalloonDeviceTest, QueuesAreNumberedByTheNegotiatedFeatures) {
   BalloonDevice device({0, false, true});
   // Without the statistics queue, reporting_vq is queue 2.

@@ -116,6 +116,15 @@ void BalloonDevice::activate(const GuestMemory& memory, uint64_t negotiated_feat
   held_stats_head_.reset();
   queue_interrupt_ = std::move(queue_interrupt);
   config_interrupt_ = std::move(config_interrupt);
+  // Linux queues its first statistics buffer and notifies before it sets DRIVER_OK, when the
+  // transport still ignores notifications: take that buffer now.
+  if (!stats_queue_) return;
+  try {
+    serve_stats_locked();
+  } catch (const VirtqueueError&) {
+    stats_queue_.reset();  // broken from the start: the transport asks for a reset
+    throw;
+  }
 }
 
 void BalloonDevice::reset() {
