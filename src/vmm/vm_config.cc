@@ -94,6 +94,9 @@ void validate(const VmConfig& config) {
     for (size_t j = 0; j < i; ++j)
       if (config.disks[i].path == config.disks[j].path)
         throw Error("disk '" + config.disks[i].path + "' is given twice");
+  // num_pages is a 32-bit count of 4 KiB pages.
+  if (config.balloon && config.balloon->target_mib >= uint64_t{16} * 1024 * 1024)
+    throw Error("--balloon target " + std::to_string(config.balloon->target_mib) + " MiB is beyond the device's 16 TiB limit");
   if (config.balloon && config.balloon->target_mib > config.memory_mib)
     throw Error("--balloon target " + std::to_string(config.balloon->target_mib) + " MiB is larger than guest memory (" +
                 std::to_string(config.memory_mib) + " MiB)");
