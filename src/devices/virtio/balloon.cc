@@ -12,9 +12,11 @@ namespace {
 
 constexpr size_t kStatEntryBytes = 10;  // le16 tag, le64 value, packed
 
-uint64_t load_le(const uint8_t* bytes, size_t size) {
-  uint64_t value = 0;
-  for (size_t i = 0; i < size; ++i) value |= uint64_t{bytes[i]} << (8 * i);
+// virtio is little-endian, and so is the host (queue.h asserts it).
+template <typename T>
+T load(const uint8_t* bytes) {
+  T value;
+  std::memcpy(&value, bytes, sizeof(T));
   return value;
 }
 
@@ -45,8 +47,7 @@ std::string balloon_stat_name(uint16_t tag) {
 std::map<std::string, uint64_t> parse_balloon_stats(std::span<const uint8_t> bytes) {
   std::map<std::string, uint64_t> values;
   for (size_t at = 0; at + kStatEntryBytes <= bytes.size(); at += kStatEntryBytes) {
-    const auto tag = static_cast<uint16_t>(load_le(bytes.data() + at, 2));
-    values[balloon_stat_name(tag)] = load_le(bytes.data() + at + 2, 8);
+    values[balloon_stat_name(load<uint16_t>(bytes.data() + at))] = load<uint64_t>(bytes.data() + at + 2);
   }
   return values;
 }
@@ -73,10 +74,8 @@ void BalloonDevice::read_config(uint64_t offset, std::span<uint8_t> data) const 
   uint8_t image[kBalloonConfigSize] = {};
   {
     std::lock_guard lock(mutex_);
-    for (size_t i = 0; i < 4; ++i) {
-      image[kBalloonConfigNumPages + i] = static_cast<uint8_t>(target_pages_ >> (8 * i));
-      image[kBalloonConfigActual + i] = static_cast<uint8_t>(actual_pages_ >> (8 * i));
-    }
+    std::memcpy(image + kBalloonConfigNumPages, &target_pages_, sizeof(target_pages_));
+    std::memcpy(image + kBalloonConfigActual, &actual_pages_, sizeof(actual_pages_));
   }
   for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < kBalloonConfigSize ? image[offset + i] : 0;
 }
@@ -84,13 +83,13 @@ void BalloonDevice::read_config(uint64_t offset, std::span<uint8_t> data) const 
 void BalloonDevice::write_config(uint64_t offset, std::span<const uint8_t> data) {
   // Only `actual` is the driver's to write; bytes elsewhere are ignored.
   std::lock_guard lock(mutex_);
-  uint8_t actual[4];
-  for (size_t i = 0; i < 4; ++i) actual[i] = static_cast<uint8_t>(actual_pages_ >> (8 * i));
+  uint8_t actual[sizeof(actual_pages_)];
+  std::memcpy(actual, &actual_pages_, sizeof(actual));
   for (size_t i = 0; i < data.size(); ++i) {
     const uint64_t at = offset + i;
-    if (at >= kBalloonConfigActual && at < kBalloonConfigActual + 4) actual[at - kBalloonConfigActual] = data[i];
+    if (at >= kBalloonConfigActual && at < kBalloonConfigActual + sizeof(actual)) actual[at - kBalloonConfigActual] = data[i];
   }
-  actual_pages_ = static_cast<uint32_t>(load_le(actual, 4));
+  actual_pages_ = load<uint32_t>(actual);
 }
 
 void BalloonDevice::activate(const GuestMemory& memory, uint64_t negotiated_features,
@@ -211,8 +210,7 @@ bool BalloonDevice::serve_pages(const GuestMemory& memory, Virtqueue& queue, Pag
     } else {
       const std::vector<uint8_t> bytes = readable_bytes(memory, *chain, kMaxRequestBytes);
       std::vector<uint32_t> frames(bytes.size() / sizeof(uint32_t));  // a trailing partial one is ignored
-      for (size_t i = 0; i < frames.size(); ++i)
-        frames[i] = static_cast<uint32_t>(load_le(bytes.data() + i * sizeof(uint32_t), sizeof(uint32_t)));
+      if (!frames.empty()) std::memcpy(frames.data(), bytes.data(), frames.size() * sizeof(uint32_t));
       if (action == PageAction::kInflate) {
         discard_frames(memory, frames, counters);
       } else {
