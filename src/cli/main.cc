@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "cli/balloon_command.h"
 #include "cli/run_options.h"
 #include "vmm/domain.h"
 
@@ -22,7 +23,8 @@ namespace {
 constexpr const char* kUsage =
     "usage: kdom run [--kernel PATH] [--initrd PATH] [--cmdline STR] [--memory MiB] [--vcpus N]\n"
     "                [--console stdio|pty|none|file:PATH]\n"
-    "       kdom run --help\n";
+    "       kdom run --help\n"
+    "       kdom balloon --control PATH set MIB | stats\n";
 
 std::string guest_dir() {
   const char* from_environment = std::getenv("KDOM_GUEST_DIR");
@@ -52,6 +54,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (args[0] == "run") return run_command({args.begin() + 1, args.end()});
+    if (args[0] == "balloon") return kdom::cli::balloon_command({args.begin() + 1, args.end()}, std::cout);
     throw kdom::Error("unknown command '" + args[0] + "' (try: kdom run --help)");
   } catch (const std::exception& error) {
     kdom::log_line(std::string("error: ") + error.what());

@@ -28,6 +28,13 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
   app.add_option("--hvc", hvc, "virtio-console (hvc0): stdio, pty, none or file:PATH [,id=NAME] (default: no device)");
   app.add_option("--vsock", vsock, "virtio-vsock: cid=N,socket=PATH[,id=ID] (host side on Unix socket PATH)");
   app.add_flag("--rng", config.entropy, "add a virtio-rng device (entropy from the host's getrandom)");
+  std::string balloon;
+  bool balloon_given = false;
+  app.add_option_function<std::string>(
+      "--balloon", [&](const std::string& value) { balloon = value, balloon_given = true; },
+      "virtio-balloon: [target=MIB][,stats=SECONDS][,deflate-on-oom][,free-page-reporting][,id=ID]")
+      ->expected(0, 1);
+  app.add_option("--control", config.control_path, "listen for control requests (kdom balloon) on this Unix socket");
   app.add_option("--disk", disks, "virtio-blk disk: PATH[,ro][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N] (repeatable; bw and iops are per-second limits)")->take_all();
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 consumes from the back
@@ -55,6 +62,7 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
   if (!hvc.empty()) config.hvc = vmm::parse_hvc(hvc);
   if (!vsock.empty()) config.vsock = vmm::parse_vsock(vsock);
   for (const auto& disk : disks) config.disks.push_back(vmm::parse_disk(disk));
+  if (balloon_given) config.balloon = vmm::parse_balloon(balloon);
   vmm::validate(config);
   return parsed;
 }

@@ -1,6 +1,9 @@
 // Guest RAM allocation and bounds-checked access.
 #include "memory/guest_memory.h"
 
+#include <sys/mman.h>
+
+#include <cerrno>
 #include <sstream>
 
 namespace kdom {
@@ -55,6 +58,14 @@ std::span<uint8_t> GuestMemory::slice(uint64_t gpa, uint64_t length) const {
   if (region == nullptr)
     throw GuestMemoryError("guest address range " + hex(gpa) + "+" + hex(length) + " is outside guest RAM");
   return {region->host + (gpa - region->range.start), static_cast<size_t>(length)};
+}
+
+void GuestMemory::discard(uint64_t gpa, uint64_t length) const {
+  if (gpa % kPageSize != 0 || length % kPageSize != 0)
+    throw GuestMemoryError("guest range " + hex(gpa) + "+" + hex(length) + " to discard is not page-aligned");
+  std::span<uint8_t> host = slice(gpa, length);
+  if (length == 0) return;
+  if (::madvise(host.data(), host.size(), MADV_DONTNEED) != 0) throw SystemError("madvise(MADV_DONTNEED)", errno);
 }
 
 }  // namespace kdom

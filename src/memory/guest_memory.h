@@ -44,6 +44,12 @@ class GuestMemory {
   std::span<uint8_t> slice(uint64_t gpa, uint64_t length) const;
   bool contains(uint64_t gpa, uint64_t length) const;
 
+  // Gives the host memory behind [gpa, gpa + length) back to the host (madvise
+  // MADV_DONTNEED): the range reads as zeros afterwards and is backed again on the next
+  // touch. The range must be page-aligned and wholly inside one RAM region, else
+  // GuestMemoryError and nothing is discarded.
+  void discard(uint64_t gpa, uint64_t length) const;
+
   void write(uint64_t gpa, const void* data, uint64_t length) const {
     if (length != 0) std::memcpy(slice(gpa, length).data(), data, length);
   }

@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/sysinfo.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -31,6 +32,7 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/pvpanic.h"
 #include "devices/legacy/reset_control.h"
+#include "devices/virtio/balloon.h"
 #include "devices/virtio/block.h"
 #include "devices/virtio/console.h"
 #include "devices/virtio/entropy.h"
@@ -124,6 +126,7 @@ Domain::Domain(const VmConfig& config) : config_(config), kvm_(), vm_(kvm_) {
     vcpus_.push_back(std::move(vcpu));
   }
   wake_fd_.reset(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"));
+  start_control();
   log_line("booting " + std::string(x86::kernel_format_name(format)) + " " + config_.kernel_path + ", " +
            std::to_string(config_.memory_mib) + " MiB, " + std::to_string(config_.vcpus) + " vCPU(s)");
 }
@@ -158,6 +161,14 @@ void Domain::build_devices() {
     device_events_.add(vsock->backend_fd(), [vsock] { vsock->process_backend(); });
     log_line("vsock: guest CID " + std::to_string(config_.vsock->guest_cid) + ", host side on " +
              config_.vsock->socket_path);
+  }
+  if (config_.balloon) {
+    devices::virtio::BalloonDeviceConfig balloon;
+    balloon.target_pages = static_cast<uint32_t>(config_.balloon->target_mib * (kMiB / devices::virtio::kBalloonPageSize));
+    balloon.deflate_on_oom = config_.balloon->deflate_on_oom;
+    balloon.free_page_reporting = config_.balloon->free_page_reporting;
+    balloon_ = std::make_shared<devices::virtio::BalloonDevice>(balloon);
+    pci_->add_virtio(balloon_);
   }
   io_bus_.add(devices::pci::PciConfigIo::kBase, devices::pci::PciConfigIo::kLength,
               pci_->config_io(std::make_shared<devices::ResetControl>(events)));
@@ -206,6 +217,27 @@ void Domain::add_virtio_console(const VirtioConsoleConfig& config) {
       all.insert(all.end(), buffer, buffer + n);
     device->send_input(all);
     host->input_closed();
+  }
+}
+
+void Domain::start_control() {
+  if (balloon_ && config_.balloon->stats_seconds > 0) {
+    balloon_stats_timer_.reset(
+        check_syscall(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), "timerfd_create"));
+    itimerspec period{};
+    period.it_interval.tv_sec = config_.balloon->stats_seconds;
+    period.it_value.tv_sec = config_.balloon->stats_seconds;
+    check_syscall(timerfd_settime(balloon_stats_timer_.get(), 0, &period, nullptr), "timerfd_settime");
+    int timer = balloon_stats_timer_.get();
+    device_events_.add(timer, [this, timer] {
+      uint64_t expirations = 0;
+      if (::read(timer, &expirations, sizeof(expirations)) == sizeof(expirations)) balloon_->request_stats();
+    });
+  }
+  if (!config_.control_path.empty()) {
+    control_requests_ = std::make_unique<ControlRequests>(balloon_, config_.memory_mib);
+    control_ = std::make_unique<ControlSocket>(config_.control_path, device_events_, *control_requests_);
+    log_line("control socket on " + config_.control_path);
   }
 }
 

@@ -14,11 +14,14 @@
 #include "devices/bus.h"
 #include "devices/guest_event.h"
 #include "devices/legacy/uart8250.h"
+#include "devices/virtio/balloon.h"
 #include "kvm/system.h"
 #include "kvm/vcpu.h"
 #include "kvm/vm.h"
 #include "memory/guest_memory.h"
 #include "vmm/console.h"
+#include "vmm/control_requests.h"
+#include "vmm/control_socket.h"
 #include "vmm/domain_exit.h"
 #include "vmm/event_loop.h"
 #include "vmm/msi_router.h"
@@ -39,9 +42,13 @@ class Domain {
   // Runs the vCPUs until the domain stops; returns why. SIGINT, SIGTERM and SIGHUP stop it.
   DomainExit run();
 
+  // The balloon device, or null when the domain has none.
+  std::shared_ptr<devices::virtio::BalloonDevice> balloon() const { return balloon_; }
+
  private:
   void build_devices();
   void add_virtio_console(const VirtioConsoleConfig& config);
+  void start_control();
   void on_guest_event(const devices::GuestEvent& event);
   void request_exit(DomainExit exit);
   void vcpu_thread(kvm::Vcpu& vcpu);
@@ -63,6 +70,10 @@ class Domain {
   EventLoop device_events_;  // device work (virtio queues), off the vCPU threads
   std::unique_ptr<MsiRouter> msi_;
   std::unique_ptr<PciDevices> pci_;
+  std::shared_ptr<devices::virtio::BalloonDevice> balloon_;
+  UniqueFd balloon_stats_timer_;  // timerfd: ask the guest for fresh balloon statistics
+  std::unique_ptr<ControlRequests> control_requests_;
+  std::unique_ptr<ControlSocket> control_;  // served in device_events_, declared after it
   std::vector<std::unique_ptr<kvm::Vcpu>> vcpus_;
   std::vector<std::thread> threads_;
 

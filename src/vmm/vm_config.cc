@@ -81,6 +81,45 @@ DiskConfig parse_disk(const std::string& text) {
   return disk;
 }
 
+namespace {
+constexpr const char* kBalloonSyntax = "[target=MIB][,stats=SECONDS][,deflate-on-oom][,free-page-reporting][,id=ID]";
+
+uint64_t parse_balloon_number(const std::string& text, const std::string& name, const std::string& value,
+                              uint64_t max) {
+  if (value.empty() || value.size() > 19 || value.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoull(value) > max)
+    throw Error("--balloon '" + text + "': " + name + " must be a number from 0 to " + std::to_string(max) +
+                ", not '" + value + "'");
+  return std::stoull(value);
+}
+}  // namespace
+
+BalloonConfig parse_balloon(const std::string& text) {
+  BalloonConfig balloon;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t comma = text.find(',', start);
+    std::string part = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (part.rfind("target=", 0) == 0) {
+      balloon.target_mib = parse_balloon_number(text, "target", part.substr(7), kMaxMemoryMib);
+    } else if (part.rfind("stats=", 0) == 0) {
+      balloon.stats_seconds = static_cast<uint32_t>(parse_balloon_number(text, "stats", part.substr(6), 86400));
+    } else if (part == "deflate-on-oom") {
+      balloon.deflate_on_oom = true;
+    } else if (part == "free-page-reporting") {
+      balloon.free_page_reporting = true;
+    } else if (part.rfind("id=", 0) == 0 && part.size() > 3) {
+      balloon.id = part.substr(3);
+    } else {
+      throw Error("--balloon '" + text + "': unknown setting '" + part + "' (" + kBalloonSyntax + ")");
+    }
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+    if (start == text.size()) throw Error("--balloon '" + text + "': empty setting (" + kBalloonSyntax + ")");
+  }
+  return balloon;
+}
+
 ConsoleConfig parse_console(const std::string& text) {
   if (text == "stdio") return {ConsoleKind::kStdio, ""};
   if (text == "pty") return {ConsoleKind::kPty, ""};
@@ -149,6 +188,12 @@ void validate(const VmConfig& config) {
     for (size_t j = 0; j < i; ++j)
       if (config.disks[i].path == config.disks[j].path)
         throw Error("disk '" + config.disks[i].path + "' is given twice");
+  // num_pages is a 32-bit count of 4 KiB pages.
+  if (config.balloon && config.balloon->target_mib >= uint64_t{16} * 1024 * 1024)
+    throw Error("--balloon target " + std::to_string(config.balloon->target_mib) + " MiB is beyond the device's 16 TiB limit");
+  if (config.balloon && config.balloon->target_mib > config.memory_mib)
+    throw Error("--balloon target " + std::to_string(config.balloon->target_mib) + " MiB is larger than guest memory (" +
+                std::to_string(config.memory_mib) + " MiB)");
   if (config.hvc && config.hvc->backend.kind == ConsoleKind::kStdio && config.console.kind == ConsoleKind::kStdio)
     throw Error("--hvc stdio and --console stdio both want the terminal; give one of them another back end "
                 "(e.g. --console none)");
@@ -164,6 +209,7 @@ void check_device_ids(const VmConfig& config) {
   for (const auto& disk : config.disks) add(disk.id, "--disk");
   if (config.hvc) add(config.hvc->id, "--hvc");
   if (config.vsock) add(config.vsock->id, "--vsock");
+  if (config.balloon) add(config.balloon->id, "--balloon");
 }
 
 }  // namespace kdom::vmm

@@ -43,6 +43,15 @@ struct DiskConfig {
   devices::RateLimit rate_limit;  // per queue
 };
 
+// A virtio-balloon device.
+struct BalloonConfig {
+  uint64_t target_mib = 0;      // initial balloon size: memory taken from the guest
+  uint32_t stats_seconds = 0;   // how often to ask the guest for fresh statistics (0: on request)
+  bool deflate_on_oom = false;  // the guest may take pages back when it runs out of memory
+  bool free_page_reporting = false;
+  std::string id;
+};
+
 struct VmConfig {
   std::string kernel_path;
   std::optional<std::string> initrd_path;
@@ -54,10 +63,16 @@ struct VmConfig {
   bool entropy = false;  // a virtio-rng device
   std::optional<VirtioConsoleConfig> hvc;
   std::optional<VsockConfig> vsock;
+  std::optional<BalloonConfig> balloon;
+  std::string control_path;  // a Unix socket for runtime control requests (empty: none)
 };
 
 // Parses "PATH[,ro][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N]"; throws Error naming the bad part.
 DiskConfig parse_disk(const std::string& text);
+
+// Parses "[target=MIB][,stats=SECONDS][,deflate-on-oom][,free-page-reporting][,id=ID]";
+// throws Error naming the bad part.
+BalloonConfig parse_balloon(const std::string& text);
 
 // Parses "stdio", "pty", "none" or "file:PATH"; throws Error naming the bad value.
 ConsoleConfig parse_console(const std::string& text);

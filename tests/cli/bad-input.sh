@@ -88,6 +88,23 @@ else
   echo "FAIL vsock-socket-exists-kept: the existing file at the --vsock socket path was changed or removed"
   failed=$((failed + 1))
 fi
+expect balloon-bad-setting "unknown setting" -- "$kdom" run --kernel "$probe" --balloon target=64,inflate
+expect balloon-bad-target "target must be a number" -- "$kdom" run --kernel "$probe" --balloon target=lots
+expect balloon-target-above-memory "larger than guest memory" -- "$kdom" run --kernel "$probe" --memory 128 --balloon target=256
+touch "$work/taken.sock"
+expect control-path-exists "already exists" -- "$kdom" run --kernel "$probe" --control "$work/taken.sock"
+if [ -f "$work/taken.sock" ]; then
+  echo "PASS control-path-kept: the existing file was left in place"
+  passed=$((passed + 1))
+else
+  echo "FAIL control-path-kept: kdom removed an existing file at the --control path"
+  failed=$((failed + 1))
+fi
+expect control-dir-missing "cannot create control socket" -- "$kdom" run --kernel "$probe" --control "$work/no-such-dir/ctl"
+expect balloon-no-socket "no control socket" -- "$kdom" balloon --control "$work/nope.sock" stats
+expect balloon-no-control "needs --control" -- "$kdom" balloon set 64
+expect balloon-bad-mib "whole number of MiB" -- "$kdom" balloon --control "$work/nope.sock" set much
+expect balloon-bad-subcommand "expected 'set MIB' or 'stats'" -- "$kdom" balloon --control "$work/nope.sock" pop
 if command -v unshare >/dev/null; then
   # A /dev without kvm in it, in a private mount namespace.
   expect no-dev-kvm "/dev/kvm does not exist" -- unshare --mount sh -c "mount -t tmpfs none /dev && exec \"$kdom\" run --kernel \"$probe\""

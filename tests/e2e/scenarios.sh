@@ -6,7 +6,7 @@
 #   sh scenarios.sh VMM LIMIT SCENARIO...
 #     VMM       kdom (the VMM under test) or qemu (reference: same guest under QEMU/KVM)
 #     LIMIT     seconds allowed for each guest run
-#     SCENARIO  boot-1vcpu boot-2vcpu boot-pvh reboot panic debug-exit disk rng hvc vsock
+#     SCENARIO  boot-1vcpu boot-2vcpu boot-pvh reboot panic debug-exit disk rng hvc vsock balloon balloon-reporting
 #
 # Reports, one line each (parsed by run-e2e.sh):
 #   E2E-CHECK <scenario>.<check> PASS|FAIL <detail>
@@ -117,6 +117,114 @@ check_boot() {
 	now=$(date +%s)
 	check rtc "guest time from the RTC ${guest_epoch:-?}, test host's $now (within 300 s)" \
 		in_range "${guest_epoch:-0}" $((now - 300)) $((now + 300))
+}
+
+# wait_console PATTERN SECONDS: waits until the guest console shows PATTERN (true) or the
+# VMM ($vmm_pid) has ended or SECONDS have passed (false).
+refresh_console() { tr -d '\r' <"$work/console" >"$work/console.txt"; }
+wait_console() {
+	n=0
+	while [ "$n" -lt "$2" ]; do
+		refresh_console
+		grep -q "$1" "$work/console.txt" && return 0
+		kill -0 "$vmm_pid" 2>/dev/null || return 1
+		sleep 1
+		n=$((n + 1))
+	done
+	return 1
+}
+
+# The guest's latest MemTotal, in kB, from its balloon-watch lines.
+guest_total_kib() { sed -n 's/.*kdom-guest: meminfo t=[0-9]* total_kib=\([0-9]*\).*/\1/p' "$work/console.txt" | tail -n1; }
+
+# The pid of a child of process $1.
+child_pid() {
+	for stat in /proc/[0-9]*/stat; do
+		read -r pid _ _ ppid _ <"$stat" 2>/dev/null || continue
+		[ "$ppid" = "$1" ] && echo "$pid" && return 0
+	done
+	return 1
+}
+
+rss_kib() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status" 2>/dev/null; }
+
+# balloon: a 512 MiB guest whose balloon the test host inflates to 256 MiB through the
+# control socket (`kdom balloon`), then deflates; the guest's MemTotal must follow and
+# `kdom balloon stats` must show the guest's statistics. kdom's RSS is reported as a figure.
+# With "reporting", free page reporting is on too: the 192 MiB the guest touched and freed
+# must come back to the host (pages_reported, RSS) before anything is inflated.
+balloon_scenario() {
+	mode=$1
+	ctl=$work/balloon.ctl
+	rm -f "$ctl"
+	settings=stats=1
+	[ "$mode" = reporting ] && settings=stats=1,free-page-reporting
+	# The VMM starts in the background: the previous run's console must not be read as its.
+	rm -f "$work/console" "$work/console.txt"
+	: >"$work/console"
+	t0=$(uptime_s)
+	timeout -k 5 "$limit" kdom run --memory 512 --balloon "$settings" --control "$ctl" \
+		--cmdline "console=ttyS0 kdom.action=balloon-watch:$((limit - 20))" --console stdio \
+		</dev/null >"$work/console" 2>"$work/stderr" &
+	vmm_pid=$!
+	check ready "guest touched 192 MiB and started watching its memory" wait_console 'kdom-guest: balloon-watch ready' "$limit"
+	base=$(sed -n 's/.*balloon-watch ready total_kib=\([0-9]*\).*/\1/p' "$work/console.txt")
+	# busybox's timeout execs the command in its own process (GNU's runs it as a child).
+	kdom_pid=$vmm_pid
+	[ "$(cat "/proc/$vmm_pid/comm" 2>/dev/null)" = kdom ] || kdom_pid=$(child_pid "$vmm_pid")
+	echo "E2E: kdom pid ${kdom_pid:-?} ($(cat "/proc/${kdom_pid:-0}/comm" 2>/dev/null))"
+	rss_before=$(rss_kib "$kdom_pid")
+	if [ "$mode" = reporting ]; then
+		# Linux reports free 2 MiB blocks a couple of seconds after they are freed (at boot,
+		# and the 192 MiB the guest just freed): wait for kdom's RSS to show it, 30 s at most.
+		n=0 reported=0 rss_reported=$rss_before
+		while [ "$n" -lt 30 ] && ! in_range "${rss_reported:-}" 1 $((${rss_before:-1} - 65536)); do
+			sleep 1
+			reported=$(kdom balloon --control "$ctl" stats 2>/dev/null | sed -n 's/^pages_reported: //p')
+			rss_reported=$(rss_kib "$kdom_pid")
+			n=$((n + 1))
+		done
+		echo "E2E-INFO $scenario: kdom VmRSS ${rss_before:-?} kB after the guest freed 192 MiB, ${rss_reported:-?} kB once it reported ${reported:-0} free pages"
+		check reported "guest reported free pages (${reported:-0}, want at least 16384 = 64 MiB)" in_range "${reported:-0}" 16384 1000000000
+		check rss-reported "kdom's RSS fell by at least 64 MiB after free page reporting (${rss_before:-?} -> ${rss_reported:-?} kB)" \
+			in_range "${rss_reported:-}" 1 $((${rss_before:-1} - 65536))
+		rss_before=$rss_reported
+	fi
+	check set "kdom balloon set 256 succeeded" kdom balloon --control "$ctl" set 256
+	want=$((base - 256 * 1024))
+	n=0
+	while [ "$n" -lt 60 ] && kill -0 "$vmm_pid" 2>/dev/null; do
+		refresh_console
+		total=$(guest_total_kib)
+		[ -n "$total" ] && [ "$total" -le $((want + 8192)) ] && break
+		sleep 1
+		n=$((n + 1))
+	done
+	inflated_total=$(guest_total_kib)
+	check inflate "guest MemTotal ${inflated_total:-?} kB after inflating 256 MiB (from ${base:-?} kB), want $((want - 8192))..$((want + 8192)) kB" \
+		in_range "${inflated_total:-0}" $((want - 8192)) $((want + 8192))
+	sleep 2  # a statistics period (stats=1) and the last frames discarded
+	rss_after=$(rss_kib "$kdom_pid")
+	echo "E2E-INFO $scenario: kdom VmRSS ${rss_before:-?} kB before inflating, ${rss_after:-?} kB with 256 MiB in the balloon"
+	# Without reporting, the guest's balloon pages include ones it had touched: RSS must fall.
+	# With it, those were given back already, so only report the figure.
+	[ "$mode" = reporting ] || check rss "kdom's RSS fell after inflating (${rss_before:-?} -> ${rss_after:-?} kB)" \
+		in_range "${rss_after:-}" 1 $((${rss_before:-1} - 1))
+	kdom balloon --control "$ctl" stats >"$work/stats" 2>&1
+	sed "s/^/E2E-INFO $scenario: stats: /" "$work/stats"
+	check stats "kdom balloon stats shows the guest's free_memory and total_memory" \
+		grep -q '^stats.free_memory: [0-9]' "$work/stats"
+	check actual "the guest reports 256 MiB in the balloon" grep -q '^actual_mib: 256$' "$work/stats"
+	check deflate-set "kdom balloon set 0 succeeded" kdom balloon --control "$ctl" set 0
+	check deflate "guest MemTotal back to within 16 MiB of ${base:-?} kB" wait_console 'balloon-watch done went_down=1' 60
+	wait "$vmm_pid"
+	rc=$?
+	t1=$(uptime_s)
+	secs=$(echo "$t0 $t1" | awk '{printf "%.2f", $2 - $1}')
+	refresh_console
+	echo "E2E-TIME $scenario: guest run took ${secs}s, exit status $rc"
+	check exit "exit status $rc after poweroff, want 0" [ "$rc" = 0 ]
+	check socket-removed "kdom removed its control socket" [ ! -e "$ctl" ]
 }
 
 dump_logs() {
@@ -257,7 +365,7 @@ for scenario in "$@"; do
 			check listener "the guest's listener ended cleanly" grep -q 'kdom-guest: vsock listener rc=0' "$work/console.txt"
 			check exit "exit status $rc, want 0" [ "$rc" = 0 ]
 			check socket-removed "kdom removed its socket $sock on exit" [ ! -e "$sock" ]
-		fi
+		fi balloon balloon-reporting
 		;;
 	debug-exit)
 		boot vmlinuz 1 256 exit:5

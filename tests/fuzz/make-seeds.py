@@ -80,3 +80,13 @@ for p in packets:
     data.append((gpa, p))
     gpa += 0x80
 write("fuzz_vsock", "stream-lifecycle", ring(3, descs, list(range(len(packets))), data=data, length=0xc00))
+# virtio-balloon: byte 1 picks the queue role (0 inflate, 1 deflate, 2 report, 3 stats).
+pfns = struct.pack("<6I", 1, 2, 3, 15, 16, 0xFFFFFFFF)
+balloon_pages = ring(2, [(0x800, len(pfns), 0, 0), (0x900, 7, 0, 0)], [0, 1], data=[(0x800, pfns), (0x900, pfns[:7])])
+for role, name in enumerate(["inflate", "deflate"]):
+    write("fuzz_balloon", name, balloon_pages[:1] + bytes([role]) + balloon_pages[2:])
+report = ring(1, [(0x1000, 0x1000, WRITE, 0), (0x100, 0x80, WRITE, 0)], [0, 1], length=0x1f00)
+write("fuzz_balloon", "report", report[:1] + bytes([2]) + report[2:])
+stats = b"".join(struct.pack("<HQ", tag, 1000 * tag) for tag in range(11)) + b"\x01"
+stats_ring = ring(1, [(0x800, len(stats), 0, 0), (0x900, len(stats), 0, 0)], [0, 1], data=[(0x800, stats), (0x900, stats)])
+write("fuzz_balloon", "stats", stats_ring[:1] + bytes([3]) + stats_ring[2:])

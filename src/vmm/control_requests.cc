@@ -1,0 +1,74 @@
+// Control request handling (JSON in, JSON out).
+#include "vmm/control_requests.h"
+
+#include <chrono>
+
+namespace kdom::vmm {
+
+namespace {
+constexpr uint64_t kPagesPerMib = (1024 * 1024) / devices::virtio::kBalloonPageSize;
+
+nlohmann::json error_reply(const std::string& message) { return {{"ok", false}, {"error", message}}; }
+}  // namespace
+
+ControlRequests::ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib)
+    : balloon_(std::move(balloon)), memory_mib_(memory_mib) {}
+
+std::string ControlRequests::handle_line(const std::string& line) {
+  nlohmann::json request = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (request.is_discarded()) return error_reply("the request is not valid JSON").dump();
+  return handle(request).dump();
+}
+
+nlohmann::json ControlRequests::handle(const nlohmann::json& request) {
+  if (!request.is_object()) return error_reply("the request must be a JSON object");
+  auto op = request.find("op");
+  if (op == request.end() || !op->is_string()) return error_reply("the request has no \"op\" string");
+  const std::string name = op->get<std::string>();
+  if (name == "balloon-set" || name == "balloon-stats") {
+    if (!balloon_) return error_reply("this domain has no balloon device (start it with --balloon)");
+    return name == "balloon-set" ? balloon_set(request) : balloon_stats();
+  }
+  return error_reply("unknown op '" + name + "' (known: balloon-set, balloon-stats)");
+}
+
+nlohmann::json ControlRequests::balloon_set(const nlohmann::json& request) {
+  auto target = request.find("target_mib");
+  if (target == request.end() || !target->is_number_unsigned())
+    return error_reply("balloon-set needs \"target_mib\", a whole number of MiB");
+  const uint64_t mib = target->get<uint64_t>();
+  if (mib > memory_mib_)
+    return error_reply("balloon target " + std::to_string(mib) + " MiB is larger than guest memory (" +
+                       std::to_string(memory_mib_) + " MiB)");
+  if (mib * kPagesPerMib > UINT32_MAX)
+    return error_reply("balloon target " + std::to_string(mib) + " MiB is beyond the device's 16 TiB limit");
+  balloon_->set_target_pages(static_cast<uint32_t>(mib * kPagesPerMib));
+  return {{"ok", true}};
+}
+
+nlohmann::json ControlRequests::balloon_stats() {
+  const auto stats = balloon_->stats();
+  const auto counters = balloon_->counters();
+  nlohmann::json reply = {
+      {"ok", true},
+      {"target_mib", balloon_->target_pages() / kPagesPerMib},
+      {"actual_mib", balloon_->actual_pages() / kPagesPerMib},
+      {"actual_pages", balloon_->actual_pages()},
+      {"pages_inflated", counters.pages_inflated},
+      {"pages_deflated", counters.pages_deflated},
+      {"pages_reported", counters.pages_reported},
+      {"pages_refused", counters.pages_refused},
+      {"stats", stats.values},
+  };
+  if (stats.updated) {
+    const std::chrono::duration<double> age = std::chrono::steady_clock::now() - *stats.updated;
+    reply["stats_age_s"] = age.count();
+  } else {
+    reply["stats_age_s"] = nullptr;
+  }
+  // The guest answers asynchronously: the next request sees what this one asked for.
+  balloon_->request_stats();
+  return reply;
+}
+
+}  // namespace kdom::vmm

@@ -1,0 +1,51 @@
+// ControlSocket: the control socket of a running domain (`kdom run --control PATH`): a Unix
+// stream socket on which each request is one JSON object on a line and each reply one JSON
+// line, handled by ControlRequests. It is served in the device event loop, never in a vCPU
+// thread. The socket file is created by kdom (an existing path is refused, never replaced)
+// and removed when the domain ends.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "base/unique_fd.h"
+#include "vmm/control_requests.h"
+#include "vmm/event_loop.h"
+
+namespace kdom::vmm {
+
+class ControlSocket {
+ public:
+  // At most this many clients at once (others are closed at once), and this many bytes in one
+  // request line (a longer one gets an error reply and the connection is closed).
+  static constexpr size_t kMaxConnections = 16;
+  static constexpr size_t kMaxLineBytes = 64 * 1024;
+
+  // Binds and listens on `path` and serves it in `events`. Throws Error when the path exists
+  // or cannot be bound. `events` and `requests` must outlive this object, and `events` must
+  // be stopped before it is destroyed (or never started).
+  ControlSocket(const std::string& path, EventLoop& events, ControlRequests& requests);
+  ~ControlSocket();
+  ControlSocket(const ControlSocket&) = delete;
+  ControlSocket& operator=(const ControlSocket&) = delete;
+
+  const std::string& path() const { return path_; }
+
+ private:
+  struct Connection {
+    UniqueFd fd;
+    std::string pending;  // bytes received after the last complete line
+  };
+  void accept_clients();
+  void serve(int fd);
+  void close_connection(int fd);
+
+  std::string path_;
+  EventLoop& events_;
+  ControlRequests& requests_;
+  UniqueFd listener_;
+  std::map<int, std::unique_ptr<Connection>> connections_;  // touched only in the loop's thread
+};
+
+}  // namespace kdom::vmm
