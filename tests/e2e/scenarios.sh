@@ -365,7 +365,13 @@ for scenario in "$@"; do
 			check listener "the guest's listener ended cleanly" grep -q 'kdom-guest: vsock listener rc=0' "$work/console.txt"
 			check exit "exit status $rc, want 0" [ "$rc" = 0 ]
 			check socket-removed "kdom removed its socket $sock on exit" [ ! -e "$sock" ]
-		fi balloon balloon-reporting
+		fi
+		;;
+	balloon)
+		balloon_scenario plain
+		;;
+	balloon-reporting)
+		balloon_scenario reporting
 		;;
 	debug-exit)
 		boot vmlinuz 1 256 exit:5
