@@ -26,6 +26,9 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
   std::vector<std::string> disks;
   app.add_flag("--rng", config.entropy, "add a virtio-rng device (entropy from the host's getrandom)");
   app.add_option("--disk", disks, "virtio-blk disk: PATH[,ro][,serial=ID] (repeatable)")->take_all();
+  std::vector<std::string> nets;
+  app.add_option("--net", nets, "virtio-net on a TAP: tap=NAME|fd=N[,mac=XX:XX:XX:XX:XX:XX][,id=ID] (repeatable)")
+      ->take_all();
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 consumes from the back
   try {
@@ -50,6 +53,7 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
   config.cmdline = cmdline_given ? cmdline : kDefaultCmdline;
   config.console = vmm::parse_console(console);
   for (const auto& disk : disks) config.disks.push_back(vmm::parse_disk(disk));
+  for (const auto& net : nets) config.nets.push_back(vmm::parse_net(net));
   vmm::validate(config);
   return parsed;
 }
