@@ -65,3 +65,15 @@ request(0x850, blk_header(13, 0), [(0x910, 16, 0)], 0x7f5)
 data += [(0x900, struct.pack("<QII", 8, 8, 0)), (0x910, struct.pack("<QII", 16, 8, 1))]
 write("fuzz_block", "six-requests", ring(5, descs, heads, data=data, length=0x1a00))
 write("fuzz_block", "six-requests-ro", bytes([0x45]) + ring(5, descs, heads, data=data, length=0x1a00)[1:])
+
+# virtio-net transmit: a header and a frame in two readable buffers, and one in a single buffer.
+net_header = struct.pack("<BBHHHHH", 0, 0, 0, 0, 0, 0, 0)
+write("fuzz_net", "two-frames-tx",
+      ring(3, [(0x400, 12, NEXT, 1), (0x500, 60, 0, 0), (0x600, 72, 0, 0)], [0, 2],
+           data=[(0x400, net_header), (0x600, net_header)]) + bytes([0x00]))
+# virtio-net receive (byte 0 bit 6): four writable buffers, mergeable (last byte bit 0).
+rx = bytearray(ring(3, [(0x400, 1526, WRITE, 0), (0xa00, 1526, WRITE, 0), (0x1000, 64, WRITE, 0),
+                        (0x1100, 2048, WRITE, 0)], [0, 1, 2, 3], event_idx=True, length=0x1200))
+rx[0] |= 0x40
+write("fuzz_net", "four-buffers-rx-mergeable", bytes(rx) + bytes([0x0b]))
+write("fuzz_net", "four-buffers-rx", bytes(rx) + bytes([0x0a]))
