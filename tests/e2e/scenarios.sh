@@ -244,7 +244,13 @@ for scenario in "$@"; do
 		check host-to-guest "peer sent $bytes bytes sha256 $send_sum; guest got $(field "$got_line" bytes) bytes sha256 $(field "$got_line" sha256)" [ "$ok" = yes ]
 		check exit "exit status $rc, want 0" [ "$rc" = 0 ]
 		up=$(field "$sent_line" secs) down=$(field "$got_line" secs)
-		echo "E2E-TIME $scenario: guest->host $mib MiB in ${up:-?}s ($(echo "$mib ${up:-0}" | awk '{ if ($2 > 0) printf "%.1f", $1 * 1.048576 / $2; else print "?" }') MB/s), host->guest $mib MiB in ${down:-?}s ($(echo "$mib ${down:-0}" | awk '{ if ($2 > 0) printf "%.1f", $1 * 1.048576 / $2; else print "?" }') MB/s), nested TCG"
+		up_packets=$(field "$sent_line" packets) down_packets=$(field "$got_line" packets)
+		# rate AMOUNT SECONDS: AMOUNT per second, one decimal
+		rate() { awk -v a="$1" -v s="${2:-0}" 'BEGIN { if (s > 0) printf "%.1f", a / s; else print "?" }'; }
+		mb=$(awk -v m="$mib" 'BEGIN { print m * 1.048576 }')
+		echo "E2E-TIME $scenario: guest->host $mib MiB in ${up:-?}s: $(rate "$mb" "$up") MB/s, $(rate "${up_packets:-0}" "$up") frames/s; host->guest $mib MiB in ${down:-?}s: $(rate "$mb" "$down") MB/s, $(rate "${down_packets:-0}" "$down") frames/s (nested TCG)"
+		# One line for bench/virtio-net.sh.
+		echo "E2E-NET vmm=$vmm mib=$mib up_secs=${up:-missing} up_packets=${up_packets:-missing} down_secs=${down:-missing} down_packets=${down_packets:-missing}"
 		umount "$ns" 2>/dev/null
 		rm -f "$ns" "$work/net-send" "$work/net-recv" "$work/net-hold"
 		in_netns= net_tap= extra_cmdline=
