@@ -156,7 +156,8 @@ void NetDevice::on_backend_readable() {
   bool used = false;
   try {
     used = receive_locked();
-  } catch (const VirtqueueError& error) {
+  } catch (const Error& error) {
+    // Nothing may escape into the event loop: stop receiving, report at the next notify.
     rx_broken_ = true;
     watch_backend_locked(false);
     rx_failure_ = "virtio-net " + backend_->describe() + " receive queue: " + error.what();
@@ -286,7 +287,9 @@ bool NetDevice::transmit_locked() {
     if (sent < 0) {
       // The back end refused the frame (a bad offload header, the interface is down, its
       // queue is full): a network may lose frames, the guest's protocols recover.
-      ++stats_.tx_dropped;
+      if (stats_.tx_dropped++ == 0)
+        log_line("virtio-net " + backend_->describe() + ": a frame from the guest was dropped: " +
+                 std::strerror(static_cast<int>(-sent)) + " (later drops are only counted)");
     } else {
       ++stats_.tx_frames;
       stats_.tx_bytes += bytes - sizeof(NetHeader);
