@@ -2,24 +2,26 @@
 # virtio-net throughput: kdom against QEMU (virtio-net-pci, -netdev tap, no vhost) in the
 # same nested test host, on the same TAP-on-a-bridge set-up as the e2e scenario `net`.
 #
-#   bench/virtio-net.sh [-n ROUNDS] [--mib N] [--l1-log FILE]
+#   bench/virtio-net.sh [-n ROUNDS] [--mib N] [--qemu-cpu MODEL] [--l1-log FILE]
 #
 # In one test-host run (scripts/test-host.sh --with-qemu) the VMMs take turns, ROUNDS times
 # (default 1), each booting the default guest (512 MiB, 1 vCPU) with kdom.action=net-test:
 # the guest sends N MiB (default 32) to the test host over TCP (busybox nc) and receives N
 # MiB back; tests/e2e/scenarios.sh checks both sha256 and prints one "E2E-NET" line per run
 # with each direction's seconds and the frames the guest's eth0 counted (with TSO a frame
-# can hold up to 64 KiB). Figures: MB/s and frames/s each way (medians over rounds), and
+# can hold up to 64 KiB). QEMU runs with -cpu host (--qemu-cpu), so that the guest kernel
+# picks the same copy and checksum routines as under kdom, which passes the host's CPUID. Figures: MB/s and frames/s each way (medians over rounds), and
 # the ratio kdom/QEMU (above 1: kdom is faster). The test host is QEMU TCG: absolute
 # figures are far below hardware's; compare ratios.
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-rounds=1 mib=32 l1_log=
+rounds=1 mib=32 qemu_cpu=host l1_log=
 while [ $# -gt 0 ]; do
 	case $1 in
 	-n) rounds=${2:?}; shift 2 ;;
 	--mib) mib=${2:?}; shift 2 ;;
+	--qemu-cpu) qemu_cpu=${2:?}; shift 2 ;;
 	--l1-log) l1_log=${2:?}; shift 2 ;;
 	-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) bench_die "unknown option $1 (see --help)" ;;
@@ -29,7 +31,7 @@ done
 [[ "$mib" =~ ^[0-9]+$ ]] && [ "$mib" -ge 1 ] || bench_die "--mib wants a positive number"
 
 out=$(bench_results_dir virtio-net)
-bench_header "virtio-net throughput (bench/virtio-net.sh), $mib MiB each way, $rounds round(s); raw logs in $out"
+bench_header "virtio-net throughput (bench/virtio-net.sh), $mib MiB each way, $rounds round(s), QEMU -cpu $qemu_cpu; raw logs in $out"
 if [ -z "$l1_log" ]; then
 	if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
 		cmake --build "$BUILD" -j2 --target kdom >"$out/build.log" 2>&1 || bench_die "building kdom failed (log: $out/build.log)"
@@ -38,7 +40,9 @@ if [ -z "$l1_log" ]; then
 	l1_log=$out/l1-console.log
 	cat >"$out/net-suite.sh" <<-SUITE
 		for i in \$(seq $rounds); do
-			for vmm in kdom qemu; do KDOM_E2E_NET_MIB=$mib sh e2e/scenarios.sh \$vmm 600 net; done
+			for vmm in kdom qemu; do
+				KDOM_E2E_NET_MIB=$mib KDOM_E2E_QEMU_CPU=$qemu_cpu sh e2e/scenarios.sh \$vmm 600 net
+			done
 		done
 	SUITE
 	"$REPO/scripts/test-host.sh" --with-qemu --kdom "$out/bin/kdom" --timeout 1800 \

@@ -64,6 +64,8 @@ boot() {
 			-no-user-config -serial stdio -no-reboot -device pvpanic \
 			-device isa-debug-exit,iobase=0xf4,iosize=0x04 -action panic=exit-failure \
 			-kernel "$guest/$kernel" -initrd "$guest/initramfs.cpio.gz" -append "$cmdline"
+		# KDOM_E2E_QEMU_CPU (e.g. host, as kdom gives its guests): QEMU's CPU model.
+		[ -z "${KDOM_E2E_QEMU_CPU:-}" ] || set -- "$@" -cpu "$KDOM_E2E_QEMU_CPU"
 		[ -z "${net_tap:-}" ] || set -- "$@" -netdev "tap,id=net0,ifname=$net_tap,script=no,downscript=no" \
 			-device "virtio-net-pci,netdev=net0,mac=$net_mac"
 		echo "E2E: ${in_netns:+$in_netns }qemu-system-x86_64 $*"
