@@ -31,10 +31,10 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/pvpanic.h"
 #include "devices/legacy/reset_control.h"
+#include "devices/net/tap.h"
 #include "devices/virtio/block.h"
 #include "devices/virtio/entropy.h"
 #include "devices/virtio/net.h"
-#include "devices/net/tap.h"
 #include "vmm/kvm_interrupt_line.h"
 #include "vmm/vcpu_report.h"
 
