@@ -4,19 +4,23 @@
 // mergeable buffers, several (num_buffers); hostile chains fail alone; with no receive
 // buffers the device holds the frame and stops watching the back end until the driver
 // notifies; the driver's features decide the back end's offloads; config space, MACs and
-// --net parsing.
+// --net parsing; and with the VMM's event loop, that receiving pauses instead of spinning.
 #include "devices/virtio/net.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <numeric>
+#include <thread>
 #include <vector>
 
 #include "base/unique_fd.h"
+#include "vmm/event_loop.h"
 #include "vmm/vm_config.h"
 
 namespace kdom::devices::virtio {
@@ -370,6 +374,60 @@ TEST_F(VirtioNetTest, NothingHappensBeforeActivation) {
   device->notify_queue(NetDevice::kTxQueue);
   EXPECT_FALSE(watching);
   EXPECT_TRUE(watch_calls.empty());
+}
+
+// With the VMM's real event loop watching the back end, as Domain wires it: frames arrive in
+// the loop's thread; with no buffers left the fd is no longer watched (the loop does not spin
+// on a readable fd), and a receive notification from another thread (a vCPU) resumes it.
+TEST_F(VirtioNetTest, InTheEventLoopReceivingPausesWithoutBuffersAndResumesOnNotify) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+  UniqueFd host_end(fds[1]);
+  vmm::EventLoop loop;
+  std::atomic<int> wakeups{0};
+  NetDevice looped(NetDeviceConfig{default_mac(0), ""}, std::make_unique<SocketBackend>(UniqueFd(fds[0]), &offloads),
+                   [&](int fd, std::function<void()> on_readable) {
+                     if (on_readable)
+                       loop.add(fd, [&wakeups, handler = std::move(on_readable)] {
+                         ++wakeups;
+                         handler();
+                       });
+                     else
+                       loop.remove(fd);
+                   });
+  // Stops the loop before `looped` goes away, also when an assertion returns early.
+  struct StopLoop {
+    vmm::EventLoop& loop;
+    ~StopLoop() { loop.stop(); }
+  } stop_loop{loop};
+  loop.start();
+  auto rx_queue = std::make_shared<Virtqueue>(memory, rx.config());
+  auto tx_queue = std::make_shared<Virtqueue>(memory, tx.config());
+  std::atomic<int> rx_interrupts{0};
+  looped.activate(memory, kBaseFeatures | kNetFeatureMrgRxbuf, {rx_queue, tx_queue},
+                  [&](uint16_t queue) { rx_interrupts += queue == NetDevice::kRxQueue; }, [] {});
+  rx.add({{kBuffers, 2048, true}});
+  const auto first = frame_with_payload(500, 1), second = frame_with_payload(600, 2);
+  ASSERT_EQ(::send(host_end.get(), first.data(), first.size(), 0), static_cast<ssize_t>(first.size()));
+  ASSERT_EQ(::send(host_end.get(), second.data(), second.size(), 0), static_cast<ssize_t>(second.size()));
+  auto wait_for = [](const std::function<bool()>& done) {
+    for (int i = 0; i < 400 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return done();
+  };
+  ASSERT_TRUE(wait_for([&] { return looped.stats().rx_frames == 1 && !looped.watching_backend(); }));
+  EXPECT_EQ(rx.used_idx(), 1);
+  EXPECT_GE(rx_interrupts.load(), 1);
+  const int wakeups_when_paused = wakeups.load();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(wakeups.load(), wakeups_when_paused);  // the second frame waits in the socket
+  rx.add({{kBuffers + 0x1000, 2048, true}});
+  looped.notify_queue(NetDevice::kRxQueue);
+  EXPECT_EQ(looped.stats().rx_frames, 2u);
+  EXPECT_TRUE(looped.watching_backend());
+  const auto third = frame_with_payload(100, 3);
+  rx.add({{kBuffers + 0x2000, 2048, true}});
+  ASSERT_EQ(::send(host_end.get(), third.data(), third.size(), 0), static_cast<ssize_t>(third.size()));
+  EXPECT_TRUE(wait_for([&] { return looped.stats().rx_frames == 3; }));
 }
 
 TEST(NetMac, DefaultsAreLocallyAdministeredUnicastAndStablePerIndex) {
