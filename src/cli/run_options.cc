@@ -36,6 +36,9 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
       ->expected(0, 1);
   app.add_option("--control", config.control_path, "listen for control requests (kdom balloon) on this Unix socket");
   app.add_option("--disk", disks, "virtio-blk disk: PATH[,ro][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N] (repeatable; bw and iops are per-second limits)")->take_all();
+  std::vector<std::string> nets;
+  app.add_option("--net", nets, "virtio-net on a TAP: tap=NAME|fd=N[,mac=XX:XX:XX:XX:XX:XX][,id=ID] (repeatable)")
+      ->take_all();
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 consumes from the back
   try {
@@ -63,6 +66,7 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
   if (!vsock.empty()) config.vsock = vmm::parse_vsock(vsock);
   for (const auto& disk : disks) config.disks.push_back(vmm::parse_disk(disk));
   if (balloon_given) config.balloon = vmm::parse_balloon(balloon);
+  for (const auto& net : nets) config.nets.push_back(vmm::parse_net(net));
   vmm::validate(config);
   return parsed;
 }

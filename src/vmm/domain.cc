@@ -33,10 +33,12 @@
 #include "devices/legacy/pvpanic.h"
 #include "devices/legacy/reset_control.h"
 #include "devices/virtio/balloon.h"
+#include "devices/net/tap.h"
 #include "devices/virtio/block.h"
 #include "devices/virtio/console.h"
 #include "devices/virtio/entropy.h"
 #include "devices/virtio/vsock.h"
+#include "devices/virtio/net.h"
 #include "vmm/kvm_interrupt_line.h"
 #include "vmm/vcpu_report.h"
 
@@ -169,6 +171,24 @@ void Domain::build_devices() {
     balloon.free_page_reporting = config_.balloon->free_page_reporting;
     balloon_ = std::make_shared<devices::virtio::BalloonDevice>(balloon);
     pci_->add_virtio(balloon_);
+  }
+  for (size_t index = 0; index < config_.nets.size(); ++index) {
+    const NetConfig& net = config_.nets[index];
+    std::unique_ptr<devices::net::Tap> backend =
+        net.tap.empty() ? devices::net::Tap::adopt(net.fd) : devices::net::Tap::open_by_name(net.tap);
+    devices::virtio::NetDeviceConfig device_config{
+        net.mac.value_or(devices::virtio::default_mac(static_cast<uint32_t>(index))), net.id};
+    EventLoop* events_loop = &device_events_;
+    auto watch = [events_loop](int fd, std::function<void()> on_readable) {
+      if (on_readable)
+        events_loop->add(fd, std::move(on_readable));
+      else
+        events_loop->remove(fd);
+    };
+    auto device = std::make_shared<devices::virtio::NetDevice>(device_config, std::move(backend), watch);
+    log_line("net" + std::to_string(index) + ": virtio-net on " + device->backend_name() + ", MAC " +
+             devices::virtio::format_mac(device->mac()));
+    pci_->add_virtio(device);
   }
   io_bus_.add(devices::pci::PciConfigIo::kBase, devices::pci::PciConfigIo::kLength,
               pci_->config_io(std::make_shared<devices::ResetControl>(events)));

@@ -120,6 +120,63 @@ BalloonConfig parse_balloon(const std::string& text) {
   return balloon;
 }
 
+std::array<uint8_t, 6> parse_mac(const std::string& text) {
+  std::array<uint8_t, 6> mac{};
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  bool ok = text.size() == 17;
+  for (size_t i = 0; ok && i < 6; ++i) {
+    const int high = hex(text[3 * i]), low = hex(text[3 * i + 1]);
+    if (high < 0 || low < 0 || (i < 5 && text[3 * i + 2] != ':')) ok = false;
+    else mac[i] = static_cast<uint8_t>(high << 4 | low);
+  }
+  if (!ok) throw Error("MAC address '" + text + "' is malformed (want six hex bytes: 52:54:00:12:34:56)");
+  if (mac[0] & 1) throw Error("MAC address '" + text + "' is a multicast address (the first byte must be even)");
+  if (mac == std::array<uint8_t, 6>{}) throw Error("MAC address '" + text + "' is all zeroes");
+  return mac;
+}
+
+NetConfig parse_net(const std::string& text) {
+  const std::string usage = " (tap=NAME|fd=N[,mac=XX:XX:XX:XX:XX:XX][,id=ID])";
+  NetConfig net;
+  bool fd_given = false;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = text.find(',', start);
+    const std::string part = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (part.rfind("tap=", 0) == 0) {
+      net.tap = part.substr(4);
+      if (net.tap.empty()) throw Error("--net '" + text + "': tap= needs an interface name" + usage);
+    } else if (part.rfind("fd=", 0) == 0) {
+      const std::string number = part.substr(3);
+      if (number.empty() || number.size() > 9 || number.find_first_not_of("0123456789") != std::string::npos)
+        throw Error("--net '" + text + "': fd= needs a file descriptor number, not '" + number + "'");
+      net.fd = std::stoi(number);
+      fd_given = true;
+    } else if (part.rfind("mac=", 0) == 0) {
+      try {
+        net.mac = parse_mac(part.substr(4));
+      } catch (const Error& error) {
+        throw Error("--net '" + text + "': " + error.what());
+      }
+    } else if (part.rfind("id=", 0) == 0) {
+      net.id = part.substr(3);
+      if (net.id.empty()) throw Error("--net '" + text + "': id= needs a name" + usage);
+    } else {
+      throw Error("--net '" + text + "': unknown setting '" + part + "'" + usage);
+    }
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (net.tap.empty() && !fd_given) throw Error("--net '" + text + "': needs tap=NAME or fd=N" + usage);
+  if (!net.tap.empty() && fd_given) throw Error("--net '" + text + "': give tap=NAME or fd=N, not both" + usage);
+  return net;
+}
+
 ConsoleConfig parse_console(const std::string& text) {
   if (text == "stdio") return {ConsoleKind::kStdio, ""};
   if (text == "pty") return {ConsoleKind::kPty, ""};
@@ -197,6 +254,13 @@ void validate(const VmConfig& config) {
   if (config.hvc && config.hvc->backend.kind == ConsoleKind::kStdio && config.console.kind == ConsoleKind::kStdio)
     throw Error("--hvc stdio and --console stdio both want the terminal; give one of them another back end "
                 "(e.g. --console none)");
+  for (size_t i = 0; i < config.nets.size(); ++i)
+    for (size_t j = 0; j < i; ++j) {
+      const NetConfig &a = config.nets[i], &b = config.nets[j];
+      if (!a.tap.empty() && a.tap == b.tap) throw Error("--net: TAP '" + a.tap + "' is given twice");
+      if (a.fd >= 0 && a.fd == b.fd) throw Error("--net: fd " + std::to_string(a.fd) + " is given twice");
+      if (a.mac && b.mac && *a.mac == *b.mac) throw Error("--net: two interfaces have the same MAC address");
+    }
   check_device_ids(config);
 }
 
@@ -207,6 +271,7 @@ void check_device_ids(const VmConfig& config) {
     if (!seen.insert(id).second) throw Error(std::string(option) + ": device id '" + id + "' is used twice");
   };
   for (const auto& disk : config.disks) add(disk.id, "--disk");
+  for (const auto& net : config.nets) add(net.id, "--net");
   if (config.hvc) add(config.hvc->id, "--hvc");
   if (config.vsock) add(config.vsock->id, "--vsock");
   if (config.balloon) add(config.balloon->id, "--balloon");

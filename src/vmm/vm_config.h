@@ -2,6 +2,7 @@
 // the daemon's API later).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -52,6 +53,14 @@ struct BalloonConfig {
   std::string id;
 };
 
+// A virtio-net interface on a TAP device: by name, or an already open TAP fd.
+struct NetConfig {
+  std::string tap;  // interface name, or empty when fd is given
+  int fd = -1;      // an open TAP fd (inherited from the caller), or -1
+  std::optional<std::array<uint8_t, 6>> mac;  // none: kdom's default for the device's index
+  std::string id;
+};
+
 struct VmConfig {
   std::string kernel_path;
   std::optional<std::string> initrd_path;
@@ -65,6 +74,7 @@ struct VmConfig {
   std::optional<VsockConfig> vsock;
   std::optional<BalloonConfig> balloon;
   std::string control_path;  // a Unix socket for runtime control requests (empty: none)
+  std::vector<NetConfig> nets;
 };
 
 // Parses "PATH[,ro][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N]"; throws Error naming the bad part.
@@ -73,6 +83,10 @@ DiskConfig parse_disk(const std::string& text);
 // Parses "[target=MIB][,stats=SECONDS][,deflate-on-oom][,free-page-reporting][,id=ID]";
 // throws Error naming the bad part.
 BalloonConfig parse_balloon(const std::string& text);
+// Parses "tap=NAME|fd=N[,mac=XX:XX:XX:XX:XX:XX][,id=ID]"; throws Error naming the bad part.
+NetConfig parse_net(const std::string& text);
+// Parses "52:54:00:12:34:56" (unicast: the low bit of the first byte clear); throws Error.
+std::array<uint8_t, 6> parse_mac(const std::string& text);
 
 // Parses "stdio", "pty", "none" or "file:PATH"; throws Error naming the bad value.
 ConsoleConfig parse_console(const std::string& text);

@@ -105,6 +105,31 @@ expect balloon-no-socket "no control socket" -- "$kdom" balloon --control "$work
 expect balloon-no-control "needs --control" -- "$kdom" balloon set 64
 expect balloon-bad-mib "whole number of MiB" -- "$kdom" balloon --control "$work/nope.sock" set much
 expect balloon-bad-subcommand "expected 'set MIB' or 'stats'" -- "$kdom" balloon --control "$work/nope.sock" pop
+expect net-bad-mac "MAC address" -- "$kdom" run --kernel "$probe" --net tap=kdombad0,mac=52:54:00:12:34
+expect net-multicast-mac "multicast" -- "$kdom" run --kernel "$probe" --net tap=kdombad0,mac=01:00:5e:00:00:01
+expect net-bad-setting "unknown setting" -- "$kdom" run --kernel "$probe" --net tap=kdombad0,queues=4
+expect net-no-backend "needs tap=NAME or fd=N" -- "$kdom" run --kernel "$probe" --net mac=52:54:00:12:34:56
+expect net-fd-not-open "is not an open file descriptor" -- "$kdom" run --kernel "$probe" --net fd=77
+expect net-fd-not-tap "is not a TAP device" -- "$kdom" run --kernel "$probe" --net fd=3 3<"$probe"
+expect net-name-too-long "not a valid interface name" -- "$kdom" run --kernel "$probe" --net tap=a-name-longer-than-15
+if [ -c /dev/net/tun ] && [ "$(id -u)" -eq 0 ]; then
+  expect net-not-a-tap "not a TAP device" -- "$kdom" run --kernel "$probe" --net tap=lo
+  # A TAP that another kdom holds (an idle probe guest keeps it open) cannot be attached twice.
+  idle=$(dirname "$probe")/idle-after-touch.elf
+  if [ -f "$idle" ]; then
+    "$kdom" run --kernel "$idle" --net tap=kdombusy0 --console none </dev/null >/dev/null 2>"$work/holder.err" &
+    holder=$!
+    for _ in $(seq 100); do grep -q 'net0:' "$work/holder.err" && break; sleep 0.1; done
+    expect net-tap-in-use "in use by another process" -- "$kdom" run --kernel "$probe" --net tap=kdombusy0
+    kill "$holder" 2>/dev/null
+    wait "$holder" 2>/dev/null
+  fi
+  if command -v setpriv >/dev/null; then
+    # root without CAP_NET_ADMIN: /dev/kvm opens, creating a TAP does not.
+    expect net-no-permission "no permission to create or attach it" -- \
+      setpriv --bounding-set=-net_admin --inh-caps=-net_admin "$kdom" run --kernel "$probe" --net tap=kdomnoperm0
+  fi
+fi
 if command -v unshare >/dev/null; then
   # A /dev without kvm in it, in a private mount namespace.
   expect no-dev-kvm "/dev/kvm does not exist" -- unshare --mount sh -c "mount -t tmpfs none /dev && exec \"$kdom\" run --kernel \"$probe\""

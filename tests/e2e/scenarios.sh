@@ -6,7 +6,7 @@
 #   sh scenarios.sh VMM LIMIT SCENARIO...
 #     VMM       kdom (the VMM under test) or qemu (reference: same guest under QEMU/KVM)
 #     LIMIT     seconds allowed for each guest run
-#     SCENARIO  boot-1vcpu boot-2vcpu boot-pvh reboot panic debug-exit disk rng hvc vsock balloon balloon-reporting
+#     SCENARIO  boot-1vcpu boot-2vcpu boot-pvh reboot panic debug-exit disk rng hvc vsock balloon balloon-reporting net
 #
 # Reports, one line each (parsed by run-e2e.sh):
 #   E2E-CHECK <scenario>.<check> PASS|FAIL <detail>
@@ -41,7 +41,7 @@ check() {
 # $work/stderr.
 boot() {
 	kernel=$1 vcpus=$2 memory=$3 action=$4
-	cmdline="console=ttyS0 kdom.action=$action"
+	cmdline="console=ttyS0 kdom.action=$action${extra_cmdline:+ $extra_cmdline}"
 	t0=$(uptime_s)
 	case "$vmm" in
 	kdom)
@@ -55,13 +55,14 @@ boot() {
 		[ -z "${rng:-}" ] || set -- "$@" --rng
 		# shellcheck disable=SC2086 # $extra holds whole options
 		[ -z "${extra:-}" ] || set -- "$@" $extra
+		[ -z "${net_tap:-}" ] || set -- "$@" --net "tap=$net_tap,mac=$net_mac"
 		set -- "$@" ${console_opt:---console stdio}
-		echo "E2E: kdom run $*"
+		echo "E2E: ${in_netns:+$in_netns }kdom run $*"
 		if [ -n "${feed:-}" ]; then
 			# Input through a pipe (read in kdom's device event loop).
-			(sleep 1; printf '%s\n' "$feed") | timeout -k 5 "$limit" kdom run "$@" >"$work/console" 2>"$work/stderr"
+			(sleep 1; printf '%s\n' "$feed") | $in_netns timeout -k 5 "$limit" kdom run "$@" >"$work/console" 2>"$work/stderr"
 		else
-			timeout -k 5 "$limit" kdom run "$@" </dev/null >"$work/console" 2>"$work/stderr"
+			$in_netns timeout -k 5 "$limit" kdom run "$@" </dev/null >"$work/console" 2>"$work/stderr"
 		fi
 		rc=$?
 		;;
@@ -71,8 +72,12 @@ boot() {
 			-no-user-config -serial stdio -no-reboot -device pvpanic \
 			-device isa-debug-exit,iobase=0xf4,iosize=0x04 -action panic=exit-failure \
 			-kernel "$guest/$kernel" -initrd "$guest/initramfs.cpio.gz" -append "$cmdline"
-		echo "E2E: qemu-system-x86_64 $*"
-		timeout -k 5 "$limit" qemu-system-x86_64 "$@" </dev/null >"$work/console" 2>"$work/stderr"
+		# KDOM_E2E_QEMU_CPU (e.g. host, as kdom gives its guests): QEMU's CPU model.
+		[ -z "${KDOM_E2E_QEMU_CPU:-}" ] || set -- "$@" -cpu "$KDOM_E2E_QEMU_CPU"
+		[ -z "${net_tap:-}" ] || set -- "$@" -netdev "tap,id=net0,ifname=$net_tap,script=no,downscript=no" \
+			-device "virtio-net-pci,netdev=net0,mac=$net_mac"
+		echo "E2E: ${in_netns:+$in_netns }qemu-system-x86_64 $*"
+		$in_netns timeout -k 5 "$limit" qemu-system-x86_64 "$@" </dev/null >"$work/console" 2>"$work/stderr"
 		rc=$?
 		;;
 	esac
@@ -372,6 +377,71 @@ for scenario in "$@"; do
 		;;
 	balloon-reporting)
 		balloon_scenario reporting
+		;;
+	net)
+		# virtio-net on a TAP: in a network namespace of its own, a bridge holding the
+		# peer's address (10.0.2.2) and a TAP for the guest (10.0.2.15). The guest pings
+		# the peer, then sends $mib MiB to the peer's port 5001 and receives $mib MiB from
+		# its port 5002 (busybox nc); both sides' sha256 must match.
+		mib=${KDOM_E2E_NET_MIB:-32}
+		ns=/run/kdom-e2e-net
+		mkdir -p /run && touch "$ns" && unshare --net="$ns" true
+		in_netns="nsenter --net=$ns"
+		net_tap=kdomtap0 net_mac=52:54:00:12:34:56
+		$in_netns ip link set lo up
+		$in_netns brctl addbr kdombr0
+		# (the test host's busybox brctl has no setfd; with STP off, ports forward at once)
+		$in_netns tunctl -t "$net_tap" >/dev/null
+		$in_netns brctl addif kdombr0 "$net_tap"
+		$in_netns ip link set "$net_tap" up
+		$in_netns ip addr add 10.0.2.2/24 dev kdombr0
+		$in_netns ip link set kdombr0 up
+		dd if=/dev/urandom of="$work/net-send" bs=1M count="$mib" 2>/dev/null
+		send_sum=$(sha256sum <"$work/net-send" | cut -d' ' -f1)
+		rm -f "$work/net-recv" "$work/net-hold"
+		# busybox nc ends the connection when its stdin ends: the receiver's never does.
+		mkfifo "$work/net-hold"
+		sleep 3600 >"$work/net-hold" &
+		holder=$!
+		$in_netns nc -l -p 5001 <"$work/net-hold" >"$work/net-recv" &
+		receiver=$!
+		$in_netns nc -l -p 5002 <"$work/net-send" &
+		sender=$!
+		extra_cmdline="kdom.ip=10.0.2.15/24 kdom.peer=10.0.2.2 kdom.net_mib=$mib"
+		boot vmlinuz 1 512 net-test
+		kill "$holder" "$receiver" "$sender" 2>/dev/null
+		wait "$holder" "$receiver" "$sender" 2>/dev/null
+		recv_sum=$(sha256sum <"$work/net-recv" | cut -d' ' -f1)
+		recv_bytes=$(wc -c <"$work/net-recv")
+		bytes=$((mib * 1048576))
+		mac_line=$(grep -m1 'kdom-guest: net eth0' "$work/console.txt")
+		sent_line=$(grep -m1 'kdom-guest: net sent' "$work/console.txt")
+		got_line=$(grep -m1 'kdom-guest: net received' "$work/console.txt")
+		field() { echo "$1" | sed -n "s/.* $2=\([^ ]*\).*/\1/p"; }
+		ok=no
+		[ "$(field "$mac_line" mac)" = "$net_mac" ] && [ "$(field "$mac_line" driver)" = virtio_net ] && ok=yes
+		check mac "guest's eth0: ${mac_line#*eth0 }, want mac=$net_mac driver=virtio_net" [ "$ok" = yes ]
+		replies=$(sed -n 's/.*kdom-guest: net ping .* replies=\([0-9]*\).*/\1/p' "$work/console.txt")
+		check ping "ping 10.0.2.2 from the guest: ${replies:-0} of 3 replies, want > 0" in_range "${replies:-0}" 1 3
+		ok=no
+		[ "$(field "$sent_line" sha256)" = "$recv_sum" ] && [ "$(field "$sent_line" bytes)" = "$bytes" ] &&
+			[ "$recv_bytes" = "$bytes" ] && ok=yes
+		check guest-to-host "guest sent $(field "$sent_line" bytes) bytes sha256 $(field "$sent_line" sha256); peer got $recv_bytes bytes sha256 $recv_sum" [ "$ok" = yes ]
+		ok=no
+		[ "$(field "$got_line" sha256)" = "$send_sum" ] && [ "$(field "$got_line" bytes)" = "$bytes" ] && ok=yes
+		check host-to-guest "peer sent $bytes bytes sha256 $send_sum; guest got $(field "$got_line" bytes) bytes sha256 $(field "$got_line" sha256)" [ "$ok" = yes ]
+		check exit "exit status $rc, want 0" [ "$rc" = 0 ]
+		up=$(field "$sent_line" secs) down=$(field "$got_line" secs)
+		up_packets=$(field "$sent_line" packets) down_packets=$(field "$got_line" packets)
+		# rate AMOUNT SECONDS: AMOUNT per second, one decimal
+		rate() { awk -v a="$1" -v s="${2:-0}" 'BEGIN { if (s > 0) printf "%.1f", a / s; else print "?" }'; }
+		mb=$(awk -v m="$mib" 'BEGIN { print m * 1.048576 }')
+		echo "E2E-TIME $scenario: guest->host $mib MiB in ${up:-?}s: $(rate "$mb" "$up") MB/s, $(rate "${up_packets:-0}" "$up") frames/s; host->guest $mib MiB in ${down:-?}s: $(rate "$mb" "$down") MB/s, $(rate "${down_packets:-0}" "$down") frames/s (nested TCG)"
+		# One line for bench/virtio-net.sh.
+		echo "E2E-NET vmm=$vmm mib=$mib up_secs=${up:-missing} up_packets=${up_packets:-missing} down_secs=${down:-missing} down_packets=${down_packets:-missing}"
+		umount "$ns" 2>/dev/null
+		rm -f "$ns" "$work/net-send" "$work/net-recv" "$work/net-hold"
+		in_netns= net_tap= extra_cmdline=
 		;;
 	debug-exit)
 		boot vmlinuz 1 256 exit:5

@@ -90,3 +90,14 @@ write("fuzz_balloon", "report", report[:1] + bytes([2]) + report[2:])
 stats = b"".join(struct.pack("<HQ", tag, 1000 * tag) for tag in range(11)) + b"\x01"
 stats_ring = ring(1, [(0x800, len(stats), 0, 0), (0x900, len(stats), 0, 0)], [0, 1], data=[(0x800, stats), (0x900, stats)])
 write("fuzz_balloon", "stats", stats_ring[:1] + bytes([3]) + stats_ring[2:])
+# virtio-net transmit: a header and a frame in two readable buffers, and one in a single buffer.
+net_header = struct.pack("<BBHHHHH", 0, 0, 0, 0, 0, 0, 0)
+write("fuzz_net", "two-frames-tx",
+      ring(3, [(0x400, 12, NEXT, 1), (0x500, 60, 0, 0), (0x600, 72, 0, 0)], [0, 2],
+           data=[(0x400, net_header), (0x600, net_header)]) + bytes([0x00]))
+# virtio-net receive (byte 0 bit 6): four writable buffers, mergeable (last byte bit 0).
+rx = bytearray(ring(3, [(0x400, 1526, WRITE, 0), (0xa00, 1526, WRITE, 0), (0x1000, 64, WRITE, 0),
+                        (0x1100, 2048, WRITE, 0)], [0, 1, 2, 3], event_idx=True, length=0x1200))
+rx[0] |= 0x40
+write("fuzz_net", "four-buffers-rx-mergeable", bytes(rx) + bytes([0x0b]))
+write("fuzz_net", "four-buffers-rx", bytes(rx) + bytes([0x0a]))

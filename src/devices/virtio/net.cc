@@ -1,0 +1,307 @@
+// virtio-net device: features and config space, receive (back end -> guest, mergeable
+// buffers or one chain per frame) and transmit (guest -> back end, gathered straight from
+// guest memory).
+#include "devices/virtio/net.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "base/error.h"
+#include "base/log.h"
+
+namespace kdom::devices::virtio {
+
+MacAddress default_mac(uint32_t index) {
+  return {0x02, 0x6b, 0x64, 0x00, static_cast<uint8_t>(index >> 8), static_cast<uint8_t>(index)};
+}
+
+std::string format_mac(const MacAddress& mac) {
+  char text[18];
+  std::snprintf(text, sizeof(text), "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4],
+                mac[5]);
+  return text;
+}
+
+unsigned net_offload_flags(uint64_t driver_features) {
+  if (!(driver_features & kNetFeatureGuestCsum)) return 0;
+  unsigned flags = net::kOffloadCsum;
+  if (driver_features & kNetFeatureGuestTso4) flags |= net::kOffloadTso4;
+  if (driver_features & kNetFeatureGuestTso6) flags |= net::kOffloadTso6;
+  if ((driver_features & kNetFeatureGuestEcn) && (flags & (net::kOffloadTso4 | net::kOffloadTso6)))
+    flags |= net::kOffloadTsoEcn;
+  return flags;
+}
+
+NetDevice::NetDevice(NetDeviceConfig config, std::unique_ptr<net::NetBackend> backend, BackendWatch watch)
+    : config_(std::move(config)), backend_(std::move(backend)), watch_(std::move(watch)), frame_(kMaxFrameBytes) {
+  if (!backend_) throw Error("virtio-net: no back end");
+}
+
+NetDevice::~NetDevice() {
+  std::lock_guard lock(mutex_);
+  // The owner's event loop may be gone already; stopping it is the owner's business then.
+  watching_ = false;
+}
+
+uint64_t NetDevice::offered_features() const {
+  return kFeatureVersion1 | kFeatureRingIndirectDesc | kFeatureRingEventIdx | kNetFeatureMac | kNetFeatureStatus |
+         kNetFeatureMrgRxbuf | kNetFeatureCsum | kNetFeatureGuestCsum | kNetFeatureHostTso4 | kNetFeatureHostTso6 |
+         kNetFeatureHostEcn | kNetFeatureGuestTso4 | kNetFeatureGuestTso6 | kNetFeatureGuestEcn;
+}
+
+void NetDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
+  NetConfigSpace space{};
+  std::memcpy(space.mac, config_.mac.data(), sizeof(space.mac));
+  space.status = kNetStatusLinkUp;
+  space.max_virtqueue_pairs = 1;
+  const auto* bytes = reinterpret_cast<const uint8_t*>(&space);
+  for (size_t i = 0; i < data.size(); ++i)
+    data[i] = (offset < sizeof(space) && i < sizeof(space) - offset) ? bytes[offset + i] : 0;
+}
+
+void NetDevice::activate(const GuestMemory& memory, uint64_t negotiated_features,
+                         std::vector<std::shared_ptr<Virtqueue>> queues, QueueInterrupt queue_interrupt,
+                         ConfigInterrupt) {
+  if (queues.size() != 2)
+    throw Error("virtio-net " + backend_->describe() + ": activated with " + std::to_string(queues.size()) +
+                " queues, expected 2");
+  std::lock_guard lock(mutex_);
+  clear_locked();
+  backend_->set_offload(net_offload_flags(negotiated_features));
+  memory_ = &memory;
+  rx_queue_ = queues[kRxQueue];
+  tx_queue_ = queues[kTxQueue];
+  queue_interrupt_ = std::move(queue_interrupt);
+  mergeable_ = (negotiated_features & kNetFeatureMrgRxbuf) != 0;
+  guest_csum_ = (negotiated_features & kNetFeatureGuestCsum) != 0;
+  if (rx_queue_) watch_backend_locked(true);
+}
+
+void NetDevice::reset() {
+  std::lock_guard lock(mutex_);
+  clear_locked();
+  try {
+    backend_->set_offload(0);
+  } catch (const Error& error) {
+    log_line(std::string("virtio-net: ") + error.what());
+  }
+}
+
+void NetDevice::clear_locked() {
+  watch_backend_locked(false);
+  memory_ = nullptr;
+  rx_queue_.reset();
+  tx_queue_.reset();
+  queue_interrupt_ = nullptr;
+  mergeable_ = guest_csum_ = false;
+  rx_broken_ = tx_broken_ = false;
+  rx_failure_.reset();
+  frame_bytes_ = 0;
+  rx_chains_.clear();
+  rx_chain_bytes_ = 0;
+}
+
+void NetDevice::watch_backend_locked(bool on) {
+  if (on == watching_) return;
+  if (watch_) {
+    if (on)
+      watch_(backend_->fd(), [this] { on_backend_readable(); });
+    else
+      watch_(backend_->fd(), nullptr);
+  }
+  watching_ = on;
+}
+
+NetDevice::Stats NetDevice::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+bool NetDevice::watching_backend() const {
+  std::lock_guard lock(mutex_);
+  return watching_;
+}
+
+void NetDevice::notify_queue(uint16_t queue_index) {
+  std::lock_guard lock(mutex_);
+  if (memory_ == nullptr) return;
+  if (rx_failure_) {
+    const std::string failure = *rx_failure_;
+    rx_failure_.reset();
+    throw VirtqueueError(failure);
+  }
+  bool used = false;
+  try {
+    if (queue_index == kRxQueue && rx_queue_ && !rx_broken_) {
+      used = receive_locked();
+    } else if (queue_index == kTxQueue && tx_queue_ && !tx_broken_) {
+      used = transmit_locked();
+    }
+  } catch (const VirtqueueError& error) {
+    (queue_index == kRxQueue ? rx_broken_ : tx_broken_) = true;
+    if (queue_index == kRxQueue) watch_backend_locked(false);
+    if (queue_interrupt_) queue_interrupt_(queue_index);
+    throw VirtqueueError("virtio-net " + backend_->describe() + " queue " + std::to_string(queue_index) + ": " +
+                         error.what());
+  }
+  if (used && queue_interrupt_) queue_interrupt_(queue_index);
+}
+
+void NetDevice::on_backend_readable() {
+  std::lock_guard lock(mutex_);
+  // A wake-up already queued when the device was reset or stopped watching.
+  if (memory_ == nullptr || !rx_queue_ || rx_broken_ || !watching_) return;
+  bool used = false;
+  try {
+    used = receive_locked();
+  } catch (const Error& error) {
+    // Nothing may escape into the event loop: stop receiving, report at the next notify.
+    rx_broken_ = true;
+    watch_backend_locked(false);
+    rx_failure_ = "virtio-net " + backend_->describe() + " receive queue: " + error.what();
+    log_line(*rx_failure_);
+  }
+  if (used && queue_interrupt_) queue_interrupt_(kRxQueue);
+}
+
+void NetDevice::fail_chain_locked(Virtqueue& queue, uint16_t head, bool& used) {
+  queue.push_used(head, 0);
+  ++stats_.bad_chains;
+  used = true;
+}
+
+bool NetDevice::receive_locked() {
+  bool used = false;
+  for (unsigned frames = 0; frames < kMaxRxFramesPerWake; ++frames) {
+    if (frame_bytes_ == 0) {
+      const ssize_t n = backend_->read_frame(frame_);
+      if (n == -EAGAIN || n == -EWOULDBLOCK) {
+        watch_backend_locked(true);  // drained: wait for the next frame
+        return used;
+      }
+      if (n < 0) {
+        // A back end that fails (the interface went away) would wake the loop forever.
+        log_line("virtio-net " + backend_->describe() + ": read: " + std::strerror(static_cast<int>(-n)) +
+                 "; receive stopped");
+        watch_backend_locked(false);
+        return used;
+      }
+      if (static_cast<size_t>(n) < sizeof(NetHeader)) {
+        ++stats_.rx_dropped;
+        continue;
+      }
+      frame_bytes_ = static_cast<size_t>(n);
+    }
+    if (deliver_pending_locked(used) == Delivery::kNoBuffers) {
+      // Keep the frame; the driver's next receive notification brings us back.
+      watch_backend_locked(false);
+      return used;
+    }
+  }
+  watch_backend_locked(true);
+  return used;
+}
+
+NetDevice::Delivery NetDevice::deliver_pending_locked(bool& used) {
+  Virtqueue& queue = *rx_queue_;
+  // Take chains until they hold the frame: one chain without mergeable buffers.
+  while (rx_chain_bytes_ < frame_bytes_ && (mergeable_ || rx_chains_.empty())) {
+    if (rx_chains_.size() >= queue.config().size) break;  // every descriptor is ours: cannot grow
+    uint32_t rejected = 0;
+    std::optional<DescriptorChain> chain = queue.next_request(&rejected);
+    if (rejected > 0) {
+      stats_.bad_chains += rejected;
+      used = true;
+    }
+    if (!chain) return Delivery::kNoBuffers;
+    const uint64_t writable = chain->writable_bytes();
+    // A receive chain is all device-writable, and the first one of a frame holds the header.
+    if (chain->readable_bytes() > 0 || writable == 0 ||
+        (rx_chains_.empty() && writable < sizeof(NetHeader))) {
+      fail_chain_locked(queue, chain->head, used);
+      continue;
+    }
+    rx_chain_bytes_ += writable;
+    rx_chains_.push_back(std::move(*chain));
+  }
+  if (rx_chain_bytes_ < frame_bytes_) {
+    // Larger than the buffers the guest gives (or can give): drop it, keep the chains.
+    ++stats_.rx_dropped;
+    frame_bytes_ = 0;
+    return Delivery::kDropped;
+  }
+
+  // How many chains the frame spans, then the header, then the copy.
+  uint16_t chains = 0;
+  for (uint64_t room = 0; room < frame_bytes_; ++chains) room += rx_chains_[chains].writable_bytes();
+  NetHeader header;
+  std::memcpy(&header, frame_.data(), sizeof(header));
+  header.num_buffers = chains;
+  if (!guest_csum_) header.flags = 0;
+  std::memcpy(frame_.data(), &header, sizeof(header));
+
+  size_t offset = 0;
+  for (uint16_t i = 0; i < chains; ++i) {
+    DescriptorChain chain = std::move(rx_chains_.front());
+    rx_chains_.pop_front();
+    rx_chain_bytes_ -= chain.writable_bytes();
+    uint32_t written = 0;
+    for (const VirtqBuffer& buffer : chain.buffers) {
+      if (offset == frame_bytes_) break;
+      const size_t length = std::min<size_t>(buffer.len, frame_bytes_ - offset);
+      memory_->write(buffer.addr, frame_.data() + offset, length);
+      offset += length;
+      written += static_cast<uint32_t>(length);
+    }
+    queue.push_used(chain.head, written);
+  }
+  ++stats_.rx_frames;
+  stats_.rx_bytes += frame_bytes_ - sizeof(NetHeader);
+  frame_bytes_ = 0;
+  used = true;
+  return Delivery::kDelivered;
+}
+
+bool NetDevice::transmit_locked() {
+  Virtqueue& queue = *tx_queue_;
+  bool used = false;
+  uint32_t rejected = 0;
+  std::vector<iovec> parts;
+  while (std::optional<DescriptorChain> chain = queue.next_request(&rejected)) {
+    const uint64_t bytes = chain->readable_bytes();
+    // A transmit chain is all device-readable: a header, then one frame.
+    if (chain->writable_bytes() > 0 || bytes < sizeof(NetHeader) || bytes > kMaxFrameBytes ||
+        chain->buffers.size() > kMaxTxBuffers) {
+      fail_chain_locked(queue, chain->head, used);
+      continue;
+    }
+    parts.clear();
+    for (const VirtqBuffer& buffer : chain->buffers) {
+      if (buffer.len == 0) continue;
+      const std::span<uint8_t> bytes_in_guest = memory_->slice(buffer.addr, buffer.len);
+      parts.push_back(iovec{bytes_in_guest.data(), bytes_in_guest.size()});
+    }
+    const ssize_t sent = backend_->write_frame(parts);
+    if (sent < 0) {
+      // The back end refused the frame (a bad offload header, the interface is down, its
+      // queue is full): a network may lose frames, the guest's protocols recover.
+      if (stats_.tx_dropped++ == 0)
+        log_line("virtio-net " + backend_->describe() + ": a frame from the guest was dropped: " +
+                 std::strerror(static_cast<int>(-sent)) + " (later drops are only counted)");
+    } else {
+      ++stats_.tx_frames;
+      stats_.tx_bytes += bytes - sizeof(NetHeader);
+    }
+    queue.push_used(chain->head, 0);
+    used = true;
+  }
+  if (rejected > 0) {
+    stats_.bad_chains += rejected;
+    used = true;
+  }
+  return used;
+}
+
+}  // namespace kdom::devices::virtio
