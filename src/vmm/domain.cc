@@ -177,7 +177,7 @@ void Domain::build_devices() {
     std::unique_ptr<devices::net::Tap> backend =
         net.tap.empty() ? devices::net::Tap::adopt(net.fd) : devices::net::Tap::open_by_name(net.tap);
     devices::virtio::NetDeviceConfig device_config{
-        net.mac.value_or(devices::virtio::default_mac(static_cast<uint32_t>(index))), net.id};
+        net.mac.value_or(devices::virtio::default_mac(static_cast<uint32_t>(index))), net.id, net.rate_limit};
     EventLoop* events_loop = &device_events_;
     auto watch = [events_loop](int fd, std::function<void()> on_readable) {
       if (on_readable)

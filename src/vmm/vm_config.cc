@@ -141,7 +141,8 @@ std::array<uint8_t, 6> parse_mac(const std::string& text) {
 }
 
 NetConfig parse_net(const std::string& text) {
-  const std::string usage = " (tap=NAME|fd=N[,mac=XX:XX:XX:XX:XX:XX][,id=ID])";
+  const std::string usage = " (tap=NAME|fd=N[,mac=XX:XX:XX:XX:XX:XX][,id=ID][,bw=BYTES][,pps=N])";
+  const std::string where = "--net '" + text + "'";
   NetConfig net;
   bool fd_given = false;
   size_t start = 0;
@@ -166,6 +167,12 @@ NetConfig parse_net(const std::string& text) {
     } else if (part.rfind("id=", 0) == 0) {
       net.id = part.substr(3);
       if (net.id.empty()) throw Error("--net '" + text + "': id= needs a name" + usage);
+    } else if (part.rfind("bw=", 0) == 0) {
+      net.rate_limit.bytes_per_second = parse_amount(part.substr(3), where + ": bw (bytes per second)", true);
+      if (net.rate_limit.bytes_per_second == 0) throw Error(where + ": bw must be above 0 (leave it out for no limit)");
+    } else if (part.rfind("pps=", 0) == 0) {
+      net.rate_limit.ops_per_second = parse_amount(part.substr(4), where + ": pps (frames per second)", true);
+      if (net.rate_limit.ops_per_second == 0) throw Error(where + ": pps must be above 0 (leave it out for no limit)");
     } else {
       throw Error("--net '" + text + "': unknown setting '" + part + "'" + usage);
     }

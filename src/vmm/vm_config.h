@@ -59,6 +59,7 @@ struct NetConfig {
   int fd = -1;      // an open TAP fd (inherited from the caller), or -1
   std::optional<std::array<uint8_t, 6>> mac;  // none: kdom's default for the device's index
   std::string id;
+  devices::RateLimit rate_limit;  // each direction: bytes (bw=) and frames (pps=) per second
 };
 
 struct VmConfig {
@@ -83,7 +84,7 @@ DiskConfig parse_disk(const std::string& text);
 // Parses "[target=MIB][,stats=SECONDS][,deflate-on-oom][,free-page-reporting][,id=ID]";
 // throws Error naming the bad part.
 BalloonConfig parse_balloon(const std::string& text);
-// Parses "tap=NAME|fd=N[,mac=XX:XX:XX:XX:XX:XX][,id=ID]"; throws Error naming the bad part.
+// Parses "tap=NAME|fd=N[,mac=XX:XX:XX:XX:XX:XX][,id=ID][,bw=BYTES][,pps=N]"; throws Error naming the bad part.
 NetConfig parse_net(const std::string& text);
 // Parses "52:54:00:12:34:56" (unicast: the low bit of the first byte clear); throws Error.
 std::array<uint8_t, 6> parse_mac(const std::string& text);

@@ -65,6 +65,7 @@ expect disk-bad-setting "unknown setting" -- "$kdom" run --kernel "$probe" --dis
 expect disk-twice "given twice" -- "$kdom" run --kernel "$probe" --disk "$work/readonly.img,ro" --disk "$work/readonly.img,ro"
 expect disk-zero-queues "queues must be between 1 and 64" -- "$kdom" run --kernel "$probe" --disk "$work/readonly.img,ro,queues=0"
 expect disk-bad-rate "bw (bytes per second) must be a whole number" -- "$kdom" run --kernel "$probe" --disk "$work/readonly.img,ro,bw=fast"
+expect net-bad-rate "pps (frames per second) must be a whole number" -- "$kdom" run --kernel "$probe" --net "tap=kdomx0,pps=many"
 expect duplicate-device-id "device id 'd0' is used twice" -- "$kdom" run --kernel "$probe" --disk "$work/readonly.img,ro,id=d0" --disk "$work/nope.img,id=d0"
 expect console-bad "console must be" -- "$kdom" run --kernel "$probe" --console carrier-pigeon
 expect console-file-unwritable "cannot open console file" -- "$kdom" run --kernel "$probe" --console file:/nonexistent-dir/x

@@ -63,7 +63,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t scale = extra >> 2;
   for (size_t frame_bytes : {size_t{8} + scale * 97, size_t{60} + scale * 1031, size_t{12}})
     fake->frames.emplace_back(frame_bytes, static_cast<uint8_t>(frame_bytes));
-  NetDevice device({virtio::default_mac(0), "fuzz"}, std::move(backend), nullptr);
+  NetDevice device({virtio::default_mac(0), "fuzz", {}}, std::move(backend), nullptr);
 
   uint64_t features = virtio::kFeatureVersion1;
   if (setup.config.event_idx) features |= virtio::kFeatureRingEventIdx;

@@ -186,5 +186,14 @@ TEST(RunOptions, DiskQueuesIdAndRateLimits) {
   }
 }
 
+TEST(RunOptions, NetRateLimits) {
+  auto config = parse_run_options({"--net", "tap=t0,bw=1M,pps=5000"}, Defaults{"/guest"}).config;
+  ASSERT_EQ(config.nets.size(), 1u);
+  EXPECT_EQ(config.nets[0].rate_limit.bytes_per_second, 1u << 20);
+  EXPECT_EQ(config.nets[0].rate_limit.ops_per_second, 5000u);
+  EXPECT_THROW(parse_run_options({"--net", "tap=t0,pps=0"}, Defaults{"/guest"}), Error);
+  EXPECT_THROW(parse_run_options({"--net", "tap=t0,bw=lots"}, Defaults{"/guest"}), Error);
+}
+
 }  // namespace
 }  // namespace kdom::cli

@@ -3,6 +3,8 @@
 // guest memory).
 #include "devices/virtio/net.h"
 
+#include <sys/timerfd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -37,6 +39,9 @@ unsigned net_offload_flags(uint64_t driver_features) {
 NetDevice::NetDevice(NetDeviceConfig config, std::unique_ptr<net::NetBackend> backend, BackendWatch watch)
     : config_(std::move(config)), backend_(std::move(backend)), watch_(std::move(watch)), frame_(kMaxFrameBytes) {
   if (!backend_) throw Error("virtio-net: no back end");
+  if (!config_.rate_limit.unlimited())
+    rate_timer_.reset(check_syscall(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC),
+                                    "virtio-net: timerfd for the rate limiter"));
 }
 
 NetDevice::~NetDevice() {
@@ -76,6 +81,11 @@ void NetDevice::activate(const GuestMemory& memory, uint64_t negotiated_features
   queue_interrupt_ = std::move(queue_interrupt);
   mergeable_ = (negotiated_features & kNetFeatureMrgRxbuf) != 0;
   guest_csum_ = (negotiated_features & kNetFeatureGuestCsum) != 0;
+  if (rate_timer_.valid()) {
+    rx_limiter_.emplace(config_.rate_limit, RateClock::now());
+    tx_limiter_.emplace(config_.rate_limit, RateClock::now());
+    if (watch_) watch_(rate_timer_.get(), [this] { on_rate_timer(); });
+  }
   if (rx_queue_) watch_backend_locked(true);
 }
 
@@ -91,13 +101,22 @@ void NetDevice::reset() {
 
 void NetDevice::clear_locked() {
   watch_backend_locked(false);
+  if (rate_timer_.valid()) {
+    const itimerspec off{};
+    ::timerfd_settime(rate_timer_.get(), 0, &off, nullptr);
+    if (watch_ && rx_limiter_) watch_(rate_timer_.get(), nullptr);
+  }
+  rx_limiter_.reset();
+  tx_limiter_.reset();
+  frame_paid_ = rx_throttled_ = tx_throttled_ = false;
+  tx_held_.reset();
   memory_ = nullptr;
   rx_queue_.reset();
   tx_queue_.reset();
   queue_interrupt_ = nullptr;
   mergeable_ = guest_csum_ = false;
   rx_broken_ = tx_broken_ = false;
-  rx_failure_.reset();
+  loop_failure_.reset();
   frame_bytes_ = 0;
   rx_chains_.clear();
   rx_chain_bytes_ = 0;
@@ -127,9 +146,9 @@ bool NetDevice::watching_backend() const {
 void NetDevice::notify_queue(uint16_t queue_index) {
   std::lock_guard lock(mutex_);
   if (memory_ == nullptr) return;
-  if (rx_failure_) {
-    const std::string failure = *rx_failure_;
-    rx_failure_.reset();
+  if (loop_failure_) {
+    const std::string failure = *loop_failure_;
+    loop_failure_.reset();
     throw VirtqueueError(failure);
   }
   bool used = false;
@@ -160,10 +179,57 @@ void NetDevice::on_backend_readable() {
     // Nothing may escape into the event loop: stop receiving, report at the next notify.
     rx_broken_ = true;
     watch_backend_locked(false);
-    rx_failure_ = "virtio-net " + backend_->describe() + " receive queue: " + error.what();
-    log_line(*rx_failure_);
+    loop_failure_ = "virtio-net " + backend_->describe() + " receive queue: " + error.what();
+    log_line(*loop_failure_);
   }
   if (used && queue_interrupt_) queue_interrupt_(kRxQueue);
+}
+
+void NetDevice::on_rate_timer() {
+  std::lock_guard lock(mutex_);
+  uint64_t expirations = 0;
+  if (::read(rate_timer_.get(), &expirations, sizeof(expirations)) < 0) {
+    // Not expired (a stale wake-up): nothing to do.
+  }
+  if (memory_ == nullptr) return;
+  bool rx_used = false, tx_used = false;
+  uint16_t queue_index = kRxQueue;
+  try {
+    if (rx_throttled_ && rx_queue_ && !rx_broken_) {
+      rx_throttled_ = false;
+      rx_used = receive_locked();
+    }
+    queue_index = kTxQueue;
+    if (tx_throttled_ && tx_queue_ && !tx_broken_) {
+      tx_throttled_ = false;
+      tx_used = transmit_locked();
+    }
+  } catch (const Error& error) {
+    // Nothing may escape into the event loop: stop that queue, report at the next notify.
+    (queue_index == kRxQueue ? rx_broken_ : tx_broken_) = true;
+    if (queue_index == kRxQueue) watch_backend_locked(false);
+    loop_failure_ = "virtio-net " + backend_->describe() + " queue " + std::to_string(queue_index) + ": " + error.what();
+    log_line(*loop_failure_);
+  }
+  if (rx_used && queue_interrupt_) queue_interrupt_(kRxQueue);
+  if (tx_used && queue_interrupt_) queue_interrupt_(kTxQueue);
+}
+
+bool NetDevice::throttled_locked(std::optional<RateLimiter>& limiter, uint64_t bytes) {
+  if (!limiter) return false;
+  const auto now = RateClock::now();
+  if (limiter->try_take(bytes, now)) return false;
+  const auto wait = std::max(limiter->wait_for(bytes, now), std::chrono::nanoseconds(1000));
+  itimerspec current{};
+  ::timerfd_gettime(rate_timer_.get(), &current);
+  const auto remaining = std::chrono::seconds(current.it_value.tv_sec) + std::chrono::nanoseconds(current.it_value.tv_nsec);
+  if (remaining.count() == 0 || remaining > wait) {
+    itimerspec next{};
+    next.it_value.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(wait).count();
+    next.it_value.tv_nsec = (wait % std::chrono::seconds(1)).count();
+    ::timerfd_settime(rate_timer_.get(), 0, &next, nullptr);
+  }
+  return true;
 }
 
 void NetDevice::fail_chain_locked(Virtqueue& queue, uint16_t head, bool& used) {
@@ -194,11 +260,21 @@ bool NetDevice::receive_locked() {
       }
       frame_bytes_ = static_cast<size_t>(n);
     }
+    if (!frame_paid_) {
+      if (throttled_locked(rx_limiter_, frame_bytes_ - sizeof(NetHeader))) {
+        // Keep the frame; the rate timer brings us back.
+        rx_throttled_ = true;
+        watch_backend_locked(false);
+        return used;
+      }
+      frame_paid_ = true;
+    }
     if (deliver_pending_locked(used) == Delivery::kNoBuffers) {
       // Keep the frame; the driver's next receive notification brings us back.
       watch_backend_locked(false);
       return used;
     }
+    frame_paid_ = false;
   }
   watch_backend_locked(true);
   return used;
@@ -269,13 +345,22 @@ bool NetDevice::transmit_locked() {
   bool used = false;
   uint32_t rejected = 0;
   std::vector<iovec> parts;
-  while (std::optional<DescriptorChain> chain = queue.next_request(&rejected)) {
+  for (;;) {
+    std::optional<DescriptorChain> chain = std::move(tx_held_);
+    tx_held_.reset();
+    if (!chain) chain = queue.next_request(&rejected);
+    if (!chain) break;
     const uint64_t bytes = chain->readable_bytes();
     // A transmit chain is all device-readable: a header, then one frame.
     if (chain->writable_bytes() > 0 || bytes < sizeof(NetHeader) || bytes > kMaxFrameBytes ||
         chain->buffers.size() > kMaxTxBuffers) {
       fail_chain_locked(queue, chain->head, used);
       continue;
+    }
+    if (throttled_locked(tx_limiter_, bytes - sizeof(NetHeader))) {
+      tx_held_ = std::move(chain);
+      tx_throttled_ = true;
+      break;
     }
     parts.clear();
     for (const VirtqBuffer& buffer : chain->buffers) {

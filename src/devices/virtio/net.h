@@ -21,7 +21,9 @@
 #include <string>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "devices/net/backend.h"
+#include "devices/rate_limiter.h"
 #include "devices/virtio/virtio_device.h"
 
 namespace kdom::devices::virtio {
@@ -78,7 +80,8 @@ unsigned net_offload_flags(uint64_t driver_features);
 
 struct NetDeviceConfig {
   MacAddress mac{};
-  std::string id;  // the user's name for the device (--net ...,id=)
+  std::string id;        // the user's name for the device (--net ...,id=)
+  RateLimit rate_limit;  // each direction: frame bytes and frames per second (0: unlimited)
 };
 
 // Asks the owner to watch `fd` for readability and call `on_readable` in its event loop,
@@ -119,6 +122,8 @@ class NetDevice : public VirtioDevice {
 
   // The back end has frames: deliver them while the guest has buffers.
   void on_backend_readable();
+  // The rate limiter's timer expired: go on with whatever direction it held back.
+  void on_rate_timer();
 
   struct Stats {
     uint64_t rx_frames = 0, rx_bytes = 0, rx_dropped = 0;
@@ -141,6 +146,9 @@ class NetDevice : public VirtioDevice {
   void watch_backend_locked(bool on);
   void fail_chain_locked(Virtqueue& queue, uint16_t head, bool& used);
   void clear_locked();
+  // Whether `bytes` more must wait for `limiter` (then the rate timer is armed); takes the
+  // tokens otherwise.
+  bool throttled_locked(std::optional<RateLimiter>& limiter, uint64_t bytes);
 
   NetDeviceConfig config_;
   std::unique_ptr<net::NetBackend> backend_;
@@ -160,7 +168,17 @@ class NetDevice : public VirtioDevice {
   bool guest_csum_ = false;
   bool rx_broken_ = false;
   bool tx_broken_ = false;
-  std::optional<std::string> rx_failure_;  // found in the event loop, reported at the next notify
+  std::optional<std::string> loop_failure_;  // found in the event loop, reported at the next notify
+
+  // Rate limiting (only with config_.rate_limit): a frame held back in each direction (the
+  // received one in frame_, paid for or not; a transmit chain in tx_held_) until the timer.
+  UniqueFd rate_timer_;
+  std::optional<RateLimiter> rx_limiter_;
+  std::optional<RateLimiter> tx_limiter_;
+  bool frame_paid_ = false;
+  bool rx_throttled_ = false;
+  bool tx_throttled_ = false;
+  std::optional<DescriptorChain> tx_held_;
 
   // The frame read from the back end and not yet delivered (0: none), and receive chains taken
   // from the queue but not yet used (the frame needs more, or was dropped as too large).
