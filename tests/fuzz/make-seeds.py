@@ -44,6 +44,9 @@ rng = ring(3, [(0x400, 64, WRITE, 0), (0x500, 16, NEXT | WRITE, 2), (0x510, 32, 
 write("fuzz_entropy", "three-requests", rng)
 write("fuzz_virtqueue", "three-chains", rng)
 write("fuzz_virtqueue", "one-readable", ring(0, [(0x100, 4, 0, 0)], [0]))
+# virtio-console: output from a readable buffer, then room for host input in a writable one.
+write("fuzz_console", "output-then-input",
+      ring(2, [(0x400, 16, 0, 0), (0x500, 64, WRITE, 0)], [0, 1], data=[(0x400, b"hello from hvc0\n")]))
 
 # virtio-blk: IN, OUT, FLUSH, GET_ID, DISCARD and WRITE_ZEROES requests.
 descs, heads, data = [], [], []
