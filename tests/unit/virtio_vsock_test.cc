@@ -200,9 +200,13 @@ TEST_F(VsockTest, DropsPacketsFromAnotherCidAndResetsBadOnes) {
   device->handle_guest_packet({guest_header(kVsockOpRequest, 5000, 4242), {}});  // nobody listens at PATH_4242
   ASSERT_EQ(device->control_packet_count(), 5u);
   for (const auto& reply : device->control_packets()) {
-    EXPECT_EQ(reply.op, kVsockOpRst);
-    EXPECT_EQ(reply.dst_cid, kGuestCid);
-    EXPECT_EQ(reply.dst_port, 5000u);
+    // Copies: the header is packed, and gtest binds references to what it compares.
+    const uint16_t op = reply.op;
+    const uint64_t dst_cid = reply.dst_cid;
+    const uint32_t dst_port = reply.dst_port;
+    EXPECT_EQ(op, kVsockOpRst);
+    EXPECT_EQ(dst_cid, kGuestCid);
+    EXPECT_EQ(dst_port, 5000u);
   }
   device->handle_guest_packet({guest_header(kVsockOpRst), {}});  // a reset is never answered
   EXPECT_EQ(device->control_packet_count(), 5u);
