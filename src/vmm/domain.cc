@@ -7,7 +7,6 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/sysinfo.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -32,13 +31,6 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/pvpanic.h"
 #include "devices/legacy/reset_control.h"
-#include "devices/virtio/balloon.h"
-#include "devices/net/tap.h"
-#include "devices/virtio/block.h"
-#include "devices/virtio/console.h"
-#include "devices/virtio/entropy.h"
-#include "devices/virtio/vsock.h"
-#include "devices/virtio/net.h"
 #include "vmm/kvm_interrupt_line.h"
 #include "vmm/vcpu_report.h"
 
@@ -149,47 +141,7 @@ void Domain::build_devices() {
   io_bus_.add(devices::DebugExit::kBase, devices::DebugExit::kLength, std::make_shared<devices::DebugExit>(events));
   msi_ = std::make_unique<MsiRouter>(vm_, x86::default_irqchip_routes(), x86::kFirstMsiGsi);
   pci_ = std::make_unique<PciDevices>(vm_, *memory_, device_events_, *msi_);
-  for (const auto& disk : config_.disks) {
-    devices::virtio::BlockDiskConfig block{disk.path, disk.read_only, disk.serial, disk.queues, disk.rate_limit};
-    pci_->add_virtio(std::make_shared<devices::virtio::BlockDevice>(block));
-  }
-  if (config_.entropy) pci_->add_virtio(std::make_shared<devices::virtio::EntropyDevice>());
-  if (config_.hvc) add_virtio_console(*config_.hvc);
-  if (config_.vsock) {
-    auto vsock = std::make_shared<devices::virtio::VsockDevice>(
-        devices::virtio::VsockDeviceConfig{config_.vsock->guest_cid, config_.vsock->socket_path});
-    pci_->add_virtio(vsock);
-    // The device's host sockets are served in the device event loop.
-    device_events_.add(vsock->backend_fd(), [vsock] { vsock->process_backend(); });
-    log_line("vsock: guest CID " + std::to_string(config_.vsock->guest_cid) + ", host side on " +
-             config_.vsock->socket_path);
-  }
-  if (config_.balloon) {
-    devices::virtio::BalloonDeviceConfig balloon;
-    balloon.target_pages = static_cast<uint32_t>(config_.balloon->target_mib * (kMiB / devices::virtio::kBalloonPageSize));
-    balloon.deflate_on_oom = config_.balloon->deflate_on_oom;
-    balloon.free_page_reporting = config_.balloon->free_page_reporting;
-    balloon_ = std::make_shared<devices::virtio::BalloonDevice>(balloon);
-    pci_->add_virtio(balloon_);
-  }
-  for (size_t index = 0; index < config_.nets.size(); ++index) {
-    const NetConfig& net = config_.nets[index];
-    std::unique_ptr<devices::net::Tap> backend =
-        net.tap.empty() ? devices::net::Tap::adopt(net.fd) : devices::net::Tap::open_by_name(net.tap);
-    devices::virtio::NetDeviceConfig device_config{
-        net.mac.value_or(devices::virtio::default_mac(static_cast<uint32_t>(index))), net.id, net.rate_limit};
-    EventLoop* events_loop = &device_events_;
-    auto watch = [events_loop](int fd, std::function<void()> on_readable) {
-      if (on_readable)
-        events_loop->add(fd, std::move(on_readable));
-      else
-        events_loop->remove(fd);
-    };
-    auto device = std::make_shared<devices::virtio::NetDevice>(device_config, std::move(backend), watch);
-    log_line("net" + std::to_string(index) + ": virtio-net on " + device->backend_name() + ", MAC " +
-             devices::virtio::format_mac(device->mac()));
-    pci_->add_virtio(device);
-  }
+  virtio_ = std::make_unique<VirtioDevices>(config_, *pci_, device_events_);
   io_bus_.add(devices::pci::PciConfigIo::kBase, devices::pci::PciConfigIo::kLength,
               pci_->config_io(std::make_shared<devices::ResetControl>(events)));
   mmio_bus_.add(PciDevices::window_start(), PciDevices::window_size(), pci_->mmio_window());
@@ -205,60 +157,11 @@ void Domain::build_devices() {
               }));
 }
 
-void Domain::add_virtio_console(const VirtioConsoleConfig& config) {
-  hvc_console_ = std::make_unique<Console>(config.backend);
-  if (!hvc_console_->pty_path().empty()) log_line("hvc0 on " + hvc_console_->pty_path());
-  Console* host = hvc_console_.get();
-  auto device = std::make_shared<devices::virtio::ConsoleDevice>(
-      [host](std::span<const uint8_t> bytes) { host->write(bytes); });
-  pci_->add_virtio(device);
-  int fd = host->input_fd();
-  if (fd < 0) return;
-  // Host input is read in the device event loop, never in a vCPU thread.
-  auto on_input = [this, host, device, fd] {
-    uint8_t buffer[4096];
-    ssize_t n = ::read(fd, buffer, sizeof(buffer));
-    if (n > 0) {
-      device->send_input({buffer, static_cast<size_t>(n)});
-    } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-      device_events_.remove(fd);  // end of input: stop watching it
-      host->input_closed();
-    }
-  };
-  try {
-    device_events_.add(fd, on_input);
-  } catch (const SystemError&) {
-    // epoll cannot watch a regular file or /dev/null: such input is read once, now.
-    device_events_.remove(fd);
-    std::vector<uint8_t> all;
-    uint8_t buffer[4096];
-    for (ssize_t n; all.size() < devices::virtio::ConsoleDevice::kMaxPendingInput &&
-                    (n = ::read(fd, buffer, sizeof(buffer))) > 0;)
-      all.insert(all.end(), buffer, buffer + n);
-    device->send_input(all);
-    host->input_closed();
-  }
-}
-
 void Domain::start_control() {
-  if (balloon_ && config_.balloon->stats_seconds > 0) {
-    balloon_stats_timer_.reset(
-        check_syscall(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), "timerfd_create"));
-    itimerspec period{};
-    period.it_interval.tv_sec = config_.balloon->stats_seconds;
-    period.it_value.tv_sec = config_.balloon->stats_seconds;
-    check_syscall(timerfd_settime(balloon_stats_timer_.get(), 0, &period, nullptr), "timerfd_settime");
-    int timer = balloon_stats_timer_.get();
-    device_events_.add(timer, [this, timer] {
-      uint64_t expirations = 0;
-      if (::read(timer, &expirations, sizeof(expirations)) == sizeof(expirations)) balloon_->request_stats();
-    });
-  }
-  if (!config_.control_path.empty()) {
-    control_requests_ = std::make_unique<ControlRequests>(balloon_, config_.memory_mib);
-    control_ = std::make_unique<ControlSocket>(config_.control_path, device_events_, *control_requests_);
-    log_line("control socket on " + config_.control_path);
-  }
+  if (config_.control_path.empty()) return;
+  control_requests_ = std::make_unique<ControlRequests>(virtio_->balloon(), config_.memory_mib);
+  control_ = std::make_unique<ControlSocket>(config_.control_path, device_events_, *control_requests_);
+  log_line("control socket on " + config_.control_path);
 }
 
 void Domain::on_guest_event(const devices::GuestEvent& event) {

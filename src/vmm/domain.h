@@ -14,7 +14,6 @@
 #include "devices/bus.h"
 #include "devices/guest_event.h"
 #include "devices/legacy/uart8250.h"
-#include "devices/virtio/balloon.h"
 #include "kvm/system.h"
 #include "kvm/vcpu.h"
 #include "kvm/vm.h"
@@ -26,6 +25,7 @@
 #include "vmm/event_loop.h"
 #include "vmm/msi_router.h"
 #include "vmm/pci_devices.h"
+#include "vmm/virtio_devices.h"
 #include "vmm/vm_config.h"
 
 namespace kdom::vmm {
@@ -43,11 +43,10 @@ class Domain {
   DomainExit run();
 
   // The balloon device, or null when the domain has none.
-  std::shared_ptr<devices::virtio::BalloonDevice> balloon() const { return balloon_; }
+  std::shared_ptr<devices::virtio::BalloonDevice> balloon() const { return virtio_->balloon(); }
 
  private:
   void build_devices();
-  void add_virtio_console(const VirtioConsoleConfig& config);
   void start_control();
   void on_guest_event(const devices::GuestEvent& event);
   void request_exit(DomainExit exit);
@@ -66,12 +65,10 @@ class Domain {
   devices::Bus mmio_bus_;
   std::unique_ptr<Console> console_;
   std::shared_ptr<devices::Uart8250> uart_;
-  std::unique_ptr<Console> hvc_console_;  // host side of virtio-console, if any
   EventLoop device_events_;  // device work (virtio queues), off the vCPU threads
   std::unique_ptr<MsiRouter> msi_;
   std::unique_ptr<PciDevices> pci_;
-  std::shared_ptr<devices::virtio::BalloonDevice> balloon_;
-  UniqueFd balloon_stats_timer_;  // timerfd: ask the guest for fresh balloon statistics
+  std::unique_ptr<VirtioDevices> virtio_;  // on pci_; host sides served in device_events_
   std::unique_ptr<ControlRequests> control_requests_;
   std::unique_ptr<ControlSocket> control_;  // served in device_events_, declared after it
   std::vector<std::unique_ptr<kvm::Vcpu>> vcpus_;

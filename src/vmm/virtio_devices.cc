@@ -1,0 +1,122 @@
+// Building the domain's virtio devices and wiring their host sides to the event loop.
+#include "vmm/virtio_devices.h"
+
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "devices/net/tap.h"
+#include "devices/virtio/block.h"
+#include "devices/virtio/console.h"
+#include "devices/virtio/entropy.h"
+#include "devices/virtio/net.h"
+#include "devices/virtio/vsock.h"
+
+namespace kdom::vmm {
+
+namespace {
+constexpr uint64_t kMiB = 1024 * 1024;
+}  // namespace
+
+VirtioDevices::VirtioDevices(const VmConfig& config, PciDevices& pci, EventLoop& events) : pci_(pci), events_(events) {
+  for (const auto& disk : config.disks) {
+    devices::virtio::BlockDiskConfig block{disk.path, disk.read_only, disk.serial, disk.queues, disk.rate_limit};
+    pci_.add_virtio(std::make_shared<devices::virtio::BlockDevice>(block));
+  }
+  if (config.entropy) pci_.add_virtio(std::make_shared<devices::virtio::EntropyDevice>());
+  if (config.hvc) add_console(*config.hvc);
+  if (config.vsock) add_vsock(*config.vsock);
+  if (config.balloon) add_balloon(*config.balloon);
+  for (size_t index = 0; index < config.nets.size(); ++index) add_net(config.nets[index], static_cast<uint32_t>(index));
+}
+
+void VirtioDevices::add_console(const VirtioConsoleConfig& config) {
+  hvc_console_ = std::make_unique<Console>(config.backend);
+  if (!hvc_console_->pty_path().empty()) log_line("hvc0 on " + hvc_console_->pty_path());
+  Console* host = hvc_console_.get();
+  auto device = std::make_shared<devices::virtio::ConsoleDevice>(
+      [host](std::span<const uint8_t> bytes) { host->write(bytes); });
+  pci_.add_virtio(device);
+  int fd = host->input_fd();
+  if (fd < 0) return;
+  // Host input is read in the device event loop, never in a vCPU thread.
+  EventLoop* events = &events_;
+  auto on_input = [events, host, device, fd] {
+    uint8_t buffer[4096];
+    ssize_t n = ::read(fd, buffer, sizeof(buffer));
+    if (n > 0) {
+      device->send_input({buffer, static_cast<size_t>(n)});
+    } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+      events->remove(fd);  // end of input: stop watching it
+      host->input_closed();
+    }
+  };
+  try {
+    events_.add(fd, on_input);
+  } catch (const SystemError&) {
+    // epoll cannot watch a regular file or /dev/null: such input is read once, now.
+    events_.remove(fd);
+    std::vector<uint8_t> all;
+    uint8_t buffer[4096];
+    for (ssize_t n; all.size() < devices::virtio::ConsoleDevice::kMaxPendingInput &&
+                    (n = ::read(fd, buffer, sizeof(buffer))) > 0;)
+      all.insert(all.end(), buffer, buffer + n);
+    device->send_input(all);
+    host->input_closed();
+  }
+}
+
+void VirtioDevices::add_vsock(const VsockConfig& config) {
+  auto vsock = std::make_shared<devices::virtio::VsockDevice>(
+      devices::virtio::VsockDeviceConfig{config.guest_cid, config.socket_path});
+  pci_.add_virtio(vsock);
+  // The device's host sockets are served in the device event loop.
+  events_.add(vsock->backend_fd(), [vsock] { vsock->process_backend(); });
+  log_line("vsock: guest CID " + std::to_string(config.guest_cid) + ", host side on " + config.socket_path);
+}
+
+void VirtioDevices::add_balloon(const BalloonConfig& config) {
+  devices::virtio::BalloonDeviceConfig balloon;
+  balloon.target_pages = static_cast<uint32_t>(config.target_mib * (kMiB / devices::virtio::kBalloonPageSize));
+  balloon.deflate_on_oom = config.deflate_on_oom;
+  balloon.free_page_reporting = config.free_page_reporting;
+  balloon_ = std::make_shared<devices::virtio::BalloonDevice>(balloon);
+  pci_.add_virtio(balloon_);
+  if (config.stats_seconds == 0) return;
+  balloon_stats_timer_.reset(
+      check_syscall(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), "timerfd_create"));
+  itimerspec period{};
+  period.it_interval.tv_sec = config.stats_seconds;
+  period.it_value.tv_sec = config.stats_seconds;
+  check_syscall(timerfd_settime(balloon_stats_timer_.get(), 0, &period, nullptr), "timerfd_settime");
+  const int timer = balloon_stats_timer_.get();
+  auto device = balloon_;
+  events_.add(timer, [device, timer] {
+    uint64_t expirations = 0;
+    if (::read(timer, &expirations, sizeof(expirations)) == sizeof(expirations)) device->request_stats();
+  });
+}
+
+void VirtioDevices::add_net(const NetConfig& net, uint32_t index) {
+  std::unique_ptr<devices::net::Tap> backend =
+      net.tap.empty() ? devices::net::Tap::adopt(net.fd) : devices::net::Tap::open_by_name(net.tap);
+  devices::virtio::NetDeviceConfig device_config{net.mac.value_or(devices::virtio::default_mac(index)), net.id,
+                                                 net.rate_limit};
+  EventLoop* events = &events_;
+  auto watch = [events](int fd, std::function<void()> on_readable) {
+    if (on_readable)
+      events->add(fd, std::move(on_readable));
+    else
+      events->remove(fd);
+  };
+  auto device = std::make_shared<devices::virtio::NetDevice>(device_config, std::move(backend), watch);
+  log_line("net" + std::to_string(index) + ": virtio-net on " + device->backend_name() + ", MAC " +
+           devices::virtio::format_mac(device->mac()));
+  pci_.add_virtio(device);
+}
+
+}  // namespace kdom::vmm

@@ -1,0 +1,41 @@
+// VirtioDevices: a domain's virtio devices, built from its VmConfig and put on its PCI bus in
+// a fixed order (disks, entropy, console, vsock, balloon, network), with their host sides
+// wired to the device event loop: console input, vsock's host sockets, the balloon's
+// statistics timer, the TAPs. Owns what those host sides need beyond the devices themselves.
+#pragma once
+
+#include <memory>
+
+#include "base/unique_fd.h"
+#include "devices/virtio/balloon.h"
+#include "vmm/console.h"
+#include "vmm/event_loop.h"
+#include "vmm/pci_devices.h"
+#include "vmm/vm_config.h"
+
+namespace kdom::vmm {
+
+class VirtioDevices {
+ public:
+  // Builds every device `config` asks for; throws Error naming the one that cannot be made
+  // (a missing disk image, a TAP in use, a vsock socket path that exists...). `events` must
+  // be stopped before this object goes.
+  VirtioDevices(const VmConfig& config, PciDevices& pci, EventLoop& events);
+
+  // The balloon device, or null when the domain has none.
+  std::shared_ptr<devices::virtio::BalloonDevice> balloon() const { return balloon_; }
+
+ private:
+  void add_console(const VirtioConsoleConfig& config);
+  void add_vsock(const VsockConfig& config);
+  void add_balloon(const BalloonConfig& config);
+  void add_net(const NetConfig& config, uint32_t index);
+
+  PciDevices& pci_;
+  EventLoop& events_;
+  std::unique_ptr<Console> hvc_console_;  // host side of virtio-console, if any
+  std::shared_ptr<devices::virtio::BalloonDevice> balloon_;
+  UniqueFd balloon_stats_timer_;  // timerfd: ask the guest for fresh balloon statistics
+};
+
+}  // namespace kdom::vmm
