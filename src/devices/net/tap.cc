@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 
 #include "base/error.h"
@@ -68,6 +69,12 @@ void Tap::prepare() {
   const std::string what = "TAP '" + name_ + "'";
   int header_bytes = kVnetHeaderBytes;
   check_syscall(::ioctl(fd_.get(), TUNSETVNETHDRSZ, &header_bytes), what + ": TUNSETVNETHDRSZ");
+  // Frames the guest sends stay charged to the TAP until the host stack has consumed them; with
+  // the default socket send buffer (~200 KiB) a slow receiver makes writes fail with EAGAIN and
+  // frames get dropped (TCP then backs off). No limit, as QEMU does: the guest's queue is the
+  // limit.
+  int send_buffer = INT_MAX;
+  check_syscall(::ioctl(fd_.get(), TUNSETSNDBUF, &send_buffer), what + ": TUNSETSNDBUF");
   const int flags = check_syscall(::fcntl(fd_.get(), F_GETFL), what + ": F_GETFL");
   check_syscall(::fcntl(fd_.get(), F_SETFL, flags | O_NONBLOCK), what + ": F_SETFL");
   check_syscall(::fcntl(fd_.get(), F_SETFD, FD_CLOEXEC), what + ": F_SETFD");
