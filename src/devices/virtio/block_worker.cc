@@ -6,7 +6,9 @@
 #include <sys/eventfd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
+#include <mutex>
 
 #include "base/error.h"
 #include "base/io_uring.h"
@@ -67,8 +69,8 @@ void BlockQueueWorker::kick() {
 void BlockQueueWorker::run() {
   std::unique_ptr<IoUring> ring;
   try {
-    // Room for a request per descriptor slot, the kick poll and the rate-limit timer.
-    ring = std::make_unique<IoUring>(std::bit_ceil(static_cast<unsigned>(slots_.size()) + 2));
+    // Room for a request per slot, the two polls (kick, ioeventfd) and the rate-limit timer.
+    ring = std::make_unique<IoUring>(std::bit_ceil(static_cast<unsigned>(slots_.size()) + 3));
   } catch (const Error& error) {
     static std::once_flag said;
     std::call_once(said, [&] {
