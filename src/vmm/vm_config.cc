@@ -1,7 +1,9 @@
 // VmConfig parsing and validation.
 #include "vmm/vm_config.h"
 
+#include <optional>
 #include <set>
+#include <vector>
 
 #include "base/error.h"
 
@@ -16,7 +18,34 @@ constexpr uint32_t kMaxVcpus = 255;  // xAPIC ids in the MADT are 8 bits
 namespace {
 
 constexpr char kDiskSyntax[] = "PATH[,ro][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N]";
+constexpr char kBalloonSyntax[] = "[target=MIB][,stats=SECONDS][,deflate-on-oom][,free-page-reporting][,id=ID]";
 constexpr uint16_t kMaxDiskQueues = 64;
+
+// The comma-separated parts of a device option ("a,b=c" -> "a", "b=c"); at least one.
+std::vector<std::string> split_settings(const std::string& text) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = text.find(',', start);
+    parts.push_back(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) return parts;
+    start = comma + 1;
+  }
+}
+
+// The value of `part` if it is "key=VALUE", else nullopt.
+std::optional<std::string> value_of(const std::string& part, const std::string& key) {
+  if (part.size() <= key.size() || part.compare(0, key.size(), key) != 0 || part[key.size()] != '=')
+    return std::nullopt;
+  return part.substr(key.size() + 1);
+}
+
+// A string of 1 to `max_digits` (at most 19) decimal digits as a number; nullopt otherwise.
+std::optional<uint64_t> whole_number(const std::string& text, size_t max_digits = 19) {
+  if (text.empty() || text.size() > max_digits || text.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  return std::stoull(text);
+}
 
 // A whole number with an optional K, M or G suffix (powers of 1024); throws naming `what`.
 uint64_t parse_amount(const std::string& text, const std::string& what, bool suffixes) {
@@ -31,10 +60,28 @@ uint64_t parse_amount(const std::string& text, const std::string& what, bool suf
     }
     if (multiplier != 1) digits.pop_back();
   }
-  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 15)
+  const std::optional<uint64_t> number = whole_number(digits, 15);
+  if (!number || *number > UINT64_MAX / multiplier)
     throw Error(what + " must be a whole number" + (suffixes ? " (optionally with K, M or G)" : "") + ", not '" +
                 text + "'");
-  return std::stoull(digits) * multiplier;
+  return *number * multiplier;
+}
+
+// A per-second limit (bw=, iops=, pps=): above 0, since leaving it out means no limit.
+uint64_t parse_rate(const std::string& value, const std::string& where, const std::string& name,
+                    const std::string& unit) {
+  const uint64_t rate = parse_amount(value, where + ": " + name + unit, true);
+  if (rate == 0) throw Error(where + ": " + name + " must be above 0 (leave it out for no limit)");
+  return rate;
+}
+
+// "stdio", "pty", "none" or "file:PATH"; nullopt for anything else.
+std::optional<ConsoleConfig> console_backend(const std::string& text) {
+  if (text == "stdio") return ConsoleConfig{ConsoleKind::kStdio, ""};
+  if (text == "pty") return ConsoleConfig{ConsoleKind::kPty, ""};
+  if (text == "none") return ConsoleConfig{ConsoleKind::kNone, ""};
+  if (text.rfind("file:", 0) == 0 && text.size() > 5) return ConsoleConfig{ConsoleKind::kFile, text.substr(5)};
+  return std::nullopt;
 }
 
 }  // namespace
@@ -42,80 +89,60 @@ uint64_t parse_amount(const std::string& text, const std::string& what, bool suf
 DiskConfig parse_disk(const std::string& text) {
   DiskConfig disk;
   const std::string where = "--disk '" + text + "'";
-  size_t start = 0;
-  bool first = true;
-  while (start <= text.size()) {
-    size_t comma = text.find(',', start);
-    std::string part = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    const size_t equals = part.find('=');
-    const std::string key = part.substr(0, equals);
-    const std::string value = equals == std::string::npos ? "" : part.substr(equals + 1);
-    if (first) {
-      disk.path = part;
-      first = false;
-    } else if (part == "ro") {
+  const std::vector<std::string> parts = split_settings(text);
+  disk.path = parts.front();
+  for (size_t i = 1; i < parts.size(); ++i) {
+    const std::string& part = parts[i];
+    if (part == "ro") {
       disk.read_only = true;
-    } else if (key == "serial" && equals != std::string::npos) {
-      disk.serial = value;
-    } else if (key == "id" && !value.empty()) {
-      disk.id = value;
-    } else if (key == "queues" && equals != std::string::npos) {
-      const uint64_t queues = parse_amount(value, where + ": queues", false);
+    } else if (auto serial = value_of(part, "serial")) {
+      disk.serial = *serial;
+    } else if (auto id = value_of(part, "id"); id && !id->empty()) {
+      disk.id = *id;
+    } else if (auto queues_text = value_of(part, "queues")) {
+      const uint64_t queues = parse_amount(*queues_text, where + ": queues", false);
       if (queues == 0 || queues > kMaxDiskQueues)
         throw Error(where + ": queues must be between 1 and " + std::to_string(kMaxDiskQueues));
       disk.queues = static_cast<uint16_t>(queues);
-    } else if (key == "bw" && equals != std::string::npos) {
-      disk.rate_limit.bytes_per_second = parse_amount(value, where + ": bw (bytes per second)", true);
-      if (disk.rate_limit.bytes_per_second == 0) throw Error(where + ": bw must be above 0 (leave it out for no limit)");
-    } else if (key == "iops" && equals != std::string::npos) {
-      disk.rate_limit.ops_per_second = parse_amount(value, where + ": iops", true);
-      if (disk.rate_limit.ops_per_second == 0) throw Error(where + ": iops must be above 0 (leave it out for no limit)");
+    } else if (auto bw = value_of(part, "bw")) {
+      disk.rate_limit.bytes_per_second = parse_rate(*bw, where, "bw", " (bytes per second)");
+    } else if (auto iops = value_of(part, "iops")) {
+      disk.rate_limit.ops_per_second = parse_rate(*iops, where, "iops", "");
     } else {
       throw Error(where + ": unknown setting '" + part + "' (" + kDiskSyntax + ")");
     }
-    if (comma == std::string::npos) break;
-    start = comma + 1;
   }
   if (disk.path.empty()) throw Error(std::string("--disk needs a path (") + kDiskSyntax + ")");
   if (disk.serial.size() > 20) throw Error(where + ": serial is longer than 20 bytes");
   return disk;
 }
 
-namespace {
-constexpr const char* kBalloonSyntax = "[target=MIB][,stats=SECONDS][,deflate-on-oom][,free-page-reporting][,id=ID]";
-
-uint64_t parse_balloon_number(const std::string& text, const std::string& name, const std::string& value,
-                              uint64_t max) {
-  if (value.empty() || value.size() > 19 || value.find_first_not_of("0123456789") != std::string::npos ||
-      std::stoull(value) > max)
-    throw Error("--balloon '" + text + "': " + name + " must be a number from 0 to " + std::to_string(max) +
-                ", not '" + value + "'");
-  return std::stoull(value);
-}
-}  // namespace
-
 BalloonConfig parse_balloon(const std::string& text) {
   BalloonConfig balloon;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t comma = text.find(',', start);
-    std::string part = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    if (part.rfind("target=", 0) == 0) {
-      balloon.target_mib = parse_balloon_number(text, "target", part.substr(7), kMaxMemoryMib);
-    } else if (part.rfind("stats=", 0) == 0) {
-      balloon.stats_seconds = static_cast<uint32_t>(parse_balloon_number(text, "stats", part.substr(6), 86400));
+  if (text.empty()) return balloon;
+  const std::string where = "--balloon '" + text + "'";
+  auto number = [&](const std::string& name, const std::string& value, uint64_t max) {
+    const std::optional<uint64_t> parsed = whole_number(value);
+    if (!parsed || *parsed > max)
+      throw Error(where + ": " + name + " must be a number from 0 to " + std::to_string(max) + ", not '" + value + "'");
+    return *parsed;
+  };
+  for (const std::string& part : split_settings(text)) {
+    if (auto target = value_of(part, "target")) {
+      balloon.target_mib = number("target", *target, kMaxMemoryMib);
+    } else if (auto stats = value_of(part, "stats")) {
+      balloon.stats_seconds = static_cast<uint32_t>(number("stats", *stats, 86400));
     } else if (part == "deflate-on-oom") {
       balloon.deflate_on_oom = true;
     } else if (part == "free-page-reporting") {
       balloon.free_page_reporting = true;
-    } else if (part.rfind("id=", 0) == 0 && part.size() > 3) {
-      balloon.id = part.substr(3);
+    } else if (auto id = value_of(part, "id"); id && !id->empty()) {
+      balloon.id = *id;
+    } else if (part.empty()) {
+      throw Error(where + ": empty setting (" + kBalloonSyntax + ")");
     } else {
-      throw Error("--balloon '" + text + "': unknown setting '" + part + "' (" + kBalloonSyntax + ")");
+      throw Error(where + ": unknown setting '" + part + "' (" + kBalloonSyntax + ")");
     }
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-    if (start == text.size()) throw Error("--balloon '" + text + "': empty setting (" + kBalloonSyntax + ")");
   }
   return balloon;
 }
@@ -145,50 +172,39 @@ NetConfig parse_net(const std::string& text) {
   const std::string where = "--net '" + text + "'";
   NetConfig net;
   bool fd_given = false;
-  size_t start = 0;
-  while (start <= text.size()) {
-    const size_t comma = text.find(',', start);
-    const std::string part = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    if (part.rfind("tap=", 0) == 0) {
-      net.tap = part.substr(4);
-      if (net.tap.empty()) throw Error("--net '" + text + "': tap= needs an interface name" + usage);
-    } else if (part.rfind("fd=", 0) == 0) {
-      const std::string number = part.substr(3);
-      if (number.empty() || number.size() > 9 || number.find_first_not_of("0123456789") != std::string::npos)
-        throw Error("--net '" + text + "': fd= needs a file descriptor number, not '" + number + "'");
-      net.fd = std::stoi(number);
+  for (const std::string& part : split_settings(text)) {
+    if (auto tap = value_of(part, "tap")) {
+      net.tap = *tap;
+      if (net.tap.empty()) throw Error(where + ": tap= needs an interface name" + usage);
+    } else if (auto fd = value_of(part, "fd")) {
+      const std::optional<uint64_t> number = whole_number(*fd, 9);
+      if (!number) throw Error(where + ": fd= needs a file descriptor number, not '" + *fd + "'");
+      net.fd = static_cast<int>(*number);
       fd_given = true;
-    } else if (part.rfind("mac=", 0) == 0) {
+    } else if (auto mac = value_of(part, "mac")) {
       try {
-        net.mac = parse_mac(part.substr(4));
+        net.mac = parse_mac(*mac);
       } catch (const Error& error) {
-        throw Error("--net '" + text + "': " + error.what());
+        throw Error(where + ": " + error.what());
       }
-    } else if (part.rfind("id=", 0) == 0) {
-      net.id = part.substr(3);
-      if (net.id.empty()) throw Error("--net '" + text + "': id= needs a name" + usage);
-    } else if (part.rfind("bw=", 0) == 0) {
-      net.rate_limit.bytes_per_second = parse_amount(part.substr(3), where + ": bw (bytes per second)", true);
-      if (net.rate_limit.bytes_per_second == 0) throw Error(where + ": bw must be above 0 (leave it out for no limit)");
-    } else if (part.rfind("pps=", 0) == 0) {
-      net.rate_limit.ops_per_second = parse_amount(part.substr(4), where + ": pps (frames per second)", true);
-      if (net.rate_limit.ops_per_second == 0) throw Error(where + ": pps must be above 0 (leave it out for no limit)");
+    } else if (auto id = value_of(part, "id")) {
+      net.id = *id;
+      if (net.id.empty()) throw Error(where + ": id= needs a name" + usage);
+    } else if (auto bw = value_of(part, "bw")) {
+      net.rate_limit.bytes_per_second = parse_rate(*bw, where, "bw", " (bytes per second)");
+    } else if (auto pps = value_of(part, "pps")) {
+      net.rate_limit.ops_per_second = parse_rate(*pps, where, "pps", " (frames per second)");
     } else {
-      throw Error("--net '" + text + "': unknown setting '" + part + "'" + usage);
+      throw Error(where + ": unknown setting '" + part + "'" + usage);
     }
-    if (comma == std::string::npos) break;
-    start = comma + 1;
   }
-  if (net.tap.empty() && !fd_given) throw Error("--net '" + text + "': needs tap=NAME or fd=N" + usage);
-  if (!net.tap.empty() && fd_given) throw Error("--net '" + text + "': give tap=NAME or fd=N, not both" + usage);
+  if (net.tap.empty() && !fd_given) throw Error(where + ": needs tap=NAME or fd=N" + usage);
+  if (!net.tap.empty() && fd_given) throw Error(where + ": give tap=NAME or fd=N, not both" + usage);
   return net;
 }
 
 ConsoleConfig parse_console(const std::string& text) {
-  if (text == "stdio") return {ConsoleKind::kStdio, ""};
-  if (text == "pty") return {ConsoleKind::kPty, ""};
-  if (text == "none") return {ConsoleKind::kNone, ""};
-  if (text.rfind("file:", 0) == 0 && text.size() > 5) return {ConsoleKind::kFile, text.substr(5)};
+  if (auto backend = console_backend(text)) return *backend;
   throw Error("--console must be stdio, pty, none or file:PATH, not '" + text + "'");
 }
 
@@ -201,43 +217,35 @@ VirtioConsoleConfig parse_hvc(const std::string& text) {
     backend = text.substr(0, id_at);
     if (hvc.id.empty()) throw Error("--hvc '" + text + "': empty id=");
   }
-  if (backend == "stdio") hvc.backend = {ConsoleKind::kStdio, ""};
-  else if (backend == "pty") hvc.backend = {ConsoleKind::kPty, ""};
-  else if (backend == "none") hvc.backend = {ConsoleKind::kNone, ""};
-  else if (backend.rfind("file:", 0) == 0 && backend.size() > 5) hvc.backend = {ConsoleKind::kFile, backend.substr(5)};
-  else throw Error("--hvc must be stdio, pty, none or file:PATH (optionally ,id=NAME), not '" + text + "'");
+  const std::optional<ConsoleConfig> parsed = console_backend(backend);
+  if (!parsed) throw Error("--hvc must be stdio, pty, none or file:PATH (optionally ,id=NAME), not '" + text + "'");
+  hvc.backend = *parsed;
   return hvc;
 }
 
 VsockConfig parse_vsock(const std::string& text) {
   const std::string usage = " (cid=N,socket=PATH[,id=ID])";
+  const std::string where = "--vsock '" + text + "'";
   VsockConfig vsock;
   bool cid_given = false;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t comma = text.find(',', start);
-    std::string part = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    if (part.rfind("cid=", 0) == 0) {
-      std::string value = part.substr(4);
-      if (value.empty() || value.size() > 20 || value.find_first_not_of("0123456789") != std::string::npos)
-        throw Error("--vsock '" + text + "': cid must be a number" + usage);
-      vsock.guest_cid = std::stoull(value);
+  for (const std::string& part : split_settings(text)) {
+    if (auto cid = value_of(part, "cid")) {
+      const std::optional<uint64_t> number = whole_number(*cid);
+      if (!number) throw Error(where + ": cid must be a number" + usage);
+      vsock.guest_cid = *number;
       cid_given = true;
-    } else if (part.rfind("socket=", 0) == 0) {
-      vsock.socket_path = part.substr(7);
-    } else if (part.rfind("id=", 0) == 0) {
-      vsock.id = part.substr(3);
+    } else if (auto socket = value_of(part, "socket")) {
+      vsock.socket_path = *socket;
+    } else if (auto id = value_of(part, "id")) {
+      vsock.id = *id;
     } else {
-      throw Error("--vsock '" + text + "': unknown setting '" + part + "'" + usage);
+      throw Error(where + ": unknown setting '" + part + "'" + usage);
     }
-    if (comma == std::string::npos) break;
-    start = comma + 1;
   }
-  if (!cid_given) throw Error("--vsock '" + text + "': missing cid=" + usage);
+  if (!cid_given) throw Error(where + ": missing cid=" + usage);
   if (vsock.guest_cid < 3 || vsock.guest_cid > 0xfffffffeULL)
-    throw Error("--vsock '" + text + "': cid " + std::to_string(vsock.guest_cid) +
-                " is reserved or too large (3..4294967294)");
-  if (vsock.socket_path.empty()) throw Error("--vsock '" + text + "': missing socket=PATH" + usage);
+    throw Error(where + ": cid " + std::to_string(vsock.guest_cid) + " is reserved or too large (3..4294967294)");
+  if (vsock.socket_path.empty()) throw Error(where + ": missing socket=PATH" + usage);
   return vsock;
 }
 
