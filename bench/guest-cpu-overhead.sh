@@ -30,15 +30,13 @@ N=11
 while [ $# -gt 0 ]; do
 	case $1 in
 	-n) N=${2:?}; shift 2 ;;
-	-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) bench_usage ;;
 	*) bench_die "unknown option $1 (see --help)" ;;
 	esac
 done
-[[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -ge 1 ] || bench_die "-n wants a positive number"
+bench_need_count "$N" -n
 
-bench_build
-out=$(bench_results_dir guest-cpu-overhead)
-bench_snapshot "$out"
+bench_start guest-cpu-overhead
 bench_header "guest CPU overhead (bench/guest-cpu-overhead.sh), compute kernel native vs in a kdom guest at CPL 3, N=$N; raw logs in $out"
 HOSTBIN=$GUESTS/compute-host
 [ -x "$HOSTBIN" ] || bench_die "$HOSTBIN is missing"

@@ -34,6 +34,32 @@ bench_fail() {
 	BENCH_FAILED=1
 }
 
+# bench_binaries: sets BENCH_BINARIES to the files the benchmarks run (kdom, kdom-bench, the
+# probe guests, compute-host), wherever KDOM, KB, GUESTS and FIRST_MARK point now.
+bench_binaries() {
+	BENCH_BINARIES=("$KDOM" "$KB" "$FIRST_MARK" "$GUESTS/first-instruction.elf" "$GUESTS/idle-after-touch.elf"
+		"$GUESTS/compute.elf" "$GUESTS/compute-host" "$GUESTS/virtio-blk-bench.elf")
+}
+
+# bench_usage: prints the comment block at the top of the running script (its --help), exits.
+bench_usage() {
+	sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'
+	exit 0
+}
+
+# bench_need_count VALUE OPTION: dies unless VALUE is a positive whole number.
+bench_need_count() {
+	[[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ] || bench_die "$2 wants a positive number"
+}
+
+# bench_start NAME: builds, makes this run's results directory (in $out) and snapshots the
+# binaries there.
+bench_start() {
+	bench_build
+	out=$(bench_results_dir "$1")
+	bench_snapshot "$out"
+}
+
 # bench_build: builds what the benchmarks run (only those targets: the rest of the tree
 # may be mid-change). If that fails but every binary is there (from an earlier build),
 # says so and goes on with those. Skipped with BENCH_NO_BUILD=1.
@@ -44,8 +70,8 @@ bench_build() {
 	if ! { cmake -S "$REPO" -B "$BUILD" && cmake --build "$BUILD" -j2 --target kdom kdom-bench \
 		bench-first-mark probe-first-instruction probe-idle-after-touch probe-compute compute-host probe-virtio-blk-bench; } \
 		>"$BUILD/bench/build.log" 2>&1; then
-		for f in "$KDOM" "$KB" "$FIRST_MARK" "$GUESTS/first-instruction.elf" "$GUESTS/idle-after-touch.elf" \
-			"$GUESTS/compute.elf" "$GUESTS/compute-host" "$GUESTS/virtio-blk-bench.elf"; do
+		bench_binaries
+		for f in "${BENCH_BINARIES[@]}"; do
 			[ -e "$f" ] || missing=1
 		done
 		grep -m 3 -e 'error' "$BUILD/bench/build.log" | sed 's/^/   build: /' >&2
@@ -69,8 +95,8 @@ bench_snapshot() {
 		return 0
 	fi
 	mkdir -p "$bin"
-	for f in "$KDOM" "$KB" "$FIRST_MARK" "$GUESTS/first-instruction.elf" "$GUESTS/idle-after-touch.elf" \
-		"$GUESTS/compute.elf" "$GUESTS/compute-host" "$GUESTS/virtio-blk-bench.elf"; do
+	bench_binaries
+	for f in "${BENCH_BINARIES[@]}"; do
 		[ -e "$f" ] || bench_die "$f is missing (build it: cmake --build $BUILD)"
 		cp -p "$f" "$bin/" || bench_die "cannot copy $f"
 	done

@@ -24,15 +24,13 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	-n) N=${2:?}; shift 2 ;;
 	--l1-log) l1_log=${2:?}; shift 2 ;;
-	-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) bench_usage ;;
 	*) bench_die "unknown option $1 (see --help)" ;;
 	esac
 done
-[[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -ge 1 ] || bench_die "-n wants a positive number"
+bench_need_count "$N" -n
 
-bench_build
-out=$(bench_results_dir linux-boot)
-bench_snapshot "$out"
+bench_start linux-boot
 bench_header "Linux boot (bench/linux-boot.sh), stock kernel + busybox initramfs, 256 MiB, 1 vCPU, N=$N; raw logs in $out"
 echo "-- test host (L1: QEMU TCG with emulated AMD SVM, real KVM; absolute times 10-50x hardware's: compare ratios)"
 if [ -z "$l1_log" ]; then

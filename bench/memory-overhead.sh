@@ -28,15 +28,13 @@ while [ $# -gt 0 ]; do
 	--no-local) local=0; shift ;;
 	--no-l1) l1=0; shift ;;
 	--l1-log) l1_log=${2:?}; shift 2 ;;
-	-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) bench_usage ;;
 	*) bench_die "unknown option $1 (see --help)" ;;
 	esac
 done
-[[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -ge 1 ] || bench_die "-n wants a positive number"
+bench_need_count "$N" -n
 
-bench_build
-out=$(bench_results_dir memory-overhead)
-bench_snapshot "$out"
+bench_start memory-overhead
 bench_header "VMM memory overhead (bench/memory-overhead.sh), 1 vCPU, 128 MiB, idle-after-touch.elf, N=$N; raw logs in $out"
 
 # overhead_values FILE LABEL: per run, Pss - touched pages x 4 KiB (KiB), one a line.

@@ -20,14 +20,12 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--no-l1) l1=0; shift ;;
 	--quick) start_n=5 mem_n=1 linux_n=1 cpu_n=3 blk_n=2 disk_n=1; shift ;;
-	-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) bench_usage ;;
 	*) bench_die "unknown option $1 (see --help)" ;;
 	esac
 done
 
-bench_build
-out=$(bench_results_dir run-all)
-bench_snapshot "$out"
+bench_start run-all
 export BENCH_SNAPSHOT_BIN=$out/bin # the benchmarks below all run these copies
 all=$out/all-output.txt
 failed=()

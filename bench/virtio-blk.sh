@@ -59,16 +59,16 @@ while [ $# -gt 0 ]; do
 	--l1) L1=1; shift ;;
 	--l1-log) L1_LOG=${2:?}; shift 2 ;;
 	--l1-n) L1_N=${2:?}; shift 2 ;;
-	-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) bench_usage ;;
 	*) bench_die "unknown option $1 (see --help)" ;;
 	esac
 done
-[[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -ge 1 ] || bench_die "-n wants a positive number"
+bench_need_count "$N" -n
 [[ "$MIB" =~ ^[0-9]+$ ]] && [ "$MIB" -ge 1 ] && [ "$MIB" -le 4096 ] || bench_die "--mib wants 1..4096"
-[[ "$RAND" =~ ^[0-9]+$ ]] && [ "$RAND" -ge 1 ] || bench_die "--rand wants a positive number"
+bench_need_count "$RAND" --rand
 
 [ -z "$L1_LOG" ] || [ -r "$L1_LOG" ] || bench_die "cannot read the test-host log $L1_LOG"
-[[ "$L1_N" =~ ^[0-9]+$ ]] && [ "$L1_N" -ge 1 ] || bench_die "--l1-n wants a positive number"
+bench_need_count "$L1_N" --l1-n
 
 # local_part: host, kdom and QEMU on this machine.
 local_part() {
@@ -254,9 +254,7 @@ at_least() {
 	else echo "NOT met"; fi
 }
 
-bench_build
-out=$(bench_results_dir virtio-blk)
-bench_snapshot "$out"
+bench_start virtio-blk
 [ "$LOCAL" = 0 ] || local_part
 [ "$LOCAL" = 1 ] || bench_header "virtio-blk reads (bench/virtio-blk.sh), test host only; raw logs in $out"
 if [ "$L1" = 1 ] && [ -z "$L1_LOG" ]; then

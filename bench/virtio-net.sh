@@ -23,12 +23,12 @@ while [ $# -gt 0 ]; do
 	--mib) mib=${2:?}; shift 2 ;;
 	--qemu-cpu) qemu_cpu=${2:?}; shift 2 ;;
 	--l1-log) l1_log=${2:?}; shift 2 ;;
-	-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) bench_usage ;;
 	*) bench_die "unknown option $1 (see --help)" ;;
 	esac
 done
-[[ "$rounds" =~ ^[0-9]+$ ]] && [ "$rounds" -ge 1 ] || bench_die "-n wants a positive number"
-[[ "$mib" =~ ^[0-9]+$ ]] && [ "$mib" -ge 1 ] || bench_die "--mib wants a positive number"
+bench_need_count "$rounds" -n
+bench_need_count "$mib" --mib
 
 out=$(bench_results_dir virtio-net)
 bench_header "virtio-net throughput (bench/virtio-net.sh), $mib MiB each way, $rounds round(s), QEMU -cpu $qemu_cpu; raw logs in $out"
