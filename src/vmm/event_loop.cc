@@ -26,7 +26,7 @@ EventLoop::~EventLoop() { stop(); }
 void EventLoop::add(int fd, Handler handler) {
   {
     std::lock_guard lock(mutex_);
-    handlers_[fd] = std::move(handler);
+    handlers_[fd] = std::make_shared<const Handler>(std::move(handler));
   }
   epoll_event event{};
   event.events = EPOLLIN;
@@ -63,14 +63,14 @@ void EventLoop::run() {
     for (int i = 0; i < count; ++i) {
       int fd = events[i].data.fd;
       if (fd == stop_.get()) return;
-      Handler handler;
+      std::shared_ptr<const Handler> handler;
       {
         std::lock_guard lock(mutex_);
         auto it = handlers_.find(fd);
         if (it == handlers_.end()) continue;
         handler = it->second;
       }
-      handler();
+      (*handler)();
     }
   }
 }

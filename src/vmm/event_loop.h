@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -34,7 +35,8 @@ class EventLoop {
   UniqueFd epoll_;
   UniqueFd stop_;
   std::mutex mutex_;
-  std::unordered_map<int, Handler> handlers_;
+  // Shared so the loop can run a handler outside the lock without copying it per event.
+  std::unordered_map<int, std::shared_ptr<const Handler>> handlers_;
   std::thread thread_;
 };
 
