@@ -77,7 +77,7 @@ void BalloonDevice::read_config(uint64_t offset, std::span<uint8_t> data) const 
     std::memcpy(image + kBalloonConfigNumPages, &target_pages_, sizeof(target_pages_));
     std::memcpy(image + kBalloonConfigActual, &actual_pages_, sizeof(actual_pages_));
   }
-  for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < kBalloonConfigSize ? image[offset + i] : 0;
+  read_config_image(image, offset, data);
 }
 
 void BalloonDevice::write_config(uint64_t offset, std::span<const uint8_t> data) {

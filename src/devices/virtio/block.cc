@@ -192,12 +192,8 @@ BlockConfigSpace BlockDevice::config_space() const {
 }
 
 void BlockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
-  std::fill(data.begin(), data.end(), 0);
   const BlockConfigSpace space = config_space();
-  const auto* bytes = reinterpret_cast<const uint8_t*>(&space);
-  for (size_t i = 0; i < data.size(); ++i) {
-    if (offset + i < sizeof(space) && offset + i >= offset) data[i] = bytes[offset + i];
-  }
+  read_config_image({reinterpret_cast<const uint8_t*>(&space), sizeof(space)}, offset, data);
 }
 
 void BlockDevice::write_config(uint64_t, std::span<const uint8_t>) {

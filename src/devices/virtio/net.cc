@@ -61,9 +61,7 @@ void NetDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
   std::memcpy(space.mac, config_.mac.data(), sizeof(space.mac));
   space.status = kNetStatusLinkUp;
   space.max_virtqueue_pairs = 1;
-  const auto* bytes = reinterpret_cast<const uint8_t*>(&space);
-  for (size_t i = 0; i < data.size(); ++i)
-    data[i] = (offset < sizeof(space) && i < sizeof(space) - offset) ? bytes[offset + i] : 0;
+  read_config_image({reinterpret_cast<const uint8_t*>(&space), sizeof(space)}, offset, data);
 }
 
 void NetDevice::activate(const GuestMemory& memory, uint64_t negotiated_features,

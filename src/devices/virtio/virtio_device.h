@@ -33,6 +33,13 @@ using ConfigInterrupt = std::function<void()>;
 // threads: the transport sets DEVICE_NEEDS_RESET and tells the driver.
 using DeviceFailure = std::function<void(const std::string& reason)>;
 
+// Copies bytes [offset, offset + data.size()) of a device's configuration space, laid out in
+// `image`, into `data`; bytes beyond the image read as zero (for read_config).
+inline void read_config_image(std::span<const uint8_t> image, uint64_t offset, std::span<uint8_t> data) {
+  for (size_t i = 0; i < data.size(); ++i)
+    data[i] = offset < image.size() && i < image.size() - offset ? image[offset + i] : 0;
+}
+
 class VirtioDevice {
  public:
   virtual ~VirtioDevice() = default;

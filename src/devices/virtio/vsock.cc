@@ -91,7 +91,7 @@ uint64_t VsockDevice::offered_features() const {
 void VsockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
   uint8_t config[8];
   std::memcpy(config, &config_.guest_cid, sizeof(config));
-  for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < sizeof(config) ? config[offset + i] : 0;
+  read_config_image(config, offset, data);
 }
 
 void VsockDevice::activate(const GuestMemory& memory, uint64_t, std::vector<std::shared_ptr<Virtqueue>> queues,
