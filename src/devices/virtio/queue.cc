@@ -19,6 +19,7 @@ std::string hex(uint64_t value) {
 constexpr uint64_t kAvailFlagsOffset = 0;
 constexpr uint64_t kAvailIdxOffset = 2;
 constexpr uint64_t kAvailRingOffset = 4;
+constexpr uint64_t kUsedFlagsOffset = 0;
 constexpr uint64_t kUsedIdxOffset = 2;
 constexpr uint64_t kUsedRingOffset = 4;
 
@@ -201,6 +202,34 @@ void Virtqueue::set_avail_event() {
   std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
+bool Virtqueue::has_available() {
+  ensure_valid();
+  const uint16_t avail_idx =
+      std::atomic_ref<uint16_t>(*host_u16(config_.avail_ring + kAvailIdxOffset)).load(std::memory_order_acquire);
+  return avail_idx != next_avail_;
+}
+
+bool Virtqueue::set_notifications(bool enabled) {
+  ensure_valid();
+  notifications_enabled_ = enabled;
+  if (config_.event_idx) {
+    // The driver notifies when its new avail idx passes avail_event (virtq_need_event); one
+    // behind what was taken is never passed while the device keeps taking.
+    const uint64_t avail_event_gpa =
+        config_.used_ring + kUsedRingOffset + sizeof(VirtqUsedElement) * uint64_t{config_.size};
+    const auto event = static_cast<uint16_t>(enabled ? next_avail_ : next_avail_ - 1);
+    std::atomic_ref<uint16_t>(*host_u16(avail_event_gpa)).store(event, std::memory_order_relaxed);
+  } else {
+    std::atomic_ref<uint16_t> flags(*host_u16(config_.used_ring + kUsedFlagsOffset));
+    flags.store(enabled ? 0 : kVirtqUsedFlagNoNotify, std::memory_order_relaxed);
+  }
+  if (!enabled) return false;
+  // The driver reads our flag after writing avail idx; we read avail idx after writing the
+  // flag. The fence keeps one of us from missing the other.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  return has_available();
+}
+
 VirtqueueState Virtqueue::save() const { return VirtqueueState{config_, next_avail_, next_used_}; }
 
 void Virtqueue::restore(const VirtqueueState& state) {
@@ -212,6 +241,7 @@ void Virtqueue::restore(const VirtqueueState& state) {
   next_used_ = state.next_used;
   signalled_used_ = state.next_used;
   signalled_used_valid_ = false;  // unknown: notify once rather than risk a lost interrupt
+  notifications_enabled_ = true;
 }
 
 std::optional<DescriptorChain> Virtqueue::next_request(uint32_t* rejected) {
@@ -220,6 +250,7 @@ std::optional<DescriptorChain> Virtqueue::next_request(uint32_t* rejected) {
       if (auto chain = pop()) return chain;
       // Going idle: ask for a notification (EVENT_IDX), then look once more for a chain made
       // available before the driver could see that request.
+      if (!notifications_enabled_) return std::nullopt;
       set_avail_event();
       return pop();
     } catch (const VirtqueueError& error) {

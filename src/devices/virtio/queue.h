@@ -141,6 +141,17 @@ class Virtqueue {
   // idle after this must check for available chains again (pop) before sleeping.
   void set_avail_event();
 
+  // Whether the driver has made chains available that pop() has not taken yet. Cheap (one read
+  // of avail idx), for a device polling the ring.
+  bool has_available();
+
+  // A device that polls the available ring turns driver notifications off while it polls
+  // (used flags NO_NOTIFY, or with EVENT_IDX an avail_event the driver has passed) and back on
+  // before it sleeps. While they are off, next_request() does not ask for one. Turning them on
+  // returns whether chains became available meanwhile: the device must serve those before
+  // sleeping, since the driver may have skipped the notification for them.
+  bool set_notifications(bool enabled);
+
   VirtqueueState save() const;
   // Validates state.config first; on failure throws and leaves the queue as it was.
   void restore(const VirtqueueState& state);
@@ -159,6 +170,7 @@ class Virtqueue {
   // The used index at the last needs_notification call; invalid after restore (notify once).
   uint16_t signalled_used_ = 0;
   bool signalled_used_valid_ = true;
+  bool notifications_enabled_ = true;
 };
 
 }  // namespace kdom::devices::virtio
