@@ -25,6 +25,14 @@ io_uring_sqe* IoUring::next_sqe() {
   return sqe;
 }
 
+void IoUring::submit() {
+  for (;;) {
+    const int result = io_uring_submit(&ring_);
+    if (result >= 0 || result == -EBUSY || result == -EAGAIN) return;  // full: reap, then retry later
+    if (result != -EINTR) throw SystemError("io_uring_submit", -result);
+  }
+}
+
 void IoUring::submit_and_wait() {
   for (;;) {
     const int result = io_uring_submit_and_wait(&ring_, 1);

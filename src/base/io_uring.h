@@ -1,6 +1,6 @@
 // IoUring: sole owner of an io_uring instance (liburing), torn down when the owner goes away,
-// with the few calls a device backend needs: a free submission entry, submit-and-wait, and a
-// walk over the ready completions.
+// with the few calls a device backend needs: a free submission entry, submission (waiting or
+// not), and a walk over the ready completions.
 #pragma once
 
 #include <liburing.h>
@@ -20,6 +20,10 @@ class IoUring {
   io_uring_sqe* next_sqe();
   // Submits what is queued and waits until at least one completion is ready.
   void submit_and_wait();
+  // Submits what is queued without waiting.
+  void submit();
+  // Whether completions are ready (no system call: for a thread that polls).
+  bool has_completions() { return io_uring_cq_ready(&ring_) > 0; }
   // Calls `handle(user_data, res)` for every ready completion and marks each one seen.
   template <typename Handler>
   void for_each_completion(Handler&& handle) {

@@ -35,7 +35,7 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
       "virtio-balloon: [target=MIB][,stats=SECONDS][,deflate-on-oom][,free-page-reporting][,id=ID]")
       ->expected(0, 1);
   app.add_option("--control", config.control_path, "listen for control requests (kdom balloon) on this Unix socket");
-  app.add_option("--disk", disks, "virtio-blk disk: PATH[,ro][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N] (repeatable; bw and iops are per-second limits)")->take_all();
+  app.add_option("--disk", disks, "virtio-blk disk: PATH[,ro][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N][,poll=US] (repeatable; bw and iops are per-second limits, poll the longest adaptive polling window, default 32)")->take_all();
   std::vector<std::string> nets;
   app.add_option("--net", nets, "virtio-net on a TAP: tap=NAME|fd=N[,mac=XX:XX:XX:XX:XX:XX][,id=ID][,bw=BYTES][,pps=N] (repeatable; bw and pps are per-second limits each way)")
       ->take_all();

@@ -24,7 +24,8 @@ constexpr uint64_t kMiB = 1024 * 1024;
 
 VirtioDevices::VirtioDevices(const VmConfig& config, PciDevices& pci, EventLoop& events) : pci_(pci), events_(events) {
   for (const auto& disk : config.disks) {
-    devices::virtio::BlockDiskConfig block{disk.path, disk.read_only, disk.serial, disk.queues, disk.rate_limit};
+    devices::virtio::BlockDiskConfig block{disk.path,       disk.read_only, disk.serial, disk.queues,
+                                           disk.rate_limit, {std::chrono::microseconds(disk.poll_us)}};
     pci_.add_virtio(std::make_shared<devices::virtio::BlockDevice>(block));
   }
   if (config.entropy) pci_.add_virtio(std::make_shared<devices::virtio::EntropyDevice>());

@@ -17,9 +17,10 @@ constexpr uint32_t kMaxVcpus = 255;  // xAPIC ids in the MADT are 8 bits
 
 namespace {
 
-constexpr char kDiskSyntax[] = "PATH[,ro][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N]";
+constexpr char kDiskSyntax[] = "PATH[,ro][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N][,poll=US]";
 constexpr char kBalloonSyntax[] = "[target=MIB][,stats=SECONDS][,deflate-on-oom][,free-page-reporting][,id=ID]";
 constexpr uint16_t kMaxDiskQueues = 64;
+constexpr uint64_t kMaxDiskPollMicros = 1000;
 
 // The comma-separated parts of a device option ("a,b=c" -> "a", "b=c"); at least one.
 std::vector<std::string> split_settings(const std::string& text) {
@@ -108,6 +109,12 @@ DiskConfig parse_disk(const std::string& text) {
       disk.rate_limit.bytes_per_second = parse_rate(*bw, where, "bw", " (bytes per second)");
     } else if (auto iops = value_of(part, "iops")) {
       disk.rate_limit.ops_per_second = parse_rate(*iops, where, "iops", "");
+    } else if (auto poll = value_of(part, "poll")) {
+      const std::optional<uint64_t> micros = whole_number(*poll);
+      if (!micros || *micros > kMaxDiskPollMicros)
+        throw Error(where + ": poll must be a number of microseconds from 0 to " + std::to_string(kMaxDiskPollMicros) +
+                    ", not '" + *poll + "'");
+      disk.poll_us = static_cast<uint32_t>(*micros);
     } else {
       throw Error(where + ": unknown setting '" + part + "' (" + kDiskSyntax + ")");
     }

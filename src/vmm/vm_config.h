@@ -34,6 +34,10 @@ struct VsockConfig {
   std::string id;
 };
 
+// How long a disk queue's worker polls for more work, at most, unless `poll=` says otherwise:
+// QEMU's default for its I/O threads.
+inline constexpr uint32_t kDefaultDiskPollMicros = 32;
+
 // A virtio-blk disk: a raw image file.
 struct DiskConfig {
   std::string path;
@@ -42,6 +46,7 @@ struct DiskConfig {
   std::string id;      // the user's name for the device (unique in the domain)
   uint16_t queues = 1;
   devices::RateLimit rate_limit;  // per queue
+  uint32_t poll_us = kDefaultDiskPollMicros;  // longest adaptive poll window per queue; 0: off
 };
 
 // A virtio-balloon device.

@@ -47,9 +47,9 @@ Disks& disks() {
     close(fd);
     d->path = name.data();
     try {
-      d->read_write = std::make_unique<BlockDevice>(BlockDiskConfig{d->path, false, "kdom-fuzz", 1, {}});
+      d->read_write = std::make_unique<BlockDevice>(BlockDiskConfig{d->path, false, "kdom-fuzz", 1, {}, {}});
       // An id of exactly 20 bytes: GET_ID then returns it without a terminating NUL.
-      d->read_only = std::make_unique<BlockDevice>(BlockDiskConfig{d->path, true, "kdom-fuzz-serial-012", 1, {}});
+      d->read_only = std::make_unique<BlockDevice>(BlockDiskConfig{d->path, true, "kdom-fuzz-serial-012", 1, {}, {}});
     } catch (...) {
       unlink(d->path.c_str());
       throw;

@@ -160,8 +160,10 @@ TEST(RunOptions, VirtioDevices) {
 }
 
 TEST(RunOptions, DiskQueuesIdAndRateLimits) {
-  auto config = parse_run_options({"--disk", "/d/a.img,id=data,queues=4,bw=10M,iops=2000"}, Defaults{"/guest"}).config;
+  auto config =
+      parse_run_options({"--disk", "/d/a.img,id=data,queues=4,bw=10M,iops=2000,poll=200"}, Defaults{"/guest"}).config;
   ASSERT_EQ(config.disks.size(), 1u);
+  EXPECT_EQ(config.disks[0].poll_us, 200u);
   EXPECT_EQ(config.disks[0].id, "data");
   EXPECT_EQ(config.disks[0].queues, 4);
   EXPECT_EQ(config.disks[0].rate_limit.bytes_per_second, 10u << 20);
@@ -175,8 +177,11 @@ TEST(RunOptions, DiskQueuesIdAndRateLimits) {
   auto plain = parse_run_options({"--disk", "/d/a.img"}, Defaults{"/guest"}).config;
   EXPECT_EQ(plain.disks[0].queues, 1);
   EXPECT_TRUE(plain.disks[0].rate_limit.unlimited());
+  EXPECT_EQ(plain.disks[0].poll_us, vmm::kDefaultDiskPollMicros);
+  EXPECT_EQ(parse_run_options({"--disk", "/d/a.img,poll=0"}, Defaults{"/guest"}).config.disks[0].poll_us, 0u);
   for (const char* bad : {"/d/a.img,queues=0", "/d/a.img,queues=65", "/d/a.img,queues=x", "/d/a.img,bw=0",
-                          "/d/a.img,bw=1T", "/d/a.img,iops=-3", "/d/a.img,iops=", "/d/a.img,id="}) {
+                          "/d/a.img,bw=1T", "/d/a.img,iops=-3", "/d/a.img,iops=", "/d/a.img,id=",
+                          "/d/a.img,poll=1001", "/d/a.img,poll=-1", "/d/a.img,poll=1ms"}) {
     try {
       parse_run_options({"--disk", bad}, Defaults{"/guest"});
       ADD_FAILURE() << bad << " was accepted";

@@ -92,7 +92,7 @@ class VirtioBlockTest : public ::testing::Test {
   }
 
   BlockDevice& device(bool read_only = false, const std::string& id = "kdom-test-disk", uint16_t queues = 1) {
-    dev = std::make_unique<BlockDevice>(BlockDiskConfig{disk_path, read_only, id, queues, {}});
+    dev = std::make_unique<BlockDevice>(BlockDiskConfig{disk_path, read_only, id, queues, {}, {}});
     return *dev;
   }
 
@@ -559,7 +559,7 @@ TEST_F(VirtioBlockTest, WorkerReadsIntoGuestBuffers) {
 // The rate limiter holds requests back (without dropping any): 30 requests at 20 per second,
 // of which the first 20 pass at once (a full bucket), take at least half a second.
 TEST_F(VirtioBlockTest, RateLimitedQueueWaitsForTokens) {
-  dev = std::make_unique<BlockDevice>(BlockDiskConfig{disk_path, false, "id", 1, RateLimit{0, 20}});
+  dev = std::make_unique<BlockDevice>(BlockDiskConfig{disk_path, false, "id", 1, RateLimit{0, 20}, {}});
   Raised raised;
   auto q = std::make_shared<Virtqueue>(memory, queue.config());
   const auto start = std::chrono::steady_clock::now();
@@ -587,6 +587,46 @@ TEST_F(VirtioBlockTest, ResetWaitsForRequestsInFlight) {
   d.reset();
   const uint16_t done = used_idx();
   for (uint16_t i = 0; i < done; ++i) EXPECT_EQ(file_bytes(4096 * uint64_t(used_element(i).id / 3), 4096), std::vector<uint8_t>(4096, 0x5a));
+}
+
+// Waits (up to 5 s) until `done` holds.
+bool wait_until(const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return true;
+}
+
+// With a poll window, a worker whose requests come soon after it ran dry keeps watching the
+// ring with notifications off (NO_NOTIFY), serves what the driver makes available without a
+// notification, and turns notifications back on when nothing more comes.
+TEST_F(VirtioBlockTest, PollingWorkerServesWithoutNotifications) {
+  // No preemption check: this test cannot promise the worker a CPU of its own.
+  BlockDiskConfig config{disk_path, false, "id", 1, {}, PollSettings{std::chrono::seconds(1), std::chrono::hours(1)}};
+  dev = std::make_unique<BlockDevice>(config);
+  Raised raised;
+  auto q = std::make_shared<Virtqueue>(memory, queue.config());
+  dev->activate(memory, dev->offered_features(), {q}, raised.interrupt(), [] {});
+  auto used_flags = [&] { return memory.read_object<uint16_t>(kUsedRing); };
+  // Notified requests 100 ms after the worker ran dry: a window that long would have caught
+  // them, so it opens (to at least 100 ms).
+  for (uint16_t round = 1; round <= 2; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    submit({{header(kBlockRequestFlush, 0), 16, false}, {alloc(1), 1, true}});
+    dev->notify_queue(0);
+    ASSERT_TRUE(wait_used([&] { return used_idx(); }, round));
+  }
+  ASSERT_TRUE(wait_until([&] { return used_flags() == kVirtqUsedFlagNoNotify; })) << "the worker does not poll";
+  const uint64_t status = alloc(1);
+  submit({{header(kBlockRequestFlush, 0), 16, false}, {status, 1, true}});  // no notification
+  ASSERT_TRUE(wait_used([&] { return used_idx(); }, 3));
+  EXPECT_EQ(memory.read_object<uint8_t>(status), kBlockStatusOk);
+  // Nothing more: the window ends (within a second) and notifications are back on.
+  EXPECT_TRUE(wait_until([&] { return used_flags() == 0; }));
+  dev->reset();
+  EXPECT_EQ(used_flags(), 0);
 }
 
 // --- config space and features -------------------------------------------------------------
@@ -650,7 +690,7 @@ TEST_F(VirtioBlockTest, OfferedFeatures) {
 TEST_F(VirtioBlockTest, MissingFileIsClearError) {
   const std::string missing = dir + "/nope.img";
   try {
-    BlockDevice d(BlockDiskConfig{missing, false, "", 1, {}});
+    BlockDevice d(BlockDiskConfig{missing, false, "", 1, {}, {}});
     ADD_FAILURE() << "opened a missing file";
   } catch (const Error& error) {
     EXPECT_THAT(error.what(), HasSubstr(missing));
@@ -661,19 +701,19 @@ TEST_F(VirtioBlockTest, MissingFileIsClearError) {
 TEST_F(VirtioBlockTest, ReadOnlyFileAskedReadWriteIsClearError) {
   ASSERT_EQ(::chmod(disk_path.c_str(), 0444), 0);
   try {
-    BlockDevice d(BlockDiskConfig{disk_path, false, "", 1, {}});
+    BlockDevice d(BlockDiskConfig{disk_path, false, "", 1, {}, {}});
     ADD_FAILURE() << "opened a read-only file read-write";
   } catch (const Error& error) {
     EXPECT_THAT(error.what(), HasSubstr(disk_path));
     EXPECT_THAT(error.what(), HasSubstr("read-only"));
   }
-  EXPECT_NO_THROW(BlockDevice(BlockDiskConfig{disk_path, true, "", 1, {}}));
+  EXPECT_NO_THROW(BlockDevice(BlockDiskConfig{disk_path, true, "", 1, {}, {}}));
 }
 
 TEST_F(VirtioBlockTest, DirectoryAndLongIdAreRefused) {
-  EXPECT_THROW(BlockDevice(BlockDiskConfig{dir, true, "", 1, {}}), Error);
+  EXPECT_THROW(BlockDevice(BlockDiskConfig{dir, true, "", 1, {}, {}}), Error);
   try {
-    BlockDevice d(BlockDiskConfig{disk_path, false, "123456789012345678901", 1, {}});
+    BlockDevice d(BlockDiskConfig{disk_path, false, "123456789012345678901", 1, {}, {}});
     ADD_FAILURE() << "accepted a 21-byte id";
   } catch (const Error& error) {
     EXPECT_THAT(error.what(), HasSubstr("20 bytes"));

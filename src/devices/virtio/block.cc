@@ -211,7 +211,8 @@ void BlockDevice::activate(const GuestMemory& memory, uint64_t, std::vector<std:
   for (size_t i = 0; i < queues.size(); ++i) {
     if (!queues[i]) continue;
     BlockQueueWorker::Context context{memory,   queues[i], static_cast<uint16_t>(i), *this, queue_interrupt,
-                                      failure_, config_.rate_limit, i < notifiers_.size() ? notifiers_[i] : -1};
+                                      failure_, config_.rate_limit, i < notifiers_.size() ? notifiers_[i] : -1,
+                                      config_.poll};
     workers_[i] = std::make_unique<BlockQueueWorker>(std::move(context));
   }
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "base/unique_fd.h"
+#include "devices/poll_window.h"
 #include "devices/rate_limiter.h"
 #include "devices/virtio/block_request.h"
 #include "devices/virtio/virtio_device.h"
@@ -30,6 +31,7 @@ struct BlockDiskConfig {
   std::string id;           // serial returned by GET_ID, at most 20 bytes
   uint16_t num_queues = 1;  // > 1 offers VIRTIO_BLK_F_MQ
   RateLimit rate_limit;     // per queue: bytes and requests per second (0: unlimited)
+  PollSettings poll;        // how each queue's worker polls before it sleeps (max zero: never)
 };
 
 // What serving one request takes, decided before any disk I/O.

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <chrono>
 #include <mutex>
 
 #include "base/error.h"
@@ -46,7 +47,8 @@ void drain_eventfd(int fd) {
 
 BlockQueueWorker::BlockQueueWorker(Context context)
     : context_(std::move(context)),
-      kick_fd_(check_syscall(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), "eventfd for a virtio-blk queue")) {
+      kick_fd_(check_syscall(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), "eventfd for a virtio-blk queue")),
+      poll_window_(context_.poll) {
   if (!context_.rate_limit.unlimited()) limiter_.emplace(context_.rate_limit, RateClock::now());
   const uint16_t size = context_.queue->config().size;
   slots_.resize(size);
@@ -102,11 +104,16 @@ void BlockQueueWorker::run_with(IoUring* ring) {
   serve(ring);
   interrupt_if_used();
   for (;;) {
-    if (stopping_ && !in_flight()) return;
+    if (stopping_ && !in_flight()) {
+      stop_polling();  // leave the ring as a driver expects it: notifications on
+      return;
+    }
     bool kicked = false;
     bool notified = false;
     if (ring != nullptr) {
-      ring->submit_and_wait();
+      const auto idle_since = std::chrono::steady_clock::now();
+      if (!poll_for_work(*ring) && !stop_polling()) ring->submit_and_wait();
+      poll_window_.record(std::chrono::steady_clock::now() - idle_since);
       ring->for_each_completion([&](uint64_t tag, int result) {
         if (tag == kKickTag)
           kicked = true;
@@ -140,6 +147,39 @@ void BlockQueueWorker::run_with(IoUring* ring) {
     if (!stopping_) serve(ring);
     interrupt_if_used();
   }
+}
+
+bool BlockQueueWorker::poll_for_work(IoUring& ring) {
+  ring.submit();
+  const PollWindow::Duration window = poll_window_.current();
+  // Nothing to poll for while a request is held back (rate limit, flush order).
+  if (window == PollWindow::Duration::zero() || broken_ || held_ || stopping_) return false;
+  Virtqueue& queue = *context_.queue;
+  if (!polling_) {
+    queue.set_notifications(false);
+    polling_ = true;
+  }
+  auto last_look = std::chrono::steady_clock::now();
+  const auto deadline = last_look + window;
+  for (;;) {
+    if (ring.has_completions() || stopping_ || (!free_slots_.empty() && queue.has_available())) return true;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_look > poll_window_.preemption_gap()) {
+      poll_window_.preempted();  // the CPU is wanted elsewhere: sleep instead
+      return false;
+    }
+    if (now >= deadline) return false;
+    last_look = now;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
+bool BlockQueueWorker::stop_polling() {
+  if (!polling_ || broken_) return false;
+  polling_ = false;
+  return context_.queue->set_notifications(true);
 }
 
 bool BlockQueueWorker::in_flight() const { return free_slots_.size() != slots_.size(); }
