@@ -388,9 +388,11 @@ void VirtioPci::config_interrupt() {
 void VirtioPci::signal(uint16_t vector, uint8_t isr_bit) {
   std::lock_guard lock(irq_mutex_);
   if (msix_.signal(vector)) return;
-  // MSI-X disabled: INTx, with the cause in the ISR.
+  // MSI-X disabled: INTx, with the cause in the ISR. The line stays asserted until the driver
+  // reads the ISR, so only the first cause since then raises it.
+  const bool asserted = isr_ != 0;
   isr_ = static_cast<uint8_t>(isr_ | isr_bit);
-  if (intx_) intx_->set_level(true);
+  if (intx_ && !asserted) intx_->set_level(true);
 }
 
 }  // namespace kdom::devices::virtio
