@@ -182,6 +182,12 @@ void vblk_make_avail(struct vblk *d, uint16_t head)
 
 void vblk_notify(struct vblk *d)
 {
+    /* As Linux's driver: skip the notification while the device says it is polling the ring
+     * (used flags NO_NOTIFY). The fence orders our avail idx store before the flag load, as
+     * the device orders its flag store before its avail idx load. */
+    __asm__ volatile("mfence" ::: "memory");
+    if (d->used->flags & 1)
+        return;
     *(volatile uint16_t *)(d->notify_base + (uint64_t)d->notify_off * d->notify_mult) = 0;
 }
 
@@ -201,10 +207,11 @@ uint64_t vblk_submit(struct vblk *d, uint16_t head)
     vblk_make_avail(d, head);
     vblk_notify(d);
     uint64_t deadline = rdtsc() + d->timeout_ticks;
-    for (;;) {
+    for (unsigned spins = 1;; spins++) {
         if (vblk_poll(d))
             return VBLK_DONE;
-        if (cr8(d, VBLK_CC_STATUS) & VBLK_ST_NEEDS_RESET)
+        /* The status register is MMIO (a VM exit per read): look now and then, not per spin. */
+        if ((spins & 0xff) == 0 && (cr8(d, VBLK_CC_STATUS) & VBLK_ST_NEEDS_RESET))
             return VBLK_NEEDS_RESET;
         if ((int64_t)(rdtsc() - deadline) > 0)
             return VBLK_TIMEOUT;

@@ -110,7 +110,8 @@ uint8_t vblk_status(const struct vblk *d);
 
 /* Puts a chain head in the available ring (no notification). */
 void vblk_make_avail(struct vblk *d, uint16_t head);
-/* Tells the device that queue 0 has new entries. */
+/* Tells the device that queue 0 has new entries, unless it asked not to be told
+ * (VIRTQ_USED_F_NO_NOTIFY: it polls the ring). */
 void vblk_notify(struct vblk *d);
 /* Takes the next used entry if there is one: returns 1 and sets last_id and
  * last_len, else 0. */
