@@ -556,6 +556,26 @@ TEST_F(VirtioBlockTest, WorkerReadsIntoGuestBuffers) {
   EXPECT_EQ(guest_bytes(buffer, 8192), pattern(16 * 512, 8192));
 }
 
+// 64 KiB and more go through io_uring (smaller reads the page cache holds are done at once).
+TEST_F(VirtioBlockTest, WorkerReadsLargeTransfersThroughIoUring) {
+  BlockDevice& d = device();
+  Raised raised;
+  auto q = std::make_shared<Virtqueue>(memory, queue.config());
+  d.activate(memory, d.offered_features(), {q}, raised.interrupt(), [] {});
+  constexpr uint32_t kBytes = 128 * 1024;
+  const uint64_t first = alloc(kBytes);
+  const uint64_t second = alloc(4096);
+  const uint64_t status = alloc(1);
+  submit({{header(kBlockRequestIn, 40), 16, false}, {first, kBytes, true}, {second, 4096, true}, {status, 1, true}});
+  d.notify_queue(0);
+  ASSERT_TRUE(wait_used([&] { return used_idx(); }, 1));
+  d.reset();
+  EXPECT_EQ(memory.read_object<uint8_t>(status), kBlockStatusOk);
+  EXPECT_EQ(used_element(0).len, kBytes + 4096 + 1);
+  EXPECT_EQ(guest_bytes(first, kBytes), pattern(40 * 512, kBytes));
+  EXPECT_EQ(guest_bytes(second, 4096), pattern(40 * 512 + kBytes, 4096));
+}
+
 // The rate limiter holds requests back (without dropping any): 30 requests at 20 per second,
 // of which the first 20 pass at once (a full bucket), take at least half a second.
 TEST_F(VirtioBlockTest, RateLimitedQueueWaitsForTokens) {

@@ -3,6 +3,7 @@
 #include "devices/virtio/block_worker.h"
 
 #include <poll.h>
+#include <sys/uio.h>
 #include <sys/eventfd.h>
 
 #include <algorithm>
@@ -244,6 +245,10 @@ void BlockQueueWorker::start(IoUring* ring, uint16_t head, uint64_t status_gpa, 
     finish(head, status_gpa, status, status == kBlockStatusOk ? plan.bytes_written : 0);
     return;
   }
+  if (read_from_page_cache(plan)) {
+    finish(head, status_gpa, kBlockStatusOk, plan.bytes_written);
+    return;
+  }
   const uint32_t slot = free_slots_.back();
   free_slots_.pop_back();
   InFlight& request = slots_[slot];
@@ -268,6 +273,15 @@ void BlockQueueWorker::start(IoUring* ring, uint16_t head, uint64_t status_gpa, 
   const bool others_in_flight = free_slots_.size() + 1 < slots_.size();
   if (request.plan.length >= kAsyncTransferBytes && others_in_flight) sqe->flags |= IOSQE_ASYNC;
   io_uring_sqe_set_data64(sqe, slot);
+}
+
+bool BlockQueueWorker::read_from_page_cache(const BlockPlan& plan) {
+  if (plan.kind != BlockPlan::Kind::kRead || plan.length >= kAsyncTransferBytes) return false;
+  // RWF_NOWAIT: fails rather than wait for the disk. A short or failed read leaves the request
+  // to io_uring, which reads it again whole.
+  const ssize_t done = ::preadv2(context_.device.disk().fd(), plan.buffers.data(), static_cast<int>(plan.buffers.size()),
+                                 static_cast<off_t>(plan.offset), RWF_NOWAIT);
+  return done >= 0 && static_cast<uint64_t>(done) == plan.length;
 }
 
 void BlockQueueWorker::complete(uint32_t slot, int result) {
