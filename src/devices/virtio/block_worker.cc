@@ -276,11 +276,12 @@ void BlockQueueWorker::start(IoUring* ring, uint16_t head, uint64_t status_gpa, 
 }
 
 bool BlockQueueWorker::read_from_page_cache(const BlockPlan& plan) {
-  if (plan.kind != BlockPlan::Kind::kRead || plan.length >= kAsyncTransferBytes) return false;
+  if (!page_cache_reads_ || plan.kind != BlockPlan::Kind::kRead || plan.length >= kAsyncTransferBytes) return false;
   // RWF_NOWAIT: fails rather than wait for the disk. A short or failed read leaves the request
   // to io_uring, which reads it again whole.
   const ssize_t done = ::preadv2(context_.device.disk().fd(), plan.buffers.data(), static_cast<int>(plan.buffers.size()),
                                  static_cast<off_t>(plan.offset), RWF_NOWAIT);
+  if (done < 0 && errno == EOPNOTSUPP) page_cache_reads_ = false;  // not on this file: stop trying
   return done >= 0 && static_cast<uint64_t>(done) == plan.length;
 }
 

@@ -104,6 +104,7 @@ class BlockQueueWorker {
   bool timer_armed_ = false;
   bool broken_ = false;
   bool used_added_ = false;
+  bool page_cache_reads_ = true;  // read_from_page_cache works on this file
   bool polling_ = false;  // notifications are off while the worker polls
   PollWindow poll_window_;
   __kernel_timespec timer_{};
