@@ -24,7 +24,10 @@
 #   host figure: the qd=32 rows compare against the same one-at-a-time host figure.
 #   With fio installed, fio's psync runs of the same workloads are shown too, as a
 #   cross-check only: on our VMs fio's own per-I/O overhead (~100 us) dwarfs the read.
-# - kdom: `kdom run --kernel virtio-blk-bench.elf --memory 128 --disk FILE`.
+# - kdom: `kdom run --kernel virtio-blk-bench.elf --memory 128 --disk FILE` (default settings:
+#   adaptive polling up to 32 us), and the same with `--disk FILE,poll=0` (column "kdom poll=0").
+#   The probe's driver skips notifications while the device polls (used flags NO_NOTIFY), as
+#   Linux's does, and reads the MMIO status register only now and then while it waits.
 # - QEMU: `qemu-system-x86_64 -accel kvm -M pc -m 128 -nodefaults -drive
 #   file=FILE,if=none,format=raw (cache=writeback, aio=threads: QEMU's defaults, served
 #   from the page cache like kdom) -device virtio-blk-pci,disable-legacy=on
@@ -148,12 +151,14 @@ local_part() {
 		done < <(grep -a '^vblk-bench [a-z0-9]* qd=' "$log")
 	}
 
+	# kdom ROUND [nopoll]: kdom as configured by default, or with polling off (poll=0).
 	kdom() {
-		local r=$1 log=$out/kdom-$1.log rc=0
-		timeout 300 "$KDOM" run --kernel "$GUEST" --memory 128 --console stdio --disk "$img" \
+		local r=$1 who=kdom${2:+-$2} rc=0
+		local log=$out/$who-$r.log
+		timeout 300 "$KDOM" run --kernel "$GUEST" --memory 128 --console stdio --disk "$img${2:+,poll=0}" \
 			--cmdline "rand=$RAND qd=$QD seed=$r" >"$log" 2>&1 || rc=$?
-		[ "$rc" = 1 ] || { bench_fail "kdom round $r exited with status $rc (want 1; log $log)"; return 1; }
-		parse kdom "$r" "$log"
+		[ "$rc" = 1 ] || { bench_fail "$who round $r exited with status $rc (want 1; log $log)"; return 1; }
+		parse "$who" "$r" "$log"
 	}
 
 	qemu() {
@@ -169,37 +174,40 @@ local_part() {
 
 	for ((r = 1; r <= N; r++)); do
 		case $((r % 3)) in
-		1) host "$r"; kdom "$r"; [ "$QEMU_ON" = 0 ] || qemu "$r" ;;
-		2) kdom "$r"; [ "$QEMU_ON" = 0 ] || qemu "$r"; host "$r" ;;
-		0) [ "$QEMU_ON" = 0 ] || qemu "$r"; host "$r"; kdom "$r" ;;
+		1) host "$r"; kdom "$r"; [ "$QEMU_ON" = 0 ] || qemu "$r"; kdom "$r" nopoll ;;
+		2) kdom "$r"; kdom "$r" nopoll; [ "$QEMU_ON" = 0 ] || qemu "$r"; host "$r" ;;
+		0) kdom "$r" nopoll; [ "$QEMU_ON" = 0 ] || qemu "$r"; host "$r"; kdom "$r" ;;
 		esac
 	done
 
 	col() { awk -v w="$1" -v p="$2" '$1 == w && $2 == p { print $4 }' "$f"; }
 	med() { local v; v=$(col "$1" "$2"); [ -n "$v" ] && echo "$v" | bench_stat_values median; }
 	echo "-- local: this machine's /dev/kvm; medians of N=$N rounds (IOPS for rand4k, MB/s = 10^6 bytes/s for seq128k; the host column is one pread at a time, also on the qd32 rows)"
-	bench_row "workload" host kdom QEMU kdom/host kdom/QEMU "fio (host)"
+	echo "   kdom: default settings (adaptive polling, up to 32 us); kdom poll=0: the same with polling off"
+	bench_row "workload" host kdom QEMU kdom/host kdom/QEMU "kdom poll=0" "fio (host)"
 	for ph in "${phases[@]}"; do
 		hp=${ph%-qd*}-qd1 # the host runs one at a time
 		[ "$ph" != getid-qd1 ] || continue
-		h=$(med host "$hp") k=$(med kdom "$ph") q=$(med qemu "$ph") fi=$(med fio "$hp")
+		h=$(med host "$hp") k=$(med kdom "$ph") q=$(med qemu "$ph") n=$(med kdom-nopoll "$ph") fi=$(med fio "$hp")
 		bench_row "$ph" "$(bench_fmt "$h" 0)" "$(bench_fmt "$k" 0)" "$(bench_fmt "$q" 0)" \
-			"$(bench_fmt "$(bench_ratio "$k" "$h")" 3)" "$(bench_fmt "$(bench_ratio "$k" "$q")" 3)" "$(bench_fmt "$fi" 0)"
+			"$(bench_fmt "$(bench_ratio "$k" "$h")" 3)" "$(bench_fmt "$(bench_ratio "$k" "$q")" 3)" \
+			"$(bench_fmt "$n" 0)" "$(bench_fmt "$fi" 0)"
 	done
 	k=$(med kdom getid-qd1) q=$(med qemu getid-qd1)
 	bench_row "getid-qd1 (GET_ID: no file I/O)" "" "$(bench_fmt "$k" 0)" "$(bench_fmt "$q" 0)" "" \
-		"$(bench_fmt "$(bench_ratio "$k" "$q")" 3)" ""
+		"$(bench_fmt "$(bench_ratio "$k" "$q")" 3)" "$(bench_fmt "$(med kdom-nopoll getid-qd1)" 0)" ""
 	# us per request = 1e6 / IOPS (at qd=1).
 	us() { [ -n "$1" ] && awk -v i="$1" 'BEGIN { printf "%.1f", 1e6 / i }'; }
 	echo "   per request at qd=1 (us, from the medians): host pread $(bench_fmt "$(us "$(med host rand4k-qd1)")" 1);" \
 		"kdom rand4k $(bench_fmt "$(us "$(med kdom rand4k-qd1)")" 1), GET_ID (no file I/O)" \
-		"$(bench_fmt "$(us "$(med kdom getid-qd1)")" 1); QEMU rand4k $(bench_fmt "$(us "$(med qemu rand4k-qd1)")" 1)," \
+		"$(bench_fmt "$(us "$(med kdom getid-qd1)")" 1); kdom poll=0 rand4k $(bench_fmt "$(us "$(med kdom-nopoll rand4k-qd1)")" 1)," \
+		"GET_ID $(bench_fmt "$(us "$(med kdom-nopoll getid-qd1)")" 1); QEMU rand4k $(bench_fmt "$(us "$(med qemu rand4k-qd1)")" 1)," \
 		"GET_ID $(bench_fmt "$(us "$(med qemu getid-qd1)")" 1)"
-	echo "   per-round figures (host, kdom, QEMU):"
+	echo "   per-round figures (host, kdom, kdom poll=0, QEMU):"
 	for ph in "${phases[@]}"; do
 		hp=${ph%-qd*}-qd1
-		printf '     %-14s host %s | kdom %s | QEMU %s\n' "$ph" "$(col host "$hp" | tr '\n' ' ')" \
-			"$(col kdom "$ph" | tr '\n' ' ')" "$(col qemu "$ph" | tr '\n' ' ')"
+		printf '     %-14s host %s | kdom %s | poll=0 %s | QEMU %s\n' "$ph" "$(col host "$hp" | tr '\n' ' ')" \
+			"$(col kdom "$ph" | tr '\n' ' ')" "$(col kdom-nopoll "$ph" | tr '\n' ' ')" "$(col qemu "$ph" | tr '\n' ' ')"
 	done
 	echo "   cross-check, kdom phase time (ms, medians): guest TSC vs kdom's boot-timer marks (wall clock)"
 	for ph in "${phases[@]}"; do
