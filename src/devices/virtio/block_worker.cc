@@ -152,9 +152,12 @@ void BlockQueueWorker::run_with(IoUring* ring) {
 
 bool BlockQueueWorker::poll_for_work(IoUring& ring) {
   ring.submit();
+  if (ring.has_completions()) return true;  // done inline (page cache) already
+  // Nothing to poll for while a request is held back (rate limit, flush order). Requests still
+  // in flight are being done by io_uring's workers or the disk: a poller would only take a CPU
+  // they may need, so sleep until they complete.
   const PollWindow::Duration window = poll_window_.current();
-  // Nothing to poll for while a request is held back (rate limit, flush order).
-  if (window == PollWindow::Duration::zero() || broken_ || held_ || stopping_) return false;
+  if (window == PollWindow::Duration::zero() || broken_ || held_ || stopping_ || in_flight()) return false;
   Virtqueue& queue = *context_.queue;
   if (!polling_) {
     queue.set_notifications(false);
