@@ -1,7 +1,8 @@
 // libFuzzer target: the device side of a split virtqueue against arbitrary ring contents.
 // Pops chains (a bounded number), returns each through the used ring, and asks about
-// notifications and avail_event as a device would. VirtqueueError is the expected answer to a
-// hostile ring; any crash, sanitizer report or other exception is a bug.
+// notifications and avail_event (and turns notifications off and on) as a device would.
+// VirtqueueError is the expected answer to a hostile ring; any crash, sanitizer report or
+// other exception is a bug.
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -30,6 +31,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (int round = 0; round < kMaxPops; ++round) {
     std::optional<DescriptorChain> chain;
     try {
+      // Now and then as a polling device does: notifications off while it looks, back on.
+      if (round % 7 == 3) queue.set_notifications(false);
+      if (round % 7 == 5 && queue.set_notifications(true) != queue.has_available()) __builtin_trap();
       chain = queue.pop();
       if (!chain) {
         queue.set_avail_event();
