@@ -212,24 +212,7 @@ void NetDevice::serve_notification_locked(uint16_t queue_index) {
     throw VirtqueueError("virtio-net " + backend_->describe() + " queue " + std::to_string(queue_index) + ": " +
                          error.what());
   }
-  // The receive interrupt first: the host's ACKs let the guest's TCP send more, and Linux also
-  // frees transmitted buffers when it polls the receive queue.
-  if (queue_index == kTxQueue && receive_after_transmit_locked() && queue_interrupt_) queue_interrupt_(kRxQueue);
   if (used && queue_interrupt_) queue_interrupt_(queue_index);
-}
-
-bool NetDevice::receive_after_transmit_locked() {
-  // Not while receiving waits for buffers, the rate timer, or a broken queue: the loop's
-  // watch (or the driver's notification) brings receive back then.
-  if (!watching_ || !rx_queue_ || rx_broken_) return false;
-  try {
-    return receive_locked();
-  } catch (const Error& error) {
-    rx_broken_ = true;
-    watch_backend_locked(false);
-    report_loop_failure_locked("virtio-net " + backend_->describe() + " receive queue: " + error.what());
-    return false;
-  }
 }
 
 void NetDevice::report_loop_failure_locked(const std::string& failure) {

@@ -8,9 +8,7 @@
 // loop watches the back end's fd (on_backend_readable) and the queues' notification eventfds
 // (the KVM ioeventfds, waits_on_notifiers); a notification that reaches the device as an MMIO
 // exit, in a vCPU thread, is handed to the loop through the same eventfd rather than served
-// there. After a transmit batch the device also delivers what the back end already holds
-// (typically the host's ACKs for the frames just sent), so they reach the guest in the same
-// wake-up. When the guest has no receive buffers left, the device keeps the frame it holds,
+// there. When the guest has no receive buffers left, the device keeps the frame it holds,
 // stops watching the back end (so the loop does not spin), and starts again when the driver
 // notifies the receive queue.
 #pragma once
@@ -153,9 +151,6 @@ class NetDevice : public VirtioDevice {
   void serve_notification_locked(uint16_t queue_index);
   // A queue's notification eventfd became readable (in the event loop).
   void on_queue_notifier(uint16_t queue_index);
-  // After a transmit batch: deliver what the back end holds already. Returns whether it used
-  // receive chains.
-  bool receive_after_transmit_locked();
   // A failure found in the event loop, where nothing may be thrown: logged, and reported
   // through the failure handler (or, without one, at the next notify_queue).
   void report_loop_failure_locked(const std::string& failure);
