@@ -4,23 +4,17 @@
 // mergeable buffers, several (num_buffers); hostile chains fail alone; with no receive
 // buffers the device holds the frame and stops watching the back end until the driver
 // notifies; the driver's features decide the back end's offloads; config space, MACs and
-// --net parsing; a transmit batch gives one interrupt and re-arms the driver's notifications;
-// and with the VMM's event loop, that receiving pauses instead of spinning and that MMIO
-// notifications are served in the loop.
+// --net parsing; and with the VMM's event loop, that receiving pauses instead of spinning.
 #include "devices/virtio/net.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <mutex>
 #include <numeric>
 #include <thread>
 #include <vector>
@@ -76,9 +70,8 @@ struct DriverQueue {
   uint64_t desc, avail, used;
   uint16_t next_desc = 0;
   uint16_t avail_idx = 0;
-  bool event_idx = false;
 
-  VirtqueueConfig config() const { return {kSize, desc, avail, used, event_idx, false}; }
+  VirtqueueConfig config() const { return {kSize, desc, avail, used, false, false}; }
   uint16_t add(const std::vector<Buf>& bufs) {
     const uint16_t head = next_desc;
     for (size_t i = 0; i < bufs.size(); ++i) {
@@ -97,8 +90,6 @@ struct DriverQueue {
   VirtqUsedElement used_at(uint16_t slot) const {
     return memory->read_object<VirtqUsedElement>(used + 4 + 8u * (slot % kSize));
   }
-  // EVENT_IDX: the device's avail_event, after the used ring.
-  uint16_t avail_event() const { return memory->read_object<uint16_t>(used + 4 + 8u * kSize); }
 };
 
 std::vector<uint8_t> frame_with_payload(size_t payload, uint8_t seed, uint8_t flags = 0) {
@@ -220,25 +211,6 @@ TEST_F(VirtioNetTest, TransmitsAFrameGatheredFromSeveralBuffers) {
   EXPECT_EQ(interrupts, std::vector<uint16_t>({NetDevice::kTxQueue}));
   EXPECT_EQ(device->stats().tx_frames, 1u);
   EXPECT_EQ(device->stats().tx_bytes, 1000u);
-}
-
-// Every frame available at a kick goes out in one pass with one interrupt; with EVENT_IDX the
-// device then asks for a notification at the next frame (avail_event) before going idle.
-TEST_F(VirtioNetTest, ATransmitBatchGivesOneInterruptAndReArmsNotifications) {
-  tx.event_idx = true;
-  activate(kBaseFeatures | kFeatureRingEventIdx);
-  std::vector<std::vector<uint8_t>> frames;
-  for (uint8_t i = 0; i < 3; ++i) {
-    frames.push_back(frame_with_payload(200 + i, i));
-    memory.write(kBuffers + 0x1000u * i, frames.back().data(), frames.back().size());
-    tx.add({{kBuffers + 0x1000u * i, static_cast<uint32_t>(frames.back().size()), false}});
-  }
-  device->notify_queue(NetDevice::kTxQueue);
-  for (const auto& frame : frames) EXPECT_EQ(take_from_device(), frame);
-  EXPECT_EQ(tx.used_idx(), 3);
-  EXPECT_EQ(tx.avail_event(), 3);
-  EXPECT_EQ(interrupts, std::vector<uint16_t>({NetDevice::kTxQueue}));
-  EXPECT_EQ(device->stats().tx_frames, 3u);
 }
 
 TEST_F(VirtioNetTest, HostileTransmitChainsFailAloneAndSendNothing) {
@@ -456,85 +428,6 @@ TEST_F(VirtioNetTest, InTheEventLoopReceivingPausesWithoutBuffersAndResumesOnNot
   rx.add({{kBuffers + 0x2000, 2048, true}});
   ASSERT_EQ(::send(host_end.get(), third.data(), third.size(), 0), static_cast<ssize_t>(third.size()));
   EXPECT_TRUE(wait_for([&] { return looped.stats().rx_frames == 3; }));
-}
-
-// A backend that records the thread each frame was written in.
-class ThreadRecordingBackend : public SocketBackend {
- public:
-  using SocketBackend::SocketBackend;
-  ssize_t write_frame(std::span<const iovec> parts) override {
-    writer = std::this_thread::get_id();
-    return SocketBackend::write_frame(parts);
-  }
-  std::atomic<std::thread::id> writer{};
-};
-
-// With the event loop, the device waits on its queues' notification eventfds there, and a
-// notification made as an MMIO exit (notify_queue, in a vCPU thread) is served by the loop:
-// frames never move in a vCPU thread. A queue the driver broke is reported through the
-// transport's failure handler, since nothing may be thrown into the loop.
-TEST_F(VirtioNetTest, InTheEventLoopNotificationsAreServedByTheLoopThread) {
-  int fds[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
-  UniqueFd host_end(fds[1]);
-  vmm::EventLoop loop;
-  auto backend = std::make_unique<ThreadRecordingBackend>(UniqueFd(fds[0]), &offloads);
-  ThreadRecordingBackend* recorder = backend.get();
-  NetDevice looped(NetDeviceConfig{default_mac(0), "", {}}, std::move(backend),
-                   [&](int fd, std::function<void()> on_readable) {
-                     if (on_readable)
-                       loop.add(fd, std::move(on_readable));
-                     else
-                       loop.remove(fd);
-                   });
-  ASSERT_TRUE(looped.waits_on_notifiers());
-  UniqueFd rx_kick(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), tx_kick(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  looped.set_queue_notifiers({rx_kick.get(), tx_kick.get()});
-  std::mutex failures_mutex;
-  std::vector<std::string> failures;
-  looped.set_failure_handler([&](const std::string& reason) {
-    std::lock_guard lock(failures_mutex);
-    failures.push_back(reason);
-  });
-  struct StopLoop {
-    vmm::EventLoop& loop;
-    ~StopLoop() { loop.stop(); }
-  } stop_loop{loop};
-  loop.start();
-  auto rx_queue = std::make_shared<Virtqueue>(memory, rx.config());
-  auto tx_queue = std::make_shared<Virtqueue>(memory, tx.config());
-  std::atomic<int> tx_interrupts{0};
-  looped.activate(memory, kBaseFeatures, {rx_queue, tx_queue},
-                  [&](uint16_t queue) { tx_interrupts += queue == NetDevice::kTxQueue; }, [] {});
-  auto wait_for = [](const std::function<bool()>& done) {
-    for (int i = 0; i < 400 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    return done();
-  };
-  const auto frame = frame_with_payload(300, 7);
-  memory.write(kBuffers, frame.data(), frame.size());
-  tx.add({{kBuffers, static_cast<uint32_t>(frame.size()), false}});
-  looped.notify_queue(NetDevice::kTxQueue);  // as a vCPU's MMIO exit would
-  ASSERT_TRUE(wait_for([&] { return looped.stats().tx_frames == 1; }));
-  EXPECT_NE(recorder->writer.load(), std::this_thread::get_id());
-  EXPECT_EQ(tx.used_idx(), 1);
-  EXPECT_TRUE(wait_for([&] { return tx_interrupts.load() == 1; }));
-  // A kick through the eventfd, as KVM's ioeventfd makes it.
-  const auto second = frame_with_payload(200, 8);
-  memory.write(kBuffers + 0x1000, second.data(), second.size());
-  tx.add({{kBuffers + 0x1000, static_cast<uint32_t>(second.size()), false}});
-  const uint64_t one = 1;
-  ASSERT_EQ(::write(tx_kick.get(), &one, sizeof(one)), static_cast<ssize_t>(sizeof(one)));
-  ASSERT_TRUE(wait_for([&] { return looped.stats().tx_frames == 2; }));
-  // A broken transmit queue: reported to the failure handler from the loop.
-  memory.write_object<uint16_t>(kTxAvail + 2, static_cast<uint16_t>(tx.avail_idx + kSize + 1));
-  ASSERT_EQ(::write(tx_kick.get(), &one, sizeof(one)), static_cast<ssize_t>(sizeof(one)));
-  EXPECT_TRUE(wait_for([&] {
-    std::lock_guard lock(failures_mutex);
-    return failures.size() == 1;
-  }));
-  std::lock_guard lock(failures_mutex);
-  ASSERT_EQ(failures.size(), 1u);
-  EXPECT_THAT(failures[0], HasSubstr("queue 1"));
 }
 
 TEST(NetMac, DefaultsAreLocallyAdministeredUnicastAndStablePerIndex) {

@@ -4,13 +4,11 @@
 #include "devices/virtio/net.h"
 
 #include <sys/timerfd.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <exception>
 
 #include "base/error.h"
 #include "base/log.h"
@@ -143,25 +141,6 @@ bool NetDevice::watching_backend() const {
   return watching_;
 }
 
-void NetDevice::set_queue_notifiers(std::vector<int> eventfds) {
-  std::lock_guard lock(mutex_);
-  if (!watch_ || !notifiers_.empty()) return;
-  notifiers_ = std::move(eventfds);
-  for (size_t queue = 0; queue < notifiers_.size(); ++queue) {
-    const int fd = notifiers_[queue];
-    watch_(fd, [this, fd, queue] {
-      uint64_t count = 0;
-      // The read takes (and zeroes) the count of every kick so far: one pass serves them all.
-      if (::read(fd, &count, sizeof(count)) == sizeof(count)) on_queue_notifier(static_cast<uint16_t>(queue));
-    });
-  }
-}
-
-void NetDevice::set_failure_handler(DeviceFailure failure) {
-  std::lock_guard lock(mutex_);
-  failure_ = std::move(failure);
-}
-
 void NetDevice::notify_queue(uint16_t queue_index) {
   std::lock_guard lock(mutex_);
   if (memory_ == nullptr) return;
@@ -170,34 +149,6 @@ void NetDevice::notify_queue(uint16_t queue_index) {
     loop_failure_.reset();
     throw VirtqueueError(failure);
   }
-  if (queue_index < notifiers_.size()) {
-    // Called in a vCPU thread (an MMIO notification, not caught by the ioeventfd): the loop
-    // serves it, so that frames never move in a vCPU thread and never in two threads at once.
-    // (An eventfd write fails only at a count of 2^64 - 2: a wake-up is pending then anyway.)
-    const uint64_t one = 1;
-    [[maybe_unused]] const ssize_t written = ::write(notifiers_[queue_index], &one, sizeof(one));
-    return;
-  }
-  serve_notification_locked(queue_index);
-}
-
-void NetDevice::on_queue_notifier(uint16_t queue_index) {
-  std::lock_guard lock(mutex_);
-  if (memory_ == nullptr) return;  // a kick before activation or after a reset
-  try {
-    serve_notification_locked(queue_index);
-  } catch (const VirtqueueError& error) {
-    report_loop_failure_locked(error.what());  // that queue is stopped already
-  } catch (const std::exception& error) {
-    // Nothing may escape into the event loop: stop the queue as for a broken ring.
-    (queue_index == kRxQueue ? rx_broken_ : tx_broken_) = true;
-    if (queue_index == kRxQueue) watch_backend_locked(false);
-    report_loop_failure_locked("virtio-net " + backend_->describe() + " queue " + std::to_string(queue_index) + ": " +
-                               error.what());
-  }
-}
-
-void NetDevice::serve_notification_locked(uint16_t queue_index) {
   bool used = false;
   try {
     if (queue_index == kRxQueue && rx_queue_ && !rx_broken_) {
@@ -215,14 +166,6 @@ void NetDevice::serve_notification_locked(uint16_t queue_index) {
   if (used && queue_interrupt_) queue_interrupt_(queue_index);
 }
 
-void NetDevice::report_loop_failure_locked(const std::string& failure) {
-  log_line(failure);
-  if (failure_)
-    failure_(failure);
-  else
-    loop_failure_ = failure;
-}
-
 void NetDevice::on_backend_readable() {
   std::lock_guard lock(mutex_);
   // A wake-up already queued when the device was reset or stopped watching.
@@ -231,10 +174,11 @@ void NetDevice::on_backend_readable() {
   try {
     used = receive_locked();
   } catch (const Error& error) {
-    // Nothing may escape into the event loop: stop receiving and report it.
+    // Nothing may escape into the event loop: stop receiving, report at the next notify.
     rx_broken_ = true;
     watch_backend_locked(false);
-    report_loop_failure_locked("virtio-net " + backend_->describe() + " receive queue: " + error.what());
+    loop_failure_ = "virtio-net " + backend_->describe() + " receive queue: " + error.what();
+    log_line(*loop_failure_);
   }
   if (used && queue_interrupt_) queue_interrupt_(kRxQueue);
 }
@@ -259,11 +203,11 @@ void NetDevice::on_rate_timer() {
       tx_used = transmit_locked();
     }
   } catch (const Error& error) {
-    // Nothing may escape into the event loop: stop that queue and report it.
+    // Nothing may escape into the event loop: stop that queue, report at the next notify.
     (queue_index == kRxQueue ? rx_broken_ : tx_broken_) = true;
     if (queue_index == kRxQueue) watch_backend_locked(false);
-    report_loop_failure_locked("virtio-net " + backend_->describe() + " queue " + std::to_string(queue_index) + ": " +
-                               error.what());
+    loop_failure_ = "virtio-net " + backend_->describe() + " queue " + std::to_string(queue_index) + ": " + error.what();
+    log_line(*loop_failure_);
   }
   if (rx_used && queue_interrupt_) queue_interrupt_(kRxQueue);
   if (tx_used && queue_interrupt_) queue_interrupt_(kTxQueue);

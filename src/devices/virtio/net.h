@@ -4,13 +4,11 @@
 // buffers, and checksum/TSO offloads in both directions; the offloads the driver accepts for
 // its own receive side are handed to the back end (TUNSETOFFLOAD) at activation.
 //
-// Threads: with an event loop (a BackendWatch), every frame moves in the loop's thread: the
-// loop watches the back end's fd (on_backend_readable) and the queues' notification eventfds
-// (the KVM ioeventfds, waits_on_notifiers); a notification that reaches the device as an MMIO
-// exit, in a vCPU thread, is handed to the loop through the same eventfd rather than served
-// there. When the guest has no receive buffers left, the device keeps the frame it holds,
-// stops watching the back end (so the loop does not spin), and starts again when the driver
-// notifies the receive queue.
+// Threads: the back end's fd is watched by the VMM's event loop, which calls
+// on_backend_readable(); transmit runs on queue notifications (the event loop's ioeventfds,
+// or a vCPU for an MMIO notification). When the guest has no receive buffers left, the device
+// keeps the frame it holds, stops watching the back end (so the loop does not spin), and
+// starts again when the driver notifies the receive queue.
 #pragma once
 
 #include <array>
@@ -121,11 +119,6 @@ class NetDevice : public VirtioDevice {
   // receive queue found broken while the event loop delivered frames).
   void notify_queue(uint16_t queue_index) override;
   void reset() override;
-  // With an event loop the device waits on its queues' notification eventfds there (given
-  // once, before any activate; owned by the caller, which must keep them open).
-  bool waits_on_notifiers() const override { return static_cast<bool>(watch_); }
-  void set_queue_notifiers(std::vector<int> eventfds) override;
-  void set_failure_handler(DeviceFailure failure) override;
 
   // The back end has frames: deliver them while the guest has buffers.
   void on_backend_readable();
@@ -146,14 +139,6 @@ class NetDevice : public VirtioDevice {
 
  private:
   enum class Delivery { kDelivered, kDropped, kNoBuffers };
-  // Serves a notification of `queue_index` and raises the interrupts due; throws
-  // VirtqueueError (that queue is stopped) when the driver broke the queue.
-  void serve_notification_locked(uint16_t queue_index);
-  // A queue's notification eventfd became readable (in the event loop).
-  void on_queue_notifier(uint16_t queue_index);
-  // A failure found in the event loop, where nothing may be thrown: logged, and reported
-  // through the failure handler (or, without one, at the next notify_queue).
-  void report_loop_failure_locked(const std::string& failure);
   // Each returns whether it used chains (the queue's interrupt is due).
   bool receive_locked();
   Delivery deliver_pending_locked(bool& used);
@@ -184,8 +169,6 @@ class NetDevice : public VirtioDevice {
   bool rx_broken_ = false;
   bool tx_broken_ = false;
   std::optional<std::string> loop_failure_;  // found in the event loop, reported at the next notify
-  DeviceFailure failure_;                     // the transport's, set before any activate
-  std::vector<int> notifiers_;                // queue notification eventfds, set before any activate
 
   // Rate limiting (only with config_.rate_limit): a frame held back in each direction (the
   // received one in frame_, paid for or not; a transmit chain in tx_held_) until the timer.
