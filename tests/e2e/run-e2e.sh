@@ -62,11 +62,17 @@ set +e
 "$src/scripts/test-host.sh" "${args[@]}" --log "$log" -- \
 	sh e2e/scenarios.sh "$vmm" "$guest_timeout" "${scenarios[@]}"
 host_rc=$?
-if [ "$host_rc" = 124 ]; then
+if [ "$host_rc" = 124 ] || [ "$host_rc" = 125 ]; then
 	# The whole test host stopped answering (every guest run inside has its own, shorter,
-	# limit): seen once in a while with nested SVM under TCG, whatever the VMM. Say so and
-	# run everything once more on a fresh disk; a hang caused by the VMM comes back.
-	echo "run-e2e.sh: WARNING: the test host hung (no progress for ${timeout_s}s); running the scenarios once more" >&2
+	# limit), or its own kernel crashed (seen: "stack guard page was hit" in L1's page-fault
+	# entry): seen once in a while with nested SVM under TCG, whatever the VMM. No scenario
+	# reached a verdict. Say so and run everything once more on a fresh disk; a failure
+	# caused by the VMM comes back. A scenario that fails is never run again.
+	if [ "$host_rc" = 124 ]; then
+		echo "run-e2e.sh: WARNING: the test host hung (no progress for ${timeout_s}s); running the scenarios once more" >&2
+	else
+		echo "run-e2e.sh: WARNING: the test host itself failed (L1 crashed or /dev/kvm unusable); running the scenarios once more" >&2
+	fi
 	truncate -s 0 "$disk_image" && truncate -s 64M "$disk_image" && mkfs.ext4 -q -F "$disk_image"
 	: >"$log"
 	"$src/scripts/test-host.sh" "${args[@]}" --log "$log" -- \
