@@ -142,8 +142,7 @@ void Virtqueue::walk_chain(uint16_t head, DescriptorChain& chain) const {
 
 std::optional<DescriptorChain> Virtqueue::pop() {
   ensure_valid();
-  const uint16_t avail_idx =
-      std::atomic_ref<uint16_t>(*host_u16(config_.avail_ring + kAvailIdxOffset)).load(std::memory_order_acquire);
+  const uint16_t avail_idx = load_avail_idx();
   const uint16_t pending = static_cast<uint16_t>(avail_idx - next_avail_);
   if (pending == 0) return std::nullopt;
   if (pending > config_.size)
@@ -192,21 +191,27 @@ bool Virtqueue::needs_notification() {
   return (flags & kVirtqAvailFlagNoInterrupt) == 0;
 }
 
-void Virtqueue::set_avail_event() {
-  if (!config_.event_idx) return;
-  ensure_valid();
+uint16_t Virtqueue::load_avail_idx() const {
+  return std::atomic_ref<uint16_t>(*host_u16(config_.avail_ring + kAvailIdxOffset)).load(std::memory_order_acquire);
+}
+
+void Virtqueue::store_avail_event(uint16_t event) {
   const uint64_t avail_event_gpa =
       config_.used_ring + kUsedRingOffset + sizeof(VirtqUsedElement) * uint64_t{config_.size};
-  std::atomic_ref<uint16_t>(*host_u16(avail_event_gpa)).store(next_avail_, std::memory_order_relaxed);
+  std::atomic_ref<uint16_t>(*host_u16(avail_event_gpa)).store(event, std::memory_order_relaxed);
   // The driver must see avail_event before the device looks at avail idx again.
   std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
+void Virtqueue::set_avail_event() {
+  if (!config_.event_idx) return;
+  ensure_valid();
+  store_avail_event(next_avail_);
+}
+
 bool Virtqueue::has_available() {
   ensure_valid();
-  const uint16_t avail_idx =
-      std::atomic_ref<uint16_t>(*host_u16(config_.avail_ring + kAvailIdxOffset)).load(std::memory_order_acquire);
-  return avail_idx != next_avail_;
+  return load_avail_idx() != next_avail_;
 }
 
 bool Virtqueue::set_notifications(bool enabled) {
@@ -215,19 +220,15 @@ bool Virtqueue::set_notifications(bool enabled) {
   if (config_.event_idx) {
     // The driver notifies when its new avail idx passes avail_event (virtq_need_event); one
     // behind what was taken is never passed while the device keeps taking.
-    const uint64_t avail_event_gpa =
-        config_.used_ring + kUsedRingOffset + sizeof(VirtqUsedElement) * uint64_t{config_.size};
-    const auto event = static_cast<uint16_t>(enabled ? next_avail_ : next_avail_ - 1);
-    std::atomic_ref<uint16_t>(*host_u16(avail_event_gpa)).store(event, std::memory_order_relaxed);
+    store_avail_event(static_cast<uint16_t>(enabled ? next_avail_ : next_avail_ - 1));
   } else {
-    std::atomic_ref<uint16_t> flags(*host_u16(config_.used_ring + kUsedFlagsOffset));
-    flags.store(enabled ? 0 : kVirtqUsedFlagNoNotify, std::memory_order_relaxed);
+    std::atomic_ref<uint16_t>(*host_u16(config_.used_ring + kUsedFlagsOffset))
+        .store(enabled ? 0 : kVirtqUsedFlagNoNotify, std::memory_order_relaxed);
+    // The driver reads our flag after writing avail idx; we read avail idx after writing the
+    // flag. The fence keeps one of us from missing the other.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
   }
-  if (!enabled) return false;
-  // The driver reads our flag after writing avail idx; we read avail idx after writing the
-  // flag. The fence keeps one of us from missing the other.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  return has_available();
+  return enabled && has_available();
 }
 
 VirtqueueState Virtqueue::save() const { return VirtqueueState{config_, next_avail_, next_used_}; }

@@ -159,6 +159,10 @@ class Virtqueue {
  private:
   void ensure_valid();
   uint16_t* host_u16(uint64_t gpa) const;
+  // The driver's avail idx, read with acquire ordering (the ring entries before it are visible).
+  uint16_t load_avail_idx() const;
+  // Writes avail_event (EVENT_IDX) and fences it against the next read of avail idx.
+  void store_avail_event(uint16_t event);
   VirtqDescriptor read_descriptor(uint64_t table, uint32_t index) const;
   void walk_chain(uint16_t head, DescriptorChain& chain) const;
 
