@@ -17,9 +17,7 @@ IoUring::~IoUring() { io_uring_queue_exit(&ring_); }
 io_uring_sqe* IoUring::next_sqe() {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   while (sqe == nullptr) {
-    const int submitted = io_uring_submit(&ring_);
-    if (submitted < 0 && submitted != -EINTR && submitted != -EAGAIN && submitted != -EBUSY)
-      throw SystemError("io_uring_submit", -submitted);
+    submit();
     sqe = io_uring_get_sqe(&ring_);
   }
   return sqe;
