@@ -68,6 +68,15 @@ uint64_t parse_amount(const std::string& text, const std::string& what, bool suf
   return *number * multiplier;
 }
 
+// `value` as a whole number from 0 to `max`; otherwise an Error "<must_be> from 0 to MAX, not
+// 'VALUE'".
+uint64_t number_up_to(const std::string& value, uint64_t max, const std::string& must_be) {
+  const std::optional<uint64_t> number = whole_number(value);
+  if (!number || *number > max)
+    throw Error(must_be + " from 0 to " + std::to_string(max) + ", not '" + value + "'");
+  return *number;
+}
+
 // A per-second limit (bw=, iops=, pps=): above 0, since leaving it out means no limit.
 uint64_t parse_rate(const std::string& value, const std::string& where, const std::string& name,
                     const std::string& unit) {
@@ -110,11 +119,8 @@ DiskConfig parse_disk(const std::string& text) {
     } else if (auto iops = value_of(part, "iops")) {
       disk.rate_limit.ops_per_second = parse_rate(*iops, where, "iops", "");
     } else if (auto poll = value_of(part, "poll")) {
-      const std::optional<uint64_t> micros = whole_number(*poll);
-      if (!micros || *micros > kMaxDiskPollMicros)
-        throw Error(where + ": poll must be a number of microseconds from 0 to " + std::to_string(kMaxDiskPollMicros) +
-                    ", not '" + *poll + "'");
-      disk.poll_us = static_cast<uint32_t>(*micros);
+      const uint64_t micros = number_up_to(*poll, kMaxDiskPollMicros, where + ": poll must be a number of microseconds");
+      disk.poll_us = static_cast<uint32_t>(micros);
     } else {
       throw Error(where + ": unknown setting '" + part + "' (" + kDiskSyntax + ")");
     }
@@ -129,10 +135,7 @@ BalloonConfig parse_balloon(const std::string& text) {
   if (text.empty()) return balloon;
   const std::string where = "--balloon '" + text + "'";
   auto number = [&](const std::string& name, const std::string& value, uint64_t max) {
-    const std::optional<uint64_t> parsed = whole_number(value);
-    if (!parsed || *parsed > max)
-      throw Error(where + ": " + name + " must be a number from 0 to " + std::to_string(max) + ", not '" + value + "'");
-    return *parsed;
+    return number_up_to(value, max, where + ": " + name + " must be a number");
   };
   for (const std::string& part : split_settings(text)) {
     if (auto target = value_of(part, "target")) {
