@@ -54,6 +54,7 @@ class VirtqueueTest : public ::testing::Test {
     return memory.read_object<VirtqUsedElement>(kUsedRing + 4 + 8 * uint64_t{slot});
   }
   uint16_t avail_event() { return memory.read_object<uint16_t>(kUsedRing + 4 + 8 * config.size); }
+  uint16_t used_flags() { return memory.read_object<uint16_t>(kUsedRing); }
   std::vector<uint8_t> snapshot() {
     std::vector<uint8_t> bytes(kMemorySize);
     memory.read(0, bytes.data(), bytes.size());
@@ -535,25 +536,23 @@ TEST_F(VirtqueueTest, SetAvailEventWithoutEventIdxWritesNothing) {
   EXPECT_TRUE(snapshot() == before);
 }
 
-uint16_t used_flags(GuestMemory& memory) { return memory.read_object<uint16_t>(kUsedRing); }
-
 // A device polling the ring turns notifications off: NO_NOTIFY in the used flags, and
 // next_request() no longer asks for one when the ring runs dry.
 TEST_F(VirtqueueTest, NotificationsOffAndOnWithoutEventIdx) {
   set_desc(0, 0x10000, 8, 0);
   Virtqueue queue(memory, config);
   EXPECT_FALSE(queue.set_notifications(false));
-  EXPECT_EQ(used_flags(memory), kVirtqUsedFlagNoNotify);
+  EXPECT_EQ(used_flags(), kVirtqUsedFlagNoNotify);
   EXPECT_FALSE(queue.has_available());
   make_available(0);
   EXPECT_TRUE(queue.has_available());
   uint32_t rejected = 0;
   ASSERT_TRUE(queue.next_request(&rejected).has_value());
   EXPECT_FALSE(queue.next_request(&rejected).has_value());
-  EXPECT_EQ(used_flags(memory), kVirtqUsedFlagNoNotify);
+  EXPECT_EQ(used_flags(), kVirtqUsedFlagNoNotify);
   // Back on with nothing new: nothing to serve.
   EXPECT_FALSE(queue.set_notifications(true));
-  EXPECT_EQ(used_flags(memory), 0);
+  EXPECT_EQ(used_flags(), 0);
   // A chain made available while they were off is reported when they come back on.
   queue.set_notifications(false);
   make_available(0);
@@ -575,7 +574,7 @@ TEST_F(VirtqueueTest, NotificationsOffWithEventIdxLeaveAvailEventBehind) {
   // avail_event one behind the taken entries: a driver adding entry 2 does not notify.
   EXPECT_EQ(avail_event(), static_cast<uint16_t>(0xffff));
   EXPECT_FALSE(virtq_need_event(avail_event(), 3, 2));
-  EXPECT_EQ(used_flags(memory), 0);  // the flag is not used with EVENT_IDX
+  EXPECT_EQ(used_flags(), 0);  // the flag is not used with EVENT_IDX
   EXPECT_FALSE(queue.set_notifications(true));
   EXPECT_EQ(avail_event(), 2);
   EXPECT_TRUE(virtq_need_event(avail_event(), 3, 2));
