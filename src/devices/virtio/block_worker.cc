@@ -22,9 +22,6 @@ namespace {
 constexpr uint64_t kKickTag = UINT64_MAX;
 constexpr uint64_t kTimerTag = UINT64_MAX - 1;
 constexpr uint64_t kNotifierTag = UINT64_MAX - 2;
-// Reads below this that the page cache holds are one preadv2 each (read_from_page_cache);
-// larger ones go to io_uring, whose submit copies a whole batch of them inline.
-constexpr uint64_t kPreadMaxBytes = 64 * 1024;
 
 // `iov` less its first `bytes` bytes.
 std::vector<iovec> skip_bytes(const std::vector<iovec>& iov, uint64_t bytes) {
@@ -272,15 +269,14 @@ void BlockQueueWorker::start(IoUring* ring, uint16_t head, uint64_t status_gpa, 
       io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
       break;
   }
-  // No IOSQE_ASYNC: a transfer the page cache holds, however large, is then copied inline,
-  // in this thread during the submit, and one submit does a whole batch. Handing large ones to
-  // io_uring's workers to copy in parallel measured half as fast (seq128k qd32, 2-CPU host):
-  // waking them and their completions cost more than the copies they share out.
+  // No IOSQE_ASYNC: what the page cache holds is copied inline, in this thread during the
+  // submit. Handing large transfers to io_uring's workers to copy in parallel measured slower
+  // (seq128k qd32, 2-CPU host): waking them and their completions cost more than they share out.
   io_uring_sqe_set_data64(sqe, slot);
 }
 
 bool BlockQueueWorker::read_from_page_cache(const BlockPlan& plan) {
-  if (!page_cache_reads_ || plan.kind != BlockPlan::Kind::kRead || plan.length >= kPreadMaxBytes) return false;
+  if (!page_cache_reads_ || plan.kind != BlockPlan::Kind::kRead) return false;
   // RWF_NOWAIT: fails rather than wait for the disk. A short or failed read leaves the request
   // to io_uring, which reads it again whole.
   const ssize_t done = ::preadv2(context_.device.disk().fd(), plan.buffers.data(), static_cast<int>(plan.buffers.size()),
