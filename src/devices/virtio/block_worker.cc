@@ -269,9 +269,9 @@ void BlockQueueWorker::start(IoUring* ring, uint16_t head, uint64_t status_gpa, 
       io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
       break;
   }
-  // No IOSQE_ASYNC: what the page cache holds is copied inline, in this thread during the
-  // submit. Handing large transfers to io_uring's workers to copy in parallel measured slower
-  // (seq128k qd32, 2-CPU host): waking them and their completions cost more than they share out.
+  // No IOSQE_ASYNC: io_uring then does at once, inside the submit, what needs no waiting (a
+  // write into the page cache). Handing large transfers to its workers to run in parallel
+  // measured slower (seq128k qd32, 2-CPU host): their wake-ups cost more than they shared out.
   io_uring_sqe_set_data64(sqe, slot);
 }
 

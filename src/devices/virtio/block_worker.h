@@ -1,9 +1,9 @@
 // BlockQueueWorker: the backend thread serving one virtio-blk queue. Requests are planned by
 // BlockDevice and their reads, writes and flushes submitted to the image through io_uring, so
 // up to a queue's worth of requests are in flight at once; completions write the status byte
-// and return the chain to the driver. A flush starts only once every request taken before it
-// has completed, so everything the guest wrote before the flush is on disk when it hears the
-// flush is done. Requests wait for the queue's rate limiter (an io_uring timeout, no busy
+// and return the chain to the driver. A read the page cache holds whole is copied at once in
+// the thread instead. A flush starts only once every request taken before it has completed,
+// so everything the guest wrote before the flush is on disk when it hears the flush is done. Requests wait for the queue's rate limiter (an io_uring timeout, no busy
 // waiting). Where io_uring cannot be set up (disabled on the host), the worker serves requests
 // synchronously in its thread and says so once.
 // With a poll window (`--disk ...,poll=US`), a worker that runs out of work keeps watching the
