@@ -309,6 +309,7 @@ void Domain::fail_vcpu(kvm::Vcpu& vcpu, const std::string& reason) {
   std::string prefix = "vCPU " + std::to_string(vcpu.id()) + ": ";
   try {
     for (const auto& line : describe_registers(vcpu.regs(), vcpu.sregs())) log_line(prefix + line);
+    log_line(prefix + describe_events(vcpu.events()));
   } catch (const std::exception& error) {
     log_line(prefix + "registers unavailable: " + error.what());
   }

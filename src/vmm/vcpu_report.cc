@@ -33,6 +33,15 @@ std::vector<std::string> describe_registers(const kvm_regs& r, const kvm_sregs& 
   };
 }
 
+std::string describe_events(const kvm_vcpu_events& e) {
+  return format("events: exception injected=%u pending=%u nr=%u error_code=%s interrupt injected=%u nr=%u "
+                "shadow=%u nmi injected=%u pending=%u masked=%u",
+                e.exception.injected, e.exception.pending, e.exception.nr,
+                e.exception.has_error_code ? format("%#x", e.exception.error_code).c_str() : "none",
+                e.interrupt.injected, e.interrupt.nr, e.interrupt.shadow, e.nmi.injected, e.nmi.pending,
+                e.nmi.masked);
+}
+
 std::string describe_failed_exit(const kvm_run& run) {
   switch (run.exit_reason) {
     case KVM_EXIT_SHUTDOWN:

@@ -23,6 +23,23 @@ TEST(VcpuReport, ShutdownIsATripleFault) {
   EXPECT_TRUE(contains(text, "KVM_EXIT_SHUTDOWN")) << text;
 }
 
+TEST(VcpuReport, EventsNameTheExceptionInterruptAndNmiInFlight) {
+  kvm_vcpu_events events{};
+  events.exception.injected = 1;
+  events.exception.nr = 14;
+  events.exception.has_error_code = 1;
+  events.exception.error_code = 0x2;
+  events.interrupt.injected = 1;
+  events.interrupt.nr = 0x41;
+  events.nmi.pending = 1;
+  auto text = describe_events(events);
+  EXPECT_TRUE(contains(text, "exception injected=1 pending=0 nr=14 error_code=0x2")) << text;
+  EXPECT_TRUE(contains(text, "interrupt injected=1 nr=65")) << text;
+  EXPECT_TRUE(contains(text, "nmi injected=0 pending=1")) << text;
+  events.exception.has_error_code = 0;
+  EXPECT_TRUE(contains(describe_events(events), "error_code=none")) << describe_events(events);
+}
+
 TEST(VcpuReport, InternalErrorEmulationFailure) {
   auto run = run_with(KVM_EXIT_INTERNAL_ERROR);
   run->internal.suberror = KVM_INTERNAL_ERROR_EMULATION;
