@@ -287,6 +287,24 @@ TEST_F(VirtioPciTest, NotifyCallsNotifyQueue) {
   EXPECT_EQ(device->notified, (std::vector<uint16_t>{1, 0}));
 }
 
+// With a forwarder (the VMM passes MMIO-exit notifications to the queue's eventfd), a write
+// to the notify region reaches the forwarder, never the device in the writing thread.
+TEST_F(VirtioPciTest, NotifyGoesToTheForwarderWhenOneIsSet) {
+  std::vector<uint16_t> forwarded;
+  pci.set_notify_forwarder([&](uint16_t queue) { forwarded.push_back(queue); });
+  negotiate(kFeatureVersion1);
+  configure_queue(0, 16);
+  configure_queue(1, 8);
+  set_status(kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
+  bar_write(VirtioPci::notify_offset(1), 2, 1);
+  bar_write(VirtioPci::notify_offset(0), 2, 0);
+  bar_write(VirtioPci::notify_offset(2), 2, 2);  // beyond the queues: ignored
+  EXPECT_EQ(forwarded, (std::vector<uint16_t>{1, 0}));
+  EXPECT_TRUE(device->notified.empty());
+  pci.notify(1);  // the eventfd's reader calls notify()
+  EXPECT_EQ(device->notified, (std::vector<uint16_t>{1}));
+}
+
 TEST_F(VirtioPciTest, BadQueueSetsNeedsResetAndRaisesConfigInterrupt) {
   enable_msix();
   program_vector(0, 0xfee00000, 0x41, false);

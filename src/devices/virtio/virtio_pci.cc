@@ -190,7 +190,10 @@ void VirtioPci::write(uint64_t offset, std::span<const uint8_t> data) {
     write_common(offset - kCommonConfigOffset, data);
   } else if (offset >= kNotifyOffset && offset < kNotifyOffset + uint64_t{num_queues_} * kNotifyOffMultiplier) {
     const auto queue = static_cast<uint16_t>((offset - kNotifyOffset) / kNotifyOffMultiplier);
-    notify(queue);
+    if (notify_forwarder_)
+      notify_forwarder_(queue);
+    else
+      notify(queue);
   } else if (offset >= kDeviceConfigOffset && offset + data.size() <= kDeviceConfigOffset + kDeviceConfigSize) {
     device_->write_config(offset - kDeviceConfigOffset, data);
   } else if (offset >= kMsixTableOffset && offset < kMsixTableOffset + msix_.table_bytes()) {
