@@ -6,9 +6,10 @@
 //
 // Threads: the VMM's event loop runs everything: it watches the back end's fd
 // (on_backend_readable), the queues' notification eventfds (notify_queue; a notification that
-// arrives as an MMIO exit is passed to the same eventfd) and the rate timer. When the guest has no receive buffers left, the device
-// keeps the frame it holds, stops watching the back end (so the loop does not spin), and
-// starts again when the driver notifies the receive queue.
+// arrives as an MMIO exit is passed to the same eventfd) and the rate timer. When the guest
+// has no receive buffers left, the device keeps the frame it holds, stops watching the back
+// end (so the loop does not spin), and starts again when the driver notifies the receive
+// queue.
 #pragma once
 
 #include <array>

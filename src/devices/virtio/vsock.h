@@ -7,7 +7,7 @@
 //    "<socket_path>_P", which a host process listens on.
 // Every host socket is non-blocking and watched by the device's own epoll instance
 // (backend_fd()), which the VMM's device event loop waits on: no host I/O runs in a vCPU
-// thread except a guest's queue notification that arrives by an MMIO exit. Memory kdom holds
+// thread. Memory kdom holds
 // for a guest is bounded: per connection the credit it advertises (kBufAlloc), at most
 // kMaxConnections connections and kMaxControlPackets replies waiting for receive buffers
 // (beyond that the transmit queue is left alone until the guest offers receive buffers).
