@@ -123,6 +123,15 @@ void PciDevices::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> devic
   virtio_.push_back(std::move(slot));
 }
 
+std::vector<std::string> PciDevices::describe_virtio() const {
+  std::vector<std::string> lines;
+  for (const auto& slot : virtio_) {
+    auto device_lines = slot->transport->describe_state();
+    lines.insert(lines.end(), device_lines.begin(), device_lines.end());
+  }
+  return lines;
+}
+
 void PciDevices::register_notifiers(VirtioSlot& slot, uint64_t bar_address) {
   for (size_t queue = 0; queue < slot.notify_fds.size(); ++queue)
     vm_.register_ioeventfd(slot.notify_fds[queue].get(),

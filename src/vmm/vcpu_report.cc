@@ -34,11 +34,14 @@ std::vector<std::string> describe_registers(const kvm_regs& r, const kvm_sregs& 
 }
 
 std::string describe_events(const kvm_vcpu_events& e) {
-  return format("events: exception injected=%u pending=%u nr=%u error_code=%s interrupt injected=%u nr=%u "
-                "shadow=%u nmi injected=%u pending=%u masked=%u",
-                e.exception.injected, e.exception.pending, e.exception.nr,
-                e.exception.has_error_code ? format("%#x", e.exception.error_code).c_str() : "none",
-                e.interrupt.injected, e.interrupt.nr, e.interrupt.shadow, e.nmi.injected, e.nmi.pending,
+  // KVM leaves the last vector in nr when nothing is in flight: name it only when it is.
+  std::string exception = "none";
+  if (e.exception.injected || e.exception.pending)
+    exception = format("%u (%s) error_code=%s", e.exception.nr, e.exception.injected ? "injected" : "pending",
+                       e.exception.has_error_code ? format("%#x", e.exception.error_code).c_str() : "none");
+  const std::string interrupt = e.interrupt.injected ? format("%u (injected)", e.interrupt.nr) : "none";
+  return format("events: exception %s, interrupt %s, shadow=%u, nmi injected=%u pending=%u masked=%u",
+                exception.c_str(), interrupt.c_str(), e.interrupt.shadow, e.nmi.injected, e.nmi.pending,
                 e.nmi.masked);
 }
 

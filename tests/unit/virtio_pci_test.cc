@@ -3,6 +3,7 @@
 // (common configuration, notifications, ISR, MSI-X table and PBA).
 #include "devices/virtio/virtio_pci.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -303,6 +304,21 @@ TEST_F(VirtioPciTest, NotifyGoesToTheForwarderWhenOneIsSet) {
   EXPECT_TRUE(device->notified.empty());
   pci.notify(1);  // the eventfd's reader calls notify()
   EXPECT_EQ(device->notified, (std::vector<uint16_t>{1}));
+}
+
+// The SIGQUIT dump: the transport's status, each live queue with its vector, the ISR.
+TEST_F(VirtioPciTest, DescribeStateListsStatusQueuesAndVectors) {
+  negotiate(kFeatureVersion1);
+  configure_queue(0, 16);
+  configure_queue(1, 8);
+  set_status(kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
+  const auto lines = pci.describe_state();
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_THAT(lines[0], ::testing::HasSubstr("status=0xf"));
+  EXPECT_THAT(lines[0], ::testing::HasSubstr("msix=off"));
+  EXPECT_THAT(lines[1], ::testing::HasSubstr("queue 0 vector none: size=16 next_avail=0"));
+  EXPECT_THAT(lines[2], ::testing::HasSubstr("queue 1 vector none: size=8"));
+  EXPECT_THAT(lines[3], ::testing::HasSubstr("config vector none, isr=0"));
 }
 
 TEST_F(VirtioPciTest, BadQueueSetsNeedsResetAndRaisesConfigInterrupt) {

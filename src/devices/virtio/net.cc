@@ -130,6 +130,15 @@ void NetDevice::watch_backend_locked(bool on) {
   watching_ = on;
 }
 
+std::string NetDevice::describe_state() const {
+  std::lock_guard lock(mutex_);
+  return "virtio-net " + backend_->describe() + ": watching_backend=" + std::to_string(watching_) +
+         " frame_held=" + std::to_string(frame_bytes_) + " rx_chains_held=" + std::to_string(rx_chains_.size()) +
+         " rx_broken=" + std::to_string(rx_broken_) + " tx_broken=" + std::to_string(tx_broken_) +
+         " rx_frames=" + std::to_string(stats_.rx_frames) + " tx_frames=" + std::to_string(stats_.tx_frames) +
+         " rx_dropped=" + std::to_string(stats_.rx_dropped) + " tx_dropped=" + std::to_string(stats_.tx_dropped);
+}
+
 NetDevice::Stats NetDevice::stats() const {
   std::lock_guard lock(mutex_);
   return stats_;

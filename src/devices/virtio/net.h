@@ -134,6 +134,7 @@ class NetDevice : public VirtioDevice {
     uint64_t bad_chains = 0;  // malformed chains returned unused
   };
   Stats stats() const;
+  std::string describe_state() const override;
   // Whether the back end is being watched (false while the guest has no receive buffers).
   bool watching_backend() const;
   const MacAddress& mac() const { return config_.mac; }

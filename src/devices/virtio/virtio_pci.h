@@ -116,6 +116,10 @@ class VirtioPci : public pci::PciDevice, public BusDevice {
   void read(uint64_t offset, std::span<uint8_t> data) override;
   void write(uint64_t offset, std::span<const uint8_t> data) override;
 
+  // Lines for a debugging dump (SIGQUIT): status, each live queue's indices and MSI-X vector
+  // (masked or pending), the ISR and the device's own state. Call with the guest stopped.
+  std::vector<std::string> describe_state() const;
+
   uint8_t device_status() const { return status_.load(); }
   uint64_t driver_features() const;
   const pci::MsixTable& msix() const { return msix_; }
@@ -182,7 +186,7 @@ class VirtioPci : public pci::PciDevice, public BusDevice {
   bool activated_ = false;
 
   // ISR status and the INTx level, under irq_mutex_ (taken after mutex_, never before).
-  std::mutex irq_mutex_;
+  mutable std::mutex irq_mutex_;
   uint8_t isr_ = 0;
 };
 
