@@ -81,6 +81,12 @@ void Vcpu::set_lapic(const kvm_lapic_state& state) {
   check_syscall(::ioctl(fd_.get(), KVM_SET_LAPIC, &state), "KVM_SET_LAPIC");
 }
 
+kvm_vcpu_events Vcpu::events() const {
+  kvm_vcpu_events events{};
+  check_syscall(::ioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &events), "KVM_GET_VCPU_EVENTS");
+  return events;
+}
+
 kvm_mp_state Vcpu::mp_state() const {
   kvm_mp_state state{};
   check_syscall(::ioctl(fd_.get(), KVM_GET_MP_STATE, &state), "KVM_GET_MP_STATE");

@@ -37,6 +37,8 @@ class Vcpu {
   kvm_lapic_state lapic() const;
   void set_lapic(const kvm_lapic_state& state);
   kvm_mp_state mp_state() const;
+  // Pending and injected exceptions, interrupts and NMIs (KVM_GET_VCPU_EVENTS).
+  kvm_vcpu_events events() const;
 
  private:
   uint32_t id_;

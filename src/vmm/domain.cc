@@ -200,11 +200,13 @@ DomainExit Domain::run() {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGHUP);
+  sigaddset(&stop_signals, SIGQUIT);  // stop, and first print the state (a stuck guest)
   // Blocked here and so in every vCPU thread: they arrive through the signalfd. A signal an
   // ancestor set to be ignored would never arrive, so restore the default disposition.
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  for (int signal_number : {SIGINT, SIGTERM, SIGHUP}) signal(signal_number, SIG_DFL);
+  for (int signal_number : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) signal(signal_number, SIG_DFL);
   UniqueFd signal_fd(check_syscall(signalfd(-1, &stop_signals, SFD_CLOEXEC), "signalfd"));
+  bool dump_state = false;
 
   device_events_.start();
   for (auto& vcpu : vcpus_) threads_.emplace_back([this, &vcpu] { vcpu_thread(*vcpu); });
@@ -218,16 +220,35 @@ DomainExit Domain::run() {
     }
     if (fds[0].revents & POLLIN) {
       signalfd_siginfo info{};
-      if (::read(signal_fd.get(), &info, sizeof(info)) == sizeof(info))
+      if (::read(signal_fd.get(), &info, sizeof(info)) == sizeof(info)) {
+        dump_state = info.ssi_signo == SIGQUIT;
         request_exit({DomainExitKind::kSignal, info.ssi_signo,
                       std::string("stopped by SIG") + sigabbrev_np(static_cast<int>(info.ssi_signo))});
+      }
     }
     if (count == 3 && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) pump_console_input();
   }
   stop_vcpus();
   device_events_.stop();
+  if (dump_state) log_state();
   std::lock_guard lock(exit_mutex_);
   return *exit_;
+}
+
+void Domain::log_state() {
+  log_line("state at SIGQUIT:");
+  for (auto& vcpu : vcpus_) log_vcpu(*vcpu);
+  for (const auto& line : pci_->describe_virtio()) log_line(line);
+}
+
+void Domain::log_vcpu(kvm::Vcpu& vcpu) {
+  const std::string prefix = "vCPU " + std::to_string(vcpu.id()) + ": ";
+  try {
+    for (const auto& line : describe_registers(vcpu.regs(), vcpu.sregs())) log_line(prefix + line);
+    log_line(prefix + describe_events(vcpu.events()));
+  } catch (const std::exception& error) {
+    log_line(prefix + "registers unavailable: " + error.what());
+  }
 }
 
 void Domain::pump_console_input() {
@@ -306,16 +327,11 @@ bool Domain::handle_exit(kvm::Vcpu& vcpu) {
 }
 
 void Domain::fail_vcpu(kvm::Vcpu& vcpu, const std::string& reason) {
-  std::string prefix = "vCPU " + std::to_string(vcpu.id()) + ": ";
-  try {
-    for (const auto& line : describe_registers(vcpu.regs(), vcpu.sregs())) log_line(prefix + line);
-  } catch (const std::exception& error) {
-    log_line(prefix + "registers unavailable: " + error.what());
-  }
+  log_vcpu(vcpu);
   if (vcpu.run_state()->exit_reason == KVM_EXIT_INTERNAL_ERROR && host_kvm_is_pvm())
     log_line("note: this host's /dev/kvm is kvm_pvm (software-assisted nested KVM), which cannot run every "
              "ring-0 instruction; stock kernels need hardware virtualization (see scripts/test-host.sh)");
-  request_exit({DomainExitKind::kVcpuFailure, 0, prefix + reason});
+  request_exit({DomainExitKind::kVcpuFailure, 0, "vCPU " + std::to_string(vcpu.id()) + ": " + reason});
 }
 
 }  // namespace kdom::vmm

@@ -54,6 +54,10 @@ class Domain {
   // Handles one KVM exit; returns false when the vCPU must stop.
   bool handle_exit(kvm::Vcpu& vcpu);
   void fail_vcpu(kvm::Vcpu& vcpu, const std::string& reason);
+  // Registers and pending events of one vCPU (stopped), to the log.
+  void log_vcpu(kvm::Vcpu& vcpu);
+  // After SIGQUIT, with the vCPUs and the device loop stopped: every vCPU and virtio device.
+  void log_state();
   void stop_vcpus();
   void pump_console_input();
 

@@ -103,6 +103,13 @@ void PciDevices::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> devic
       });
     }
   }
+  // A notification that arrives as an MMIO exit (not caught by the ioeventfd) is passed to the
+  // same eventfd, so it is served where the ioeventfd's are, never in the vCPU thread.
+  slot->transport->set_notify_forwarder([fds](uint16_t queue) {
+    if (queue >= fds.size()) return;
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(fds[queue], &one, sizeof(one));
+  });
   uint64_t address = allocator_.allocate(slot->transport->bar_size());
   slot->transport->set_bar_address(devices::virtio::VirtioPci::kBarIndex, address);
   register_notifiers(*slot, address);
@@ -114,6 +121,15 @@ void PciDevices::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> devic
   });
   root_->add(slot->transport);
   virtio_.push_back(std::move(slot));
+}
+
+std::vector<std::string> PciDevices::describe_virtio() const {
+  std::vector<std::string> lines;
+  for (const auto& slot : virtio_) {
+    auto device_lines = slot->transport->describe_state();
+    lines.insert(lines.end(), device_lines.begin(), device_lines.end());
+  }
+  return lines;
 }
 
 void PciDevices::register_notifiers(VirtioSlot& slot, uint64_t bar_address) {

@@ -30,6 +30,8 @@ class PciDevices {
 
   // Puts a virtio device on the bus; throws Error when the bus or the MMIO window is full.
   void add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> device);
+  // Each virtio device's state for a debugging dump (VirtioPci::describe_state).
+  std::vector<std::string> describe_virtio() const;
 
   // The BusDevice for ports 0xCF8-0xCFF (forwarding 0xCF9 to `reset_control`).
   std::shared_ptr<devices::BusDevice> config_io(std::shared_ptr<devices::BusDevice> reset_control);

@@ -33,6 +33,18 @@ std::vector<std::string> describe_registers(const kvm_regs& r, const kvm_sregs& 
   };
 }
 
+std::string describe_events(const kvm_vcpu_events& e) {
+  // KVM leaves the last vector in nr when nothing is in flight: name it only when it is.
+  std::string exception = "none";
+  if (e.exception.injected || e.exception.pending)
+    exception = format("%u (%s) error_code=%s", e.exception.nr, e.exception.injected ? "injected" : "pending",
+                       e.exception.has_error_code ? format("%#x", e.exception.error_code).c_str() : "none");
+  const std::string interrupt = e.interrupt.injected ? format("%u (injected)", e.interrupt.nr) : "none";
+  return format("events: exception %s, interrupt %s, shadow=%u, nmi injected=%u pending=%u masked=%u",
+                exception.c_str(), interrupt.c_str(), e.interrupt.shadow, e.nmi.injected, e.nmi.pending,
+                e.nmi.masked);
+}
+
 std::string describe_failed_exit(const kvm_run& run) {
   switch (run.exit_reason) {
     case KVM_EXIT_SHUTDOWN:

@@ -60,9 +60,9 @@ boot() {
 		echo "E2E: ${in_netns:+$in_netns }kdom run $*"
 		if [ -n "${feed:-}" ]; then
 			# Input through a pipe (read in kdom's device event loop).
-			(sleep 1; printf '%s\n' "$feed") | $in_netns timeout -k 5 "$limit" kdom run "$@" >"$work/console" 2>"$work/stderr"
+			(sleep 1; printf '%s\n' "$feed") | $in_netns timeout -s QUIT -k 5 "$limit" kdom run "$@" >"$work/console" 2>"$work/stderr"
 		else
-			$in_netns timeout -k 5 "$limit" kdom run "$@" </dev/null >"$work/console" 2>"$work/stderr"
+			$in_netns timeout -s QUIT -k 5 "$limit" kdom run "$@" </dev/null >"$work/console" 2>"$work/stderr"
 		fi
 		rc=$?
 		;;
@@ -170,7 +170,7 @@ balloon_scenario() {
 	rm -f "$work/console" "$work/console.txt"
 	: >"$work/console"
 	t0=$(uptime_s)
-	timeout -k 5 "$limit" kdom run --memory 512 --balloon "$settings" --control "$ctl" \
+	timeout -s QUIT -k 5 "$limit" kdom run --memory 512 --balloon "$settings" --control "$ctl" \
 		--cmdline "console=ttyS0 kdom.action=balloon-watch:$((limit - 20))" --console stdio \
 		</dev/null >"$work/console" 2>"$work/stderr" &
 	vmm_pid=$!

@@ -23,6 +23,28 @@ TEST(VcpuReport, ShutdownIsATripleFault) {
   EXPECT_TRUE(contains(text, "KVM_EXIT_SHUTDOWN")) << text;
 }
 
+TEST(VcpuReport, EventsNameTheExceptionInterruptAndNmiInFlight) {
+  kvm_vcpu_events events{};
+  events.exception.injected = 1;
+  events.exception.nr = 14;
+  events.exception.has_error_code = 1;
+  events.exception.error_code = 0x2;
+  events.interrupt.injected = 1;
+  events.interrupt.nr = 0x41;
+  events.nmi.pending = 1;
+  auto text = describe_events(events);
+  EXPECT_TRUE(contains(text, "exception 14 (injected) error_code=0x2")) << text;
+  EXPECT_TRUE(contains(text, "interrupt 65 (injected)")) << text;
+  EXPECT_TRUE(contains(text, "nmi injected=0 pending=1")) << text;
+  events.exception.has_error_code = 0;
+  EXPECT_TRUE(contains(describe_events(events), "error_code=none")) << describe_events(events);
+  // Nothing in flight: the stale vector numbers KVM leaves are not shown.
+  events.exception.injected = 0;
+  events.interrupt.injected = 0;
+  text = describe_events(events);
+  EXPECT_TRUE(contains(text, "exception none, interrupt none")) << text;
+}
+
 TEST(VcpuReport, InternalErrorEmulationFailure) {
   auto run = run_with(KVM_EXIT_INTERNAL_ERROR);
   run->internal.suberror = KVM_INTERNAL_ERROR_EMULATION;

@@ -3,6 +3,7 @@
 // (common configuration, notifications, ISR, MSI-X table and PBA).
 #include "devices/virtio/virtio_pci.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -285,6 +286,39 @@ TEST_F(VirtioPciTest, NotifyCallsNotifyQueue) {
   bar_write(VirtioPci::notify_offset(0), 2, 0);
   bar_write(VirtioPci::notify_offset(2), 2, 2);  // beyond the queues: ignored
   EXPECT_EQ(device->notified, (std::vector<uint16_t>{1, 0}));
+}
+
+// With a forwarder (the VMM passes MMIO-exit notifications to the queue's eventfd), a write
+// to the notify region reaches the forwarder, never the device in the writing thread.
+TEST_F(VirtioPciTest, NotifyGoesToTheForwarderWhenOneIsSet) {
+  std::vector<uint16_t> forwarded;
+  pci.set_notify_forwarder([&](uint16_t queue) { forwarded.push_back(queue); });
+  negotiate(kFeatureVersion1);
+  configure_queue(0, 16);
+  configure_queue(1, 8);
+  set_status(kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
+  bar_write(VirtioPci::notify_offset(1), 2, 1);
+  bar_write(VirtioPci::notify_offset(0), 2, 0);
+  bar_write(VirtioPci::notify_offset(2), 2, 2);  // beyond the queues: ignored
+  EXPECT_EQ(forwarded, (std::vector<uint16_t>{1, 0}));
+  EXPECT_TRUE(device->notified.empty());
+  pci.notify(1);  // the eventfd's reader calls notify()
+  EXPECT_EQ(device->notified, (std::vector<uint16_t>{1}));
+}
+
+// The SIGQUIT dump: the transport's status, each live queue with its vector, the ISR.
+TEST_F(VirtioPciTest, DescribeStateListsStatusQueuesAndVectors) {
+  negotiate(kFeatureVersion1);
+  configure_queue(0, 16);
+  configure_queue(1, 8);
+  set_status(kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
+  const auto lines = pci.describe_state();
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_THAT(lines[0], ::testing::HasSubstr("status=0xf"));
+  EXPECT_THAT(lines[0], ::testing::HasSubstr("msix=off"));
+  EXPECT_THAT(lines[1], ::testing::HasSubstr("queue 0 vector none: size=16 next_avail=0"));
+  EXPECT_THAT(lines[2], ::testing::HasSubstr("queue 1 vector none: size=8"));
+  EXPECT_THAT(lines[3], ::testing::HasSubstr("config vector none, isr=0"));
 }
 
 TEST_F(VirtioPciTest, BadQueueSetsNeedsResetAndRaisesConfigInterrupt) {

@@ -161,6 +161,23 @@ TEST_F(VirtqueueTest, TwoDescriptorChain) {
   EXPECT_FALSE(queue.pop().has_value());
 }
 
+// The debugging line puts the device's indices beside what the driver wrote in the rings.
+TEST_F(VirtqueueTest, DescribeShowsBothSidesIndices) {
+  set_desc(0, 0x10000, 100, 0);
+  make_available(0);
+  make_available(0);
+  set_used_event(7);
+  Virtqueue queue(memory, config);
+  EXPECT_THAT(queue.describe(), HasSubstr("(not validated)"));
+  ASSERT_TRUE(queue.pop().has_value());
+  queue.push_used(0, 0);
+  const std::string line = queue.describe();
+  EXPECT_THAT(line, HasSubstr("size=16 next_avail=1 next_used=1"));
+  EXPECT_THAT(line, HasSubstr("avail_idx=2 avail_flags=0 used_event=7"));
+  EXPECT_THAT(line, HasSubstr("used_idx=1 used_flags=0"));
+  EXPECT_THAT(line, HasSubstr("notifications=on"));
+}
+
 TEST_F(VirtqueueTest, ChainsComeInRingOrderAndFollowNext) {
   set_desc(3, 0x10000, 8, kNext, 9);
   set_desc(9, 0x10008, 8, kWrite | kNext, 4);

@@ -115,8 +115,9 @@ class BlockDevice : public VirtioDevice {
   void activate(const GuestMemory& memory, uint64_t negotiated_features,
                 std::vector<std::shared_ptr<Virtqueue>> queues, QueueInterrupt queue_interrupt,
                 ConfigInterrupt config_interrupt) override;
-  // Wakes the queue's worker thread; no I/O happens in the caller's thread (the event loop,
-  // or a vCPU for a notification that came as an MMIO exit). A worker whose queue is broken
+  // Wakes the queue's worker thread; no I/O happens in the caller's thread. (In the VMM the
+  // workers wait on the notification eventfds themselves, MMIO-exit notifications included.)
+  // A worker whose queue is broken
   // (VirtqueueError with no head) stops and reports through the failure handler, so the
   // transport sets DEVICE_NEEDS_RESET.
   void notify_queue(uint16_t queue_index) override;

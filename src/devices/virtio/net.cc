@@ -114,7 +114,6 @@ void NetDevice::clear_locked() {
   queue_interrupt_ = nullptr;
   mergeable_ = guest_csum_ = false;
   rx_broken_ = tx_broken_ = false;
-  loop_failure_.reset();
   frame_bytes_ = 0;
   rx_chains_.clear();
   rx_chain_bytes_ = 0;
@@ -131,6 +130,15 @@ void NetDevice::watch_backend_locked(bool on) {
   watching_ = on;
 }
 
+std::string NetDevice::describe_state() const {
+  std::lock_guard lock(mutex_);
+  return "virtio-net " + backend_->describe() + ": watching_backend=" + std::to_string(watching_) +
+         " frame_held=" + std::to_string(frame_bytes_) + " rx_chains_held=" + std::to_string(rx_chains_.size()) +
+         " rx_broken=" + std::to_string(rx_broken_) + " tx_broken=" + std::to_string(tx_broken_) +
+         " rx_frames=" + std::to_string(stats_.rx_frames) + " tx_frames=" + std::to_string(stats_.tx_frames) +
+         " rx_dropped=" + std::to_string(stats_.rx_dropped) + " tx_dropped=" + std::to_string(stats_.tx_dropped);
+}
+
 NetDevice::Stats NetDevice::stats() const {
   std::lock_guard lock(mutex_);
   return stats_;
@@ -144,11 +152,6 @@ bool NetDevice::watching_backend() const {
 void NetDevice::notify_queue(uint16_t queue_index) {
   std::lock_guard lock(mutex_);
   if (memory_ == nullptr) return;
-  if (loop_failure_) {
-    const std::string failure = *loop_failure_;
-    loop_failure_.reset();
-    throw VirtqueueError(failure);
-  }
   bool used = false;
   try {
     if (queue_index == kRxQueue && rx_queue_ && !rx_broken_) {
@@ -166,51 +169,59 @@ void NetDevice::notify_queue(uint16_t queue_index) {
   if (used && queue_interrupt_) queue_interrupt_(queue_index);
 }
 
+std::string NetDevice::stop_broken_queue_locked(uint16_t queue_index, const std::string& what) {
+  (queue_index == kRxQueue ? rx_broken_ : tx_broken_) = true;
+  if (queue_index == kRxQueue) watch_backend_locked(false);
+  return "virtio-net " + backend_->describe() + " queue " + std::to_string(queue_index) + ": " + what;
+}
+
+// The two handlers below run in the event loop, where nothing may escape: a broken queue is
+// stopped and reported to the transport (failure_, called outside the lock).
 void NetDevice::on_backend_readable() {
-  std::lock_guard lock(mutex_);
-  // A wake-up already queued when the device was reset or stopped watching.
-  if (memory_ == nullptr || !rx_queue_ || rx_broken_ || !watching_) return;
-  bool used = false;
-  try {
-    used = receive_locked();
-  } catch (const Error& error) {
-    // Nothing may escape into the event loop: stop receiving, report at the next notify.
-    rx_broken_ = true;
-    watch_backend_locked(false);
-    loop_failure_ = "virtio-net " + backend_->describe() + " receive queue: " + error.what();
-    log_line(*loop_failure_);
+  std::string failure;
+  {
+    std::lock_guard lock(mutex_);
+    // A wake-up already queued when the device was reset or stopped watching.
+    if (memory_ == nullptr || !rx_queue_ || rx_broken_ || !watching_) return;
+    bool used = false;
+    try {
+      used = receive_locked();
+    } catch (const Error& error) {
+      failure = stop_broken_queue_locked(kRxQueue, error.what());
+    }
+    if (used && queue_interrupt_) queue_interrupt_(kRxQueue);
   }
-  if (used && queue_interrupt_) queue_interrupt_(kRxQueue);
+  if (!failure.empty() && failure_) failure_(failure);
 }
 
 void NetDevice::on_rate_timer() {
-  std::lock_guard lock(mutex_);
-  uint64_t expirations = 0;
-  if (::read(rate_timer_.get(), &expirations, sizeof(expirations)) < 0) {
-    // Not expired (a stale wake-up): nothing to do.
-  }
-  if (memory_ == nullptr) return;
-  bool rx_used = false, tx_used = false;
-  uint16_t queue_index = kRxQueue;
-  try {
-    if (rx_throttled_ && rx_queue_ && !rx_broken_) {
-      rx_throttled_ = false;
-      rx_used = receive_locked();
+  std::string failure;
+  {
+    std::lock_guard lock(mutex_);
+    uint64_t expirations = 0;
+    if (::read(rate_timer_.get(), &expirations, sizeof(expirations)) < 0) {
+      // Not expired (a stale wake-up): nothing to do.
     }
-    queue_index = kTxQueue;
-    if (tx_throttled_ && tx_queue_ && !tx_broken_) {
-      tx_throttled_ = false;
-      tx_used = transmit_locked();
+    if (memory_ == nullptr) return;
+    bool rx_used = false, tx_used = false;
+    uint16_t queue_index = kRxQueue;
+    try {
+      if (rx_throttled_ && rx_queue_ && !rx_broken_) {
+        rx_throttled_ = false;
+        rx_used = receive_locked();
+      }
+      queue_index = kTxQueue;
+      if (tx_throttled_ && tx_queue_ && !tx_broken_) {
+        tx_throttled_ = false;
+        tx_used = transmit_locked();
+      }
+    } catch (const Error& error) {
+      failure = stop_broken_queue_locked(queue_index, error.what());
     }
-  } catch (const Error& error) {
-    // Nothing may escape into the event loop: stop that queue, report at the next notify.
-    (queue_index == kRxQueue ? rx_broken_ : tx_broken_) = true;
-    if (queue_index == kRxQueue) watch_backend_locked(false);
-    loop_failure_ = "virtio-net " + backend_->describe() + " queue " + std::to_string(queue_index) + ": " + error.what();
-    log_line(*loop_failure_);
+    if (rx_used && queue_interrupt_) queue_interrupt_(kRxQueue);
+    if (tx_used && queue_interrupt_) queue_interrupt_(kTxQueue);
   }
-  if (rx_used && queue_interrupt_) queue_interrupt_(kRxQueue);
-  if (tx_used && queue_interrupt_) queue_interrupt_(kTxQueue);
+  if (!failure.empty() && failure_) failure_(failure);
 }
 
 bool NetDevice::throttled_locked(std::optional<RateLimiter>& limiter, uint64_t bytes) {

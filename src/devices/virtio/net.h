@@ -4,11 +4,12 @@
 // buffers, and checksum/TSO offloads in both directions; the offloads the driver accepts for
 // its own receive side are handed to the back end (TUNSETOFFLOAD) at activation.
 //
-// Threads: the back end's fd is watched by the VMM's event loop, which calls
-// on_backend_readable(); transmit runs on queue notifications (the event loop's ioeventfds,
-// or a vCPU for an MMIO notification). When the guest has no receive buffers left, the device
-// keeps the frame it holds, stops watching the back end (so the loop does not spin), and
-// starts again when the driver notifies the receive queue.
+// Threads: the VMM's event loop runs everything: it watches the back end's fd
+// (on_backend_readable), the queues' notification eventfds (notify_queue; a notification that
+// arrives as an MMIO exit is passed to the same eventfd) and the rate timer. When the guest
+// has no receive buffers left, the device keeps the frame it holds, stops watching the back
+// end (so the loop does not spin), and starts again when the driver notifies the receive
+// queue.
 #pragma once
 
 #include <array>
@@ -115,10 +116,12 @@ class NetDevice : public VirtioDevice {
                 std::vector<std::shared_ptr<Virtqueue>> queues, QueueInterrupt queue_interrupt,
                 ConfigInterrupt config_interrupt) override;
   // Receive queue: the driver added buffers, deliver what waits. Transmit queue: send every
-  // available frame. A queue the driver broke is stopped and VirtqueueError thrown (also for a
-  // receive queue found broken while the event loop delivered frames).
+  // available frame. A queue the driver broke is stopped and VirtqueueError thrown.
   void notify_queue(uint16_t queue_index) override;
   void reset() override;
+  // Where a queue found broken outside notify_queue (receiving from the back end, the rate
+  // timer) is reported, at once: the transport asks the driver for a reset.
+  void set_failure_handler(DeviceFailure failure) override { failure_ = std::move(failure); }
 
   // The back end has frames: deliver them while the guest has buffers.
   void on_backend_readable();
@@ -131,6 +134,7 @@ class NetDevice : public VirtioDevice {
     uint64_t bad_chains = 0;  // malformed chains returned unused
   };
   Stats stats() const;
+  std::string describe_state() const override;
   // Whether the back end is being watched (false while the guest has no receive buffers).
   bool watching_backend() const;
   const MacAddress& mac() const { return config_.mac; }
@@ -145,6 +149,8 @@ class NetDevice : public VirtioDevice {
   bool transmit_locked();
   void watch_backend_locked(bool on);
   void fail_chain_locked(Virtqueue& queue, uint16_t head, bool& used);
+  // Stops a queue found broken in an event-loop handler; returns the report for failure_.
+  std::string stop_broken_queue_locked(uint16_t queue_index, const std::string& what);
   void clear_locked();
   // Whether `bytes` more must wait for `limiter` (then the rate timer is armed); takes the
   // tokens otherwise.
@@ -153,6 +159,7 @@ class NetDevice : public VirtioDevice {
   NetDeviceConfig config_;
   std::unique_ptr<net::NetBackend> backend_;
   BackendWatch watch_;
+  DeviceFailure failure_;
 
   // Serialises the event loop (back end, ioeventfds) with vCPUs (MMIO notify, activate, reset).
   mutable std::mutex mutex_;
@@ -168,7 +175,6 @@ class NetDevice : public VirtioDevice {
   bool guest_csum_ = false;
   bool rx_broken_ = false;
   bool tx_broken_ = false;
-  std::optional<std::string> loop_failure_;  // found in the event loop, reported at the next notify
 
   // Rate limiting (only with config_.rate_limit): a frame held back in each direction (the
   // received one in frame_, paid for or not; a transmit chain in tx_held_) until the timer.

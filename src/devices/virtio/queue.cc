@@ -231,6 +231,21 @@ bool Virtqueue::set_notifications(bool enabled) {
   return enabled && has_available();
 }
 
+std::string Virtqueue::describe() const {
+  std::ostringstream out;
+  out << "size=" << config_.size << " next_avail=" << next_avail_ << " next_used=" << next_used_;
+  if (!validated_) return out.str() + " (not validated)";
+  const uint64_t used_event_gpa = config_.avail_ring + kAvailRingOffset + uint64_t{2} * config_.size;
+  const uint64_t avail_event_gpa =
+      config_.used_ring + kUsedRingOffset + sizeof(VirtqUsedElement) * uint64_t{config_.size};
+  out << " | driver: avail_idx=" << *host_u16(config_.avail_ring + kAvailIdxOffset)
+      << " avail_flags=" << *host_u16(config_.avail_ring + kAvailFlagsOffset)
+      << " used_event=" << *host_u16(used_event_gpa) << " | ring: used_idx=" << *host_u16(config_.used_ring + kUsedIdxOffset)
+      << " used_flags=" << *host_u16(config_.used_ring + kUsedFlagsOffset) << " avail_event=" << *host_u16(avail_event_gpa)
+      << " | notifications=" << (notifications_enabled_ ? "on" : "off") << " event_idx=" << config_.event_idx;
+  return out.str();
+}
+
 VirtqueueState Virtqueue::save() const { return VirtqueueState{config_, next_avail_, next_used_}; }
 
 void Virtqueue::restore(const VirtqueueState& state) {

@@ -152,6 +152,10 @@ class Virtqueue {
   // sleeping, since the driver may have skipped the notification for them.
   bool set_notifications(bool enabled);
 
+  // One line for debugging a stalled queue: the device's indices beside the driver's, read
+  // from the rings now (avail idx, flags and used_event; used idx, flags and avail_event).
+  std::string describe() const;
+
   VirtqueueState save() const;
   // Validates state.config first; on failure throws and leaves the queue as it was.
   void restore(const VirtqueueState& state);

@@ -78,6 +78,9 @@ class VirtioDevice {
   // The transport's failure handler, given once before any activate. A device that only
   // fails inside notify_queue may instead throw from it.
   virtual void set_failure_handler(DeviceFailure) {}
+
+  // The device's own state beyond its queues, one line, for a debugging dump (empty: none).
+  virtual std::string describe_state() const { return {}; }
 };
 
 }  // namespace kdom::devices::virtio

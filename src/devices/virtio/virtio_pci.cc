@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -190,7 +191,10 @@ void VirtioPci::write(uint64_t offset, std::span<const uint8_t> data) {
     write_common(offset - kCommonConfigOffset, data);
   } else if (offset >= kNotifyOffset && offset < kNotifyOffset + uint64_t{num_queues_} * kNotifyOffMultiplier) {
     const auto queue = static_cast<uint16_t>((offset - kNotifyOffset) / kNotifyOffMultiplier);
-    notify(queue);
+    if (notify_forwarder_)
+      notify_forwarder_(queue);
+    else
+      notify(queue);
   } else if (offset >= kDeviceConfigOffset && offset + data.size() <= kDeviceConfigOffset + kDeviceConfigSize) {
     device_->write_config(offset - kDeviceConfigOffset, data);
   } else if (offset >= kMsixTableOffset && offset < kMsixTableOffset + msix_.table_bytes()) {
@@ -372,6 +376,31 @@ void VirtioPci::reset_locked() {
   std::lock_guard lock(irq_mutex_);
   isr_ = 0;
   if (intx_) intx_->set_level(false);
+}
+
+std::vector<std::string> VirtioPci::describe_state() const {
+  std::lock_guard lock(mutex_);
+  const std::string name = "virtio device type " + std::to_string(static_cast<int>(device_->type()));
+  char status[64];
+  std::snprintf(status, sizeof(status), " status=%#x features=%#llx msix=%s", status_.load(),
+                static_cast<unsigned long long>(driver_features_), msix_.enabled() ? "on" : "off");
+  std::vector<std::string> lines{name + status};
+  auto vector_state = [this](uint16_t vector) -> std::string {
+    if (vector == pci::kMsixNoVector) return "none";
+    return std::to_string(vector) + (msix_.masked(vector) ? " masked" : "") + (msix_.pending(vector) ? " pending" : "");
+  };
+  for (size_t i = 0; i < active_queues_.size(); ++i) {
+    if (!active_queues_[i]) continue;
+    lines.push_back("  queue " + std::to_string(i) + " vector " + vector_state(queues_[i].msix_vector.load()) + ": " +
+                    active_queues_[i]->describe());
+  }
+  {
+    std::lock_guard irq_lock(irq_mutex_);
+    lines.push_back("  config vector " + vector_state(msix_config_.load()) + ", isr=" + std::to_string(isr_));
+  }
+  const std::string own = device_->describe_state();
+  if (!own.empty()) lines.push_back("  " + own);
+  return lines;
 }
 
 void VirtioPci::queue_interrupt(uint16_t queue) {

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -107,9 +108,17 @@ class VirtioPci : public pci::PciDevice, public BusDevice {
   // ioeventfd). Ignored unless DRIVER_OK is set and NEEDS_RESET is not; a device that throws
   // (its queue is broken) sets DEVICE_NEEDS_RESET and raises the config interrupt.
   void notify(uint16_t queue);
+  // Where a notification caught by the BAR (an MMIO exit, in a vCPU thread) goes instead of
+  // notify(): the owner passes it to the thread that serves the queue's ioeventfd, so device
+  // work never runs in a vCPU thread. Set before the guest runs.
+  void set_notify_forwarder(std::function<void(uint16_t queue)> forward) { notify_forwarder_ = std::move(forward); }
   // BusDevice: accesses to the BAR, `offset` relative to its base.
   void read(uint64_t offset, std::span<uint8_t> data) override;
   void write(uint64_t offset, std::span<const uint8_t> data) override;
+
+  // Lines for a debugging dump (SIGQUIT): status, each live queue's indices and MSI-X vector
+  // (masked or pending), the ISR and the device's own state. Call with the guest stopped.
+  std::vector<std::string> describe_state() const;
 
   uint8_t device_status() const { return status_.load(); }
   uint64_t driver_features() const;
@@ -150,6 +159,7 @@ class VirtioPci : public pci::PciDevice, public BusDevice {
   void signal(uint16_t vector, uint8_t isr_bit);
 
   std::shared_ptr<VirtioDevice> device_;
+  std::function<void(uint16_t)> notify_forwarder_;
   const GuestMemory& memory_;
   std::shared_ptr<InterruptLine> intx_;
   const uint64_t offered_features_;
@@ -176,7 +186,7 @@ class VirtioPci : public pci::PciDevice, public BusDevice {
   bool activated_ = false;
 
   // ISR status and the INTx level, under irq_mutex_ (taken after mutex_, never before).
-  std::mutex irq_mutex_;
+  mutable std::mutex irq_mutex_;
   uint8_t isr_ = 0;
 };
 

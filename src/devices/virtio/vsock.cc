@@ -101,7 +101,6 @@ void VsockDevice::activate(const GuestMemory& memory, uint64_t, std::vector<std:
   memory_ = &memory;
   queues_ = std::move(queues);
   broken_ = false;
-  failure_.reset();
   queue_interrupt_ = std::move(queue_interrupt);
 }
 
@@ -117,16 +116,6 @@ void VsockDevice::reset() {
 }
 
 void VsockDevice::notify_queue(uint16_t queue_index) {
-  {
-    std::lock_guard lock(mutex_);
-    if (failure_) {
-      // A queue broke while process_backend served it: tell the transport now (it sets
-      // DEVICE_NEEDS_RESET), once.
-      std::string failure = std::move(*failure_);
-      failure_.reset();
-      throw VirtqueueError("virtio-vsock: " + failure);
-    }
-  }
   if (queue_index == kEventQueue) return;  // kdom sends no events; the buffers wait
   kick();  // the work (which does host I/O) runs in process_backend, in the event loop
 }
@@ -137,7 +126,16 @@ void VsockDevice::kick() {
 }
 
 void VsockDevice::process_backend() {
-  std::lock_guard lock(mutex_);
+  std::string failure;
+  {
+    std::lock_guard lock(mutex_);
+    failure = serve_backend_locked();
+  }
+  // Outside the lock: the transport may call back into the device.
+  if (!failure.empty() && failure_) failure_("virtio-vsock: " + failure);
+}
+
+std::string VsockDevice::serve_backend_locked() {
   epoll_event events[32];
   int count;
   while ((count = epoll_wait(epoll_.get(), events, 32, 0)) > 0) {
@@ -169,8 +167,9 @@ void VsockDevice::process_backend() {
     pump();
   } catch (const VirtqueueError& error) {
     log_line(std::string("virtio-vsock: ") + error.what());
-    failure_ = error.what();
+    return error.what();
   }
+  return {};
 }
 
 void VsockDevice::accept_host_connections() {

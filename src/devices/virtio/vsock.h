@@ -7,7 +7,7 @@
 //    "<socket_path>_P", which a host process listens on.
 // Every host socket is non-blocking and watched by the device's own epoll instance
 // (backend_fd()), which the VMM's device event loop waits on: no host I/O runs in a vCPU
-// thread except a guest's queue notification that arrives by an MMIO exit. Memory kdom holds
+// thread. Memory kdom holds
 // for a guest is bounded: per connection the credit it advertises (kBufAlloc), at most
 // kMaxConnections connections and kMaxControlPackets replies waiting for receive buffers
 // (beyond that the transmit queue is left alone until the guest offers receive buffers).
@@ -68,9 +68,11 @@ class VsockDevice : public VirtioDevice {
                 std::vector<std::shared_ptr<Virtqueue>> queues, QueueInterrupt queue_interrupt,
                 ConfigInterrupt config_interrupt) override;
   // Only wakes process_backend (in the event loop): no host I/O in the notifying thread.
-  // Throws VirtqueueError if process_backend found a queue broken since the last call.
   void notify_queue(uint16_t queue_index) override;
   void reset() override;
+  // Where process_backend reports a queue it found broken (the transport then asks the
+  // driver for a reset); it serves nothing more until reset.
+  void set_failure_handler(DeviceFailure failure) override { failure_ = std::move(failure); }
 
   // For tests (no locking): handles one packet as if the guest had sent it, queuing any reply.
   void handle_guest_packet(const VsockTxPacket& packet);
@@ -81,6 +83,8 @@ class VsockDevice : public VirtioDevice {
   void pump();
 
  private:
+  // process_backend's work (mutex held): returns why a queue broke, or empty.
+  std::string serve_backend_locked();
   using Key = std::pair<uint32_t, uint32_t>;  // (local port, guest port)
   struct Handshake {
     UniqueFd fd;
@@ -112,7 +116,7 @@ class VsockDevice : public VirtioDevice {
   const GuestMemory* memory_ = nullptr;
   std::vector<std::shared_ptr<Virtqueue>> queues_;
   bool broken_ = false;                // a queue broke: nothing is served until reset
-  std::optional<std::string> failure_;  // why, until notify_queue reports it
+  DeviceFailure failure_;
   QueueInterrupt queue_interrupt_;
   std::map<Key, std::unique_ptr<VsockConnection>> connections_;
   std::unordered_map<int, Key> connection_by_fd_;
