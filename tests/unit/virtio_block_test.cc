@@ -594,6 +594,18 @@ TEST_F(VirtioBlockTest, WorkerReadsWhatThePageCacheDropped) {
   read_128k_at_sector_40();
 }
 
+// A read the page cache holds only the first half of: that half is copied at once, the rest
+// read through io_uring, into the right place of the guest's buffers.
+TEST_F(VirtioBlockTest, WorkerReadsWhatThePageCacheHoldsOnlyPartly) {
+  {
+    UniqueFd fd(::open(disk_path.c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(fd.valid());
+    ASSERT_EQ(::fdatasync(fd.get()), 0);
+    ASSERT_EQ(::posix_fadvise(fd.get(), 40 * 512 + 64 * 1024, 64 * 1024, POSIX_FADV_DONTNEED), 0);
+  }
+  read_128k_at_sector_40();
+}
+
 // The rate limiter holds requests back (without dropping any): 30 requests at 20 per second,
 // of which the first 20 pass at once (a full bucket), take at least half a second.
 TEST_F(VirtioBlockTest, RateLimitedQueueWaitsForTokens) {

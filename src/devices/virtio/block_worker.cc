@@ -275,14 +275,19 @@ void BlockQueueWorker::start(IoUring* ring, uint16_t head, uint64_t status_gpa, 
   io_uring_sqe_set_data64(sqe, slot);
 }
 
-bool BlockQueueWorker::read_from_page_cache(const BlockPlan& plan) {
+bool BlockQueueWorker::read_from_page_cache(BlockPlan& plan) {
   if (!page_cache_reads_ || plan.kind != BlockPlan::Kind::kRead) return false;
-  // RWF_NOWAIT: fails rather than wait for the disk. A short or failed read leaves the request
-  // to io_uring, which reads it again whole.
+  // RWF_NOWAIT: fails rather than wait for the disk, or stops short where the page cache does.
   const ssize_t done = ::preadv2(context_.device.disk().fd(), plan.buffers.data(), static_cast<int>(plan.buffers.size()),
                                  static_cast<off_t>(plan.offset), RWF_NOWAIT);
   if (done < 0 && errno == EOPNOTSUPP) page_cache_reads_ = false;  // not on this file: stop trying
-  return done >= 0 && static_cast<uint64_t>(done) == plan.length;
+  if (done <= 0) return false;
+  if (static_cast<uint64_t>(done) == plan.length) return true;
+  // The rest is left to io_uring (plan.bytes_written still counts the whole read).
+  plan.buffers = skip_bytes(plan.buffers, static_cast<uint64_t>(done));
+  plan.offset += static_cast<uint64_t>(done);
+  plan.length -= static_cast<uint64_t>(done);
+  return false;
 }
 
 void BlockQueueWorker::complete(uint32_t slot, int result) {

@@ -3,8 +3,8 @@
 // up to a queue's worth of requests are in flight at once; completions write the status byte
 // and return the chain to the driver. A read the page cache holds whole is copied at once in
 // the thread instead. A flush starts only once every request taken before it has completed,
-// so everything the guest wrote before the flush is on disk when it hears the flush is done. Requests wait for the queue's rate limiter (an io_uring timeout, no busy
-// waiting). Where io_uring cannot be set up (disabled on the host), the worker serves requests
+// so everything the guest wrote before the flush is on disk when it hears the flush is done.
+// Requests wait for the queue's rate limiter (an io_uring timeout, no busy waiting). Where io_uring cannot be set up (disabled on the host), the worker serves requests
 // synchronously in its thread and says so once.
 // With a poll window (`--disk ...,poll=US`), a worker that runs out of work keeps watching the
 // available ring and its completions for a while, with the driver's notifications turned off,
@@ -87,7 +87,9 @@ class BlockQueueWorker {
   // A read whose data is all in the page cache, done at once in this thread: one system call,
   // where io_uring takes a submission and a completion (which do the same underneath). Large
   // ones too: a copy in this thread measured quicker than one handed to io_uring's workers.
-  bool read_from_page_cache(const BlockPlan& plan);
+  // Returns whether the read is done; a read the page cache holds only the start of is cut
+  // down to the rest, for io_uring.
+  bool read_from_page_cache(BlockPlan& plan);
   void complete(uint32_t slot, int result);
   void finish(uint16_t head, uint64_t status_gpa, uint8_t status, uint32_t bytes_written);
   void arm_poll(IoUring& ring, int fd, uint64_t tag);
