@@ -229,8 +229,9 @@ DomainExit Domain::run() {
     if (count == 3 && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) pump_console_input();
   }
   stop_vcpus();
-  device_events_.stop();
+  // Before the device loop is stopped: if it is stuck, stopping it would never return.
   if (dump_state) log_state();
+  device_events_.stop();
   std::lock_guard lock(exit_mutex_);
   return *exit_;
 }

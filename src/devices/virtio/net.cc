@@ -131,7 +131,9 @@ void NetDevice::watch_backend_locked(bool on) {
 }
 
 std::string NetDevice::describe_state() const {
-  std::lock_guard lock(mutex_);
+  // Called to debug a stall: a lock held for good is itself the answer, so do not wait on it.
+  std::unique_lock lock(mutex_, std::try_to_lock);
+  if (!lock.owns_lock()) return "virtio-net " + backend_->describe() + ": busy (its lock is held)";
   return "virtio-net " + backend_->describe() + ": watching_backend=" + std::to_string(watching_) +
          " frame_held=" + std::to_string(frame_bytes_) + " rx_chains_held=" + std::to_string(rx_chains_.size()) +
          " rx_broken=" + std::to_string(rx_broken_) + " tx_broken=" + std::to_string(tx_broken_) +

@@ -80,6 +80,7 @@ class VirtioDevice {
   virtual void set_failure_handler(DeviceFailure) {}
 
   // The device's own state beyond its queues, one line, for a debugging dump (empty: none).
+  // Must not wait for a lock: the dump is for a device that may be stuck.
   virtual std::string describe_state() const { return {}; }
 };
 

@@ -117,7 +117,8 @@ class VirtioPci : public pci::PciDevice, public BusDevice {
   void write(uint64_t offset, std::span<const uint8_t> data) override;
 
   // Lines for a debugging dump (SIGQUIT): status, each live queue's indices and MSI-X vector
-  // (masked or pending), the ISR and the device's own state. Call with the guest stopped.
+  // (masked or pending), the ISR and the device's own state. Call with the vCPUs stopped
+  // (their accesses hold the locks taken here); the device's own threads may still run.
   std::vector<std::string> describe_state() const;
 
   uint8_t device_status() const { return status_.load(); }
