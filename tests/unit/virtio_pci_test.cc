@@ -133,6 +133,19 @@ class VirtioPciTest : public ::testing::Test {
     bar_write(kQueueDevice, 8, base + 0x2000);
     bar_write(kQueueEnable, 2, 1);
   }
+  // FEATURES_OK and DRIVER_OK with queues 0 (16 entries) and 1 (8 entries).
+  void go_live_with_two_queues() {
+    negotiate(kFeatureVersion1);
+    configure_queue(0, 16);
+    configure_queue(1, 8);
+    set_status(kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
+  }
+  // Writes to the notify addresses of queues 1 and 0, then of 2 (beyond the queues: ignored).
+  void notify_queues_1_0_2() {
+    bar_write(VirtioPci::notify_offset(1), 2, 1);
+    bar_write(VirtioPci::notify_offset(0), 2, 0);
+    bar_write(VirtioPci::notify_offset(2), 2, 2);
+  }
   void enable_msix(bool function_mask = false) {
     const uint32_t control = pci.msix_capability_offset() + 2u;
     write_config16(control, static_cast<uint16_t>(pci::kMsixControlEnable | (function_mask ? pci::kMsixControlFunctionMask : 0)));
@@ -278,13 +291,8 @@ TEST_F(VirtioPciTest, SmallerQueueSizeIsUsed) {
 TEST_F(VirtioPciTest, NotifyCallsNotifyQueue) {
   bar_write(VirtioPci::notify_offset(1), 2, 1);
   EXPECT_TRUE(device->notified.empty());  // not live yet
-  negotiate(kFeatureVersion1);
-  configure_queue(0, 16);
-  configure_queue(1, 8);
-  set_status(kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
-  bar_write(VirtioPci::notify_offset(1), 2, 1);
-  bar_write(VirtioPci::notify_offset(0), 2, 0);
-  bar_write(VirtioPci::notify_offset(2), 2, 2);  // beyond the queues: ignored
+  go_live_with_two_queues();
+  notify_queues_1_0_2();
   EXPECT_EQ(device->notified, (std::vector<uint16_t>{1, 0}));
 }
 
@@ -293,13 +301,8 @@ TEST_F(VirtioPciTest, NotifyCallsNotifyQueue) {
 TEST_F(VirtioPciTest, NotifyGoesToTheForwarderWhenOneIsSet) {
   std::vector<uint16_t> forwarded;
   pci.set_notify_forwarder([&](uint16_t queue) { forwarded.push_back(queue); });
-  negotiate(kFeatureVersion1);
-  configure_queue(0, 16);
-  configure_queue(1, 8);
-  set_status(kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
-  bar_write(VirtioPci::notify_offset(1), 2, 1);
-  bar_write(VirtioPci::notify_offset(0), 2, 0);
-  bar_write(VirtioPci::notify_offset(2), 2, 2);  // beyond the queues: ignored
+  go_live_with_two_queues();
+  notify_queues_1_0_2();
   EXPECT_EQ(forwarded, (std::vector<uint16_t>{1, 0}));
   EXPECT_TRUE(device->notified.empty());
   pci.notify(1);  // the eventfd's reader calls notify()
@@ -308,10 +311,7 @@ TEST_F(VirtioPciTest, NotifyGoesToTheForwarderWhenOneIsSet) {
 
 // The SIGQUIT dump: the transport's status, each live queue with its vector, the ISR.
 TEST_F(VirtioPciTest, DescribeStateListsStatusQueuesAndVectors) {
-  negotiate(kFeatureVersion1);
-  configure_queue(0, 16);
-  configure_queue(1, 8);
-  set_status(kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
+  go_live_with_two_queues();
   const auto lines = pci.describe_state();
   ASSERT_EQ(lines.size(), 4u);
   EXPECT_THAT(lines[0], ::testing::HasSubstr("status=0xf"));
