@@ -45,6 +45,10 @@ std::string describe_events(const kvm_vcpu_events& e) {
                 e.nmi.masked);
 }
 
+bool registers_are_reset_state(const kvm_regs& regs, const kvm_sregs& sregs) {
+  return regs.rip == 0xfff0 && sregs.cs.selector == 0xf000 && sregs.cs.base == 0xffff0000 && (sregs.cr0 & 1) == 0;
+}
+
 std::string describe_failed_exit(const kvm_run& run) {
   switch (run.exit_reason) {
     case KVM_EXIT_SHUTDOWN:

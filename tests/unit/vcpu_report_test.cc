@@ -45,6 +45,21 @@ TEST(VcpuReport, EventsNameTheExceptionInterruptAndNmiInFlight) {
   EXPECT_TRUE(contains(text, "exception none, interrupt none")) << text;
 }
 
+TEST(VcpuReport, RecognisesTheResetStateKvmLeavesAfterAnSvmShutdown) {
+  kvm_regs regs{};
+  kvm_sregs sregs{};
+  regs.rip = 0xfff0;
+  sregs.cs.selector = 0xf000;
+  sregs.cs.base = 0xffff0000;
+  sregs.cr0 = 0x10;
+  EXPECT_TRUE(registers_are_reset_state(regs, sregs));
+  sregs.cr0 = 0x80050033;  // paging and protection on: a running kernel
+  EXPECT_FALSE(registers_are_reset_state(regs, sregs));
+  sregs.cr0 = 0x10;
+  regs.rip = 0xffffffff81000000;
+  EXPECT_FALSE(registers_are_reset_state(regs, sregs));
+}
+
 TEST(VcpuReport, InternalErrorEmulationFailure) {
   auto run = run_with(KVM_EXIT_INTERNAL_ERROR);
   run->internal.suberror = KVM_INTERNAL_ERROR_EMULATION;
