@@ -12,6 +12,20 @@ Mapping Mapping::anonymous(size_t length, int extra_flags) {
   return Mapping(p, length);
 }
 
+Mapping Mapping::anonymous_aligned(size_t length, size_t alignment) {
+  // Map enough to hold an aligned start, then give back the slack on both sides.
+  Mapping larger = anonymous(length + alignment);
+  const auto start = reinterpret_cast<uintptr_t>(larger.data_);
+  const uintptr_t aligned = (start + alignment - 1) & ~(uintptr_t{alignment} - 1);
+  const size_t head = aligned - start;
+  const size_t tail = alignment - head;
+  void* base = std::exchange(larger.data_, nullptr);
+  larger.length_ = 0;
+  if (head > 0) ::munmap(base, head);
+  if (tail > 0) ::munmap(reinterpret_cast<void*>(aligned + length), tail);
+  return Mapping(reinterpret_cast<void*>(aligned), length);
+}
+
 Mapping Mapping::of_fd(int fd, size_t length, int prot, int flags, off_t offset) {
   void* p = ::mmap(nullptr, length, prot, flags, fd, offset);
   if (p == MAP_FAILED) throw SystemError("mmap of fd failed", errno);

@@ -14,6 +14,9 @@ class Mapping {
   Mapping() = default;
   // Maps `length` bytes; throws SystemError on failure.
   static Mapping anonymous(size_t length, int extra_flags = 0);
+  // Private anonymous memory whose start is a multiple of `alignment` (a power of two, a
+  // multiple of the page size), so that huge pages of that size can back it from its start.
+  static Mapping anonymous_aligned(size_t length, size_t alignment);
   static Mapping of_fd(int fd, size_t length, int prot, int flags, off_t offset = 0);
 
   Mapping(Mapping&& other) noexcept

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -23,6 +24,18 @@ TEST(GuestMemory, RegionsAreMappedInOrder) {
   EXPECT_EQ(memory.regions()[1].range.start, 0x20000u);
   EXPECT_EQ(memory.total_size(), 0x20000u);
   EXPECT_NE(memory.regions()[0].host, memory.regions()[1].host);
+}
+
+// Guest RAM starts on a 2 MiB boundary of the host's address space, so that huge pages can
+// back it from guest address 0 (and line up with the guest's own 2 MiB pages).
+TEST(GuestMemory, RamStartsOnAHugePageBoundary) {
+  for (int attempt = 0; attempt < 8; ++attempt) {  // whatever mmap happens to return
+    GuestMemory memory({{0, 6 << 20}});
+    const auto host = reinterpret_cast<uintptr_t>(memory.slice(0, 1).data());
+    EXPECT_EQ(host % (2u << 20), 0u) << std::hex << host;
+    memory.write_object<uint64_t>((6 << 20) - 8, 0x1234);  // the whole length is mapped
+    EXPECT_EQ(memory.read_object<uint64_t>((6 << 20) - 8), 0x1234u);
+  }
 }
 
 TEST(GuestMemory, ReadWriteRoundTripInBothRegions) {
