@@ -22,6 +22,7 @@
 #include "arch/x86/reset_vector.h"
 #include "arch/x86/vcpu_setup.h"
 #include "base/error.h"
+#include "base/eventfd.h"
 #include "base/file.h"
 #include "base/log.h"
 #include "devices/legacy/acpi_sleep.h"
@@ -189,8 +190,7 @@ void Domain::request_exit(DomainExit exit) {
     exit_ = std::move(exit);
   }
   stopping_ = true;
-  uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(wake_fd_.get(), &one, sizeof(one));
+  signal_eventfd(wake_fd_.get());
 }
 
 DomainExit Domain::run() {

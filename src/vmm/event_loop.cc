@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "base/eventfd.h"
 #include "base/log.h"
 
 namespace kdom::vmm {
@@ -46,8 +47,7 @@ void EventLoop::start() {
 
 void EventLoop::stop() {
   if (!thread_.joinable()) return;
-  uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(stop_.get(), &one, sizeof(one));
+  signal_eventfd(stop_.get());
   thread_.join();
 }
 

@@ -6,12 +6,12 @@
 
 #include "arch/x86/irq_routes.h"
 #include "base/error.h"
+#include "base/eventfd.h"
 
 namespace kdom::vmm {
 
 void MsiRouter::Vector::fire() const {
-  uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(eventfd_.get(), &one, sizeof(one));
+  signal_eventfd(eventfd_.get());
 }
 
 MsiRouter::MsiRouter(kvm::Vm& vm, std::vector<kvm_irq_routing_entry> base_routes, uint32_t first_gsi)

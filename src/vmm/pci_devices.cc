@@ -7,6 +7,7 @@
 #include <map>
 
 #include "base/error.h"
+#include "base/eventfd.h"
 
 namespace kdom::vmm {
 
@@ -106,9 +107,7 @@ void PciDevices::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> devic
   // A notification that arrives as an MMIO exit (not caught by the ioeventfd) is passed to the
   // same eventfd, so it is served where the ioeventfd's are, never in the vCPU thread.
   slot->transport->set_notify_forwarder([fds](uint16_t queue) {
-    if (queue >= fds.size()) return;
-    const uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = ::write(fds[queue], &one, sizeof(one));
+    if (queue < fds.size()) signal_eventfd(fds[queue]);
   });
   uint64_t address = allocator_.allocate(slot->transport->bar_size());
   slot->transport->set_bar_address(devices::virtio::VirtioPci::kBarIndex, address);

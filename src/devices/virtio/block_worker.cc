@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "base/error.h"
+#include "base/eventfd.h"
 #include "base/io_uring.h"
 #include "base/log.h"
 
@@ -63,9 +64,7 @@ BlockQueueWorker::~BlockQueueWorker() {
 }
 
 void BlockQueueWorker::kick() {
-  const uint64_t one = 1;
-  while (::write(kick_fd_.get(), &one, sizeof(one)) < 0 && errno == EINTR) {
-  }
+  signal_eventfd(kick_fd_.get());
 }
 
 void BlockQueueWorker::run() {

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "base/eventfd.h"
 #include "base/log.h"
 
 namespace kdom::devices::virtio {
@@ -121,8 +122,7 @@ void VsockDevice::notify_queue(uint16_t queue_index) {
 }
 
 void VsockDevice::kick() {
-  uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(kick_.get(), &one, sizeof(one));
+  signal_eventfd(kick_.get());
 }
 
 void VsockDevice::process_backend() {
