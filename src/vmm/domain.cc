@@ -245,8 +245,13 @@ void Domain::log_state() {
 void Domain::log_vcpu(kvm::Vcpu& vcpu) {
   const std::string prefix = "vCPU " + std::to_string(vcpu.id()) + ": ";
   try {
-    for (const auto& line : describe_registers(vcpu.regs(), vcpu.sregs())) log_line(prefix + line);
+    const kvm_regs regs = vcpu.regs();
+    const kvm_sregs sregs = vcpu.sregs();
+    for (const auto& line : describe_registers(regs, sregs)) log_line(prefix + line);
     log_line(prefix + describe_events(vcpu.events()));
+    if (vcpu.run_state()->exit_reason == KVM_EXIT_SHUTDOWN && registers_are_reset_state(regs, sregs))
+      log_line("note: these are the vCPU's reset values, not where it failed: on AMD (SVM) KVM resets a vCPU "
+               "after a triple fault, since the hardware saves no state then");
   } catch (const std::exception& error) {
     log_line(prefix + "registers unavailable: " + error.what());
   }
@@ -329,15 +334,6 @@ bool Domain::handle_exit(kvm::Vcpu& vcpu) {
 
 void Domain::fail_vcpu(kvm::Vcpu& vcpu, const std::string& reason) {
   log_vcpu(vcpu);
-  if (vcpu.run_state()->exit_reason == KVM_EXIT_SHUTDOWN) {
-    try {
-      if (registers_are_reset_state(vcpu.regs(), vcpu.sregs()))
-        log_line("note: these are the vCPU's reset values, not where it failed: on AMD (SVM) KVM resets a vCPU "
-                 "after a triple fault, since the hardware saves no state then");
-    } catch (const std::exception&) {
-      // Already reported as unavailable above.
-    }
-  }
   if (vcpu.run_state()->exit_reason == KVM_EXIT_INTERNAL_ERROR && host_kvm_is_pvm())
     log_line("note: this host's /dev/kvm is kvm_pvm (software-assisted nested KVM), which cannot run every "
              "ring-0 instruction; stock kernels need hardware virtualization (see scripts/test-host.sh)");

@@ -54,7 +54,8 @@ class Domain {
   // Handles one KVM exit; returns false when the vCPU must stop.
   bool handle_exit(kvm::Vcpu& vcpu);
   void fail_vcpu(kvm::Vcpu& vcpu, const std::string& reason);
-  // Registers and pending events of one vCPU (stopped), to the log.
+  // Registers and pending events of one vCPU (stopped), to the log; after a triple fault,
+  // whether they are only the reset values KVM put there.
   void log_vcpu(kvm::Vcpu& vcpu);
   // After SIGQUIT, with the vCPUs and the device loop stopped: every vCPU and virtio device.
   void log_state();
