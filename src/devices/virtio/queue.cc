@@ -177,8 +177,7 @@ bool Virtqueue::needs_notification() {
   // The used idx store must be visible before the driver's suppression fields are read.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (config_.event_idx) {
-    const uint64_t used_event_gpa = config_.avail_ring + kAvailRingOffset + uint64_t{2} * config_.size;
-    const uint16_t used_event = std::atomic_ref<uint16_t>(*host_u16(used_event_gpa)).load(std::memory_order_relaxed);
+    const uint16_t used_event = std::atomic_ref<uint16_t>(*host_u16(used_event_gpa())).load(std::memory_order_relaxed);
     const uint16_t old_used = signalled_used_;
     const bool old_valid = signalled_used_valid_;
     signalled_used_ = next_used_;
@@ -191,14 +190,20 @@ bool Virtqueue::needs_notification() {
   return (flags & kVirtqAvailFlagNoInterrupt) == 0;
 }
 
+// The event fields sit after each ring's entries (spec 2.7.10): used_event ends the available
+// ring, avail_event ends the used ring.
+uint64_t Virtqueue::used_event_gpa() const { return config_.avail_ring + kAvailRingOffset + uint64_t{2} * config_.size; }
+
+uint64_t Virtqueue::avail_event_gpa() const {
+  return config_.used_ring + kUsedRingOffset + sizeof(VirtqUsedElement) * uint64_t{config_.size};
+}
+
 uint16_t Virtqueue::load_avail_idx() const {
   return std::atomic_ref<uint16_t>(*host_u16(config_.avail_ring + kAvailIdxOffset)).load(std::memory_order_acquire);
 }
 
 void Virtqueue::store_avail_event(uint16_t event) {
-  const uint64_t avail_event_gpa =
-      config_.used_ring + kUsedRingOffset + sizeof(VirtqUsedElement) * uint64_t{config_.size};
-  std::atomic_ref<uint16_t>(*host_u16(avail_event_gpa)).store(event, std::memory_order_relaxed);
+  std::atomic_ref<uint16_t>(*host_u16(avail_event_gpa())).store(event, std::memory_order_relaxed);
   // The driver must see avail_event before the device looks at avail idx again.
   std::atomic_thread_fence(std::memory_order_seq_cst);
 }
@@ -235,13 +240,10 @@ std::string Virtqueue::describe() const {
   std::ostringstream out;
   out << "size=" << config_.size << " next_avail=" << next_avail_ << " next_used=" << next_used_;
   if (!validated_) return out.str() + " (not validated)";
-  const uint64_t used_event_gpa = config_.avail_ring + kAvailRingOffset + uint64_t{2} * config_.size;
-  const uint64_t avail_event_gpa =
-      config_.used_ring + kUsedRingOffset + sizeof(VirtqUsedElement) * uint64_t{config_.size};
   out << " | driver: avail_idx=" << *host_u16(config_.avail_ring + kAvailIdxOffset)
       << " avail_flags=" << *host_u16(config_.avail_ring + kAvailFlagsOffset)
-      << " used_event=" << *host_u16(used_event_gpa) << " | ring: used_idx=" << *host_u16(config_.used_ring + kUsedIdxOffset)
-      << " used_flags=" << *host_u16(config_.used_ring + kUsedFlagsOffset) << " avail_event=" << *host_u16(avail_event_gpa)
+      << " used_event=" << *host_u16(used_event_gpa()) << " | ring: used_idx=" << *host_u16(config_.used_ring + kUsedIdxOffset)
+      << " used_flags=" << *host_u16(config_.used_ring + kUsedFlagsOffset) << " avail_event=" << *host_u16(avail_event_gpa())
       << " | notifications=" << (notifications_enabled_ ? "on" : "off") << " event_idx=" << config_.event_idx;
   return out.str();
 }

@@ -163,6 +163,8 @@ class Virtqueue {
  private:
   void ensure_valid();
   uint16_t* host_u16(uint64_t gpa) const;
+  uint64_t used_event_gpa() const;
+  uint64_t avail_event_gpa() const;
   // The driver's avail idx, read with acquire ordering (the ring entries before it are visible).
   uint16_t load_avail_idx() const;
   // Writes avail_event (EVENT_IDX) and fences it against the next read of avail idx.
