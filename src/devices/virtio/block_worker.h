@@ -4,8 +4,9 @@
 // and return the chain to the driver. A read the page cache holds whole is copied at once in
 // the thread instead. A flush starts only once every request taken before it has completed,
 // so everything the guest wrote before the flush is on disk when it hears the flush is done.
-// Requests wait for the queue's rate limiter (an io_uring timeout, no busy waiting). Where io_uring cannot be set up (disabled on the host), the worker serves requests
-// synchronously in its thread and says so once.
+// Requests wait for the queue's rate limiter (an io_uring timeout, no busy waiting). Where
+// io_uring cannot be set up (disabled on the host), the worker serves requests synchronously
+// in its thread and says so once.
 // With a poll window (`--disk ...,poll=US`), a worker that runs out of work keeps watching the
 // available ring and its completions for a while, with the driver's notifications turned off,
 // before it sleeps: a busy queue then costs the guest no VM exit per request (PollWindow adapts
