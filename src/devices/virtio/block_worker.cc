@@ -277,8 +277,8 @@ void BlockQueueWorker::start(IoUring* ring, uint16_t head, uint64_t status_gpa, 
 bool BlockQueueWorker::read_from_page_cache(BlockPlan& plan) {
   if (!page_cache_reads_ || plan.kind != BlockPlan::Kind::kRead) return false;
   // RWF_NOWAIT: fails rather than wait for the disk, or stops short where the page cache does.
-  const ssize_t done = ::preadv2(context_.device.disk().fd(), plan.buffers.data(), static_cast<int>(plan.buffers.size()),
-                                 static_cast<off_t>(plan.offset), RWF_NOWAIT);
+  const ssize_t done = ::preadv2(context_.device.disk().fd(), plan.buffers.data(),
+                                 static_cast<int>(plan.buffers.size()), static_cast<off_t>(plan.offset), RWF_NOWAIT);
   if (done < 0 && errno == EOPNOTSUPP) page_cache_reads_ = false;  // not on this file: stop trying
   if (done <= 0) return false;
   if (static_cast<uint64_t>(done) == plan.length) return true;

@@ -192,7 +192,9 @@ bool Virtqueue::needs_notification() {
 
 // The event fields sit after each ring's entries (spec 2.7.10): used_event ends the available
 // ring, avail_event ends the used ring.
-uint64_t Virtqueue::used_event_gpa() const { return config_.avail_ring + kAvailRingOffset + uint64_t{2} * config_.size; }
+uint64_t Virtqueue::used_event_gpa() const {
+  return config_.avail_ring + kAvailRingOffset + uint64_t{2} * config_.size;
+}
 
 uint64_t Virtqueue::avail_event_gpa() const {
   return config_.used_ring + kUsedRingOffset + sizeof(VirtqUsedElement) * uint64_t{config_.size};
@@ -242,8 +244,10 @@ std::string Virtqueue::describe() const {
   if (!validated_) return out.str() + " (not validated)";
   out << " | driver: avail_idx=" << *host_u16(config_.avail_ring + kAvailIdxOffset)
       << " avail_flags=" << *host_u16(config_.avail_ring + kAvailFlagsOffset)
-      << " used_event=" << *host_u16(used_event_gpa()) << " | ring: used_idx=" << *host_u16(config_.used_ring + kUsedIdxOffset)
-      << " used_flags=" << *host_u16(config_.used_ring + kUsedFlagsOffset) << " avail_event=" << *host_u16(avail_event_gpa())
+      << " used_event=" << *host_u16(used_event_gpa())
+      << " | ring: used_idx=" << *host_u16(config_.used_ring + kUsedIdxOffset)
+      << " used_flags=" << *host_u16(config_.used_ring + kUsedFlagsOffset)
+      << " avail_event=" << *host_u16(avail_event_gpa())
       << " | notifications=" << (notifications_enabled_ ? "on" : "off") << " event_idx=" << config_.event_idx;
   return out.str();
 }
