@@ -134,8 +134,36 @@ TEST_F(VirtqueueTest, AreasMustBeInsideGuestMemory) {
 TEST_F(VirtqueueTest, PopValidatesFirst) {
   config.used_ring = kMemorySize;
   Virtqueue queue(memory, config);
+  EXPECT_FALSE(queue.broken());
   EXPECT_THROW(queue.pop(), VirtqueueError);
-  EXPECT_THROW(queue.push_used(0, 0), VirtqueueError);
+  EXPECT_TRUE(queue.broken());
+  // Broken: the bad used ring is never written, and nothing throws a second time.
+  const auto before = snapshot();
+  EXPECT_NO_THROW(queue.push_used(0, 0));
+  EXPECT_FALSE(queue.pop().has_value());
+  EXPECT_TRUE(snapshot() == before);
+}
+
+TEST_F(VirtqueueTest, BrokenQueueServesNothingUntilRestored) {
+  set_desc(0, 0x10000, 8, 0);
+  make_available(0);
+  Virtqueue queue(memory, config);
+  ASSERT_TRUE(queue.has_available());
+  queue.mark_broken();
+  const auto before = snapshot();
+  EXPECT_FALSE(queue.has_available());
+  EXPECT_FALSE(queue.pop().has_value());
+  uint32_t rejected = 0;
+  EXPECT_FALSE(queue.next_request(&rejected).has_value());
+  queue.push_used(0, 8);
+  EXPECT_FALSE(queue.needs_notification());
+  EXPECT_FALSE(queue.set_notifications(true));
+  queue.set_avail_event();
+  EXPECT_TRUE(snapshot() == before) << "a broken queue wrote to guest memory";
+  EXPECT_THAT(queue.describe(), HasSubstr("BROKEN"));
+  queue.restore(queue.save());
+  EXPECT_FALSE(queue.broken());
+  EXPECT_TRUE(queue.pop().has_value());
 }
 
 // --- well-formed chains -------------------------------------------------------------------
@@ -429,8 +457,11 @@ TEST_F(VirtqueueTest, RefusesAvailIdxJumpingAheadOfQueueSize) {
   Virtqueue queue(memory, config);
   expect_pop_refused(queue, "more than the queue size", std::nullopt);
   EXPECT_EQ(queue.save().next_avail, 0);  // nothing consumed
-  set_avail_idx(0xffff);                  // "behind" is a huge jump ahead in 16-bit arithmetic
-  expect_pop_refused(queue, "more than the queue size", std::nullopt);
+  EXPECT_TRUE(queue.broken());
+  set_avail_idx(1);  // sane again, too late: the queue stays broken
+  EXPECT_FALSE(queue.pop().has_value());
+  set_avail_idx(0xffff);  // "behind" is a huge jump ahead in 16-bit arithmetic
+  expect_pop_refused("more than the queue size", std::nullopt);
 }
 
 TEST_F(VirtqueueTest, MalformedChainIsConsumedAndNextChainStillPops) {

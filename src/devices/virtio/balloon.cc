@@ -118,12 +118,7 @@ void BalloonDevice::activate(const GuestMemory& memory, uint64_t negotiated_feat
   // Linux queues its first statistics buffer and notifies before it sets DRIVER_OK, when the
   // transport still ignores notifications: take that buffer now.
   if (!stats_queue_) return;
-  try {
-    serve_stats_locked();
-  } catch (const VirtqueueError&) {
-    stats_queue_.reset();  // broken from the start: the transport asks for a reset
-    throw;
-  }
+  serve_stats_locked();  // a VirtqueueError: broken from the start, the transport asks for a reset
 }
 
 void BalloonDevice::reset() {
@@ -165,8 +160,7 @@ void BalloonDevice::notify_queue(uint16_t queue_index) {
       return;
     }
   } catch (const VirtqueueError&) {
-    std::shared_ptr<Virtqueue> broken = std::move(*queue);  // stop using it until reset
-    if (queue == &stats_queue_) held_stats_head_.reset();
+    if (queue == &stats_queue_) held_stats_head_.reset();  // the queue stays broken until reset
     throw;
   }
   if (used && queue_interrupt_) queue_interrupt_(queue_index);
@@ -280,14 +274,8 @@ BalloonCounters BalloonDevice::counters() const {
 
 bool BalloonDevice::request_stats() {
   std::lock_guard lock(mutex_);
-  if (!stats_queue_ || !held_stats_head_) return false;
-  try {
-    stats_queue_->push_used(*held_stats_head_, 0);
-  } catch (const VirtqueueError&) {
-    stats_queue_.reset();  // the driver broke the queue; it gets nothing more until reset
-    held_stats_head_.reset();
-    return false;
-  }
+  if (!stats_queue_ || stats_queue_->broken() || !held_stats_head_) return false;
+  stats_queue_->push_used(*held_stats_head_, 0);  // a head this queue gave: in range
   held_stats_head_.reset();
   if (queue_interrupt_ && stats_index_) queue_interrupt_(*stats_index_);
   return true;

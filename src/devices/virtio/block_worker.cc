@@ -82,7 +82,7 @@ void BlockQueueWorker::run() {
   try {
     run_with(ring.get());
   } catch (const std::exception& error) {
-    broken_ = true;
+    context_.queue->mark_broken();
     if (context_.failure)
       context_.failure("virtio-blk '" + context_.device.path() + "' queue " + std::to_string(context_.index) + ": " +
                        error.what());
@@ -155,7 +155,8 @@ bool BlockQueueWorker::poll_for_work(IoUring& ring) {
   // in flight are being done by io_uring's workers or the disk: a poller would only take a CPU
   // they may need, so sleep until they complete.
   const PollWindow::Duration window = poll_window_.current();
-  if (window == PollWindow::Duration::zero() || broken_ || held_ || stopping_ || in_flight()) return false;
+  if (window == PollWindow::Duration::zero() || context_.queue->broken() || held_ || stopping_ || in_flight())
+    return false;
   Virtqueue& queue = *context_.queue;
   if (!polling_) {
     queue.set_notifications(false);
@@ -179,7 +180,7 @@ bool BlockQueueWorker::poll_for_work(IoUring& ring) {
 }
 
 bool BlockQueueWorker::stop_polling() {
-  if (!polling_ || broken_) return false;
+  if (!polling_) return false;
   polling_ = false;
   return context_.queue->set_notifications(true);
 }
@@ -197,7 +198,7 @@ bool BlockQueueWorker::must_wait(IoUring* ring, const BlockPlan& plan) {
 }
 
 void BlockQueueWorker::serve(IoUring* ring) {
-  if (broken_) return;
+  if (context_.queue->broken()) return;
   if (held_) {
     if (must_wait(ring, held_->plan)) return;
     Held next = std::move(*held_);
@@ -213,7 +214,6 @@ void BlockQueueWorker::serve(IoUring* ring) {
       chain = queue.next_request(&rejected);
     } catch (const VirtqueueError& error) {
       used_added_ = used_added_ || rejected > 0;
-      broken_ = true;
       if (context_.failure)
         context_.failure("virtio-blk '" + context_.device.path() + "' queue " + std::to_string(context_.index) +
                          ": " + error.what());

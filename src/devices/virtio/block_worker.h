@@ -106,7 +106,6 @@ class BlockQueueWorker {
   std::vector<uint32_t> free_slots_;
   std::optional<Held> held_;
   bool timer_armed_ = false;
-  bool broken_ = false;
   bool used_added_ = false;
   bool page_cache_reads_ = true;  // read_from_page_cache works on this file
   bool polling_ = false;  // notifications are off while the worker polls

@@ -20,7 +20,6 @@ void ConsoleDevice::activate(const GuestMemory& memory, uint64_t, std::vector<st
   std::lock_guard lock(mutex_);
   memory_ = &memory;
   queues_ = std::move(queues);
-  queue_broken_.assign(queues_.size(), false);
   queue_interrupt_ = std::move(queue_interrupt);
 }
 
@@ -28,7 +27,6 @@ void ConsoleDevice::reset() {
   std::lock_guard lock(mutex_);
   memory_ = nullptr;
   queues_.clear();
-  queue_broken_.clear();
   queue_interrupt_ = nullptr;
   guest_spoke_ = false;
 }
@@ -48,7 +46,7 @@ size_t ConsoleDevice::send_input(std::span<const uint8_t> bytes) {
 
 // Called with mutex_ held.
 void ConsoleDevice::serve(uint16_t queue_index) {
-  if (memory_ == nullptr || queue_index >= queues_.size() || !queues_[queue_index] || queue_broken_[queue_index])
+  if (memory_ == nullptr || queue_index >= queues_.size() || !queues_[queue_index] || queues_[queue_index]->broken())
     return;
   bool used = false;
   try {
@@ -63,7 +61,6 @@ void ConsoleDevice::serve(uint16_t queue_index) {
       used = receive(*memory_, *queues_[queue_index], pending_input_);
     }
   } catch (const VirtqueueError& error) {
-    queue_broken_[queue_index] = true;
     if (queue_interrupt_) queue_interrupt_(queue_index);
     throw VirtqueueError("virtio-console queue " + std::to_string(queue_index) + ": " + error.what());
   }

@@ -62,7 +62,6 @@ class ConsoleDevice : public VirtioDevice {
   std::mutex mutex_;
   const GuestMemory* memory_ = nullptr;
   std::vector<std::shared_ptr<Virtqueue>> queues_;
-  std::vector<bool> queue_broken_;
   QueueInterrupt queue_interrupt_;
   std::deque<uint8_t> pending_input_;
   // Whether the guest has written to the port since activation. Linux's driver discards

@@ -55,8 +55,7 @@ void EntropyDevice::notify_queue(uint16_t queue_index) {
   try {
     used = serve(*memory_, *queue_);
   } catch (const VirtqueueError&) {
-    std::shared_ptr<Virtqueue> broken = std::move(queue_);  // stop using it until reset
-    if (queue_interrupt_) queue_interrupt_(0);
+    if (queue_interrupt_) queue_interrupt_(0);  // for chains failed before the queue broke
     throw;
   }
   if (used && queue_interrupt_) queue_interrupt_(0);

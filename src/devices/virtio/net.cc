@@ -113,7 +113,6 @@ void NetDevice::clear_locked() {
   tx_queue_.reset();
   queue_interrupt_ = nullptr;
   mergeable_ = guest_csum_ = false;
-  rx_broken_ = tx_broken_ = false;
   frame_bytes_ = 0;
   rx_chains_.clear();
   rx_chain_bytes_ = 0;
@@ -136,7 +135,8 @@ std::string NetDevice::describe_state() const {
   if (!lock.owns_lock()) return "virtio-net " + backend_->describe() + ": busy (its lock is held)";
   return "virtio-net " + backend_->describe() + ": watching_backend=" + std::to_string(watching_) +
          " frame_held=" + std::to_string(frame_bytes_) + " rx_chains_held=" + std::to_string(rx_chains_.size()) +
-         " rx_broken=" + std::to_string(rx_broken_) + " tx_broken=" + std::to_string(tx_broken_) +
+         " rx_broken=" + std::to_string(rx_queue_ && rx_queue_->broken()) +
+         " tx_broken=" + std::to_string(tx_queue_ && tx_queue_->broken()) +
          " rx_frames=" + std::to_string(stats_.rx_frames) + " tx_frames=" + std::to_string(stats_.tx_frames) +
          " rx_dropped=" + std::to_string(stats_.rx_dropped) + " tx_dropped=" + std::to_string(stats_.tx_dropped);
 }
@@ -156,13 +156,12 @@ void NetDevice::notify_queue(uint16_t queue_index) {
   if (memory_ == nullptr) return;
   bool used = false;
   try {
-    if (queue_index == kRxQueue && rx_queue_ && !rx_broken_) {
+    if (queue_index == kRxQueue && rx_queue_ && !rx_queue_->broken()) {
       used = receive_locked();
-    } else if (queue_index == kTxQueue && tx_queue_ && !tx_broken_) {
+    } else if (queue_index == kTxQueue && tx_queue_ && !tx_queue_->broken()) {
       used = transmit_locked();
     }
   } catch (const VirtqueueError& error) {
-    (queue_index == kRxQueue ? rx_broken_ : tx_broken_) = true;
     if (queue_index == kRxQueue) watch_backend_locked(false);
     if (queue_interrupt_) queue_interrupt_(queue_index);
     throw VirtqueueError("virtio-net " + backend_->describe() + " queue " + std::to_string(queue_index) + ": " +
@@ -172,7 +171,7 @@ void NetDevice::notify_queue(uint16_t queue_index) {
 }
 
 std::string NetDevice::stop_broken_queue_locked(uint16_t queue_index, const std::string& what) {
-  (queue_index == kRxQueue ? rx_broken_ : tx_broken_) = true;
+  (queue_index == kRxQueue ? rx_queue_ : tx_queue_)->mark_broken();
   if (queue_index == kRxQueue) watch_backend_locked(false);
   return "virtio-net " + backend_->describe() + " queue " + std::to_string(queue_index) + ": " + what;
 }
@@ -184,7 +183,7 @@ void NetDevice::on_backend_readable() {
   {
     std::lock_guard lock(mutex_);
     // A wake-up already queued when the device was reset or stopped watching.
-    if (memory_ == nullptr || !rx_queue_ || rx_broken_ || !watching_) return;
+    if (memory_ == nullptr || !rx_queue_ || rx_queue_->broken() || !watching_) return;
     bool used = false;
     try {
       used = receive_locked();
@@ -208,12 +207,12 @@ void NetDevice::on_rate_timer() {
     bool rx_used = false, tx_used = false;
     uint16_t queue_index = kRxQueue;
     try {
-      if (rx_throttled_ && rx_queue_ && !rx_broken_) {
+      if (rx_throttled_ && rx_queue_ && !rx_queue_->broken()) {
         rx_throttled_ = false;
         rx_used = receive_locked();
       }
       queue_index = kTxQueue;
-      if (tx_throttled_ && tx_queue_ && !tx_broken_) {
+      if (tx_throttled_ && tx_queue_ && !tx_queue_->broken()) {
         tx_throttled_ = false;
         tx_used = transmit_locked();
       }

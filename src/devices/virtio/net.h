@@ -173,8 +173,6 @@ class NetDevice : public VirtioDevice {
   QueueInterrupt queue_interrupt_;
   bool mergeable_ = false;
   bool guest_csum_ = false;
-  bool rx_broken_ = false;
-  bool tx_broken_ = false;
 
   // Rate limiting (only with config_.rate_limit): a frame held back in each direction (the
   // received one in frame_, paid for or not; a transmit chain in tx_held_) until the timer.

@@ -45,8 +45,8 @@ Virtqueue::Virtqueue(const GuestMemory& memory, const VirtqueueConfig& config)
 void Virtqueue::validate() {
   const uint32_t size = config_.size;
   if (size == 0 || size > kVirtqMaxSize || !std::has_single_bit(size))
-    throw VirtqueueError("virtqueue size " + std::to_string(size) + " is not a power of two in 1.." +
-                         std::to_string(kVirtqMaxSize));
+    fail_queue("virtqueue size " + std::to_string(size) + " is not a power of two in 1.." +
+               std::to_string(kVirtqMaxSize));
   struct Area {
     const char* name;
     uint64_t gpa;
@@ -60,17 +60,24 @@ void Virtqueue::validate() {
   };
   for (const auto& area : areas) {
     if (area.gpa % area.align != 0)
-      throw VirtqueueError(std::string("virtqueue ") + area.name + " at " + hex(area.gpa) + " is not " +
-                           std::to_string(area.align) + "-byte aligned");
+      fail_queue(std::string("virtqueue ") + area.name + " at " + hex(area.gpa) + " is not " +
+                 std::to_string(area.align) + "-byte aligned");
     if (!memory_.contains(area.gpa, area.bytes))
-      throw VirtqueueError(std::string("virtqueue ") + area.name + " " + hex(area.gpa) + "+" + hex(area.bytes) +
-                           " is outside guest RAM");
+      fail_queue(std::string("virtqueue ") + area.name + " " + hex(area.gpa) + "+" + hex(area.bytes) +
+                 " is outside guest RAM");
   }
   validated_ = true;
 }
 
-void Virtqueue::ensure_valid() {
+bool Virtqueue::usable() {
+  if (broken_) return false;
   if (!validated_) validate();
+  return true;
+}
+
+void Virtqueue::fail_queue(const std::string& what) {
+  broken_ = true;
+  throw VirtqueueError(what);
 }
 
 // The host address of a 16-bit ring field; the areas are validated and aligned, and guest RAM
@@ -141,20 +148,19 @@ void Virtqueue::walk_chain(uint16_t head, DescriptorChain& chain) const {
 }
 
 std::optional<DescriptorChain> Virtqueue::pop() {
-  ensure_valid();
+  if (!usable()) return std::nullopt;
   const uint16_t avail_idx = load_avail_idx();
   const uint16_t pending = static_cast<uint16_t>(avail_idx - next_avail_);
   if (pending == 0) return std::nullopt;
   if (pending > config_.size)
-    throw VirtqueueError("virtqueue avail idx " + std::to_string(avail_idx) + " is " + std::to_string(pending) +
-                         " ahead of " + std::to_string(next_avail_) + ", more than the queue size " +
-                         std::to_string(config_.size));
+    fail_queue("virtqueue avail idx " + std::to_string(avail_idx) + " is " + std::to_string(pending) + " ahead of " +
+               std::to_string(next_avail_) + ", more than the queue size " + std::to_string(config_.size));
   const uint64_t slot = config_.avail_ring + kAvailRingOffset + uint64_t{2} * (next_avail_ % config_.size);
   const uint16_t head = std::atomic_ref<uint16_t>(*host_u16(slot)).load(std::memory_order_relaxed);
   ++next_avail_;  // this entry is consumed whether or not its chain is well formed
   if (head >= config_.size)
-    throw VirtqueueError("virtqueue head index " + std::to_string(head) + " is outside a queue of " +
-                         std::to_string(config_.size));
+    fail_queue("virtqueue head index " + std::to_string(head) + " is outside a queue of " +
+               std::to_string(config_.size));
   DescriptorChain chain;
   chain.head = head;
   walk_chain(head, chain);
@@ -162,10 +168,9 @@ std::optional<DescriptorChain> Virtqueue::pop() {
 }
 
 void Virtqueue::push_used(uint16_t head, uint32_t bytes_written) {
-  ensure_valid();
+  if (!usable()) return;
   if (head >= config_.size)
-    throw VirtqueueError("used head index " + std::to_string(head) + " is outside a queue of " +
-                         std::to_string(config_.size));
+    fail_queue("used head index " + std::to_string(head) + " is outside a queue of " + std::to_string(config_.size));
   const uint64_t slot = config_.used_ring + kUsedRingOffset + sizeof(VirtqUsedElement) * (next_used_ % config_.size);
   memory_.write_object(slot, VirtqUsedElement{head, bytes_written});
   ++next_used_;
@@ -173,7 +178,7 @@ void Virtqueue::push_used(uint16_t head, uint32_t bytes_written) {
 }
 
 bool Virtqueue::needs_notification() {
-  ensure_valid();
+  if (!usable()) return false;
   // The used idx store must be visible before the driver's suppression fields are read.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (config_.event_idx) {
@@ -211,18 +216,16 @@ void Virtqueue::store_avail_event(uint16_t event) {
 }
 
 void Virtqueue::set_avail_event() {
-  if (!config_.event_idx) return;
-  ensure_valid();
+  if (!config_.event_idx || !usable()) return;
   store_avail_event(next_avail_);
 }
 
 bool Virtqueue::has_available() {
-  ensure_valid();
-  return load_avail_idx() != next_avail_;
+  return usable() && load_avail_idx() != next_avail_;
 }
 
 bool Virtqueue::set_notifications(bool enabled) {
-  ensure_valid();
+  if (!usable()) return false;
   notifications_enabled_ = enabled;
   if (config_.event_idx) {
     // The driver notifies when its new avail idx passes avail_event (virtq_need_event); one
@@ -241,6 +244,7 @@ bool Virtqueue::set_notifications(bool enabled) {
 std::string Virtqueue::describe() const {
   std::ostringstream out;
   out << "size=" << config_.size << " next_avail=" << next_avail_ << " next_used=" << next_used_;
+  if (broken_) out << " BROKEN";
   if (!validated_) return out.str() + " (not validated)";
   out << " | driver: avail_idx=" << *host_u16(config_.avail_ring + kAvailIdxOffset)
       << " avail_flags=" << *host_u16(config_.avail_ring + kAvailFlagsOffset)
@@ -259,6 +263,7 @@ void Virtqueue::restore(const VirtqueueState& state) {
   candidate.validate();
   config_ = state.config;
   validated_ = true;
+  broken_ = false;
   next_avail_ = state.next_avail;
   next_used_ = state.next_used;
   signalled_used_ = state.next_used;

@@ -22,7 +22,7 @@ static_assert(std::endian::native == std::endian::little, "virtqueue code assume
 // A malformed queue configuration or ring contents. When the failure lies in one chain whose
 // head index was valid, head() names it: that chain has been consumed, and the device may fail
 // the request with push_used(head, 0) and go on. With no head, the queue as a whole is broken
-// (the device should set DEVICE_NEEDS_RESET).
+// and stays so (Virtqueue::broken); the device should set DEVICE_NEEDS_RESET.
 class VirtqueueError : public Error {
  public:
   explicit VirtqueueError(const std::string& what, std::optional<uint16_t> head = std::nullopt)
@@ -120,7 +120,16 @@ class Virtqueue {
   // pop, push_used, needs_notification and set_avail_event validate first if not yet done.
   void validate();
 
-  // The next available chain, or nullopt when the driver has made none available.
+  // Whether the queue is broken as a whole: its configuration or the driver's ring indices
+  // broke the rules (each time, a VirtqueueError without a head was thrown), or its device
+  // gave up on it (mark_broken). A broken queue stays so and serves nothing: pop and
+  // next_request find no chains, push_used and the notification calls touch nothing, and
+  // has_available and needs_notification say no. Only a new queue (a device reset) mends it.
+  bool broken() const { return broken_; }
+  void mark_broken() { broken_ = true; }
+
+  // The next available chain, or nullopt when the driver has made none available (or the
+  // queue is broken).
   std::optional<DescriptorChain> pop();
 
   // The next well-formed chain for a device to serve. A malformed chain whose head is valid
@@ -161,7 +170,10 @@ class Virtqueue {
   void restore(const VirtqueueState& state);
 
  private:
-  void ensure_valid();
+  // Validates first if not yet done; false when the queue is broken.
+  bool usable();
+  // Marks the queue broken and throws `what` (a VirtqueueError without a head).
+  [[noreturn]] void fail_queue(const std::string& what);
   uint16_t* host_u16(uint64_t gpa) const;
   uint64_t used_event_gpa() const;
   uint64_t avail_event_gpa() const;
@@ -175,6 +187,7 @@ class Virtqueue {
   const GuestMemory& memory_;
   VirtqueueConfig config_;
   bool validated_ = false;
+  bool broken_ = false;
   uint16_t next_avail_ = 0;
   uint16_t next_used_ = 0;
   // The used index at the last needs_notification call; invalid after restore (notify once).

@@ -101,7 +101,6 @@ void VsockDevice::activate(const GuestMemory& memory, uint64_t, std::vector<std:
   std::lock_guard lock(mutex_);
   memory_ = &memory;
   queues_ = std::move(queues);
-  broken_ = false;
   queue_interrupt_ = std::move(queue_interrupt);
 }
 
@@ -198,7 +197,7 @@ void VsockDevice::read_handshake(int fd) {
   UniqueFd host = std::move(handshakes_.at(fd).fd);
   handshakes_.erase(fd);
   // A bad line, a closed socket, a guest not ready or too many connections: close it.
-  if (!port || memory_ == nullptr || broken_ || connections_.size() >= kMaxConnections) return;
+  if (!port || memory_ == nullptr || broken() || connections_.size() >= kMaxConnections) return;
   uint32_t local_port = allocate_local_port();
   Key key{local_port, *port};
   auto connection =
@@ -420,8 +419,12 @@ bool VsockDevice::send_data(VsockConnection& connection) {
   return true;
 }
 
+bool VsockDevice::broken() const {
+  return std::any_of(queues_.begin(), queues_.end(), [](const auto& queue) { return queue && queue->broken(); });
+}
+
 void VsockDevice::pump() {
-  if (memory_ == nullptr || broken_ || queues_.size() != 3 || !queues_[kRxQueue] || !queues_[kTxQueue]) return;
+  if (memory_ == nullptr || queues_.size() != 3 || !queues_[kRxQueue] || !queues_[kTxQueue] || broken()) return;
   try {
     bool progress = true;
     for (int round = 0; round < kMaxRoundsPerPump && progress; ++round) {
@@ -476,7 +479,6 @@ void VsockDevice::pump() {
     // rather than hold it.
     if (progress) kick();
   } catch (const VirtqueueError&) {
-    broken_ = true;
     if (queue_interrupt_) queue_interrupt_(kRxQueue), queue_interrupt_(kTxQueue);
     throw;
   }

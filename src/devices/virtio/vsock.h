@@ -81,6 +81,8 @@ class VsockDevice : public VirtioDevice {
   const std::deque<VsockHeader>& control_packets() const { return control_; }
   // Moves packets to the guest and data between sockets and queues (mutex held by callers).
   void pump();
+  // A queue broke (Virtqueue::broken): nothing is served until reset.
+  bool broken() const;
 
  private:
   // process_backend's work (mutex held): returns why a queue broke, or empty.
@@ -115,7 +117,6 @@ class VsockDevice : public VirtioDevice {
   std::mutex mutex_;
   const GuestMemory* memory_ = nullptr;
   std::vector<std::shared_ptr<Virtqueue>> queues_;
-  bool broken_ = false;                // a queue broke: nothing is served until reset
   DeviceFailure failure_;
   QueueInterrupt queue_interrupt_;
   std::map<Key, std::unique_ptr<VsockConnection>> connections_;
