@@ -31,7 +31,9 @@
 #   --disk FILE         attach FILE (a raw image on this machine) to L1 as a virtio disk,
 #                       /dev/vda in L1; what L1 writes to it is in FILE afterwards, the one
 #                       way to get data back out of the test host
-# Environment: KDOM_TESTHOST_CPU overrides the QEMU CPU model (default EPYC,+svm).
+# Environment: KDOM_TESTHOST_CPU overrides the QEMU CPU model (default EPYC,+svm);
+# KDOM_TESTHOST_TCG_THREAD=single runs all of L1's vCPUs in one host thread (default multi):
+# the emulated CPU's own faults then come within minutes, a way to study them (docs/testing.md).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -232,7 +234,7 @@ console=$work/console.log
 qemu_stdin=/dev/null
 [ -t 0 ] && qemu_stdin=/dev/stdin
 mkfifo "$work/fifo"
-qemu-system-x86_64 -accel tcg,thread=multi -cpu "${KDOM_TESTHOST_CPU:-EPYC,+svm}" -smp "$smp" -m "$mem" \
+qemu-system-x86_64 -accel "tcg,thread=${KDOM_TESTHOST_TCG_THREAD:-multi}" -cpu "${KDOM_TESTHOST_CPU:-EPYC,+svm}" -smp "$smp" -m "$mem" \
 	-nodefaults -display none -no-user-config -serial stdio -monitor none -no-reboot \
 	-kernel "$guest/vmlinuz" -initrd "$initrd" -append "console=ttyS0 panic=-1 quiet" "${disk_args[@]}" \
 	<"$qemu_stdin" >"$work/fifo" 2>"$work/qemu.err" &
