@@ -18,7 +18,8 @@
 #   seq128k qd=32  the same, 32 in flight (MB/s);
 #   getid qd=1     as many GET_ID requests as rand4k, one at a time (IOPS): the round
 #                  trip through the VMM without file I/O, for the breakdown of rand4k qd=1.
-# - host: `kdom-bench pread FILE BYTES COUNT random|seq`: one pread() a request, timed
+# - host: `kdom-bench pread FILE BYTES COUNT random|seq`: one pread() a request (the file
+#   opened O_NOATIME, as kdom opens images), timed
 #   around the loop (CLOCK_MONOTONIC) after 200 ms of unmeasured warm-up reads (the first
 #   ~100 ms of work after a pause run 2-5x slower on our VMs), same counts and sizes. There is no deep-queue
 #   host figure: the qd=32 rows compare against the same one-at-a-time host figure.

@@ -748,6 +748,14 @@ TEST_F(VirtioBlockTest, MissingFileIsClearError) {
   }
 }
 
+TEST_F(VirtioBlockTest, ImageOpensWithoutAccessTimeUpdates) {
+  // The test owns the image, so O_NOATIME is allowed.
+  const int flags = ::fcntl(device().disk().fd(), F_GETFL);
+  ASSERT_GE(flags, 0);
+  EXPECT_NE(flags & O_NOATIME, 0);
+  EXPECT_EQ(flags & O_ACCMODE, O_RDWR);
+}
+
 TEST_F(VirtioBlockTest, ReadOnlyFileAskedReadWriteIsClearError) {
   ASSERT_EQ(::chmod(disk_path.c_str(), 0444), 0);
   try {
