@@ -428,6 +428,7 @@ for scenario in "$@"; do
 		[ "$(field "$mac_line" mac)" = "$net_mac" ] && [ "$(field "$mac_line" driver)" = virtio_net ] && ok=yes
 		check mac "guest's eth0: ${mac_line#*eth0 }, want mac=$net_mac driver=virtio_net" [ "$ok" = yes ]
 		replies=$(sed -n 's/.*kdom-guest: net ping .* replies=\([0-9]*\).*/\1/p' "$work/console.txt")
+		irqs=$(sed -n 's/.*kdom-guest: net interrupts \(.*\)/\1/p' "$work/console.txt" | head -n1)
 		ping_rtt=$(sed -n 's/.*kdom-guest: net ping .* rtt_ms=\([0-9.]*\/[0-9.]*\/[0-9.]*\).*/\1/p' "$work/console.txt")
 		check ping "ping 10.0.2.2 from the guest: ${replies:-0} of 3 replies, want > 0" in_range "${replies:-0}" 1 3
 		ok=no
@@ -443,7 +444,7 @@ for scenario in "$@"; do
 		# rate AMOUNT SECONDS: AMOUNT per second, one decimal
 		rate() { awk -v a="$1" -v s="${2:-0}" 'BEGIN { if (s > 0) printf "%.1f", a / s; else print "?" }'; }
 		mb=$(awk -v m="$mib" 'BEGIN { print m * 1.048576 }')
-		echo "E2E-TIME $scenario: guest->host $mib MiB in ${up:-?}s: $(rate "$mb" "$up") MB/s, $(rate "${up_packets:-0}" "$up") frames/s; host->guest $mib MiB in ${down:-?}s: $(rate "$mb" "$down") MB/s, $(rate "${down_packets:-0}" "$down") frames/s (nested TCG); ping min/avg/max ${ping_rtt:-?} ms"
+		echo "E2E-TIME $scenario: guest->host $mib MiB in ${up:-?}s: $(rate "$mb" "$up") MB/s, $(rate "${up_packets:-0}" "$up") frames/s; host->guest $mib MiB in ${down:-?}s: $(rate "$mb" "$down") MB/s, $(rate "${down_packets:-0}" "$down") frames/s (nested TCG); ping min/avg/max ${ping_rtt:-?} ms; guest virtio interrupts by the end of the upload: ${irqs:-?}"
 		# One line for bench/virtio-net.sh.
 		echo "E2E-NET vmm=$vmm mib=$mib up_secs=${up:-missing} up_packets=${up_packets:-missing} down_secs=${down:-missing} down_packets=${down_packets:-missing} ping_ms=${ping_rtt:-missing}"
 		umount "$ns" 2>/dev/null
