@@ -10,10 +10,11 @@
 # MiB back; tests/e2e/scenarios.sh checks both sha256 and prints one "E2E-NET" line per run
 # with each direction's seconds and the frames the guest's eth0 counted (with TSO a frame
 # can hold up to 64 KiB). QEMU runs with -cpu host (--qemu-cpu), so that the guest kernel
-# picks the same copy and checksum routines as under kdom, which passes the host's CPUID. Figures: MB/s and frames/s each way (medians over rounds), and
-# the ratio kdom/QEMU (above 1: kdom is faster); the guest's ping round trip to the test
-# host before the transfers (the average of 3; below 1: kdom is quicker). The test host is QEMU TCG: absolute
-# figures are far below hardware's; compare ratios.
+# picks the same copy and checksum routines as under kdom, which passes the host's CPUID.
+# Figures: MB/s and frames/s each way (medians over rounds), and the ratio kdom/QEMU (above
+# 1: kdom is faster); the guest's ping round trip to the test host before the transfers
+# (the average of 3; below 1: kdom is quicker). The test host is QEMU TCG: absolute figures
+# are far below hardware's; compare ratios.
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
