@@ -99,8 +99,7 @@ void PciDevices::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> devic
       const int fd = fds[queue];
       auto* transport = slot->transport.get();
       events_.add(fd, [fd, transport, queue] {
-        uint64_t count;
-        if (::read(fd, &count, sizeof(count)) == sizeof(count)) transport->notify(static_cast<uint16_t>(queue));
+        if (drain_eventfd(fd)) transport->notify(static_cast<uint16_t>(queue));
       });
     }
   }

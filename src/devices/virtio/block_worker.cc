@@ -38,12 +38,6 @@ std::vector<iovec> skip_bytes(const std::vector<iovec>& iov, uint64_t bytes) {
   return rest;
 }
 
-void drain_eventfd(int fd) {
-  uint64_t count = 0;
-  while (::read(fd, &count, sizeof(count)) < 0 && errno == EINTR) {
-  }
-}
-
 }  // namespace
 
 BlockQueueWorker::BlockQueueWorker(Context context)

@@ -141,8 +141,7 @@ std::string VsockDevice::serve_backend_locked() {
     for (int i = 0; i < count; ++i) {
       int fd = events[i].data.fd;
       if (fd == kick_.get()) {
-        uint64_t count;
-        [[maybe_unused]] ssize_t n = ::read(kick_.get(), &count, sizeof(count));
+        drain_eventfd(kick_.get());
       } else if (fd == connect_timer_.get()) {
         uint64_t expirations;
         [[maybe_unused]] ssize_t n = ::read(connect_timer_.get(), &expirations, sizeof(expirations));
