@@ -57,7 +57,8 @@ class Domain {
   // Registers and pending events of one vCPU (stopped), to the log; after a triple fault,
   // whether they are only the reset values KVM put there.
   void log_vcpu(kvm::Vcpu& vcpu);
-  // After SIGQUIT, with the vCPUs and the device loop stopped: every vCPU and virtio device.
+  // After SIGQUIT, with the vCPUs stopped but the device loop not yet (a stuck loop would never
+  // stop): every vCPU and virtio device.
   void log_state();
   void stop_vcpus();
   void pump_console_input();

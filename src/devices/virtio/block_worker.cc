@@ -77,10 +77,14 @@ void BlockQueueWorker::run() {
     run_with(ring.get());
   } catch (const std::exception& error) {
     context_.queue->mark_broken();
-    if (context_.failure)
-      context_.failure("virtio-blk '" + context_.device.path() + "' queue " + std::to_string(context_.index) + ": " +
-                       error.what());
+    report_failure(error.what());
   }
+}
+
+void BlockQueueWorker::report_failure(const std::string& what) const {
+  if (context_.failure)
+    context_.failure("virtio-blk '" + context_.device.path() + "' queue " + std::to_string(context_.index) + ": " +
+                     what);
 }
 
 void BlockQueueWorker::run_with(IoUring* ring) {
@@ -208,9 +212,7 @@ void BlockQueueWorker::serve(IoUring* ring) {
       chain = queue.next_request(&rejected);
     } catch (const VirtqueueError& error) {
       used_added_ = used_added_ || rejected > 0;
-      if (context_.failure)
-        context_.failure("virtio-blk '" + context_.device.path() + "' queue " + std::to_string(context_.index) +
-                         ": " + error.what());
+      report_failure(error.what());
       return;
     }
     used_added_ = used_added_ || rejected > 0;

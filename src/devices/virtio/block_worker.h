@@ -72,6 +72,8 @@ class BlockQueueWorker {
 
   void run();
   void run_with(IoUring* ring);
+  // Tells the transport (context_.failure) that the queue broke, naming disk and queue.
+  void report_failure(const std::string& what) const;
   // Submits what serve() queued, then, if the poll window is open, watches for completions
   // and available requests (notifications off) until one shows up (true) or the window ends.
   bool poll_for_work(IoUring& ring);
