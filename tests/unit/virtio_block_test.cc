@@ -173,6 +173,14 @@ class VirtioBlockTest : public ::testing::Test {
 
   // Reads 128 KiB at sector 40 into two guest buffers through a worker; checks every byte.
   void read_128k_at_sector_40();
+  // Drops the image's bytes [offset, offset + length) from the page cache (length 0: to the
+  // end), where the file system can; only clean pages are dropped, so it syncs first.
+  void drop_from_page_cache(off_t offset, off_t length) {
+    UniqueFd fd(::open(disk_path.c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(fd.valid());
+    ASSERT_EQ(::fdatasync(fd.get()), 0);
+    ASSERT_EQ(::posix_fadvise(fd.get(), offset, length, POSIX_FADV_DONTNEED), 0);
+  }
 
   std::string dir;
   std::string disk_path;
@@ -585,24 +593,14 @@ TEST_F(VirtioBlockTest, WorkerReadsLargeTransfers) {
 
 // What the page cache may not hold (dropped where the file system can) goes through io_uring.
 TEST_F(VirtioBlockTest, WorkerReadsWhatThePageCacheDropped) {
-  {
-    UniqueFd fd(::open(disk_path.c_str(), O_RDONLY | O_CLOEXEC));
-    ASSERT_TRUE(fd.valid());
-    ASSERT_EQ(::fdatasync(fd.get()), 0);  // only clean pages are dropped
-    ASSERT_EQ(::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED), 0);
-  }
+  ASSERT_NO_FATAL_FAILURE(drop_from_page_cache(0, 0));
   read_128k_at_sector_40();
 }
 
 // A read the page cache holds only the first half of: that half is copied at once, the rest
 // read through io_uring, into the right place of the guest's buffers.
 TEST_F(VirtioBlockTest, WorkerReadsWhatThePageCacheHoldsOnlyPartly) {
-  {
-    UniqueFd fd(::open(disk_path.c_str(), O_RDONLY | O_CLOEXEC));
-    ASSERT_TRUE(fd.valid());
-    ASSERT_EQ(::fdatasync(fd.get()), 0);
-    ASSERT_EQ(::posix_fadvise(fd.get(), 40 * 512 + 64 * 1024, 64 * 1024, POSIX_FADV_DONTNEED), 0);
-  }
+  ASSERT_NO_FATAL_FAILURE(drop_from_page_cache(40 * 512 + 64 * 1024, 64 * 1024));
   read_128k_at_sector_40();
 }
 
