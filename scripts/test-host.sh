@@ -229,12 +229,14 @@ initrd=$work/initrd.cpio
 rm -rf "$run"
 
 # --- Boot L1 and stream its console ---
-echo "test-host.sh: starting L1 (QEMU TCG, -cpu EPYC,+svm, $smp vCPUs, $mem MiB, $(($(stat -c %s "$initrd") / 1048576)) MiB initramfs), limit ${timeout_s}s, after $(elapsed)s of preparation" >&2
+l1_cpu=${KDOM_TESTHOST_CPU:-EPYC,+svm}
+tcg_thread=${KDOM_TESTHOST_TCG_THREAD:-multi}
+echo "test-host.sh: starting L1 (QEMU TCG $tcg_thread-threaded, -cpu $l1_cpu, $smp vCPUs, $mem MiB, $(($(stat -c %s "$initrd") / 1048576)) MiB initramfs), limit ${timeout_s}s, after $(elapsed)s of preparation" >&2
 console=$work/console.log
 qemu_stdin=/dev/null
 [ -t 0 ] && qemu_stdin=/dev/stdin
 mkfifo "$work/fifo"
-qemu-system-x86_64 -accel "tcg,thread=${KDOM_TESTHOST_TCG_THREAD:-multi}" -cpu "${KDOM_TESTHOST_CPU:-EPYC,+svm}" -smp "$smp" -m "$mem" \
+qemu-system-x86_64 -accel "tcg,thread=$tcg_thread" -cpu "$l1_cpu" -smp "$smp" -m "$mem" \
 	-nodefaults -display none -no-user-config -serial stdio -monitor none -no-reboot \
 	-kernel "$guest/vmlinuz" -initrd "$initrd" -append "console=ttyS0 panic=-1 quiet" "${disk_args[@]}" \
 	<"$qemu_stdin" >"$work/fifo" 2>"$work/qemu.err" &
