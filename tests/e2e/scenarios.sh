@@ -41,7 +41,7 @@ check() {
 # $work/stderr.
 boot() {
 	kernel=$1 vcpus=$2 memory=$3 action=$4
-	cmdline="console=ttyS0 kdom.action=$action${extra_cmdline:+ $extra_cmdline}"
+	cmdline="console=ttyS0 kdom.action=$action${extra_cmdline:+ $extra_cmdline}${KDOM_E2E_GUEST_CMDLINE:+ $KDOM_E2E_GUEST_CMDLINE}"
 	t0=$(uptime_s)
 	case "$vmm" in
 	kdom)
