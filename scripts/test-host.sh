@@ -31,6 +31,12 @@
 #   --disk FILE         attach FILE (a raw image on this machine) to L1 as a virtio disk,
 #                       /dev/vda in L1; what L1 writes to it is in FILE afterwards, the one
 #                       way to get data back out of the test host
+#   --host-root         run COMMAND with this machine's own files instead: L1 mounts this
+#                       machine's root filesystem read-only (virtiofs, QEMU's virtiofsd) and
+#                       runs COMMAND chrooted into it (bash, same paths, same tools, the
+#                       current directory kept), with L1's /dev (/dev/kvm), /proc, /sys and
+#                       an empty tmpfs on /tmp and /run. For tests written for a build machine
+#                       with a usable /dev/kvm (tests/with-kvm.sh)
 # Environment: KDOM_TESTHOST_CPU overrides the QEMU CPU model (default EPYC,+svm);
 # KDOM_TESTHOST_TCG_THREAD=single runs all of L1's vCPUs in one host thread (default multi):
 # the emulated CPU's own faults then come within minutes, a way to study them (docs/testing.md).
@@ -49,6 +55,7 @@ mem=3072
 log=
 adds=()
 disk=
+host_root=0
 usage() {
 	sed -n '/^#   scripts\/test-host.sh/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
 	exit 2
@@ -64,6 +71,7 @@ while [ $# -gt 0 ]; do
 	--memory) mem=${2:?}; shift 2 ;;
 	--log) log=${2:?}; shift 2 ;;
 	--disk) disk=${2:?}; shift 2 ;;
+	--host-root) host_root=1; shift ;;
 	--) shift; break ;;
 	-h | --help) usage ;;
 	*) echo "test-host.sh: unknown option '$1'" >&2; usage ;;
@@ -73,6 +81,7 @@ done
 command_line="$*"
 [[ "$timeout_s" =~ ^[0-9]+$ ]] && [ "$timeout_s" -gt 0 ] || die "--timeout wants a number of seconds"
 need_tools qemu-system-x86_64 timeout cpio gzip
+[ "$host_root" = 0 ] || [ "$with_qemu" = 0 ] || die "--host-root and --with-qemu do not go together"
 disk_args=()
 if [ -n "$disk" ]; then
 	[ -f "$disk" ] && [ -w "$disk" ] || die "--disk $disk is not a writable file"
@@ -87,7 +96,11 @@ elapsed() { echo $((($(date +%s%N) - start_ns) / 1000000)) | sed 's/...$/.&/; s/
 mkdir -p "$build"
 build=$(cd "$build" && pwd)
 guest=$build/guest
-"$here/build-guest.sh" "$guest" || die "scripts/build-guest.sh $guest failed"
+# A --host-root run needs only L1's kernel and modules from it: skip the rebuild (seconds,
+# once per test) while those are newer than the script that makes them.
+if [ "$host_root" = 0 ] || [ ! "$guest/l1-modules.cpio" -nt "$here/build-guest.sh" ] || [ ! -f "$guest/vmlinuz" ]; then
+	"$here/build-guest.sh" "$guest" || die "scripts/build-guest.sh $guest failed"
+fi
 [ -n "$kdom" ] || { [ -x "$build/kdom" ] && kdom=$build/kdom; } || true
 if [ -n "$kdom" ]; then
 	[ -x "$kdom" ] || die "--kdom $kdom is not an executable"
@@ -99,8 +112,10 @@ cache=$build/testhost
 mkdir -p "$cache"
 work=$(mktemp -d "$cache/.run.XXXXXX")
 qemu_pid=
+virtiofsd_pid=
 cleanup() {
 	[ -z "$qemu_pid" ] || kill -KILL "$qemu_pid" 2>/dev/null || true
+	[ -z "$virtiofsd_pid" ] || kill -KILL "$virtiofsd_pid" 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -127,6 +142,11 @@ mkdir -p /dev/pts /dev/shm /dev/net
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /run
+# What udev would make: bash's process substitution needs /dev/fd.
+ln -s /proc/self/fd /dev/fd
+ln -s /proc/self/fd/0 /dev/stdin
+ln -s /proc/self/fd/1 /dev/stdout
+ln -s /proc/self/fd/2 /dev/stderr
 ip link set lo up
 report() { printf '\nKDOM-TESTHOST-%s\n' "$1"; sync; poweroff -f; }
 read -r up _ </proc/uptime
@@ -194,13 +214,16 @@ if [ "$with_qemu" = 1 ]; then
 fi
 
 # --- This run's part: kdom, guest files, probe guests, --add files, the command ---
+# (with --host-root only the command: everything else is read from this machine's files)
 run=$work/run
 mkdir -p "$run/kdom/build/guest"
-for f in vmlinuz vmlinux initramfs.cpio.gz; do
-	cp "$guest/$f" "$run/kdom/build/guest/"
-done
-[ -z "$kdom" ] || cp "$kdom" "$run/kdom/build/kdom"
-if [ -d "$build/tests/guests" ]; then
+if [ "$host_root" = 0 ]; then
+	for f in vmlinuz vmlinux initramfs.cpio.gz; do
+		cp "$guest/$f" "$run/kdom/build/guest/"
+	done
+	[ -z "$kdom" ] || cp "$kdom" "$run/kdom/build/kdom"
+fi
+if [ "$host_root" = 0 ] && [ -d "$build/tests/guests" ]; then
 	while IFS= read -r -d '' f; do
 		[ "$(head -c4 "$f" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] || continue
 		rel=${f#"$build"/}
@@ -217,7 +240,31 @@ for a in "${adds[@]}"; do
 	mkdir -p "$run/$(dirname "$d")"
 	cp -rL "$s" "$run/$d"
 done
-printf '%s\n' "$command_line" >"$run/kdom/cmd.sh"
+if [ "$host_root" = 1 ]; then
+	{
+		printf 'cd %q || exit 125\n' "$PWD"
+		printf '%s\n' "$command_line"
+	} >"$run/kdom/host-cmd.sh"
+	cat >"$run/kdom/cmd.sh" <<'HOSTROOT'
+# L1's part of test-host.sh --host-root: this machine's root filesystem, read-only, with
+# L1's own /dev, /proc, /sys and empty /tmp and /run, then the command chrooted into it.
+mkdir -p /host
+if ! mount -t virtiofs -o ro hostroot /host; then
+	echo "KDOM-TESTHOST: ERROR: cannot mount the build machine's root filesystem (virtiofs)"
+	exit 125
+fi
+if ! { mount -o rbind /dev /host/dev && mount -t proc proc /host/proc && mount -t sysfs sysfs /host/sys &&
+	mount -t tmpfs tmpfs /host/tmp && mount -t tmpfs tmpfs /host/run; }; then
+	echo "KDOM-TESTHOST: ERROR: cannot mount /dev, /proc, /sys, /tmp or /run over the build machine's files"
+	exit 125
+fi
+cp /kdom/host-cmd.sh /host/tmp/.test-host-cmd.sh
+exec chroot /host /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+	HOME=/root TERM=dumb LANG=C.UTF-8 /bin/bash /tmp/.test-host-cmd.sh
+HOSTROOT
+else
+	printf '%s\n' "$command_line" >"$run/kdom/cmd.sh"
+fi
 cmd_text=${command_line:0:200}
 printf '%s\n' "${cmd_text//$'\n'/ }" >"$run/kdom/cmd.txt"
 initrd=$work/initrd.cpio
@@ -232,13 +279,29 @@ rm -rf "$run"
 l1_cpu=${KDOM_TESTHOST_CPU:-EPYC,+svm}
 tcg_thread=${KDOM_TESTHOST_TCG_THREAD:-multi}
 echo "test-host.sh: starting L1 (QEMU TCG $tcg_thread-threaded, -cpu $l1_cpu, $smp vCPUs, $mem MiB, $(($(stat -c %s "$initrd") / 1048576)) MiB initramfs), limit ${timeout_s}s, after $(elapsed)s of preparation" >&2
+host_root_args=()
+if [ "$host_root" = 1 ]; then
+	# QEMU's virtiofsd serves this machine's root; vhost-user needs L1's RAM in shared memory.
+	virtiofsd=/usr/lib/qemu/virtiofsd
+	[ -x "$virtiofsd" ] || die "--host-root needs $virtiofsd (Debian's qemu-system-common)"
+	"$virtiofsd" --socket-path="$work/virtiofs.sock" -o source=/ -o cache=auto -o sandbox=chroot \
+		-o log_level=err 2>"$work/virtiofsd.err" &
+	virtiofsd_pid=$!
+	for _ in $(seq 100); do
+		[ -S "$work/virtiofs.sock" ] || ! kill -0 "$virtiofsd_pid" 2>/dev/null && break
+		sleep 0.05
+	done
+	[ -S "$work/virtiofs.sock" ] || die "virtiofsd did not start: $(cat "$work/virtiofsd.err")"
+	host_root_args=(-object "memory-backend-memfd,id=l1ram,size=${mem}M,share=on" -machine memory-backend=l1ram
+		-chardev "socket,id=hostroot,path=$work/virtiofs.sock" -device vhost-user-fs-pci,chardev=hostroot,tag=hostroot)
+fi
 console=$work/console.log
 qemu_stdin=/dev/null
 [ -t 0 ] && qemu_stdin=/dev/stdin
 mkfifo "$work/fifo"
 qemu-system-x86_64 -accel "tcg,thread=$tcg_thread" -cpu "$l1_cpu" -smp "$smp" -m "$mem" \
 	-nodefaults -display none -no-user-config -serial stdio -monitor none -no-reboot \
-	-kernel "$guest/vmlinuz" -initrd "$initrd" -append "console=ttyS0 panic=-1 quiet" "${disk_args[@]}" \
+	-kernel "$guest/vmlinuz" -initrd "$initrd" -append "console=ttyS0 panic=-1 quiet" "${disk_args[@]}" "${host_root_args[@]}" \
 	<"$qemu_stdin" >"$work/fifo" 2>"$work/qemu.err" &
 qemu_pid=$!
 # Strip the serial line's \r, copy to stdout (and --log), keep a copy to find the status.

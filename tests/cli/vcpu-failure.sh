@@ -17,7 +17,13 @@ check() {
 }
 check exit-status [ "$status" -eq 1 ]
 check reason grep -q 'vCPU 0: triple fault (KVM_EXIT_SHUTDOWN)' "$err"
-check registers grep -q 'rsi=0000000000007e57' "$err"
+# The probe sets rsi to 0x7e57 before it faults. On AMD (SVM) the hardware saves no state at
+# a triple fault and KVM puts the reset values there: kdom must then say so, beside them.
+registers_shown() {
+  grep -q 'rsi=0000000000007e57' "$err" && return 0
+  grep -q "note: these are the vCPU's reset values" "$err" && grep -q 'rip=000000000000fff0' "$err"
+}
+check registers registers_shown
 check control-registers grep -q 'cr0=' "$err"
 [ "$failed" -eq 0 ] || sed 's/^/    /' "$err"
 echo "vcpu-failure: $((4 - failed)) passed, $failed failed"

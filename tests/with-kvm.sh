@@ -1,0 +1,48 @@
+#!/bin/bash
+# Runs a test that needs KVM where KVM is: on this machine when its /dev/kvm can be opened,
+# otherwise inside the nested test host (scripts/test-host.sh --host-root), which has a real
+# /dev/kvm and sees this machine's files at the same paths. Says loudly which one it chose.
+# Used by the ctest tests that start domains (labels `guests` and `kvm`).
+#
+# Usage: tests/with-kvm.sh [--timeout S] -- COMMAND [ARGS...]
+#   --timeout S   the test host's wall-clock limit (default 240); unused on this machine
+# Exit status: COMMAND's. In the test host, 124 when its limit was hit and 125 when the
+# test host itself failed (it is then tried once more, since that is not the test's doing).
+# KDOM_TEST_KVM=local or =test-host forces a place (local fails the test where /dev/kvm
+# cannot be opened).
+set -u
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+timeout_s=240
+while [ $# -gt 0 ]; do
+	case $1 in
+	--timeout) timeout_s=$2; shift 2 ;;
+	--) shift; break ;;
+	*) echo "with-kvm: unknown option $1" >&2; exit 2 ;;
+	esac
+done
+[ $# -gt 0 ] || { echo "with-kvm: no command given" >&2; exit 2; }
+
+place=${KDOM_TEST_KVM:-}
+if [ -z "$place" ]; then
+	# Opening it read-write is what kdom does first; a node without a driver fails here.
+	if [ -c /dev/kvm ] && (: <>/dev/kvm) 2>/dev/null; then
+		place=local
+	else
+		place=test-host
+	fi
+fi
+case $place in
+local) exec "$@" ;;
+test-host) ;;
+*) echo "with-kvm: KDOM_TEST_KVM must be local or test-host, not '$place'" >&2; exit 2 ;;
+esac
+
+echo "with-kvm: NOTE: /dev/kvm cannot be opened on this machine; this test runs inside the nested test host"
+command_line=$(printf '%q ' "$@")
+for attempt in 1 2; do
+	"$here/../scripts/test-host.sh" --host-root --timeout "$timeout_s" -- "$command_line"
+	rc=$?
+	[ "$rc" = 125 ] && [ "$attempt" = 1 ] || exit "$rc"
+	echo "with-kvm: WARNING: the test host itself failed (status 125, not the test's verdict); trying once more"
+done
