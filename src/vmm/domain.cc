@@ -63,16 +63,12 @@ bool host_kvm_is_pvm() { return std::filesystem::exists("/sys/module/kvm_pvm"); 
 
 }  // namespace
 
-Domain::Domain(const VmConfig& config) : config_(config), kvm_(), vm_(kvm_) {
+Domain::Domain(const VmConfig& config) : config_(config) {
   validate(config_);
   uint64_t host_bytes = host_memory_bytes();
   if (config_.memory_mib * kMiB > host_bytes)
     throw Error("--memory " + std::to_string(config_.memory_mib) + " MiB is more than this host has (" +
                 std::to_string(host_bytes / kMiB) + " MiB)");
-  int max_vcpus = kvm_.max_vcpus();
-  if (config_.vcpus > static_cast<uint32_t>(max_vcpus))
-    throw Error("--vcpus " + std::to_string(config_.vcpus) + " is above this host's KVM limit of " +
-                std::to_string(max_vcpus));
 
   std::vector<uint8_t> kernel = read_file(config_.kernel_path, "kernel");
   std::optional<std::vector<uint8_t>> initrd;
@@ -82,17 +78,12 @@ Domain::Domain(const VmConfig& config) : config_(config), kvm_(), vm_(kvm_) {
     throw Error("initrd '" + *config_.initrd_path + "' (" + std::to_string((initrd->size() + kMiB - 1) / kMiB) +
                 " MiB) is larger than guest memory (" + std::to_string(config_.memory_mib) + " MiB)");
   auto format = x86::detect_kernel_format(kernel);
-
-  vm_.set_tss_address(x86::kKvmTssAddress);
-  vm_.set_identity_map_address(x86::kKvmIdentityMapAddress);
-  vm_.create_irqchip();
-  vm_.create_pit();
+  console_ = std::make_unique<Console>(config_.console);
+  if (!console_->pty_path().empty()) log_line("console on " + console_->pty_path());
+  virtio_ = std::make_unique<VirtioDevices>(config_, device_events_);
+  start_control();
 
   memory_ = std::make_unique<GuestMemory>(x86::ram_ranges(ram_bytes));
-  uint32_t slot = 0;
-  for (const auto& region : memory_->regions())
-    vm_.set_memory_region(slot++, region.range.start, region.range.size, region.host);
-
   x86::AcpiConfig acpi;
   acpi.vcpu_count = config_.vcpus;
   acpi.sleep_control_port = devices::AcpiSleep::kBase;
@@ -109,19 +100,30 @@ Domain::Domain(const VmConfig& config) : config_(config), kvm_(), vm_(kvm_) {
   if (initrd) images.initrd = std::span<const uint8_t>(*initrd);
   x86::BootEntry boot = x86::load_boot_images(*memory_, ram_bytes, images, tables.rsdp_address);
 
-  console_ = std::make_unique<Console>(config_.console);
-  if (!console_->pty_path().empty()) log_line("console on " + console_->pty_path());
+  kvm_ = std::make_unique<kvm::KvmSystem>();
+  int max_vcpus = kvm_->max_vcpus();
+  if (config_.vcpus > static_cast<uint32_t>(max_vcpus))
+    throw Error("--vcpus " + std::to_string(config_.vcpus) + " is above this host's KVM limit of " +
+                std::to_string(max_vcpus));
+  vm_ = std::make_unique<kvm::Vm>(*kvm_);
+  vm_->set_tss_address(x86::kKvmTssAddress);
+  vm_->set_identity_map_address(x86::kKvmIdentityMapAddress);
+  vm_->create_irqchip();
+  vm_->create_pit();
+  uint32_t slot = 0;
+  for (const auto& region : memory_->regions())
+    vm_->set_memory_region(slot++, region.range.start, region.range.size, region.host);
+
   build_devices();
 
-  auto supported = kvm_.supported_cpuid();
+  auto supported = kvm_->supported_cpuid();
   for (uint32_t id = 0; id < config_.vcpus; ++id) {
-    auto vcpu = std::make_unique<kvm::Vcpu>(kvm_, vm_, id);
+    auto vcpu = std::make_unique<kvm::Vcpu>(*kvm_, *vm_, id);
     x86::setup_vcpu_common(*vcpu, x86::vcpu_cpuid(supported, id, config_.vcpus));
     if (id == 0) x86::setup_boot_vcpu(*vcpu, *memory_, boot);
     vcpus_.push_back(std::move(vcpu));
   }
   wake_fd_.reset(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"));
-  start_control();
   log_line("booting " + std::string(x86::kernel_format_name(format)) + " " + config_.kernel_path + ", " +
            std::to_string(config_.memory_mib) + " MiB, " + std::to_string(config_.vcpus) + " vCPU(s)");
 }
@@ -134,15 +136,15 @@ Domain::~Domain() {
 void Domain::build_devices() {
   auto events = [this](const devices::GuestEvent& event) { on_guest_event(event); };
   Console* console = console_.get();
-  uart_ = std::make_shared<devices::Uart8250>(std::make_shared<KvmInterruptLine>(vm_, kComIrq),
+  uart_ = std::make_shared<devices::Uart8250>(std::make_shared<KvmInterruptLine>(*vm_, kComIrq),
                                               [console](uint8_t byte) { console->write_byte(byte); });
   io_bus_.add(kComBase, devices::Uart8250::kRegisterCount, uart_);
   io_bus_.add(devices::I8042::kBase, devices::I8042::kLength, std::make_shared<devices::I8042>(events));
   io_bus_.add(devices::CmosRtc::kBase, devices::CmosRtc::kLength, std::make_shared<devices::CmosRtc>());
   io_bus_.add(devices::DebugExit::kBase, devices::DebugExit::kLength, std::make_shared<devices::DebugExit>(events));
-  msi_ = std::make_unique<MsiRouter>(vm_, x86::default_irqchip_routes(), x86::kFirstMsiGsi);
-  pci_ = std::make_unique<PciDevices>(vm_, *memory_, device_events_, *msi_);
-  virtio_ = std::make_unique<VirtioDevices>(config_, *pci_, device_events_);
+  msi_ = std::make_unique<MsiRouter>(*vm_, x86::default_irqchip_routes(), x86::kFirstMsiGsi);
+  pci_ = std::make_unique<PciDevices>(*vm_, *memory_, device_events_, *msi_);
+  virtio_->attach(*pci_);
   io_bus_.add(devices::pci::PciConfigIo::kBase, devices::pci::PciConfigIo::kLength,
               pci_->config_io(std::make_shared<devices::ResetControl>(events)));
   mmio_bus_.add(PciDevices::window_start(), PciDevices::window_size(), pci_->mmio_window());

@@ -33,7 +33,9 @@ namespace kdom::vmm {
 class Domain {
  public:
   // Builds the whole machine; throws Error naming the problem (bad input, no KVM, too little
-  // memory...). Nothing runs yet.
+  // memory...). Nothing runs yet. Everything the user named (kernel, initrd, disks, consoles,
+  // TAPs, sockets) is opened and checked before KVM is touched, so bad input is reported as
+  // such on any host, with KVM or without.
   explicit Domain(const VmConfig& config);
   ~Domain();
   Domain(const Domain&) = delete;
@@ -64,8 +66,8 @@ class Domain {
   void pump_console_input();
 
   VmConfig config_;
-  kvm::KvmSystem kvm_;
-  kvm::Vm vm_;
+  std::unique_ptr<kvm::KvmSystem> kvm_;
+  std::unique_ptr<kvm::Vm> vm_;
   std::unique_ptr<GuestMemory> memory_;
   devices::Bus io_bus_;
   devices::Bus mmio_bus_;
@@ -74,7 +76,7 @@ class Domain {
   EventLoop device_events_;  // device work (virtio queues), off the vCPU threads
   std::unique_ptr<MsiRouter> msi_;
   std::unique_ptr<PciDevices> pci_;
-  std::unique_ptr<VirtioDevices> virtio_;  // on pci_; host sides served in device_events_
+  std::unique_ptr<VirtioDevices> virtio_;  // attached to pci_; host sides served in device_events_
   std::unique_ptr<ControlRequests> control_requests_;
   std::unique_ptr<ControlSocket> control_;  // served in device_events_, declared after it
   std::vector<std::unique_ptr<kvm::Vcpu>> vcpus_;

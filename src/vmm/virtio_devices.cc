@@ -22,17 +22,21 @@ namespace {
 constexpr uint64_t kMiB = 1024 * 1024;
 }  // namespace
 
-VirtioDevices::VirtioDevices(const VmConfig& config, PciDevices& pci, EventLoop& events) : pci_(pci), events_(events) {
+VirtioDevices::VirtioDevices(const VmConfig& config, EventLoop& events) : events_(events) {
   for (const auto& disk : config.disks) {
     devices::virtio::BlockDiskConfig block{disk.path,       disk.read_only, disk.serial, disk.queues,
                                            disk.rate_limit, {std::chrono::microseconds(disk.poll_us)}};
-    pci_.add_virtio(std::make_shared<devices::virtio::BlockDevice>(block));
+    devices_.push_back(std::make_shared<devices::virtio::BlockDevice>(block));
   }
-  if (config.entropy) pci_.add_virtio(std::make_shared<devices::virtio::EntropyDevice>());
+  if (config.entropy) devices_.push_back(std::make_shared<devices::virtio::EntropyDevice>());
   if (config.hvc) add_console(*config.hvc);
   if (config.vsock) add_vsock(*config.vsock);
   if (config.balloon) add_balloon(*config.balloon);
   for (size_t index = 0; index < config.nets.size(); ++index) add_net(config.nets[index], static_cast<uint32_t>(index));
+}
+
+void VirtioDevices::attach(PciDevices& pci) {
+  for (const auto& device : devices_) pci.add_virtio(device);
 }
 
 void VirtioDevices::add_console(const VirtioConsoleConfig& config) {
@@ -41,7 +45,7 @@ void VirtioDevices::add_console(const VirtioConsoleConfig& config) {
   Console* host = hvc_console_.get();
   auto device = std::make_shared<devices::virtio::ConsoleDevice>(
       [host](std::span<const uint8_t> bytes) { host->write(bytes); });
-  pci_.add_virtio(device);
+  devices_.push_back(device);
   int fd = host->input_fd();
   if (fd < 0) return;
   // Host input is read in the device event loop, never in a vCPU thread.
@@ -74,7 +78,7 @@ void VirtioDevices::add_console(const VirtioConsoleConfig& config) {
 void VirtioDevices::add_vsock(const VsockConfig& config) {
   auto vsock = std::make_shared<devices::virtio::VsockDevice>(
       devices::virtio::VsockDeviceConfig{config.guest_cid, config.socket_path});
-  pci_.add_virtio(vsock);
+  devices_.push_back(vsock);
   // The device's host sockets are served in the device event loop.
   events_.add(vsock->backend_fd(), [vsock] { vsock->process_backend(); });
   log_line("vsock: guest CID " + std::to_string(config.guest_cid) + ", host side on " + config.socket_path);
@@ -86,7 +90,7 @@ void VirtioDevices::add_balloon(const BalloonConfig& config) {
   balloon.deflate_on_oom = config.deflate_on_oom;
   balloon.free_page_reporting = config.free_page_reporting;
   balloon_ = std::make_shared<devices::virtio::BalloonDevice>(balloon);
-  pci_.add_virtio(balloon_);
+  devices_.push_back(balloon_);
   if (config.stats_seconds == 0) return;
   balloon_stats_timer_.reset(
       check_syscall(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), "timerfd_create"));
@@ -117,7 +121,7 @@ void VirtioDevices::add_net(const NetConfig& net, uint32_t index) {
   auto device = std::make_shared<devices::virtio::NetDevice>(device_config, std::move(backend), watch);
   log_line("net" + std::to_string(index) + ": virtio-net on " + device->backend_name() + ", MAC " +
            devices::virtio::format_mac(device->mac()));
-  pci_.add_virtio(device);
+  devices_.push_back(device);
 }
 
 }  // namespace kdom::vmm
