@@ -106,6 +106,10 @@ fi
 if command -v unshare >/dev/null; then
   # A /dev without kvm in it, in a private mount namespace.
   expect no-dev-kvm "/dev/kvm does not exist" -- unshare --mount sh -c "mount -t tmpfs none /dev && exec \"$kdom\" run --kernel \"$probe\""
+  # What the user named is checked before /dev/kvm is opened: a missing disk is named as such
+  # even where there is no KVM.
+  expect disk-before-kvm "disk image '$work/nope.img' does not exist" -- \
+    unshare --mount sh -c "mount -t tmpfs none /dev && exec \"$kdom\" run --kernel \"$probe\" --disk \"$work/nope.img\""
 fi
 
 echo "bad-input: $passed passed, $failed failed"
