@@ -18,7 +18,7 @@ KB=$BUILD/bench/kdom-bench
 KDOM=$BUILD/kdom
 GUESTS=$BUILD/tests/guests
 FIRST_MARK=$BUILD/bench/first-mark.elf
-RESULTS=$BUILD/bench/results
+RESULTS=${KDOM_BENCH_RESULTS:-$BUILD/bench/results}
 BENCH_FAILED=0
 
 bench_die() {

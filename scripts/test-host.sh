@@ -15,7 +15,8 @@
 #   QEMU (with --with-qemu)        /usr/bin/qemu-system-x86_64, its libraries and firmware
 #   anything given with --add
 # L1's console streams to stdout. The script exits with COMMAND's exit status;
-# 124 if the time limit was hit (QEMU is killed), 125 if the test host itself failed
+# 124 if the time limit was hit or L1's kernel reports a CPU stuck for 50 s or more (a soft
+# lockup: the test host hung; QEMU is killed either way), 125 if the test host itself failed
 # (L1 did not come up, /dev/kvm unusable in L1, L1 crashed before reporting a status).
 #
 # Options:
@@ -308,12 +309,23 @@ qemu_pid=$!
 sed -u 's/\r$//' <"$work/fifo" | tee "$console" ${log:+"$log"} &
 reader_pid=$!
 deadline=$(($(date +%s) + timeout_s))
-timed_out=0
+timed_out=0 lockup= polls=0
 while kill -0 "$qemu_pid" 2>/dev/null; do
 	if [ "$(date +%s)" -ge "$deadline" ]; then
 		timed_out=1
 		kill -KILL "$qemu_pid" 2>/dev/null || true
 		break
+	fi
+	# L1's own kernel saying that one of its CPUs has been stuck for most of a minute: the test
+	# host hung (docs/testing.md), and no time limit need be waited out for that.
+	if [ $((++polls % 10)) = 0 ]; then
+		lockup=$(grep -a -m1 -E '^\[[ 0-9.]+\] watchdog: BUG: soft lockup - CPU#[0-9]+ stuck for ([5-9][0-9]|[0-9]{3,})s' \
+			"$console" | sed 's/^.*watchdog: BUG: //' || true)
+		if [ -n "$lockup" ]; then
+			timed_out=1
+			kill -KILL "$qemu_pid" 2>/dev/null || true
+			break
+		fi
 	fi
 	sleep 0.5
 done
@@ -321,6 +333,10 @@ wait "$qemu_pid" 2>/dev/null && qemu_rc=0 || qemu_rc=$?
 qemu_pid=
 wait "$reader_pid" 2>/dev/null || true
 
+if [ -n "$lockup" ]; then
+	echo "test-host.sh: error: the test host hung: its kernel reports a $lockup; QEMU killed" >&2
+	exit 124
+fi
 if [ "$timed_out" = 1 ]; then
 	echo "test-host.sh: error: timed out after ${timeout_s}s (the test host or the command hung); QEMU killed" >&2
 	exit 124
