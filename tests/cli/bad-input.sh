@@ -110,6 +110,16 @@ if command -v unshare >/dev/null; then
   # even where there is no KVM.
   expect disk-before-kvm "disk image '$work/nope.img' does not exist" -- \
     unshare --mount sh -c "mount -t tmpfs none /dev && exec \"$kdom\" run --kernel \"$probe\" --disk \"$work/nope.img\""
+  # The sockets a start made before it failed (on /dev/kvm) are removed again.
+  expect sockets-removed "/dev/kvm does not exist" -- unshare --mount sh -c \
+    "mount -t tmpfs none /dev && exec \"$kdom\" run --kernel \"$probe\" --control \"$work/c.sock\" --vsock cid=3,socket=\"$work/v.sock\""
+  if [ -e "$work/c.sock" ] || [ -e "$work/v.sock" ]; then
+    echo "FAIL sockets-removed-files: a failed start left $(ls "$work"/c.sock "$work"/v.sock 2>/dev/null | tr '\n' ' ')"
+    failed=$((failed + 1))
+  else
+    echo "PASS sockets-removed-files: no control or vsock socket left behind"
+    passed=$((passed + 1))
+  fi
 fi
 
 echo "bad-input: $passed passed, $failed failed"
