@@ -8,7 +8,7 @@
 #   vmlinux            the ELF kernel cut out of that bzImage (has the Xen PVH entry note)
 #   initramfs.cpio.gz  busybox-static + virtio/vsock/pvpanic modules + guest/init, with the
 #                      guest helpers kdom-outb (guest/kdom-outb.c) and kdom-vsock (guest/kdom-vsock.c)
-#   l1-modules.cpio    for scripts/test-host.sh: KVM, networking, vsock, virtio-blk and virtiofs modules
+#   l1-modules.cpio    for scripts/test-host.sh: KVM, networking, vsock, virtio-blk, virtiofs and overlay modules
 #                      of the same kernel, with lib/modules/l1-load-order listing them in order
 #   kernel-release     the kernel's release string (e.g. 6.1.0-56-cloud-amd64)
 # The kernel package is downloaded once (apt-get download) and cached under
@@ -145,7 +145,7 @@ install_if_changed "$work/initramfs.cpio.gz" "$out/initramfs.cpio.gz"
 l1=$work/l1
 mkdir -p "$l1/lib/modules/$kver"
 copy_modules "$kroot" "$kver" "$l1" "$l1/lib/modules/l1-load-order" \
-	kvm-amd tun tap veth bridge vsock vhost_net vhost_vsock vsock_loopback virtio_pci virtio_blk virtiofs
+	kvm-amd tun tap veth bridge vsock vhost_net vhost_vsock vsock_loopback virtio_pci virtio_blk virtiofs overlay
 cp "$kroot/lib/modules/$kver/modules.order" "$kroot/lib/modules/$kver/modules.builtin" \
 	"$l1/lib/modules/$kver/"
 depmod -b "$l1" "$kver" 2>/dev/null || die "depmod failed on the test host's modules"

@@ -33,10 +33,11 @@
 #                       /dev/vda in L1; what L1 writes to it is in FILE afterwards, the one
 #                       way to get data back out of the test host
 #   --host-root         run COMMAND with this machine's own files instead: L1 mounts this
-#                       machine's root filesystem read-only (virtiofs, QEMU's virtiofsd) and
-#                       runs COMMAND chrooted into it (bash, same paths, same tools, the
-#                       current directory kept), with L1's /dev (/dev/kvm), /proc, /sys and
-#                       an empty tmpfs on /tmp and /run. For tests written for a build machine
+#                       machine's root filesystem read-only (virtiofs, QEMU's virtiofsd) under
+#                       an overlay whose writes stay in L1's memory, and runs COMMAND chrooted
+#                       into it (bash, same paths, same tools, the current directory kept),
+#                       with L1's /dev (/dev/kvm), /proc, /sys and an empty /run. Nothing L1
+#                       writes reaches this machine. For tests written for a build machine
 #                       with a usable /dev/kvm (tests/with-kvm.sh)
 # Environment: KDOM_TESTHOST_CPU overrides the QEMU CPU model (default EPYC,+svm);
 # KDOM_TESTHOST_TCG_THREAD=single runs all of L1's vCPUs in one host thread (default multi):
@@ -247,21 +248,27 @@ if [ "$host_root" = 1 ]; then
 		printf '%s\n' "$command_line"
 	} >"$run/kdom/host-cmd.sh"
 	cat >"$run/kdom/cmd.sh" <<'HOSTROOT'
-# L1's part of test-host.sh --host-root: this machine's root filesystem, read-only, with
-# L1's own /dev, /proc, /sys and empty /tmp and /run, then the command chrooted into it.
-mkdir -p /host
-if ! mount -t virtiofs -o ro hostroot /host; then
+# L1's part of test-host.sh --host-root: this machine's root filesystem, read-only, under an
+# overlay that keeps L1's writes in L1's memory, with L1's own /dev, /proc, /sys and an empty
+# /run, then the command chrooted into it.
+mkdir -p /host.ro /host.rw /host
+if ! mount -t virtiofs -o ro hostroot /host.ro; then
 	echo "KDOM-TESTHOST: ERROR: cannot mount the build machine's root filesystem (virtiofs)"
 	exit 125
 fi
-if ! { mount -o rbind /dev /host/dev && mount -t proc proc /host/proc && mount -t sysfs sysfs /host/sys &&
-	mount -t tmpfs tmpfs /host/tmp && mount -t tmpfs tmpfs /host/run; }; then
-	echo "KDOM-TESTHOST: ERROR: cannot mount /dev, /proc, /sys, /tmp or /run over the build machine's files"
+if ! { mount -t tmpfs tmpfs /host.rw && mkdir /host.rw/upper /host.rw/work &&
+	mount -t overlay overlay -o lowerdir=/host.ro,upperdir=/host.rw/upper,workdir=/host.rw/work /host; }; then
+	echo "KDOM-TESTHOST: ERROR: cannot put a writable overlay over the build machine's root filesystem"
 	exit 125
 fi
-cp /kdom/host-cmd.sh /host/tmp/.test-host-cmd.sh
+if ! { mount -o rbind /dev /host/dev && mount -t proc proc /host/proc && mount -t sysfs sysfs /host/sys &&
+	mount -t tmpfs tmpfs /host/run; }; then
+	echo "KDOM-TESTHOST: ERROR: cannot mount /dev, /proc, /sys or /run over the build machine's files"
+	exit 125
+fi
+cp /kdom/host-cmd.sh /host/run/.test-host-cmd.sh
 exec chroot /host /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-	HOME=/root TERM=dumb LANG=C.UTF-8 /bin/bash /tmp/.test-host-cmd.sh
+	HOME=/root TERM=dumb LANG=C.UTF-8 /bin/bash /run/.test-host-cmd.sh
 HOSTROOT
 else
 	printf '%s\n' "$command_line" >"$run/kdom/cmd.sh"
