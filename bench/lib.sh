@@ -117,7 +117,7 @@ bench_results_dir() {
 bench_header() {
 	echo "== $1"
 	echo "   $(date -u '+%Y-%m-%d %H:%M UTC'), host $(hostname): $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n1), $(nproc) CPUs, Linux $(uname -r), kdom $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted src changes)')"
-	echo "   /dev/kvm here: $(if [ -d /sys/module/kvm_pvm ]; then echo 'kvm_pvm (nested software KVM: ring 3 native, ring 0 emulated)'; elif [ -d /sys/module/kvm_amd ] || [ -d /sys/module/kvm_intel ]; then echo 'hardware KVM'; else echo 'unknown'; fi); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "   /dev/kvm here: $(if [ ! -c /dev/kvm ]; then echo 'none (local rounds fail; see bench/README.md)'; elif [ -d /sys/module/kvm_pvm ]; then echo 'kvm_pvm (nested software KVM: ring 3 native, ring 0 emulated)'; elif [ -d /sys/module/kvm_amd ] || [ -d /sys/module/kvm_intel ]; then echo 'hardware KVM'; else echo 'unknown'; fi); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 # bench_values FILE LABEL FIGURE: the FIGURE values of LABEL's run lines, one a line
