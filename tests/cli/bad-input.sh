@@ -64,25 +64,16 @@ expect vsock-socket-dir-missing "cannot bind vsock socket" -- "$kdom" run --kern
 expect vsock-socket-path-too-long "too long" -- "$kdom" run --kernel "$probe" --vsock "cid=3,socket=$work/$(printf 'x%.0s' $(seq 120)).sock"
 echo keep >"$work/exists.sock"
 expect vsock-socket-exists "already exists" -- "$kdom" run --kernel "$probe" --vsock "cid=3,socket=$work/exists.sock"
-if [ "$(cat "$work/exists.sock" 2>/dev/null)" = keep ]; then
-  echo "PASS vsock-socket-exists-kept: the existing file was left alone"
-  passed=$((passed + 1))
-else
-  echo "FAIL vsock-socket-exists-kept: the existing file at the --vsock socket path was changed or removed"
-  failed=$((failed + 1))
-fi
+judge vsock-socket-exists-kept "the existing file was left alone" \
+  "the existing file at the --vsock socket path was changed or removed" -- \
+  [ "$(cat "$work/exists.sock" 2>/dev/null)" = keep ]
 expect balloon-bad-setting "unknown setting" -- "$kdom" run --kernel "$probe" --balloon target=64,inflate
 expect balloon-bad-target "target must be a number" -- "$kdom" run --kernel "$probe" --balloon target=lots
 expect balloon-target-above-memory "larger than guest memory" -- "$kdom" run --kernel "$probe" --memory 128 --balloon target=256
 touch "$work/taken.sock"
 expect control-path-exists "already exists" -- "$kdom" run --kernel "$probe" --control "$work/taken.sock"
-if [ -f "$work/taken.sock" ]; then
-  echo "PASS control-path-kept: the existing file was left in place"
-  passed=$((passed + 1))
-else
-  echo "FAIL control-path-kept: kdom removed an existing file at the --control path"
-  failed=$((failed + 1))
-fi
+judge control-path-kept "the existing file was left in place" \
+  "kdom removed an existing file at the --control path" -- [ -f "$work/taken.sock" ]
 expect control-dir-missing "cannot create control socket" -- "$kdom" run --kernel "$probe" --control "$work/no-such-dir/ctl"
 expect balloon-no-socket "no control socket" -- "$kdom" balloon --control "$work/nope.sock" stats
 expect balloon-no-control "needs --control" -- "$kdom" balloon set 64
@@ -113,13 +104,8 @@ if command -v unshare >/dev/null; then
   # The sockets a start made before it failed (on /dev/kvm) are removed again.
   expect sockets-removed "/dev/kvm does not exist" -- unshare --mount sh -c \
     "mount -t tmpfs none /dev && exec \"$kdom\" run --kernel \"$probe\" --control \"$work/c.sock\" --vsock cid=3,socket=\"$work/v.sock\""
-  if [ -e "$work/c.sock" ] || [ -e "$work/v.sock" ]; then
-    echo "FAIL sockets-removed-files: a failed start left $(ls "$work"/c.sock "$work"/v.sock 2>/dev/null | tr '\n' ' ')"
-    failed=$((failed + 1))
-  else
-    echo "PASS sockets-removed-files: no control or vsock socket left behind"
-    passed=$((passed + 1))
-  fi
+  left=$(ls "$work"/c.sock "$work"/v.sock 2>/dev/null | tr '\n' ' ')
+  judge sockets-removed-files "no control or vsock socket left behind" "a failed start left $left" -- [ -z "$left" ]
 fi
 
 echo "bad-input: $passed passed, $failed failed"

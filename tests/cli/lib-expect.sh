@@ -4,6 +4,20 @@
 passed=0
 failed=0
 
+# judge NAME PASS_TEXT FAIL_TEXT -- COMMAND...: a check of what a case left behind, passing
+# when COMMAND succeeds.
+judge() {
+  local name=$1 pass_text=$2 fail_text=$3
+  shift 4
+  if "$@"; then
+    echo "PASS $name: $pass_text"
+    passed=$((passed + 1))
+  else
+    echo "FAIL $name: $fail_text"
+    failed=$((failed + 1))
+  fi
+}
+
 # expect NAME EXPECTED_SUBSTRING -- COMMAND...
 expect() {
   local name=$1 pattern=$2
