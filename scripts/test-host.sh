@@ -103,8 +103,9 @@ guest=$build/guest
 if [ "$host_root" = 0 ] || [ ! "$guest/l1-modules.cpio" -nt "$here/build-guest.sh" ] || [ ! -f "$guest/vmlinuz" ]; then
 	"$here/build-guest.sh" "$guest" || die "scripts/build-guest.sh $guest failed"
 fi
-[ -n "$kdom" ] || { [ -x "$build/kdom" ] && kdom=$build/kdom; } || true
-if [ -n "$kdom" ]; then
+# (--host-root copies nothing in: the command finds its own kdom among this machine's files)
+[ "$host_root" = 1 ] || [ -n "$kdom" ] || { [ -x "$build/kdom" ] && kdom=$build/kdom; } || true
+if [ "$host_root" = 0 ] && [ -n "$kdom" ]; then
 	[ -x "$kdom" ] || die "--kdom $kdom is not an executable"
 	readelf -lW "$kdom" 2>/dev/null | grep INTERP >/dev/null &&
 		die "$kdom is dynamically linked; the test host needs a static kdom (cmake -DKDOM_STATIC=ON)"
@@ -224,14 +225,14 @@ if [ "$host_root" = 0 ]; then
 		cp "$guest/$f" "$run/kdom/build/guest/"
 	done
 	[ -z "$kdom" ] || cp "$kdom" "$run/kdom/build/kdom"
-fi
-if [ "$host_root" = 0 ] && [ -d "$build/tests/guests" ]; then
-	while IFS= read -r -d '' f; do
-		[ "$(head -c4 "$f" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] || continue
-		rel=${f#"$build"/}
-		mkdir -p "$run/kdom/build/$(dirname "$rel")"
-		cp "$f" "$run/kdom/build/$rel"
-	done < <(find "$build/tests/guests" -path '*/CMakeFiles' -prune -o -type f -print0)
+	if [ -d "$build/tests/guests" ]; then
+		while IFS= read -r -d '' f; do
+			[ "$(head -c4 "$f" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] || continue
+			rel=${f#"$build"/}
+			mkdir -p "$run/kdom/build/$(dirname "$rel")"
+			cp "$f" "$run/kdom/build/$rel"
+		done < <(find "$build/tests/guests" -path '*/CMakeFiles' -prune -o -type f -print0)
+	fi
 fi
 for a in "${adds[@]}"; do
 	s=${a%%:*}
