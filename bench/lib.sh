@@ -223,7 +223,7 @@ bench_run_l1() {
 	fi
 	case $rc in
 	0) ;;
-	124) echo "   test host timed out (see $log)" ;;
+	124) echo "   test host hung or timed out (see $log)" ;;
 	125) echo "   test host failed (see $log)" ;;
 	*) echo "   test-host run exited with status $rc (see $log)" ;;
 	esac

@@ -15,8 +15,9 @@
 #   QEMU (with --with-qemu)        /usr/bin/qemu-system-x86_64, its libraries and firmware
 #   anything given with --add
 # L1's console streams to stdout. The script exits with COMMAND's exit status;
-# 124 if the time limit was hit or L1's kernel reports a CPU stuck for 50 s or more (a soft
-# lockup: the test host hung; QEMU is killed either way), 125 if the test host itself failed
+# 124 if the time limit was hit, or L1's kernel reports a CPU stuck for 50 s or more (a soft
+# lockup), or one of L1's CPUs stopped sending its heartbeat (every 5 s, on L1's second serial
+# port) for 60 s: the test host hung; QEMU is killed either way. 125 if the test host itself failed
 # (L1 did not come up, /dev/kvm unusable in L1, L1 crashed before reporting a status).
 #
 # Options:
@@ -40,6 +41,8 @@
 #                       writes reaches this machine. For tests written for a build machine
 #                       with a usable /dev/kvm (tests/with-kvm.sh)
 # Environment: KDOM_TESTHOST_CPU overrides the QEMU CPU model (default EPYC,+svm);
+# KDOM_TESTHOST_HEARTBEAT_S (default 60, at least 10) how long a CPU of L1 may go without a
+# heartbeat before the test host counts as hung;
 # KDOM_TESTHOST_TCG_THREAD=single runs all of L1's vCPUs in one host thread (default multi):
 # the emulated CPU's own faults then come within minutes, a way to study them (docs/testing.md).
 set -euo pipefail
@@ -82,6 +85,9 @@ done
 [ $# -gt 0 ] || usage
 command_line="$*"
 [[ "$timeout_s" =~ ^[0-9]+$ ]] && [ "$timeout_s" -gt 0 ] || die "--timeout wants a number of seconds"
+heartbeat_s=${KDOM_TESTHOST_HEARTBEAT_S:-60}
+[[ "$heartbeat_s" =~ ^[0-9]+$ ]] && [ "$heartbeat_s" -ge 10 ] ||
+	die "KDOM_TESTHOST_HEARTBEAT_S wants a number of seconds, at least 10 (L1's CPUs beat every 5 s)"
 need_tools qemu-system-x86_64 timeout cpio gzip
 [ "$host_root" = 0 ] || [ "$with_qemu" = 0 ] || die "--host-root and --with-qemu do not go together"
 disk_args=()
@@ -150,6 +156,15 @@ ln -s /proc/self/fd /dev/fd
 ln -s /proc/self/fd/0 /dev/stdin
 ln -s /proc/self/fd/1 /dev/stdout
 ln -s /proc/self/fd/2 /dev/stderr
+# A heartbeat from each CPU on the second serial port, which test-host.sh watches: a CPU that
+# stops beating is stuck (the emulated SVM has hung it), whether or not the kernel can say so.
+# The process ids are in /run for tests/e2e/test-host-hang.sh.
+cpu=0
+while [ "$cpu" -lt "$(grep -c ^processor /proc/cpuinfo)" ]; do
+	taskset -c "$cpu" sh -c "while :; do echo cpu$cpu; sleep 5; done" >/dev/ttyS1 2>/dev/null </dev/null &
+	echo $! >"/run/kdom-heartbeat-cpu$cpu.pid"
+	cpu=$((cpu + 1))
+done
 ip link set lo up
 report() { printf '\nKDOM-TESTHOST-%s\n' "$1"; sync; poweroff -f; }
 read -r up _ </proc/uptime
@@ -309,7 +324,7 @@ qemu_stdin=/dev/null
 [ -t 0 ] && qemu_stdin=/dev/stdin
 mkfifo "$work/fifo"
 qemu-system-x86_64 -accel "tcg,thread=$tcg_thread" -cpu "$l1_cpu" -smp "$smp" -m "$mem" \
-	-nodefaults -display none -no-user-config -serial stdio -monitor none -no-reboot \
+	-nodefaults -display none -no-user-config -serial stdio -serial "file:$work/heartbeat" -monitor none -no-reboot \
 	-kernel "$guest/vmlinuz" -initrd "$initrd" -append "console=ttyS0 panic=-1 quiet" "${disk_args[@]}" "${host_root_args[@]}" \
 	<"$qemu_stdin" >"$work/fifo" 2>"$work/qemu.err" &
 qemu_pid=$!
@@ -318,6 +333,8 @@ sed -u 's/\r$//' <"$work/fifo" | tee "$console" ${log:+"$log"} &
 reader_pid=$!
 deadline=$(($(date +%s) + timeout_s))
 timed_out=0 lockup= polls=0
+# Per L1 CPU: heartbeats seen so far, and when that count last changed.
+beats=() beat_at=()
 while kill -0 "$qemu_pid" 2>/dev/null; do
 	if [ "$(date +%s)" -ge "$deadline" ]; then
 		timed_out=1
@@ -329,6 +346,17 @@ while kill -0 "$qemu_pid" 2>/dev/null; do
 	if [ $((++polls % 10)) = 0 ]; then
 		lockup=$(grep -a -m1 -E '^\[[ 0-9.]+\] watchdog: BUG: soft lockup - CPU#[0-9]+ stuck for ([5-9][0-9]|[0-9]{3,})s' \
 			"$console" | sed 's/^.*watchdog: BUG: //' || true)
+		# A CPU whose heartbeat stopped (see L1's /init): the same verdict, for hangs that leave
+		# the kernel no way to report (seen: the whole test host silent for half an hour).
+		now=$(date +%s)
+		for ((cpu = 0; cpu < smp && ${#lockup} == 0; cpu++)); do
+			n=$(grep -a -c "^cpu$cpu\b" "$work/heartbeat" 2>/dev/null || true)
+			if [ "${n:-0}" != "${beats[cpu]:-0}" ]; then
+				beats[cpu]=$n beat_at[cpu]=$now
+			elif [ "${n:-0}" -gt 0 ] && [ $((now - beat_at[cpu])) -ge "$heartbeat_s" ]; then
+				lockup="CPU#$cpu sent no heartbeat for $((now - beat_at[cpu]))s"
+			fi
+		done
 		if [ -n "$lockup" ]; then
 			timed_out=1
 			kill -KILL "$qemu_pid" 2>/dev/null || true
@@ -342,7 +370,7 @@ qemu_pid=
 wait "$reader_pid" 2>/dev/null || true
 
 if [ -n "$lockup" ]; then
-	echo "test-host.sh: error: the test host hung: its kernel reports a $lockup; QEMU killed" >&2
+	echo "test-host.sh: error: the test host hung: ${lockup/#soft/its kernel reports a soft}; QEMU killed" >&2
 	exit 124
 fi
 if [ "$timed_out" = 1 ]; then

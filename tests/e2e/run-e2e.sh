@@ -70,7 +70,7 @@ if [ "$host_rc" = 124 ] || [ "$host_rc" = 125 ]; then
 	# caused by the VMM comes back. (A scenario whose guest died of the same emulation's CPU
 	# faults runs once more inside scenarios.sh, E2E-RETRY; any other failure is final.)
 	if [ "$host_rc" = 124 ]; then
-		echo "run-e2e.sh: WARNING: the test host hung (no progress for ${timeout_s}s); running the scenarios once more" >&2
+		echo "run-e2e.sh: WARNING: the test host hung (its time limit, a soft lockup or a stopped heartbeat: see test-host.sh's error line above); running the scenarios once more" >&2
 	else
 		echo "run-e2e.sh: WARNING: the test host itself failed (L1 crashed or /dev/kvm unusable); running the scenarios once more" >&2
 	fi
@@ -141,7 +141,7 @@ if grep -q '^E2E-CHECK setup\.[a-z]* FAIL' "$log"; then
 fi
 if [ "$host_rc" -ne 0 ]; then
 	case "$host_rc" in
-	124) echo "test host: FAIL (timed out after ${timeout_s}s)" ;;
+	124) echo "test host: FAIL (hung twice: its ${timeout_s}s limit, a soft lockup or a stopped heartbeat)" ;;
 	125) echo "test host: FAIL (the test host itself failed; /dev/kvm unusable or L1 crashed)" ;;
 	*) echo "test host: the scenarios exited with status $host_rc" ;;
 	esac
