@@ -65,9 +65,13 @@ class FakeDevice : public VirtioDevice {
 
 class FakeMsix : public pci::MsixInterrupts {
  public:
-  void update(uint16_t vector, const pci::MsixMessage& message) override { routes[vector] = message; }
+  void update(uint16_t vector, const pci::MsixMessage& message) override {
+    routes[vector] = message;
+    ++updates;
+  }
   void fire(uint16_t vector, const pci::MsixMessage& message) override { fires.emplace_back(vector, message); }
   std::map<uint16_t, pci::MsixMessage> routes;
+  int updates = 0;
   std::vector<std::pair<uint16_t, pci::MsixMessage>> fires;
 };
 
@@ -382,6 +386,12 @@ TEST_F(VirtioPciTest, MsixTableEntriesAreStoredAndRouted) {
   EXPECT_EQ(bar_read(VirtioPci::kMsixTableOffset + 32, 8), 0xfee01000u);
   EXPECT_EQ(bar_read(VirtioPci::kMsixTableOffset + 40, 4), 0x4055u);
   EXPECT_EQ(bar_read(VirtioPci::kMsixTableOffset + 44, 4), 1u);
+  // Not routed while it cannot deliver (masked, MSI-X disabled); routed once it can.
+  EXPECT_EQ(msix->updates, 0);
+  bar_write(VirtioPci::kMsixTableOffset + 32 + 12, 4, 0);  // unmask
+  EXPECT_EQ(msix->updates, 0);
+  enable_msix();
+  EXPECT_EQ(msix->updates, 1);
   EXPECT_EQ(msix->routes[2], (pci::MsixMessage{0xfee01000, 0x4055}));
   // Entries start masked.
   EXPECT_EQ(bar_read(VirtioPci::kMsixTableOffset + 12, 4), 1u);
@@ -390,6 +400,36 @@ TEST_F(VirtioPciTest, MsixTableEntriesAreStoredAndRouted) {
   EXPECT_EQ(bar_read(VirtioPci::kMsixTableOffset + 12, 4), 0u);
   bar_write(pci.msix_pba_offset(), 8, ~uint64_t{0});
   EXPECT_EQ(pba(), 0u);
+}
+
+TEST_F(VirtioPciTest, MsixRouteFollowsTheMessageOncePerReprogramming) {
+  enable_msix();
+  program_vector(1, 0xfee00000, 0x31, false);
+  const int first = msix->updates;
+  EXPECT_EQ(msix->routes[1], (pci::MsixMessage{0xfee00000, 0x31}));
+  // As Linux moves a vector: mask, rewrite address and data a word at a time, unmask. One
+  // route, the final message, not one per half-written message.
+  bar_write(VirtioPci::kMsixTableOffset + 16 + 12, 4, 1);
+  program_vector(1, 0xfee02000, 0x52, true);
+  EXPECT_EQ(msix->updates, first);
+  bar_write(VirtioPci::kMsixTableOffset + 16 + 12, 4, 0);
+  EXPECT_EQ(msix->updates, first + 1);
+  EXPECT_EQ(msix->routes[1], (pci::MsixMessage{0xfee02000, 0x52}));
+  // Unchanged: masking and unmasking again installs nothing.
+  bar_write(VirtioPci::kMsixTableOffset + 16 + 12, 4, 1);
+  bar_write(VirtioPci::kMsixTableOffset + 16 + 12, 4, 0);
+  EXPECT_EQ(msix->updates, first + 1);
+  // An unmasked entry rewritten in place is routed as it changes.
+  bar_write(VirtioPci::kMsixTableOffset + 16 + 8, 4, 0x53);
+  EXPECT_EQ(msix->updates, first + 2);
+  EXPECT_EQ(msix->routes[1], (pci::MsixMessage{0xfee02000, 0x53}));
+  // Changed under the function mask: routed when the function mask is lifted.
+  enable_msix(true);
+  program_vector(1, 0xfee03000, 0x54, false);
+  EXPECT_EQ(msix->updates, first + 2);
+  enable_msix(false);
+  EXPECT_EQ(msix->updates, first + 3);
+  EXPECT_EQ(msix->routes[1], (pci::MsixMessage{0xfee03000, 0x54}));
 }
 
 class VirtioPciActiveTest : public VirtioPciTest {

@@ -60,7 +60,6 @@ void MsixTable::write_table(uint64_t offset, std::span<const uint8_t> data) {
     if (at >= table_bytes()) break;
     const auto vector = static_cast<uint16_t>(at / kMsixEntrySize);
     Entry& entry = entries_[vector];
-    const Entry before = entry;
     // The bytes of this write that fall in this entry.
     for (; i < data.size() && (offset + i) / kMsixEntrySize == vector && offset + i < table_bytes(); ++i) {
       const auto byte_at = static_cast<uint32_t>((offset + i) % kMsixEntrySize);
@@ -69,13 +68,10 @@ void MsixTable::write_table(uint64_t offset, std::span<const uint8_t> data) {
       if (byte_at >= 12) value = byte_at == 12 ? static_cast<uint8_t>(value & kMsixVectorControlMask) : 0;
       set_entry_byte(entry, byte_at, value);
     }
-    if (entry.address_low != before.address_low || entry.address_high != before.address_high ||
-        entry.data != before.data) {
-      if (interrupts_) interrupts_->update(vector, MsixMessage{uint64_t{entry.address_high} << 32 | entry.address_low, entry.data});
-    }
+    route_locked(vector);
     if (entry.pending && enabled_ && !masked_locked(entry)) {
       entry.pending = false;
-      if (interrupts_) interrupts_->fire(vector, MsixMessage{uint64_t{entry.address_high} << 32 | entry.address_low, entry.data});
+      if (interrupts_) interrupts_->fire(vector, message_of(entry));
     }
   }
 }
@@ -99,13 +95,23 @@ void MsixTable::set_control(uint16_t message_control) {
   deliver_unmasked_pending_locked();
 }
 
+void MsixTable::route_locked(uint16_t vector) {
+  Entry& entry = entries_[vector];
+  if (!enabled_ || masked_locked(entry)) return;
+  const MsixMessage message = message_of(entry);
+  if (entry.routed == message) return;
+  if (interrupts_) interrupts_->update(vector, message);
+  entry.routed = message;
+}
+
 void MsixTable::deliver_unmasked_pending_locked() {
   if (!enabled_ || function_masked_) return;
   for (size_t v = 0; v < entries_.size(); ++v) {
+    route_locked(static_cast<uint16_t>(v));
     Entry& entry = entries_[v];
     if (entry.pending && !masked_locked(entry)) {
       entry.pending = false;
-      if (interrupts_) interrupts_->fire(static_cast<uint16_t>(v), MsixMessage{uint64_t{entry.address_high} << 32 | entry.address_low, entry.data});
+      if (interrupts_) interrupts_->fire(static_cast<uint16_t>(v), message_of(entry));
     }
   }
 }
@@ -118,7 +124,7 @@ bool MsixTable::signal(uint16_t vector) {
   if (masked_locked(entry)) {
     entry.pending = true;
   } else if (interrupts_) {
-    interrupts_->fire(vector, MsixMessage{uint64_t{entry.address_high} << 32 | entry.address_low, entry.data});
+    interrupts_->fire(vector, message_of(entry));
   }
   return true;
 }
@@ -141,8 +147,7 @@ bool MsixTable::pending(uint16_t vector) const {
 MsixMessage MsixTable::message(uint16_t vector) const {
   std::lock_guard lock(mutex_);
   if (vector >= entries_.size()) return {};
-  const Entry& entry = entries_[vector];
-  return MsixMessage{uint64_t{entry.address_high} << 32 | entry.address_low, entry.data};
+  return message_of(entries_[vector]);
 }
 
 }  // namespace kdom::devices::pci

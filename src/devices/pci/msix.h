@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -22,8 +23,11 @@ struct MsixMessage {
 class MsixInterrupts {
  public:
   virtual ~MsixInterrupts() = default;
-  // The guest changed `vector`'s address or data (a backend reprograms its route). Called with
-  // the table's lock held; must not call back into the table.
+  // `vector` will deliver `message` from now on (a backend reprograms its route). Called only
+  // while the vector can deliver (MSI-X enabled, vector unmasked), once per new message: a
+  // guest rewrites a masked entry a word at a time (Linux does), and routing each half-written
+  // message would cost a routing-table install each. Called with the table's lock held; must
+  // not call back into the table.
   virtual void update(uint16_t vector, const MsixMessage& message) = 0;
   // Delivers `vector` (MSI-X enabled, vector unmasked). Called with the table's lock held, from
   // any thread.
@@ -79,10 +83,16 @@ class MsixTable {
     uint32_t data = 0;
     uint32_t control = kMsixVectorControlMask;
     bool pending = false;
+    std::optional<MsixMessage> routed;  // the message last given to update()
   };
+  static MsixMessage message_of(const Entry& entry) {
+    return MsixMessage{uint64_t{entry.address_high} << 32 | entry.address_low, entry.data};
+  }
   static uint8_t entry_byte(const Entry& entry, uint32_t at);
   static void set_entry_byte(Entry& entry, uint32_t at, uint8_t value);
   bool masked_locked(const Entry& entry) const { return function_masked_ || (entry.control & kMsixVectorControlMask); }
+  // Gives the entry's message to update() if it can deliver and its route is not that message.
+  void route_locked(uint16_t vector);
   void deliver_unmasked_pending_locked();
 
   mutable std::mutex mutex_;
