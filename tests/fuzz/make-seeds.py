@@ -104,3 +104,30 @@ rx = bytearray(ring(3, [(0x400, 1526, WRITE, 0), (0xa00, 1526, WRITE, 0), (0x100
 rx[0] |= 0x40
 write("fuzz_net", "four-buffers-rx-mergeable", bytes(rx) + bytes([0x0b]))
 write("fuzz_net", "four-buffers-rx", bytes(rx) + bytes([0x0a]))
+
+
+# virtio PCI transport (tests/fuzz/fuzz_virtio_pci.cc): 12-byte operations, the set-up a Linux
+# driver makes, then a request in guest RAM and its notification.
+def op(kind, offset, size, value=0):
+    return struct.pack("<BHBQ", kind, offset, {1: 0, 2: 1, 4: 2, 8: 3}[size], value)
+
+
+CFG_WRITE, CFG_READ, BAR_WRITE, BAR_READ, RAM = range(5)
+ACK, DRIVER, DRIVER_OK, FEATURES_OK = 1, 2, 4, 8
+QUEUE = 0x1000  # descriptors at 0x1000, available ring at 0x1100, used ring at 0x1200
+pci_ops = [op(CFG_WRITE, 0x04, 2, 0x6),                     # command: memory space, bus master
+           op(CFG_READ, 0x34, 1),                           # capabilities pointer
+           op(BAR_WRITE, 0x14, 1, 0), op(BAR_WRITE, 0x14, 1, ACK), op(BAR_WRITE, 0x14, 1, ACK | DRIVER),
+           op(BAR_WRITE, 0x00, 4, 1), op(BAR_READ, 0x04, 4),  # device features, high half
+           op(BAR_WRITE, 0x08, 4, 1), op(BAR_WRITE, 0x0c, 4, 1),  # VERSION_1
+           op(BAR_WRITE, 0x14, 1, ACK | DRIVER | FEATURES_OK), op(BAR_READ, 0x14, 1),
+           op(BAR_WRITE, 0x16, 2, 0), op(BAR_WRITE, 0x18, 2, 8), op(BAR_WRITE, 0x1a, 2, 0),
+           op(BAR_WRITE, 0x20, 8, QUEUE), op(BAR_WRITE, 0x28, 8, QUEUE + 0x100),
+           op(BAR_WRITE, 0x30, 8, QUEUE + 0x200), op(BAR_WRITE, 0x1c, 2, 1),
+           op(BAR_WRITE, 0x4000, 4, 0xfee00000), op(BAR_WRITE, 0x4008, 4, 0x41), op(BAR_WRITE, 0x400c, 4, 0),
+           op(BAR_WRITE, 0x14, 1, ACK | DRIVER | FEATURES_OK | DRIVER_OK),
+           # descriptor 0: 64 writable bytes at 0x2000; avail ring: flags 0, idx 1, ring[0] = 0
+           op(RAM, QUEUE // 8, 8, 0x2000), op(RAM, QUEUE // 8 + 1, 8, 64 | WRITE << 32),
+           op(RAM, (QUEUE + 0x100) // 8, 8, 1 << 16),
+           op(BAR_WRITE, 0x3000, 2, 0), op(BAR_READ, 0x1000, 1), op(BAR_READ, 0x4800, 8)]
+write("fuzz_virtio_pci", "linux-setup-and-one-request", b"".join(pci_ops))
