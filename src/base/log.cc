@@ -21,6 +21,13 @@ void log_line(std::string_view line) {
   }
 }
 
+void CappedLog::line(std::string_view text) {
+  const uint64_t seen = count_.fetch_add(1);
+  if (seen < limit_) log_line(text);
+  if (seen + 1 == limit_)
+    log_line(kind_ + ": " + std::to_string(limit_) + " such lines logged; later ones are only counted");
+}
+
 namespace {
 
 double monotonic_now() {

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "base/error.h"
@@ -255,6 +256,20 @@ TEST_F(VirtioPciTest, DriverOkWithoutFeaturesOkNeedsReset) {
   set_status(kStatusAcknowledge | kStatusDriver | kStatusDriverOk);
   EXPECT_NE(status() & kStatusDeviceNeedsReset, 0);
   EXPECT_EQ(device->activations, 0);
+}
+
+TEST_F(VirtioPciTest, ADriverThatKeepsFailingCannotFloodTheLog) {
+  testing::internal::CaptureStderr();
+  for (int i = 0; i < 100; ++i) {
+    set_status(0);  // reset
+    set_status(kStatusAcknowledge | kStatusDriver | kStatusDriverOk);
+    ASSERT_NE(status() & kStatusDeviceNeedsReset, 0);
+  }
+  const std::string out = testing::internal::GetCapturedStderr();
+  size_t lines = 0;
+  for (char c : out) lines += c == '\n';
+  EXPECT_EQ(lines, 11u) << out;  // ten failures, and the line saying later ones are only counted
+  EXPECT_NE(out.find("later ones are only counted"), std::string::npos);
 }
 
 TEST_F(VirtioPciTest, QueueConfigurationAndActivation) {

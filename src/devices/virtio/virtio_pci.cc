@@ -350,7 +350,7 @@ void VirtioPci::notify(uint16_t queue) {
 }
 
 void VirtioPci::fail(const std::string& reason) {
-  log_line("virtio-pci device " + std::to_string(static_cast<int>(device_->type())) +
+  failure_log_.line("virtio-pci device " + std::to_string(static_cast<int>(device_->type())) +
            " needs reset: " + reason);
   status_ = static_cast<uint8_t>(status_.load() | kStatusDeviceNeedsReset);
   config_generation_.fetch_add(1);

@@ -22,6 +22,7 @@
 #include <span>
 #include <vector>
 
+#include "base/log.h"
 #include "devices/bus.h"
 #include "devices/interrupt_line.h"
 #include "devices/pci/msix.h"
@@ -170,6 +171,8 @@ class VirtioPci : public pci::PciDevice, public BusDevice {
   uint64_t bar_size_ = 0;
   uint8_t msix_capability_ = 0;
   uint8_t pci_cfg_capability_ = 0;
+  // A driver can break its queues, reset and break them again, as often as it likes.
+  CappedLog failure_log_{"virtio-pci: device needs reset", 10};
 
   // Common configuration state, under mutex_.
   mutable std::mutex mutex_;

@@ -259,7 +259,7 @@ void VsockDevice::close_connection(const Key& key, bool send_rst, const char* wh
   auto it = connections_.find(key);
   if (it == connections_.end()) return;
   if (why != nullptr)
-    log_line("vsock: closing connection host port " + std::to_string(key.first) + " <-> guest port " +
+    close_log_.line("vsock: closing connection host port " + std::to_string(key.first) + " <-> guest port " +
              std::to_string(key.second) + ": " + why);
   if (send_rst) queue_packet(it->second->make_header(config_.guest_cid, kVsockOpRst));
   connection_by_fd_.erase(it->second->host_fd());

@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/log.h"
 #include "base/unique_fd.h"
 #include "devices/virtio/virtio_device.h"
 #include "devices/virtio/vsock_connection.h"
@@ -120,6 +121,8 @@ class VsockDevice : public VirtioDevice {
   DeviceFailure failure_;
   QueueInterrupt queue_interrupt_;
   std::map<Key, std::unique_ptr<VsockConnection>> connections_;
+  // Why connections were closed: a guest can open and misuse connections without end.
+  CappedLog close_log_{"vsock: closed connections", 20};
   std::unordered_map<int, Key> connection_by_fd_;
   std::unordered_map<int, Handshake> handshakes_;
   std::deque<VsockHeader> control_;       // packets without payload waiting for rx buffers
