@@ -164,8 +164,7 @@ std::string VsockDevice::serve_backend_locked() {
   try {
     pump();
   } catch (const VirtqueueError& error) {
-    log_line(std::string("virtio-vsock: ") + error.what());
-    return error.what();
+    return error.what();  // logged by the transport, which asks the driver for a reset
   }
   return {};
 }
