@@ -345,7 +345,7 @@ while kill -0 "$qemu_pid" 2>/dev/null; do
 	# host hung (docs/testing.md), and no time limit need be waited out for that.
 	if [ $((++polls % 10)) = 0 ]; then
 		lockup=$(grep -a -m1 -E '^\[[ 0-9.]+\] watchdog: BUG: soft lockup - CPU#[0-9]+ stuck for ([5-9][0-9]|[0-9]{3,})s' \
-			"$console" | sed 's/^.*watchdog: BUG: //' || true)
+			"$console" | sed 's/^.*watchdog: BUG: /its kernel reports a /' || true)
 		# A CPU whose heartbeat stopped (see L1's /init): the same verdict, for hangs that leave
 		# the kernel no way to report (seen: the whole test host silent for half an hour).
 		now=$(date +%s)
@@ -370,7 +370,7 @@ qemu_pid=
 wait "$reader_pid" 2>/dev/null || true
 
 if [ -n "$lockup" ]; then
-	echo "test-host.sh: error: the test host hung: ${lockup/#soft/its kernel reports a soft}; QEMU killed" >&2
+	echo "test-host.sh: error: the test host hung: $lockup; QEMU killed" >&2
 	exit 124
 fi
 if [ "$timed_out" = 1 ]; then
