@@ -53,7 +53,7 @@ if [ -z "$l1_log" ]; then
 		>"$out/test-host.out" 2>&1 || bench_fail "the test-host run failed or a check failed (see $l1_log)"
 fi
 [ -f "$l1_log" ] || bench_die "no test-host log $l1_log"
-# A run that failed of the test host's emulation runs once more (E2E-RETRY): only a final
+# A run that failed of the test host's emulation runs again (E2E-RETRY): only a final
 # failure fails the benchmark. A direction that a failed attempt did not finish has no figure.
 if grep -a -q '^E2E-SCENARIO net FAIL' "$l1_log"; then
 	bench_fail "a net run failed its checks: $(grep -a '^E2E-CHECK net\.[a-z-]* FAIL' "$l1_log" | head -n 3 | tr '\n' ' ')"

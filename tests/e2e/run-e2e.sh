@@ -68,7 +68,7 @@ if [ "$host_rc" = 124 ] || [ "$host_rc" = 125 ]; then
 	# entry): seen once in a while with nested SVM under TCG, whatever the VMM. No scenario
 	# reached a verdict. Say so and run everything once more on a fresh disk; a failure
 	# caused by the VMM comes back. (A scenario whose guest died of the same emulation's CPU
-	# faults runs once more inside scenarios.sh, E2E-RETRY; any other failure is final.)
+	# faults runs again inside scenarios.sh, E2E-RETRY; any other failure is final.)
 	if [ "$host_rc" = 124 ]; then
 		echo "run-e2e.sh: WARNING: the test host hung (its time limit, a soft lockup or a stopped heartbeat: see test-host.sh's error line above); running the scenarios once more" >&2
 	else

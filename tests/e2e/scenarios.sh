@@ -488,6 +488,13 @@ emulation_fault() {
 	fi
 }
 
+attempt_words() {
+	case "$1" in
+	2) echo ", second attempt" ;;
+	3) echo ", third attempt" ;;
+	esac
+}
+
 kernel_spun_with_interrupts_off() {
 	grep -q 'kdom: state at SIGQUIT' "$work/stderr" 2>/dev/null || return 1
 	vcpus=$(grep -c 'kdom: vCPU [0-9]*: rip=' "$work/stderr")
@@ -498,22 +505,22 @@ kernel_spun_with_interrupts_off() {
 	[ "$vcpus" -gt 0 ] && [ "$spinning" = "$vcpus" ]
 }
 
-# A scenario whose guest died of such a fault runs once more, and says so (E2E-RETRY); a
-# second failure of any kind fails it. Any other failure fails it at once.
+# A scenario whose guest died of such a fault runs again, twice at most, and says so each
+# time (E2E-RETRY); the third failure of any kind fails it. Any other failure fails it at once.
 for scenario in "$@"; do
-	retried=
+	attempt=1
 	while :; do
 		failed=0
-		echo "E2E: ==== $scenario ($vmm)${retried:+, second attempt} ===="
+		echo "E2E: ==== $scenario ($vmm)$(attempt_words "$attempt") ===="
 		run_scenario
 		if [ "$failed" = 0 ]; then
 			echo "E2E-SCENARIO $scenario PASS ${secs}s"
 			break
 		fi
 		dump_logs
-		if [ -z "$retried" ] && cause=$(emulation_fault); then
-			echo "E2E-RETRY $scenario: $cause, a fault of the test host's CPU emulation; running it once more"
-			retried=yes
+		if [ "$attempt" -lt 3 ] && cause=$(emulation_fault); then
+			attempt=$((attempt + 1))
+			echo "E2E-RETRY $scenario: $cause, a fault of the test host's CPU emulation; running it again ($(attempt_words "$attempt" | sed 's/^, //'))"
 			continue
 		fi
 		echo "E2E-SCENARIO $scenario FAIL ${secs}s"
