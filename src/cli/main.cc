@@ -1,5 +1,5 @@
-// kdom: the command line. Today it has `kdom run`, which boots one domain in the foreground;
-// the daemon's commands come later.
+// kdom: the command line. Today it has `kdom run`, which boots one domain in the foreground,
+// and `kdom balloon`, which resizes a running domain's balloon; the daemon's commands come later.
 #include <signal.h>
 
 #include <cstdlib>
@@ -14,6 +14,10 @@
 #include "cli/run_options.h"
 #include "vmm/domain.h"
 
+#ifndef KDOM_VERSION
+#error "KDOM_VERSION must be defined by the build (CMake's project version)"
+#endif
+
 #ifndef KDOM_GUEST_DIR
 #define KDOM_GUEST_DIR "/usr/share/kdom/guest"
 #endif
@@ -24,7 +28,8 @@ constexpr const char* kUsage =
     "usage: kdom run [--kernel PATH] [--initrd PATH] [--cmdline STR] [--memory MiB] [--vcpus N]\n"
     "                [--console stdio|pty|none|file:PATH]\n"
     "       kdom run --help\n"
-    "       kdom balloon --control PATH set MIB | stats\n";
+    "       kdom balloon --control PATH set MIB | stats\n"
+    "       kdom --version\n";
 
 std::string guest_dir() {
   const char* from_environment = std::getenv("KDOM_GUEST_DIR");
@@ -48,9 +53,17 @@ int run_command(const std::vector<std::string>& args) {
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+  if (args.empty()) {
+    std::cerr << kUsage;
+    return 1;
+  }
+  if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::cout << kUsage;
-    return args.empty() ? 1 : 0;
+    return 0;
+  }
+  if (args[0] == "--version" || args[0] == "version") {
+    std::cout << "kdom " << KDOM_VERSION << "\n";
+    return 0;
   }
   try {
     if (args[0] == "run") return run_command({args.begin() + 1, args.end()});

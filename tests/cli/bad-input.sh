@@ -28,6 +28,14 @@ head -c $((300 * 1024 * 1024)) /dev/zero >"$work/huge-initrd"
 
 expect unknown-option "not expected" -- "$kdom" run --bogus
 expect unknown-command "unknown command" -- "$kdom" frobnicate
+"$kdom" >"$work/out" 2>"$work/err"
+status=$?
+judge no-command "no command: exit 1, the usage on stderr" "no command: exit $status, stderr '$(head -c 200 "$work/err")', stdout '$(head -c 200 "$work/out")'" -- \
+  sh -c "[ $status -eq 1 ] && grep -q '^usage: kdom run' '$work/err' && [ ! -s '$work/out' ]"
+version=$("$kdom" --version 2>&1)
+status=$?
+judge version "kdom --version: '$version'" "kdom --version: exit $status, printed '$version'" -- \
+  sh -c "[ $status -eq 0 ] && echo '$version' | grep -qx 'kdom [0-9]*\.[0-9]*\.[0-9]*'"
 expect kernel-missing "cannot read kernel" -- "$kdom" run --kernel "$work/nope"
 expect kernel-garbage "neither an ELF file nor a bzImage" -- "$kdom" run --kernel "$work/garbage"
 expect kernel-truncated-elf "truncated" -- "$kdom" run --kernel "$work/truncated.elf"
