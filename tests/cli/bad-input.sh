@@ -2,7 +2,8 @@
 # Bad input to `kdom run`: each case must end with one clear error line naming the problem
 # and a non-zero exit, within a few seconds (no crash, no hang). kdom checks what the user
 # named before it opens /dev/kvm, so these need no KVM; the cases that do (a TAP held by a
-# running domain, /dev/kvm without permission) are in bad-input-kvm.sh.
+# running domain, /dev/kvm without permission) are in bad-input-kvm.sh. Also: `kdom` with no
+# command (usage on stderr, exit 1) and `kdom --version`.
 #   bad-input.sh KDOM_BINARY PROBE_ELF
 set -uo pipefail
 kdom=$1
