@@ -12,6 +12,7 @@ packages=(
   qemu-system-x86 qemu-utils busybox-static cpio lz4 kmod binutils procps e2fsprogs
   clang-14 libclang-rt-14-dev
   fio  # bench/virtio-blk.sh: a cross-check of the host read figures
+  acpica-tools  # iasl: a unit test reads kdom's DSDT back with ACPICA's disassembler
   qemu-system-common  # its virtiofsd: tests that need KVM run in the test host where /dev/kvm is missing
 )
 sudo=""

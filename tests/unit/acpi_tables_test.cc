@@ -1,12 +1,17 @@
 // Tests of the ACPI tables: RSDP (signature, both checksums, revision), the XSDT walk to the
 // FADT and MADT, every table's checksum, the MADT's local APICs and IOAPIC, and the FADT's
-// hardware-reduced sleep control register and DSDT (\_S5 and the pvpanic device).
+// hardware-reduced sleep control register and DSDT (\_S5 and the pvpanic device), and the
+// whole DSDT as ACPICA's disassembler (iasl, Debian's acpica-tools) reads it back.
 #include "arch/x86/acpi_tables.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <map>
 #include <string>
 #include <string_view>
@@ -175,6 +180,34 @@ TEST_P(Acpi, DsdtHasS5PackageAndPvpanicDevice) {
   const char io[] = {0x47, 0x01, static_cast<char>(lo), static_cast<char>(hi), static_cast<char>(lo),
                      static_cast<char>(hi)};
   EXPECT_NE(aml.find(std::string_view(io, sizeof(io))), std::string_view::npos);
+}
+
+// The reference parser of the language must read our AML back as the devices it is meant to
+// be; byte checks alone would pass an encoder and a test that agree on a mistake.
+TEST_P(Acpi, DsdtDisassemblesWithIaslIntoItsDevices) {
+  ASSERT_EQ(std::system("command -v iasl >/dev/null 2>&1"), 0)
+      << "iasl is missing: install Debian's acpica-tools (scripts/setup.sh does)";
+  uint64_t dsdt = tables_by_signature().at("DSDT");
+  uint32_t length = get<uint32_t>(dsdt, 4);
+  ASSERT_TRUE(in_blob(dsdt, length));
+  char dir_template[] = "/tmp/kdom-acpi-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template), nullptr);
+  const std::filesystem::path dir(dir_template);
+  std::ofstream(dir / "dsdt.dat", std::ios::binary).write(reinterpret_cast<const char*>(at(dsdt)), length);
+  const int status = std::system(("cd '" + dir.string() + "' && iasl -d dsdt.dat >iasl.log 2>&1").c_str());
+  std::stringstream log, dsl;
+  log << std::ifstream(dir / "iasl.log").rdbuf();
+  dsl << std::ifstream(dir / "dsdt.dsl").rdbuf();
+  std::filesystem::remove_all(dir);
+  ASSERT_EQ(status, 0) << log.str();
+  const std::string text = dsl.str();
+  for (const char* expected :
+       {"Name (_S5, Package (0x02)", "Device (PCI0)", "Device (COM1)", "Device (RTC)", "Device (PEVT)",
+        "Device (PWRB)", "Name (_HID, \"PNP0C0C\"", "Device (GED0)", "Name (_HID, \"ACPI0013\"",
+        "Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )", "0x00000017,",
+        "Method (_EVT, 1, NotSerialized)", "Notify (\\_SB.PWRB, 0x80)"})
+    EXPECT_NE(text.find(expected), std::string::npos) << "iasl's reading of the DSDT has no '" << expected << "':\n"
+                                                      << text;
 }
 
 INSTANTIATE_TEST_SUITE_P(VcpuCounts, Acpi, ::testing::Values(1u, 4u, 64u));

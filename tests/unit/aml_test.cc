@@ -1,6 +1,6 @@
 // Tests of the AML encoders: PkgLength at its size boundaries (decoded value = body length
 // + the encoding's own size), integer opcodes by width, name segments, strings, packages,
-// scopes, devices and the I/O port resource template.
+// scopes, devices, methods, Notify, and the I/O port and interrupt resource templates.
 #include "arch/x86/aml.h"
 
 #include <gtest/gtest.h>
@@ -125,6 +125,28 @@ TEST(AmlIoPortResource, IsABufferWithAnIoDescriptorAndEndTag) {
   EXPECT_EQ(other[6], 0xf8);
   EXPECT_EQ(other[7], 0x03);
   EXPECT_EQ(other[11], 8);
+}
+
+TEST(AmlMethod, HasLengthNameAndArgumentCount) {
+  EXPECT_EQ(method("_EVT", 1, {0xa3}), (Bytes{0x14, 0x07, '_', 'E', 'V', 'T', 0x01, 0xa3}));
+  EXPECT_THROW(method("_EVT", 8, {}), Error);
+}
+
+TEST(AmlNotify, NamesTheDeviceFromTheRoot) {
+  EXPECT_EQ(notify("_SB_", "PWRB", 0x80),
+            (Bytes{0x86, '\\', 0x2e, '_', 'S', 'B', '_', 'P', 'W', 'R', 'B', 0x0a, 0x80}));
+}
+
+TEST(AmlEdgeInterruptResource, IsAnExtendedInterruptDescriptorForOneGsi) {
+  Bytes expected{0x11, 0x0e,                         // BufferOp, PkgLength 14
+                 0x0a, 0x0b,                         // buffer size 11
+                 0x89, 0x06, 0x00,                   // Extended Interrupt, length 6
+                 0x03,                               // consumer, edge, active high, exclusive
+                 0x01, 0x17, 0x00, 0x00, 0x00,       // one GSI: 23
+                 0x79, 0x00};                        // end tag
+  EXPECT_EQ(edge_interrupt_resource(23), expected);
+  Bytes high = edge_interrupt_resource(0x12345678);
+  EXPECT_EQ((Bytes(high.begin() + 9, high.begin() + 13)), (Bytes{0x78, 0x56, 0x34, 0x12}));
 }
 
 }  // namespace

@@ -24,6 +24,7 @@ constexpr uint16_t kBootArchVgaAbsent = 1u << 2;
 constexpr uint8_t kGasSystemIo = 1;
 constexpr uint8_t kGasByteAccess = 1;
 constexpr uint8_t kCmosCenturyIndex = 0x32;
+constexpr uint8_t kAcpiNotifyButtonPressed = 0x80;
 
 class Writer {
  public:
@@ -108,8 +109,15 @@ std::vector<uint8_t> dsdt_body(const AcpiConfig& config) {
   // as its windows; BARs are assigned by kdom, and MSI-X needs no _PRT.
   Bytes pci0 = device("PCI0", concat({name("_HID", string("PNP0A03")), name("_UID", integer(0)),
                                       name("_CRS", pci_host_bridge_resources(config))}));
+  // A hardware-reduced machine has no fixed power button (the FADT says so): this one is a
+  // control-method button, notified by the Generic Event Device when its interrupt comes.
+  Bytes power_button = device("PWRB", concat({name("_HID", string("PNP0C0C")), name("_UID", integer(0))}));
+  Bytes event_device = device(
+      "GED0", concat({name("_HID", string("ACPI0013")), name("_UID", integer(0)),
+                      name("_CRS", edge_interrupt_resource(config.power_button_gsi)),
+                      method("_EVT", 1, notify("_SB_", "PWRB", kAcpiNotifyButtonPressed))}));
   return concat({name("_S5_", package({integer(kAcpiS5SleepType), integer(0)})),
-                 scope("_SB_", concat({pci0, com1, rtc, pvpanic}))});
+                 scope("_SB_", concat({pci0, com1, rtc, pvpanic, power_button, event_device}))});
 }
 
 std::vector<uint8_t> fadt_body(const AcpiConfig& config, uint64_t dsdt_address) {

@@ -1,6 +1,7 @@
 // ACPI tables for a hardware-reduced x86 guest: RSDP, XSDT, FADT (sleep control register for
 // poweroff, reset register), DSDT (\_S5; the PCI host bridge and its windows; COM1, the RTC
-// and pvpanic with their ports and interrupts) and MADT (every vCPU's local APIC and the IOAPIC). The MADT is how a guest finds
+// and pvpanic with their ports and interrupts; a power button, pressed through a Generic Event
+// Device's interrupt) and MADT (every vCPU's local APIC and the IOAPIC). The MADT is how a guest finds
 // all its vCPUs. A hardware-reduced machine has no implied legacy ISA devices, so every device
 // with an interrupt must be in the DSDT for the guest to route that interrupt.
 #pragma once
@@ -22,6 +23,9 @@ struct AcpiConfig {
   uint8_t com1_irq = 4;
   uint16_t rtc_port = 0x70;
   uint8_t rtc_irq = 8;
+  // An edge on this GSI presses the power button: the Generic Event Device's _EVT notifies
+  // \_SB.PWRB (0x80, "pressed"), and the guest's OS decides what to do (a clean poweroff).
+  uint32_t power_button_gsi = 23;
   // The PCI host bridge's memory window (BARs are assigned inside it).
   uint32_t pci_mmio_first = 0xc0000000;
   uint32_t pci_mmio_last = 0xfebfffff;

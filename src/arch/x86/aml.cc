@@ -18,7 +18,10 @@ constexpr uint8_t kScopeOp = 0x10;
 constexpr uint8_t kBufferOp = 0x11;
 constexpr uint8_t kPackageOp = 0x12;
 constexpr uint8_t kExtOpPrefix = 0x5b;
+constexpr uint8_t kMethodOp = 0x14;
+constexpr uint8_t kDualNamePrefix = 0x2e;
 constexpr uint8_t kDeviceOp = 0x82;
+constexpr uint8_t kNotifyOp = 0x86;
 constexpr uint8_t kRootChar = '\\';
 
 void append(Bytes& out, const Bytes& more) {
@@ -114,6 +117,22 @@ Bytes scope(std::string_view root_name, const Bytes& body) {
   return with_length(kScopeOp, inner);
 }
 
+Bytes method(std::string_view name, uint8_t arg_count, const Bytes& body) {
+  if (arg_count > 7) throw Error("an AML method takes at most 7 arguments");
+  Bytes inner = name_segment(name);
+  inner.push_back(arg_count);  // flags: the count in bits 0-2, not serialized, sync level 0
+  append(inner, body);
+  return with_length(kMethodOp, inner);
+}
+
+Bytes notify(std::string_view scope, std::string_view device, uint8_t value) {
+  Bytes out{kNotifyOp, kRootChar, kDualNamePrefix};
+  append(out, name_segment(scope));
+  append(out, name_segment(device));
+  append(out, integer(value));
+  return out;
+}
+
 Bytes resource_template(const Bytes& descriptors) {
   Bytes all = descriptors;
   all.push_back(0x79);  // end tag, checksum 0
@@ -155,6 +174,14 @@ Bytes dword_memory_window(uint32_t first, uint32_t last) {
   put_le(out, 0, 4);  // translation offset
   put_le(out, uint64_t{last} - first + 1, 4);
   return out;
+}
+
+Bytes edge_interrupt_resource(uint32_t gsi) {
+  // Extended Interrupt descriptor: length 6 (flags, count, one GSI); flags: consumer (bit 0),
+  // edge-triggered (bit 1), active high and exclusive (bits 2 and 3 clear).
+  Bytes descriptor{0x89, 6, 0, 0x03, 1};
+  put_le(descriptor, gsi, 4);
+  return resource_template(descriptor);
 }
 
 Bytes io_port_resource(uint16_t base, uint8_t length, int irq) {
