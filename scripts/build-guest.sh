@@ -6,7 +6,7 @@
 # Produces in OUTDIR:
 #   vmlinuz            Debian's cloud kernel (bzImage), as shipped
 #   vmlinux            the ELF kernel cut out of that bzImage (has the Xen PVH entry note)
-#   initramfs.cpio.gz  busybox-static + virtio/vsock/pvpanic modules + guest/init, with the
+#   initramfs.cpio.gz  busybox-static + virtio/vsock/pvpanic/ACPI button/evdev modules + guest/init, with the
 #                      guest helpers kdom-outb (guest/kdom-outb.c) and kdom-vsock (guest/kdom-vsock.c)
 #   l1-modules.cpio    for scripts/test-host.sh: KVM, networking, vsock, virtio-blk, virtiofs and overlay modules
 #                      of the same kernel, with lib/modules/l1-load-order listing them in order
@@ -128,10 +128,11 @@ cc -Os -ffreestanding -fno-tree-loop-distribute-patterns -fno-stack-protector \
 cc -O2 -static -Wall -Wextra -Werror -s -o "$stage/bin/kdom-vsock" "$src/guest/kdom-vsock.c" ||
 	die "could not compile guest/kdom-vsock.c"
 install -m 0755 "$src/guest/init" "$stage/init"
-# pvpanic first (ACPI QEMU0001 on an I/O port is pvpanic-mmio in 6.1), then virtio.
+# pvpanic first (ACPI QEMU0001 on an I/O port is pvpanic-mmio in 6.1), then virtio, then the
+# ACPI power button and the input events it sends (kdom.action=power-button).
 copy_modules "$kroot" "$kver" "$stage" "$stage/lib/modules/load-order" \
 	pvpanic-mmio pvpanic-pci virtio_pci virtio_mmio virtio_blk virtio_net virtio_console \
-	virtio_balloon virtio-rng vmw_vsock_virtio_transport
+	virtio_balloon virtio-rng vmw_vsock_virtio_transport button evdev
 cp "$kroot/lib/modules/$kver/modules.order" "$kroot/lib/modules/$kver/modules.builtin" \
 	"$stage/lib/modules/$kver/"
 depmod -b "$stage" "$kver" 2>/dev/null || die "depmod failed on the guest's modules"

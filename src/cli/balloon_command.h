@@ -8,14 +8,7 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 namespace kdom::cli {
-
-// Sends one request to the control socket at `path` and returns the reply. Throws Error when
-// the socket is missing, nothing answers, the reply is not JSON, or the reply says ok:false
-// (with the domain's error message).
-nlohmann::json control_request(const std::string& path, const nlohmann::json& request);
 
 // `args` excludes the program name and the "balloon" word. Prints the reply readably to
 // `out`; returns the exit status (0). Throws Error on bad arguments or a failed request.

@@ -1,5 +1,6 @@
 // kdom: the command line. Today it has `kdom run`, which boots one domain in the foreground,
-// and `kdom balloon`, which resizes a running domain's balloon; the daemon's commands come later.
+// and `kdom balloon` and `kdom shutdown`, which act on a running domain through its control
+// socket; the daemon's commands come later.
 #include <signal.h>
 
 #include <cstdlib>
@@ -12,6 +13,7 @@
 #include "base/log.h"
 #include "cli/balloon_command.h"
 #include "cli/run_options.h"
+#include "cli/shutdown_command.h"
 #include "vmm/domain.h"
 
 #ifndef KDOM_VERSION
@@ -29,6 +31,7 @@ constexpr const char* kUsage =
     "                [--console stdio|pty|none|file:PATH]\n"
     "       kdom run --help\n"
     "       kdom balloon --control PATH set MIB | stats\n"
+    "       kdom shutdown --control PATH\n"
     "       kdom --version\n";
 
 std::string guest_dir() {
@@ -68,6 +71,7 @@ int main(int argc, char** argv) {
   try {
     if (args[0] == "run") return run_command({args.begin() + 1, args.end()});
     if (args[0] == "balloon") return kdom::cli::balloon_command({args.begin() + 1, args.end()}, std::cout);
+    if (args[0] == "shutdown") return kdom::cli::shutdown_command({args.begin() + 1, args.end()}, std::cout);
     throw kdom::Error("unknown command '" + args[0] + "' (try: kdom run --help)");
   } catch (const std::exception& error) {
     kdom::log_line(std::string("error: ") + error.what());

@@ -11,8 +11,9 @@ constexpr uint64_t kPagesPerMib = (1024 * 1024) / devices::virtio::kBalloonPageS
 nlohmann::json error_reply(const std::string& message) { return {{"ok", false}, {"error", message}}; }
 }  // namespace
 
-ControlRequests::ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib)
-    : balloon_(std::move(balloon)), memory_mib_(memory_mib) {}
+ControlRequests::ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib,
+                                 PowerButtonPress press_power_button)
+    : balloon_(std::move(balloon)), memory_mib_(memory_mib), press_power_button_(std::move(press_power_button)) {}
 
 std::string ControlRequests::handle_line(const std::string& line) {
   nlohmann::json request = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
@@ -29,7 +30,12 @@ nlohmann::json ControlRequests::handle(const nlohmann::json& request) {
     if (!balloon_) return error_reply("this domain has no balloon device (start it with --balloon)");
     return name == "balloon-set" ? balloon_set(request) : balloon_stats();
   }
-  return error_reply("unknown op '" + name + "' (known: balloon-set, balloon-stats)");
+  if (name == "power-button") {
+    if (!press_power_button_ || !press_power_button_())
+      return error_reply("the domain is still starting: its power button cannot be pressed yet");
+    return {{"ok", true}};
+  }
+  return error_reply("unknown op '" + name + "' (known: balloon-set, balloon-stats, power-button)");
 }
 
 nlohmann::json ControlRequests::balloon_set(const nlohmann::json& request) {

@@ -9,9 +9,12 @@
 //   {"op":"balloon-stats"}               -> {"ok":true,"target_mib":..,"actual_mib":..,
 //                                            "stats_age_s":..,"stats":{"free_memory":..,...},
 //                                            "pages_inflated":..,...}
+//   {"op":"power-button"}                -> {"ok":true}: the guest's ACPI power button was
+//                                            pressed (what follows is the guest's choice)
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -23,8 +26,12 @@ namespace kdom::vmm {
 
 class ControlRequests {
  public:
+  // Presses the guest's power button; false while the domain is still being built.
+  using PowerButtonPress = std::function<bool()>;
+
   // `balloon` may be null (the domain has none): balloon requests then get an error reply.
-  ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib);
+  ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib,
+                  PowerButtonPress press_power_button);
 
   nlohmann::json handle(const nlohmann::json& request);
   // One request line (JSON text) to one reply line (JSON text, no newline).
@@ -36,6 +43,7 @@ class ControlRequests {
 
   std::shared_ptr<devices::virtio::BalloonDevice> balloon_;
   uint64_t memory_mib_;
+  PowerButtonPress press_power_button_;
 };
 
 }  // namespace kdom::vmm

@@ -42,6 +42,7 @@ namespace {
 constexpr int kKickSignal = SIGUSR1;
 constexpr uint64_t kComBase = 0x3f8;
 constexpr uint32_t kComIrq = 4;
+constexpr uint32_t kPowerButtonGsi = 23;  // an IOAPIC pin no other device uses
 constexpr uint64_t kMiB = 1024 * 1024;
 
 void ignore_signal(int) {}
@@ -91,6 +92,7 @@ Domain::Domain(const VmConfig& config) : config_(config) {
   acpi.pvpanic_port = devices::PvPanic::kBase;
   acpi.com1_port = kComBase;
   acpi.com1_irq = kComIrq;
+  acpi.power_button_gsi = kPowerButtonGsi;
   auto tables = x86::build_acpi_tables(acpi, x86::kAcpiTablesAddress);
   if (tables.bytes.size() > x86::kAcpiTablesMaxSize) throw Error("ACPI tables too large");
   memory_->write(tables.address, tables.bytes.data(), tables.bytes.size());
@@ -151,6 +153,8 @@ void Domain::build_devices() {
   io_bus_.add(devices::PvPanic::kBase, devices::PvPanic::kLength, std::make_shared<devices::PvPanic>(events));
   io_bus_.add(devices::AcpiSleep::kBase, devices::AcpiSleep::kLength,
               std::make_shared<devices::AcpiSleep>(x86::kAcpiS5SleepType, events));
+  power_button_ = std::make_unique<devices::PowerButton>(std::make_shared<KvmInterruptLine>(*vm_, kPowerButtonGsi));
+  power_button_ready_.store(true, std::memory_order_release);
   io_bus_.add(devices::BootTimer::kBase, devices::BootTimer::kLength,
               std::make_shared<devices::BootTimer>([](uint8_t value) {
                 char line[128];
@@ -162,7 +166,13 @@ void Domain::build_devices() {
 
 void Domain::start_control() {
   if (config_.control_path.empty()) return;
-  control_requests_ = std::make_unique<ControlRequests>(virtio_->balloon(), config_.memory_mib);
+  // The control socket opens before KVM does (a bad path is bad input, found on any host), so
+  // a request may come before the power button exists.
+  control_requests_ = std::make_unique<ControlRequests>(virtio_->balloon(), config_.memory_mib, [this] {
+    if (!power_button_ready_.load(std::memory_order_acquire)) return false;
+    power_button_->press();
+    return true;
+  });
   control_ = std::make_unique<ControlSocket>(config_.control_path, device_events_, *control_requests_);
   log_line("control socket on " + config_.control_path);
 }

@@ -14,6 +14,7 @@
 #include "devices/bus.h"
 #include "devices/guest_event.h"
 #include "devices/legacy/uart8250.h"
+#include "devices/power_button.h"
 #include "kvm/system.h"
 #include "kvm/vcpu.h"
 #include "kvm/vm.h"
@@ -77,6 +78,8 @@ class Domain {
   std::unique_ptr<MsiRouter> msi_;
   std::unique_ptr<PciDevices> pci_;
   std::unique_ptr<VirtioDevices> virtio_;  // attached to pci_; host sides served in device_events_
+  std::unique_ptr<devices::PowerButton> power_button_;
+  std::atomic<bool> power_button_ready_{false};  // set once power_button_ exists (control thread)
   std::unique_ptr<ControlRequests> control_requests_;
   std::unique_ptr<ControlSocket> control_;  // served in device_events_, declared after it
   std::vector<std::unique_ptr<kvm::Vcpu>> vcpus_;

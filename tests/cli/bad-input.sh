@@ -86,6 +86,9 @@ judge control-path-kept "the existing file was left in place" \
 expect control-dir-missing "cannot create control socket" -- "$kdom" run --kernel "$probe" --control "$work/no-such-dir/ctl"
 expect balloon-no-socket "no control socket" -- "$kdom" balloon --control "$work/nope.sock" stats
 expect balloon-no-control "needs --control" -- "$kdom" balloon set 64
+expect shutdown-no-control "needs --control" -- "$kdom" shutdown
+expect shutdown-no-socket "no control socket" -- "$kdom" shutdown --control "$work/nope.sock"
+expect shutdown-extra-word "unexpected 'now'" -- "$kdom" shutdown --control "$work/nope.sock" now
 expect balloon-bad-mib "whole number of MiB" -- "$kdom" balloon --control "$work/nope.sock" set much
 expect balloon-bad-subcommand "expected 'set MIB' or 'stats'" -- "$kdom" balloon --control "$work/nope.sock" pop
 expect net-bad-mac "MAC address" -- "$kdom" run --kernel "$probe" --net tap=kdombad0,mac=52:54:00:12:34

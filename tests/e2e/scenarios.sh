@@ -6,7 +6,8 @@
 #   sh scenarios.sh VMM LIMIT SCENARIO...
 #     VMM       kdom (the VMM under test) or qemu (reference: same guest under QEMU/KVM)
 #     LIMIT     seconds allowed for each guest run
-#     SCENARIO  boot-1vcpu boot-2vcpu boot-pvh reboot panic debug-exit disk rng hvc vsock balloon balloon-reporting net
+#     SCENARIO  boot-1vcpu boot-2vcpu boot-pvh reboot panic debug-exit shutdown disk rng hvc vsock balloon
+#               balloon-reporting net
 #
 # Reports, one line each (parsed by run-e2e.sh):
 #   E2E-CHECK <scenario>.<check> PASS|FAIL <detail>
@@ -238,6 +239,31 @@ balloon_scenario() {
 	check socket-removed "kdom removed its control socket" [ ! -e "$ctl" ]
 }
 
+# shutdown: a guest that waits on its ACPI power button, as a Debian guest's systemd-logind
+# does; `kdom shutdown` presses it through the control socket, the guest powers off by itself
+# and `kdom run` exits 0 (kdom only: QEMU's button is pressed from its monitor).
+shutdown_scenario() {
+	ctl=$work/shutdown.ctl
+	rm -f "$ctl" "$work/console" "$work/console.txt"
+	: >"$work/console"
+	t0=$(uptime_s)
+	timeout -s QUIT -k 5 "$limit" kdom run --control "$ctl" --cmdline "console=ttyS0 kdom.action=power-button" \
+		--console stdio </dev/null >"$work/console" 2>"$work/stderr" &
+	vmm_pid=$!
+	check ready "the guest found its power button and waits on it" wait_console 'kdom-guest: power-button ready' "$limit"
+	said=$(kdom shutdown --control "$ctl" 2>&1)
+	said_rc=$?
+	check request "kdom shutdown: exit $said_rc, '$said'" [ "$said_rc" = 0 ]
+	check pressed "the guest saw the press" wait_console 'kdom-guest: power button pressed' 60
+	wait "$vmm_pid"
+	rc=$?
+	t1=$(uptime_s)
+	secs=$(echo "$t0 $t1" | awk '{printf "%.2f", $2 - $1}')
+	refresh_console
+	echo "E2E-TIME $scenario: guest run took ${secs}s, exit status $rc"
+	check exit "exit status $rc after the guest powered off, want 0" [ "$rc" = 0 ]
+}
+
 dump_logs() {
 	echo "E2E: ---- $scenario: last 60 lines of the guest console ----"
 	tail -n 60 "$work/console.txt" | sed 's/^/  | /'
@@ -379,6 +405,9 @@ run_scenario() {
 		;;
 	balloon)
 		balloon_scenario plain
+		;;
+	shutdown)
+		shutdown_scenario
 		;;
 	balloon-reporting)
 		balloon_scenario reporting

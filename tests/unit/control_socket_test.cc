@@ -1,5 +1,5 @@
 // Tests of the control interface: request handling (malformed JSON, wrong types, unknown ops,
-// no balloon, targets beyond guest memory, the statistics reply) and the socket transport
+// no balloon, targets beyond guest memory, the statistics reply, the power button) and the socket transport
 // over a real Unix socket served by a real EventLoop (an existing path is refused and left
 // alone, several requests per connection, split and over-long lines, the client's errors).
 #include <gtest/gtest.h>
@@ -7,12 +7,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "base/error.h"
 #include "cli/balloon_command.h"
+#include "cli/control_client.h"
+#include "cli/shutdown_command.h"
 #include "vmm/control_requests.h"
 #include "vmm/control_socket.h"
 
@@ -25,7 +28,7 @@ using nlohmann::json;
 json reply_to(ControlRequests& requests, const std::string& line) { return json::parse(requests.handle_line(line)); }
 
 TEST(ControlRequestsTest, MalformedRequestsGetAnErrorReply) {
-  ControlRequests requests(std::make_shared<BalloonDevice>(devices::virtio::BalloonDeviceConfig{}), 512);
+  ControlRequests requests(std::make_shared<BalloonDevice>(devices::virtio::BalloonDeviceConfig{}), 512, nullptr);
   for (const char* line : {"", "{", "not json", "[1,2]", "42", "{}", R"({"op":7})", R"({"op":"frobnicate"})",
                            R"({"op":"balloon-set"})", R"({"op":"balloon-set","target_mib":-1})",
                            R"({"op":"balloon-set","target_mib":1.5})", R"({"op":"balloon-set","target_mib":"64"})",
@@ -43,7 +46,7 @@ TEST(ControlRequestsTest, MalformedRequestsGetAnErrorReply) {
 }
 
 TEST(ControlRequestsTest, NoBalloonDevice) {
-  ControlRequests requests(nullptr, 512);
+  ControlRequests requests(nullptr, 512, nullptr);
   for (const char* line : {R"({"op":"balloon-set","target_mib":1})", R"({"op":"balloon-stats"})"}) {
     json reply = reply_to(requests, line);
     EXPECT_EQ(reply["ok"], false);
@@ -53,7 +56,7 @@ TEST(ControlRequestsTest, NoBalloonDevice) {
 
 TEST(ControlRequestsTest, SetsTheTargetAndReportsIt) {
   auto balloon = std::make_shared<BalloonDevice>(devices::virtio::BalloonDeviceConfig{});
-  ControlRequests requests(balloon, 512);
+  ControlRequests requests(balloon, 512, nullptr);
   EXPECT_EQ(reply_to(requests, R"({"op":"balloon-set","target_mib":128})"), json({{"ok", true}}));
   EXPECT_EQ(balloon->target_pages(), 128u * 256);
   EXPECT_EQ(reply_to(requests, R"({"op":"balloon-set","target_mib":512})")["ok"], true);
@@ -67,13 +70,36 @@ TEST(ControlRequestsTest, SetsTheTargetAndReportsIt) {
   EXPECT_EQ(balloon->target_pages(), 0u);
 }
 
+TEST(ControlRequestsTest, PowerButtonIsPressedOncePerRequestOnceTheDomainIsBuilt) {
+  bool built = false;
+  int presses = 0;
+  ControlRequests requests(nullptr, 512, [&] {
+    if (!built) return false;
+    ++presses;
+    return true;
+  });
+  json early = reply_to(requests, R"({"op":"power-button"})");
+  EXPECT_EQ(early["ok"], false);
+  EXPECT_NE(early["error"].get<std::string>().find("still starting"), std::string::npos);
+  built = true;
+  EXPECT_EQ(reply_to(requests, R"({"op":"power-button"})"), json({{"ok", true}}));
+  EXPECT_EQ(reply_to(requests, R"({"op":"power-button"})"), json({{"ok", true}}));
+  EXPECT_EQ(presses, 2);
+  EXPECT_NE(reply_to(requests, R"({"op":"frobnicate"})")["error"].get<std::string>().find("power-button"),
+            std::string::npos);
+}
+
 class ControlSocketTest : public ::testing::Test {
  protected:
   std::filesystem::path dir;
   std::string path;
   EventLoop events;
   std::shared_ptr<BalloonDevice> balloon = std::make_shared<BalloonDevice>(devices::virtio::BalloonDeviceConfig{});
-  ControlRequests requests{balloon, 1024};
+  std::atomic<int> presses = 0;  // pressed on the event loop's thread
+  ControlRequests requests{balloon, 1024, [this] {
+                             ++presses;
+                             return true;
+                           }};
 
   void SetUp() override {
     char name[] = "/tmp/kdom-control-test-XXXXXX";
@@ -139,6 +165,10 @@ TEST_F(ControlSocketTest, ServesRequestsAndRemovesTheSocketAtTheEnd) {
     out.str("");
     EXPECT_EQ(cli::balloon_command({"--control", path, "stats"}, out), 0);
     EXPECT_NE(out.str().find("target_mib: 64"), std::string::npos);
+    out.str("");
+    EXPECT_EQ(cli::shutdown_command({"--control", path}, out), 0);
+    EXPECT_NE(out.str().find("power button"), std::string::npos);
+    EXPECT_EQ(presses, 1);
     // An over-long line: an error reply, and the connection is closed.
     std::string reply = exchange(std::string(ControlSocket::kMaxLineBytes + 10, 'x'), 1);
     EXPECT_NE(reply.find("longer than"), std::string::npos);
@@ -157,6 +187,11 @@ TEST_F(ControlSocketTest, ClientErrors) {
   EXPECT_THROW(cli::balloon_command({"--control", path, "set", "-5"}, out), Error);
   EXPECT_THROW(cli::balloon_command({"--control", path, "inflate"}, out), Error);
   EXPECT_THROW(cli::balloon_command({"--control"}, out), Error);
+  EXPECT_THROW(cli::shutdown_command({}, out), Error);                           // no --control
+  EXPECT_THROW(cli::shutdown_command({"--control", path, "now"}, out), Error);  // a word too many
+  EXPECT_THROW(cli::shutdown_command({"--force", "--control", path}, out), Error);
+  EXPECT_THROW(cli::shutdown_command({"--control", path}, out), Error);  // no socket
+  EXPECT_EQ(presses, 0);
   try {
     cli::control_request(path, {{"op", "balloon-stats"}});
   } catch (const Error& error) {

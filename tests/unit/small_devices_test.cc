@@ -1,6 +1,6 @@
 // Tests of the one-port devices: debug exit (exit code events), pvpanic (panic events and the
 // supported-events read), ACPI sleep control (power off only for SLP_EN with the S5 sleep
-// type) and the boot timer (reports the value written).
+// type), the boot timer (reports the value written) and the power button (one edge a press).
 #include <gtest/gtest.h>
 
 #include <optional>
@@ -11,6 +11,7 @@
 #include "devices/legacy/boot_timer.h"
 #include "devices/legacy/debug_exit.h"
 #include "devices/legacy/pvpanic.h"
+#include "devices/power_button.h"
 
 namespace kdom::devices {
 namespace {
@@ -130,6 +131,22 @@ TEST(BootTimer, WriteReportsTheValue) {
   EXPECT_EQ(reported, (std::vector<uint8_t>{0x42, 0x00}));
   EXPECT_EQ(in(device, 0), 0);
   EXPECT_EQ(BootTimer::kBase, 0x440u);
+}
+
+class LevelLog : public InterruptLine {
+ public:
+  void set_level(bool asserted) override { levels.push_back(asserted); }
+  std::vector<bool> levels;
+};
+
+TEST(PowerButton, EachPressIsOneRisingAndOneFallingEdge) {
+  auto line = std::make_shared<LevelLog>();
+  PowerButton button(line);
+  EXPECT_TRUE(line->levels.empty());
+  button.press();
+  EXPECT_EQ(line->levels, (std::vector<bool>{true, false}));
+  button.press();
+  EXPECT_EQ(line->levels, (std::vector<bool>{true, false, true, false}));
 }
 
 }  // namespace
