@@ -156,6 +156,26 @@ rss_kib() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status" 2
 # The most kdom's RSS has been (VmHWM): what the guest touched, even if given back already.
 peak_rss_kib() { sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status" 2>/dev/null; }
 
+# For scenarios that act on a domain while it runs (through its control socket):
+# start_background_run KDOM_RUN_ARGS... starts `kdom run` in the background, its console on
+# $work/console (emptied first: the previous run's must not be read as this one's), and sets
+# vmm_pid; end_background_run waits for it to end and sets rc and secs.
+start_background_run() {
+	rm -f "$work/console" "$work/console.txt"
+	: >"$work/console"
+	t0=$(uptime_s)
+	timeout -s QUIT -k 5 "$limit" kdom run "$@" --console stdio </dev/null >"$work/console" 2>"$work/stderr" &
+	vmm_pid=$!
+}
+end_background_run() {
+	wait "$vmm_pid"
+	rc=$?
+	t1=$(uptime_s)
+	secs=$(echo "$t0 $t1" | awk '{printf "%.2f", $2 - $1}')
+	refresh_console
+	echo "E2E-TIME $scenario: guest run took ${secs}s, exit status $rc"
+}
+
 # balloon: a 512 MiB guest whose balloon the test host inflates to 256 MiB through the
 # control socket (`kdom balloon`), then deflates; the guest's MemTotal must follow and
 # `kdom balloon stats` must show the guest's statistics. kdom's RSS is reported as a figure.
@@ -167,14 +187,8 @@ balloon_scenario() {
 	rm -f "$ctl"
 	settings=stats=1
 	[ "$mode" = reporting ] && settings=stats=1,free-page-reporting
-	# The VMM starts in the background: the previous run's console must not be read as its.
-	rm -f "$work/console" "$work/console.txt"
-	: >"$work/console"
-	t0=$(uptime_s)
-	timeout -s QUIT -k 5 "$limit" kdom run --memory 512 --balloon "$settings" --control "$ctl" \
-		--cmdline "console=ttyS0 kdom.action=balloon-watch:$((limit - 20))" --console stdio \
-		</dev/null >"$work/console" 2>"$work/stderr" &
-	vmm_pid=$!
+	start_background_run --memory 512 --balloon "$settings" --control "$ctl" \
+		--cmdline "console=ttyS0 kdom.action=balloon-watch:$((limit - 20))"
 	check ready "guest touched 192 MiB and started watching its memory" wait_console 'kdom-guest: balloon-watch ready' "$limit"
 	base=$(sed -n 's/.*balloon-watch ready total_kib=\([0-9]*\).*/\1/p' "$work/console.txt")
 	# busybox's timeout execs the command in its own process (GNU's runs it as a child).
@@ -229,12 +243,7 @@ balloon_scenario() {
 	check actual "the guest reports 256 MiB in the balloon" grep -q '^actual_mib: 256$' "$work/stats"
 	check deflate-set "kdom balloon set 0 succeeded" kdom balloon --control "$ctl" set 0
 	check deflate "guest MemTotal back to within 16 MiB of ${base:-?} kB" wait_console 'balloon-watch done went_down=1' 60
-	wait "$vmm_pid"
-	rc=$?
-	t1=$(uptime_s)
-	secs=$(echo "$t0 $t1" | awk '{printf "%.2f", $2 - $1}')
-	refresh_console
-	echo "E2E-TIME $scenario: guest run took ${secs}s, exit status $rc"
+	end_background_run
 	check exit "exit status $rc after poweroff, want 0" [ "$rc" = 0 ]
 	check socket-removed "kdom removed its control socket" [ ! -e "$ctl" ]
 }
@@ -244,23 +253,14 @@ balloon_scenario() {
 # and `kdom run` exits 0 (kdom only: QEMU's button is pressed from its monitor).
 shutdown_scenario() {
 	ctl=$work/shutdown.ctl
-	rm -f "$ctl" "$work/console" "$work/console.txt"
-	: >"$work/console"
-	t0=$(uptime_s)
-	timeout -s QUIT -k 5 "$limit" kdom run --control "$ctl" --cmdline "console=ttyS0 kdom.action=power-button" \
-		--console stdio </dev/null >"$work/console" 2>"$work/stderr" &
-	vmm_pid=$!
+	rm -f "$ctl"
+	start_background_run --control "$ctl" --cmdline "console=ttyS0 kdom.action=power-button"
 	check ready "the guest found its power button and waits on it" wait_console 'kdom-guest: power-button ready' "$limit"
 	said=$(kdom shutdown --control "$ctl" 2>&1)
 	said_rc=$?
 	check request "kdom shutdown: exit $said_rc, '$said'" [ "$said_rc" = 0 ]
 	check pressed "the guest saw the press" wait_console 'kdom-guest: power button pressed' 60
-	wait "$vmm_pid"
-	rc=$?
-	t1=$(uptime_s)
-	secs=$(echo "$t0 $t1" | awk '{printf "%.2f", $2 - $1}')
-	refresh_console
-	echo "E2E-TIME $scenario: guest run took ${secs}s, exit status $rc"
+	end_background_run
 	check exit "exit status $rc after the guest powered off, want 0" [ "$rc" = 0 ]
 }
 
