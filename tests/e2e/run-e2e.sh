@@ -58,28 +58,28 @@ log=$(mktemp "${TMPDIR:-/tmp}/kdom-e2e.XXXXXX")
 dumps=$(mktemp -d "${TMPDIR:-/tmp}/kdom-e2e-files.XXXXXX")
 trap 'rm -rf "$log" "$disk_image" "$dumps"' EXIT
 t0=$(date +%s)
+# The whole test host may stop answering (every guest run inside has its own, shorter, limit)
+# or its own kernel may crash (seen: "stack guard page was hit" in L1's page-fault entry):
+# seen now and then with nested SVM under TCG, whatever the VMM, and then no scenario reached
+# a verdict. Say so and run everything again on a fresh disk, three test hosts at most; a
+# failure caused by the VMM comes back. (A scenario whose guest died of the same emulation's
+# CPU faults runs again inside scenarios.sh, E2E-RETRY; any other failure is final.)
 set +e
-"$src/scripts/test-host.sh" "${args[@]}" --log "$log" -- \
-	sh e2e/scenarios.sh "$vmm" "$guest_timeout" "${scenarios[@]}"
-host_rc=$?
-if [ "$host_rc" = 124 ] || [ "$host_rc" = 125 ]; then
-	# The whole test host stopped answering (every guest run inside has its own, shorter,
-	# limit), or its own kernel crashed (seen: "stack guard page was hit" in L1's page-fault
-	# entry): seen once in a while with nested SVM under TCG, whatever the VMM. No scenario
-	# reached a verdict. Say so and run everything once more on a fresh disk; a failure
-	# caused by the VMM comes back. (A scenario whose guest died of the same emulation's CPU
-	# faults runs again inside scenarios.sh, E2E-RETRY; any other failure is final.)
-	if [ "$host_rc" = 124 ]; then
-		echo "run-e2e.sh: WARNING: the test host hung (its time limit, a soft lockup or a stopped heartbeat: see test-host.sh's error line above); running the scenarios once more" >&2
-	else
-		echo "run-e2e.sh: WARNING: the test host itself failed (L1 crashed or /dev/kvm unusable); running the scenarios once more" >&2
+for attempt in 1 2 3; do
+	if [ "$attempt" -gt 1 ]; then
+		truncate -s 0 "$disk_image" && truncate -s 64M "$disk_image" && mkfs.ext4 -q -F "$disk_image"
+		: >"$log"
 	fi
-	truncate -s 0 "$disk_image" && truncate -s 64M "$disk_image" && mkfs.ext4 -q -F "$disk_image"
-	: >"$log"
 	"$src/scripts/test-host.sh" "${args[@]}" --log "$log" -- \
 		sh e2e/scenarios.sh "$vmm" "$guest_timeout" "${scenarios[@]}"
 	host_rc=$?
-fi
+	{ [ "$host_rc" = 124 ] || [ "$host_rc" = 125 ]; } && [ "$attempt" -lt 3 ] || break
+	if [ "$host_rc" = 124 ]; then
+		echo "run-e2e.sh: WARNING: the test host hung (its time limit, a soft lockup or a stopped heartbeat: see test-host.sh's error line above); running the scenarios again" >&2
+	else
+		echo "run-e2e.sh: WARNING: the test host itself failed (L1 crashed or /dev/kvm unusable); running the scenarios again" >&2
+	fi
+done
 set -e
 t1=$(date +%s)
 
@@ -141,8 +141,8 @@ if grep -q '^E2E-CHECK setup\.[a-z]* FAIL' "$log"; then
 fi
 if [ "$host_rc" -ne 0 ]; then
 	case "$host_rc" in
-	124) echo "test host: FAIL (hung twice: its ${timeout_s}s limit, a soft lockup or a stopped heartbeat)" ;;
-	125) echo "test host: FAIL (the test host itself failed; /dev/kvm unusable or L1 crashed)" ;;
+	124) echo "test host: FAIL (three test hosts in a row hung or failed; the last one hung: its ${timeout_s}s limit, a soft lockup or a stopped heartbeat)" ;;
+	125) echo "test host: FAIL (three test hosts in a row hung or failed; the last one failed itself: /dev/kvm unusable or L1 crashed)" ;;
 	*) echo "test host: the scenarios exited with status $host_rc" ;;
 	esac
 	ok=0
