@@ -1,9 +1,9 @@
 // ACPI tables for a hardware-reduced x86 guest: RSDP, XSDT, FADT (sleep control register for
 // poweroff, reset register), DSDT (\_S5; the PCI host bridge and its windows; COM1, the RTC
 // and pvpanic with their ports and interrupts; a power button, pressed through a Generic Event
-// Device's interrupt) and MADT (every vCPU's local APIC and the IOAPIC). The MADT is how a guest finds
-// all its vCPUs. A hardware-reduced machine has no implied legacy ISA devices, so every device
-// with an interrupt must be in the DSDT for the guest to route that interrupt.
+// Device's interrupt) and MADT (every vCPU's local APIC and the IOAPIC). The MADT is how a
+// guest finds all its vCPUs. A hardware-reduced machine has no implied legacy ISA devices, so
+// every device with an interrupt must be in the DSDT for the guest to route that interrupt.
 #pragma once
 
 #include <cstddef>
