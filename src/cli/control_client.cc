@@ -15,21 +15,38 @@
 namespace kdom::cli {
 
 namespace {
-constexpr int kReplyTimeoutSeconds = 10;
-}  // namespace
 
-nlohmann::json control_request(const std::string& path, const nlohmann::json& request) {
+constexpr int kReplyTimeoutSeconds = 10;
+
+sockaddr_un socket_address(const std::string& path) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof(address.sun_path))
     throw Error("control socket path '" + path + "' is empty or too long");
   std::memcpy(address.sun_path, path.data(), path.size());
-  UniqueFd fd(check_syscall(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
+  return address;
+}
+
+// A connection to the socket at `address`, or -errno.
+int connect_to(const sockaddr_un& address, UniqueFd& fd) {
+  fd.reset(check_syscall(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
   timeval timeout{kReplyTimeoutSeconds, 0};
   ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
   ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
-    const int error = errno;
+  return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0 ? 0 : -errno;
+}
+
+}  // namespace
+
+bool control_socket_answers(const std::string& path) {
+  UniqueFd fd;
+  return connect_to(socket_address(path), fd) == 0;
+}
+
+nlohmann::json control_request(const std::string& path, const nlohmann::json& request) {
+  UniqueFd fd;
+  if (const int failed = connect_to(socket_address(path), fd); failed != 0) {
+    const int error = -failed;
     if (error == ENOENT) throw Error("no control socket at '" + path + "' (start the domain with kdom run --control PATH)");
     if (error == ECONNREFUSED) throw Error("nothing listens on control socket '" + path + "' (has its kdom ended?)");
     throw SystemError("cannot connect to control socket '" + path + "'", error);

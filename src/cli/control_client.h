@@ -15,6 +15,10 @@ namespace kdom::cli {
 // (with the domain's error message).
 nlohmann::json control_request(const std::string& path, const nlohmann::json& request);
 
+// True while a domain listens on the control socket at `path` (a connection is made and closed
+// at once); false once it is gone (kdom removes the socket when the domain has stopped).
+bool control_socket_answers(const std::string& path);
+
 struct ControlArguments {
   std::string path;                // from --control PATH or --control=PATH
   std::vector<std::string> words;  // the rest, in order

@@ -31,7 +31,7 @@ constexpr const char* kUsage =
     "                [--console stdio|pty|none|file:PATH]\n"
     "       kdom run --help\n"
     "       kdom balloon --control PATH set MIB | stats\n"
-    "       kdom shutdown --control PATH\n"
+    "       kdom shutdown --control PATH [--wait SECONDS]\n"
     "       kdom --version\n";
 
 std::string guest_dir() {

@@ -1,8 +1,9 @@
 // `kdom shutdown`: asks a running domain's guest to shut down, as `xl shutdown` and `virsh
 // shutdown` do, by pressing its ACPI power button through the domain's control socket
 // (`kdom run --control PATH`). The guest's OS decides: a Debian guest (systemd-logind) powers
-// off cleanly, and `kdom run` then exits 0. It returns at once, without waiting for that.
-//   kdom shutdown --control PATH
+// off cleanly, and `kdom run` then exits 0. It returns at once, or with --wait once the domain
+// has ended (an error if it has not within SECONDS).
+//   kdom shutdown --control PATH [--wait SECONDS]
 #pragma once
 
 #include <ostream>

@@ -89,6 +89,7 @@ expect balloon-no-control "needs --control" -- "$kdom" balloon set 64
 expect shutdown-no-control "needs --control" -- "$kdom" shutdown
 expect shutdown-no-socket "no control socket" -- "$kdom" shutdown --control "$work/nope.sock"
 expect shutdown-extra-word "unexpected 'now'" -- "$kdom" shutdown --control "$work/nope.sock" now
+expect shutdown-bad-wait "--wait must be a whole number of seconds" -- "$kdom" shutdown --control "$work/nope.sock" --wait soon
 expect balloon-bad-mib "whole number of MiB" -- "$kdom" balloon --control "$work/nope.sock" set much
 expect balloon-bad-subcommand "expected 'set MIB' or 'stats'" -- "$kdom" balloon --control "$work/nope.sock" pop
 expect net-bad-mac "MAC address" -- "$kdom" run --kernel "$probe" --net tap=kdombad0,mac=52:54:00:12:34

@@ -249,17 +249,22 @@ balloon_scenario() {
 }
 
 # shutdown: a guest that waits on its ACPI power button, as a Debian guest's systemd-logind
-# does; `kdom shutdown` presses it through the control socket, the guest powers off by itself
-# and `kdom run` exits 0 (kdom only: QEMU's button is pressed from its monitor).
+# does; `kdom shutdown --wait` presses it through the control socket and returns once the
+# domain has stopped: the guest powered off by itself and `kdom run` exits 0 (kdom only:
+# QEMU's button is pressed from its monitor).
 shutdown_scenario() {
 	ctl=$work/shutdown.ctl
 	rm -f "$ctl"
 	start_background_run --control "$ctl" --cmdline "console=ttyS0 kdom.action=power-button"
 	check ready "the guest found its power button and waits on it" wait_console 'kdom-guest: power-button ready' "$limit"
-	said=$(kdom shutdown --control "$ctl" 2>&1)
+	said=$(kdom shutdown --control "$ctl" --wait 60 2>&1)
 	said_rc=$?
-	check request "kdom shutdown: exit $said_rc, '$said'" [ "$said_rc" = 0 ]
-	check pressed "the guest saw the press" wait_console 'kdom-guest: power button pressed' 60
+	check request "kdom shutdown --wait 60: exit $said_rc, '$said'" [ "$said_rc" = 0 ]
+	# kdom logs why the domain stopped before it removes its control socket, which --wait watches.
+	check domain-stopped "when kdom shutdown --wait returned, kdom run had logged 'guest powered off'" \
+		grep -q 'kdom: guest powered off' "$work/stderr"
+	refresh_console
+	check pressed "the guest saw the press" grep -q 'kdom-guest: power button pressed' "$work/console.txt"
 	end_background_run
 	check exit "exit status $rc after the guest powered off, want 0" [ "$rc" = 0 ]
 }

@@ -1,16 +1,19 @@
 // Tests of the control interface: request handling (malformed JSON, wrong types, unknown ops,
-// no balloon, targets beyond guest memory, the statistics reply, the power button) and the socket transport
-// over a real Unix socket served by a real EventLoop (an existing path is refused and left
-// alone, several requests per connection, split and over-long lines, the client's errors).
+// no balloon, targets beyond guest memory, the statistics reply, the power button) and the
+// socket transport over a real Unix socket served by a real EventLoop (an existing path is
+// refused and left alone, several requests per connection, split and over-long lines, the
+// client's errors, `kdom shutdown --wait` ending with the domain or giving up).
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "base/error.h"
 #include "cli/balloon_command.h"
@@ -179,6 +182,39 @@ TEST_F(ControlSocketTest, ServesRequestsAndRemovesTheSocketAtTheEnd) {
   EXPECT_FALSE(std::filesystem::exists(path));
 }
 
+TEST_F(ControlSocketTest, ShutdownWaitReturnsOnceTheDomainIsGone) {
+  auto control = std::make_unique<ControlSocket>(path, events, requests);
+  events.start();
+  std::ostringstream out;
+  int status = -1;
+  std::thread client([&] { status = cli::shutdown_command({"--control", path, "--wait", "20"}, out); });
+  // The domain stops once its button was pressed: its socket goes away, as kdom's does.
+  for (int i = 0; i < 1000 && presses == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(presses, 1);
+  events.stop();
+  control.reset();
+  client.join();
+  EXPECT_EQ(status, 0);
+  EXPECT_NE(out.str().find("the guest shut down"), std::string::npos) << out.str();
+}
+
+TEST_F(ControlSocketTest, ShutdownWaitGivesUpWhenTheDomainStaysUp) {
+  ControlSocket control(path, events, requests);
+  events.start();
+  std::ostringstream out;
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    cli::shutdown_command({"--control", path, "--wait", "1"}, out);
+    ADD_FAILURE() << "kdom shutdown --wait 1 returned although the domain stayed up";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("did not shut down within 1 s"), std::string::npos) << error.what();
+  }
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  EXPECT_EQ(presses, 1);
+  EXPECT_TRUE(cli::control_socket_answers(path));
+  events.stop();
+}
+
 TEST_F(ControlSocketTest, ClientErrors) {
   std::ostringstream out;
   EXPECT_THROW(cli::control_request(path, {{"op", "balloon-stats"}}), Error);  // no socket
@@ -190,6 +226,10 @@ TEST_F(ControlSocketTest, ClientErrors) {
   EXPECT_THROW(cli::shutdown_command({}, out), Error);                           // no --control
   EXPECT_THROW(cli::shutdown_command({"--control", path, "now"}, out), Error);  // a word too many
   EXPECT_THROW(cli::shutdown_command({"--force", "--control", path}, out), Error);
+  EXPECT_THROW(cli::shutdown_command({"--control", path, "--wait", "0"}, out), Error);
+  EXPECT_THROW(cli::shutdown_command({"--control", path, "--wait", "soon"}, out), Error);
+  EXPECT_THROW(cli::shutdown_command({"--control", path, "--wait"}, out), Error);
+  EXPECT_FALSE(cli::control_socket_answers(path));
   EXPECT_THROW(cli::shutdown_command({"--control", path}, out), Error);  // no socket
   EXPECT_EQ(presses, 0);
   try {
