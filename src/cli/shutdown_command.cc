@@ -18,11 +18,12 @@ constexpr unsigned kMaxWaitSeconds = 86400;
 constexpr auto kPollInterval = std::chrono::milliseconds(100);
 
 unsigned parse_wait_seconds(const std::string& text) {
-  if (text.empty() || text.size() > 5 || text.find_first_not_of("0123456789") != std::string::npos ||
-      std::stoul(text) == 0 || std::stoul(text) > kMaxWaitSeconds)
+  const bool digits = !text.empty() && text.size() <= 5 && text.find_first_not_of("0123456789") == std::string::npos;
+  const unsigned long seconds = digits ? std::stoul(text) : 0;
+  if (seconds == 0 || seconds > kMaxWaitSeconds)
     throw Error("--wait must be a whole number of seconds from 1 to " + std::to_string(kMaxWaitSeconds) + ", not '" +
                 text + "' (" + kUsage + ")");
-  return static_cast<unsigned>(std::stoul(text));
+  return static_cast<unsigned>(seconds);
 }
 
 }  // namespace
