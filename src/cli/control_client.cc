@@ -1,86 +1,11 @@
-// The control socket's client: connect, send one JSON line, read one reply line.
+// The `--control PATH` arguments shared by the commands that act on a `kdom run` domain.
 #include "cli/control_client.h"
 
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/un.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 
 #include "base/error.h"
-#include "base/unique_fd.h"
 
 namespace kdom::cli {
-
-namespace {
-
-constexpr int kReplyTimeoutSeconds = 10;
-
-sockaddr_un socket_address(const std::string& path) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(address.sun_path))
-    throw Error("control socket path '" + path + "' is empty or too long");
-  std::memcpy(address.sun_path, path.data(), path.size());
-  return address;
-}
-
-// A connection to the socket at `address`, or -errno.
-int connect_to(const sockaddr_un& address, UniqueFd& fd) {
-  fd.reset(check_syscall(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
-  timeval timeout{kReplyTimeoutSeconds, 0};
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
-  return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0 ? 0 : -errno;
-}
-
-}  // namespace
-
-bool control_socket_answers(const std::string& path) {
-  UniqueFd fd;
-  return connect_to(socket_address(path), fd) == 0;
-}
-
-nlohmann::json control_request(const std::string& path, const nlohmann::json& request) {
-  UniqueFd fd;
-  if (const int failed = connect_to(socket_address(path), fd); failed != 0) {
-    const int error = -failed;
-    if (error == ENOENT) throw Error("no control socket at '" + path + "' (start the domain with kdom run --control PATH)");
-    if (error == ECONNREFUSED) throw Error("nothing listens on control socket '" + path + "' (has its kdom ended?)");
-    throw SystemError("cannot connect to control socket '" + path + "'", error);
-  }
-  const std::string line = request.dump() + "\n";
-  size_t sent = 0;
-  while (sent < line.size()) {
-    ssize_t n = ::send(fd.get(), line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw SystemError("cannot send to control socket '" + path + "'", errno);
-    sent += static_cast<size_t>(n);
-  }
-  std::string reply;
-  char buffer[4096];
-  while (reply.find('\n') == std::string::npos) {
-    ssize_t n = ::recv(fd.get(), buffer, sizeof(buffer), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-      throw Error("no reply on control socket '" + path + "' within " + std::to_string(kReplyTimeoutSeconds) + " s");
-    if (n < 0) throw SystemError("cannot read from control socket '" + path + "'", errno);
-    if (n == 0) break;
-    reply.append(buffer, static_cast<size_t>(n));
-  }
-  reply = reply.substr(0, reply.find('\n'));
-  nlohmann::json parsed = nlohmann::json::parse(reply, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded() || !parsed.is_object())
-    throw Error("control socket '" + path + "' gave no valid reply (got '" + reply.substr(0, 80) + "')");
-  if (parsed.value("ok", false) != true) {
-    auto error = parsed.find("error");
-    throw Error(error != parsed.end() && error->is_string() ? error->get<std::string>()
-                                                             : "the request failed: " + reply.substr(0, 200));
-  }
-  return parsed;
-}
 
 bool wants_help(const std::vector<std::string>& args) {
   return std::any_of(args.begin(), args.end(), [](const std::string& arg) { return arg == "--help" || arg == "-h"; });

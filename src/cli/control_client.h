@@ -1,23 +1,16 @@
-// The client side of a running domain's control socket (`kdom run --control PATH`): one JSON
-// request line out, one reply line back; and the `--control PATH` arguments the commands that
-// use it (`kdom balloon`, `kdom shutdown`) share.
+// The `--control PATH` arguments the commands that act on a `kdom run` domain (`kdom balloon`,
+// `kdom shutdown`) share; the socket's client itself is vmm/control_client.
 #pragma once
 
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include "vmm/control_client.h"
 
 namespace kdom::cli {
 
-// Sends one request to the control socket at `path` and returns the reply. Throws Error when
-// the socket is missing, nothing answers, the reply is not JSON, or the reply says ok:false
-// (with the domain's error message).
-nlohmann::json control_request(const std::string& path, const nlohmann::json& request);
-
-// True while a domain listens on the control socket at `path` (a connection is made and closed
-// at once); false once it is gone (kdom removes the socket when the domain has stopped).
-bool control_socket_answers(const std::string& path);
+using vmm::control_request;
+using vmm::control_socket_answers;
 
 struct ControlArguments {
   std::string path;                // from --control PATH or --control=PATH

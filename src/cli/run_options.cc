@@ -3,10 +3,40 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
 
 #include "base/error.h"
+#include "vmm/vm_config_json.h"
 
 namespace kdom::cli {
+
+namespace {
+
+// The VmConfig in a JSON document at `path` ("-": standard input).
+vmm::VmConfig read_config_document(const std::string& path) {
+  std::string text;
+  if (path == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    std::ifstream file(path);
+    if (!file) throw Error("cannot read --config '" + path + "'");
+    std::ostringstream contents;
+    contents << file.rdbuf();
+    text = contents.str();
+  }
+  nlohmann::json document = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (document.is_discarded()) throw Error("--config '" + path + "' is not valid JSON");
+  try {
+    return vmm::vm_config_from_json(document);
+  } catch (const Error& error) {
+    throw Error("--config '" + path + "': " + error.what());
+  }
+}
+
+}  // namespace
 
 ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults& defaults) {
   CLI::App app{"Boot one domain in the foreground; its serial console is on stdio by default.", "kdom run"};
@@ -37,6 +67,15 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
   app.add_option("--control", config.control_path, "listen for control requests (kdom balloon) on this Unix socket");
   app.add_option("--disk", disks, "virtio-blk disk: PATH[,ro][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N][,poll=US] (repeatable; bw and iops are per-second limits, poll the longest adaptive polling window, default 32)")->take_all();
   std::vector<std::string> nets;
+  std::string config_file;
+  auto* config_option =
+      app.add_option("--config", config_file, "the whole domain as a JSON VmConfig document ('-': stdin); "
+                                              "no other domain option may be given with it");
+  int ready_fd = -1;
+  app.add_option("--ready-fd", ready_fd, "write \"ready\\n\" to this fd, then close it, when the domain is built")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--exit-file", parsed.exit_file,
+                 "when the domain stops, write why to this file as JSON (atomically: PATH.tmp, then renamed)");
   app.add_option("--net", nets, "virtio-net on a TAP: tap=NAME|fd=N[,mac=XX:XX:XX:XX:XX:XX][,id=ID][,bw=BYTES][,pps=N] (repeatable; bw and pps are per-second limits each way)")
       ->take_all();
 
@@ -51,6 +90,17 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
     std::string message = error.what();
     std::replace(message.begin(), message.end(), '\n', ' ');
     throw Error(message);
+  }
+
+  if (ready_fd >= 0) parsed.ready_fd = ready_fd;
+  if (config_option->count() > 0) {
+    for (const CLI::Option* option : app.get_options()) {
+      const std::string name = option->get_name();
+      if (option->count() > 0 && name != "--config" && name != "--ready-fd" && name != "--exit-file")
+        throw Error("--config gives the whole domain: " + name + " cannot be given with it");
+    }
+    config = read_config_document(config_file);
+    return parsed;
   }
 
   if (kernel.empty()) {

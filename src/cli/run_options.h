@@ -1,6 +1,7 @@
 // Command-line parsing for `kdom run`: turns arguments into a VmConfig.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,10 +21,16 @@ struct ParsedRun {
   ParseOutcome outcome = ParseOutcome::kRun;
   vmm::VmConfig config;
   std::string help;  // when outcome is kHelpShown
+  // --ready-fd N: "ready\n" is written to N, which is then closed, right before the vCPUs start.
+  std::optional<int> ready_fd;
+  // --exit-file PATH: why the domain stopped, as JSON (vmm::write_exit_file); empty: none.
+  std::string exit_file;
 };
 
 // `args` excludes the program name and the "run" word. Throws Error with one line naming
-// the problem (unknown option, bad number, bad console...).
+// the problem (unknown option, bad number, bad console...). With --config FILE (a JSON VmConfig
+// document, "-" for stdin) the domain comes whole from the file and no other domain option
+// may be given.
 ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults& defaults);
 
 }  // namespace kdom::cli

@@ -1,6 +1,8 @@
 // Control request handling (JSON in, JSON out).
 #include "vmm/control_requests.h"
 
+#include <unistd.h>
+
 #include <chrono>
 
 namespace kdom::vmm {
@@ -8,12 +10,29 @@ namespace kdom::vmm {
 namespace {
 constexpr uint64_t kPagesPerMib = (1024 * 1024) / devices::virtio::kBalloonPageSize;
 
+constexpr char kKnownOps[] = "balloon-set, balloon-stats, power-button, pause, unpause, status, reboot";
+
 nlohmann::json error_reply(const std::string& message) { return {{"ok", false}, {"error", message}}; }
+
+// Runs a domain action: {"ok":true}, or the one line it threw as the error.
+nlohmann::json act(const std::function<void()>& action, const std::string& op) {
+  if (!action) return error_reply("this domain cannot " + op);
+  try {
+    action();
+  } catch (const std::exception& error) {
+    return error_reply(op + ": " + error.what());
+  }
+  return {{"ok", true}};
+}
 }  // namespace
 
 ControlRequests::ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib,
                                  PowerButtonPress press_power_button)
-    : balloon_(std::move(balloon)), memory_mib_(memory_mib), press_power_button_(std::move(press_power_button)) {}
+    : ControlRequests(std::move(balloon), memory_mib, DomainActions{std::move(press_power_button), {}, {}, {}, {}}) {}
+
+ControlRequests::ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib,
+                                 DomainActions actions)
+    : balloon_(std::move(balloon)), memory_mib_(memory_mib), actions_(std::move(actions)) {}
 
 std::string ControlRequests::handle_line(const std::string& line) {
   nlohmann::json request = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
@@ -31,11 +50,31 @@ nlohmann::json ControlRequests::handle(const nlohmann::json& request) {
     return name == "balloon-set" ? balloon_set(request) : balloon_stats();
   }
   if (name == "power-button") {
-    if (!press_power_button_ || !press_power_button_())
+    if (!actions_.press_power_button || !actions_.press_power_button())
       return error_reply("the domain is still starting: its power button cannot be pressed yet");
     return {{"ok", true}};
   }
-  return error_reply("unknown op '" + name + "' (known: balloon-set, balloon-stats, power-button)");
+  if (name == "pause") return act(actions_.pause, "pause");
+  if (name == "unpause") return act(actions_.unpause, "unpause");
+  if (name == "reboot") return act(actions_.reboot, "reboot");
+  if (name == "status") return status();
+  return error_reply("unknown op '" + name + "' (known: " + kKnownOps + ")");
+}
+
+nlohmann::json ControlRequests::status() {
+  if (!actions_.status) return error_reply("this domain cannot report its status");
+  DomainStatus domain;
+  try {
+    domain = actions_.status();
+  } catch (const std::exception& error) {
+    return error_reply(std::string("status: ") + error.what());
+  }
+  return {{"ok", true},
+          {"pid", static_cast<int64_t>(::getpid())},
+          {"state", domain.paused ? "paused" : "running"},
+          {"memory_mib", memory_mib_},
+          {"vcpus", domain.vcpus},
+          {"uptime_s", domain.uptime_s}};
 }
 
 nlohmann::json ControlRequests::balloon_set(const nlohmann::json& request) {

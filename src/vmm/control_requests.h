@@ -11,6 +11,12 @@
 //                                            "pages_inflated":..,...}
 //   {"op":"power-button"}                -> {"ok":true}: the guest's ACPI power button was
 //                                            pressed (what follows is the guest's choice)
+//   {"op":"pause"}                       -> {"ok":true} once every vCPU is parked
+//   {"op":"unpause"}                     -> {"ok":true}: the vCPUs run again
+//   {"op":"status"}                      -> {"ok":true,"pid":..,"state":"running"|"paused",
+//                                            "memory_mib":..,"vcpus":..,"uptime_s":..}
+//   {"op":"reboot"}                      -> {"ok":true}: the domain stops as if the guest had
+//                                            asked for a reboot (its supervisor restarts it)
 #pragma once
 
 #include <cstdint>
@@ -24,14 +30,34 @@
 
 namespace kdom::vmm {
 
+// What `status` reports besides the pid and memory size.
+struct DomainStatus {
+  bool paused = false;
+  uint32_t vcpus = 0;
+  double uptime_s = 0;  // since the vCPUs started (0 before)
+};
+
+// What the domain does for the requests that act on it. Each may be empty (the request then
+// gets an error reply); the void ones throw Error (one line) when they cannot act, and the
+// reply carries that line.
+struct DomainActions {
+  // Presses the guest's power button; false while the domain is still being built.
+  std::function<bool()> press_power_button;
+  std::function<void()> pause;    // returns once every vCPU is parked; no-op when paused
+  std::function<void()> unpause;  // no-op when running
+  std::function<DomainStatus()> status;
+  std::function<void()> reboot;   // asks the domain to stop with DomainExitKind::kReboot
+};
+
 class ControlRequests {
  public:
-  // Presses the guest's power button; false while the domain is still being built.
   using PowerButtonPress = std::function<bool()>;
 
   // `balloon` may be null (the domain has none): balloon requests then get an error reply.
   ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib,
                   PowerButtonPress press_power_button);
+  ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib,
+                  DomainActions actions);
 
   nlohmann::json handle(const nlohmann::json& request);
   // One request line (JSON text) to one reply line (JSON text, no newline).
@@ -40,10 +66,11 @@ class ControlRequests {
  private:
   nlohmann::json balloon_set(const nlohmann::json& request);
   nlohmann::json balloon_stats();
+  nlohmann::json status();
 
   std::shared_ptr<devices::virtio::BalloonDevice> balloon_;
   uint64_t memory_mib_;
-  PowerButtonPress press_power_button_;
+  DomainActions actions_;
 };
 
 }  // namespace kdom::vmm

@@ -31,26 +31,34 @@ bool send_all(int fd, const std::string& data) {
 
 }  // namespace
 
-ControlSocket::ControlSocket(const std::string& path, EventLoop& events, ControlRequests& requests)
-    : path_(path), events_(events), requests_(requests) {
+UniqueFd listen_on_unix_socket(const std::string& path, const std::string& what) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof(address.sun_path))
-    throw Error("control socket path '" + path + "' is empty or longer than " +
-                std::to_string(sizeof(address.sun_path) - 1) + " bytes");
+    throw Error(what + " path '" + path + "' is empty or longer than " + std::to_string(sizeof(address.sun_path) - 1) +
+                " bytes");
   struct stat existing{};
   if (::lstat(path.c_str(), &existing) == 0)
-    throw Error("control socket path '" + path + "' already exists (remove it if no kdom uses it)");
+    throw Error(what + " path '" + path + "' already exists (remove it if no kdom uses it)");
   std::memcpy(address.sun_path, path.data(), path.size());
-  listener_.reset(check_syscall(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), "socket"));
-  if (::bind(listener_.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
+  UniqueFd listener(check_syscall(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), "socket"));
+  if (::bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
     const int error = errno;
-    if (error == EADDRINUSE)
-      throw Error("control socket path '" + path + "' already exists (remove it if no kdom uses it)");
-    throw SystemError("cannot create control socket '" + path + "'", error);
+    if (error == EADDRINUSE) throw Error(what + " path '" + path + "' already exists (remove it if no kdom uses it)");
+    throw SystemError("cannot create " + what + " '" + path + "'", error);
   }
+  if (::listen(listener.get(), 8) != 0) {
+    const int error = errno;
+    ::unlink(path.c_str());
+    throw SystemError("listen on " + what + " '" + path + "'", error);
+  }
+  return listener;
+}
+
+ControlSocket::ControlSocket(const std::string& path, EventLoop& events, ControlRequests& requests)
+    : path_(path), events_(events), requests_(requests) {
+  listener_ = listen_on_unix_socket(path, "control socket");
   try {
-    check_syscall(::listen(listener_.get(), 8), "listen on control socket");
     events_.add(listener_.get(), [this] { accept_clients(); });
   } catch (...) {
     ::unlink(path_.c_str());

@@ -15,6 +15,11 @@
 
 namespace kdom::vmm {
 
+// Creates a listening, non-blocking Unix stream socket at `path`; throws Error when the path
+// exists (never replaced: it may be another kdom's) or cannot be bound. `what` names the
+// socket in errors ("control socket"). The caller unlinks the path when done.
+UniqueFd listen_on_unix_socket(const std::string& path, const std::string& what);
+
 class ControlSocket {
  public:
   // At most this many clients at once (others are closed at once), and this many bytes in one

@@ -1,6 +1,8 @@
 // Building a domain and running its vCPUs.
 #include "vmm/domain.h"
 
+#include <elf.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -9,6 +11,7 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -44,6 +47,16 @@ constexpr uint64_t kComBase = 0x3f8;
 constexpr uint32_t kComIrq = 4;
 constexpr uint32_t kPowerButtonGsi = 23;  // an IOAPIC pin no other device uses
 constexpr uint64_t kMiB = 1024 * 1024;
+// How long a pause request waits for every vCPU to park before giving up.
+constexpr auto kPauseTimeout = std::chrono::seconds(10);
+constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
+sigset_t stop_signal_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int signal_number : kStopSignals) sigaddset(&set, signal_number);
+  return set;
+}
 
 void ignore_signal(int) {}
 
@@ -62,7 +75,99 @@ uint64_t host_memory_bytes() {
 
 bool host_kvm_is_pvm() { return std::filesystem::exists("/sys/module/kvm_pvm"); }
 
+// Whether an ELF kernel is Linux: it carries a note named "Linux" (the build salt every
+// vmlinux has) or a Xen GUEST_OS note saying "linux". A malformed file is "not Linux": the
+// loader reports what is wrong with it.
+bool elf_is_linux(std::span<const uint8_t> file) {
+  if (file.size() < sizeof(Elf64_Ehdr)) return false;
+  Elf64_Ehdr header;
+  std::memcpy(&header, file.data(), sizeof(header));
+  if (header.e_phentsize != sizeof(Elf64_Phdr) || header.e_phoff > file.size()) return false;
+  for (unsigned i = 0; i < header.e_phnum; ++i) {
+    const uint64_t at = header.e_phoff + uint64_t{i} * sizeof(Elf64_Phdr);
+    if (at + sizeof(Elf64_Phdr) > file.size()) return false;
+    Elf64_Phdr phdr;
+    std::memcpy(&phdr, file.data() + at, sizeof(phdr));
+    if (phdr.p_type != PT_NOTE || phdr.p_offset > file.size() || phdr.p_filesz > file.size() - phdr.p_offset)
+      continue;
+    std::span<const uint8_t> notes = file.subspan(phdr.p_offset, phdr.p_filesz);
+    while (notes.size() >= sizeof(Elf64_Nhdr)) {
+      Elf64_Nhdr note;
+      std::memcpy(&note, notes.data(), sizeof(note));
+      const uint64_t name_size = (uint64_t{note.n_namesz} + 3) & ~uint64_t{3};
+      const uint64_t desc_size = (uint64_t{note.n_descsz} + 3) & ~uint64_t{3};
+      if (sizeof(note) + name_size + desc_size > notes.size()) break;
+      const std::string_view name(reinterpret_cast<const char*>(notes.data() + sizeof(note)),
+                                  note.n_namesz ? note.n_namesz - 1 : 0);
+      const std::string_view desc(reinterpret_cast<const char*>(notes.data() + sizeof(note) + name_size),
+                                  note.n_descsz);
+      constexpr uint32_t kXenElfnoteGuestOs = 6;
+      if (name == "Linux") return true;
+      if (name == "Xen" && note.n_type == kXenElfnoteGuestOs && desc.substr(0, 5) == "linux") return true;
+      notes = notes.subspan(sizeof(note) + name_size + desc_size);
+    }
+  }
+  return false;
+}
+
+bool is_linux_kernel(std::span<const uint8_t> kernel, x86::KernelFormat format) {
+  return format == x86::KernelFormat::kBzImage || elf_is_linux(kernel);
+}
+
 }  // namespace
+
+void block_stop_signals() {
+  const sigset_t stop_signals = stop_signal_set();
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  for (int signal_number : kStopSignals) signal(signal_number, SIG_DFL);
+}
+
+const char* exit_kind_name(DomainExitKind kind) {
+  switch (kind) {
+    case DomainExitKind::kPowerOff: return "poweroff";
+    case DomainExitKind::kReboot: return "reboot";
+    case DomainExitKind::kPanic: return "crash";
+    case DomainExitKind::kDebugExit: return "debug-exit";
+    case DomainExitKind::kVcpuFailure: return "vcpu-failure";
+    case DomainExitKind::kSignal: return "signal";
+    case DomainExitKind::kStartFailure: return "start-failure";
+  }
+  return "vcpu-failure";
+}
+
+nlohmann::json exit_report(const DomainExit& exit) {
+  std::string message = exit.message;
+  std::replace(message.begin(), message.end(), '\n', ' ');
+  return {{"reason", exit_kind_name(exit.kind)},
+          {"code", exit.code},
+          {"message", message},
+          {"exit_status", exit_status(exit)}};
+}
+
+void write_exit_file(const std::string& path, const DomainExit& exit) {
+  const std::string temporary = path + ".tmp";
+  const std::string text = exit_report(exit).dump() + "\n";
+  UniqueFd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd.valid()) throw SystemError("cannot write exit file '" + temporary + "'", errno);
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int error = errno;
+      ::unlink(temporary.c_str());
+      throw SystemError("cannot write exit file '" + temporary + "'", error);
+    }
+    done += static_cast<size_t>(n);
+  }
+  // The data reaches the disk before the name does: a crash leaves the old file or the whole
+  // new one, never an empty one.
+  if (::fsync(fd.get()) != 0 || ::rename(temporary.c_str(), path.c_str()) != 0) {
+    const int error = errno;
+    ::unlink(temporary.c_str());
+    throw SystemError("cannot write exit file '" + path + "'", error);
+  }
+}
 
 Domain::Domain(const VmConfig& config) : config_(config) {
   validate(config_);
@@ -79,8 +184,14 @@ Domain::Domain(const VmConfig& config) : config_(config) {
     throw Error("initrd '" + *config_.initrd_path + "' (" + std::to_string((initrd->size() + kMiB - 1) / kMiB) +
                 " MiB) is larger than guest memory (" + std::to_string(config_.memory_mib) + " MiB)");
   auto format = x86::detect_kernel_format(kernel);
-  console_ = std::make_unique<Console>(config_.console);
+  if (host_kvm_is_pvm() && is_linux_kernel(kernel, format))
+    log_line("warning: this host's KVM is kvm_pvm (software-assisted), on which a stock Linux kernel will not "
+             "boot; use a host with hardware virtualization (see scripts/test-host.sh)");
+  // Socket input is read in the device loop, which starts with run(): uart_ exists by then.
+  console_ = std::make_unique<Console>(config_.console, &device_events_,
+                                       [this](std::span<const uint8_t> bytes) { uart_->enqueue_input(bytes); });
   if (!console_->pty_path().empty()) log_line("console on " + console_->pty_path());
+  if (config_.console.kind == ConsoleKind::kSocket) log_line("console on socket " + config_.console.path);
   virtio_ = std::make_unique<VirtioDevices>(config_, device_events_);
   start_control();
 
@@ -168,11 +279,17 @@ void Domain::start_control() {
   if (config_.control_path.empty()) return;
   // The control socket opens before KVM does (a bad path is bad input, found on any host), so
   // a request may come before the power button exists.
-  control_requests_ = std::make_unique<ControlRequests>(virtio_->balloon(), config_.memory_mib, [this] {
+  DomainActions actions;
+  actions.press_power_button = [this] {
     if (!power_button_ready_.load(std::memory_order_acquire)) return false;
     power_button_->press();
     return true;
-  });
+  };
+  actions.pause = [this] { pause_vcpus(); };
+  actions.unpause = [this] { unpause_vcpus(); };
+  actions.status = [this] { return status(); };
+  actions.reboot = [this] { request_exit({DomainExitKind::kReboot, 0, "reboot requested by the host"}); };
+  control_requests_ = std::make_unique<ControlRequests>(virtio_->balloon(), config_.memory_mib, std::move(actions));
   control_ = std::make_unique<ControlSocket>(config_.control_path, device_events_, *control_requests_);
   log_line("control socket on " + config_.control_path);
 }
@@ -201,27 +318,43 @@ void Domain::request_exit(DomainExit exit) {
     if (exit_) return;  // the first reason wins
     exit_ = std::move(exit);
   }
-  stopping_ = true;
+  {
+    // Under the pause lock, so a pause waiting for the vCPUs to park sees it.
+    std::lock_guard lock(pause_mutex_);
+    stopping_ = true;
+  }
+  pause_cv_.notify_all();
   signal_eventfd(wake_fd_.get());
 }
 
-DomainExit Domain::run() {
+DomainExit Domain::run(const std::function<void()>& on_ready) {
   install_kick_handler();
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGHUP);
-  sigaddset(&stop_signals, SIGQUIT);  // stop, and first print the state (a stuck guest)
-  // Blocked here and so in every vCPU thread: they arrive through the signalfd. A signal an
-  // ancestor set to be ignored would never arrive, so restore the default disposition.
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  for (int signal_number : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) signal(signal_number, SIG_DFL);
-  UniqueFd signal_fd(check_syscall(signalfd(-1, &stop_signals, SFD_CLOEXEC), "signalfd"));
+  // Blocked here and so in every vCPU thread: they arrive through the signalfd.
+  block_stop_signals();
+  const sigset_t stop_signals = stop_signal_set();
+  UniqueFd signal_fd(check_syscall(signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd"));
   bool dump_state = false;
+  auto take_signal = [&] {
+    signalfd_siginfo info{};
+    if (::read(signal_fd.get(), &info, sizeof(info)) != sizeof(info)) return false;
+    dump_state = info.ssi_signo == SIGQUIT;
+    request_exit({DomainExitKind::kSignal, info.ssi_signo,
+                  std::string("stopped by SIG") + sigabbrev_np(static_cast<int>(info.ssi_signo))});
+    return true;
+  };
+  // A stop signal that came while the domain was being built: stop before anything runs.
+  if (take_signal()) {
+    std::lock_guard lock(exit_mutex_);
+    return *exit_;
+  }
 
-  device_events_.start();
+  if (on_ready) on_ready();
+  started_ = std::chrono::steady_clock::now();
+  // The vCPU threads first, then the loop that serves control requests: a pause request then
+  // always finds every thread there to park.
   for (auto& vcpu : vcpus_) threads_.emplace_back([this, &vcpu] { vcpu_thread(*vcpu); });
+  running_ = true;
+  device_events_.start();
 
   while (!stopping_) {
     pollfd fds[3] = {{signal_fd.get(), POLLIN, 0}, {wake_fd_.get(), POLLIN, 0}, {console_->input_fd(), POLLIN, 0}};
@@ -230,14 +363,7 @@ DomainExit Domain::run() {
       if (errno == EINTR) continue;
       throw SystemError("poll", errno);
     }
-    if (fds[0].revents & POLLIN) {
-      signalfd_siginfo info{};
-      if (::read(signal_fd.get(), &info, sizeof(info)) == sizeof(info)) {
-        dump_state = info.ssi_signo == SIGQUIT;
-        request_exit({DomainExitKind::kSignal, info.ssi_signo,
-                      std::string("stopped by SIG") + sigabbrev_np(static_cast<int>(info.ssi_signo))});
-      }
-    }
+    if (fds[0].revents & POLLIN) take_signal();
     if (count == 3 && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) pump_console_input();
   }
   stop_vcpus();
@@ -280,7 +406,11 @@ void Domain::pump_console_input() {
 }
 
 void Domain::stop_vcpus() {
-  stopping_ = true;
+  {
+    std::lock_guard lock(pause_mutex_);
+    stopping_ = true;
+  }
+  pause_cv_.notify_all();  // parked vCPUs stop too
   for (size_t i = 0; i < threads_.size(); ++i) {
     if (!threads_[i].joinable()) continue;
     vcpus_[i]->set_immediate_exit(true);
@@ -298,12 +428,75 @@ void Domain::vcpu_thread(kvm::Vcpu& vcpu) {
   pthread_sigmask(SIG_UNBLOCK, &kick, nullptr);
   try {
     while (!stopping_) {
-      if (!vcpu.run()) continue;  // interrupted: look at stopping_ again
+      if (pause_pending_) {
+        park(vcpu);
+        continue;
+      }
+      if (!vcpu.run()) continue;  // interrupted: look at stopping_ (and pause_pending_) again
       if (!handle_exit(vcpu)) break;
     }
   } catch (const std::exception& error) {
     request_exit({DomainExitKind::kVcpuFailure, 0, "vCPU " + std::to_string(vcpu.id()) + ": " + error.what()});
   }
+}
+
+void Domain::park(kvm::Vcpu& vcpu) {
+  std::unique_lock lock(pause_mutex_);
+  ++parked_;
+  pause_cv_.notify_all();
+  pause_cv_.wait(lock, [this] { return !pause_requested_ || stopping_; });
+  --parked_;
+  // Cleared before the loop looks at stopping_ and pause_pending_ again: a stop or pause
+  // that set it after this still finds the thread (it looks at the flags after this).
+  vcpu.set_immediate_exit(false);
+}
+
+void Domain::pause_vcpus() {
+  std::unique_lock lock(pause_mutex_);
+  if (stopping_) throw Error("the domain is stopping");
+  if (!running_) throw Error("the domain is still starting");
+  if (!pause_requested_) {
+    pause_requested_ = true;
+    pause_pending_ = true;
+    // Out of KVM_RUN: immediate_exit covers a thread about to enter it, the signal one in it.
+    for (size_t i = 0; i < threads_.size(); ++i) {
+      vcpus_[i]->set_immediate_exit(true);
+      pthread_kill(threads_[i].native_handle(), kKickSignal);
+    }
+  }
+  const bool all_parked =
+      pause_cv_.wait_for(lock, kPauseTimeout, [this] { return parked_ == vcpus_.size() || stopping_; });
+  if (stopping_) throw Error("the domain is stopping");
+  if (!all_parked) {
+    pause_requested_ = false;
+    pause_pending_ = false;
+    lock.unlock();
+    pause_cv_.notify_all();
+    throw Error("not every vCPU stopped within " + std::to_string(kPauseTimeout.count()) + " s; still running");
+  }
+  log_line("paused");
+}
+
+void Domain::unpause_vcpus() {
+  {
+    std::lock_guard lock(pause_mutex_);
+    if (!pause_requested_) return;
+    pause_requested_ = false;
+    pause_pending_ = false;
+  }
+  pause_cv_.notify_all();
+  log_line("unpaused");
+}
+
+DomainStatus Domain::status() {
+  DomainStatus status;
+  status.vcpus = config_.vcpus;
+  {
+    std::lock_guard lock(pause_mutex_);
+    status.paused = pause_requested_;
+  }
+  if (running_) status.uptime_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  return status;
 }
 
 bool Domain::handle_exit(kvm::Vcpu& vcpu) {

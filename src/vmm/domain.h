@@ -4,6 +4,9 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -31,6 +34,12 @@
 
 namespace kdom::vmm {
 
+// Blocks the stop signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT) in the calling thread, and so in
+// the threads it starts, and restores their default disposition (an ancestor may have set
+// them to be ignored, and an ignored signal is lost even while blocked). `kdom run` calls it
+// first thing, so a signal that comes while the domain is being built waits for run().
+void block_stop_signals();
+
 class Domain {
  public:
   // Builds the whole machine; throws Error naming the problem (bad input, no KVM, too little
@@ -42,8 +51,10 @@ class Domain {
   Domain(const Domain&) = delete;
   Domain& operator=(const Domain&) = delete;
 
-  // Runs the vCPUs until the domain stops; returns why. SIGINT, SIGTERM and SIGHUP stop it.
-  DomainExit run();
+  // Runs the vCPUs until the domain stops; returns why. SIGINT, SIGTERM and SIGHUP stop it;
+  // one that came before run() (see block_stop_signals) stops it before any vCPU runs.
+  // `on_ready` runs once everything is built, right before the vCPUs start.
+  DomainExit run(const std::function<void()>& on_ready = {});
 
   // The balloon device, or null when the domain has none.
   std::shared_ptr<devices::virtio::BalloonDevice> balloon() const { return virtio_->balloon(); }
@@ -65,6 +76,12 @@ class Domain {
   void log_state();
   void stop_vcpus();
   void pump_console_input();
+  // Control requests (from the device loop's thread); throw Error when they cannot be done.
+  void pause_vcpus();
+  void unpause_vcpus();
+  DomainStatus status();
+  // In a vCPU thread: waits while a pause is asked for.
+  void park(kvm::Vcpu& vcpu);
 
   VmConfig config_;
   std::unique_ptr<kvm::KvmSystem> kvm_;
@@ -72,9 +89,9 @@ class Domain {
   std::unique_ptr<GuestMemory> memory_;
   devices::Bus io_bus_;
   devices::Bus mmio_bus_;
-  std::unique_ptr<Console> console_;
-  std::shared_ptr<devices::Uart8250> uart_;
   EventLoop device_events_;  // device work (virtio queues), off the vCPU threads
+  std::unique_ptr<Console> console_;  // a socket console is served in device_events_
+  std::shared_ptr<devices::Uart8250> uart_;
   std::unique_ptr<MsiRouter> msi_;
   std::unique_ptr<PciDevices> pci_;
   std::unique_ptr<VirtioDevices> virtio_;  // attached to pci_; host sides served in device_events_
@@ -89,6 +106,15 @@ class Domain {
   std::atomic<bool> stopping_{false};
   std::mutex exit_mutex_;
   std::optional<DomainExit> exit_;
+
+  // Pausing: the vCPU threads park on pause_cv_ while pause_requested_ is set.
+  std::mutex pause_mutex_;
+  std::condition_variable pause_cv_;
+  bool pause_requested_ = false;  // guarded by pause_mutex_
+  size_t parked_ = 0;             // guarded by pause_mutex_
+  std::atomic<bool> pause_pending_{false};  // pause_requested_, for the vCPU loop's cheap check
+  std::atomic<bool> running_{false};        // the vCPU threads have been started
+  std::chrono::steady_clock::time_point started_;
 };
 
 }  // namespace kdom::vmm

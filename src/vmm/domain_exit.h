@@ -1,13 +1,18 @@
 // DomainExit: why a domain stopped, and the process exit status `kdom run` reports for it
-// (documented in docs/interfaces.md).
+// (documented in docs/interfaces.md), and the exit file (`kdom run --exit-file`) that tells a
+// supervisor which it was when the statuses collide (1: bad input or a vCPU failure) or when
+// it is not the VMM's parent and never sees the status.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 namespace kdom::vmm {
 
-enum class DomainExitKind { kPowerOff, kReboot, kPanic, kDebugExit, kVcpuFailure, kSignal };
+// kStartFailure: the domain could not be built (bad input, no KVM...); only in exit files.
+enum class DomainExitKind { kPowerOff, kReboot, kPanic, kDebugExit, kVcpuFailure, kSignal, kStartFailure };
 
 struct DomainExit {
   DomainExitKind kind = DomainExitKind::kPowerOff;
@@ -23,8 +28,20 @@ inline int exit_status(const DomainExit& exit) {
     case DomainExitKind::kDebugExit: return static_cast<int>(((exit.code & 0xff) << 1) | 1);
     case DomainExitKind::kVcpuFailure: return 1;
     case DomainExitKind::kSignal: return 128 + static_cast<int>(exit.code);
+    case DomainExitKind::kStartFailure: return 1;
   }
   return 1;
 }
+
+// The exit file's "reason": poweroff, reboot, crash, debug-exit, vcpu-failure, signal,
+// start-failure.
+const char* exit_kind_name(DomainExitKind kind);
+
+// {"reason":..,"code":N,"message":"one line","exit_status":N}
+nlohmann::json exit_report(const DomainExit& exit);
+
+// Writes exit_report(exit) to `path` atomically (PATH.tmp, fsync, rename), so a reader sees
+// either no file or the whole report. Throws Error naming the path.
+void write_exit_file(const std::string& path, const DomainExit& exit);
 
 }  // namespace kdom::vmm

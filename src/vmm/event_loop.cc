@@ -41,6 +41,13 @@ void EventLoop::remove(int fd) {
   handlers_.erase(fd);
 }
 
+void EventLoop::watch_writable(int fd, bool writable) {
+  epoll_event event{};
+  event.events = EPOLLIN | (writable ? EPOLLOUT : 0u);
+  event.data.fd = fd;
+  check_syscall(epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &event), "epoll_ctl");
+}
+
 void EventLoop::start() {
   if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
 }
@@ -70,7 +77,13 @@ void EventLoop::run() {
         if (it == handlers_.end()) continue;
         handler = it->second;
       }
-      (*handler)();
+      try {
+        (*handler)();
+      } catch (const std::exception& error) {
+        log_line("event loop: the handler of fd " + std::to_string(fd) + " failed (" + error.what() +
+                 "); no longer watching that fd");
+        remove(fd);
+      }
     }
   }
 }

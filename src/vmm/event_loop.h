@@ -23,8 +23,13 @@ class EventLoop {
 
   // Runs `handler` in the loop's thread whenever `fd` is readable. The fd stays owned by the
   // caller and must outlive its registration. May be called before or after start().
+  // A handler that throws is logged (one line naming its fd and the error) and its fd is
+  // dropped from the loop: one broken device or client must not end the whole domain.
   void add(int fd, Handler handler);
   void remove(int fd);
+  // Whether the handler of `fd` (added) also runs when `fd` is writable: for a socket whose
+  // output backed up, until it has drained.
+  void watch_writable(int fd, bool writable);
   void start();
   // Stops and joins the thread; handlers are not called afterwards.
   void stop();

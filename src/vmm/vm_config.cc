@@ -85,12 +85,14 @@ uint64_t parse_rate(const std::string& value, const std::string& where, const st
   return rate;
 }
 
-// "stdio", "pty", "none" or "file:PATH"; nullopt for anything else.
-std::optional<ConsoleConfig> console_backend(const std::string& text) {
+// "stdio", "pty", "none", "file:PATH" (or "socket:PATH" where allowed); nullopt for anything else.
+std::optional<ConsoleConfig> console_backend(const std::string& text, bool allow_socket) {
   if (text == "stdio") return ConsoleConfig{ConsoleKind::kStdio, ""};
   if (text == "pty") return ConsoleConfig{ConsoleKind::kPty, ""};
   if (text == "none") return ConsoleConfig{ConsoleKind::kNone, ""};
   if (text.rfind("file:", 0) == 0 && text.size() > 5) return ConsoleConfig{ConsoleKind::kFile, text.substr(5)};
+  if (allow_socket && text.rfind("socket:", 0) == 0 && text.size() > 7)
+    return ConsoleConfig{ConsoleKind::kSocket, text.substr(7)};
   return std::nullopt;
 }
 
@@ -214,8 +216,8 @@ NetConfig parse_net(const std::string& text) {
 }
 
 ConsoleConfig parse_console(const std::string& text) {
-  if (auto backend = console_backend(text)) return *backend;
-  throw Error("--console must be stdio, pty, none or file:PATH, not '" + text + "'");
+  if (auto backend = console_backend(text, true)) return *backend;
+  throw Error("--console must be stdio, pty, none, file:PATH or socket:PATH, not '" + text + "'");
 }
 
 VirtioConsoleConfig parse_hvc(const std::string& text) {
@@ -227,7 +229,7 @@ VirtioConsoleConfig parse_hvc(const std::string& text) {
     backend = text.substr(0, id_at);
     if (hvc.id.empty()) throw Error("--hvc '" + text + "': empty id=");
   }
-  const std::optional<ConsoleConfig> parsed = console_backend(backend);
+  const std::optional<ConsoleConfig> parsed = console_backend(backend, false);
   if (!parsed) throw Error("--hvc must be stdio, pty, none or file:PATH (optionally ,id=NAME), not '" + text + "'");
   hvc.backend = *parsed;
   return hvc;
@@ -279,6 +281,10 @@ void validate(const VmConfig& config) {
   if (config.hvc && config.hvc->backend.kind == ConsoleKind::kStdio && config.console.kind == ConsoleKind::kStdio)
     throw Error("--hvc stdio and --console stdio both want the terminal; give one of them another back end "
                 "(e.g. --console none)");
+  if (config.hvc && config.hvc->backend.kind == ConsoleKind::kSocket)
+    throw Error("--hvc cannot be on a socket (only --console can)");
+  if (config.console.kind == ConsoleKind::kSocket && config.console.path == config.control_path)
+    throw Error("--console socket:" + config.console.path + " and --control are the same path");
   for (size_t i = 0; i < config.nets.size(); ++i)
     for (size_t j = 0; j < i; ++j) {
       const NetConfig &a = config.nets[i], &b = config.nets[j];

@@ -12,11 +12,12 @@
 
 namespace kdom::vmm {
 
-enum class ConsoleKind { kStdio, kPty, kFile, kNone };
+// kSocket: a Unix socket kdom listens on; one client at a time is the console (vmm::Console).
+enum class ConsoleKind { kStdio, kPty, kFile, kNone, kSocket };
 
 struct ConsoleConfig {
   ConsoleKind kind = ConsoleKind::kStdio;
-  std::string path;  // for kFile
+  std::string path;  // for kFile and kSocket
 };
 
 // A virtio-console device (the guest's hvc0) and its host side.
@@ -94,7 +95,7 @@ NetConfig parse_net(const std::string& text);
 // Parses "52:54:00:12:34:56" (unicast: the low bit of the first byte clear); throws Error.
 std::array<uint8_t, 6> parse_mac(const std::string& text);
 
-// Parses "stdio", "pty", "none" or "file:PATH"; throws Error naming the bad value.
+// Parses "stdio", "pty", "none", "file:PATH" or "socket:PATH"; throws Error naming the bad value.
 ConsoleConfig parse_console(const std::string& text);
 
 // Parses "stdio", "pty", "none" or "file:PATH", each optionally followed by ",id=NAME".

@@ -4,6 +4,7 @@
 // refused and left alone, several requests per connection, split and over-long lines, the
 // client's errors, `kdom shutdown --wait` ending with the domain or giving up).
 #include <gtest/gtest.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include <thread>
 
 #include "base/error.h"
+#include "base/eventfd.h"
 #include "cli/balloon_command.h"
 #include "cli/control_client.h"
 #include "cli/shutdown_command.h"
@@ -158,9 +160,9 @@ TEST_F(ControlSocketTest, ServesRequestsAndRemovesTheSocketAtTheEnd) {
     EXPECT_EQ(json::parse(replies.substr(newline + 1))["ok"], false);
     EXPECT_EQ(balloon->target_pages(), 256u * 256);
     // The CLI's client, against the same socket.
-    json stats = cli::control_request(path, {{"op", "balloon-stats"}});
+    json stats = vmm::control_request(path, {{"op", "balloon-stats"}});
     EXPECT_EQ(stats["target_mib"], 256);
-    EXPECT_THROW(cli::control_request(path, {{"op", "balloon-set"}, {"target_mib", 4096}}), Error);
+    EXPECT_THROW(vmm::control_request(path, {{"op", "balloon-set"}, {"target_mib", 4096}}), Error);
     std::ostringstream out;
     EXPECT_EQ(cli::balloon_command({"--control", path, "set", "64"}, out), 0);
     EXPECT_NE(out.str().find("64 MiB"), std::string::npos);
@@ -176,7 +178,7 @@ TEST_F(ControlSocketTest, ServesRequestsAndRemovesTheSocketAtTheEnd) {
     std::string reply = exchange(std::string(ControlSocket::kMaxLineBytes + 10, 'x'), 1);
     EXPECT_NE(reply.find("longer than"), std::string::npos);
     // Still serving.
-    EXPECT_EQ(cli::control_request(path, {{"op", "balloon-stats"}})["ok"], true);
+    EXPECT_EQ(vmm::control_request(path, {{"op", "balloon-stats"}})["ok"], true);
     events.stop();
   }
   EXPECT_FALSE(std::filesystem::exists(path));
@@ -211,13 +213,13 @@ TEST_F(ControlSocketTest, ShutdownWaitGivesUpWhenTheDomainStaysUp) {
   }
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
   EXPECT_EQ(presses, 1);
-  EXPECT_TRUE(cli::control_socket_answers(path));
+  EXPECT_TRUE(vmm::control_socket_answers(path));
   events.stop();
 }
 
 TEST_F(ControlSocketTest, ClientErrors) {
   std::ostringstream out;
-  EXPECT_THROW(cli::control_request(path, {{"op", "balloon-stats"}}), Error);  // no socket
+  EXPECT_THROW(vmm::control_request(path, {{"op", "balloon-stats"}}), Error);  // no socket
   EXPECT_THROW(cli::balloon_command({"stats"}, out), Error);                    // no --control
   EXPECT_THROW(cli::balloon_command({"--control", path, "set"}, out), Error);
   EXPECT_THROW(cli::balloon_command({"--control", path, "set", "-5"}, out), Error);
@@ -229,14 +231,39 @@ TEST_F(ControlSocketTest, ClientErrors) {
   EXPECT_THROW(cli::shutdown_command({"--control", path, "--wait", "0"}, out), Error);
   EXPECT_THROW(cli::shutdown_command({"--control", path, "--wait", "soon"}, out), Error);
   EXPECT_THROW(cli::shutdown_command({"--control", path, "--wait"}, out), Error);
-  EXPECT_FALSE(cli::control_socket_answers(path));
+  EXPECT_FALSE(vmm::control_socket_answers(path));
   EXPECT_THROW(cli::shutdown_command({"--control", path}, out), Error);  // no socket
   EXPECT_EQ(presses, 0);
   try {
-    cli::control_request(path, {{"op", "balloon-stats"}});
+    vmm::control_request(path, {{"op", "balloon-stats"}});
   } catch (const Error& error) {
     EXPECT_NE(std::string(error.what()).find("no control socket"), std::string::npos);
   }
+}
+
+// A handler that throws loses its fd, and the loop goes on serving the others.
+TEST(EventLoopTest, AThrowingHandlerIsDroppedAndTheLoopGoesOn) {
+  EventLoop loop;
+  UniqueFd bad(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  UniqueFd good(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  std::atomic<int> bad_calls{0}, good_calls{0};
+  loop.add(bad.get(), [&] {
+    ++bad_calls;
+    throw Error("broken device");  // never drained: a live handler would run again and again
+  });
+  loop.add(good.get(), [&] {
+    drain_eventfd(good.get());
+    ++good_calls;
+  });
+  loop.start();
+  signal_eventfd(bad.get());
+  for (int i = 0; i < 200 && bad_calls == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  signal_eventfd(good.get());
+  for (int i = 0; i < 200 && good_calls == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  loop.stop();
+  EXPECT_EQ(bad_calls, 1);
+  EXPECT_EQ(good_calls, 1);
 }
 
 }  // namespace

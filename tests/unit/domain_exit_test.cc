@@ -1,9 +1,15 @@
 // Tests of the `kdom run` exit status for each way a domain stops (docs/interfaces.md).
 #include "vmm/domain_exit.h"
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <filesystem>
+#include <fstream>
+
+#include "base/error.h"
 
 namespace kdom::vmm {
 namespace {
@@ -35,6 +41,43 @@ TEST(DomainExit, SignalIs128PlusTheSignal) {
 }
 
 TEST(DomainExit, DefaultIsPowerOff) { EXPECT_EQ(exit_status(DomainExit{}), 0); }
+
+TEST(DomainExit, StartFailureIsOne) { EXPECT_EQ(status(DomainExitKind::kStartFailure), 1); }
+
+TEST(DomainExit, ReasonNames) {
+  EXPECT_STREQ(exit_kind_name(DomainExitKind::kPowerOff), "poweroff");
+  EXPECT_STREQ(exit_kind_name(DomainExitKind::kReboot), "reboot");
+  EXPECT_STREQ(exit_kind_name(DomainExitKind::kPanic), "crash");
+  EXPECT_STREQ(exit_kind_name(DomainExitKind::kDebugExit), "debug-exit");
+  EXPECT_STREQ(exit_kind_name(DomainExitKind::kVcpuFailure), "vcpu-failure");
+  EXPECT_STREQ(exit_kind_name(DomainExitKind::kSignal), "signal");
+  EXPECT_STREQ(exit_kind_name(DomainExitKind::kStartFailure), "start-failure");
+}
+
+TEST(DomainExit, ReportHasReasonCodeMessageAndStatus) {
+  const nlohmann::json report = exit_report({DomainExitKind::kDebugExit, 0x10, "guest wrote 16\nto the port"});
+  EXPECT_EQ(report, nlohmann::json({{"reason", "debug-exit"},
+                                    {"code", 16},
+                                    {"message", "guest wrote 16 to the port"},
+                                    {"exit_status", 0x21}}));
+  EXPECT_EQ(exit_report({DomainExitKind::kSignal, SIGTERM, "stopped by SIGTERM"})["exit_status"], 143);
+}
+
+TEST(DomainExit, ExitFileIsWrittenWholeAndNoTemporaryIsLeft) {
+  const auto dir = std::filesystem::temp_directory_path() / ("kdom-exit-test-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "exit.json").string();
+  std::ofstream(path) << "stale";
+  write_exit_file(path, {DomainExitKind::kStartFailure, 0, "no kernel given"});
+  std::ifstream file(path);
+  const nlohmann::json written = nlohmann::json::parse(file);
+  EXPECT_EQ(written["reason"], "start-failure");
+  EXPECT_EQ(written["message"], "no kernel given");
+  EXPECT_EQ(written["exit_status"], 1);
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  EXPECT_THROW(write_exit_file((dir / "missing" / "exit.json").string(), DomainExit{}), Error);
+  std::filesystem::remove_all(dir);
+}
 
 }  // namespace
 }  // namespace kdom::vmm

@@ -4,7 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include "base/error.h"
+#include "vmm/vm_config_json.h"
 
 namespace kdom::cli {
 namespace {
@@ -198,6 +204,77 @@ TEST(RunOptions, NetRateLimits) {
   EXPECT_EQ(config.nets[0].rate_limit.ops_per_second, 5000u);
   EXPECT_THROW(parse_run_options({"--net", "tap=t0,pps=0"}, Defaults{"/guest"}), Error);
   EXPECT_THROW(parse_run_options({"--net", "tap=t0,bw=lots"}, Defaults{"/guest"}), Error);
+}
+
+// A JSON config document in a temporary file, removed at the end of the test.
+class ConfigFile {
+ public:
+  explicit ConfigFile(const std::string& text)
+      : path_((std::filesystem::temp_directory_path() /
+               ("kdom-run-options-" + std::to_string(getpid()) + "-" +
+                ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".json"))
+                  .string()) {
+    std::ofstream(path_) << text;
+  }
+  ~ConfigFile() { std::filesystem::remove(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(RunOptions, ConfigFileGivesTheWholeDomain) {
+  vmm::VmConfig wanted;
+  wanted.kernel_path = "/k/vmlinux";
+  wanted.memory_mib = 2048;
+  wanted.vcpus = 2;
+  wanted.console = {vmm::ConsoleKind::kSocket, "/run/c.sock"};
+  wanted.disks.push_back(vmm::parse_disk("/d/root.img,queues=2"));
+  ConfigFile file(vmm::to_json(wanted).dump());
+  auto parsed = parse({"--config", file.path(), "--ready-fd", "7", "--exit-file", "/run/exit.json"});
+  EXPECT_EQ(parsed.config.kernel_path, "/k/vmlinux");
+  EXPECT_EQ(parsed.config.memory_mib, 2048u);
+  EXPECT_EQ(parsed.config.vcpus, 2u);
+  EXPECT_EQ(parsed.config.console.kind, vmm::ConsoleKind::kSocket);
+  ASSERT_EQ(parsed.config.disks.size(), 1u);
+  EXPECT_EQ(parsed.config.disks[0].queues, 2);
+  EXPECT_EQ(parsed.ready_fd, std::optional<int>(7));
+  EXPECT_EQ(parsed.exit_file, "/run/exit.json");
+}
+
+TEST(RunOptions, ConfigFileExcludesDomainOptions) {
+  ConfigFile file(R"({"kernel_path":"/k/vmlinux"})");
+  for (const std::vector<std::string>& extra : std::vector<std::vector<std::string>>{
+           {"--kernel", "/k/other"}, {"--memory", "512"}, {"--disk", "/d/a.img"}, {"--rng"}, {"--balloon"}}) {
+    std::vector<std::string> args = {"--config", file.path()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    EXPECT_EQ(error_of(args), "--config gives the whole domain: " + extra[0] + " cannot be given with it");
+  }
+}
+
+TEST(RunOptions, ConfigFileErrorsNameTheFile) {
+  ConfigFile bad_json("{not json");
+  EXPECT_EQ(error_of({"--config", bad_json.path()}), "--config '" + bad_json.path() + "' is not valid JSON");
+  ConfigFile bad_key(R"({"kernel_path":"/k/vmlinux","disks":[{"path":"/d","queues":"2"}]})");
+  EXPECT_EQ(error_of({"--config", bad_key.path()}),
+            "--config '" + bad_key.path() + "': config: disks[0].queues must be a number");
+  EXPECT_NE(error_of({"--config", "/no/such/config.json"}).find("cannot read --config"), std::string::npos);
+}
+
+TEST(RunOptions, ReadyFdAndExitFileDefaultToNone) {
+  auto parsed = parse({});
+  EXPECT_FALSE(parsed.ready_fd);
+  EXPECT_TRUE(parsed.exit_file.empty());
+  EXPECT_NE(error_of({"--ready-fd", "-3"}), "(no error)");
+  EXPECT_NE(error_of({"--ready-fd", "x"}), "(no error)");
+}
+
+TEST(RunOptions, ConsoleOnASocket) {
+  auto config = parse({"--console", "socket:/run/c.sock"}).config;
+  EXPECT_EQ(config.console.kind, vmm::ConsoleKind::kSocket);
+  EXPECT_EQ(config.console.path, "/run/c.sock");
+  EXPECT_NE(error_of({"--console", "socket:"}), "(no error)");
+  EXPECT_NE(error_of({"--hvc", "socket:/run/h.sock"}), "(no error)");
 }
 
 }  // namespace

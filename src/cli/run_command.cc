@@ -1,0 +1,75 @@
+// `kdom run`: parse the options, build the domain, run it until it stops, and tell a
+// supervisor about it (--ready-fd when it is up, --exit-file when it has stopped).
+#include "cli/run_command.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <memory>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "cli/run_options.h"
+#include "vmm/domain.h"
+
+namespace kdom::cli {
+
+namespace {
+
+// Writes "ready\n" to `fd` and closes it. A supervisor that has gone away (EPIPE) does not
+// stop the domain.
+void announce_ready(int fd) {
+  static constexpr char kReady[] = "ready\n";
+  ssize_t n;
+  while ((n = ::write(fd, kReady, sizeof(kReady) - 1)) < 0 && errno == EINTR) {
+  }
+  if (n < 0) log_line(std::string("--ready-fd ") + std::to_string(fd) + ": " + std::strerror(errno));
+  ::close(fd);
+}
+
+void write_exit_file_or_log(const std::string& path, const vmm::DomainExit& exit) {
+  if (path.empty()) return;
+  try {
+    vmm::write_exit_file(path, exit);
+  } catch (const std::exception& error) {
+    log_line(error.what());
+  }
+}
+
+}  // namespace
+
+int run_command(const std::vector<std::string>& args, const std::string& guest_dir) {
+  // First: a SIGTERM while the domain is built then waits for Domain::run(), which ends
+  // cleanly (sockets removed) instead of the process dying with its socket files left behind.
+  vmm::block_stop_signals();
+  auto parsed = parse_run_options(args, {guest_dir});
+  if (parsed.outcome == ParseOutcome::kHelpShown) {
+    std::cout << parsed.help;
+    return 0;
+  }
+  if (parsed.ready_fd) {
+    const int flags = ::fcntl(*parsed.ready_fd, F_GETFD);
+    if (flags < 0) throw Error("--ready-fd " + std::to_string(*parsed.ready_fd) + " is not an open file descriptor");
+    ::fcntl(*parsed.ready_fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+  std::unique_ptr<vmm::Domain> domain;
+  try {
+    domain = std::make_unique<vmm::Domain>(parsed.config);
+  } catch (const std::exception& error) {
+    write_exit_file_or_log(parsed.exit_file, {vmm::DomainExitKind::kStartFailure, 0, error.what()});
+    throw;
+  }
+  std::function<void()> on_ready;
+  if (parsed.ready_fd) on_ready = [fd = *parsed.ready_fd] { announce_ready(fd); };
+  vmm::DomainExit exit = domain->run(on_ready);
+  domain.reset();  // sockets removed, terminal restored, before anyone is told it has ended
+  log_line(exit.message);
+  write_exit_file_or_log(parsed.exit_file, exit);
+  return vmm::exit_status(exit);
+}
+
+}  // namespace kdom::cli

@@ -1,0 +1,20 @@
+// The client side of a running domain's control socket (`kdom run --control PATH`): one JSON
+// request line out, one reply line back.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace kdom::vmm {
+
+// Sends one request to the control socket at `path` and returns the reply. Throws Error when
+// the socket is missing, nothing answers, the reply is not JSON, or the reply says ok:false
+// (with the domain's error message).
+nlohmann::json control_request(const std::string& path, const nlohmann::json& request);
+
+// True while a domain listens on the control socket at `path` (a connection is made and closed
+// at once); false once it is gone (kdom removes the socket when the domain has stopped).
+bool control_socket_answers(const std::string& path);
+
+}  // namespace kdom::vmm
