@@ -5,7 +5,8 @@
 #
 # Produces in OUTDIR:
 #   vmlinuz            Debian's cloud kernel (bzImage), as shipped
-#   vmlinux            the ELF kernel cut out of that bzImage (has the Xen PVH entry note)
+#   vmlinux            the ELF kernel cut out of that bzImage (has the Xen PVH entry note); LZ4,
+#                      XZ, gzip and zstd payloads are unpacked (KDOM_KERNEL_DEB may be another flavour)
 #   initramfs.cpio.gz  busybox-static + virtio/vsock/pvpanic/ACPI button/evdev modules + guest/init, with the
 #                      guest helpers kdom-outb (guest/kdom-outb.c) and kdom-vsock (guest/kdom-vsock.c)
 #   l1-modules.cpio    for scripts/test-host.sh: KVM, networking, vsock, virtio-blk, virtiofs and overlay modules
@@ -22,7 +23,7 @@ src=$(dirname "$here")
 . "$here/lib-initramfs.sh"
 
 [ $# -eq 1 ] || die "usage: $0 OUTDIR"
-need_tools apt-cache apt-get dpkg-deb cpio lz4 gzip depmod modprobe readelf cc
+need_tools apt-cache apt-get dpkg-deb cpio gzip depmod modprobe readelf cc
 [ -x /bin/busybox ] && /bin/busybox --list | grep -x cttyhack >/dev/null ||
 	die "/bin/busybox (static) not found; install it with: apt-get install busybox-static"
 file_is_static() { ! readelf -lW "$1" 2>/dev/null | grep INTERP >/dev/null; }
@@ -91,30 +92,45 @@ bz=$kroot/boot/vmlinuz-$kver
 cp "$bz" "$work/vmlinuz"
 install_if_changed "$work/vmlinuz" "$out/vmlinuz"
 
-# u8/u32 little-endian fields of the bzImage header (Documentation/x86/boot.rst).
-hdr() { od -An -t"u$2" -j "$1" -N "$2" "$bz" | tr -d ' '; }
-[ "$(od -An -c -j $((0x202)) -N4 "$bz" | tr -d ' ')" = HdrS ] || die "$bz is not a bzImage"
-setup_sects=$(hdr $((0x1f1)) 1)
-[ "$setup_sects" -ne 0 ] || setup_sects=4
-payload_offset=$(hdr $((0x248)) 4)
-payload_length=$(hdr $((0x24c)) 4)
-start=$(((setup_sects + 1) * 512 + payload_offset))
-magic=$(od -An -tx1 -j "$start" -N4 "$bz" | tr -d ' ')
-[ "$magic" = 02214c18 ] ||
-	die "bzImage payload at offset $start is not LZ4 legacy (magic $magic, want 02214c18)"
-# The payload ends with the 4-byte uncompressed size, which is not LZ4 data.
-dd if="$bz" of="$work/payload.lz4" iflag=skip_bytes,count_bytes skip="$start" \
-	count=$((payload_length - 4)) bs=1M status=none
-want_size=$(od -An -tu4 -j $((start + payload_length - 4)) -N4 "$bz" | tr -d ' ')
-lz4 -dc "$work/payload.lz4" >"$work/vmlinux" 2>"$work/lz4.log" ||
-	die "lz4 could not decompress the bzImage payload: $(cat "$work/lz4.log")"
-[ "$(stat -c %s "$work/vmlinux")" -eq "$want_size" ] ||
-	die "vmlinux is $(stat -c %s "$work/vmlinux") bytes, the bzImage says $want_size"
-[ "$(head -c4 "$work/vmlinux" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] || die "extracted vmlinux is not an ELF file"
-# XEN_ELFNOTE_PHYS32_ENTRY is note type 18 (0x12) with owner "Xen".
-readelf -W -n "$work/vmlinux" | grep -E >/dev/null '^[[:space:]]*Xen[[:space:]]+0x[0-9a-f]+[[:space:]]+(Unknown note type: \(0x00000012\)|.*PHYS32)' ||
-	die "extracted vmlinux has no Xen PVH note (XEN_ELFNOTE_PHYS32_ENTRY)"
-rm -f "$work/payload.lz4"
+# extract_vmlinux BZIMAGE OUT: writes the ELF kernel inside BZIMAGE to OUT and checks it has the
+# Xen PVH entry note. The payload may be LZ4 (Debian's cloud flavour), XZ (the generic amd64
+# flavour), gzip or zstd; each needs its own tool (lz4, xz-utils, gzip, zstd).
+extract_vmlinux() {
+	local bz=$1 vmlinux=$2
+	local payload=$vmlinux.payload log=$vmlinux.log
+	# u8/u32 little-endian fields of the bzImage header (Documentation/x86/boot.rst).
+	hdr() { od -An -t"u$2" -j "$1" -N "$2" "$bz" | tr -d ' '; }
+	[ "$(od -An -c -j $((0x202)) -N4 "$bz" | tr -d ' ')" = HdrS ] || die "$bz is not a bzImage"
+	local setup_sects payload_offset payload_length start magic tool pkg want_size
+	setup_sects=$(hdr $((0x1f1)) 1)
+	[ "$setup_sects" -ne 0 ] || setup_sects=4
+	payload_offset=$(hdr $((0x248)) 4)
+	payload_length=$(hdr $((0x24c)) 4)
+	start=$(((setup_sects + 1) * 512 + payload_offset))
+	magic=$(od -An -tx1 -j "$start" -N6 "$bz" | tr -d ' ')
+	case "$magic" in
+	02214c18*) tool=lz4 pkg=lz4 ;;
+	fd377a585a00) tool=xz pkg=xz-utils ;;
+	1f8b*) tool=gzip pkg=gzip ;;
+	28b52ffd*) tool=zstd pkg=zstd ;;
+	*) die "bzImage payload at offset $start is compressed in a way kdom cannot unpack (magic $magic; LZ4, XZ, gzip and zstd are known)" ;;
+	esac
+	command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found (the kernel is $tool-compressed); install it with: apt-get install $pkg"
+	# Every compressor's payload ends with the 4-byte uncompressed size, which is not compressed data.
+	dd if="$bz" of="$payload" iflag=skip_bytes,count_bytes skip="$start" \
+		count=$((payload_length - 4)) bs=1M status=none
+	want_size=$(od -An -tu4 -j $((start + payload_length - 4)) -N4 "$bz" | tr -d ' ')
+	"$tool" -dc "$payload" >"$vmlinux" 2>"$log" ||
+		die "$tool could not decompress the bzImage payload: $(cat "$log")"
+	rm -f "$payload" "$log"
+	[ "$(stat -c %s "$vmlinux")" -eq "$want_size" ] ||
+		die "vmlinux is $(stat -c %s "$vmlinux") bytes, the bzImage says $want_size"
+	[ "$(head -c4 "$vmlinux" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] || die "extracted vmlinux is not an ELF file"
+	# XEN_ELFNOTE_PHYS32_ENTRY is note type 18 (0x12) with owner "Xen".
+	readelf -W -n "$vmlinux" | grep -E >/dev/null '^[[:space:]]*Xen[[:space:]]+0x[0-9a-f]+[[:space:]]+(Unknown note type: \(0x00000012\)|.*PHYS32)' ||
+		die "extracted vmlinux has no Xen PVH note (XEN_ELFNOTE_PHYS32_ENTRY)"
+}
+extract_vmlinux "$bz" "$work/vmlinux"
 install_if_changed "$work/vmlinux" "$out/vmlinux"
 
 # --- 4. The guest initramfs ---
