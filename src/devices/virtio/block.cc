@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "devices/image_lock.h"
 #include "devices/virtio/block_worker.h"
 
 namespace kdom::devices::virtio {
@@ -89,6 +90,7 @@ BlockDiskFile BlockDiskFile::open(const std::string& path, bool read_only) {
   // read-only image is the user's way of saying "do not write to this".
   if (!read_only && S_ISREG(st.st_mode) && (st.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)) == 0)
     throw Error(what + " is read-only (no write permission): attach it read-only");
+  lock_disk_image(fd, read_only, what);
   // Reads need not update the image's access time, and skipping the kernel's check saves 5-10%
   // of a 4 KiB page-cache read. Only the owner (or CAP_FOWNER) may ask: for others it stays on.
   const int flags = ::fcntl(fd, F_GETFL);
