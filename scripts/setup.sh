@@ -9,7 +9,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 packages=(
   build-essential cmake ninja-build pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev liburing-dev
+  libboost-dev  # Boost.Beast (header-only): the HTTP server in kdomd and the client in the kdom CLI
+  libsqlite3-dev  # kdomd's registry of domains
+  libsystemd-dev  # kdomd tells systemd it is ready (sd_notify)
   qemu-system-x86 qemu-utils busybox-static cpio lz4 kmod binutils procps e2fsprogs
+  xz-utils zstd  # build-guest.sh: the generic kernel flavours compress their vmlinux with XZ (or zstd)
   clang-14 libclang-rt-14-dev
   fio  # bench/virtio-blk.sh: a cross-check of the host read figures
   acpica-tools  # iasl: a unit test reads kdom's DSDT back with ACPICA's disassembler

@@ -1,0 +1,219 @@
+// Api: routes to Supervisor calls; errors to statuses (400, 404, 409, 504).
+#include "toolstack/api.h"
+
+#include <sys/socket.h>
+#include <sys/sysinfo.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "config/domain_config.h"
+
+#ifndef KDOM_VERSION
+#define KDOM_VERSION "unknown"
+#endif
+
+namespace kdom::toolstack {
+
+using nlohmann::json;
+
+namespace {
+
+std::vector<std::string> segments_of(const std::string& path) {
+  std::vector<std::string> segments;
+  std::istringstream stream(path);
+  for (std::string segment; std::getline(stream, segment, '/');)
+    if (!segment.empty()) segments.push_back(segment);
+  return segments;
+}
+
+// The request's body as a JSON object ({} when empty); throws Error when it is not one.
+json body_object(const HttpRequest& request) {
+  if (request.body.empty()) return json::object();
+  json body = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) throw Error("the request body is not valid JSON");
+  if (!body.is_object()) throw Error("the request body must be a JSON object");
+  return body;
+}
+
+uint64_t meminfo_mib(const std::string& key) {
+  std::ifstream file("/proc/meminfo");
+  std::string name;
+  uint64_t kib = 0;
+  std::string unit;
+  while (file >> name >> kib >> unit)
+    if (name == key + ":") return kib / 1024;
+  return 0;
+}
+
+std::string kvm_kind() {
+  if (!std::filesystem::exists("/dev/kvm")) return "none";
+  if (std::filesystem::exists("/sys/module/kvm_pvm")) return "kvm_pvm";
+  return std::filesystem::exists("/sys/module/kvm_amd") || std::filesystem::exists("/sys/module/kvm_intel") ? "hardware"
+                                                                                                            : "unknown";
+}
+
+double monotonic_seconds() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
+}
+
+void send_raw(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+}  // namespace
+
+Api::Api(Supervisor& supervisor) : supervisor_(supervisor), started_(monotonic_seconds()) {
+  auto& s = supervisor_;
+  routes_ = {
+      {"GET", "/v1/host", [this](const HttpRequest&, const auto&) { return HttpReply::json(200, host()); }},
+      {"GET", "/v1/domains", [&s](const HttpRequest&, const auto&) { return HttpReply::json(200, s.list()); }},
+      {"POST", "/v1/domains",
+       [&s](const HttpRequest& request, const auto&) {
+         const json body = body_object(request);
+         const bool paused = request.query.count("paused") && request.query.at("paused") != "0";
+         return HttpReply::json(201, s.create(config::domain_config_from_json(body), paused));
+       }},
+      {"GET", "/v1/domains/{dom}", [&s](const HttpRequest&, const auto& p) { return HttpReply::json(200, s.info(p[0])); }},
+      {"DELETE", "/v1/domains/{dom}",
+       [&s](const HttpRequest&, const auto& p) { return HttpReply::json(200, {{"destroyed", s.destroy(p[0])}}); }},
+      {"POST", "/v1/domains/{dom}/pause",
+       [&s](const HttpRequest&, const auto& p) { return HttpReply::json(200, s.pause(p[0])); }},
+      {"POST", "/v1/domains/{dom}/unpause",
+       [&s](const HttpRequest&, const auto& p) { return HttpReply::json(200, s.unpause(p[0])); }},
+      {"POST", "/v1/domains/{dom}/shutdown",
+       [&s](const HttpRequest& request, const auto& p) {
+         const json body = body_object(request);
+         std::optional<uint32_t> wait;
+         if (body.contains("wait_seconds")) {
+           if (!body["wait_seconds"].is_number_unsigned() || body["wait_seconds"].get<uint64_t>() > 86400)
+             throw Error("wait_seconds must be a whole number of seconds, at most 86400");
+           wait = body["wait_seconds"].get<uint32_t>();
+         }
+         return HttpReply::json(200, s.shutdown(p[0], wait));
+       }},
+      {"POST", "/v1/domains/{dom}/reboot",
+       [&s](const HttpRequest&, const auto& p) { return HttpReply::json(200, s.reboot(p[0])); }},
+      {"POST", "/v1/domains/{dom}/rename",
+       [&s](const HttpRequest& request, const auto& p) {
+         const json body = body_object(request);
+         if (!body.contains("name") || !body["name"].is_string()) throw Error("rename needs \"name\", a string");
+         return HttpReply::json(200, s.rename(p[0], body["name"].get<std::string>()));
+       }},
+      {"POST", "/v1/domains/{dom}/mem-set",
+       [&s](const HttpRequest& request, const auto& p) {
+         const json body = body_object(request);
+         if (!body.contains("memory_mib") || !body["memory_mib"].is_number_unsigned())
+           throw Error("mem-set needs \"memory_mib\", a whole number of MiB");
+         return HttpReply::json(200, s.mem_set(p[0], body["memory_mib"].get<uint64_t>()));
+       }},
+      {"GET", "/v1/domains/{dom}/console",
+       [this](const HttpRequest& request, const auto& p) { return console(request, p[0]); }},
+  };
+}
+
+HttpReply Api::handle(const HttpRequest& request) const {
+  const std::vector<std::string> path = segments_of(request.path);
+  bool path_known = false;
+  for (const Route& route : routes_) {
+    const std::vector<std::string> pattern = segments_of(route.pattern);
+    if (pattern.size() != path.size()) continue;
+    std::vector<std::string> parameters;
+    bool matches = true;
+    for (size_t i = 0; i < pattern.size() && matches; ++i) {
+      if (pattern[i].front() == '{')
+        parameters.push_back(path[i]);
+      else
+        matches = pattern[i] == path[i];
+    }
+    if (!matches) continue;
+    path_known = true;
+    if (route.method != request.method) continue;
+    try {
+      return route.handler(request, parameters);
+    } catch (const NotFoundError& error) {
+      return HttpReply::error(404, error.what());
+    } catch (const ConflictError& error) {
+      return HttpReply::error(409, error.what());
+    } catch (const TimeoutError& error) {
+      return HttpReply::error(504, error.what());
+    } catch (const Error& error) {
+      return HttpReply::error(400, error.what());
+    }
+  }
+  if (path_known) return HttpReply::error(405, "method " + request.method + " is not allowed on " + request.path);
+  return HttpReply::error(404, "no such resource: " + request.path);
+}
+
+json Api::host() const {
+  char hostname[256] = {};
+  ::gethostname(hostname, sizeof(hostname) - 1);
+  utsname names{};
+  ::uname(&names);
+  return {{"hostname", hostname},
+          {"kdom_version", KDOM_VERSION},
+          {"kernel", std::string(names.release) + " " + names.version},
+          {"nr_cpus", sysconf(_SC_NPROCESSORS_ONLN)},
+          {"total_memory_mib", meminfo_mib("MemTotal")},
+          {"free_memory_mib", meminfo_mib("MemAvailable")},
+          {"kvm", kvm_kind()},
+          {"domains", supervisor_.domain_count()},
+          {"daemon_pid", ::getpid()},
+          {"daemon_uptime_s", monotonic_seconds() - started_}};
+}
+
+HttpReply Api::console(const HttpRequest& request, const std::string& dom) const {
+  std::shared_ptr<ConsoleHub> hub = supervisor_.console(dom);
+  auto upgrade = request.headers.find("upgrade");
+  HttpReply reply;
+  reply.content_type = "text/plain; charset=utf-8";
+  if (upgrade != request.headers.end()) {
+    if (upgrade->second != "kdom-console")
+      throw Error("the console upgrades only to 'kdom-console', not '" + upgrade->second + "'");
+    reply.status = 101;
+    reply.stream = [hub](int fd) {
+      auto follower = hub->follow();
+      send_raw(fd, hub->recent());
+      // The user's keystrokes, on a thread of their own; their end (detach) ends the session.
+      std::thread input([hub, follower, fd] {
+        char buffer[4096];
+        for (;;) {
+          ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) break;
+          hub->send_input({buffer, static_cast<size_t>(n)});
+        }
+        hub->unfollow(follower);
+      });
+      for (std::string chunk; follower->next(chunk);) send_raw(fd, chunk);
+      ::shutdown(fd, SHUT_RDWR);
+      input.join();
+    };
+    return reply;
+  }
+  if (request.query.count("follow") && request.query.at("follow") != "0") {
+    reply.stream = [hub](int fd) {
+      auto follower = hub->follow();
+      bool open = write_chunk(fd, hub->recent());
+      for (std::string chunk; open && follower->next(chunk);) open = write_chunk(fd, chunk);
+      hub->unfollow(follower);
+    };
+    return reply;
+  }
+  reply.body = hub->recent();
+  return reply;
+}
+
+}  // namespace kdom::toolstack

@@ -1,0 +1,690 @@
+// Supervisor: VMM processes started, watched, re-adopted and settled.
+#include "toolstack/supervisor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "base/error.h"
+#include "base/eventfd.h"
+#include "base/log.h"
+#include "toolstack/tap_bridge.h"
+#include "vmm/control_client.h"
+#include "vmm/vm_config_json.h"
+
+namespace kdom::toolstack {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int pidfd_send_signal(int pidfd, int signal) {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0));
+}
+
+int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Fields 14, 15 (utime, stime) and 22 (starttime) of /proc/PID/stat; nullopt when gone.
+struct ProcessTimes {
+  uint64_t cpu_ticks = 0;
+  uint64_t start_ticks = 0;
+};
+std::optional<ProcessTimes> process_times(pid_t pid) {
+  std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!std::getline(file, text)) return std::nullopt;
+  const size_t paren = text.rfind(')');  // the command name may hold spaces
+  if (paren == std::string::npos) return std::nullopt;
+  std::istringstream fields(text.substr(paren + 2));
+  std::vector<std::string> values;
+  for (std::string value; fields >> value;) values.push_back(value);
+  // values[0] is field 3 (state)
+  if (values.size() < 20 || values[0] == "Z") return std::nullopt;
+  return ProcessTimes{std::stoull(values[11]) + std::stoull(values[12]), std::stoull(values[19])};
+}
+
+std::string make_uuid() {
+  std::random_device random;
+  uint8_t bytes[16];
+  for (auto& byte : bytes) byte = static_cast<uint8_t>(random());
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;  // version 4
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;  // RFC 4122 variant
+  char text[37];
+  std::snprintf(text, sizeof(text), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", bytes[0],
+                bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10],
+                bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]);
+  return text;
+}
+
+// The VMM's account of why it stopped (its --exit-file), or nullopt.
+std::optional<json> read_exit_file(const std::string& path) {
+  std::ifstream file(path);
+  if (!file) return std::nullopt;
+  json parsed = json::parse(file, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded() || !parsed.is_object()) return std::nullopt;
+  return parsed;
+}
+
+std::string last_line_of(const std::string& path) {
+  std::ifstream file(path);
+  std::string line, last;
+  while (std::getline(file, line))
+    if (!line.empty()) last = line;
+  return last;
+}
+
+bool is_domain_id(const std::string& dom) {
+  return !dom.empty() && dom.size() <= 9 && dom.find_first_not_of("0123456789") == std::string::npos;
+}
+
+}  // namespace
+
+vmm::VmConfig vm_config_for(const config::DomainConfig& config, const std::string& run_dir,
+                            const std::vector<std::string>& tap_names) {
+  vmm::VmConfig vm;
+  vm.kernel_path = config.kernel;
+  if (!config.ramdisk.empty()) vm.initrd_path = config.ramdisk;
+  vm.cmdline = config.cmdline;
+  vm.memory_mib = config.memory_mib;
+  vm.vcpus = config.vcpus;
+  vm.console = {vmm::ConsoleKind::kSocket, run_dir + "/console.sock"};
+  vm.control_path = run_dir + "/control.sock";
+  for (size_t i = 0; i < config.disks.size(); ++i) {
+    vmm::DiskConfig disk;
+    disk.path = config.disks[i].target;
+    disk.read_only = config.disks[i].read_only;
+    disk.id = config.disks[i].vdev.empty() ? "disk" + std::to_string(i) : config.disks[i].vdev;
+    vm.disks.push_back(disk);
+  }
+  for (size_t i = 0; i < config.vifs.size(); ++i) {
+    vmm::NetConfig net;
+    net.tap = i < tap_names.size() ? tap_names[i] : config.vifs[i].tap;
+    if (config.vifs[i].mac) net.mac = vmm::parse_mac(*config.vifs[i].mac);
+    net.id = "vif" + std::to_string(i);
+    net.rate_limit.bytes_per_second = config.vifs[i].rate_bytes_per_second;
+    vm.nets.push_back(net);
+  }
+  vm.entropy = config.rng;
+  // Every domain has a balloon, so mem-set works on any guest with the driver (xl's model).
+  vm.balloon = vmm::BalloonConfig{};
+  vm.balloon->stats_seconds = static_cast<uint32_t>(config.balloon_stats_seconds.value_or(0));
+  if (config.vsock_cid) vm.vsock = vmm::VsockConfig{*config.vsock_cid, run_dir + "/vsock.sock", ""};
+  return vm;
+}
+
+Supervisor::Supervisor(Registry& registry, DaemonPaths paths)
+    : registry_(registry),
+      paths_(std::move(paths)),
+      epoll_(check_syscall(epoll_create1(EPOLL_CLOEXEC), "epoll_create1")),
+      wake_(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")) {
+  fs::create_directories(paths_.run_dir + "/domains");
+  fs::create_directories(paths_.log_dir);
+  epoll_event event{};
+  event.events = EPOLLIN;
+  event.data.u64 = UINT64_MAX;
+  check_syscall(epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &event), "epoll_ctl");
+  watcher_ = std::thread([this] { watcher_loop(); });
+}
+
+Supervisor::~Supervisor() {
+  signal_eventfd(wake_.get());
+  watcher_.join();
+}
+
+std::string Supervisor::log_path(const std::string& name) const { return paths_.log_dir + "/" + name + ".log"; }
+
+DomainRecord Supervisor::record_of(uint32_t id) {
+  auto record = registry_.find(id);
+  if (!record) throw NotFoundError("no domain with id " + std::to_string(id));
+  return *record;
+}
+
+std::shared_ptr<Supervisor::Runtime> Supervisor::runtime_of(const std::string& dom) {
+  std::optional<DomainRecord> record =
+      is_domain_id(dom) ? registry_.find(static_cast<uint32_t>(std::stoul(dom))) : registry_.find_by_name(dom);
+  if (!record) {
+    if (dom == "0" || dom == "Domain-0") throw Error("Domain-0 is the host itself: it cannot be changed this way");
+    throw NotFoundError("no domain '" + dom + "'");
+  }
+  std::lock_guard lock(mutex_);
+  auto it = runtimes_.find(record->id);
+  if (it == runtimes_.end() || it->second->gone) throw NotFoundError("no domain '" + dom + "'");
+  return it->second;
+}
+
+json Supervisor::describe(const DomainRecord& record) {
+  json info = {{"id", record.id},       {"name", record.name},   {"uuid", record.uuid},
+               {"state", record.state}, {"start_time", 0},       {"uptime_s", 0.0},
+               {"cpu_time_s", 0.0},     {"pid", 0},              {"last_exit", record.last_exit},
+               {"config", record.config}};
+  info["memory_mib"] = record.config.value("memory_mib", 0);
+  info["target_mib"] = record.config.value("target_mib", record.config.value("memory_mib", 0));
+  info["vcpus"] = record.config.value("vcpus", 1);
+  if (record.pid > 0) {
+    if (auto times = process_times(record.pid); times && times->start_ticks == record.pid_start_ticks) {
+      info["pid"] = record.pid;
+      info["start_time"] = record.start_time;
+      info["uptime_s"] = static_cast<double>(std::max<int64_t>(0, now_seconds() - record.start_time));
+      info["cpu_time_s"] = static_cast<double>(times->cpu_ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    }
+  }
+  info["config"].erase("target_mib");
+  return info;
+}
+
+size_t Supervisor::domain_count() { return registry_.all().size(); }
+
+json Supervisor::list() {
+  json domains = json::array();
+  for (const auto& record : registry_.all()) domains.push_back(describe(record));
+  return {{"domains", domains}};
+}
+
+json Supervisor::info(const std::string& dom) { return describe(record_of(runtime_of(dom)->id)); }
+
+json Supervisor::create(const config::DomainConfig& requested, bool paused) {
+  config::DomainConfig config = requested;
+  if (config.uuid.empty()) config.uuid = make_uuid();
+  config::validate(config);
+  // Bad input is found before anything is recorded: the VMM would say so too, but later.
+  for (const auto& [what, path] : {std::pair<std::string, std::string>{"kernel", config.kernel},
+                                   {"ramdisk", config.ramdisk}})
+    if (!path.empty() && !fs::is_regular_file(path)) throw Error(what + " '" + path + "' does not exist");
+  for (const auto& disk : config.disks)
+    if (!fs::exists(disk.target)) throw Error("disk '" + disk.target + "' does not exist");
+
+  DomainRecord record;
+  record.name = config.name;
+  record.uuid = config.uuid;
+  record.config = config::to_json(config);
+  record.state = "starting";
+  registry_.add(record);  // intent first: whoever lists the host meanwhile sees it starting
+
+  auto runtime = std::make_shared<Runtime>();
+  runtime->id = record.id;
+  runtime->run_dir = paths_.run_dir + "/domains/" + std::to_string(record.id);
+  std::unique_lock operation(runtime->operation);
+  {
+    std::lock_guard lock(mutex_);
+    runtimes_[record.id] = runtime;
+  }
+  try {
+    fs::create_directories(runtime->run_dir);
+    for (size_t i = 0; i < config.vifs.size(); ++i) {
+      if (config.vifs[i].bridge.empty()) {
+        runtime->taps.push_back(config.vifs[i].tap);
+        continue;
+      }
+      const std::string tap = "kdom" + std::to_string(record.id) + "." + std::to_string(i);
+      create_bridged_tap(tap, config.vifs[i].bridge);
+      runtime->taps.push_back(tap);
+    }
+    runtime->console = std::make_shared<ConsoleHub>(runtime->run_dir + "/console.sock", log_path(record.name));
+    start_vmm(*runtime, record, paused);
+  } catch (...) {
+    // Nothing half-made stays behind: no process, no record, no run directory, no TAP.
+    if (runtime->pidfd.valid()) {
+      pidfd_send_signal(runtime->pidfd.get(), SIGKILL);
+      ::waitpid(runtime->pid, nullptr, 0);
+    }
+    remove_domain(*runtime);
+    throw;
+  }
+  return describe(record_of(record.id));
+}
+
+void Supervisor::clean_run_dir(const std::string& run_dir) {
+  for (const char* name : {"control.sock", "console.sock", "vsock.sock", "exit.json", "vm.json"})
+    ::unlink((run_dir + "/" + name).c_str());
+}
+
+void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool paused) {
+  const config::DomainConfig config = config::domain_config_from_json(record.config);
+  const std::vector<std::string> taps = [&] {
+    std::lock_guard lock(mutex_);
+    return runtime.taps;
+  }();
+  clean_run_dir(runtime.run_dir);
+  const std::string config_path = runtime.run_dir + "/vm.json";
+  {
+    std::ofstream file(config_path);
+    file << vmm::to_json(vm_config_for(config, runtime.run_dir, taps)).dump(2) << "\n";
+    if (!file) throw Error("cannot write " + config_path);
+  }
+  const std::string exit_path = runtime.run_dir + "/exit.json";
+  const std::string log = runtime.run_dir + "/vmm.log";
+  std::vector<std::string> words = {paths_.vmm_binary, "run",       "--config",   config_path,
+                                    "--ready-fd",      "3",         "--exit-file", exit_path};
+  std::vector<char*> argv;
+  for (auto& word : words) argv.push_back(word.data());
+  argv.push_back(nullptr);
+
+  int ready_pipe[2];
+  check_syscall(::pipe2(ready_pipe, O_CLOEXEC), "pipe2");
+  UniqueFd ready_read(ready_pipe[0]), ready_write(ready_pipe[1]);
+  UniqueFd log_fd(check_syscall(::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640), "open " + log));
+  UniqueFd null_fd(check_syscall(::open("/dev/null", O_RDONLY | O_CLOEXEC), "open /dev/null"));
+
+  const pid_t pid = ::fork();
+  if (pid < 0) throw SystemError("fork", errno);
+  if (pid == 0) {
+    // Only async-signal-safe calls from here to exec: this process has other threads' locks.
+    ::setsid();  // a session of its own: no terminal or daemon signal reaches it
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::dup2(null_fd.get(), 0);
+    ::dup2(log_fd.get(), 1);
+    ::dup2(log_fd.get(), 2);
+    ::dup2(ready_write.get(), 3);
+    ::execv(argv[0], argv.data());
+    _exit(127);
+  }
+  ready_write.reset();
+  UniqueFd pidfd(pidfd_open(pid));
+  if (!pidfd.valid()) throw SystemError("pidfd_open", errno);
+  const int64_t started = now_seconds();
+
+  pollfd ready{ready_read.get(), POLLIN, 0};
+  int polled;
+  do polled = ::poll(&ready, 1, kReadySeconds * 1000);
+  while (polled < 0 && errno == EINTR);
+  char answer[16] = {};
+  const ssize_t n = polled > 0 ? ::read(ready_read.get(), answer, sizeof(answer) - 1) : 0;
+  if (n <= 0 || std::string(answer) != "ready\n") {
+    pidfd_send_signal(pidfd.get(), SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    std::string reason;
+    if (auto exit = read_exit_file(exit_path)) reason = exit->value("message", "");
+    if (reason.empty()) reason = last_line_of(log);
+    if (reason.empty())
+      reason = polled == 0 ? "it did not say it was ready within " + std::to_string(kReadySeconds) + " s"
+                           : "its process ended at once";
+    throw Error("domain '" + record.name + "' did not start: " + reason);
+  }
+  const auto times = process_times(pid);
+  registry_.set_process(runtime.id, pid, times ? times->start_ticks : 0, started);
+  {
+    std::lock_guard lock(mutex_);
+    runtime.pid = pid;
+    runtime.pidfd = std::move(pidfd);
+    runtime.is_child = true;
+  }
+  if (paused) control(runtime, {{"op", "pause"}});
+  registry_.set_state(runtime.id, paused ? "paused" : "running");
+  watch(runtime);
+}
+
+void Supervisor::watch(Runtime& runtime) {
+  epoll_event event{};
+  event.events = EPOLLIN;
+  event.data.u64 = runtime.id;
+  std::lock_guard lock(mutex_);
+  check_syscall(epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, runtime.pidfd.get(), &event), "epoll_ctl");
+}
+
+void Supervisor::watcher_loop() {
+  for (;;) {
+    epoll_event events[16];
+    const int count = epoll_wait(epoll_.get(), events, 16, -1);
+    if (count < 0) {
+      if (errno == EINTR) continue;
+      log_line(std::string("supervisor: epoll_wait failed: ") + std::strerror(errno));
+      return;
+    }
+    for (int i = 0; i < count; ++i) {
+      if (events[i].data.u64 == UINT64_MAX) return;
+      const auto id = static_cast<uint32_t>(events[i].data.u64);
+      {
+        std::lock_guard lock(mutex_);
+        auto it = runtimes_.find(id);
+        if (it != runtimes_.end() && it->second->pidfd.valid())
+          epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second->pidfd.get(), nullptr);
+      }
+      // Settling may start a new VMM and wait for it: never in this thread.
+      std::thread([this, id] { on_vmm_exit(id); }).detach();
+    }
+  }
+}
+
+void Supervisor::on_vmm_exit(uint32_t id) {
+  std::shared_ptr<Runtime> runtime;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = runtimes_.find(id);
+    if (it == runtimes_.end()) return;
+    runtime = it->second;
+  }
+  std::lock_guard operation(runtime->operation);
+  pid_t pid;
+  bool is_child, destroying;
+  {
+    std::lock_guard lock(mutex_);
+    pid = runtime->pid;
+    is_child = runtime->is_child;
+    destroying = runtime->destroying;
+  }
+  int status = 0;
+  bool have_status = false;
+  if (is_child && pid > 0) have_status = ::waitpid(pid, &status, 0) == pid;
+  std::string reason = "crash", message = "its VMM process ended without saying why";
+  if (auto exit = read_exit_file(runtime->run_dir + "/exit.json")) {
+    reason = exit->value("reason", "crash");
+    message = exit->value("message", message);
+  } else if (have_status && WIFSIGNALED(status)) {
+    message = std::string("its VMM process was killed by SIG") + sigabbrev_np(WTERMSIG(status));
+  } else if (have_status && WIFEXITED(status)) {
+    message = "its VMM process exited with status " + std::to_string(WEXITSTATUS(status)) + " and no exit file";
+  }
+  {
+    std::lock_guard lock(mutex_);
+    runtime->pid = 0;
+    runtime->pidfd.reset();
+  }
+  if (destroying) {
+    remove_domain(*runtime);
+    return;
+  }
+  settle(*runtime, reason, message);
+}
+
+void Supervisor::settle(Runtime& runtime, const std::string& reason, const std::string& message) {
+  DomainRecord record = record_of(runtime.id);
+  log_line("domain " + std::to_string(runtime.id) + " '" + record.name + "': " + message);
+  registry_.set_process(runtime.id, 0, 0, 0);
+  registry_.set_last_exit(runtime.id, message);
+  const config::DomainConfig config = config::domain_config_from_json(record.config);
+  config::LifecycleAction action = config.on_crash;
+  std::string stopped_state = "crashed";
+  if (reason == "poweroff" || reason == "debug-exit") {
+    action = config.on_poweroff;
+    stopped_state = "shutdown";
+  } else if (reason == "reboot") {
+    action = config.on_reboot;
+    stopped_state = "shutdown";
+  }
+  auto finish = [&] {
+    std::lock_guard lock(mutex_);
+    ++runtime.process_ends;
+    changed_.notify_all();
+  };
+  if (action == config::LifecycleAction::kRestart || action == config::LifecycleAction::kRenameRestart) {
+    const int64_t now = now_seconds();
+    std::erase_if(runtime.restart_times, [&](int64_t t) { return now - t > kRestartWindowSeconds; });
+    if (static_cast<int>(runtime.restart_times.size()) >= kMaxRestarts) {
+      registry_.set_last_exit(runtime.id, message + "; not restarted: it stopped " + std::to_string(kMaxRestarts) +
+                                              " times within " + std::to_string(kRestartWindowSeconds) + " s");
+      registry_.set_state(runtime.id, "crashed");
+      finish();
+      return;
+    }
+    runtime.restart_times.push_back(now);
+  }
+  switch (action) {
+    case config::LifecycleAction::kDestroy:
+      remove_domain(runtime);
+      return;
+    case config::LifecycleAction::kPreserve:
+      registry_.set_state(runtime.id, stopped_state);
+      clean_run_dir(runtime.run_dir);
+      finish();
+      return;
+    case config::LifecycleAction::kRenameRestart: {
+      // As xl: the stopped domain stays, under a new name; a new one starts with the old name.
+      registry_.rename(runtime.id, record.name + "--" + std::to_string(runtime.id));
+      registry_.set_state(runtime.id, stopped_state);
+      clean_run_dir(runtime.run_dir);
+      finish();
+      try {
+        create(config, false);
+      } catch (const std::exception& error) {
+        log_line("domain '" + record.name + "': rename-restart failed: " + error.what());
+      }
+      return;
+    }
+    case config::LifecycleAction::kRestart:
+      try {
+        registry_.set_state(runtime.id, "starting");
+        start_vmm(runtime, record, false);
+      } catch (const std::exception& error) {
+        registry_.set_state(runtime.id, "crashed");
+        registry_.set_last_exit(runtime.id, std::string("restart failed: ") + error.what());
+      }
+      finish();
+      return;
+  }
+}
+
+void Supervisor::remove_domain(Runtime& runtime) {
+  std::vector<std::string> taps;
+  std::shared_ptr<ConsoleHub> console;
+  {
+    std::lock_guard lock(mutex_);
+    taps = runtime.taps;
+    console = std::move(runtime.console);
+    runtime.gone = true;
+  }
+  if (console) console->close();  // ends its followers; stops reading before the sockets go
+  const config::DomainConfig config = [&] {
+    auto record = registry_.find(runtime.id);
+    return record ? config::domain_config_from_json(record->config) : config::DomainConfig{};
+  }();
+  for (size_t i = 0; i < taps.size() && i < config.vifs.size(); ++i)
+    if (!config.vifs[i].bridge.empty()) remove_tap(taps[i]);
+  std::error_code ignored;
+  fs::remove_all(runtime.run_dir, ignored);
+  try {
+    registry_.remove(runtime.id);
+  } catch (const std::exception& error) {
+    log_line(std::string("supervisor: ") + error.what());
+  }
+  std::lock_guard lock(mutex_);
+  runtimes_.erase(runtime.id);
+  ++runtime.process_ends;
+  changed_.notify_all();
+}
+
+bool Supervisor::wait_for_end(Runtime& runtime, uint64_t ends, uint32_t seconds) {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, std::chrono::seconds(seconds), [&] { return runtime.process_ends > ends; });
+}
+
+json Supervisor::control(Runtime& runtime, const json& request) {
+  return vmm::control_request(runtime.run_dir + "/control.sock", request);
+}
+
+uint32_t Supervisor::destroy(const std::string& dom) {
+  auto runtime = runtime_of(dom);
+  std::unique_lock operation(runtime->operation);
+  uint64_t ends;
+  bool killed = false;
+  {
+    std::lock_guard lock(mutex_);
+    ends = runtime->process_ends;
+    if (runtime->pid > 0) {
+      runtime->destroying = killed = true;
+      pidfd_send_signal(runtime->pidfd.get(), SIGKILL);
+    }
+  }
+  if (killed) {
+    operation.unlock();  // the watcher settles it under the same lock
+    if (!wait_for_end(*runtime, ends, 30)) throw TimeoutError("domain " + dom + " did not end within 30 s of SIGKILL");
+  } else {
+    remove_domain(*runtime);  // preserved, no process
+  }
+  return runtime->id;
+}
+
+json Supervisor::pause(const std::string& dom) {
+  auto runtime = runtime_of(dom);
+  std::lock_guard operation(runtime->operation);
+  if (record_of(runtime->id).state != "running" && record_of(runtime->id).state != "paused")
+    throw ConflictError("domain " + dom + " is " + record_of(runtime->id).state + ", not running");
+  control(*runtime, {{"op", "pause"}});
+  registry_.set_state(runtime->id, "paused");
+  return describe(record_of(runtime->id));
+}
+
+json Supervisor::unpause(const std::string& dom) {
+  auto runtime = runtime_of(dom);
+  std::lock_guard operation(runtime->operation);
+  if (record_of(runtime->id).state != "running" && record_of(runtime->id).state != "paused")
+    throw ConflictError("domain " + dom + " is " + record_of(runtime->id).state + ", not paused");
+  control(*runtime, {{"op", "unpause"}});
+  registry_.set_state(runtime->id, "running");
+  return describe(record_of(runtime->id));
+}
+
+json Supervisor::shutdown(const std::string& dom, std::optional<uint32_t> wait_seconds) {
+  auto runtime = runtime_of(dom);
+  uint64_t ends;
+  {
+    std::lock_guard operation(runtime->operation);
+    const std::string state = record_of(runtime->id).state;
+    if (state != "running") throw ConflictError("domain " + dom + " is " + state + ", not running");
+    {
+      std::lock_guard lock(mutex_);
+      ends = runtime->process_ends;
+    }
+    control(*runtime, {{"op", "power-button"}});
+  }
+  if (wait_seconds && !wait_for_end(*runtime, ends, *wait_seconds))
+    throw TimeoutError("domain " + dom + " is still running after " + std::to_string(*wait_seconds) + " s");
+  auto record = registry_.find(runtime->id);
+  return {{"id", runtime->id}, {"state", record ? record->state : "destroyed"}};
+}
+
+json Supervisor::reboot(const std::string& dom) {
+  auto runtime = runtime_of(dom);
+  uint64_t ends;
+  {
+    std::lock_guard operation(runtime->operation);
+    const std::string state = record_of(runtime->id).state;
+    if (state != "running" && state != "paused") throw ConflictError("domain " + dom + " is " + state + ", not running");
+    {
+      std::lock_guard lock(mutex_);
+      ends = runtime->process_ends;
+    }
+    control(*runtime, {{"op", "reboot"}});
+  }
+  if (!wait_for_end(*runtime, ends, kReadySeconds + 30))
+    throw TimeoutError("domain " + dom + " did not come back from its reboot");
+  auto record = registry_.find(runtime->id);
+  if (!record) return {{"id", runtime->id}, {"state", "destroyed"}};
+  return describe(*record);
+}
+
+json Supervisor::rename(const std::string& dom, const std::string& new_name) {
+  auto runtime = runtime_of(dom);
+  std::lock_guard operation(runtime->operation);
+  DomainRecord record = record_of(runtime->id);
+  config::DomainConfig config = config::domain_config_from_json(record.config);
+  config.name = new_name;
+  config::validate(config);  // the name's syntax
+  registry_.rename(runtime->id, new_name);
+  registry_.set_config(runtime->id, config::to_json(config));
+  std::shared_ptr<ConsoleHub> console;
+  {
+    std::lock_guard lock(mutex_);
+    console = runtime->console;
+  }
+  if (console) console->move_log(log_path(new_name));
+  return describe(record_of(runtime->id));
+}
+
+json Supervisor::mem_set(const std::string& dom, uint64_t memory_mib) {
+  auto runtime = runtime_of(dom);
+  std::lock_guard operation(runtime->operation);
+  DomainRecord record = record_of(runtime->id);
+  const uint64_t memory = record.config.value("memory_mib", uint64_t{0});
+  if (memory_mib == 0 || memory_mib > memory)
+    throw Error("mem-set: " + std::to_string(memory_mib) + " MiB is not within 1.." + std::to_string(memory) +
+                " MiB (the domain's memory)");
+  control(*runtime, {{"op", "balloon-set"}, {"target_mib", memory - memory_mib}});
+  record.config["target_mib"] = memory_mib;
+  registry_.set_config(runtime->id, record.config);
+  return describe(record_of(runtime->id));
+}
+
+std::shared_ptr<ConsoleHub> Supervisor::console(const std::string& dom) {
+  auto runtime = runtime_of(dom);
+  std::lock_guard lock(mutex_);
+  if (!runtime->console) throw NotFoundError("domain " + dom + " has no console");
+  return runtime->console;
+}
+
+void Supervisor::recover() {
+  for (const DomainRecord& record : registry_.all()) {
+    auto runtime = std::make_shared<Runtime>();
+    runtime->id = record.id;
+    runtime->run_dir = paths_.run_dir + "/domains/" + std::to_string(record.id);
+    const config::DomainConfig config = config::domain_config_from_json(record.config);
+    for (size_t i = 0; i < config.vifs.size(); ++i)
+      runtime->taps.push_back(config.vifs[i].bridge.empty() ? config.vifs[i].tap
+                                                            : "kdom" + std::to_string(record.id) + "." + std::to_string(i));
+    {
+      std::lock_guard lock(mutex_);
+      runtimes_[record.id] = runtime;
+    }
+    if (record.state == "starting" && record.pid == 0) {
+      // The daemon died while creating it: nothing half-created is kept.
+      log_line("domain " + std::to_string(record.id) + " '" + record.name + "' was being created when kdomd stopped: removed");
+      remove_domain(*runtime);
+      continue;
+    }
+    runtime->console = std::make_shared<ConsoleHub>(runtime->run_dir + "/console.sock", log_path(record.name));
+    if (record.pid == 0) continue;  // preserved after it stopped
+    const auto times = process_times(record.pid);
+    UniqueFd pidfd;
+    if (times && times->start_ticks == record.pid_start_ticks) pidfd.reset(pidfd_open(record.pid));
+    if (pidfd.valid()) {
+      std::string state = record.state;
+      try {
+        const json status = control(*runtime, {{"op", "status"}});
+        state = status.value("state", state);
+      } catch (const std::exception& error) {
+        log_line("domain " + std::to_string(record.id) + " '" + record.name + "': its VMM is alive but its control socket " +
+                 "does not answer (" + error.what() + ")");
+      }
+      registry_.set_state(record.id, state);
+      {
+        std::lock_guard lock(mutex_);
+        runtime->pid = record.pid;
+        runtime->pidfd = std::move(pidfd);
+      }
+      watch(*runtime);
+      log_line("domain " + std::to_string(record.id) + " '" + record.name + "' re-adopted (pid " +
+               std::to_string(record.pid) + ", " + state + ")");
+      continue;
+    }
+    // It ended while no daemon watched it: say so and apply its action now.
+    std::string reason = "crash", message = "its VMM process ended without saying why";
+    if (auto exit = read_exit_file(runtime->run_dir + "/exit.json")) {
+      reason = exit->value("reason", reason);
+      message = exit->value("message", message);
+    }
+    std::lock_guard operation(runtime->operation);
+    settle(*runtime, reason, message + " (while kdomd was not running)");
+  }
+}
+
+}  // namespace kdom::toolstack

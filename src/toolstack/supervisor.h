@@ -1,0 +1,126 @@
+// Supervisor: kdomd's domains at run time. It starts one VMM process per domain (`kdom run
+// --config`, in a session of its own so it outlives the daemon), learns that it is up from its
+// readiness fd, watches it with a pidfd, maps its end to poweroff / reboot / crash through the
+// exit file the VMM writes, and applies the domain's on_poweroff / on_reboot / on_crash action.
+// At start it re-adopts the VMMs a previous daemon left running and settles those that died
+// meanwhile. Every change is recorded in the registry before or as it happens.
+#pragma once
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "base/unique_fd.h"
+#include "config/domain_config.h"
+#include "toolstack/console_hub.h"
+#include "toolstack/registry.h"
+#include "vmm/vm_config.h"
+
+namespace kdom::toolstack {
+
+// An unknown domain: the API's 404.
+class NotFoundError : public Error {
+ public:
+  using Error::Error;
+};
+// A wait that ran out (shutdown -w): the API's 504.
+class TimeoutError : public Error {
+ public:
+  using Error::Error;
+};
+
+struct DaemonPaths {
+  std::string run_dir = "/run/kdom";      // domains/<id>/: the VMM's sockets, config, exit file
+  std::string log_dir = "/var/log/kdom";  // <name>.log: each domain's console
+  std::string vmm_binary;                 // the kdom binary that runs a domain
+};
+
+// What the VMM's config becomes for a daemon domain whose files live in `run_dir`.
+vmm::VmConfig vm_config_for(const config::DomainConfig& config, const std::string& run_dir,
+                            const std::vector<std::string>& tap_names);
+
+class Supervisor {
+ public:
+  // A VMM has this long to build its domain and say it is ready (the nested test host is slow).
+  static constexpr int kReadySeconds = 120;
+  // More restarts than this within kRestartWindowSeconds: the domain is left crashed instead.
+  static constexpr int kMaxRestarts = 5;
+  static constexpr int kRestartWindowSeconds = 60;
+
+  Supervisor(Registry& registry, DaemonPaths paths);
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Re-adopts live VMMs recorded in the registry; settles the dead ones (their on_* action).
+  void recover();
+
+  nlohmann::json create(const config::DomainConfig& config, bool paused);
+  nlohmann::json list();
+  nlohmann::json info(const std::string& dom);
+  uint32_t destroy(const std::string& dom);
+  nlohmann::json pause(const std::string& dom);
+  nlohmann::json unpause(const std::string& dom);
+  // Presses the power button; with `wait_seconds`, returns once that VMM has stopped.
+  nlohmann::json shutdown(const std::string& dom, std::optional<uint32_t> wait_seconds);
+  // The domain stops as rebooted and its on_reboot action runs; returns once that is done.
+  nlohmann::json reboot(const std::string& dom);
+  nlohmann::json rename(const std::string& dom, const std::string& new_name);
+  nlohmann::json mem_set(const std::string& dom, uint64_t memory_mib);
+  std::shared_ptr<ConsoleHub> console(const std::string& dom);
+  size_t domain_count();
+
+ private:
+  struct Runtime {
+    uint32_t id = 0;
+    std::mutex operation;  // one lifecycle operation at a time
+    pid_t pid = 0;
+    UniqueFd pidfd;
+    bool is_child = false;     // started by this daemon (it reaps it), not re-adopted
+    bool destroying = false;
+    uint64_t process_ends = 0;  // how many VMM processes of this domain have ended
+    bool gone = false;          // destroyed: removed from the registry
+    std::vector<int64_t> restart_times;
+    std::vector<std::string> taps;  // TAPs the daemon made (bridge=), removed on destroy
+    std::shared_ptr<ConsoleHub> console;
+    std::string run_dir;
+  };
+
+  std::shared_ptr<Runtime> runtime_of(const std::string& dom);
+  DomainRecord record_of(uint32_t id);
+  nlohmann::json describe(const DomainRecord& record);
+  // Starts the VMM for `record` and waits for it to be ready; throws Error with the VMM's own
+  // reason when it fails. Called with runtime.operation held.
+  void start_vmm(Runtime& runtime, const DomainRecord& record, bool paused);
+  void watch(Runtime& runtime);
+  void watcher_loop();
+  void on_vmm_exit(uint32_t id);
+  // Applies the action for a VMM that stopped for `reason` ("poweroff", "reboot", "crash"...).
+  void settle(Runtime& runtime, const std::string& reason, const std::string& message);
+  void remove_domain(Runtime& runtime);
+  void clean_run_dir(const std::string& run_dir);
+  // Blocks until the runtime's process_ends passes `ends` or `seconds` pass; true if it did.
+  bool wait_for_end(Runtime& runtime, uint64_t ends, uint32_t seconds);
+  nlohmann::json control(Runtime& runtime, const nlohmann::json& request);
+  std::string log_path(const std::string& name) const;
+
+  Registry& registry_;
+  const DaemonPaths paths_;
+  std::mutex mutex_;  // runtimes_ and every Runtime's fields but `operation`
+  std::condition_variable changed_;
+  std::map<uint32_t, std::shared_ptr<Runtime>> runtimes_;
+  UniqueFd epoll_;
+  UniqueFd wake_;
+  std::thread watcher_;
+};
+
+}  // namespace kdom::toolstack

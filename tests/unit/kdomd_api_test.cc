@@ -1,0 +1,247 @@
+// kdomd's API and supervisor without KVM: the routes against docs/openapi.json, error statuses,
+// and the supervisor's process handling with a fake VMM (a script that says it is ready and
+// waits, or one that fails at once); the HTTP server itself over a real Unix socket.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "config/domain_config.h"
+#include "toolstack/api.h"
+#include "toolstack/http_server.h"
+#include "toolstack/registry.h"
+#include "toolstack/supervisor.h"
+
+#ifndef KDOM_SOURCE_DIR
+#error "KDOM_SOURCE_DIR must be defined by the build"
+#endif
+
+namespace kdom::toolstack {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+class KdomdApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/kdomd-api-test.XXXXXX";
+    dir_ = mkdtemp(pattern);
+    kernel_ = dir_ + "/kernel";
+    std::ofstream(kernel_) << "not really a kernel";
+    write_vmm("#!/bin/sh\n[ \"$1\" = run ] && [ \"$2\" = --config ] || exit 2\necho ready >&3\nexec 3>&-\nexec sleep 600\n");
+    registry_ = std::make_unique<Registry>(dir_ + "/state");
+    supervisor_ = std::make_unique<Supervisor>(*registry_, DaemonPaths{dir_ + "/run", dir_ + "/log", dir_ + "/vmm"});
+    api_ = std::make_unique<Api>(*supervisor_);
+  }
+  void TearDown() override {
+    for (const auto& record : registry_->all())
+      if (record.pid > 0) ::kill(record.pid, SIGKILL);
+    api_.reset();
+    supervisor_.reset();
+    registry_.reset();
+    fs::remove_all(dir_);
+  }
+  void write_vmm(const std::string& script) {
+    std::ofstream(dir_ + "/vmm") << script;
+    ::chmod((dir_ + "/vmm").c_str(), 0755);
+  }
+  HttpReply call(const std::string& method, const std::string& path, const std::string& body = "") {
+    HttpRequest request;
+    request.method = method;
+    request.path = path;
+    request.body = body;
+    return api_->handle(request);
+  }
+  json config(const std::string& name) {
+    return {{"name", name}, {"kernel", kernel_}, {"memory_mib", 32}};
+  }
+
+  std::string dir_, kernel_;
+  std::unique_ptr<Registry> registry_;
+  std::unique_ptr<Supervisor> supervisor_;
+  std::unique_ptr<Api> api_;
+};
+
+TEST_F(KdomdApiTest, EveryRouteIsInTheOpenApiDocumentAndTheReverse) {
+  std::ifstream file(std::string(KDOM_SOURCE_DIR) + "/docs/openapi.json");
+  ASSERT_TRUE(file) << "docs/openapi.json is missing";
+  const json document = json::parse(file);
+  std::set<std::string> documented, served;
+  for (const auto& [path, operations] : document.at("paths").items())
+    for (const auto& [method, operation] : operations.items())
+      if (method != "parameters") {
+        std::string upper = method;
+        for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        documented.insert(upper + " " + path);
+      }
+  for (const auto& route : api_->routes()) {
+    // The document names the path parameter {dom} as the routes do.
+    served.insert(route.method + " " + route.pattern);
+  }
+  EXPECT_EQ(served, documented);
+}
+
+TEST_F(KdomdApiTest, CreateListInfoDestroyWithAFakeVmm) {
+  HttpReply created = call("POST", "/v1/domains", config("web").dump());
+  ASSERT_EQ(created.status, 201u) << created.body;
+  const json info = json::parse(created.body);
+  EXPECT_EQ(info["name"], "web");
+  EXPECT_EQ(info["state"], "running");
+  EXPECT_GE(info["id"].get<int>(), 1);
+  const int pid = info["pid"].get<int>();
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(::kill(pid, 0), 0);
+  EXPECT_EQ(info["uuid"].get<std::string>().size(), 36u);
+
+  // The VMM was given its whole config as one JSON document.
+  const json vm = json::parse(std::ifstream(dir_ + "/run/domains/" + std::to_string(info["id"].get<int>()) + "/vm.json"));
+  EXPECT_EQ(vm["kernel_path"], kernel_);
+  EXPECT_EQ(vm["memory_mib"], 32);
+
+  EXPECT_EQ(call("GET", "/v1/domains/web").status, 200u);
+  EXPECT_EQ(call("GET", "/v1/domains/" + std::to_string(info["id"].get<int>())).status, 200u);
+  const json list = json::parse(call("GET", "/v1/domains").body);
+  ASSERT_EQ(list["domains"].size(), 1u);
+
+  HttpReply duplicate = call("POST", "/v1/domains", config("web").dump());
+  EXPECT_EQ(duplicate.status, 409u) << duplicate.body;
+  EXPECT_EQ(json::parse(call("GET", "/v1/domains").body)["domains"].size(), 1u);
+
+  HttpReply destroyed = call("DELETE", "/v1/domains/web");
+  ASSERT_EQ(destroyed.status, 200u) << destroyed.body;
+  EXPECT_EQ(call("GET", "/v1/domains/web").status, 404u);
+  EXPECT_TRUE(json::parse(call("GET", "/v1/domains").body)["domains"].empty());
+  for (int i = 0; i < 100 && ::kill(pid, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_NE(::kill(pid, 0), 0) << "the VMM process is still there";
+  EXPECT_FALSE(fs::exists(dir_ + "/run/domains/" + std::to_string(info["id"].get<int>())));
+
+  // Ids are never reused.
+  HttpReply again = call("POST", "/v1/domains", config("web").dump());
+  ASSERT_EQ(again.status, 201u);
+  EXPECT_GT(json::parse(again.body)["id"].get<int>(), info["id"].get<int>());
+}
+
+TEST_F(KdomdApiTest, AVmmThatFailsToStartLeavesNothingBehind) {
+  write_vmm("#!/bin/sh\necho 'kdom: error: disk image is locked by another domain' >&2\nexit 1\n");
+  HttpReply reply = call("POST", "/v1/domains", config("broken").dump());
+  EXPECT_EQ(reply.status, 400u);
+  EXPECT_NE(reply.body.find("did not start: kdom: error: disk image is locked"), std::string::npos) << reply.body;
+  EXPECT_TRUE(registry_->all().empty());
+  EXPECT_TRUE(fs::is_empty(dir_ + "/run/domains"));
+}
+
+TEST_F(KdomdApiTest, BadRequestsGetClearStatuses) {
+  EXPECT_EQ(call("GET", "/v1/domains/nosuch").status, 404u);
+  EXPECT_EQ(call("POST", "/v1/domains/nosuch/pause").status, 404u);
+  EXPECT_EQ(call("GET", "/v2/whatever").status, 404u);
+  EXPECT_EQ(call("PUT", "/v1/domains").status, 405u);
+  HttpReply bad_json = call("POST", "/v1/domains", "{not json");
+  EXPECT_EQ(bad_json.status, 400u);
+  EXPECT_NE(bad_json.body.find("not valid JSON"), std::string::npos);
+  EXPECT_EQ(call("POST", "/v1/domains", "[1,2]").status, 400u);
+  json missing_kernel = config("nokernel");
+  missing_kernel["kernel"] = dir_ + "/missing";
+  HttpReply no_kernel = call("POST", "/v1/domains", missing_kernel.dump());
+  EXPECT_EQ(no_kernel.status, 400u);
+  EXPECT_NE(no_kernel.body.find("does not exist"), std::string::npos) << no_kernel.body;
+  json unknown_key = config("x");
+  unknown_key["memroy"] = 1;
+  EXPECT_EQ(call("POST", "/v1/domains", unknown_key.dump()).status, 400u);
+  EXPECT_TRUE(registry_->all().empty());
+  EXPECT_EQ(call("POST", "/v1/domains/0/pause").status, 400u);  // Domain-0 is the host
+}
+
+TEST_F(KdomdApiTest, ADaemonRestartReadoptsLiveVmmsAndSettlesDeadOnes) {
+  ASSERT_EQ(call("POST", "/v1/domains", config("stays").dump()).status, 201u);
+  json dies = config("dies");
+  dies["on_crash"] = "preserve";
+  ASSERT_EQ(call("POST", "/v1/domains", dies.dump()).status, 201u);
+  const int stays_pid = json::parse(call("GET", "/v1/domains/stays").body)["pid"].get<int>();
+  const int dies_pid = json::parse(call("GET", "/v1/domains/dies").body)["pid"].get<int>();
+  // The daemon goes away (its VMMs are not killed), one VMM dies meanwhile, a new daemon starts.
+  api_.reset();
+  supervisor_.reset();
+  registry_.reset();
+  ::kill(dies_pid, SIGKILL);
+  for (int i = 0; i < 100 && ::kill(dies_pid, 0) == 0; ++i) {
+    ::waitpid(dies_pid, nullptr, WNOHANG);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  registry_ = std::make_unique<Registry>(dir_ + "/state");
+  supervisor_ = std::make_unique<Supervisor>(*registry_, DaemonPaths{dir_ + "/run", dir_ + "/log", dir_ + "/vmm"});
+  supervisor_->recover();
+  api_ = std::make_unique<Api>(*supervisor_);
+  const json stays = json::parse(call("GET", "/v1/domains/stays").body);
+  EXPECT_EQ(stays["pid"], stays_pid);
+  EXPECT_EQ(stays["state"], "running");
+  const json dead = json::parse(call("GET", "/v1/domains/dies").body);
+  EXPECT_EQ(dead["state"], "crashed");
+  EXPECT_NE(dead["last_exit"].get<std::string>().find("while kdomd was not running"), std::string::npos) << dead.dump();
+  // The re-adopted one is still under control: destroy reaches it.
+  ASSERT_EQ(call("DELETE", "/v1/domains/stays").status, 200u);
+  for (int i = 0; i < 100 && ::kill(stays_pid, 0) == 0; ++i) {
+    ::waitpid(stays_pid, nullptr, WNOHANG);  // this test process is still its parent
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_NE(::kill(stays_pid, 0), 0);
+}
+
+// A raw HTTP exchange over a Unix socket: what a client that is not kdom's own may send.
+std::string exchange(const std::string& path, const std::string& request) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) return "connect failed";
+  (void)!::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  ::shutdown(fd, SHUT_WR);
+  std::string reply;
+  char buffer[4096];
+  for (ssize_t n; (n = ::recv(fd, buffer, sizeof(buffer), 0)) > 0;) reply.append(buffer, static_cast<size_t>(n));
+  ::close(fd);
+  return reply;
+}
+
+TEST(HttpServerTest, RefusesMalformedOversizedAndUnauthenticatedRequests) {
+  char pattern[] = "/tmp/kdomd-http-test.XXXXXX";
+  const std::string dir = mkdtemp(pattern);
+  HttpServer server([](const HttpRequest& request) { return HttpReply::json(200, {{"path", request.path}}); });
+  server.serve(listen_unix(dir + "/open.sock", 0600, -1), "");
+  server.serve(listen_unix(dir + "/token.sock", 0600, -1), "0123456789abcdef0123");
+  EXPECT_NE(exchange(dir + "/open.sock", "GET /v1/host HTTP/1.1\r\nHost: x\r\n\r\n").find("\"path\":\"/v1/host\""),
+            std::string::npos);
+  EXPECT_NE(exchange(dir + "/open.sock", "THIS IS NOT HTTP\r\n\r\n").find("400 Bad Request"), std::string::npos);
+  const std::string big(HttpServer::kMaxBodyBytes + 1, 'x');
+  EXPECT_NE(exchange(dir + "/open.sock", "POST /v1/domains HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                                             std::to_string(big.size()) + "\r\n\r\n" + big)
+                .find("413"),
+            std::string::npos);
+  EXPECT_NE(exchange(dir + "/token.sock", "GET /v1/host HTTP/1.1\r\nHost: x\r\n\r\n").find("401 Unauthorized"),
+            std::string::npos);
+  EXPECT_NE(exchange(dir + "/token.sock", "GET /v1/host HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n\r\n")
+                .find("401"),
+            std::string::npos);
+  EXPECT_NE(exchange(dir + "/token.sock",
+                     "GET /v1/host HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer 0123456789abcdef0123\r\n\r\n")
+                .find("200 OK"),
+            std::string::npos);
+  // A second daemon on the same socket is refused; the first keeps serving.
+  EXPECT_THROW(listen_unix(dir + "/open.sock", 0600, -1), Error);
+  EXPECT_NE(exchange(dir + "/open.sock", "GET /x HTTP/1.1\r\nHost: x\r\n\r\n").find("200 OK"), std::string::npos);
+  server.stop();
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace kdom::toolstack
