@@ -1,6 +1,7 @@
-// kdom: the command line. Today it has `kdom run`, which boots one domain in the foreground,
-// and `kdom balloon` and `kdom shutdown`, which act on a running domain through its control
-// socket; the daemon's commands come later.
+// kdom: the command line. `kdom run` boots one domain in the foreground; `kdom balloon` and
+// `kdom shutdown --control` act on such a domain through its control socket; the xl-style verbs
+// (create, list, ...) are clients of kdomd's HTTP API on its Unix socket (--socket PATH, or
+// $KDOM_SOCKET, or /run/kdom/kdomd.sock).
 #include <signal.h>
 
 #include <cstdlib>
@@ -11,10 +12,11 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "cli/api_client.h"
 #include "cli/balloon_command.h"
-#include "cli/run_options.h"
+#include "cli/run_command.h"
 #include "cli/shutdown_command.h"
-#include "vmm/domain.h"
+#include "cli/xl_commands.h"
 
 #ifndef KDOM_VERSION
 #error "KDOM_VERSION must be defined by the build (CMake's project version)"
@@ -32,23 +34,23 @@ constexpr const char* kUsage =
     "       kdom run --help\n"
     "       kdom balloon --control PATH set MIB | stats\n"
     "       kdom shutdown --control PATH [--wait SECONDS]\n"
-    "       kdom --version\n";
+    "       kdom --version\n"
+    "The domains of kdomd (DOM: a name or an id), as with xl; each verb has --help:\n"
+    "       kdom [--socket PATH] create [-p] [-c] [-n] CFG [key=value...]\n"
+    "       kdom [--socket PATH] list [-l] [DOM...]\n"
+    "       kdom [--socket PATH] info\n"
+    "       kdom [--socket PATH] destroy | pause | unpause | reboot DOM\n"
+    "       kdom [--socket PATH] shutdown [-w] [-a] [DOM]\n"
+    "       kdom [--socket PATH] rename DOM NEWNAME\n"
+    "       kdom [--socket PATH] domid NAME | domname ID\n"
+    "       kdom [--socket PATH] uptime [DOM...]\n"
+    "       kdom [--socket PATH] console [--log | --follow] DOM   (Ctrl-] detaches)\n"
+    "       kdom [--socket PATH] mem-set DOM MEM   (MEM: a number with b, k, m, g or t; no unit: KiB)\n"
+    "kdomd's socket: --socket PATH, else $KDOM_SOCKET, else /run/kdom/kdomd.sock\n";
 
 std::string guest_dir() {
   const char* from_environment = std::getenv("KDOM_GUEST_DIR");
   return from_environment && *from_environment ? from_environment : KDOM_GUEST_DIR;
-}
-
-int run_command(const std::vector<std::string>& args) {
-  auto parsed = kdom::cli::parse_run_options(args, {guest_dir()});
-  if (parsed.outcome == kdom::cli::ParseOutcome::kHelpShown) {
-    std::cout << parsed.help;
-    return 0;
-  }
-  kdom::vmm::Domain domain(parsed.config);
-  kdom::vmm::DomainExit exit = domain.run();
-  kdom::log_line(exit.message);
-  return kdom::vmm::exit_status(exit);
 }
 
 }  // namespace
@@ -69,10 +71,27 @@ int main(int argc, char** argv) {
     return 0;
   }
   try {
-    if (args[0] == "run") return run_command({args.begin() + 1, args.end()});
+    // `kdom --socket PATH VERB ...`: which kdomd the xl-style verbs talk to.
+    std::string socket_path = kdom::cli::kdomd_socket_path_from_environment();
+    if (args[0] == "--socket" || args[0].rfind("--socket=", 0) == 0) {
+      if (args[0] == "--socket") {
+        if (args.size() < 2) throw kdom::Error("--socket needs the path of kdomd's socket");
+        socket_path = args[1];
+        args.erase(args.begin(), args.begin() + 2);
+      } else {
+        socket_path = args[0].substr(9);
+        args.erase(args.begin());
+      }
+      if (args.empty()) throw kdom::Error("--socket needs a command after it (try: kdom --help)");
+    }
+    if (args[0] == "run") return kdom::cli::run_command({args.begin() + 1, args.end()}, guest_dir());
     if (args[0] == "balloon") return kdom::cli::balloon_command({args.begin() + 1, args.end()}, std::cout);
-    if (args[0] == "shutdown") return kdom::cli::shutdown_command({args.begin() + 1, args.end()}, std::cout);
-    throw kdom::Error("unknown command '" + args[0] + "' (try: kdom run --help)");
+    if (kdom::cli::is_xl_verb(args[0])) {
+      const kdom::cli::ApiClient client(socket_path);
+      kdom::cli::XlIo io{std::cout, std::cerr};
+      return kdom::cli::xl_command(args[0], {args.begin() + 1, args.end()}, client, io);
+    }
+    throw kdom::Error("unknown command '" + args[0] + "' (try: kdom --help)");
   } catch (const std::exception& error) {
     kdom::log_line(std::string("error: ") + error.what());
     return 1;

@@ -121,5 +121,33 @@ if command -v unshare >/dev/null; then
   judge sockets-removed-files "no control or vsock socket left behind" "a failed start left $left" -- [ -z "$left" ]
 fi
 
+# The xl-style verbs, with no kdomd running: $KDOM_SOCKET names a socket that does not exist.
+printf 'name = "web"\nmemory = lots\nkernel = "/boot/vmlinuz"\n' >"$work/bad.cfg"
+expect xl-list-no-daemon "cannot reach kdomd at $work/no-kdomd.sock: No such file or directory (is kdomd running?)" -- \
+  env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" list
+expect xl-socket-option-no-daemon "cannot reach kdomd at $work/other.sock" -- \
+  env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" --socket "$work/other.sock" destroy web
+expect xl-create-missing-file "cannot read xl.cfg '$work/nope.cfg'" -- \
+  env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" create "$work/nope.cfg"
+expect xl-create-dry-run-bad-cfg "$work/bad.cfg:2" -- env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" create -n "$work/bad.cfg"
+expect xl-create-no-file "kdom create needs an xl.cfg file" -- env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" create -p
+expect xl-mem-set-bad-unit "invalid memory size '12q'" -- env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" mem-set x 12q
+expect xl-mem-set-below-1mib "less than 1 MiB" -- env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" mem-set x 512k
+expect xl-rename-one-arg "usage: kdom rename DOM NEWNAME" -- env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" rename web
+expect xl-list-bad-option "usage: kdom list" -- env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" list --bogus
+expect xl-shutdown-dom-and-all "give DOM or -a, not both" -- env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" shutdown -a web
+expect xl-domname-not-an-id "is not a domain id" -- env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" domname web
+expect xl-socket-no-command "--socket needs a command" -- "$kdom" --socket "$work/k.sock"
+printf 'name = "web"\nmemory = 256\nkernel = "/boot/vmlinuz"\n' >"$work/good.cfg"
+"$kdom" create -n "$work/good.cfg" memory=512 >"$work/out" 2>"$work/err"
+status=$?
+judge xl-create-dry-run "kdom create -n prints the config, with the override, and needs no daemon" \
+  "kdom create -n: exit $status, stdout '$(head -c 300 "$work/out")', stderr '$(head -c 200 "$work/err")'" -- \
+  sh -c "[ $status -eq 0 ] && grep -q '\"memory_mib\": 512' '$work/out' && grep -qx 'Parsing config from $work/good.cfg' '$work/err'"
+"$kdom" list --help >"$work/out" 2>"$work/err"
+status=$?
+judge xl-help "kdom list --help: exit 0 and the verb's usage" "kdom list --help: exit $status, stdout '$(head -c 300 "$work/out")'" -- \
+  sh -c "[ $status -eq 0 ] && grep -q 'usage: kdom list' '$work/out'"
+
 echo "bad-input: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

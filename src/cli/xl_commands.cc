@@ -1,0 +1,591 @@
+// The xl-style verbs: CLI11 parses each verb's arguments, ApiClient carries the requests to
+// kdomd, and the replies are printed in xl's formats (xl list's and xl uptime's columns, xl
+// info's "key : value" lines) so that scripts written for xl keep working.
+#include "cli/xl_commands.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <termios.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "base/error.h"
+#include "cli/shutdown_command.h"
+#include "config/domain_config.h"
+#include "config/xl_cfg.h"
+
+namespace kdom::cli {
+
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+// xl waits for ever for `shutdown -w`; kdomd's API takes a limit, so give it a long one.
+constexpr uint64_t kShutdownWaitSeconds = 3600;
+constexpr auto kShutdownPollInterval = 250ms;
+// A reboot's reply comes once the domain has restarted.
+constexpr ApiClient::Timeout kRebootTimeout = 300s;
+constexpr char kDetachKey = 0x1d;  // Ctrl-], as xl console
+constexpr const char* kHostName = "Domain-0";
+
+std::string domain_target(const std::string& dom) { return "/v1/domains/" + url_path_segment(dom); }
+
+bool is_domain_id(const std::string& text) {
+  return !text.empty() && text.size() <= 9 && text.find_first_not_of("0123456789") == std::string::npos;
+}
+
+// Parses a verb's arguments with `app`. Returns false when the user asked for help (printed to
+// `out`): the verb then does nothing else.
+bool parse_verb(CLI::App& app, const std::vector<std::string>& args, std::ostream& out) {
+  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 consumes from the back
+  try {
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    out << app.help();
+    return false;
+  } catch (const CLI::ParseError& error) {
+    std::string message = error.what();
+    std::replace(message.begin(), message.end(), '\n', ' ');
+    throw Error(app.get_name() + ": " + message + " (" + app.get_footer() + ")");
+  }
+  return true;
+}
+
+// A verb's parser: its name ("kdom list"), its description, and its usage line kept as the
+// footer, so that help ends with it and usage errors can show it.
+class VerbParser : public CLI::App {
+ public:
+  VerbParser(const std::string& verb, const std::string& description, const std::string& synopsis)
+      : CLI::App(description, "kdom " + verb) {
+    footer("usage: kdom " + verb + " " + synopsis);
+  }
+};
+
+// Fields of kdomd's replies; a missing or mistyped one is kdomd's bug, named in one line.
+const json& reply_field(const json& object, const char* key) {
+  if (!object.is_object() || !object.contains(key))
+    throw Error(std::string("kdomd's reply has no \"") + key + "\": " + object.dump().substr(0, 200));
+  return object.at(key);
+}
+
+std::string text_field(const json& object, const char* key) {
+  const json& value = reply_field(object, key);
+  if (!value.is_string()) throw Error(std::string("kdomd's reply has a non-string \"") + key + "\"");
+  return value.get<std::string>();
+}
+
+double number_field(const json& object, const char* key) {
+  const json& value = reply_field(object, key);
+  if (!value.is_number()) throw Error(std::string("kdomd's reply has a non-numeric \"") + key + "\"");
+  return value.get<double>();
+}
+
+int64_t integer_field(const json& object, const char* key) {
+  const json& value = reply_field(object, key);
+  if (!value.is_number_integer()) throw Error(std::string("kdomd's reply has a non-integer \"") + key + "\"");
+  return value.get<int64_t>();
+}
+
+json domain_list(const ApiClient& client) {
+  json reply = client.call("GET", "/v1/domains");
+  json domains = reply_field(reply, "domains");
+  if (!domains.is_array()) throw Error("kdomd's reply has a \"domains\" that is not a list");
+  return domains;
+}
+
+bool names_domain(const json& info, const std::string& dom) {
+  return text_field(info, "name") == dom || (is_domain_id(dom) && std::to_string(integer_field(info, "id")) == dom);
+}
+
+bool names_host(const std::string& dom) { return dom == kHostName || dom == "0"; }
+
+struct Selection {
+  bool host = false;  // the Domain-0 row
+  json domains = json::array();
+};
+
+// The domains `doms` name (all, and the host, when none is named), in kdomd's order.
+Selection select_domains(const json& domains, const std::vector<std::string>& doms) {
+  Selection selection;
+  selection.host = doms.empty();
+  for (const auto& dom : doms) {
+    if (names_host(dom)) {
+      selection.host = true;
+      continue;
+    }
+    if (std::none_of(domains.begin(), domains.end(), [&](const json& info) { return names_domain(info, dom); }))
+      throw Error("unknown domain '" + dom + "'");
+  }
+  for (const auto& info : domains)
+    if (doms.empty() || std::any_of(doms.begin(), doms.end(), [&](const std::string& dom) { return names_domain(info, dom); }))
+      selection.domains.push_back(info);
+  return selection;
+}
+
+std::string printf_text(const char* format, auto... values) {
+  char line[512];
+  std::snprintf(line, sizeof(line), format, values...);
+  return line;
+}
+
+// A JSON value as xl info shows it.
+std::string info_value_text(const json& value) {
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_number_float()) return printf_text("%.1f", value.get<double>());
+  return value.dump();
+}
+
+double host_uptime_seconds() {
+  std::ifstream file("/proc/uptime");
+  double seconds = 0;
+  file >> seconds;
+  return file ? seconds : 0.0;
+}
+
+// ---- the verbs ----
+
+int create_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("create", "Create a domain from an xl.cfg(5) file, as xl create.",
+                      "[-p] [-c] [-n] [-f] CFG [key=value...]");
+  bool paused = false, console = false, dry_run = false;
+  std::string file_option;
+  std::vector<std::string> words;
+  app.add_flag("-p,--paused", paused, "leave the domain paused once it is built");
+  app.add_flag("-c,--console", console, "attach to the domain's console once it is created");
+  app.add_flag("-n,--dryrun", dry_run, "print the domain's configuration (JSON) and create nothing");
+  app.add_option("-f,--defconfig", file_option, "the xl.cfg file (instead of the first argument)");
+  app.add_option("CFG", words, "the xl.cfg file, then key=value settings that override the file's");
+  if (!parse_verb(app, args, io.out)) return 0;
+  std::string path = file_option;
+  if (path.empty()) {
+    if (words.empty()) throw Error("kdom create needs an xl.cfg file (" + app.get_footer() + ")");
+    path = words.front();
+    words.erase(words.begin());
+  }
+  io.err << "Parsing config from " << path << "\n";
+  // Overrides are merged before the file's settings are built (a `cmdline=` replaces the file's
+  // root and extra).
+  const config::DomainConfig domain = config::parse_xl_cfg_file(path, words);
+  config::validate(domain);
+  const json request = config::to_json(domain);
+  if (dry_run) {
+    io.out << request.dump(2) << "\n";
+    return 0;
+  }
+  const json info = client.call("POST", paused ? "/v1/domains?paused=1" : "/v1/domains", request);
+  const std::string id = std::to_string(integer_field(info, "id"));
+  io.err << "created domain " << text_field(info, "name") << " (id " << id << ")\n";
+  if (console) {
+    io.out.flush();
+    attach_console(client.upgrade(domain_target(id) + "/console", "kdom-console"), io.terminal_in, io.terminal_out);
+  }
+  return 0;
+}
+
+int list_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("list", "List the domains, the host first as Domain-0, as xl list.", "[-l] [--json] [DOM...]");
+  bool long_format = false;
+  std::vector<std::string> doms;
+  app.add_flag("-l,--long,--json", long_format, "print kdomd's full description of each domain (JSON)");
+  app.add_option("DOM", doms, "only these domains (name or id)");
+  if (!parse_verb(app, args, io.out)) return 0;
+  const Selection selection = select_domains(domain_list(client), doms);
+  if (long_format) {
+    io.out << selection.domains.dump(2) << "\n";
+    return 0;
+  }
+  io.out << "Name                                        ID   Mem VCPUs\tState\tTime(s)\n";
+  constexpr const char* kRow = "%-40s %5lld %5llu %5llu     %s  %8.1f\n";
+  if (selection.host) {
+    const json host = client.call("GET", "/v1/host");
+    io.out << printf_text(kRow, kHostName, 0LL, static_cast<unsigned long long>(number_field(host, "total_memory_mib")),
+                          static_cast<unsigned long long>(number_field(host, "nr_cpus")), "r-----", 0.0);
+  }
+  for (const auto& info : selection.domains)
+    io.out << printf_text(kRow, text_field(info, "name").c_str(), static_cast<long long>(integer_field(info, "id")),
+                          static_cast<unsigned long long>(number_field(info, "memory_mib")),
+                          static_cast<unsigned long long>(number_field(info, "vcpus")),
+                          xl_state_letters(text_field(info, "state")).c_str(), number_field(info, "cpu_time_s"));
+  return 0;
+}
+
+int info_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("info", "Show facts about the host and kdomd, as xl info.", "");
+  if (!parse_verb(app, args, io.out)) return 0;
+  const json host = client.call("GET", "/v1/host");
+  // xl info's names where xl has one.
+  static constexpr std::pair<const char*, const char*> kLines[] = {
+      {"host", "hostname"},           {"release", "kernel"},         {"nr_cpus", "nr_cpus"},
+      {"total_memory", "total_memory_mib"}, {"free_memory", "free_memory_mib"}, {"kvm", "kvm"},
+      {"nr_domains", "domains"},       {"kdom_version", "kdom_version"}, {"kdomd_pid", "daemon_pid"},
+      {"kdomd_uptime", "daemon_uptime_s"},
+  };
+  for (const auto& [name, key] : kLines)
+    if (host.is_object() && host.contains(key)) io.out << printf_text("%-23s: ", name) << info_value_text(host.at(key)) << "\n";
+  return 0;
+}
+
+// The verbs that take one DOM and make one request whose reply is not shown.
+int simple_domain_verb(const std::string& verb, const std::string& description, const std::string& method,
+                       const std::string& action, const std::vector<std::string>& args, const ApiClient& client,
+                       XlIo& io, std::optional<ApiClient::Timeout> timeout = std::nullopt) {
+  VerbParser app(verb, description, "DOM");
+  std::string dom;
+  app.add_option("DOM", dom, "the domain's name or id")->required();
+  if (!parse_verb(app, args, io.out)) return 0;
+  client.call(method, domain_target(dom) + action, std::nullopt, timeout);
+  return 0;
+}
+
+int destroy_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  return simple_domain_verb("destroy", "Stop a domain at once, as pulling its power cord (xl destroy).", "DELETE", "",
+                            args, client, io);
+}
+
+int pause_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  return simple_domain_verb("pause", "Pause a domain's vCPUs (xl pause).", "POST", "/pause", args, client, io);
+}
+
+int unpause_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  return simple_domain_verb("unpause", "Let a paused domain run again (xl unpause).", "POST", "/unpause", args, client, io);
+}
+
+int reboot_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  return simple_domain_verb("reboot", "Restart a domain (xl reboot); returns once it runs again.", "POST", "/reboot",
+                            args, client, io, kRebootTimeout);
+}
+
+bool names_control_socket(const std::vector<std::string>& args) {
+  return std::any_of(args.begin(), args.end(),
+                     [](const std::string& arg) { return arg == "--control" || arg.rfind("--control=", 0) == 0; });
+}
+
+// After pressing the power buttons of `ids`: returns once none of them runs (gone, shut down
+// or crashed), printing each as it goes.
+void wait_for_shutdown(const ApiClient& client, std::set<int64_t> ids, XlIo& io) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(kShutdownWaitSeconds);
+  io.err << "Waiting for " << ids.size() << " domains\n";
+  for (;;) {
+    std::set<int64_t> running;
+    for (const auto& info : domain_list(client)) {
+      const std::string state = text_field(info, "state");
+      if (ids.count(integer_field(info, "id")) && state != "shutdown" && state != "crashed")
+        running.insert(integer_field(info, "id"));
+    }
+    for (const int64_t id : ids)
+      if (!running.count(id)) io.err << "Domain " << id << " has been shut down\n";
+    ids = running;
+    if (ids.empty()) return;
+    if (std::chrono::steady_clock::now() >= deadline)
+      throw Error(std::to_string(ids.size()) + " domains are still running " + std::to_string(kShutdownWaitSeconds) +
+                  " s after their power buttons were pressed");
+    std::this_thread::sleep_for(kShutdownPollInterval);
+  }
+}
+
+int shutdown_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  if (names_control_socket(args)) return shutdown_command(args, io.out);  // a domain of `kdom run`
+  VerbParser app("shutdown", "Press a domain's ACPI power button, as xl shutdown; the guest's OS shuts it down.",
+                      "[-w] [-a] [DOM]   (a domain of kdom run: kdom shutdown --control PATH [--wait SECONDS])");
+  bool wait = false, all = false;
+  std::string dom;
+  app.add_flag("-w,--wait", wait, "return once the domain(s) have shut down");
+  app.add_flag("-a,--all", all, "all of kdomd's domains");
+  app.add_option("DOM", dom, "the domain's name or id");
+  if (!parse_verb(app, args, io.out)) return 0;
+  if (all && !dom.empty()) throw Error("kdom shutdown: give DOM or -a, not both");
+  if (!all && dom.empty())
+    throw Error("kdom shutdown needs DOM or -a (kdomd's domains), or needs --control PATH (a domain of kdom run)");
+  if (!all) {
+    io.err << "Shutting down domain " << dom << "\n";
+    if (!wait) {
+      client.call("POST", domain_target(dom) + "/shutdown", json::object());
+      return 0;
+    }
+    client.call("POST", domain_target(dom) + "/shutdown", json{{"wait_seconds", kShutdownWaitSeconds}},
+                std::chrono::seconds(kShutdownWaitSeconds) + ApiClient::kDefaultTimeout);
+    io.err << "Domain " << dom << " has been shut down\n";
+    return 0;
+  }
+  std::set<int64_t> pressed;
+  std::string first_failure;
+  for (const auto& info : domain_list(client)) {
+    const std::string state = text_field(info, "state");
+    if (state == "shutdown" || state == "crashed" || state == "dying") continue;
+    const int64_t id = integer_field(info, "id");
+    io.err << "Shutting down domain " << id << "\n";
+    const ApiResponse response = client.request("POST", domain_target(std::to_string(id)) + "/shutdown", json::object());
+    if (response.ok()) {
+      pressed.insert(id);
+    } else if (first_failure.empty()) {
+      first_failure = "domain " + std::to_string(id) + ": " + api_error_message(response);
+    }
+  }
+  if (wait && !pressed.empty()) wait_for_shutdown(client, pressed, io);
+  if (!first_failure.empty()) throw Error(first_failure);
+  return 0;
+}
+
+int rename_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("rename", "Give a domain a new name (xl rename).", "DOM NEWNAME");
+  std::string dom, new_name;
+  app.add_option("DOM", dom, "the domain's name or id")->required();
+  app.add_option("NEWNAME", new_name, "its new name")->required();
+  if (!parse_verb(app, args, io.out)) return 0;
+  client.call("POST", domain_target(dom) + "/rename", json{{"name", new_name}});
+  return 0;
+}
+
+int domid_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("domid", "Print the id of the domain with this name (xl domid).", "NAME");
+  std::string name;
+  app.add_option("NAME", name, "the domain's name")->required();
+  if (!parse_verb(app, args, io.out)) return 0;
+  if (names_host(name)) {
+    io.out << "0\n";
+    return 0;
+  }
+  io.out << integer_field(client.call("GET", domain_target(name)), "id") << "\n";
+  return 0;
+}
+
+int domname_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("domname", "Print the name of the domain with this id (xl domname).", "ID");
+  std::string id;
+  app.add_option("ID", id, "the domain's id")->required();
+  if (!parse_verb(app, args, io.out)) return 0;
+  if (!is_domain_id(id)) throw Error("kdom domname: '" + id + "' is not a domain id (a number)");
+  if (names_host(id)) {
+    io.out << kHostName << "\n";
+    return 0;
+  }
+  io.out << text_field(client.call("GET", domain_target(id)), "name") << "\n";
+  return 0;
+}
+
+int uptime_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("uptime", "Show how long domains have run, as xl uptime.", "[DOM...]");
+  std::vector<std::string> doms;
+  app.add_option("DOM", doms, "only these domains (name or id)");
+  if (!parse_verb(app, args, io.out)) return 0;
+  const Selection selection = select_domains(domain_list(client), doms);
+  constexpr const char* kRow = "%-33s %4lld %s\n";
+  io.out << printf_text("%-33s %4s %s\n", "Name", "ID", "Uptime");
+  if (selection.host) io.out << printf_text(kRow, kHostName, 0LL, xl_uptime_text(host_uptime_seconds()).c_str());
+  for (const auto& info : selection.domains)
+    io.out << printf_text(kRow, text_field(info, "name").c_str(), static_cast<long long>(integer_field(info, "id")),
+                          xl_uptime_text(number_field(info, "uptime_s")).c_str());
+  return 0;
+}
+
+int console_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("console", "Attach to a domain's serial console (xl console); Ctrl-] detaches.",
+                      "[--log | --follow] DOM");
+  bool log = false, follow = false;
+  std::string dom;
+  app.add_flag("--log", log, "print the console output kdomd kept (its last 256 KiB) and exit");
+  app.add_flag("--follow", follow, "print the kept output, then new output as it comes (until interrupted)");
+  app.add_option("DOM", dom, "the domain's name or id")->required();
+  if (!parse_verb(app, args, io.out)) return 0;
+  if (log && follow) throw Error("kdom console: give --log or --follow, not both");
+  const std::string target = domain_target(dom) + "/console";
+  if (log) {
+    const ApiResponse response = client.request("GET", target);
+    if (!response.ok()) throw Error(api_error_message(response));
+    io.out << response.text;
+    return 0;
+  }
+  if (follow) {
+    client.stream_get(target + "?follow=1", [&](std::string_view data) {
+      io.out.write(data.data(), static_cast<std::streamsize>(data.size()));
+      io.out.flush();
+    });
+    return 0;
+  }
+  io.out.flush();
+  attach_console(client.upgrade(target, "kdom-console"), io.terminal_in, io.terminal_out);
+  return 0;
+}
+
+int mem_set_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("mem-set", "Set a domain's memory target through its balloon (xl mem-set).", "DOM MEM");
+  std::string dom, memory;
+  app.add_option("DOM", dom, "the domain's name or id")->required();
+  app.add_option("MEM", memory, "the new size: a number with a unit b, k, m, g or t (no unit: KiB)")->required();
+  if (!parse_verb(app, args, io.out)) return 0;
+  const uint64_t mib = parse_xl_memory_mib(memory);
+  client.call("POST", domain_target(dom) + "/mem-set", json{{"memory_mib", mib}});
+  return 0;
+}
+
+using VerbFunction = int (*)(const std::vector<std::string>&, const ApiClient&, XlIo&);
+
+struct Verb {
+  const char* name;
+  VerbFunction run;
+};
+
+constexpr Verb kVerbs[] = {
+    {"create", create_verb},   {"list", list_verb},       {"info", info_verb},       {"destroy", destroy_verb},
+    {"shutdown", shutdown_verb}, {"reboot", reboot_verb}, {"pause", pause_verb},     {"unpause", unpause_verb},
+    {"rename", rename_verb},   {"domid", domid_verb},     {"domname", domname_verb}, {"uptime", uptime_verb},
+    {"console", console_verb}, {"mem-set", mem_set_verb},
+};
+
+const Verb* find_verb(const std::string& word) {
+  for (const auto& verb : kVerbs)
+    if (word == verb.name) return &verb;
+  return nullptr;
+}
+
+// ---- the console ----
+
+// The terminal in raw mode (keys go to the guest as typed, no echo, no signals) for as long as
+// this lives; nothing happens when `fd` is not a terminal.
+class RawTerminal {
+ public:
+  explicit RawTerminal(int fd) : fd_(fd) {
+    if (!::isatty(fd) || ::tcgetattr(fd, &saved_) != 0) return;
+    termios raw = saved_;
+    ::cfmakeraw(&raw);
+    active_ = ::tcsetattr(fd, TCSANOW, &raw) == 0;
+  }
+  ~RawTerminal() {
+    if (active_) ::tcsetattr(fd_, TCSANOW, &saved_);
+  }
+  RawTerminal(const RawTerminal&) = delete;
+  RawTerminal& operator=(const RawTerminal&) = delete;
+  bool active() const { return active_; }
+
+ private:
+  int fd_;
+  termios saved_{};
+  bool active_ = false;
+};
+
+// Writes all of `data`; false when the other side has gone (a closed pipe or connection).
+bool write_all(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    const ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
+    const ssize_t written = (n < 0 && errno == ENOTSOCK) ? ::write(fd, data, size) : n;
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        pollfd entry{fd, POLLOUT, 0};
+        ::poll(&entry, 1, -1);
+        continue;
+      }
+      if (errno == EPIPE || errno == ECONNRESET) return false;
+      throw SystemError("console write", errno);
+    }
+    data += written;
+    size -= static_cast<size_t>(written);
+  }
+  return true;
+}
+
+}  // namespace
+
+bool is_xl_verb(const std::string& word) { return find_verb(word) != nullptr; }
+
+int xl_command(const std::string& verb, const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  const Verb* found = find_verb(verb);
+  if (!found) throw Error("unknown command '" + verb + "'");
+  return found->run(args, client, io);
+}
+
+uint64_t parse_xl_memory_mib(const std::string& text) {
+  const auto bad = [&] {
+    return Error("invalid memory size '" + text +
+                 "': expected a whole number with an optional unit b, k, m, g or t (no unit: KiB)");
+  };
+  const size_t digits = text.find_first_not_of("0123456789");
+  const size_t digit_count = digits == std::string::npos ? text.size() : digits;
+  if (digit_count == 0 || text.size() - digit_count > 1) throw bad();
+  uint64_t unit = 1024;
+  if (digit_count < text.size()) {
+    switch (text.back()) {
+      case 'b': case 'B': unit = 1; break;
+      case 'k': case 'K': unit = uint64_t{1} << 10; break;
+      case 'm': case 'M': unit = uint64_t{1} << 20; break;
+      case 'g': case 'G': unit = uint64_t{1} << 30; break;
+      case 't': case 'T': unit = uint64_t{1} << 40; break;
+      default: throw bad();
+    }
+  }
+  const std::string number = text.substr(0, digit_count);
+  const auto too_large = Error("memory size '" + text + "' is too large");
+  if (number.size() > 19) throw too_large;
+  const uint64_t count = std::stoull(number);
+  if (count > std::numeric_limits<uint64_t>::max() / unit) throw too_large;
+  const uint64_t mib = count * unit >> 20;
+  if (mib == 0) throw Error("memory size '" + text + "' is less than 1 MiB");
+  return mib;
+}
+
+std::string xl_state_letters(const std::string& state) {
+  std::string letters = "------";
+  if (state == "running") letters[0] = 'r';
+  else if (state == "paused") letters[2] = 'p';
+  else if (state == "shutdown") letters[3] = 's';
+  else if (state == "crashed") letters[4] = 'c';
+  else if (state == "dying") letters[5] = 'd';
+  return letters;
+}
+
+std::string xl_uptime_text(double seconds) {
+  const uint64_t total = seconds > 0 ? static_cast<uint64_t>(seconds) : 0;
+  const unsigned second = total % 60, minute = total / 60 % 60, hour = total / 3600 % 24;
+  const uint64_t days = total / 86400;
+  const std::string clock = printf_text("%2u:%02u:%02u", hour, minute, second);
+  if (days == 0) return clock;
+  return std::to_string(days) + (days == 1 ? " day, " : " days, ") + clock;
+}
+
+void attach_console(UpgradedConnection connection, int terminal_in, int terminal_out) {
+  const int guest = connection.fd.get();
+  if (!write_all(terminal_out, connection.early_bytes.data(), connection.early_bytes.size())) return;
+  const RawTerminal raw(terminal_in);
+  // Ctrl-] detaches only on a terminal: piped input may hold any byte, and is sent as it is.
+  const bool interactive = raw.active();
+  bool input_open = true;
+  char buffer[16 * 1024];
+  for (;;) {
+    pollfd fds[2] = {{guest, POLLIN, 0}, {input_open ? terminal_in : -1, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      throw SystemError("poll on the console", errno);
+    }
+    if (fds[0].revents) {
+      const ssize_t n = ::read(guest, buffer, sizeof(buffer));
+      if (n == 0 || (n < 0 && errno == ECONNRESET)) return;  // kdomd ended the console (domain gone)
+      if (n < 0 && errno != EINTR && errno != EAGAIN) throw SystemError("reading the console from kdomd", errno);
+      if (n > 0 && !write_all(terminal_out, buffer, static_cast<size_t>(n))) return;
+    }
+    if (fds[1].revents) {
+      const ssize_t n = ::read(terminal_in, buffer, sizeof(buffer));
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n <= 0) {  // the input ended: keep showing the guest's output until the domain goes
+        input_open = false;
+        continue;
+      }
+      size_t size = static_cast<size_t>(n);
+      const char* detach = interactive ? static_cast<const char*>(std::memchr(buffer, kDetachKey, size)) : nullptr;
+      if (detach) size = static_cast<size_t>(detach - buffer);
+      if (!write_all(guest, buffer, size) || detach) return;
+    }
+  }
+}
+
+}  // namespace kdom::cli
