@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# kdomd and the kdom CLI with real VMMs and probe guests, on this host's /dev/kvm (or in the
+# nested test host, through with-kvm.sh): many domains created at once, listed, paused (the
+# guest's ticks stop) and unpaused, a killed VMM settled by its on_crash action, a guest's
+# poweroff and reboot settled by on_poweroff / on_reboot, kdomd killed with -9 and restarted
+# (every domain found again and controllable, its console log continuing), racing clients,
+# and nothing left behind at the end.
+#   probes.sh KDOM KDOMD IDLE_PROBE_ELF TICKER_PROBE_ELF
+set -uo pipefail
+kdom=$1
+kdomd=$2
+idle=$3
+ticker=$4
+work=$(mktemp -d /tmp/kdomd-probes.XXXXXX)
+export KDOM_SOCKET=$work/kdomd.sock
+daemon_pid=
+cleanup() {
+  [ -n "$daemon_pid" ] && kill -9 "$daemon_pid" 2>/dev/null
+  # Every VMM this test started runs `kdom run --config $work/...`.
+  pkill -9 -f -- "--config $work/" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+passed=0
+failed=0
+check() {  # check NAME CONDITION_TEXT -- COMMAND...: passes when COMMAND succeeds
+  local name=$1 text=$2
+  shift 3
+  if "$@"; then
+    echo "PASS $name: $text"
+    passed=$((passed + 1))
+  else
+    echo "FAIL $name: $text"
+    failed=$((failed + 1))
+  fi
+}
+
+start_daemon() {
+  "$kdomd" --foreground --socket "$KDOM_SOCKET" --state-dir "$work/state" --run-dir "$work/run" \
+    --log-dir "$work/log" --vmm "$kdom" >>"$work/kdomd.log" 2>&1 &
+  daemon_pid=$!
+  for _ in $(seq 300); do
+    [ -S "$KDOM_SOCKET" ] && "$kdom" list >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "kdomd did not start; its log:"
+  sed 's/^/    /' "$work/kdomd.log"
+  return 1
+}
+
+# cfg NAME KERNEL [LINE...]: an xl.cfg for a probe guest
+cfg() {
+  local name=$1 kernel=$2
+  shift 2
+  {
+    echo "name = \"$name\""
+    echo "kernel = \"$kernel\""
+    echo "memory = 32"
+    for line in "$@"; do echo "$line"; done
+  } >"$work/$name.cfg"
+  echo "$work/$name.cfg"
+}
+
+state_of() { "$kdom" list "$1" 2>/dev/null | awk -v n="$1" '$1 == n { print $5 }'; }
+pid_of() { "$kdom" list --json "$1" 2>/dev/null | grep -o '"pid": *[0-9]*' | head -n1 | grep -o '[0-9]*$'; }
+ticks_of() { grep -c '^tick ' "$work/log/$1.log" 2>/dev/null || echo 0; }
+# wait_for SECONDS COMMAND...: until COMMAND succeeds
+wait_for() {
+  local limit=$(($1 * 10))
+  shift
+  for _ in $(seq "$limit"); do
+    "$@" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+domain_absent() { ! "$kdom" list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
+has_state() { [ "$(state_of "$1")" = "$2" ]; }
+ticks_above() { [ "$(ticks_of "$1")" -gt "$2" ]; }
+
+start_daemon || exit 1
+
+# 20 domains created by 20 clients at once.
+creates=()
+for i in $(seq 1 20); do
+  "$kdom" create "$(cfg "idle$i" "$idle")" >"$work/create$i.out" 2>&1 &
+  creates+=($!)
+done
+wait "${creates[@]}"  # not kdomd, also a child of this shell
+created=$("$kdom" list | awk '$1 ~ /^idle[0-9]+$/ && $5 ~ /^r/' | wc -l)
+check create-20 "20 concurrent creates: $created of 20 listed running" -- [ "$created" -eq 20 ]
+ids=$("$kdom" list | awk '$1 ~ /^idle/ {print $2}' | sort -n | uniq | wc -l)
+check distinct-ids "20 distinct domain ids ($ids)" -- [ "$ids" -eq 20 ]
+check domain-0 "the host is listed as Domain-0 with id 0" -- \
+  bash -c "'$kdom' list | awk '\$1 == \"Domain-0\" && \$2 == 0' | grep -q ."
+check domid "domid idle7 is the id list shows" -- \
+  [ "$("$kdom" domid idle7)" = "$("$kdom" list idle7 | awk '$1 == "idle7" {print $2}')" ]
+
+# Pause stops the guest's ticks; unpause lets them go on.
+"$kdom" create "$(cfg tick "$ticker" 'extra = "period_ms=50"')" >/dev/null 2>&1
+wait_for 60 ticks_above tick 3
+"$kdom" pause tick
+check paused-state "pause: list shows --p---" -- has_state tick "--p---"
+before=$(ticks_of tick)
+sleep 3
+after=$(ticks_of tick)
+check paused-stops "ticks while paused: $before -> $after (at most one in flight)" -- [ "$after" -le $((before + 1)) ]
+"$kdom" unpause tick
+check unpaused-goes-on "ticks after unpause go past $after" -- wait_for 30 ticks_above tick "$((after + 2))"
+
+# A VMM killed with SIGKILL: on_crash=preserve keeps it, crashed, saying why.
+"$kdom" create "$(cfg victim "$idle" 'on_crash = "preserve"')" >/dev/null 2>&1
+victim_pid=$(pid_of victim)
+kill -9 "$victim_pid"
+check crash-preserved "killed VMM: state crashed" -- wait_for 30 has_state victim "----c-"
+check crash-reason "killed VMM: the reason names SIGKILL" -- \
+  bash -c "'$kdom' list --json victim | grep -q 'SIGKILL'"
+# ... and with on_crash=destroy (the default) it is gone.
+"$kdom" create "$(cfg victim2 "$idle")" >/dev/null 2>&1
+kill -9 "$(pid_of victim2)"
+check crash-destroyed "killed VMM with on_crash=destroy: removed" -- wait_for 30 domain_absent victim2
+
+# The guest powers off: on_poweroff=destroy leaves no process, no run directory behind.
+"$kdom" create "$(cfg off "$ticker" 'extra = "period_ms=20 stop_after=5"')" >/dev/null 2>&1
+off_id_dir=$work/run/domains/$("$kdom" domid off 2>/dev/null)
+check poweroff-destroyed "poweroff with on_poweroff=destroy: removed" -- wait_for 60 domain_absent off
+check poweroff-clean "no run directory left ($off_id_dir)" -- [ ! -e "$off_id_dir" ]
+
+# The guest reboots: on_reboot=restart starts it again, same id, new process.
+"$kdom" create "$(cfg boots "$ticker" 'extra = "period_ms=20 stop_after=5 action=reboot"' 'on_reboot = "restart"' \
+  'on_crash = "preserve"')" >/dev/null 2>&1
+boots_id=$("$kdom" domid boots)
+first_pid=$(pid_of boots)
+rebooted() { [ "$(grep -c '^ticker: reboot' "$work/log/boots.log" 2>/dev/null)" -ge 2 ]; }
+check reboot-restart "reboot with on_reboot=restart: the guest booted again" -- wait_for 60 rebooted
+check reboot-same-id "same id after restart" -- [ "$("$kdom" domid boots)" = "$boots_id" ]
+check reboot-new-pid "a new VMM process" -- [ "$(pid_of boots)" != "$first_pid" ]
+# A domain that reboots over and over is left crashed after a few restarts, not restarted forever.
+check restart-limit "restarted too often: left crashed" -- wait_for 120 has_state boots "----c-"
+"$kdom" destroy boots
+
+# Two clients rename two domains to one name: one wins, the other gets a clear conflict.
+"$kdom" rename idle1 twin >"$work/r1" 2>&1 &
+rename1=$!
+"$kdom" rename idle2 twin >"$work/r2" 2>&1 &
+wait $rename1 $!
+twins=$("$kdom" list | awk '$1 == "twin"' | wc -l)
+check rename-race "one domain named twin ($twins)" -- [ "$twins" -eq 1 ]
+check rename-race-error "the loser was told the name is taken" -- grep -qh "exists already\|taken" "$work/r1" "$work/r2"
+
+# Destroy while the create is in flight: afterwards it is either fully there or fully gone.
+"$kdom" create "$(cfg racer "$idle")" >/dev/null 2>&1 &
+create_pid=$!
+for _ in $(seq 50); do "$kdom" destroy racer >/dev/null 2>&1 && break; sleep 0.05; done
+wait "$create_pid"
+racer_ok() {  # every VMM process belongs to a listed, running or paused domain
+  local procs listed
+  procs=$(pgrep -f -- "--config $work/run/domains/" | wc -l)
+  listed=$("$kdom" list | awk 'NR > 1 && $1 != "Domain-0" && $5 ~ /^(r|--p)/' | wc -l)
+  [ "$procs" -eq "$listed" ] && { domain_absent racer || has_state racer "r-----"; }
+}
+check destroy-during-create "racer is either running or gone, nothing half-made" -- racer_ok
+"$kdom" destroy racer >/dev/null 2>&1
+
+# kdomd killed with -9: its domains keep running; a new kdomd finds every one of them.
+before_count=$("$kdom" list | awk 'NR > 1 && $1 != "Domain-0"' | wc -l)
+tick_before=$(ticks_of tick)
+kill -9 "$daemon_pid"
+wait "$daemon_pid" 2>/dev/null
+daemon_pid=
+alive=$(pgrep -f -- "--config $work/run/domains/" | wc -l)
+check vmms-outlive-daemon "VMMs still running without kdomd: $alive" -- [ "$alive" -ge 10 ]
+start_daemon || exit 1
+after_count=$("$kdom" list | awk 'NR > 1 && $1 != "Domain-0"' | wc -l)
+check restart-finds-all "after kdomd restart: $after_count of $before_count domains listed" -- [ "$after_count" -eq "$before_count" ]
+check restart-running "tick is still running after the restart" -- has_state tick "r-----"
+check restart-console "tick's console log goes on after the restart" -- wait_for 30 ticks_above tick "$((tick_before + 3))"
+"$kdom" pause tick
+check restart-controllable "tick can be paused through the new kdomd" -- has_state tick "--p---"
+"$kdom" unpause tick
+# A domain that died while no daemon ran is reported and its action (on_crash=destroy) applied.
+idle3_pid=$(pid_of idle3)
+kill -9 "$daemon_pid"
+wait "$daemon_pid" 2>/dev/null
+daemon_pid=
+kill -9 "$idle3_pid"
+start_daemon || exit 1
+check died-while-down "idle3, killed while kdomd was down, is settled: removed" -- domain_absent idle3
+check died-while-down-said "kdomd said so" -- grep -q "idle3.*while kdomd was not running" "$work/kdomd.log"
+
+# Destroy everything: no VMM process, no run directory, no socket left.
+destroys=()
+for name in $("$kdom" list | awk 'NR > 1 && $1 != "Domain-0" {print $1}'); do
+  "$kdom" destroy "$name" >/dev/null 2>&1 &
+  destroys+=($!)
+done
+wait "${destroys[@]}"
+left=$("$kdom" list | awk 'NR > 1 && $1 != "Domain-0"' | wc -l)
+check destroy-all "every domain destroyed ($left left)" -- [ "$left" -eq 0 ]
+procs=$(pgrep -f -- "--config $work/run/domains/" | wc -l)
+check no-processes "no VMM process left ($procs)" -- [ "$procs" -eq 0 ]
+dirs=$(find "$work/run/domains" -mindepth 1 -maxdepth 1 | wc -l)
+check no-run-dirs "no run directory left ($dirs)" -- [ "$dirs" -eq 0 ]
+
+if [ "$failed" -gt 0 ]; then
+  echo "kdomd log:"
+  tail -n 60 "$work/kdomd.log" | sed 's/^/    /'
+fi
+echo "daemon-probes: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
