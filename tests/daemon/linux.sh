@@ -81,7 +81,8 @@ check console-api "the console reaches kdom console --log" -- bash -c "'$kdom' c
 "$kdom" shutdown -w web >"$work/shutdown.out" 2>&1
 check shutdown-w "kdom shutdown -w returns once the guest powered off" -- log_has web "power button pressed"
 check destroyed "on_poweroff=destroy: the domain is gone" -- domain_absent web
-check no-process "no VMM process left" -- bash -c "! pgrep -f -- '--config $work/run/domains/$web_id/' >/dev/null"
+no_vmm() { ! pgrep -f -- "--config $work/run/domains/$1/" >/dev/null; }  # not in a bash -c: it would match itself
+check no-process "no VMM process left" -- no_vmm "$web_id"
 check no-run-dir "no run directory left" -- [ ! -e "$work/run/domains/$web_id" ]
 check no-tap "no TAP left" -- bash -c "! ip link show '$tap' >/dev/null 2>&1"
 
