@@ -16,6 +16,7 @@ packages=(
   xz-utils zstd  # build-guest.sh: the generic kernel flavours compress their vmlinux with XZ (or zstd)
   clang-14 libclang-rt-14-dev
   fio  # bench/virtio-blk.sh: a cross-check of the host read figures
+  curl  # bench/daemon.sh: the API latency, measured from outside kdom
   acpica-tools  # iasl: a unit test reads kdom's DSDT back with ACPICA's disassembler
   qemu-system-common  # its virtiofsd: tests that need KVM run in the test host where /dev/kvm is missing
 )
