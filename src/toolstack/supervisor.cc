@@ -145,8 +145,14 @@ Supervisor::Supervisor(Registry& registry, DaemonPaths paths)
 }
 
 Supervisor::~Supervisor() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;  // a VMM that ends from now on is settled by the next daemon
+  }
   signal_eventfd(wake_.get());
   watcher_.join();
+  std::unique_lock lock(mutex_);
+  changed_.wait(lock, [this] { return settling_ == 0; });
 }
 
 std::string Supervisor::log_path(const std::string& name) const { return paths_.log_dir + "/" + name + ".log"; }
@@ -361,7 +367,17 @@ void Supervisor::watcher_loop() {
           epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second->pidfd.get(), nullptr);
       }
       // Settling may start a new VMM and wait for it: never in this thread.
-      std::thread([this, id] { on_vmm_exit(id); }).detach();
+      {
+        std::lock_guard lock(mutex_);
+        if (stopping_) continue;
+        ++settling_;
+      }
+      std::thread([this, id] {
+        on_vmm_exit(id);
+        std::lock_guard lock(mutex_);
+        --settling_;
+        changed_.notify_all();
+      }).detach();
     }
   }
 }
@@ -371,7 +387,7 @@ void Supervisor::on_vmm_exit(uint32_t id) {
   {
     std::lock_guard lock(mutex_);
     auto it = runtimes_.find(id);
-    if (it == runtimes_.end()) return;
+    if (stopping_ || it == runtimes_.end()) return;
     runtime = it->second;
   }
   std::lock_guard operation(runtime->operation);

@@ -118,6 +118,8 @@ class Supervisor {
   std::mutex mutex_;  // runtimes_ and every Runtime's fields but `operation`
   std::condition_variable changed_;
   std::map<uint32_t, std::shared_ptr<Runtime>> runtimes_;
+  bool stopping_ = false;  // being destroyed: no more settling
+  size_t settling_ = 0;    // settling threads still running (the destructor waits for them)
   UniqueFd epoll_;
   UniqueFd wake_;
   std::thread watcher_;

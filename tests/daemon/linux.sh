@@ -23,31 +23,10 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-passed=0
-failed=0
-check() {  # check NAME TEXT -- COMMAND...
-  local name=$1 text=$2
-  shift 3
-  if "$@"; then
-    echo "PASS $name: $text"
-    passed=$((passed + 1))
-  else
-    echo "FAIL $name: $text"
-    failed=$((failed + 1))
-  fi
-}
-wait_for() {  # wait_for SECONDS COMMAND...
-  local limit=$(($1 * 10))
-  shift
-  for _ in $(seq "$limit"); do
-    "$@" && return 0
-    sleep 0.1
-  done
-  return 1
-}
+# shellcheck source=tests/daemon/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 log_has() { grep -q -- "$2" "$work/log/$1.log" 2>/dev/null; }
 log_count() { grep -c -- "$2" "$work/log/$1.log" 2>/dev/null || echo 0; }
-domain_absent() { ! "$kdom" list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
 
 ip link set lo up
 ip link add kdombr0 type bridge

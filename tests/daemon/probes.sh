@@ -21,19 +21,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-passed=0
-failed=0
-check() {  # check NAME CONDITION_TEXT -- COMMAND...: passes when COMMAND succeeds
-  local name=$1 text=$2
-  shift 3
-  if "$@"; then
-    echo "PASS $name: $text"
-    passed=$((passed + 1))
-  else
-    echo "FAIL $name: $text"
-    failed=$((failed + 1))
-  fi
-}
+# shellcheck source=tests/daemon/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 start_daemon() {
   "$kdomd" --foreground --socket "$KDOM_SOCKET" --state-dir "$work/state" --run-dir "$work/run" \
@@ -64,17 +53,6 @@ cfg() {
 state_of() { "$kdom" list "$1" 2>/dev/null | awk -v n="$1" '$1 == n { print $5 }'; }
 pid_of() { "$kdom" list --json "$1" 2>/dev/null | grep -o '"pid": *[0-9]*' | head -n1 | grep -o '[0-9]*$'; }
 ticks_of() { grep -c '^tick ' "$work/log/$1.log" 2>/dev/null || echo 0; }
-# wait_for SECONDS COMMAND...: until COMMAND succeeds
-wait_for() {
-  local limit=$(($1 * 10))
-  shift
-  for _ in $(seq "$limit"); do
-    "$@" && return 0
-    sleep 0.1
-  done
-  return 1
-}
-domain_absent() { ! "$kdom" list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
 has_state() { [ "$(state_of "$1")" = "$2" ]; }
 ticks_above() { [ "$(ticks_of "$1")" -gt "$2" ]; }
 
@@ -127,14 +105,15 @@ check poweroff-destroyed "poweroff with on_poweroff=destroy: removed" -- wait_fo
 check poweroff-clean "no run directory left ($off_id_dir)" -- [ ! -e "$off_id_dir" ]
 
 # The guest reboots: on_reboot=restart starts it again, same id, new process.
-"$kdom" create "$(cfg boots "$ticker" 'extra = "period_ms=20 stop_after=5 action=reboot"' 'on_reboot = "restart"' \
+"$kdom" create "$(cfg boots "$ticker" 'extra = "period_ms=50 stop_after=40 action=reboot"' 'on_reboot = "restart"' \
   'on_crash = "preserve"')" >/dev/null 2>&1
 boots_id=$("$kdom" domid boots)
-first_pid=$(pid_of boots)
-rebooted() { [ "$(grep -c '^ticker: reboot' "$work/log/boots.log" 2>/dev/null)" -ge 2 ]; }
-check reboot-restart "reboot with on_reboot=restart: the guest booted again" -- wait_for 60 rebooted
+first_pid=$(pid_of boots)  # create returns once the VMM is up; the guest reboots 2 s later
+rebooted() { [ "$(grep -c '^ticker: reboot' "$work/log/boots.log" 2>/dev/null)" -ge 1 ]; }
+new_pid() { local pid; pid=$(pid_of boots); [ -n "$pid" ] && [ "$pid" != "$first_pid" ]; }
+check reboot-restart "reboot with on_reboot=restart: the guest rebooted" -- wait_for 60 rebooted
+check reboot-new-pid "a new VMM process (was $first_pid)" -- wait_for 60 new_pid
 check reboot-same-id "same id after restart" -- [ "$("$kdom" domid boots)" = "$boots_id" ]
-check reboot-new-pid "a new VMM process" -- [ "$(pid_of boots)" != "$first_pid" ]
 # A domain that reboots over and over is left crashed after a few restarts, not restarted forever.
 check restart-limit "restarted too often: left crashed" -- wait_for 120 has_state boots "----c-"
 "$kdom" destroy boots
@@ -179,14 +158,16 @@ check restart-console "tick's console log goes on after the restart" -- wait_for
 check restart-controllable "tick can be paused through the new kdomd" -- has_state tick "--p---"
 "$kdom" unpause tick
 # A domain that died while no daemon ran is reported and its action (on_crash=destroy) applied.
-idle3_pid=$(pid_of idle3)
+# (One still running now: the test host's emulation sometimes triple-faults a probe.)
+gone=$("$kdom" list | awk '$1 ~ /^idle[0-9]+$/ && $5 == "r-----" {print $1; exit}')
+gone_pid=$(pid_of "$gone")
 kill -9 "$daemon_pid"
 wait "$daemon_pid" 2>/dev/null
 daemon_pid=
-kill -9 "$idle3_pid"
+kill -9 "$gone_pid"
 start_daemon || exit 1
-check died-while-down "idle3, killed while kdomd was down, is settled: removed" -- domain_absent idle3
-check died-while-down-said "kdomd said so" -- grep -q "idle3.*while kdomd was not running" "$work/kdomd.log"
+check died-while-down "$gone (pid $gone_pid), killed while kdomd was down, is settled: removed" -- domain_absent "$gone"
+check died-while-down-said "kdomd said so" -- grep -q "'$gone'.*while kdomd was not running" "$work/kdomd.log"
 
 # Destroy everything: no VMM process, no run directory, no socket left.
 destroys=()
@@ -202,6 +183,7 @@ check no-processes "no VMM process left ($procs)" -- [ "$procs" -eq 0 ]
 dirs=$(find "$work/run/domains" -mindepth 1 -maxdepth 1 | wc -l)
 check no-run-dirs "no run directory left ($dirs)" -- [ "$dirs" -eq 0 ]
 
+grep -h "triple fault" "$work/kdomd.log" | sed 's/^/NOTE (the test host'"'"'s emulation faults now and then): /'
 if [ "$failed" -gt 0 ]; then
   echo "kdomd log:"
   tail -n 60 "$work/kdomd.log" | sed 's/^/    /'
