@@ -25,36 +25,41 @@ namespace {
 constexpr size_t kDiskBytes = 64 * 1024 + 100;  // 128 sectors and a partial one (rounded off)
 
 struct Disks {
-  std::string path;
   std::unique_ptr<BlockDevice> read_write;
   std::unique_ptr<BlockDevice> read_only;
 };
 
-// Creates the scratch image (in /dev/shm when there is one, so flushes and writes are cheap)
-// and opens it twice. The file is unlinked at once; the devices keep it open.
+// A scratch image with known contents (in /dev/shm when there is one, so flushes and writes are
+// cheap), opened as `read_only` says. The file is unlinked at once; the device keeps it open.
+// Each device gets an image of its own: kdom locks an image it writes against every other user.
+std::unique_ptr<BlockDevice> scratch_device(bool read_only, const std::string& id) {
+  const char* dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp");
+  std::string templ = std::string(dir) + "/kdom-fuzz-disk-XXXXXX";
+  std::vector<char> name(templ.begin(), templ.end());
+  name.push_back('\0');
+  const int fd = mkstemp(name.data());
+  if (fd < 0) std::abort();
+  std::vector<uint8_t> contents(kDiskBytes);
+  for (size_t i = 0; i < contents.size(); ++i) contents[i] = static_cast<uint8_t>(i * 7 + 3);
+  if (write(fd, contents.data(), contents.size()) != static_cast<ssize_t>(contents.size())) std::abort();
+  close(fd);
+  const std::string path = name.data();
+  try {
+    auto device = std::make_unique<BlockDevice>(BlockDiskConfig{path, read_only, id, 1, {}, {}});
+    unlink(path.c_str());
+    return device;
+  } catch (...) {
+    unlink(path.c_str());
+    throw;
+  }
+}
+
 Disks& disks() {
   static Disks* made = [] {
     auto* d = new Disks;
-    const char* dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp");
-    std::string templ = std::string(dir) + "/kdom-fuzz-disk-XXXXXX";
-    std::vector<char> name(templ.begin(), templ.end());
-    name.push_back('\0');
-    const int fd = mkstemp(name.data());
-    if (fd < 0) std::abort();
-    std::vector<uint8_t> contents(kDiskBytes);
-    for (size_t i = 0; i < contents.size(); ++i) contents[i] = static_cast<uint8_t>(i * 7 + 3);
-    if (write(fd, contents.data(), contents.size()) != static_cast<ssize_t>(contents.size())) std::abort();
-    close(fd);
-    d->path = name.data();
-    try {
-      d->read_write = std::make_unique<BlockDevice>(BlockDiskConfig{d->path, false, "kdom-fuzz", 1, {}, {}});
-      // An id of exactly 20 bytes: GET_ID then returns it without a terminating NUL.
-      d->read_only = std::make_unique<BlockDevice>(BlockDiskConfig{d->path, true, "kdom-fuzz-serial-012", 1, {}, {}});
-    } catch (...) {
-      unlink(d->path.c_str());
-      throw;
-    }
-    unlink(d->path.c_str());
+    d->read_write = scratch_device(false, "kdom-fuzz");
+    // An id of exactly 20 bytes: GET_ID then returns it without a terminating NUL.
+    d->read_only = scratch_device(true, "kdom-fuzz-serial-012");
     return d;
   }();
   return *made;
