@@ -171,6 +171,15 @@ ApiResponse to_api_response(const http::response<http::string_body>& response) {
   return result;
 }
 
+// Sends `request` on `stream` with `limit` as the deadline; throws Error naming `doing`.
+void send_request(DeadlineStream& stream, http::request<http::string_body>& request, const std::string& doing,
+                  ApiClient::Timeout limit) {
+  stream.set_deadline(Clock::now() + limit);
+  error_code ec;
+  http::write(stream, request, ec);
+  if (ec) throw_exchange_error(doing, ec, limit);
+}
+
 }  // namespace
 
 std::string kdomd_socket_path_from_environment() {
@@ -206,10 +215,8 @@ ApiResponse ApiClient::request(const std::string& method, const std::string& tar
   auto request = make_request(method, target, body);
   UniqueFd fd = connect_to_daemon();
   DeadlineStream stream(fd.get());
-  stream.set_deadline(Clock::now() + limit);
+  send_request(stream, request, doing, limit);
   error_code ec;
-  http::write(stream, request, ec);
-  if (ec) throw_exchange_error(doing, ec, limit);
   boost::beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(kMaxResponseBytes);
@@ -230,10 +237,8 @@ void ApiClient::stream_get(const std::string& target, const std::function<void(s
   auto request = make_request("GET", target, std::nullopt);
   UniqueFd fd = connect_to_daemon();
   DeadlineStream stream(fd.get());
-  stream.set_deadline(Clock::now() + timeout_);
+  send_request(stream, request, doing, timeout_);
   error_code ec;
-  http::write(stream, request, ec);
-  if (ec) throw_exchange_error(doing, ec, timeout_);
   boost::beast::flat_buffer buffer;
   http::response_parser<http::buffer_body> parser;
   parser.body_limit(std::numeric_limits<uint64_t>::max());  // a followed log has no end
@@ -273,10 +278,8 @@ UpgradedConnection ApiClient::upgrade(const std::string& target, const std::stri
   request.set(http::field::upgrade, protocol);
   UniqueFd fd = connect_to_daemon();
   DeadlineStream stream(fd.get());
-  stream.set_deadline(Clock::now() + timeout_);
+  send_request(stream, request, doing, timeout_);
   error_code ec;
-  http::write(stream, request, ec);
-  if (ec) throw_exchange_error(doing, ec, timeout_);
   boost::beast::flat_buffer buffer;
   // A 1xx reply has no body: the parser is done after its headers, and whatever else the
   // server sent is left in `buffer`, the first bytes of the raw stream.
