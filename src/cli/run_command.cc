@@ -66,8 +66,10 @@ int run_command(const std::vector<std::string>& args, const std::string& guest_d
   std::function<void()> on_ready;
   if (parsed.ready_fd) on_ready = [fd = *parsed.ready_fd] { announce_ready(fd); };
   vmm::DomainExit exit = domain->run(on_ready);
-  domain.reset();  // sockets removed, terminal restored, before anyone is told it has ended
+  // Logged while the control socket still exists: `kdom shutdown --wait` returns when it goes,
+  // and whoever reads our stderr then finds why we stopped.
   log_line(exit.message);
+  domain.reset();  // sockets removed, terminal restored, before the exit file says it has ended
   write_exit_file_or_log(parsed.exit_file, exit);
   return vmm::exit_status(exit);
 }
