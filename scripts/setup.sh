@@ -2,7 +2,7 @@
 # Installs everything kdom needs on Debian 12 (Debian packages via apt only), builds kdom,
 # its tests and probe guests (build/), an ASan/UBSan build of kdom and its unit tests (build-asan/),
 # the libFuzzer targets (build-fuzz/fuzz/), and the default Linux guest from Debian's kernel
-# package (build/guest/). Run as root.
+# package and the Debian guest's root file system from Debian's packages (build/guest/). Run as root.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -17,6 +17,8 @@ packages=(
   clang-14 libclang-rt-14-dev
   fio  # bench/virtio-blk.sh: a cross-check of the host read figures
   curl  # bench/daemon.sh: the API latency, measured from outside kdom
+  debootstrap  # build-debian-rootfs.sh: the Debian guest's root file system, from Debian's packages
+  tmux iputils-ping  # tests/daemon/debian.sh: an operator's terminal on kdom console; ping over the vif
   acpica-tools  # iasl: a unit test reads kdom's DSDT back with ACPICA's disassembler
   qemu-system-common  # its virtiofsd: tests that need KVM run in the test host where /dev/kvm is missing
 )
@@ -36,4 +38,5 @@ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_CO
   -DCMAKE_CXX_COMPILER=clang++-14 -DKDOM_FUZZ=ON -DKDOM_BUILD_GUESTS=OFF >/dev/null
 cmake --build build-fuzz -j "$jobs" --target fuzzers
 scripts/build-guest.sh build/guest
+scripts/build-debian-rootfs.sh build/guest
 echo "setup done: build/kdom, build/guest/"

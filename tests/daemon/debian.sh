@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The guest users run, under kdomd on hardware virtualization (the nested test host, through
+# with-kvm.sh, where this machine has none): Debian 12 with systemd as init, booted from its
+# virtio disk (root=/dev/vda, the image scripts/build-debian-rootfs.sh made), a vif on a Linux
+# bridge (in a network namespace of this test's own). It reaches a login prompt on its serial
+# console; root logs in through `kdom console` in a terminal (tmux) and runs a command, Ctrl-]
+# detaches; the host pings the guest over the bridge; `kdom shutdown -w` powers it off through
+# systemd-logind, and on_poweroff=destroy leaves no process, run directory or TAP.
+#   debian.sh KDOM KDOMD GUEST_DIR
+set -uo pipefail
+if [ -z "${KDOM_IN_NETNS:-}" ]; then
+  KDOM_IN_NETNS=1 exec unshare --net -- "$0" "$@"
+fi
+kdom=$1
+kdomd=$2
+guest=$3
+work=$(mktemp -d /tmp/kdomd-debian.XXXXXX)
+export KDOM_SOCKET=$work/kdomd.sock
+tmux_socket=$work/tmux
+daemon_pid=
+cleanup() {
+  tmux -S "$tmux_socket" kill-server 2>/dev/null
+  [ -n "$daemon_pid" ] && kill -9 "$daemon_pid" 2>/dev/null
+  pkill -9 -f -- "--config $work/" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+# shellcheck source=tests/daemon/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+log_has() { grep -q -- "$1" "$work/log/debian.log" 2>/dev/null; }
+
+image=$guest/debian-rootfs.ext4
+if [ ! -f "$image" ]; then
+  echo "FAIL setup: $image is missing (scripts/setup.sh builds it with scripts/build-debian-rootfs.sh)"
+  exit 1
+fi
+# The guest writes to its root file system: it gets a copy, the built image stays as it is.
+cp --sparse=always "$image" "$work/root.ext4"
+
+ip link set lo up
+ip link add kdombr0 type bridge
+ip addr add 10.99.0.1/24 dev kdombr0
+ip link set kdombr0 up
+
+"$kdomd" --foreground --socket "$KDOM_SOCKET" --state-dir "$work/state" --run-dir "$work/run" \
+  --log-dir "$work/log" --vmm "$kdom" >"$work/kdomd.log" 2>&1 &
+daemon_pid=$!
+wait_for 30 "$kdom" list >/dev/null 2>&1 || { echo "kdomd did not start:"; cat "$work/kdomd.log"; exit 1; }
+
+# As examples/debian-guest.cfg, with this test's copy of the image and its bridge.
+cat >"$work/debian.cfg" <<EOF
+name = "debian"
+memory = 512
+vcpus = 2
+kernel = "$guest/vmlinuz"
+ramdisk = "$guest/initramfs.cpio.gz"
+root = "/dev/vda"
+extra = "console=ttyS0 net.ifnames=0 ip=10.99.0.2::10.99.0.1:255.255.255.0:kdom-debian:eth0:off"
+disk = [ '$work/root.ext4,raw,xvda,rw' ]
+vif = [ 'mac=52:54:00:99:00:02,bridge=kdombr0' ]
+on_poweroff = "destroy"
+EOF
+"$kdom" create "$work/debian.cfg" >"$work/create.out" 2>&1
+check create "kdom create of the Debian guest" -- "$kdom" domid debian
+debian_id=$("$kdom" domid debian 2>/dev/null)
+tap=kdom$debian_id.0
+check switch-root "the initramfs hands over to the disk's init" -- \
+  wait_for 120 log_has "kdom-guest: switching to root=/dev/vda"
+check systemd "systemd runs as init" -- wait_for 120 log_has "Welcome to .*Debian GNU/Linux 12"
+check login-prompt "a login prompt on the serial console" -- wait_for 300 log_has "kdom-debian login:"
+
+# An operator at a terminal: kdom console, log in as root, run a command, Ctrl-] detaches.
+tmux -S "$tmux_socket" new-session -d -s console -x 160 -y 40 "KDOM_SOCKET=$KDOM_SOCKET $kdom console debian; echo console-ended; sleep 600"
+sleep 1
+tmux -S "$tmux_socket" send-keys -t console Enter
+sleep 1
+tmux -S "$tmux_socket" send-keys -t console root Enter
+check login "root logs in on kdom console (a shell prompt)" -- wait_for 60 log_has "root@kdom-debian:~#"
+tmux -S "$tmux_socket" send-keys -t console 'echo kdom-says-$((6 * 7)) pid1=$(cat /proc/1/comm)' Enter
+check command "a command typed in kdom console runs in the guest" -- wait_for 30 log_has "kdom-says-42 pid1=systemd"
+pane_has() { tmux -S "$tmux_socket" capture-pane -p -t console | grep -q -- "$1"; }
+check terminal "its output reaches the terminal" -- wait_for 10 pane_has "kdom-says-42 pid1=systemd"
+tmux -S "$tmux_socket" send-keys -t console C-]
+check detach "Ctrl-] detaches kdom console" -- wait_for 10 pane_has console-ended
+
+check tap-on-bridge "TAP $tap on kdombr0" -- bash -c "ip link show master kdombr0 | grep -q '$tap'"
+check ping "the host pings the guest over the bridged vif (systemd-networkd, ip=)" -- \
+  wait_for 120 ping -c 1 -W 2 10.99.0.2
+
+"$kdom" shutdown -w debian >"$work/shutdown.out" 2>&1
+shutdown_rc=$?
+check shutdown-w "kdom shutdown -w returned 0 once the guest powered off" -- [ "$shutdown_rc" = 0 ]
+check through-systemd "systemd powered the guest off (power button, logind)" -- log_has "reboot: Power down"
+check destroyed "on_poweroff=destroy: the domain is gone" -- domain_absent debian
+no_vmm() { ! pgrep -f -- "--config $work/run/domains/$1/" >/dev/null; }
+check no-process "no VMM process left" -- no_vmm "$debian_id"
+check no-tap "no TAP left" -- bash -c "! ip link show '$tap' >/dev/null 2>&1"
+
+if [ "$failed" -gt 0 ]; then
+  echo "kdomd log:"
+  tail -n 40 "$work/kdomd.log" | sed 's/^/    /'
+  for f in "$work"/log/*.log "$work"/*.out; do
+    [ -f "$f" ] && { echo "$f:"; tail -n 60 "$f" | sed 's/^/    /'; }
+  done
+  echo "terminal:"
+  tmux -S "$tmux_socket" capture-pane -p -t console 2>/dev/null | sed 's/^/    /'
+fi
+echo "daemon-debian: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
