@@ -91,6 +91,14 @@ std::string last_line_of(const std::string& path) {
   return last;
 }
 
+// The domain's config as the operator gave it: the record's, less what the daemon keeps beside
+// it there (target_mib, from mem-set), which is no DomainConfig key.
+config::DomainConfig domain_config_of(const nlohmann::json& record_config) {
+  nlohmann::json config = record_config;
+  config.erase("target_mib");
+  return config::domain_config_from_json(config);
+}
+
 bool is_domain_id(const std::string& dom) {
   return !dom.empty() && dom.size() <= 9 && dom.find_first_not_of("0123456789") == std::string::npos;
 }
@@ -263,7 +271,7 @@ void Supervisor::clean_run_dir(const std::string& run_dir) {
 }
 
 void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool paused) {
-  const config::DomainConfig config = config::domain_config_from_json(record.config);
+  const config::DomainConfig config = domain_config_of(record.config);
   const std::vector<std::string> taps = [&] {
     std::lock_guard lock(mutex_);
     return runtime.taps;
@@ -428,7 +436,7 @@ void Supervisor::settle(Runtime& runtime, const std::string& reason, const std::
   log_line("domain " + std::to_string(runtime.id) + " '" + record.name + "': " + message);
   registry_.set_process(runtime.id, 0, 0, 0);
   registry_.set_last_exit(runtime.id, message);
-  const config::DomainConfig config = config::domain_config_from_json(record.config);
+  const config::DomainConfig config = domain_config_of(record.config);
   config::LifecycleAction action = config.on_crash;
   std::string stopped_state = "crashed";
   if (reason == "poweroff" || reason == "debug-exit") {
@@ -502,7 +510,7 @@ void Supervisor::remove_domain(Runtime& runtime) {
   if (console) console->close();  // ends its followers; stops reading before the sockets go
   const config::DomainConfig config = [&] {
     auto record = registry_.find(runtime.id);
-    return record ? config::domain_config_from_json(record->config) : config::DomainConfig{};
+    return record ? domain_config_of(record->config) : config::DomainConfig{};
   }();
   for (size_t i = 0; i < taps.size() && i < config.vifs.size(); ++i)
     if (!config.vifs[i].bridge.empty()) remove_tap(taps[i]);
@@ -613,11 +621,13 @@ json Supervisor::rename(const std::string& dom, const std::string& new_name) {
   auto runtime = runtime_of(dom);
   std::lock_guard operation(runtime->operation);
   DomainRecord record = record_of(runtime->id);
-  config::DomainConfig config = config::domain_config_from_json(record.config);
+  config::DomainConfig config = domain_config_of(record.config);
   config.name = new_name;
   config::validate(config);  // the name's syntax
   registry_.rename(runtime->id, new_name);
-  registry_.set_config(runtime->id, config::to_json(config));
+  json renamed = config::to_json(config);
+  if (auto target = record.config.find("target_mib"); target != record.config.end()) renamed["target_mib"] = *target;
+  registry_.set_config(runtime->id, renamed);
   std::shared_ptr<ConsoleHub> console;
   {
     std::lock_guard lock(mutex_);
@@ -653,7 +663,7 @@ void Supervisor::recover() {
     auto runtime = std::make_shared<Runtime>();
     runtime->id = record.id;
     runtime->run_dir = paths_.run_dir + "/domains/" + std::to_string(record.id);
-    const config::DomainConfig config = config::domain_config_from_json(record.config);
+    const config::DomainConfig config = domain_config_of(record.config);
     for (size_t i = 0; i < config.vifs.size(); ++i)
       runtime->taps.push_back(config.vifs[i].bridge.empty() ? config.vifs[i].tap
                                                             : "kdom" + std::to_string(record.id) + "." + std::to_string(i));
