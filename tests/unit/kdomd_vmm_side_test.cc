@@ -20,6 +20,7 @@
 #include "toolstack/api.h"
 #include "toolstack/registry.h"
 #include "toolstack/supervisor.h"
+#include "vmm/control_client.h"
 #include "vmm/control_requests.h"
 #include "vmm/control_socket.h"
 #include "vmm/event_stream.h"
@@ -186,6 +187,58 @@ TEST_F(KdomdVmmSideTest, AfterMemSetTheDomainIsStillSettledAndDestroyed) {
   const HttpReply destroyed = call("DELETE", "/v1/domains/smaller");
   EXPECT_EQ(destroyed.status, 200u) << destroyed.body;
   EXPECT_TRUE(registry_->all().empty());
+}
+
+TEST_F(KdomdVmmSideTest, TheVmmsEventsReachTheDomain) {
+  auto vmm = create("ev", {{"on_poweroff", "preserve"}});
+  // Subscribed once the VMM said it was ready.
+  EXPECT_TRUE(eventually([&] { return vmm->stream.subscriber_count() == 1; }));
+  const std::string control = dir_ + "/run/domains/" + std::to_string(info("ev")["id"].get<int>()) + "/control.sock";
+
+  // mem-set gives the target at once; the actual memory follows the guest's balloon.
+  ASSERT_EQ(call("POST", "/v1/domains/ev/mem-set", {{"memory_mib", 20}}).status, 200u);
+  EXPECT_EQ(info("ev")["target_mib"], 20);
+  EXPECT_EQ(info("ev")["actual_mib"], 32);
+  vmm->driver_holds(12);
+  EXPECT_TRUE(eventually([&] { return info("ev")["actual_mib"] == 20; })) << info("ev").dump();
+  const json listed = json::parse(call("GET", "/v1/domains").body)["domains"][0];
+  EXPECT_EQ(listed["actual_mib"], 20);
+
+  // A pause made past the daemon, on the control socket, is recorded; so is the unpause.
+  vmm::control_request(control, {{"op", "pause"}});
+  EXPECT_TRUE(eventually([&] { return info("ev")["state"] == "paused"; })) << info("ev").dump();
+  vmm::control_request(control, {{"op", "unpause"}});
+  EXPECT_TRUE(eventually([&] { return info("ev")["state"] == "running"; })) << info("ev").dump();
+
+  // Why it stopped comes from its stopping event: this VMM writes no exit file, and its
+  // process is killed, which alone would read as a crash (and on_crash destroys it).
+  vmm->stream.publish("stopping",
+                      {{"reason", "poweroff"}, {"code", 0}, {"message", "guest powered off"}, {"exit_status", 0}});
+  end_vmm("ev");
+  EXPECT_TRUE(eventually([&] { return info("ev")["state"] == "shutdown"; })) << info("ev").dump();
+  EXPECT_EQ(info("ev")["last_exit"], "guest powered off");
+  EXPECT_EQ(info("ev")["actual_mib"], 32);  // no VMM, no balloon
+}
+
+TEST_F(KdomdVmmSideTest, ARestartedDaemonListensAgainAndLearnsTheBalloon) {
+  auto vmm = create("stays", {{"on_reboot", "preserve"}});
+  EXPECT_TRUE(eventually([&] { return vmm->stream.subscriber_count() == 1; }));
+  stop_daemon();
+  EXPECT_TRUE(eventually([&] { return vmm->stream.subscriber_count() == 0; }));
+  // While no daemon listens, the guest's balloon takes 8 MiB.
+  vmm->balloon->set_target_pages(8 * 256);
+  vmm->driver_holds(8);
+  start_daemon();
+  supervisor_->recover();
+  EXPECT_TRUE(eventually([&] { return vmm->stream.subscriber_count() == 1; }));
+  EXPECT_EQ(info("stays")["state"], "running");
+  EXPECT_EQ(info("stays")["actual_mib"], 24);
+  vmm->stream.publish("stopping", {{"reason", "reboot"}, {"message", "guest requested a reboot"}});
+  const int pid = info("stays")["pid"].get<int>();
+  end_vmm("stays");
+  EXPECT_TRUE(eventually([&] { return info("stays")["state"] == "shutdown"; })) << info("stays").dump();
+  EXPECT_EQ(info("stays")["last_exit"], "guest requested a reboot");
+  ::waitpid(pid, nullptr, 0);  // this test, not the new daemon, is its parent
 }
 
 }  // namespace
