@@ -356,7 +356,7 @@ void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool pa
     runtime.pidfd = std::move(pidfd);
     runtime.is_child = true;
   }
-  listen_to_events(runtime);
+  listen_to_events(runtime, record.name);
   if (paused) control(runtime, {{"op", "pause"}});
   registry_.set_state(runtime.id, paused ? "paused" : "running");
   watch(runtime);
@@ -370,11 +370,11 @@ void Supervisor::watch(Runtime& runtime) {
   check_syscall(epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, runtime.pidfd.get(), &event), "epoll_ctl");
 }
 
-void Supervisor::listen_to_events(Runtime& runtime) {
+void Supervisor::listen_to_events(Runtime& runtime, const std::string& name) {
   try {
     vmm_events_.subscribe(runtime.id, runtime.run_dir + "/control.sock");
   } catch (const std::exception& error) {
-    log_line("domain " + std::to_string(runtime.id) + ": no events from its VMM (" + error.what() +
+    log_line("domain " + std::to_string(runtime.id) + " '" + name + "': no events from its VMM (" + error.what() +
              "); its exit file will say why it stops");
   }
 }
@@ -766,7 +766,7 @@ void Supervisor::recover() {
       }
       watch(*runtime);
       // Subscribed before the balloon is asked, so no change after the answer is missed.
-      listen_to_events(*runtime);
+      listen_to_events(*runtime, record.name);
       try {
         const json balloon = control(*runtime, {{"op", "balloon-stats"}});
         std::lock_guard lock(mutex_);

@@ -114,7 +114,7 @@ class Supervisor {
   void watch(Runtime& runtime);
   // Subscribes to the VMM's events; a VMM that does not answer is logged (its exit file still
   // tells why it stops).
-  void listen_to_events(Runtime& runtime);
+  void listen_to_events(Runtime& runtime, const std::string& name);
   // Every event of every domain's VMM comes here, in the order its VMM sent them (VmmEvents's
   // thread). Never takes a Runtime's operation lock: settling waits for the events first.
   void on_domain_event(uint32_t id, const nlohmann::json& event);
