@@ -214,7 +214,10 @@ int list_verb(const std::vector<std::string>& args, const ApiClient& client, XlI
   }
   for (const auto& info : selection.domains)
     io.out << printf_text(kRow, text_field(info, "name").c_str(), static_cast<long long>(integer_field(info, "id")),
-                          static_cast<unsigned long long>(number_field(info, "memory_mib")),
+                          // xl's Mem is what the guest holds now, its balloon taken off (an
+                          // older kdomd says only what it was given)
+                          static_cast<unsigned long long>(
+                              number_field(info, info.contains("actual_mib") ? "actual_mib" : "memory_mib")),
                           static_cast<unsigned long long>(number_field(info, "vcpus")),
                           xl_state_letters(text_field(info, "state")).c_str(), number_field(info, "cpu_time_s"));
   return 0;

@@ -91,6 +91,14 @@ std::string last_line_of(const std::string& path) {
   return last;
 }
 
+// The domain's config as the operator gave it: the record's, less what the daemon keeps beside
+// it there (target_mib, from mem-set), which is no DomainConfig key.
+config::DomainConfig domain_config_of(const nlohmann::json& record_config) {
+  nlohmann::json config = record_config;
+  config.erase("target_mib");
+  return config::domain_config_from_json(config);
+}
+
 bool is_domain_id(const std::string& dom) {
   return !dom.empty() && dom.size() <= 9 && dom.find_first_not_of("0123456789") == std::string::npos;
 }
@@ -134,7 +142,8 @@ Supervisor::Supervisor(Registry& registry, DaemonPaths paths)
     : registry_(registry),
       paths_(std::move(paths)),
       epoll_(check_syscall(epoll_create1(EPOLL_CLOEXEC), "epoll_create1")),
-      wake_(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")) {
+      wake_(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")),
+      vmm_events_([this](uint32_t id, const json& event) { on_domain_event(id, event); }) {
   fs::create_directories(paths_.run_dir + "/domains");
   fs::create_directories(paths_.log_dir);
   epoll_event event{};
@@ -184,6 +193,13 @@ json Supervisor::describe(const DomainRecord& record) {
   info["memory_mib"] = record.config.value("memory_mib", 0);
   info["target_mib"] = record.config.value("target_mib", record.config.value("memory_mib", 0));
   info["vcpus"] = record.config.value("vcpus", 1);
+  uint64_t balloon_mib = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = runtimes_.find(record.id); it != runtimes_.end()) balloon_mib = it->second->balloon_mib;
+  }
+  const uint64_t memory_mib = info["memory_mib"].get<uint64_t>();
+  info["actual_mib"] = memory_mib > balloon_mib ? memory_mib - balloon_mib : 0;
   if (record.pid > 0) {
     if (auto times = process_times(record.pid); times && times->start_ticks == record.pid_start_ticks) {
       info["pid"] = record.pid;
@@ -263,12 +279,17 @@ void Supervisor::clean_run_dir(const std::string& run_dir) {
 }
 
 void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool paused) {
-  const config::DomainConfig config = config::domain_config_from_json(record.config);
+  const config::DomainConfig config = domain_config_of(record.config);
   const std::vector<std::string> taps = [&] {
     std::lock_guard lock(mutex_);
     return runtime.taps;
   }();
   clean_run_dir(runtime.run_dir);
+  {
+    std::lock_guard lock(mutex_);
+    runtime.stopping.reset();
+    runtime.balloon_mib = 0;  // a new VMM starts with an empty balloon
+  }
   const std::string config_path = runtime.run_dir + "/vm.json";
   {
     std::ofstream file(config_path);
@@ -335,6 +356,7 @@ void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool pa
     runtime.pidfd = std::move(pidfd);
     runtime.is_child = true;
   }
+  listen_to_events(runtime, record.name);
   if (paused) control(runtime, {{"op", "pause"}});
   registry_.set_state(runtime.id, paused ? "paused" : "running");
   watch(runtime);
@@ -346,6 +368,46 @@ void Supervisor::watch(Runtime& runtime) {
   event.data.u64 = runtime.id;
   std::lock_guard lock(mutex_);
   check_syscall(epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, runtime.pidfd.get(), &event), "epoll_ctl");
+}
+
+void Supervisor::listen_to_events(Runtime& runtime, const std::string& name) {
+  try {
+    vmm_events_.subscribe(runtime.id, runtime.run_dir + "/control.sock");
+  } catch (const std::exception& error) {
+    log_line("domain " + std::to_string(runtime.id) + " '" + name + "': no events from its VMM (" + error.what() +
+             "); its exit file will say why it stops");
+  }
+}
+
+void Supervisor::on_domain_event(uint32_t id, const json& event) {
+  const auto name = event.find("event");
+  if (name == event.end() || !name->is_string()) return;
+  std::shared_ptr<Runtime> runtime;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = runtimes_.find(id);
+    if (it == runtimes_.end()) return;
+    runtime = it->second;
+  }
+  if (*name == "stopping") {
+    Runtime::StopReport report{event.value("reason", "crash"), event.value("message", "")};
+    std::lock_guard lock(mutex_);
+    runtime->stopping = std::move(report);
+  } else if (*name == "balloon-target-reached") {
+    const auto actual = event.find("actual_mib");
+    if (actual == event.end() || !actual->is_number_unsigned()) return;
+    std::lock_guard lock(mutex_);
+    runtime->balloon_mib = actual->get<uint64_t>();
+  } else if (*name == "paused" || *name == "unpaused") {
+    // Confirms what pause and unpause recorded, and records a pause made by someone else on
+    // the control socket. Settling reads every event before it changes the state.
+    const std::string state = *name == "paused" ? "paused" : "running";
+    const auto record = registry_.find(id);
+    if (record && (record->state == "running" || record->state == "paused") && record->state != state)
+      registry_.set_state(id, state);
+  } else if (*name == "overflow") {
+    log_line("domain " + std::to_string(id) + ": kdomd fell behind its VMM's events: " + event.value("message", ""));
+  }
 }
 
 void Supervisor::watcher_loop() {
@@ -402,8 +464,20 @@ void Supervisor::on_vmm_exit(uint32_t id) {
   int status = 0;
   bool have_status = false;
   if (is_child && pid > 0) have_status = ::waitpid(pid, &status, 0) == pid;
+  // What it sent before it ended comes first: its `stopping` event says why, if it got out.
+  vmm_events_.finish(id);
+  std::optional<Runtime::StopReport> said;
+  {
+    std::lock_guard lock(mutex_);
+    said = std::move(runtime->stopping);
+    runtime->stopping.reset();
+    runtime->balloon_mib = 0;
+  }
   std::string reason = "crash", message = "its VMM process ended without saying why";
-  if (auto exit = read_exit_file(runtime->run_dir + "/exit.json")) {
+  if (said) {
+    reason = said->reason;
+    if (!said->message.empty()) message = said->message;
+  } else if (auto exit = read_exit_file(runtime->run_dir + "/exit.json")) {
     reason = exit->value("reason", "crash");
     message = exit->value("message", message);
   } else if (have_status && WIFSIGNALED(status)) {
@@ -428,7 +502,7 @@ void Supervisor::settle(Runtime& runtime, const std::string& reason, const std::
   log_line("domain " + std::to_string(runtime.id) + " '" + record.name + "': " + message);
   registry_.set_process(runtime.id, 0, 0, 0);
   registry_.set_last_exit(runtime.id, message);
-  const config::DomainConfig config = config::domain_config_from_json(record.config);
+  const config::DomainConfig config = domain_config_of(record.config);
   config::LifecycleAction action = config.on_crash;
   std::string stopped_state = "crashed";
   if (reason == "poweroff" || reason == "debug-exit") {
@@ -491,6 +565,7 @@ void Supervisor::settle(Runtime& runtime, const std::string& reason, const std::
 }
 
 void Supervisor::remove_domain(Runtime& runtime) {
+  vmm_events_.finish(runtime.id);
   std::vector<std::string> taps;
   std::shared_ptr<ConsoleHub> console;
   {
@@ -502,7 +577,7 @@ void Supervisor::remove_domain(Runtime& runtime) {
   if (console) console->close();  // ends its followers; stops reading before the sockets go
   const config::DomainConfig config = [&] {
     auto record = registry_.find(runtime.id);
-    return record ? config::domain_config_from_json(record->config) : config::DomainConfig{};
+    return record ? domain_config_of(record->config) : config::DomainConfig{};
   }();
   for (size_t i = 0; i < taps.size() && i < config.vifs.size(); ++i)
     if (!config.vifs[i].bridge.empty()) remove_tap(taps[i]);
@@ -613,11 +688,13 @@ json Supervisor::rename(const std::string& dom, const std::string& new_name) {
   auto runtime = runtime_of(dom);
   std::lock_guard operation(runtime->operation);
   DomainRecord record = record_of(runtime->id);
-  config::DomainConfig config = config::domain_config_from_json(record.config);
+  config::DomainConfig config = domain_config_of(record.config);
   config.name = new_name;
   config::validate(config);  // the name's syntax
   registry_.rename(runtime->id, new_name);
-  registry_.set_config(runtime->id, config::to_json(config));
+  json renamed = config::to_json(config);
+  if (auto target = record.config.find("target_mib"); target != record.config.end()) renamed["target_mib"] = *target;
+  registry_.set_config(runtime->id, renamed);
   std::shared_ptr<ConsoleHub> console;
   {
     std::lock_guard lock(mutex_);
@@ -653,7 +730,7 @@ void Supervisor::recover() {
     auto runtime = std::make_shared<Runtime>();
     runtime->id = record.id;
     runtime->run_dir = paths_.run_dir + "/domains/" + std::to_string(record.id);
-    const config::DomainConfig config = config::domain_config_from_json(record.config);
+    const config::DomainConfig config = domain_config_of(record.config);
     for (size_t i = 0; i < config.vifs.size(); ++i)
       runtime->taps.push_back(config.vifs[i].bridge.empty() ? config.vifs[i].tap
                                                             : "kdom" + std::to_string(record.id) + "." + std::to_string(i));
@@ -688,6 +765,15 @@ void Supervisor::recover() {
         runtime->pidfd = std::move(pidfd);
       }
       watch(*runtime);
+      // Subscribed before the balloon is asked, so no change after the answer is missed.
+      listen_to_events(*runtime, record.name);
+      try {
+        const json balloon = control(*runtime, {{"op", "balloon-stats"}});
+        std::lock_guard lock(mutex_);
+        runtime->balloon_mib = balloon.value("actual_mib", uint64_t{0});
+      } catch (const std::exception&) {
+        // No balloon, or no answer (said above): its memory is taken as whole.
+      }
       log_line("domain " + std::to_string(record.id) + " '" + record.name + "' re-adopted (pid " +
                std::to_string(record.pid) + ", " + state + ")");
       continue;

@@ -3,7 +3,10 @@
 // readiness fd, watches it with a pidfd, maps its end to poweroff / reboot / crash through the
 // exit file the VMM writes, and applies the domain's on_poweroff / on_reboot / on_crash action.
 // At start it re-adopts the VMMs a previous daemon left running and settles those that died
-// meanwhile. Every change is recorded in the registry before or as it happens.
+// meanwhile. Every change is recorded in the registry before or as it happens. It listens to
+// each running VMM's events (VmmEvents): why it is stopping (preferred to the exit file, which
+// stays for a VMM that ended while no daemon listened), the balloon reaching its target (the
+// domain's actual memory), pauses made by others.
 #pragma once
 
 #include <sys/types.h>
@@ -23,6 +26,7 @@
 #include "config/domain_config.h"
 #include "toolstack/console_hub.h"
 #include "toolstack/registry.h"
+#include "toolstack/vmm_events.h"
 #include "vmm/vm_config.h"
 
 namespace kdom::toolstack {
@@ -93,6 +97,12 @@ class Supervisor {
     std::vector<std::string> taps;  // TAPs the daemon made (bridge=), removed on destroy
     std::shared_ptr<ConsoleHub> console;
     std::string run_dir;
+    // From the running VMM's events: why it said it is stopping, and its balloon's size.
+    struct StopReport {
+      std::string reason, message;
+    };
+    std::optional<StopReport> stopping;
+    uint64_t balloon_mib = 0;
   };
 
   std::shared_ptr<Runtime> runtime_of(const std::string& dom);
@@ -102,6 +112,12 @@ class Supervisor {
   // reason when it fails. Called with runtime.operation held.
   void start_vmm(Runtime& runtime, const DomainRecord& record, bool paused);
   void watch(Runtime& runtime);
+  // Subscribes to the VMM's events; a VMM that does not answer is logged (its exit file still
+  // tells why it stops).
+  void listen_to_events(Runtime& runtime, const std::string& name);
+  // Every event of every domain's VMM comes here, in the order its VMM sent them (VmmEvents's
+  // thread). Never takes a Runtime's operation lock: settling waits for the events first.
+  void on_domain_event(uint32_t id, const nlohmann::json& event);
   void watcher_loop();
   void on_vmm_exit(uint32_t id);
   // Applies the action for a VMM that stopped for `reason` ("poweroff", "reboot", "crash"...).
@@ -123,6 +139,7 @@ class Supervisor {
   UniqueFd epoll_;
   UniqueFd wake_;
   std::thread watcher_;
+  VmmEvents vmm_events_;  // last: its thread, which calls on_domain_event, ends first
 };
 
 }  // namespace kdom::toolstack

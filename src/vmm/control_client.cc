@@ -43,7 +43,10 @@ bool control_socket_answers(const std::string& path) {
   return connect_to(socket_address(path), fd) == 0;
 }
 
-nlohmann::json control_request(const std::string& path, const nlohmann::json& request) {
+namespace {
+
+// A connection to the control socket at `path` with `request` sent on it.
+UniqueFd send_request(const std::string& path, const nlohmann::json& request) {
   UniqueFd fd;
   if (const int failed = connect_to(socket_address(path), fd); failed != 0) {
     const int error = -failed;
@@ -59,10 +62,15 @@ nlohmann::json control_request(const std::string& path, const nlohmann::json& re
     if (n <= 0) throw SystemError("cannot send to control socket '" + path + "'", errno);
     sent += static_cast<size_t>(n);
   }
+  return fd;
+}
+
+// Reads the reply line; with `exactly`, byte by byte so that nothing after it is consumed.
+nlohmann::json read_reply(int fd, const std::string& path, bool exactly) {
   std::string reply;
   char buffer[4096];
   while (reply.find('\n') == std::string::npos) {
-    ssize_t n = ::recv(fd.get(), buffer, sizeof(buffer), 0);
+    ssize_t n = ::recv(fd, buffer, exactly ? 1 : sizeof(buffer), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
       throw Error("no reply on control socket '" + path + "' within " + std::to_string(kReplyTimeoutSeconds) + " s");
@@ -80,6 +88,19 @@ nlohmann::json control_request(const std::string& path, const nlohmann::json& re
                                                              : "the request failed: " + reply.substr(0, 200));
   }
   return parsed;
+}
+
+}  // namespace
+
+nlohmann::json control_request(const std::string& path, const nlohmann::json& request) {
+  UniqueFd fd = send_request(path, request);
+  return read_reply(fd.get(), path, /*exactly=*/false);
+}
+
+UniqueFd subscribe_to_events(const std::string& path) {
+  UniqueFd fd = send_request(path, {{"op", "events"}});
+  read_reply(fd.get(), path, /*exactly=*/true);
+  return fd;
 }
 
 }  // namespace kdom::vmm

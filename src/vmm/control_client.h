@@ -6,12 +6,19 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/unique_fd.h"
+
 namespace kdom::vmm {
 
 // Sends one request to the control socket at `path` and returns the reply. Throws Error when
 // the socket is missing, nothing answers, the reply is not JSON, or the reply says ok:false
 // (with the domain's error message).
 nlohmann::json control_request(const std::string& path, const nlohmann::json& request);
+
+// Subscribes to the domain's events (`{"op":"events"}`): returns the connection, blocking, the
+// reply read and nothing after it, so the next bytes on it are the first event line. Throws
+// Error as control_request does.
+UniqueFd subscribe_to_events(const std::string& path);
 
 // True while a domain listens on the control socket at `path` (a connection is made and closed
 // at once); false once it is gone (kdom removes the socket when the domain has stopped).

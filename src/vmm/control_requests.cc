@@ -10,7 +10,7 @@ namespace kdom::vmm {
 namespace {
 constexpr uint64_t kPagesPerMib = (1024 * 1024) / devices::virtio::kBalloonPageSize;
 
-constexpr char kKnownOps[] = "balloon-set, balloon-stats, power-button, pause, unpause, status, reboot";
+constexpr char kKnownOps[] = "balloon-set, balloon-stats, power-button, pause, unpause, status, reboot, events";
 
 nlohmann::json error_reply(const std::string& message) { return {{"ok", false}, {"error", message}}; }
 
@@ -58,6 +58,7 @@ nlohmann::json ControlRequests::handle(const nlohmann::json& request) {
   if (name == "unpause") return act(actions_.unpause, "unpause");
   if (name == "reboot") return act(actions_.reboot, "reboot");
   if (name == "status") return status();
+  if (name == "events") return error_reply("events are a stream: ask for them on the domain's control socket");
   return error_reply("unknown op '" + name + "' (known: " + kKnownOps + ")");
 }
 

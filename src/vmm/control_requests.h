@@ -17,6 +17,21 @@
 //                                            "memory_mib":..,"vcpus":..,"uptime_s":..}
 //   {"op":"reboot"}                      -> {"ok":true}: the domain stops as if the guest had
 //                                            asked for a reboot (its supervisor restarts it)
+//   {"op":"events"}                      -> {"ok":true}, then the connection carries one event
+//                                            line after another, {"event":..,"time":unix s,..}:
+//                                            served by ControlSocket and EventStream, not here
+//                                            (handle() answers it with an error reply)
+//
+// The events (EventStream; the domain publishes them, see Domain::publish_event):
+//   {"event":"paused"}, {"event":"unpaused"}   the vCPUs were parked / run again
+//   {"event":"balloon-target-reached","actual_mib":..,"target_mib":..,"actual_pages":..}
+//                                              the guest's balloon holds its target (sizes of
+//                                              the balloon, as balloon-stats gives them)
+//   {"event":"stopping","reason":..,"code":..,"message":..,"exit_status":..}
+//                                              the domain is stopping; the fields are the exit
+//                                              file's (reason: poweroff, reboot, crash (a guest
+//                                              panic, pvpanic), debug-exit, vcpu-failure, signal)
+//   {"event":"overflow","message":..}          the subscriber fell behind: its last line
 #pragma once
 
 #include <cstdint>

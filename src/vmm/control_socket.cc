@@ -29,6 +29,13 @@ bool send_all(int fd, const std::string& data) {
   return true;
 }
 
+bool is_events_request(const std::string& line) {
+  const nlohmann::json request = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (!request.is_object()) return false;
+  auto op = request.find("op");
+  return op != request.end() && op->is_string() && op->get<std::string>() == "events";
+}
+
 }  // namespace
 
 UniqueFd listen_on_unix_socket(const std::string& path, const std::string& what) {
@@ -55,8 +62,9 @@ UniqueFd listen_on_unix_socket(const std::string& path, const std::string& what)
   return listener;
 }
 
-ControlSocket::ControlSocket(const std::string& path, EventLoop& events, ControlRequests& requests)
-    : path_(path), events_(events), requests_(requests) {
+ControlSocket::ControlSocket(const std::string& path, EventLoop& events, ControlRequests& requests,
+                             EventStream* stream)
+    : path_(path), events_(events), requests_(requests), stream_(stream) {
   listener_ = listen_on_unix_socket(path, "control socket");
   try {
     events_.add(listener_.get(), [this] { accept_clients(); });
@@ -113,6 +121,14 @@ void ControlSocket::serve(int fd) {
       std::string line = connection.pending.substr(0, newline);
       connection.pending.erase(0, newline + 1);
       if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (stream_ && is_events_request(line)) {
+        if (subscribe(fd)) return;  // the connection is the stream's now; what else it sent is ignored
+        if (!send_all(fd, R"({"ok":false,"error":"too many event subscribers, at most 8"})" "\n")) {
+          close_connection(fd);
+          return;
+        }
+        continue;
+      }
       if (!send_all(fd, requests_.handle_line(line) + "\n")) {
         close_connection(fd);
         return;
@@ -124,6 +140,18 @@ void ControlSocket::serve(int fd) {
       return;
     }
   }
+}
+
+bool ControlSocket::subscribe(int fd) {
+  static_assert(EventStream::kMaxSubscribers == 8, "the error reply above names the limit");
+  if (stream_->subscriber_count() >= EventStream::kMaxSubscribers) return false;
+  auto it = connections_.find(fd);
+  UniqueFd socket = std::move(it->second->fd);
+  events_.remove(fd);
+  connections_.erase(it);
+  // Only this thread adds subscribers, so there is room still.
+  stream_->subscribe(socket, R"({"ok":true})" "\n");
+  return true;
 }
 
 void ControlSocket::close_connection(int fd) {

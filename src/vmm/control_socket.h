@@ -2,7 +2,8 @@
 // stream socket on which each request is one JSON object on a line and each reply one JSON
 // line, handled by ControlRequests. It is served in the device event loop, never in a vCPU
 // thread. The socket file is created by kdom (an existing path is refused, never replaced)
-// and removed when the domain ends.
+// and removed when the domain ends. A connection that asks for `{"op":"events"}` gets
+// {"ok":true} and from then on is the EventStream's: one event line after another.
 #pragma once
 
 #include <map>
@@ -12,6 +13,7 @@
 #include "base/unique_fd.h"
 #include "vmm/control_requests.h"
 #include "vmm/event_loop.h"
+#include "vmm/event_stream.h"
 
 namespace kdom::vmm {
 
@@ -28,9 +30,10 @@ class ControlSocket {
   static constexpr size_t kMaxLineBytes = 64 * 1024;
 
   // Binds and listens on `path` and serves it in `events`. Throws Error when the path exists
-  // or cannot be bound. `events` and `requests` must outlive this object, and `events` must
-  // be stopped before it is destroyed (or never started).
-  ControlSocket(const std::string& path, EventLoop& events, ControlRequests& requests);
+  // or cannot be bound. `events`, `requests` and `stream` (null: no events op) must outlive
+  // this object, and `events` must be stopped before it is destroyed (or never started).
+  ControlSocket(const std::string& path, EventLoop& events, ControlRequests& requests,
+                EventStream* stream = nullptr);
   ~ControlSocket();
   ControlSocket(const ControlSocket&) = delete;
   ControlSocket& operator=(const ControlSocket&) = delete;
@@ -44,11 +47,15 @@ class ControlSocket {
   };
   void accept_clients();
   void serve(int fd);
+  // Hands the connection to the event stream; false (the connection stays a control one)
+  // when the stream has all the subscribers it takes.
+  bool subscribe(int fd);
   void close_connection(int fd);
 
   std::string path_;
   EventLoop& events_;
   ControlRequests& requests_;
+  EventStream* stream_;
   UniqueFd listener_;
   std::map<int, std::unique_ptr<Connection>> connections_;  // touched only in the loop's thread
 };

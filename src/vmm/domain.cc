@@ -290,8 +290,22 @@ void Domain::start_control() {
   actions.status = [this] { return status(); };
   actions.reboot = [this] { request_exit({DomainExitKind::kReboot, 0, "reboot requested by the host"}); };
   control_requests_ = std::make_unique<ControlRequests>(virtio_->balloon(), config_.memory_mib, std::move(actions));
-  control_ = std::make_unique<ControlSocket>(config_.control_path, device_events_, *control_requests_);
+  event_stream_ = std::make_unique<EventStream>(device_events_);
+  control_ = std::make_unique<ControlSocket>(config_.control_path, device_events_, *control_requests_,
+                                             event_stream_.get());
+  if (auto balloon = virtio_->balloon()) {
+    balloon->set_target_reached_handler([this](uint32_t actual_pages, uint32_t target_pages) {
+      constexpr uint64_t kPagesPerMib = kMiB / devices::virtio::kBalloonPageSize;
+      publish_event("balloon-target-reached", {{"actual_mib", actual_pages / kPagesPerMib},
+                                               {"target_mib", target_pages / kPagesPerMib},
+                                               {"actual_pages", actual_pages}});
+    });
+  }
   log_line("control socket on " + config_.control_path);
+}
+
+void Domain::publish_event(const std::string& name, const nlohmann::json& details) {
+  if (event_stream_) event_stream_->publish(name, details);
 }
 
 void Domain::on_guest_event(const devices::GuestEvent& event) {
@@ -366,6 +380,12 @@ DomainExit Domain::run(const std::function<void()>& on_ready) {
     if (fds[0].revents & POLLIN) take_signal();
     if (count == 3 && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) pump_console_input();
   }
+  // While the device loop still runs to flush it: a supervisor hears why before the process
+  // ends (and before the exit file says so too).
+  publish_event("stopping", exit_report([this] {
+                  std::lock_guard lock(exit_mutex_);
+                  return *exit_;
+                }()));
   stop_vcpus();
   // Before the device loop is stopped: if it is stuck, stopping it would never return.
   if (dump_state) log_state();
@@ -452,12 +472,14 @@ void Domain::park(kvm::Vcpu& vcpu) {
 }
 
 void Domain::pause_vcpus() {
+  bool newly_paused = false;
   std::unique_lock lock(pause_mutex_);
   if (stopping_) throw Error("the domain is stopping");
   if (!running_) throw Error("the domain is still starting");
   if (!pause_requested_) {
     pause_requested_ = true;
     pause_pending_ = true;
+    newly_paused = true;
     // Out of KVM_RUN: immediate_exit covers a thread about to enter it, the signal one in it.
     for (size_t i = 0; i < threads_.size(); ++i) {
       vcpus_[i]->set_immediate_exit(true);
@@ -474,7 +496,9 @@ void Domain::pause_vcpus() {
     pause_cv_.notify_all();
     throw Error("not every vCPU stopped within " + std::to_string(kPauseTimeout.count()) + " s; still running");
   }
+  lock.unlock();
   log_line("paused");
+  if (newly_paused) publish_event("paused");
 }
 
 void Domain::unpause_vcpus() {
@@ -486,6 +510,7 @@ void Domain::unpause_vcpus() {
   }
   pause_cv_.notify_all();
   log_line("unpaused");
+  publish_event("unpaused");
 }
 
 DomainStatus Domain::status() {

@@ -27,6 +27,7 @@
 #include "vmm/control_socket.h"
 #include "vmm/domain_exit.h"
 #include "vmm/event_loop.h"
+#include "vmm/event_stream.h"
 #include "vmm/msi_router.h"
 #include "vmm/pci_devices.h"
 #include "vmm/virtio_devices.h"
@@ -62,6 +63,8 @@ class Domain {
  private:
   void build_devices();
   void start_control();
+  // To the control socket's event subscribers, if there is a control socket; any thread.
+  void publish_event(const std::string& name, const nlohmann::json& details = nullptr);
   void on_guest_event(const devices::GuestEvent& event);
   void request_exit(DomainExit exit);
   void vcpu_thread(kvm::Vcpu& vcpu);
@@ -98,6 +101,7 @@ class Domain {
   std::unique_ptr<devices::PowerButton> power_button_;
   std::atomic<bool> power_button_ready_{false};  // set once power_button_ exists (control thread)
   std::unique_ptr<ControlRequests> control_requests_;
+  std::unique_ptr<EventStream> event_stream_;  // served in device_events_; null without control
   std::unique_ptr<ControlSocket> control_;  // served in device_events_, declared after it
   std::vector<std::unique_ptr<kvm::Vcpu>> vcpus_;
   std::vector<std::thread> threads_;

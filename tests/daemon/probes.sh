@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # kdomd and the kdom CLI with real VMMs and probe guests, on this host's /dev/kvm (or in the
 # nested test host, through with-kvm.sh): many domains created at once, listed, paused (the
-# guest's ticks stop) and unpaused, a killed VMM settled by its on_crash action, a guest's
-# poweroff and reboot settled by on_poweroff / on_reboot, kdomd killed with -9 and restarted
-# (every domain found again and controllable, its console log continuing), racing clients,
-# and nothing left behind at the end.
+# guest's ticks stop) and unpaused, kdomd subscribed to each VMM's events, a killed VMM
+# settled by its on_crash action, a guest's poweroff and reboot settled by on_poweroff /
+# on_reboot, kdomd killed with -9 and restarted (every domain found again and controllable,
+# its console log continuing, its events listened to again), racing clients, and nothing left
+# behind at the end.
 #   probes.sh KDOM KDOMD IDLE_PROBE_ELF TICKER_PROBE_ELF
 set -uo pipefail
 kdom=$1
@@ -69,6 +70,8 @@ created=$("$kdom" list | awk '$1 ~ /^idle[0-9]+$/ && $5 ~ /^r/' | wc -l)
 check create-20 "20 concurrent creates: $created of 20 listed running" -- [ "$created" -eq 20 ]
 ids=$("$kdom" list | awk '$1 ~ /^idle/ {print $2}' | sort -n | uniq | wc -l)
 check distinct-ids "20 distinct domain ids ($ids)" -- [ "$ids" -eq 20 ]
+check events-subscribed "kdomd listens to every idle domain's VMM events" -- \
+  bash -c "! grep \"'idle[0-9]*': no events from its VMM\" '$work/kdomd.log'"
 check domain-0 "the host is listed as Domain-0 with id 0" -- \
   bash -c "'$kdom' list | awk '\$1 == \"Domain-0\" && \$2 == 0' | grep -q ."
 check domid "domid idle7 is the id list shows" -- \
@@ -168,6 +171,8 @@ kill -9 "$gone_pid"
 start_daemon || exit 1
 check died-while-down "$gone (pid $gone_pid), killed while kdomd was down, is settled: removed" -- domain_absent "$gone"
 check died-while-down-said "kdomd said so" -- grep -q "'$gone'.*while kdomd was not running" "$work/kdomd.log"
+check events-resubscribed "the restarted kdomd listens to the idle domains' events again" -- \
+  bash -c "! grep \"'idle[0-9]*': no events from its VMM\" '$work/kdomd.log'"
 
 # Destroy everything: no VMM process, no run directory, no socket left.
 destroys=()

@@ -277,6 +277,37 @@ TEST_F(BalloonDeviceTest, ConfigSpaceAndTargetChangesRaiseTheConfigInterrupt) {
   EXPECT_EQ(config_interrupts, 1);
 }
 
+TEST_F(BalloonDeviceTest, TheTargetReachedIsToldOncePerTarget) {
+  BalloonDevice device({});
+  std::vector<std::pair<uint32_t, uint32_t>> told;
+  device.set_target_reached_handler([&](uint32_t actual, uint32_t target) { told.emplace_back(actual, target); });
+  activate(device, device.offered_features(), 3);
+  auto write_actual = [&](uint32_t pages) {
+    uint8_t bytes[4];
+    std::memcpy(bytes, &pages, 4);
+    device.write_config(kBalloonConfigActual, bytes);
+  };
+  write_actual(0);  // the target it starts with (0) is not news
+  EXPECT_TRUE(told.empty());
+  device.set_target_pages(512);
+  write_actual(256);  // on its way
+  EXPECT_TRUE(told.empty());
+  write_actual(512);
+  ASSERT_EQ(told.size(), 1u);
+  EXPECT_EQ(told[0], std::make_pair(512u, 512u));
+  write_actual(512);  // the driver says it again: told once
+  EXPECT_EQ(told.size(), 1u);
+  device.set_target_pages(256);
+  write_actual(256);
+  ASSERT_EQ(told.size(), 2u);
+  EXPECT_EQ(told[1], std::make_pair(256u, 256u));
+  // A target the balloon already holds: the driver has nothing to do and writes nothing.
+  device.set_target_pages(100);
+  device.set_target_pages(256);
+  ASSERT_EQ(told.size(), 3u);
+  EXPECT_EQ(told[2], std::make_pair(256u, 256u));
+}
+
 TEST_F(BalloonDeviceTest, StatisticsAreKeptAndTheBufferReturnedOnRequest) {
   BalloonDevice device({});
   EXPECT_FALSE(device.request_stats());  // not running

@@ -26,7 +26,7 @@ const json kWeb = {{"id", 3},         {"name", "web"},  {"uuid", "u-3"},      {"
                    {"memory_mib", 256}, {"target_mib", 256}, {"vcpus", 1},     {"start_time", 1765000000},
                    {"uptime_s", 12.5}, {"cpu_time_s", 1.5}, {"pid", 100},     {"last_exit", ""}};
 const json kDb = {{"id", 7},          {"name", "db"},    {"uuid", "u-7"},      {"state", "paused"},
-                  {"memory_mib", 1024}, {"target_mib", 1024}, {"vcpus", 2},    {"start_time", 1764900000},
+                  {"memory_mib", 1024}, {"target_mib", 768}, {"actual_mib", 768}, {"vcpus", 2}, {"start_time", 1764900000},
                   {"uptime_s", 90061.9}, {"cpu_time_s", 123.45}, {"pid", 101}, {"last_exit", ""}};
 const json kHost = {{"hostname", "h1"}, {"kdom_version", "0.1.0"}, {"nr_cpus", 2},
                     {"total_memory_mib", 7940}, {"free_memory_mib", 6000}, {"kernel", "6.1.0-18-amd64"},
@@ -84,6 +84,8 @@ class XlCommands : public ::testing::Test {
 
 using Lines = std::vector<std::string>;
 
+// Mem is what the guest holds now (db's balloon took 256 MiB); without actual_mib (web, an
+// older kdomd), what it was given.
 TEST_F(XlCommands, ListPrintsXlsTableWithTheHostFirst) {
   const Outcome outcome = run("list", {});
   ASSERT_EQ(outcome.error, "");
@@ -92,14 +94,14 @@ TEST_F(XlCommands, ListPrintsXlsTableWithTheHostFirst) {
             "Name                                        ID   Mem VCPUs\tState\tTime(s)\n"
             "Domain-0                                     0  7940     2     r-----       0.0\n"
             "web                                          3   256     1     r-----       1.5\n"
-            "db                                           7  1024     2     --p---     123.5\n");
+            "db                                           7   768     2     --p---     123.5\n");
 }
 
 TEST_F(XlCommands, ListFiltersByNameOrIdAndRefusesUnknownDomains) {
   Outcome outcome = run("list", {"7"});
   EXPECT_EQ(outcome.out,
             "Name                                        ID   Mem VCPUs\tState\tTime(s)\n"
-            "db                                           7  1024     2     --p---     123.5\n");
+            "db                                           7   768     2     --p---     123.5\n");
   EXPECT_EQ(requests(), (Lines{"GET /v1/domains"}));  // no host row, so no /v1/host
   outcome = run("list", {"web", "nosuch"});
   EXPECT_EQ(outcome.error, "unknown domain 'nosuch'");

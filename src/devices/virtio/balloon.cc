@@ -55,7 +55,8 @@ std::map<std::string, uint64_t> parse_balloon_stats(std::span<const uint8_t> byt
 BalloonDevice::BalloonDevice(const BalloonDeviceConfig& config)
     : deflate_on_oom_(config.deflate_on_oom),
       free_page_reporting_(config.free_page_reporting),
-      target_pages_(config.target_pages) {}
+      target_pages_(config.target_pages),
+      target_reached_told_(config.target_pages == 0) {}
 
 uint64_t BalloonDevice::offered_features() const {
   uint64_t features = kFeatureVersion1 | kFeatureRingIndirectDesc | kFeatureRingEventIdx | kBalloonFeatureStatsVq;
@@ -82,14 +83,24 @@ void BalloonDevice::read_config(uint64_t offset, std::span<uint8_t> data) const 
 
 void BalloonDevice::write_config(uint64_t offset, std::span<const uint8_t> data) {
   // Only `actual` is the driver's to write; bytes elsewhere are ignored.
-  std::lock_guard lock(mutex_);
-  uint8_t actual[sizeof(actual_pages_)];
-  std::memcpy(actual, &actual_pages_, sizeof(actual));
-  for (size_t i = 0; i < data.size(); ++i) {
-    const uint64_t at = offset + i;
-    if (at >= kBalloonConfigActual && at < kBalloonConfigActual + sizeof(actual)) actual[at - kBalloonConfigActual] = data[i];
+  TargetReached tell;
+  uint32_t reached = 0;
+  {
+    std::lock_guard lock(mutex_);
+    uint8_t actual[sizeof(actual_pages_)];
+    std::memcpy(actual, &actual_pages_, sizeof(actual));
+    for (size_t i = 0; i < data.size(); ++i) {
+      const uint64_t at = offset + i;
+      if (at >= kBalloonConfigActual && at < kBalloonConfigActual + sizeof(actual)) actual[at - kBalloonConfigActual] = data[i];
+    }
+    actual_pages_ = load<uint32_t>(actual);
+    if (actual_pages_ == target_pages_ && !target_reached_told_) {
+      target_reached_told_ = true;
+      tell = target_reached_;
+      reached = actual_pages_;
+    }
   }
-  actual_pages_ = load<uint32_t>(actual);
+  if (tell) tell(reached, reached);
 }
 
 void BalloonDevice::activate(const GuestMemory& memory, uint64_t negotiated_features,
@@ -132,6 +143,7 @@ void BalloonDevice::reset() {
   reporting_index_.reset();
   held_stats_head_.reset();
   actual_pages_ = 0;  // a driver that resets the device has given every page back
+  target_reached_told_ = target_pages_ == 0;
   queue_interrupt_ = nullptr;
   config_interrupt_ = nullptr;
 }
@@ -243,13 +255,23 @@ void BalloonDevice::discard_frames(const GuestMemory& memory, std::span<const ui
 
 void BalloonDevice::set_target_pages(uint32_t pages) {
   ConfigInterrupt interrupt;
+  TargetReached tell;
   {
     std::lock_guard lock(mutex_);
     if (pages == target_pages_) return;
     target_pages_ = pages;
     interrupt = config_interrupt_;
+    // A driver that already holds the target has nothing to do and writes nothing: say so here.
+    target_reached_told_ = pages == actual_pages_;
+    if (target_reached_told_) tell = target_reached_;
   }
   if (interrupt) interrupt();
+  if (tell) tell(pages, pages);
+}
+
+void BalloonDevice::set_target_reached_handler(TargetReached handler) {
+  std::lock_guard lock(mutex_);
+  target_reached_ = std::move(handler);
 }
 
 uint32_t BalloonDevice::target_pages() const {

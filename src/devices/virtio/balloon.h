@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -96,6 +97,12 @@ class BalloonDevice : public VirtioDevice {
   // The host's side, from any thread.
   // Sets num_pages and, once the driver is running, raises the configuration interrupt.
   void set_target_pages(uint32_t pages);
+  // Told once per target when the driver's `actual` comes to equal it (the driver wrote it, or
+  // the host set a target the balloon already holds), in the thread that made it so and
+  // outside the device's lock. A target the balloon holds when the device is made (0 at start)
+  // is not reported.
+  using TargetReached = std::function<void(uint32_t actual_pages, uint32_t target_pages)>;
+  void set_target_reached_handler(TargetReached handler);
   uint32_t target_pages() const;
   // The driver's `actual` field: pages it holds in the balloon now.
   uint32_t actual_pages() const;
@@ -123,6 +130,8 @@ class BalloonDevice : public VirtioDevice {
   mutable std::mutex mutex_;
   uint32_t target_pages_;
   uint32_t actual_pages_ = 0;
+  bool target_reached_told_;  // the handler heard of the current target (or need not)
+  TargetReached target_reached_;
   BalloonStats stats_;
   BalloonCounters counters_;
 
