@@ -26,7 +26,8 @@ CREATE TABLE domains (
   start_time INTEGER,
   pid INTEGER,
   pid_start_ticks INTEGER,
-  last_exit TEXT
+  last_exit TEXT,
+  target_mib INTEGER
 );
 CREATE TABLE meta (
   key TEXT PRIMARY KEY,
@@ -36,7 +37,7 @@ INSERT INTO meta (key, value) VALUES ('next_domain_id', 1);
 )";
 
 constexpr const char* kDomainColumns =
-    "SELECT id, name, uuid, config, state, start_time, pid, pid_start_ticks, last_exit FROM domains";
+    "SELECT id, name, uuid, config, state, start_time, pid, pid_start_ticks, last_exit, target_mib FROM domains";
 
 [[noreturn]] void throw_sqlite_error(sqlite3* db, const std::string& path) {
   throw Error("registry " + path + ": " + sqlite3_errmsg(db));
@@ -145,6 +146,7 @@ DomainRecord read_record(const Statement& row, const std::string& path) {
   record.pid = static_cast<int32_t>(row.integer(6));
   record.pid_start_ticks = static_cast<uint64_t>(row.integer(7));
   record.last_exit = row.text(8);
+  record.target_mib = static_cast<uint64_t>(row.integer(9));
   return record;
 }
 
@@ -201,6 +203,7 @@ Registry::Registry(const std::string& directory)
     // With WAL, NORMAL loses at most the last commits on a power cut, never consistency.
     execute(db_, path_, "PRAGMA synchronous=NORMAL");
     if (kind == FileKind::NewFile) create_schema();
+    if (kind == FileKind::OlderRegistry) upgrade_schema();
   } catch (...) {
     sqlite3_close_v2(db_);
     db_ = nullptr;
@@ -228,7 +231,7 @@ Registry::FileKind Registry::inspect_file() const {
                 std::to_string(kSchemaVersion));
   if (version < 1)
     throw Error("registry " + path_ + " has schema version " + std::to_string(version) + ": it is damaged");
-  return FileKind::CurrentRegistry;
+  return version < kSchemaVersion ? FileKind::OlderRegistry : FileKind::CurrentRegistry;
 }
 
 void Registry::create_schema() {
@@ -237,6 +240,22 @@ void Registry::create_schema() {
   if (inspect_file() == FileKind::CurrentRegistry) return;
   execute(db_, path_, kSchema);
   execute(db_, path_, ("PRAGMA application_id=" + std::to_string(kApplicationId)).c_str());
+  execute(db_, path_, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
+  transaction.commit();
+}
+
+void Registry::upgrade_schema() {
+  Transaction transaction(db_, path_);
+  // Another kdomd may have upgraded it between our look and our lock.
+  if (inspect_file() == FileKind::CurrentRegistry) return;
+  const int64_t version = query_integer(db_, path_, "PRAGMA user_version");
+  if (version == 1) {
+    // Schema 1 kept mem-set's target inside the config JSON, beside the operator's keys.
+    execute(db_, path_, "ALTER TABLE domains ADD COLUMN target_mib INTEGER");
+    execute(db_, path_,
+            "UPDATE domains SET target_mib = json_extract(config, '$.target_mib'), "
+            "config = json_remove(config, '$.target_mib') WHERE json_type(config, '$.target_mib') IS NOT NULL");
+  }
   execute(db_, path_, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
   transaction.commit();
 }
@@ -311,6 +330,13 @@ void Registry::set_last_exit(uint32_t id, const std::string& last_exit) {
   std::lock_guard lock(mutex_);
   Statement statement(db_, path_, "UPDATE domains SET last_exit = ? WHERE id = ?");
   statement.bind_or_null(1, last_exit).bind(2, id).run();
+  if (sqlite3_changes(db_) == 0) throw_no_domain(id);
+}
+
+void Registry::set_target_mib(uint32_t id, uint64_t target_mib) {
+  std::lock_guard lock(mutex_);
+  Statement statement(db_, path_, "UPDATE domains SET target_mib = ? WHERE id = ?");
+  statement.bind_or_null(1, static_cast<int64_t>(target_mib)).bind(2, id).run();
   if (sqlite3_changes(db_) == 0) throw_no_domain(id);
 }
 

@@ -34,11 +34,13 @@ struct DomainRecord {
   int32_t pid = 0;         // the VMM process, 0 when none
   uint64_t pid_start_ticks = 0;  // the process's start time (/proc/PID/stat field 22): tells a reused pid
   std::string last_exit;   // why the last VMM process stopped (one line), empty if none
+  uint64_t target_mib = 0;  // the memory target mem-set gave, 0 when none (all its memory)
 };
 
 class Registry {
  public:
-  static constexpr int kSchemaVersion = 1;
+  // 2: target_mib has a column (1 kept it in the config JSON); older files are upgraded on open.
+  static constexpr int kSchemaVersion = 2;
 
   // Opens or creates DIR/registry.db (DIR is created if missing). Throws Error naming the file
   // when it cannot be opened, is not a kdom registry, or has a newer schema than this kdomd's.
@@ -57,6 +59,7 @@ class Registry {
   void set_process(uint32_t id, int32_t pid, uint64_t pid_start_ticks, int64_t start_time);
   void set_last_exit(uint32_t id, const std::string& last_exit);
   void set_config(uint32_t id, const nlohmann::json& config);
+  void set_target_mib(uint32_t id, uint64_t target_mib);  // 0: none
 
   std::optional<DomainRecord> find(uint32_t id) const;
   std::optional<DomainRecord> find_by_name(const std::string& name) const;
@@ -64,9 +67,10 @@ class Registry {
 
  private:
   // Checks what kind of file db_ is; NewFile means an empty database this kdomd may set up.
-  enum class FileKind { NewFile, CurrentRegistry };
+  enum class FileKind { NewFile, OlderRegistry, CurrentRegistry };
   FileKind inspect_file() const;
   void create_schema();
+  void upgrade_schema();  // an OlderRegistry to kSchemaVersion, in one transaction
 
   // The daemon calls in from several threads; one connection, used by one thread at a time.
   mutable std::mutex mutex_;

@@ -91,13 +91,6 @@ std::string last_line_of(const std::string& path) {
   return last;
 }
 
-// The domain's config as the operator gave it: the record's, less what the daemon keeps beside
-// it there (target_mib, from mem-set), which is no DomainConfig key.
-config::DomainConfig domain_config_of(const nlohmann::json& record_config) {
-  nlohmann::json config = record_config;
-  config.erase("target_mib");
-  return config::domain_config_from_json(config);
-}
 
 bool is_domain_id(const std::string& dom) {
   return !dom.empty() && dom.size() <= 9 && dom.find_first_not_of("0123456789") == std::string::npos;
@@ -191,7 +184,7 @@ json Supervisor::describe(const DomainRecord& record) {
                {"cpu_time_s", 0.0},     {"pid", 0},              {"last_exit", record.last_exit},
                {"config", record.config}};
   info["memory_mib"] = record.config.value("memory_mib", 0);
-  info["target_mib"] = record.config.value("target_mib", record.config.value("memory_mib", 0));
+  info["target_mib"] = record.target_mib ? record.target_mib : info["memory_mib"].get<uint64_t>();
   info["vcpus"] = record.config.value("vcpus", 1);
   uint64_t balloon_mib = 0;
   {
@@ -208,7 +201,6 @@ json Supervisor::describe(const DomainRecord& record) {
       info["cpu_time_s"] = static_cast<double>(times->cpu_ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
     }
   }
-  info["config"].erase("target_mib");
   return info;
 }
 
@@ -279,7 +271,7 @@ void Supervisor::clean_run_dir(const std::string& run_dir) {
 }
 
 void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool paused) {
-  const config::DomainConfig config = domain_config_of(record.config);
+  const config::DomainConfig config = config::domain_config_from_json(record.config);
   const std::vector<std::string> taps = [&] {
     std::lock_guard lock(mutex_);
     return runtime.taps;
@@ -502,7 +494,7 @@ void Supervisor::settle(Runtime& runtime, const std::string& reason, const std::
   log_line("domain " + std::to_string(runtime.id) + " '" + record.name + "': " + message);
   registry_.set_process(runtime.id, 0, 0, 0);
   registry_.set_last_exit(runtime.id, message);
-  const config::DomainConfig config = domain_config_of(record.config);
+  const config::DomainConfig config = config::domain_config_from_json(record.config);
   config::LifecycleAction action = config.on_crash;
   std::string stopped_state = "crashed";
   if (reason == "poweroff" || reason == "debug-exit") {
@@ -577,7 +569,7 @@ void Supervisor::remove_domain(Runtime& runtime) {
   if (console) console->close();  // ends its followers; stops reading before the sockets go
   const config::DomainConfig config = [&] {
     auto record = registry_.find(runtime.id);
-    return record ? domain_config_of(record->config) : config::DomainConfig{};
+    return record ? config::domain_config_from_json(record->config) : config::DomainConfig{};
   }();
   for (size_t i = 0; i < taps.size() && i < config.vifs.size(); ++i)
     if (!config.vifs[i].bridge.empty()) remove_tap(taps[i]);
@@ -688,13 +680,11 @@ json Supervisor::rename(const std::string& dom, const std::string& new_name) {
   auto runtime = runtime_of(dom);
   std::lock_guard operation(runtime->operation);
   DomainRecord record = record_of(runtime->id);
-  config::DomainConfig config = domain_config_of(record.config);
+  config::DomainConfig config = config::domain_config_from_json(record.config);
   config.name = new_name;
   config::validate(config);  // the name's syntax
   registry_.rename(runtime->id, new_name);
-  json renamed = config::to_json(config);
-  if (auto target = record.config.find("target_mib"); target != record.config.end()) renamed["target_mib"] = *target;
-  registry_.set_config(runtime->id, renamed);
+  registry_.set_config(runtime->id, config::to_json(config));
   std::shared_ptr<ConsoleHub> console;
   {
     std::lock_guard lock(mutex_);
@@ -708,13 +698,14 @@ json Supervisor::mem_set(const std::string& dom, uint64_t memory_mib) {
   auto runtime = runtime_of(dom);
   std::lock_guard operation(runtime->operation);
   DomainRecord record = record_of(runtime->id);
+  if (record.state != "running" && record.state != "paused")
+    throw ConflictError("domain " + dom + " is " + record.state + ", not running");
   const uint64_t memory = record.config.value("memory_mib", uint64_t{0});
   if (memory_mib == 0 || memory_mib > memory)
     throw Error("mem-set: " + std::to_string(memory_mib) + " MiB is not within 1.." + std::to_string(memory) +
                 " MiB (the domain's memory)");
   control(*runtime, {{"op", "balloon-set"}, {"target_mib", memory - memory_mib}});
-  record.config["target_mib"] = memory_mib;
-  registry_.set_config(runtime->id, record.config);
+  registry_.set_target_mib(runtime->id, memory_mib);
   return describe(record_of(runtime->id));
 }
 
@@ -730,7 +721,7 @@ void Supervisor::recover() {
     auto runtime = std::make_shared<Runtime>();
     runtime->id = record.id;
     runtime->run_dir = paths_.run_dir + "/domains/" + std::to_string(record.id);
-    const config::DomainConfig config = domain_config_of(record.config);
+    const config::DomainConfig config = config::domain_config_from_json(record.config);
     for (size_t i = 0; i < config.vifs.size(); ++i)
       runtime->taps.push_back(config.vifs[i].bridge.empty() ? config.vifs[i].tap
                                                             : "kdom" + std::to_string(record.id) + "." + std::to_string(i));

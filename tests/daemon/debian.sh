@@ -4,7 +4,8 @@
 # virtio disk (root=/dev/vda, the image scripts/build-debian-rootfs.sh made), a vif on a Linux
 # bridge (in a network namespace of this test's own). It reaches a login prompt on its serial
 # console; root logs in through `kdom console` in a terminal (tmux) and runs a command, Ctrl-]
-# detaches; the host pings the guest over the bridge; `kdom shutdown -w` powers it off through
+# detaches; the host pings the guest over the bridge; `kdom mem-set` shrinks it through its
+# balloon, `kdom list` following; `kdom shutdown -w` powers it off through
 # systemd-logind, and on_poweroff=destroy leaves no process, run directory or TAP.
 #   debian.sh KDOM KDOMD GUEST_DIR
 set -uo pipefail
@@ -86,6 +87,13 @@ check detach "Ctrl-] detaches kdom console" -- wait_for 10 pane_has console-ende
 check tap-on-bridge "TAP $tap on kdombr0" -- bash -c "ip link show master kdombr0 | grep -q '$tap'"
 check ping "the host pings the guest over the bridged vif (systemd-networkd, ip=)" -- \
   wait_for 120 ping -c 1 -W 2 10.99.0.2
+
+# xl mem-set: the guest's balloon driver takes 128 MiB back, and kdom list's Mem follows once
+# the VMM says the balloon reached the target (its event channel).
+listed_mib() { [ "$("$kdom" list debian 2>/dev/null | awk '$1 == "debian" { print $3 }')" = "$1" ]; }
+check listed-before "kdom list shows 512 MiB" -- listed_mib 512
+check mem-set "kdom mem-set debian 384m" -- "$kdom" mem-set debian 384m
+check mem-reached "kdom list shows 384 MiB once the guest's balloon holds 128 MiB" -- wait_for 60 listed_mib 384
 
 "$kdom" shutdown -w debian >"$work/shutdown.out" 2>&1
 shutdown_rc=$?

@@ -197,6 +197,57 @@ TEST_F(KdomdApiTest, ADaemonRestartReadoptsLiveVmmsAndSettlesDeadOnes) {
   EXPECT_NE(::kill(stays_pid, 0), 0);
 }
 
+// The domain state machine's refusals: a domain that has stopped (shut down or crashed, kept by
+// on_poweroff/on_crash=preserve) can be renamed and destroyed, and every request that needs its
+// VMM is a conflict (409) naming the state, never an error from a VMM that is not there.
+TEST_F(KdomdApiTest, AStoppedDomainRefusesWhatNeedsItsVmm) {
+  // The fake VMM powers off (its exit file says so) on SIGUSR1, and dies of SIGKILL.
+  write_vmm(
+      "#!/bin/sh\n[ \"$1\" = run ] || exit 2\nexit_file=\n"
+      "while [ $# -gt 0 ]; do [ \"$1\" = --exit-file ] && exit_file=$2; shift; done\n"
+      "trap 'echo {\\\"reason\\\":\\\"poweroff\\\",\\\"code\\\":0,\\\"message\\\":\\\"guest powered off\\\","
+      "\\\"exit_status\\\":0} >\"$exit_file\"; exit 0' USR1\n"
+      "echo ready >&3\nexec 3>&-\nwhile :; do sleep 1 & wait $!; done\n");
+  json off = config("off");
+  off["on_poweroff"] = "preserve";
+  json dead = config("dead");
+  dead["on_crash"] = "preserve";
+  ASSERT_EQ(call("POST", "/v1/domains", off.dump()).status, 201u);
+  ASSERT_EQ(call("POST", "/v1/domains", dead.dump()).status, 201u);
+  const auto state_of = [&](const std::string& name) {
+    return json::parse(call("GET", "/v1/domains/" + name).body).value("state", std::string("?"));
+  };
+  const auto wait_for_state = [&](const std::string& name, const std::string& state) {
+    for (int i = 0; i < 500 && state_of(name) != state; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return state_of(name);
+  };
+  ::kill(json::parse(call("GET", "/v1/domains/off").body)["pid"].get<int>(), SIGUSR1);
+  ::kill(json::parse(call("GET", "/v1/domains/dead").body)["pid"].get<int>(), SIGKILL);
+  ASSERT_EQ(wait_for_state("off", "shutdown"), "shutdown");
+  ASSERT_EQ(wait_for_state("dead", "crashed"), "crashed");
+
+  for (const std::string name : {"off", "dead"}) {
+    const std::string state = state_of(name);
+    for (const auto& [path, body] : std::vector<std::pair<std::string, json>>{
+             {"pause", json::object()},
+             {"unpause", json::object()},
+             {"shutdown", json::object()},
+             {"reboot", json::object()},
+             {"mem-set", {{"memory_mib", 16}}},
+         }) {
+      HttpReply reply = call("POST", "/v1/domains/" + name + "/" + path, body.dump());
+      EXPECT_EQ(reply.status, 409u) << name << " " << path << ": " << reply.body;
+      EXPECT_NE(reply.body.find("is " + state), std::string::npos) << name << " " << path << ": " << reply.body;
+    }
+    EXPECT_EQ(state_of(name), state) << "a refused request changed the state";
+  }
+  ASSERT_EQ(call("POST", "/v1/domains/off/rename", json{{"name", "off2"}}.dump()).status, 200u);
+  EXPECT_EQ(state_of("off2"), "shutdown");
+  EXPECT_EQ(call("DELETE", "/v1/domains/off2").status, 200u);
+  EXPECT_EQ(call("DELETE", "/v1/domains/dead").status, 200u);
+  EXPECT_TRUE(registry_->all().empty());
+}
+
 // A raw HTTP exchange over a Unix socket: what a client that is not kdom's own may send.
 std::string exchange(const std::string& path, const std::string& request) {
   int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);

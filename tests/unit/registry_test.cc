@@ -306,7 +306,49 @@ TEST(RegistryTest, RefusesANewerSchema) {
   { Registry registry(temp.path()); }
   raw_exec(temp.db(), "PRAGMA user_version = 7");
   const std::string message = open_error(temp.path());
-  EXPECT_EQ(message, "registry " + temp.db() + " has schema version 7; this kdomd knows up to 1");
+  EXPECT_EQ(message, "registry " + temp.db() + " has schema version 7; this kdomd knows up to " +
+                         std::to_string(Registry::kSchemaVersion));
+}
+
+// A registry written by the kdomd of schema 1 (its tables as that kdomd made them) is upgraded
+// when opened: every domain kept, mem-set's target moved out of the config into its column,
+// the id counter where it was.
+TEST(RegistryTest, UpgradesASchemaOneRegistry) {
+  TempDir temp;
+  raw_exec(temp.db(), R"(
+    CREATE TABLE domains (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, uuid TEXT NOT NULL,
+      config TEXT NOT NULL, state TEXT NOT NULL, start_time INTEGER, pid INTEGER,
+      pid_start_ticks INTEGER, last_exit TEXT);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value);
+    INSERT INTO meta (key, value) VALUES ('next_domain_id', 8);
+    INSERT INTO domains VALUES (3, 'small', '00000000-0000-4000-8000-000000000003',
+      '{"name":"small","memory_mib":256,"target_mib":128}', 'running', 1700000000, 4242, 99, NULL);
+    INSERT INTO domains VALUES (5, 'whole', '00000000-0000-4000-8000-000000000005',
+      '{"name":"whole","memory_mib":64}', 'crashed', NULL, NULL, NULL, 'killed by SIGKILL');
+    PRAGMA application_id = 1801744237;
+    PRAGMA user_version = 1;
+  )");
+  {
+    Registry registry(temp.path());
+    auto small = registry.find_by_name("small");
+    ASSERT_TRUE(small);
+    EXPECT_EQ(small->id, 3u);
+    EXPECT_EQ(small->target_mib, 128u);
+    EXPECT_EQ(small->config, nlohmann::json({{"name", "small"}, {"memory_mib", 256}}));
+    EXPECT_EQ(small->pid, 4242);
+    EXPECT_EQ(small->state, "running");
+    auto whole = registry.find(5);
+    ASSERT_TRUE(whole);
+    EXPECT_EQ(whole->target_mib, 0u);
+    EXPECT_EQ(whole->last_exit, "killed by SIGKILL");
+    DomainRecord next = make_record("next");
+    EXPECT_EQ(registry.add(next), 8u);
+    registry.set_target_mib(8, 32);
+  }
+  EXPECT_EQ(raw_query_text(temp.db(), "PRAGMA user_version"), std::to_string(Registry::kSchemaVersion));
+  Registry reopened(temp.path());
+  EXPECT_EQ(reopened.find(8)->target_mib, 32u);
+  EXPECT_EQ(reopened.all().size(), 3u);
 }
 
 TEST(RegistryTest, RefusesAnotherApplicationsSqliteFile) {
