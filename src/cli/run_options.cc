@@ -65,7 +65,7 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
       "virtio-balloon: [target=MIB][,stats=SECONDS][,deflate-on-oom][,free-page-reporting][,id=ID]")
       ->expected(0, 1);
   app.add_option("--control", config.control_path, "listen for control requests (kdom balloon) on this Unix socket");
-  app.add_option("--disk", disks, "virtio-blk disk: PATH[,ro][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N][,poll=US] (repeatable; bw and iops are per-second limits, poll the longest adaptive polling window, default 32)")->take_all();
+  app.add_option("--disk", disks, "virtio-blk disk: PATH[,ro][,shared][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N][,poll=US] (repeatable; shared lets other domains write to the image too; bw and iops are per-second limits, poll the longest adaptive polling window, default 32)")->take_all();
   std::vector<std::string> nets;
   std::string config_file;
   auto* config_option =

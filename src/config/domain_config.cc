@@ -162,7 +162,8 @@ const char* lifecycle_action_name(LifecycleAction action) {
 nlohmann::json to_json(const DomainConfig& config) {
   nlohmann::json disks = nlohmann::json::array();
   for (const auto& disk : config.disks)
-    disks.push_back({{"target", disk.target}, {"vdev", disk.vdev}, {"read_only", disk.read_only}});
+    disks.push_back(
+        {{"target", disk.target}, {"vdev", disk.vdev}, {"read_only", disk.read_only}, {"shared", disk.shared}});
   nlohmann::json vifs = nlohmann::json::array();
   for (const auto& vif : config.vifs) {
     nlohmann::json json = {{"bridge", vif.bridge},
@@ -215,8 +216,9 @@ DomainConfig domain_config_from_json(const nlohmann::json& json) {
   if (const nlohmann::json* disks = reader.array("disks")) {
     for (size_t i = 0; i < disks->size(); ++i) {
       const ObjectReader disk(disks->at(i), "config: disks[" + std::to_string(i) + "]",
-                              {"target", "vdev", "read_only"});
-      config.disks.push_back({disk.string("target"), disk.string("vdev"), disk.boolean("read_only", false)});
+                              {"target", "vdev", "read_only", "shared"});
+      config.disks.push_back({disk.string("target"), disk.string("vdev"), disk.boolean("read_only", false),
+                              disk.boolean("shared", false)});
     }
   }
   if (const nlohmann::json* vifs = reader.array("vifs")) {

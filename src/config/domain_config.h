@@ -24,6 +24,7 @@ struct DiskSpec {
   std::string target;      // the image's path
   std::string vdev;        // the guest's name for it (xvda, vdb...); informational on kdom
   bool read_only = false;  // access=ro
+  bool shared = false;     // kdom's `shared` flag: other domains may write to the image too
 };
 
 // One network interface (xl-network-configuration(5)).

@@ -302,6 +302,7 @@ DiskSpec parse_disk(const std::string& text, const std::string& where, const std
   const std::string context = "disk '" + text + "': ";
   static const char* const kPositions[] = {"target", "format", "vdev", "access"};
   std::optional<std::string> values[4];  // by position in kPositions
+  bool shared = false;
   size_t next_position = 0;
   size_t start = 0;
   while (start <= text.size()) {
@@ -316,6 +317,11 @@ DiskSpec parse_disk(const std::string& text, const std::string& where, const std
     const size_t equals = item.find('=');
     if (equals == std::string::npos) {
       if (item == "cdrom") fail_at(where, context + "cdrom devices are not supported by kdom (disks only)");
+      if (item == "shared") {  // kdom's flag: the image's lock lets other writers in
+        if (shared) fail_at(where, context + "'shared' is given twice");
+        shared = true;
+        continue;
+      }
       if (next_position >= 4) fail_at(where, context + "too many positional parameters (target,format,vdev,access)");
       if (!item.empty()) values[next_position] = item;
       ++next_position;
@@ -338,6 +344,7 @@ DiskSpec parse_disk(const std::string& text, const std::string& where, const std
   }
 
   DiskSpec disk;
+  disk.shared = shared;
   disk.target = resolve_path(values[0].value_or(""), base_dir);
   if (disk.target.empty()) fail_at(where, context + "no target (the image's path)");
   const std::string format = values[1].value_or("raw");

@@ -45,9 +45,12 @@ bool byte_held_elsewhere(int fd, off_t offset) {
 
 }  // namespace
 
-void lock_disk_image(int fd, bool read_only, const std::string& what) {
-  const std::vector<int> held = read_only ? std::vector<int>{kConsistentRead} : std::vector<int>{kConsistentRead, kWrite};
-  const std::vector<int> unshared = read_only ? std::vector<int>{kWrite} : std::vector<int>{kWrite, kResize};
+void lock_disk_image(int fd, bool read_only, bool shared, const std::string& what) {
+  std::vector<int> held{kConsistentRead};
+  if (!read_only) held.push_back(kWrite);
+  std::vector<int> unshared;
+  if (!shared) unshared.push_back(kWrite);
+  if (!read_only) unshared.push_back(kResize);
   for (int bit : held) lock_byte(fd, kHeldBase + bit, what);
   for (int bit : unshared) lock_byte(fd, kUnsharedBase + bit, what);
   // Lock first, test second: of two openers racing, at least one sees the other.

@@ -112,6 +112,7 @@ vmm::VmConfig vm_config_for(const config::DomainConfig& config, const std::strin
     vmm::DiskConfig disk;
     disk.path = config.disks[i].target;
     disk.read_only = config.disks[i].read_only;
+    disk.shared = config.disks[i].shared;
     disk.id = config.disks[i].vdev.empty() ? "disk" + std::to_string(i) : config.disks[i].vdev;
     vm.disks.push_back(disk);
   }

@@ -25,7 +25,7 @@ constexpr uint64_t kMiB = 1024 * 1024;
 VirtioDevices::VirtioDevices(const VmConfig& config, EventLoop& events) : events_(events) {
   for (const auto& disk : config.disks) {
     devices::virtio::BlockDiskConfig block{disk.path,       disk.read_only, disk.serial, disk.queues,
-                                           disk.rate_limit, {std::chrono::microseconds(disk.poll_us)}};
+                                           disk.rate_limit, {std::chrono::microseconds(disk.poll_us)}, disk.shared};
     devices_.push_back(std::make_shared<devices::virtio::BlockDevice>(block));
   }
   if (config.entropy) devices_.push_back(std::make_shared<devices::virtio::EntropyDevice>());

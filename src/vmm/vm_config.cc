@@ -17,7 +17,7 @@ constexpr uint32_t kMaxVcpus = 255;  // xAPIC ids in the MADT are 8 bits
 
 namespace {
 
-constexpr char kDiskSyntax[] = "PATH[,ro][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N][,poll=US]";
+constexpr char kDiskSyntax[] = "PATH[,ro][,shared][,serial=ID][,id=ID][,queues=N][,bw=BYTES][,iops=N][,poll=US]";
 constexpr char kBalloonSyntax[] = "[target=MIB][,stats=SECONDS][,deflate-on-oom][,free-page-reporting][,id=ID]";
 constexpr uint16_t kMaxDiskQueues = 64;
 constexpr uint64_t kMaxDiskPollMicros = 1000;
@@ -107,6 +107,8 @@ DiskConfig parse_disk(const std::string& text) {
     const std::string& part = parts[i];
     if (part == "ro") {
       disk.read_only = true;
+    } else if (part == "shared") {
+      disk.shared = true;
     } else if (auto serial = value_of(part, "serial")) {
       disk.serial = *serial;
     } else if (auto id = value_of(part, "id"); id && !id->empty()) {

@@ -48,6 +48,7 @@ struct DiskConfig {
   uint16_t queues = 1;
   devices::RateLimit rate_limit;  // per queue
   uint32_t poll_us = kDefaultDiskPollMicros;  // longest adaptive poll window per queue; 0: off
+  bool shared = false;  // others may write to the image too (its lock shares write)
 };
 
 // A virtio-balloon device.

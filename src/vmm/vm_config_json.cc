@@ -142,6 +142,7 @@ DiskConfig disk_from(const json& value, const std::string& path) {
   reader.string("path", disk.path);
   if (disk.path.empty()) throw Error("config: " + path + ".path is missing");
   reader.boolean("read_only", disk.read_only);
+  reader.boolean("shared", disk.shared);
   reader.string("serial", disk.serial);
   if (disk.serial.size() > 20) throw Error("config: " + path + ".serial is longer than 20 bytes");
   reader.string("id", disk.id);
@@ -207,7 +208,7 @@ json to_json(const VmConfig& config) {
   };
   for (const auto& disk : config.disks)
     out["disks"].push_back({{"path", disk.path},
-                            {"read_only", disk.read_only},
+                            {"read_only", disk.read_only}, {"shared", disk.shared},
                             {"serial", disk.serial},
                             {"id", disk.id},
                             {"queues", disk.queues},

@@ -28,10 +28,10 @@ class ImageLockTest : public ::testing::Test {
     std::remove(path_.c_str());
     ::rmdir(dir_.c_str());
   }
-  UniqueFd open_locked(bool read_only) {
+  UniqueFd open_locked(bool read_only, bool shared = false) {
     UniqueFd fd(::open(path_.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
     EXPECT_TRUE(fd.valid());
-    lock_disk_image(fd.get(), read_only, "disk image '" + path_ + "'");
+    lock_disk_image(fd.get(), read_only, shared, "disk image '" + path_ + "'");
     return fd;
   }
   // The exit status and output of QEMU's qemu-io reading the image opened read-write (it takes
@@ -69,6 +69,25 @@ TEST_F(ImageLockTest, ReadersShareButKeepWritersOut) {
   first.reset();
   second.reset();
   EXPECT_NO_THROW(open_locked(false));
+}
+
+// Shared write only when asked for: shared writers coexist with each other and with shared
+// readers, never with a user that does not share, whichever came first.
+TEST_F(ImageLockTest, SharedWritersCoexistOnlyWithEachOther) {
+  {
+    UniqueFd first = open_locked(false, true);
+    UniqueFd second = open_locked(false, true);
+    UniqueFd reader = open_locked(true, true);
+    EXPECT_THROW(open_locked(false), Error);
+    EXPECT_THROW(open_locked(true), Error);
+  }
+  UniqueFd writer = open_locked(false);
+  EXPECT_THROW(open_locked(false, true), Error);
+  EXPECT_NO_THROW(open_locked(true, true));  // a shared reader asked to see others' writes
+  writer.reset();
+  UniqueFd reader = open_locked(true);
+  EXPECT_THROW(open_locked(false, true), Error);
+  EXPECT_NO_THROW(open_locked(true, true));  // it reads only, which a plain reader allows
 }
 
 TEST_F(ImageLockTest, QemuSeesKdomsWriteLock) {

@@ -22,7 +22,7 @@ VmConfig every_device() {
   config.vcpus = 4;
   config.console = {ConsoleKind::kSocket, "/run/kdom/c.sock"};
   DiskConfig root{"/img/root.raw", false, "ROOT1", "root", 4, {1000000, 500}, 64};
-  DiskConfig data{"/img/data.raw", true, "", "", 1, {}, 0};
+  DiskConfig data{"/img/data.raw", true, "", "", 1, {}, 0, true};
   config.disks = {root, data};
   config.entropy = true;
   config.hvc = VirtioConsoleConfig{{ConsoleKind::kFile, "/tmp/hvc.log"}, "hvc"};
@@ -72,6 +72,7 @@ TEST(VmConfigJson, RoundTripKeepsEveryField) {
     EXPECT_EQ(a.rate_limit.bytes_per_second, b.rate_limit.bytes_per_second);
     EXPECT_EQ(a.rate_limit.ops_per_second, b.rate_limit.ops_per_second);
     EXPECT_EQ(a.poll_us, b.poll_us);
+    EXPECT_EQ(a.shared, b.shared);
   }
   EXPECT_TRUE(back.entropy);
   ASSERT_TRUE(back.hvc);

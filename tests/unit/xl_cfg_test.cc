@@ -124,6 +124,24 @@ TEST(XlCfg, DiskForms) {
   EXPECT_EQ(config.disks[2].vdev, "xvdc");
   EXPECT_EQ(config.disks[3].vdev, "xvdd");
   EXPECT_FALSE(config.disks[3].read_only);
+  EXPECT_FALSE(config.disks[3].shared);
+}
+
+TEST(XlCfg, SharedDiskOnlyWhenAsked) {
+  const DomainConfig config = parse_xl_cfg(with_basics("disk = ['/a.img,raw,xvda,rw,shared', 'shared,target=/b.img']"), "g");
+  ASSERT_EQ(config.disks.size(), 2u);
+  EXPECT_TRUE(config.disks[0].shared);
+  EXPECT_FALSE(config.disks[0].read_only);
+  EXPECT_TRUE(config.disks[1].shared);
+  EXPECT_EQ(config.disks[1].target, "/b.img");
+  EXPECT_EQ(to_json(config)["disks"][0]["shared"], true);
+  EXPECT_TRUE(domain_config_from_json(to_json(config)).disks[0].shared);
+  try {
+    parse_xl_cfg(with_basics("disk = ['/a.img,shared,shared']"), "g");
+    ADD_FAILURE() << "shared twice was accepted";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("'shared' is given twice"), std::string::npos) << error.what();
+  }
 }
 
 TEST(XlCfg, VifRates) {

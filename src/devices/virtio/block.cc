@@ -60,7 +60,7 @@ bool unsupported(int err) { return err == EOPNOTSUPP || err == ENOSYS || err == 
 
 // --- BlockDiskFile ---------------------------------------------------------------------------
 
-BlockDiskFile BlockDiskFile::open(const std::string& path, bool read_only) {
+BlockDiskFile BlockDiskFile::open(const std::string& path, bool read_only, bool shared) {
   const std::string what = "disk image '" + path + "'";
   const int fd = ::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
   if (fd < 0) {
@@ -90,7 +90,7 @@ BlockDiskFile BlockDiskFile::open(const std::string& path, bool read_only) {
   // read-only image is the user's way of saying "do not write to this".
   if (!read_only && S_ISREG(st.st_mode) && (st.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)) == 0)
     throw Error(what + " is read-only (no write permission): attach it read-only");
-  lock_disk_image(fd, read_only, what);
+  lock_disk_image(fd, read_only, shared, what);
   // Reads need not update the image's access time, and skipping the kernel's check saves 5-10%
   // of a 4 KiB page-cache read. Only the owner (or CAP_FOWNER) may ask: for others it stays on.
   const int flags = ::fcntl(fd, F_GETFL);
@@ -155,7 +155,7 @@ int BlockDiskFile::write_zero_bytes(uint64_t offset, uint64_t length) const {
 // --- BlockDevice -----------------------------------------------------------------------------
 
 BlockDevice::BlockDevice(const BlockDiskConfig& config)
-    : config_(config), disk_(BlockDiskFile::open(config.path, config.read_only)) {
+    : config_(config), disk_(BlockDiskFile::open(config.path, config.read_only, config.shared)) {
   if (config.id.size() > kBlockIdBytes)
     throw Error("disk image '" + config.path + "': id '" + config.id + "' is longer than 20 bytes");
   if (config.num_queues == 0) throw Error("disk image '" + config.path + "': needs at least one queue");

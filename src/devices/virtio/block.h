@@ -32,6 +32,7 @@ struct BlockDiskConfig {
   uint16_t num_queues = 1;  // > 1 offers VIRTIO_BLK_F_MQ
   RateLimit rate_limit;     // per queue: bytes and requests per second (0: unlimited)
   PollSettings poll;        // how each queue's worker polls before it sleeps (max zero: never)
+  bool shared = false;      // other domains or programs may write to the image too
 };
 
 // What serving one request takes, decided before any disk I/O.
@@ -62,7 +63,7 @@ class BlockQueueWorker;
 class BlockDiskFile {
  public:
   // Opens the image (read-only or read-write); throws Error naming the file and the problem.
-  static BlockDiskFile open(const std::string& path, bool read_only);
+  static BlockDiskFile open(const std::string& path, bool read_only, bool shared = false);
 
   uint64_t size_bytes() const { return size_bytes_; }
   bool read_only() const { return read_only_; }
