@@ -17,6 +17,7 @@ packages=(
   clang-14 libclang-rt-14-dev
   fio  # bench/virtio-blk.sh: a cross-check of the host read figures
   curl  # bench/daemon.sh: the API latency, measured from outside kdom
+  libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients  # bench/daemon.sh's peer: libvirtd + virsh with QEMU
   debootstrap  # build-debian-rootfs.sh: the Debian guest's root file system, from Debian's packages
   tmux iputils-ping  # tests/daemon/debian.sh: an operator's terminal on kdom console; ping over the vif
   acpica-tools  # iasl: a unit test reads kdom's DSDT back with ACPICA's disassembler
