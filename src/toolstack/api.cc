@@ -64,6 +64,10 @@ double monotonic_seconds() {
   return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
 }
 
+// What an interactive attach shows of the past: about a screen (the prompt and what led to it),
+// as a terminal multiplexer would; `kdom console --log` has all that is kept.
+constexpr size_t kAttachReplayBytes = 4096;
+
 void send_raw(int fd, std::string_view data) {
   while (!data.empty()) {
     ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
@@ -185,7 +189,7 @@ HttpReply Api::console(const HttpRequest& request, const std::string& dom) const
     reply.status = 101;
     reply.stream = [hub](int fd) {
       auto follower = hub->follow();
-      send_raw(fd, hub->recent());
+      send_raw(fd, console_screen_tail(hub->recent(), kAttachReplayBytes));
       // The user's keystrokes, on a thread of their own; their end (detach) ends the session.
       std::thread input([hub, follower, fd] {
         char buffer[4096];

@@ -80,6 +80,15 @@ void ConsoleHub::open_log() {
   log_bytes_ = ::fstat(log_.get(), &info) == 0 ? static_cast<uint64_t>(info.st_size) : 0;
 }
 
+std::string console_screen_tail(std::string_view output, size_t max_bytes) {
+  if (output.size() <= max_bytes) return std::string(output);
+  std::string_view tail = output.substr(output.size() - max_bytes);
+  // Begin at a line's start unless the tail is one line: a prompt is never cut in half.
+  if (const size_t newline = tail.find('\n'); newline != std::string_view::npos && newline + 1 < tail.size())
+    tail.remove_prefix(newline + 1);
+  return std::string(tail);
+}
+
 std::string ConsoleHub::recent() const {
   std::lock_guard lock(mutex_);
   return ring_;

@@ -11,11 +11,17 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "base/unique_fd.h"
 
 namespace kdom::toolstack {
+
+// The end of `output` that a terminal attaching to the console shows first (as much as fits a
+// screen, not the whole boot log): its last `max_bytes`, from the start of a line when one
+// begins in there.
+std::string console_screen_tail(std::string_view output, size_t max_bytes);
 
 class ConsoleHub {
  public:

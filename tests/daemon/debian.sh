@@ -2,11 +2,11 @@
 # The guest users run, under kdomd on hardware virtualization (the nested test host, through
 # with-kvm.sh, where this machine has none): Debian 12 with systemd as init, booted from its
 # virtio disk (root=/dev/vda, the image scripts/build-debian-rootfs.sh made), a vif on a Linux
-# bridge (in a network namespace of this test's own). It reaches a login prompt on its serial
-# console; root logs in through `kdom console` in a terminal (tmux) and runs a command, Ctrl-]
-# detaches; the host pings the guest over the bridge; `kdom mem-set` shrinks it through its
-# balloon, `kdom list` following; `kdom shutdown -w` powers it off through
-# systemd-logind, and on_poweroff=destroy leaves no process, run directory or TAP.
+# bridge (in a network namespace of this test's own). `kdom create -c` in a terminal (tmux)
+# shows its login prompt; root logs in and runs a command, Ctrl-] detaches, `kdom console`
+# attaches to the same shell again; the host pings the guest over the bridge; `kdom mem-set`
+# shrinks it through its balloon, `kdom list` following; `kdom shutdown -w` powers it off
+# through systemd-logind, and on_poweroff=destroy leaves no process, run directory or TAP.
 #   debian.sh KDOM KDOMD GUEST_DIR
 set -uo pipefail
 if [ -z "${KDOM_IN_NETNS:-}" ]; then
@@ -15,19 +15,11 @@ fi
 kdom=$1
 kdomd=$2
 guest=$3
-work=$(mktemp -d /tmp/kdomd-debian.XXXXXX)
-export KDOM_SOCKET=$work/kdomd.sock
-tmux_socket=$work/tmux
-daemon_pid=
-cleanup() {
-  tmux -S "$tmux_socket" kill-server 2>/dev/null
-  [ -n "$daemon_pid" ] && kill -9 "$daemon_pid" 2>/dev/null
-  pkill -9 -f -- "--config $work/" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
 # shellcheck source=tests/daemon/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+setup_work debian
+tmux_socket=$work/tmux
+extra_cleanup() { tmux -S "$tmux_socket" kill-server 2>/dev/null; }
 log_has() { grep -q -- "$1" "$work/log/debian.log" 2>/dev/null; }
 
 image=$guest/debian-rootfs.ext4
@@ -43,10 +35,7 @@ ip link add kdombr0 type bridge
 ip addr add 10.99.0.1/24 dev kdombr0
 ip link set kdombr0 up
 
-"$kdomd" --foreground --socket "$KDOM_SOCKET" --state-dir "$work/state" --run-dir "$work/run" \
-  --log-dir "$work/log" --vmm "$kdom" >"$work/kdomd.log" 2>&1 &
-daemon_pid=$!
-wait_for 30 "$kdom" list >/dev/null 2>&1 || { echo "kdomd did not start:"; cat "$work/kdomd.log"; exit 1; }
+start_daemon || exit 1
 
 # As examples/debian-guest.cfg, with this test's copy of the image and its bridge.
 cat >"$work/debian.cfg" <<EOF
@@ -61,28 +50,37 @@ disk = [ '$work/root.ext4,raw,xvda,rw' ]
 vif = [ 'mac=52:54:00:99:00:02,bridge=kdombr0' ]
 on_poweroff = "destroy"
 EOF
-"$kdom" create "$work/debian.cfg" >"$work/create.out" 2>&1
-check create "kdom create of the Debian guest" -- "$kdom" domid debian
+# An operator at a terminal (tmux): `kdom create -c` creates the domain and attaches to its
+# console at once; root logs in there and runs a command; Ctrl-] detaches, the domain runs on.
+tmux_in() { tmux -S "$tmux_socket" "$@"; }
+pane_has() { tmux_in capture-pane -p -t "$1" | grep -q -- "$2"; }
+tmux_in new-session -d -s create -x 160 -y 40 \
+  "KDOM_SOCKET=$KDOM_SOCKET $kdom create -c $work/debian.cfg 2>$work/create.out; echo console-ended; sleep 600"
+check create "kdom create -c of the Debian guest" -- wait_for 60 "$kdom" domid debian
 debian_id=$("$kdom" domid debian 2>/dev/null)
 tap=kdom$debian_id.0
 check switch-root "the initramfs hands over to the disk's init" -- \
   wait_for 120 log_has "kdom-guest: switching to root=/dev/vda"
 check systemd "systemd runs as init" -- wait_for 120 log_has "Welcome to .*Debian GNU/Linux 12"
-check login-prompt "a login prompt on the serial console" -- wait_for 300 log_has "kdom-debian login:"
+check login-prompt "a login prompt on the serial console, in create -c's terminal" -- \
+  wait_for 300 pane_has create "kdom-debian login:"
+tmux_in send-keys -t create root Enter
+check login "root logs in (a shell prompt)" -- wait_for 60 log_has "root@kdom-debian:~#"
+tmux_in send-keys -t create 'echo kdom-says-$((6 * 7)) pid1=$(cat /proc/1/comm)' Enter
+check command "a command typed there runs in the guest" -- wait_for 30 log_has "kdom-says-42 pid1=systemd"
+check terminal "its output reaches the terminal" -- wait_for 10 pane_has create "kdom-says-42 pid1=systemd"
+tmux_in send-keys -t create C-]
+check detach "Ctrl-] detaches" -- wait_for 10 pane_has create console-ended
 
-# An operator at a terminal: kdom console, log in as root, run a command, Ctrl-] detaches.
-tmux -S "$tmux_socket" new-session -d -s console -x 160 -y 40 "KDOM_SOCKET=$KDOM_SOCKET $kdom console debian; echo console-ended; sleep 600"
+# Attach again with kdom console: the same shell, still logged in.
+tmux_in new-session -d -s console -x 160 -y 40 "KDOM_SOCKET=$KDOM_SOCKET $kdom console debian; echo console-ended; sleep 600"
 sleep 1
-tmux -S "$tmux_socket" send-keys -t console Enter
-sleep 1
-tmux -S "$tmux_socket" send-keys -t console root Enter
-check login "root logs in on kdom console (a shell prompt)" -- wait_for 60 log_has "root@kdom-debian:~#"
-tmux -S "$tmux_socket" send-keys -t console 'echo kdom-says-$((6 * 7)) pid1=$(cat /proc/1/comm)' Enter
-check command "a command typed in kdom console runs in the guest" -- wait_for 30 log_has "kdom-says-42 pid1=systemd"
-pane_has() { tmux -S "$tmux_socket" capture-pane -p -t console | grep -q -- "$1"; }
-check terminal "its output reaches the terminal" -- wait_for 10 pane_has "kdom-says-42 pid1=systemd"
-tmux -S "$tmux_socket" send-keys -t console C-]
-check detach "Ctrl-] detaches kdom console" -- wait_for 10 pane_has console-ended
+tmux_in send-keys -t console 'echo again-$((7 * 6)) user=$(id -un)' Enter
+check reattach "kdom console reaches the same logged-in shell" -- wait_for 30 pane_has console "again-42 user=root"
+tmux_in send-keys -t console C-]
+check detach-again "Ctrl-] detaches kdom console" -- wait_for 10 pane_has console console-ended
+listed_state() { "$kdom" list debian 2>/dev/null | awk '$1 == "debian" { print $5 }'; }
+check still-running "the domain runs on after both detached" -- [ "$(listed_state)" = r----- ]
 
 check tap-on-bridge "TAP $tap on kdombr0" -- bash -c "ip link show master kdombr0 | grep -q '$tap'"
 check ping "the host pings the guest over the bridged vif (systemd-networkd, ip=)" -- \
@@ -110,8 +108,10 @@ if [ "$failed" -gt 0 ]; then
   for f in "$work"/log/*.log "$work"/*.out; do
     [ -f "$f" ] && { echo "$f:"; tail -n 60 "$f" | sed 's/^/    /'; }
   done
-  echo "terminal:"
-  tmux -S "$tmux_socket" capture-pane -p -t console 2>/dev/null | sed 's/^/    /'
+  for pane in create console; do
+    echo "terminal of $pane:"
+    tmux -S "$tmux_socket" capture-pane -p -t "$pane" 2>/dev/null | sed 's/^/    /'
+  done
 fi
 echo "daemon-debian: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

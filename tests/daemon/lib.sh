@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# What the daemon tier's scripts share: the PASS/FAIL judge and a bounded wait.
+# What the daemon tier's scripts share: a work directory cleaned up with everything started in
+# it, starting kdomd there, the PASS/FAIL judge and a bounded wait. Needs $kdom and $kdomd.
 passed=0
 failed=0
 
@@ -29,3 +30,35 @@ wait_for() {
 
 # domain_absent NAME: kdom list ($kdom) does not show NAME
 domain_absent() { ! "$kdom" list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
+
+# setup_work NAME: this test's work directory ($work) with kdomd's socket in it ($KDOM_SOCKET);
+# on exit kdomd ($daemon_pid) and every VMM started with a config under $work are killed and
+# the directory removed (after extra_cleanup, which a test may define again).
+setup_work() {
+  work=$(mktemp -d "/tmp/kdomd-$1.XXXXXX")
+  export KDOM_SOCKET=$work/kdomd.sock
+  daemon_pid=
+  trap cleanup_work EXIT
+}
+extra_cleanup() { :; }
+cleanup_work() {
+  extra_cleanup
+  [ -n "$daemon_pid" ] && kill -9 "$daemon_pid" 2>/dev/null
+  pkill -9 -f -- "--config $work/" 2>/dev/null
+  rm -rf "$work"
+}
+
+# start_daemon: kdomd in the foreground on $work's socket and directories, its log appended to
+# $work/kdomd.log; returns once it answers, or 1 (its log printed) after 30 s.
+start_daemon() {
+  "$kdomd" --foreground --socket "$KDOM_SOCKET" --state-dir "$work/state" --run-dir "$work/run" \
+    --log-dir "$work/log" --vmm "$kdom" >>"$work/kdomd.log" 2>&1 &
+  daemon_pid=$!
+  for _ in $(seq 300); do
+    [ -S "$KDOM_SOCKET" ] && "$kdom" list >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "kdomd did not start; its log:"
+  sed 's/^/    /' "$work/kdomd.log"
+  return 1
+}

@@ -14,17 +14,9 @@ fi
 kdom=$1
 kdomd=$2
 guest=$3
-work=$(mktemp -d /tmp/kdomd-linux.XXXXXX)
-export KDOM_SOCKET=$work/kdomd.sock
-daemon_pid=
-cleanup() {
-  [ -n "$daemon_pid" ] && kill -9 "$daemon_pid" 2>/dev/null
-  pkill -9 -f -- "--config $work/" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
 # shellcheck source=tests/daemon/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+setup_work linux
 log_has() { grep -q -- "$2" "$work/log/$1.log" 2>/dev/null; }
 log_count() { grep -c -- "$2" "$work/log/$1.log" 2>/dev/null || echo 0; }
 
@@ -34,10 +26,7 @@ ip link set kdombr0 up
 truncate -s 64M "$work/disk.img"
 mkfs.ext4 -q -F "$work/disk.img"
 
-"$kdomd" --foreground --socket "$KDOM_SOCKET" --state-dir "$work/state" --run-dir "$work/run" \
-  --log-dir "$work/log" --vmm "$kdom" >"$work/kdomd.log" 2>&1 &
-daemon_pid=$!
-wait_for 30 "$kdom" list >/dev/null 2>&1 || { echo "kdomd did not start:"; cat "$work/kdomd.log"; exit 1; }
+start_daemon || exit 1
 
 cat >"$work/web.cfg" <<EOF
 name = "web"

@@ -12,31 +12,9 @@ kdom=$1
 kdomd=$2
 idle=$3
 ticker=$4
-work=$(mktemp -d /tmp/kdomd-probes.XXXXXX)
-export KDOM_SOCKET=$work/kdomd.sock
-daemon_pid=
-cleanup() {
-  [ -n "$daemon_pid" ] && kill -9 "$daemon_pid" 2>/dev/null
-  # Every VMM this test started runs `kdom run --config $work/...`.
-  pkill -9 -f -- "--config $work/" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
 # shellcheck source=tests/daemon/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-
-start_daemon() {
-  "$kdomd" --foreground --socket "$KDOM_SOCKET" --state-dir "$work/state" --run-dir "$work/run" \
-    --log-dir "$work/log" --vmm "$kdom" >>"$work/kdomd.log" 2>&1 &
-  daemon_pid=$!
-  for _ in $(seq 300); do
-    [ -S "$KDOM_SOCKET" ] && "$kdom" list >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "kdomd did not start; its log:"
-  sed 's/^/    /' "$work/kdomd.log"
-  return 1
-}
+setup_work probes
 
 # cfg NAME KERNEL [LINE...]: an xl.cfg for a probe guest
 cfg() {
@@ -102,8 +80,11 @@ kill -9 "$(pid_of victim2)"
 check crash-destroyed "killed VMM with on_crash=destroy: removed" -- wait_for 30 domain_absent victim2
 
 # The guest powers off: on_poweroff=destroy leaves no process, no run directory behind.
-"$kdom" create "$(cfg off "$ticker" 'extra = "period_ms=20 stop_after=5"')" >/dev/null 2>&1
-off_id_dir=$work/run/domains/$("$kdom" domid off 2>/dev/null)
+# (Its id from create's own output: the guest may be gone before a `kdom domid` could ask.)
+off_id=$("$kdom" create "$(cfg off "$ticker" 'extra = "period_ms=20 stop_after=50"')" 2>&1 >/dev/null |
+  sed -n 's/^created domain off (id \([0-9]*\))$/\1/p')
+check poweroff-created "kdom create said the domain's id (${off_id:-none})" -- [ -n "$off_id" ]
+off_id_dir=$work/run/domains/$off_id
 check poweroff-destroyed "poweroff with on_poweroff=destroy: removed" -- wait_for 60 domain_absent off
 check poweroff-clean "no run directory left ($off_id_dir)" -- [ ! -e "$off_id_dir" ]
 
