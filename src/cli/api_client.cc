@@ -20,6 +20,7 @@
 #include <limits>
 
 #include "base/error.h"
+#include "base/unix_socket.h"
 
 namespace kdom::cli {
 
@@ -190,12 +191,7 @@ std::string kdomd_socket_path_from_environment() {
 ApiClient::ApiClient(std::string socket_path, Timeout timeout) : socket_path_(std::move(socket_path)), timeout_(timeout) {}
 
 UniqueFd ApiClient::connect_to_daemon() const {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (socket_path_.empty() || socket_path_.size() >= sizeof(address.sun_path))
-    throw Error("kdomd socket path '" + socket_path_ + "' is empty or longer than " +
-                std::to_string(sizeof(address.sun_path) - 1) + " bytes");
-  std::memcpy(address.sun_path, socket_path_.c_str(), socket_path_.size() + 1);
+  const sockaddr_un address = unix_socket_address(socket_path_, "kdomd socket");
   UniqueFd fd(check_syscall(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket(AF_UNIX)"));
   int result;
   do {

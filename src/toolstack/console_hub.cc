@@ -13,6 +13,7 @@
 #include "base/error.h"
 #include "base/eventfd.h"
 #include "base/log.h"
+#include "base/unix_socket.h"
 
 namespace kdom::toolstack {
 
@@ -20,11 +21,15 @@ namespace {
 
 constexpr int kReconnectMillis = 100;
 
+// A connection to the socket at `path`, or none (it is not there yet, or no longer, or its
+// path cannot be a socket's: the hub's reader thread must not throw).
 UniqueFd connect_unix(const std::string& path) {
   sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(address.sun_path)) return UniqueFd();
-  std::memcpy(address.sun_path, path.data(), path.size());
+  try {
+    address = unix_socket_address(path, "console socket");
+  } catch (const Error&) {
+    return UniqueFd();
+  }
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid() || ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0)
     return UniqueFd();

@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "base/unix_socket.h"
 #include "base/eventfd.h"
 #include "base/log.h"
 
@@ -96,15 +97,6 @@ bool token_matches(const std::string& header, const std::string& token) {
   unsigned char difference = 0;  // the same time whatever the first wrong byte
   for (size_t i = 0; i < header.size(); ++i) difference |= static_cast<unsigned char>(header[i] ^ expected[i]);
   return difference == 0;
-}
-
-sockaddr_un unix_address(const std::string& path) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(address.sun_path))
-    throw Error("socket path '" + path + "' is empty or too long");
-  std::memcpy(address.sun_path, path.data(), path.size());
-  return address;
 }
 
 }  // namespace
@@ -249,7 +241,7 @@ void HttpServer::serve_connection(int fd, const std::string& token) {
 }
 
 UniqueFd listen_unix(const std::string& path, unsigned mode, int group_id) {
-  const sockaddr_un address = unix_address(path);
+  const sockaddr_un address = unix_socket_address(path, "API socket");
   struct stat info{};
   if (::lstat(path.c_str(), &info) == 0) {
     if (!S_ISSOCK(info.st_mode)) throw Error("'" + path + "' exists and is not a socket: refusing to replace it");

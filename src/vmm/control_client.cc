@@ -11,21 +11,13 @@
 
 #include "base/error.h"
 #include "base/unique_fd.h"
+#include "base/unix_socket.h"
 
 namespace kdom::vmm {
 
 namespace {
 
 constexpr int kReplyTimeoutSeconds = 10;
-
-sockaddr_un socket_address(const std::string& path) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(address.sun_path))
-    throw Error("control socket path '" + path + "' is empty or too long");
-  std::memcpy(address.sun_path, path.data(), path.size());
-  return address;
-}
 
 // A connection to the socket at `address`, or -errno.
 int connect_to(const sockaddr_un& address, UniqueFd& fd) {
@@ -40,7 +32,7 @@ int connect_to(const sockaddr_un& address, UniqueFd& fd) {
 
 bool control_socket_answers(const std::string& path) {
   UniqueFd fd;
-  return connect_to(socket_address(path), fd) == 0;
+  return connect_to(unix_socket_address(path, "control socket"), fd) == 0;
 }
 
 namespace {
@@ -48,7 +40,7 @@ namespace {
 // A connection to the control socket at `path` with `request` sent on it.
 UniqueFd send_request(const std::string& path, const nlohmann::json& request) {
   UniqueFd fd;
-  if (const int failed = connect_to(socket_address(path), fd); failed != 0) {
+  if (const int failed = connect_to(unix_socket_address(path, "control socket"), fd); failed != 0) {
     const int error = -failed;
     if (error == ENOENT) throw Error("no control socket at '" + path + "' (start the domain with kdom run --control PATH)");
     if (error == ECONNREFUSED) throw Error("nothing listens on control socket '" + path + "' (has its kdom ended?)");

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "base/unix_socket.h"
 #include "base/log.h"
 
 namespace kdom::vmm {
@@ -39,15 +40,10 @@ bool is_events_request(const std::string& line) {
 }  // namespace
 
 UniqueFd listen_on_unix_socket(const std::string& path, const std::string& what) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(address.sun_path))
-    throw Error(what + " path '" + path + "' is empty or longer than " + std::to_string(sizeof(address.sun_path) - 1) +
-                " bytes");
+  const sockaddr_un address = unix_socket_address(path, what);
   struct stat existing{};
   if (::lstat(path.c_str(), &existing) == 0)
     throw Error(what + " path '" + path + "' already exists (remove it if no kdom uses it)");
-  std::memcpy(address.sun_path, path.data(), path.size());
   UniqueFd listener(check_syscall(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), "socket"));
   if (::bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
     const int error = errno;

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "base/unix_socket.h"
 #include "base/eventfd.h"
 #include "base/log.h"
 
@@ -21,14 +22,6 @@ namespace kdom::devices::virtio {
 namespace {
 
 constexpr size_t kHandshakeMaxLine = 64;
-
-sockaddr_un unix_address(const std::string& path) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(address.sun_path)) throw Error("vsock socket path '" + path + "' is too long");
-  std::memcpy(address.sun_path, path.data(), path.size());
-  return address;
-}
 
 // Parses "CONNECT <port>" (without the newline); nullopt if it is anything else.
 std::optional<uint32_t> parse_connect(const std::string& line) {
@@ -52,7 +45,7 @@ VsockDevice::VsockDevice(const VsockDeviceConfig& config)
   struct stat info{};
   if (lstat(config_.socket_path.c_str(), &info) == 0)
     throw Error("--vsock socket '" + config_.socket_path + "' already exists; remove it or choose another path");
-  sockaddr_un address = unix_address(config_.socket_path);
+  sockaddr_un address = unix_socket_address(config_.socket_path, "vsock socket");
   listener_.reset(check_syscall(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), "socket"));
   if (::bind(listener_.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0)
     throw SystemError("cannot bind vsock socket '" + config_.socket_path + "'", errno);
@@ -281,7 +274,7 @@ void VsockDevice::handle_guest_packet(const VsockTxPacket& packet) {
       UniqueFd host(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
       sockaddr_un address{};
       try {
-        address = unix_address(path);
+        address = unix_socket_address(path, "vsock socket");
       } catch (const Error&) {
         return reply_rst(header);
       }
