@@ -181,6 +181,18 @@ void send_request(DeadlineStream& stream, http::request<http::string_body>& requ
   if (ec) throw_exchange_error(doing, ec, limit);
 }
 
+// Reads one whole reply (a body of kMaxResponseBytes at most). Bytes that came after it (an
+// upgraded stream's first ones) stay in `buffer`.
+http::response<http::string_body> read_reply(DeadlineStream& stream, boost::beast::flat_buffer& buffer,
+                                             const std::string& doing, ApiClient::Timeout limit) {
+  error_code ec;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(kMaxResponseBytes);
+  http::read(stream, buffer, parser, ec);
+  if (ec) throw_exchange_error(doing, ec, limit);
+  return parser.release();
+}
+
 }  // namespace
 
 std::string kdomd_socket_path_from_environment() {
@@ -212,13 +224,8 @@ ApiResponse ApiClient::request(const std::string& method, const std::string& tar
   UniqueFd fd = connect_to_daemon();
   DeadlineStream stream(fd.get());
   send_request(stream, request, doing, limit);
-  error_code ec;
   boost::beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(kMaxResponseBytes);
-  http::read(stream, buffer, parser, ec);
-  if (ec) throw_exchange_error(doing, ec, limit);
-  return to_api_response(parser.get());
+  return to_api_response(read_reply(stream, buffer, doing, limit));
 }
 
 nlohmann::json ApiClient::call(const std::string& method, const std::string& target,
@@ -275,15 +282,10 @@ UpgradedConnection ApiClient::upgrade(const std::string& target, const std::stri
   UniqueFd fd = connect_to_daemon();
   DeadlineStream stream(fd.get());
   send_request(stream, request, doing, timeout_);
-  error_code ec;
+  // A 1xx reply has no body: whatever else the server sent is left in `buffer`, the first
+  // bytes of the raw stream.
   boost::beast::flat_buffer buffer;
-  // A 1xx reply has no body: the parser is done after its headers, and whatever else the
-  // server sent is left in `buffer`, the first bytes of the raw stream.
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(kMaxResponseBytes);
-  http::read(stream, buffer, parser, ec);
-  if (ec) throw_exchange_error(doing, ec, timeout_);
-  const auto& response = parser.get();
+  const auto response = read_reply(stream, buffer, doing, timeout_);
   if (response.result() != http::status::switching_protocols) {
     ApiResponse failed = to_api_response(response);
     if (failed.ok())
