@@ -92,6 +92,13 @@ std::string last_line_of(const std::string& path) {
 }
 
 
+// Refuses (409) a request that needs the domain's VMM when the domain has none running: it is
+// being built, shut down, crashed or dying. `wanted` names the state the request was for.
+void require_live_vmm(const std::string& dom, const std::string& state, const char* wanted) {
+  if (state != "running" && state != "paused")
+    throw ConflictError("domain " + dom + " is " + state + ", not " + wanted);
+}
+
 bool is_domain_id(const std::string& dom) {
   return !dom.empty() && dom.size() <= 9 && dom.find_first_not_of("0123456789") == std::string::npos;
 }
@@ -621,8 +628,7 @@ uint32_t Supervisor::destroy(const std::string& dom) {
 json Supervisor::pause(const std::string& dom) {
   auto runtime = runtime_of(dom);
   std::lock_guard operation(runtime->operation);
-  if (record_of(runtime->id).state != "running" && record_of(runtime->id).state != "paused")
-    throw ConflictError("domain " + dom + " is " + record_of(runtime->id).state + ", not running");
+  require_live_vmm(dom, record_of(runtime->id).state, "running");
   control(*runtime, {{"op", "pause"}});
   registry_.set_state(runtime->id, "paused");
   return describe(record_of(runtime->id));
@@ -631,8 +637,7 @@ json Supervisor::pause(const std::string& dom) {
 json Supervisor::unpause(const std::string& dom) {
   auto runtime = runtime_of(dom);
   std::lock_guard operation(runtime->operation);
-  if (record_of(runtime->id).state != "running" && record_of(runtime->id).state != "paused")
-    throw ConflictError("domain " + dom + " is " + record_of(runtime->id).state + ", not paused");
+  require_live_vmm(dom, record_of(runtime->id).state, "paused");
   control(*runtime, {{"op", "unpause"}});
   registry_.set_state(runtime->id, "running");
   return describe(record_of(runtime->id));
@@ -663,7 +668,7 @@ json Supervisor::reboot(const std::string& dom) {
   {
     std::lock_guard operation(runtime->operation);
     const std::string state = record_of(runtime->id).state;
-    if (state != "running" && state != "paused") throw ConflictError("domain " + dom + " is " + state + ", not running");
+    require_live_vmm(dom, state, "running");
     {
       std::lock_guard lock(mutex_);
       ends = runtime->process_ends;
@@ -699,8 +704,7 @@ json Supervisor::mem_set(const std::string& dom, uint64_t memory_mib) {
   auto runtime = runtime_of(dom);
   std::lock_guard operation(runtime->operation);
   DomainRecord record = record_of(runtime->id);
-  if (record.state != "running" && record.state != "paused")
-    throw ConflictError("domain " + dom + " is " + record.state + ", not running");
+  require_live_vmm(dom, record.state, "running");
   const uint64_t memory = record.config.value("memory_mib", uint64_t{0});
   if (memory_mib == 0 || memory_mib > memory)
     throw Error("mem-set: " + std::to_string(memory_mib) + " MiB is not within 1.." + std::to_string(memory) +
