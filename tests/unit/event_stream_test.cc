@@ -18,6 +18,7 @@
 #include "vmm/control_requests.h"
 #include "vmm/control_socket.h"
 #include "vmm/event_stream.h"
+#include "eventually.h"
 
 namespace kdom::vmm {
 namespace {
@@ -57,15 +58,6 @@ std::vector<std::string> read_lines(int fd, size_t count) {
   }
   EXPECT_TRUE(pending.empty()) << "a partial line: " << pending.substr(0, 80);
   return lines;
-}
-
-template <typename Predicate>
-bool eventually(Predicate done) {
-  for (int i = 0; i < 500; ++i) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return done();
 }
 
 class EventStreamTest : public ::testing::Test {

@@ -24,21 +24,13 @@
 #include "vmm/control_requests.h"
 #include "vmm/control_socket.h"
 #include "vmm/event_stream.h"
+#include "eventually.h"
 
 namespace kdom::toolstack {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-template <typename Predicate>
-bool eventually(Predicate done) {
-  for (int i = 0; i < 500; ++i) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return done();
-}
 
 // The control side of one domain's VMM, served in this process at `control_path`.
 class VmmControlSide {
