@@ -235,7 +235,7 @@ nlohmann::json ApiClient::call(const std::string& method, const std::string& tar
   return std::move(response.body);
 }
 
-void ApiClient::stream_get(const std::string& target, const std::function<void(std::string_view)>& on_data) const {
+void ApiClient::stream_get(const std::string& target, const std::function<bool(std::string_view)>& on_data) const {
   const std::string doing = "GET " + target;
   auto request = make_request("GET", target, std::nullopt);
   UniqueFd fd = connect_to_daemon();
@@ -262,7 +262,7 @@ void ApiClient::stream_get(const std::string& target, const std::function<void(s
     const size_t filled = sizeof(chunk) - parser.get().body().size;
     if (filled == 0) continue;
     if (ok) {
-      on_data(std::string_view(chunk, filled));
+      if (!on_data(std::string_view(chunk, filled))) return;
     } else if (error_text.size() < kMaxResponseBytes) {
       error_text.append(chunk, filled);
     }

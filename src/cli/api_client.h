@@ -59,8 +59,9 @@ class ApiClient {
                       std::optional<Timeout> timeout = std::nullopt) const;
 
   // GET whose body is handed to `on_data` piece by piece as it arrives, until the server ends
-  // it. Only the headers are under the timeout: a followed log may be quiet for hours.
-  void stream_get(const std::string& target, const std::function<void(std::string_view)>& on_data) const;
+  // it or `on_data` returns false. Only the headers are under the timeout: a followed log may be
+  // quiet for hours.
+  void stream_get(const std::string& target, const std::function<bool(std::string_view)>& on_data) const;
 
   // GET `target` asking to switch to `protocol` (Connection: Upgrade); throws Error unless the
   // answer is 101.

@@ -46,6 +46,7 @@ constexpr const char* kUsage =
     "       kdom [--socket PATH] uptime [DOM...]\n"
     "       kdom [--socket PATH] console [--log | --follow] DOM   (Ctrl-] detaches)\n"
     "       kdom [--socket PATH] mem-set DOM MEM   (MEM: a number with b, k, m, g or t; no unit: KiB)\n"
+    "       kdom [--socket PATH] events [--domain DOM] [--json] [--count N]   (as virsh event --loop)\n"
     "kdomd's socket: --socket PATH, else $KDOM_SOCKET, else /run/kdom/kdomd.sock\n";
 
 std::string guest_dir() {

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "base/error.h"
+#include "base/sse.h"
 #include "cli/shutdown_command.h"
 #include "config/domain_config.h"
 #include "config/xl_cfg.h"
@@ -413,6 +414,7 @@ int console_verb(const std::vector<std::string>& args, const ApiClient& client, 
     client.stream_get(target + "?follow=1", [&](std::string_view data) {
       io.out.write(data.data(), static_cast<std::streamsize>(data.size()));
       io.out.flush();
+      return true;
     });
     return 0;
   }
@@ -432,6 +434,52 @@ int mem_set_verb(const std::vector<std::string>& args, const ApiClient& client, 
   return 0;
 }
 
+// One event as a line for people: time, domain id and name, what happened and its details.
+std::string event_line(const json& event) {
+  std::string line = event.value("time", "") + " " + std::to_string(event.value("id", 0u)) + " " +
+                     event.value("name", "") + " " + event.value("event", "");
+  std::string details;
+  for (const char* key : {"reason", "action", "old_name", "actual_mib", "target_mib"}) {
+    if (!event.contains(key)) continue;
+    const json& value = event[key];
+    details += std::string(" ") + key + "=" + (value.is_string() ? value.get<std::string>() : value.dump());
+  }
+  if (event.contains("message") && event["message"].is_string()) details += ": " + event["message"].get<std::string>();
+  return line + details;
+}
+
+int events_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("events", "Print what happens to the host's domains as it happens (as virsh event --loop).",
+                 "[--domain DOM] [--json] [--count N]");
+  std::string domain;
+  bool as_json = false;
+  uint64_t count = 0;
+  app.add_option("--domain", domain, "only this domain's events (its name or id; it need not exist yet)");
+  app.add_flag("--json", as_json, "one JSON object per event, as kdomd sends them");
+  app.add_option("--count", count, "exit after this many events (default: until interrupted)");
+  if (!parse_verb(app, args, io.out)) return 0;
+  std::string target = "/v1/events";
+  if (!domain.empty()) target += "?domain=" + url_path_segment(domain);
+  SseParser parser;
+  uint64_t seen = 0;
+  bool ended_by_count = false;
+  client.stream_get(target, [&](std::string_view data) {
+    parser.feed(data, [&](const SseMessage& message) {
+      if (ended_by_count) return;
+      const json event = json::parse(message.data, nullptr, /*allow_exceptions=*/false);
+      if (!event.is_object()) throw Error("kdom events: kdomd sent an event that is not a JSON object");
+      if (message.event == "overflow")
+        throw Error("kdom events: " + event.value("message", std::string("this reader fell behind and was dropped")));
+      io.out << (as_json ? event.dump() : event_line(event)) << "\n";
+      io.out.flush();
+      ended_by_count = count != 0 && ++seen >= count;
+    });
+    return !ended_by_count;
+  });
+  if (!ended_by_count) throw Error("kdom events: kdomd ended the event stream (it stopped)");
+  return 0;
+}
+
 using VerbFunction = int (*)(const std::vector<std::string>&, const ApiClient&, XlIo&);
 
 struct Verb {
@@ -443,7 +491,7 @@ constexpr Verb kVerbs[] = {
     {"create", create_verb},   {"list", list_verb},       {"info", info_verb},       {"destroy", destroy_verb},
     {"shutdown", shutdown_verb}, {"reboot", reboot_verb}, {"pause", pause_verb},     {"unpause", unpause_verb},
     {"rename", rename_verb},   {"domid", domid_verb},     {"domname", domname_verb}, {"uptime", uptime_verb},
-    {"console", console_verb}, {"mem-set", mem_set_verb},
+    {"console", console_verb}, {"mem-set", mem_set_verb},  {"events", events_verb},
 };
 
 const Verb* find_verb(const std::string& word) {

@@ -1,16 +1,20 @@
 // Api: routes to Supervisor calls; errors to statuses (400, 404, 409, 504).
 #include "toolstack/api.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/sysinfo.h>
+#include <sys/time.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "base/error.h"
+#include "base/sse.h"
 #include "base/log.h"
 #include "config/domain_config.h"
 
@@ -67,6 +71,18 @@ double monotonic_seconds() {
 // What an interactive attach shows of the past: about a screen (the prompt and what led to it),
 // as a terminal multiplexer would; `kdom console --log` has all that is kept.
 constexpr size_t kAttachReplayBytes = 4096;
+
+// An event stream with nothing to say sends a comment this often, so that proxies keep the
+// connection open; whether its client hung up is checked more often.
+constexpr auto kEventKeepAlive = std::chrono::seconds(15);
+constexpr auto kHangUpCheck = std::chrono::seconds(1);
+// A client that takes no bytes for this long is cut off rather than holding a thread forever.
+constexpr int kStreamSendTimeoutSeconds = 30;
+
+bool client_hung_up(int fd) {
+  pollfd check{fd, POLLRDHUP, 0};
+  return ::poll(&check, 1, 0) > 0 && (check.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
 
 void send_raw(int fd, std::string_view data) {
   while (!data.empty()) {
@@ -125,6 +141,7 @@ Api::Api(Supervisor& supervisor) : supervisor_(supervisor), started_(monotonic_s
        }},
       {"GET", "/v1/domains/{dom}/console",
        [this](const HttpRequest& request, const auto& p) { return console(request, p[0]); }},
+      {"GET", "/v1/events", [this](const HttpRequest& request, const auto&) { return events(request); }},
   };
 }
 
@@ -174,6 +191,7 @@ json Api::host() const {
           {"free_memory_mib", meminfo_mib("MemAvailable")},
           {"kvm", kvm_kind()},
           {"domains", supervisor_.domain_count()},
+          {"event_readers", supervisor_.events().reader_count()},
           {"daemon_pid", ::getpid()},
           {"daemon_uptime_s", monotonic_seconds() - started_}};
 }
@@ -217,6 +235,54 @@ HttpReply Api::console(const HttpRequest& request, const std::string& dom) const
     return reply;
   }
   reply.body = hub->recent();
+  return reply;
+}
+
+HttpReply Api::events(const HttpRequest& request) const {
+  // ?domain=NAME|ID: only that domain's events (by name, old name on a rename, or id); the
+  // domain need not exist yet, so a reader can wait for one being created.
+  EventBus::Filter wanted;
+  if (auto it = request.query.find("domain"); it != request.query.end()) {
+    if (it->second.empty()) throw Error("events: ?domain= needs a domain name or id");
+    wanted = [domain = it->second](const json& event) {
+      return event.value("name", "") == domain || event.value("old_name", "") == domain ||
+             (event.contains("id") && event["id"].dump() == domain);
+    };
+  }
+  EventBus& bus = supervisor_.events();
+  // Subscribed before the headers go out: a client that has them misses nothing after.
+  // Unsubscribed when the stream ends, or when the reply is dropped unsent.
+  struct Reader {
+    Reader(EventBus& events, EventBus::Filter wanted) : bus(events), subscription(events.subscribe(std::move(wanted))) {}
+    ~Reader() { bus.unsubscribe(subscription); }
+    Reader(const Reader&) = delete;
+    Reader& operator=(const Reader&) = delete;
+    EventBus& bus;
+    std::shared_ptr<EventBus::Subscription> subscription;
+  };
+  auto reader = std::make_shared<Reader>(bus, std::move(wanted));
+  HttpReply reply;
+  reply.content_type = "text/event-stream";
+  reply.stream = [reader](int fd) {
+    EventBus::Subscription& subscription = *reader->subscription;
+    const timeval send_timeout{kStreamSendTimeoutSeconds, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout));
+    bool open = write_chunk(fd, sse_comment("kdomd events"));
+    auto last_write = std::chrono::steady_clock::now();
+    while (open) {
+      json event;
+      const auto next = subscription.next(event, kHangUpCheck);
+      if (next == EventBus::Subscription::Next::kEnded) break;
+      if (next == EventBus::Subscription::Next::kTimeout) {
+        if (client_hung_up(fd)) break;
+        if (std::chrono::steady_clock::now() - last_write < kEventKeepAlive) continue;
+        open = write_chunk(fd, sse_comment("keep-alive"));
+      } else {
+        open = write_chunk(fd, sse_message(event["event"].get<std::string>(), event.dump(), event["seq"].get<uint64_t>()));
+      }
+      last_write = std::chrono::steady_clock::now();
+    }
+  };
   return reply;
 }
 

@@ -26,6 +26,7 @@ class Api {
  private:
   nlohmann::json host() const;
   HttpReply console(const HttpRequest& request, const std::string& dom) const;
+  HttpReply events(const HttpRequest& request) const;
 
   Supervisor& supervisor_;
   std::vector<Route> routes_;

@@ -95,6 +95,7 @@ int serve(const Options& options, int ready_fd) {
   kdom::log_line(std::string("kdomd: stopped by SIG") + sigabbrev_np(signal_number) + "; " +
                  std::to_string(supervisor.domain_count()) + " domain(s) keep running");
   sd_notify(0, "STOPPING=1");
+  supervisor.events().close();  // event streams end now, not when their clients go
   server.stop();
   ::unlink(options.socket.c_str());
   std::cerr.flush();

@@ -239,6 +239,7 @@ json Supervisor::create(const config::DomainConfig& requested, bool paused) {
   record.config = config::to_json(config);
   record.state = "starting";
   registry_.add(record);  // intent first: whoever lists the host meanwhile sees it starting
+  publish("created", record.id, record.name);
 
   auto runtime = std::make_shared<Runtime>();
   runtime->id = record.id;
@@ -358,7 +359,7 @@ void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool pa
   }
   listen_to_events(runtime, record.name);
   if (paused) control(runtime, {{"op", "pause"}});
-  registry_.set_state(runtime.id, paused ? "paused" : "running");
+  change_state(runtime.id, paused ? "paused" : "running");
   watch(runtime);
 }
 
@@ -396,15 +397,23 @@ void Supervisor::on_domain_event(uint32_t id, const json& event) {
   } else if (*name == "balloon-target-reached") {
     const auto actual = event.find("actual_mib");
     if (actual == event.end() || !actual->is_number_unsigned()) return;
-    std::lock_guard lock(mutex_);
-    runtime->balloon_mib = actual->get<uint64_t>();
+    {
+      std::lock_guard lock(mutex_);
+      runtime->balloon_mib = actual->get<uint64_t>();
+    }
+    if (const auto record = registry_.find(id)) {
+      const uint64_t memory = record->config.value("memory_mib", uint64_t{0});
+      const uint64_t balloon = actual->get<uint64_t>();
+      publish("balloon-target-reached", id, record->name,
+              {{"actual_mib", memory > balloon ? memory - balloon : 0},
+               {"target_mib", record->target_mib ? record->target_mib : memory}});
+    }
   } else if (*name == "paused" || *name == "unpaused") {
     // Confirms what pause and unpause recorded, and records a pause made by someone else on
     // the control socket. Settling reads every event before it changes the state.
     const std::string state = *name == "paused" ? "paused" : "running";
     const auto record = registry_.find(id);
-    if (record && (record->state == "running" || record->state == "paused") && record->state != state)
-      registry_.set_state(id, state);
+    if (record && (record->state == "running" || record->state == "paused")) change_state(id, state);
   } else if (*name == "overflow") {
     log_line("domain " + std::to_string(id) + ": kdomd fell behind its VMM's events: " + event.value("message", ""));
   }
@@ -512,6 +521,8 @@ void Supervisor::settle(Runtime& runtime, const std::string& reason, const std::
     action = config.on_reboot;
     stopped_state = "shutdown";
   }
+  publish(stopped_state, runtime.id, record.name,
+          {{"reason", reason}, {"message", message}, {"action", config::lifecycle_action_name(action)}});
   auto finish = [&] {
     std::lock_guard lock(mutex_);
     ++runtime.process_ends;
@@ -524,6 +535,10 @@ void Supervisor::settle(Runtime& runtime, const std::string& reason, const std::
       registry_.set_last_exit(runtime.id, message + "; not restarted: it stopped " + std::to_string(kMaxRestarts) +
                                               " times within " + std::to_string(kRestartWindowSeconds) + " s");
       registry_.set_state(runtime.id, "crashed");
+      publish("crashed", runtime.id, record.name,
+                   {{"reason", "restart-limit"},
+                    {"message", "not restarted: it stopped " + std::to_string(kMaxRestarts) + " times within " +
+                                    std::to_string(kRestartWindowSeconds) + " s"}});
       finish();
       return;
     }
@@ -541,6 +556,7 @@ void Supervisor::settle(Runtime& runtime, const std::string& reason, const std::
     case config::LifecycleAction::kRenameRestart: {
       // As xl: the stopped domain stays, under a new name; a new one starts with the old name.
       registry_.rename(runtime.id, record.name + "--" + std::to_string(runtime.id));
+      publish("renamed", runtime.id, record.name + "--" + std::to_string(runtime.id), {{"old_name", record.name}});
       registry_.set_state(runtime.id, stopped_state);
       clean_run_dir(runtime.run_dir);
       finish();
@@ -556,8 +572,8 @@ void Supervisor::settle(Runtime& runtime, const std::string& reason, const std::
         registry_.set_state(runtime.id, "starting");
         start_vmm(runtime, record, false);
       } catch (const std::exception& error) {
-        registry_.set_state(runtime.id, "crashed");
         registry_.set_last_exit(runtime.id, std::string("restart failed: ") + error.what());
+        change_state(runtime.id, "crashed", {{"reason", "restart-failed"}, {"message", error.what()}});
       }
       finish();
       return;
@@ -584,6 +600,7 @@ void Supervisor::remove_domain(Runtime& runtime) {
   std::error_code ignored;
   fs::remove_all(runtime.run_dir, ignored);
   try {
+    if (auto record = registry_.find(runtime.id)) publish("destroyed", runtime.id, record->name);
     registry_.remove(runtime.id);
   } catch (const std::exception& error) {
     log_line(std::string("supervisor: ") + error.what());
@@ -601,6 +618,20 @@ bool Supervisor::wait_for_end(Runtime& runtime, uint64_t ends, uint32_t seconds)
 
 json Supervisor::control(Runtime& runtime, const json& request) {
   return vmm::control_request(runtime.run_dir + "/control.sock", request);
+}
+
+void Supervisor::change_state(uint32_t id, const std::string& state, json details) {
+  std::lock_guard lock(state_mutex_);
+  const auto record = registry_.find(id);
+  if (!record) return;
+  registry_.set_state(id, state);
+  if (record->state != state) publish(state, id, record->name, std::move(details));
+}
+
+void Supervisor::publish(const std::string& event, uint32_t id, const std::string& name, json details) {
+  details["id"] = id;
+  details["name"] = name;
+  events_.publish(event, std::move(details));
 }
 
 uint32_t Supervisor::destroy(const std::string& dom) {
@@ -630,7 +661,7 @@ json Supervisor::pause(const std::string& dom) {
   std::lock_guard operation(runtime->operation);
   require_live_vmm(dom, record_of(runtime->id).state, "running");
   control(*runtime, {{"op", "pause"}});
-  registry_.set_state(runtime->id, "paused");
+  change_state(runtime->id, "paused");
   return describe(record_of(runtime->id));
 }
 
@@ -639,7 +670,7 @@ json Supervisor::unpause(const std::string& dom) {
   std::lock_guard operation(runtime->operation);
   require_live_vmm(dom, record_of(runtime->id).state, "paused");
   control(*runtime, {{"op", "unpause"}});
-  registry_.set_state(runtime->id, "running");
+  change_state(runtime->id, "running");
   return describe(record_of(runtime->id));
 }
 
@@ -691,6 +722,7 @@ json Supervisor::rename(const std::string& dom, const std::string& new_name) {
   config::validate(config);  // the name's syntax
   registry_.rename(runtime->id, new_name);
   registry_.set_config(runtime->id, config::to_json(config));
+  publish("renamed", runtime->id, new_name, {{"old_name", record.name}});
   std::shared_ptr<ConsoleHub> console;
   {
     std::lock_guard lock(mutex_);

@@ -6,7 +6,8 @@
 // meanwhile. Every change is recorded in the registry before or as it happens. It listens to
 // each running VMM's events (VmmEvents): why it is stopping (preferred to the exit file, which
 // stays for a VMM that ended while no daemon listened), the balloon reaching its target (the
-// domain's actual memory), pauses made by others.
+// domain's actual memory), pauses made by others. Every change it makes or learns of is
+// published on its EventBus (GET /v1/events).
 #pragma once
 
 #include <sys/types.h>
@@ -25,6 +26,7 @@
 #include "base/unique_fd.h"
 #include "config/domain_config.h"
 #include "toolstack/console_hub.h"
+#include "toolstack/event_bus.h"
 #include "toolstack/registry.h"
 #include "toolstack/vmm_events.h"
 #include "vmm/vm_config.h"
@@ -82,6 +84,7 @@ class Supervisor {
   nlohmann::json mem_set(const std::string& dom, uint64_t memory_mib);
   std::shared_ptr<ConsoleHub> console(const std::string& dom);
   size_t domain_count();
+  EventBus& events() { return events_; }
 
  private:
   struct Runtime {
@@ -127,10 +130,17 @@ class Supervisor {
   // Blocks until the runtime's process_ends passes `ends` or `seconds` pass; true if it did.
   bool wait_for_end(Runtime& runtime, uint64_t ends, uint32_t seconds);
   nlohmann::json control(Runtime& runtime, const nlohmann::json& request);
+  // Records the domain's new state; when it differs from the old one, the event readers are
+  // told (the event is the state's name, with `details`).
+  void change_state(uint32_t id, const std::string& state, nlohmann::json details = nlohmann::json::object());
+  void publish(const std::string& event, uint32_t id, const std::string& name,
+               nlohmann::json details = nlohmann::json::object());
   std::string log_path(const std::string& name) const;
 
   Registry& registry_;
   const DaemonPaths paths_;
+  EventBus events_;
+  std::mutex state_mutex_;  // change_state's read, write and publish as one step
   std::mutex mutex_;  // runtimes_ and every Runtime's fields but `operation`
   std::condition_variable changed_;
   std::map<uint32_t, std::shared_ptr<Runtime>> runtimes_;

@@ -124,7 +124,10 @@ TEST(ApiClient, StreamGetHandsOverChunksAsTheyCome) {
   });
   std::vector<std::string> pieces;
   ApiClient(server.path()).stream_get("/v1/domains/web/console?follow=1",
-                                      [&](std::string_view data) { pieces.emplace_back(data); });
+                                      [&](std::string_view data) {
+                                        pieces.emplace_back(data);
+                                        return true;
+                                      });
   std::string all;
   for (const auto& piece : pieces) all += piece;
   EXPECT_EQ(all, "hello world");
@@ -136,7 +139,7 @@ TEST(ApiClient, StreamGetErrorStatusThrowsItsLine) {
   FakeKdomd server([](const RecordedRequest&) { return CannedReply{404, R"({"error": "unknown domain 'nope'"})"}; });
   bool called = false;
   EXPECT_EQ(error_of([&] {
-              ApiClient(server.path()).stream_get("/v1/domains/nope/console?follow=1", [&](std::string_view) { called = true; });
+              ApiClient(server.path()).stream_get("/v1/domains/nope/console?follow=1", [&](std::string_view) { return called = true; });
             }),
             "unknown domain 'nope'");
   EXPECT_FALSE(called);

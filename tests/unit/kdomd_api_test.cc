@@ -1,6 +1,7 @@
 // kdomd's API and supervisor without KVM: the routes against docs/openapi.json, error statuses,
 // and the supervisor's process handling with a fake VMM (a script that says it is ready and
-// waits, or one that fails at once); the HTTP server itself over a real Unix socket.
+// waits, or one that fails at once); the events the supervisor publishes; the HTTP server
+// itself over a real Unix socket, with an event stream whose reader is stuck.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -16,7 +17,10 @@
 #include <set>
 #include <thread>
 
+#include "base/sse.h"
+#include "cli/api_client.h"
 #include "config/domain_config.h"
+#include "eventually.h"
 #include "toolstack/api.h"
 #include "toolstack/http_server.h"
 #include "toolstack/registry.h"
@@ -246,6 +250,96 @@ TEST_F(KdomdApiTest, AStoppedDomainRefusesWhatNeedsItsVmm) {
   EXPECT_EQ(call("DELETE", "/v1/domains/off2").status, 200u);
   EXPECT_EQ(call("DELETE", "/v1/domains/dead").status, 200u);
   EXPECT_TRUE(registry_->all().empty());
+}
+
+// Every lifecycle change the supervisor makes or learns of reaches an event reader, in order.
+TEST_F(KdomdApiTest, TheSupervisorPublishesEveryLifecycleChange) {
+  auto reader = supervisor_->events().subscribe();
+  ASSERT_EQ(call("POST", "/v1/domains", config("web").dump()).status, 201u);
+  json dies = config("dies");
+  dies["on_crash"] = "preserve";
+  ASSERT_EQ(call("POST", "/v1/domains", dies.dump()).status, 201u);
+  ASSERT_EQ(call("POST", "/v1/domains/web/rename", json{{"name", "www"}}.dump()).status, 200u);
+  ::kill(json::parse(call("GET", "/v1/domains/dies").body)["pid"].get<int>(), SIGKILL);
+  ASSERT_TRUE(eventually([&] { return json::parse(call("GET", "/v1/domains/dies").body)["state"] == "crashed"; }));
+  ASSERT_EQ(call("DELETE", "/v1/domains/www").status, 200u);
+  std::vector<json> events;
+  for (json event; reader->next(event, std::chrono::milliseconds(0)) == EventBus::Subscription::Next::kEvent;)
+    events.push_back(event);
+  std::vector<std::string> seen;
+  for (const json& event : events) seen.push_back(event["event"].get<std::string>() + " " + event["name"].get<std::string>());
+  EXPECT_EQ(seen, (std::vector<std::string>{"created web", "running web", "created dies", "running dies", "renamed www",
+                                            "crashed dies", "destroyed www"}));
+  ASSERT_EQ(events.size(), 7u);
+  EXPECT_EQ(events[4]["old_name"], "web");
+  EXPECT_EQ(events[5]["reason"], "crash");
+  EXPECT_EQ(events[5]["action"], "preserve");
+  EXPECT_NE(events[5]["message"].get<std::string>().find("SIGKILL"), std::string::npos) << events[5];
+  for (size_t i = 1; i < events.size(); ++i) EXPECT_EQ(events[i]["seq"].get<uint64_t>(), events[0]["seq"].get<uint64_t>() + i);
+  EXPECT_EQ(events[0]["id"], events[1]["id"]);
+}
+
+// GET /v1/events through the real server: a reader that never reads holds up neither the
+// publisher nor another reader, and when it finally reads it finds what it got, then why it
+// was dropped.
+TEST_F(KdomdApiTest, AnEventStreamWithAStuckReaderHoldsUpNobody) {
+  HttpServer server([this](const HttpRequest& request) { return api_->handle(request); });
+  const std::string socket = dir_ + "/kdomd.sock";
+  server.serve(listen_unix(socket, 0600, -1), "");
+  const auto readers = [&] { return json::parse(call("GET", "/v1/host").body)["event_readers"].get<size_t>(); };
+
+  const int stuck = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  const int small = 4096;
+  ::setsockopt(stuck, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, socket.c_str(), sizeof(address.sun_path) - 1);
+  ASSERT_EQ(::connect(stuck, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  const std::string request = "GET /v1/events HTTP/1.1\r\nHost: kdomd\r\n\r\n";
+  ASSERT_EQ(::send(stuck, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  ASSERT_TRUE(eventually([&] { return readers() == 1; }));
+
+  constexpr uint64_t kEvents = 3 * EventBus::kQueueLimit;
+  std::vector<uint64_t> received;
+  std::thread reading([&] {
+    SseParser parser;
+    cli::ApiClient(socket).stream_get("/v1/events?domain=7", [&](std::string_view data) {
+      parser.feed(data, [&](const SseMessage& message) {
+        EXPECT_EQ(message.event, "paused");
+        received.push_back(json::parse(message.data)["seq"].get<uint64_t>());
+      });
+      return received.size() < kEvents;
+    });
+  });
+  ASSERT_TRUE(eventually([&] { return readers() == 2; }));
+  // In bursts the reading client keeps up with (half its queue), more in all than the stuck one
+  // has room for.
+  constexpr uint64_t kBurst = EventBus::kQueueLimit / 2;
+  for (uint64_t burst = 0; burst < kEvents / kBurst; ++burst) {
+    const auto started = std::chrono::steady_clock::now();
+    for (uint64_t i = 0; i < kBurst; ++i) {
+      supervisor_->events().publish("paused", {{"id", 7}, {"name", "seven"}});
+      supervisor_->events().publish("paused", {{"id", 8}, {"name", "eight"}});  // not for ?domain=7
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2)) << "publishing waited for a reader";
+    EXPECT_TRUE(eventually([&] { return received.size() >= (burst + 1) * kBurst; })) << received.size();
+  }
+  reading.join();
+  ASSERT_EQ(received.size(), kEvents);
+  for (size_t i = 1; i < received.size(); ++i) ASSERT_EQ(received[i], received[i - 1] + 2) << "at " << i;
+  EXPECT_TRUE(eventually([&] { return readers() == 0; }));
+
+  std::string got;
+  char buffer[65536];
+  for (ssize_t n; (n = ::recv(stuck, buffer, sizeof(buffer), 0)) > 0;) got.append(buffer, static_cast<size_t>(n));
+  ::close(stuck);
+  EXPECT_NE(got.find("200 OK"), std::string::npos);
+  EXPECT_NE(got.find("text/event-stream"), std::string::npos);
+  const size_t overflow = got.find("event: overflow");
+  ASSERT_NE(overflow, std::string::npos) << got.substr(0, 300);
+  EXPECT_EQ(got.find("event: paused", overflow), std::string::npos) << "nothing after the overflow";
+  EXPECT_NE(got.find("fell " + std::to_string(EventBus::kQueueLimit) + " events behind"), std::string::npos);
+  server.stop();
 }
 
 // A raw HTTP exchange over a Unix socket: what a client that is not kdom's own may send.
