@@ -233,7 +233,7 @@ int info_verb(const std::vector<std::string>& args, const ApiClient& client, XlI
       {"host", "hostname"},           {"release", "kernel"},         {"nr_cpus", "nr_cpus"},
       {"total_memory", "total_memory_mib"}, {"free_memory", "free_memory_mib"}, {"kvm", "kvm"},
       {"nr_domains", "domains"},       {"kdom_version", "kdom_version"}, {"kdomd_pid", "daemon_pid"},
-      {"kdomd_uptime", "daemon_uptime_s"},
+      {"kdomd_uptime", "daemon_uptime_s"}, {"event_readers", "event_readers"},
   };
   for (const auto& [name, key] : kLines)
     if (host.is_object() && host.contains(key)) io.out << printf_text("%-23s: ", name) << info_value_text(host.at(key)) << "\n";

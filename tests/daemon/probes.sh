@@ -5,7 +5,7 @@
 # settled by its on_crash action, a guest's poweroff and reboot settled by on_poweroff /
 # on_reboot, kdomd killed with -9 and restarted (every domain found again and controllable,
 # its console log continuing, its events listened to again), racing clients, and nothing left
-# behind at the end.
+# behind at the end. `kdom events` follows it all: each domain's lifecycle, in order.
 #   probes.sh KDOM KDOMD IDLE_PROBE_ELF TICKER_PROBE_ELF
 set -uo pipefail
 kdom=$1
@@ -37,6 +37,23 @@ ticks_above() { [ "$(ticks_of "$1")" -gt "$2" ]; }
 
 start_daemon || exit 1
 
+# Every lifecycle change as it happens: `kdom events` follows from before the first create.
+event_readers() { "$kdom" info | awk '$1 == "event_readers" {print $3}'; }
+readers_are() { [ "$(event_readers)" = "$1" ]; }
+"$kdom" events --json >"$work/events.jsonl" 2>"$work/events.err" &
+events_pid=$!
+check events-following "kdom events is subscribed (kdom info: event_readers 1)" -- wait_for 30 readers_are 1
+"$kdom" events --domain tick --count 3 >"$work/tick-events.txt" 2>&1 &
+tick_events_pid=$!
+wait_for 30 readers_are 2
+# events_in_order NAME EVENT...: NAME's events in events.jsonl include these, in this order.
+events_in_order() {
+  local name=$1
+  shift
+  grep "\"name\":\"$name\"" "$work/events.jsonl" | grep -o '"event":"[a-z-]*"' | cut -d'"' -f4 |
+    awk -v want="$*" 'BEGIN { n = split(want, w, " "); i = 1 } $0 == w[i] { i++ } END { exit !(i > n) }'
+}
+
 # 20 domains created by 20 clients at once.
 creates=()
 for i in $(seq 1 20); do
@@ -54,6 +71,18 @@ check domain-0 "the host is listed as Domain-0 with id 0" -- \
   bash -c "'$kdom' list | awk '\$1 == \"Domain-0\" && \$2 == 0' | grep -q ."
 check domid "domid idle7 is the id list shows" -- \
   [ "$("$kdom" domid idle7)" = "$("$kdom" list idle7 | awk '$1 == "idle7" {print $2}')" ]
+
+# 20 domains paused and unpaused at once: each one's events say so, in order.
+all_idle_are() { [ "$("$kdom" list | awk -v s="$1" '$1 ~ /^idle/ && $5 == s' | wc -l)" -eq 20 ]; }
+for i in $(seq 1 20); do "$kdom" pause "idle$i" >/dev/null 2>&1 & done
+wait_for 60 all_idle_are "--p---"
+for i in $(seq 1 20); do "$kdom" unpause "idle$i" >/dev/null 2>&1 & done
+wait_for 60 all_idle_are "r-----"
+in_order=0
+for i in $(seq 1 20); do
+  events_in_order "idle$i" created running paused running && in_order=$((in_order + 1))
+done
+check events-lifecycle "kdom events: created, running, paused, running for $in_order of 20 domains" -- [ "$in_order" -eq 20 ]
 
 # Pause stops the guest's ticks; unpause lets them go on.
 "$kdom" create "$(cfg tick "$ticker" 'extra = "period_ms=50"')" >/dev/null 2>&1
@@ -125,12 +154,34 @@ racer_ok() {  # every VMM process belongs to a listed, running or paused domain
 check destroy-during-create "racer is either running or gone, nothing half-made" -- racer_ok
 "$kdom" destroy racer >/dev/null 2>&1
 
+# What the events said of the crashes, the poweroff, the reboots and the rename.
+check events-crashed "kdom events: victim crashed (reason crash, action preserve)" -- \
+  grep -q '"action":"preserve".*"event":"crashed".*"name":"victim".*"reason":"crash"' "$work/events.jsonl"
+check events-crash-destroyed "kdom events: victim2 crashed, then destroyed" -- events_in_order victim2 created running crashed destroyed
+check events-poweroff "kdom events: off shut down (reason poweroff), then destroyed" -- \
+  bash -c "grep '\"name\":\"off\"' '$work/events.jsonl' | grep '\"event\":\"shutdown\"' | grep -q '\"reason\":\"poweroff\"' &&
+           grep '\"name\":\"off\"' '$work/events.jsonl' | grep -q '\"event\":\"destroyed\"'"
+check events-reboot "kdom events: boots shut down (reason reboot) and ran again, until the restart limit" -- \
+  events_in_order boots created running shutdown running crashed destroyed
+check events-renamed "kdom events: the rename race's winner renamed to twin" -- \
+  grep -q '"event":"renamed".*"name":"twin".*"old_name":"idle[12]"' "$work/events.jsonl"
+check events-seq "kdom events: seq numbers without a gap" -- \
+  bash -c "grep -o '\"seq\":[0-9]*' '$work/events.jsonl' | cut -d: -f2 | awk 'NR > 1 && \$1 != prev + 1 { exit 1 } { prev = \$1 }'"
+# exited PID: that child of this shell has ended (it may wait as a zombie until reaped).
+exited() { [ ! -e "/proc/$1" ] || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+check events-count-exits "kdom events --domain tick --count 3 exited after 3 events" -- wait_for 30 exited "$tick_events_pid"
+check events-domain-filter "... and printed tick's created, running, paused: $(awk '{printf "%s ", $3 "/" $4}' "$work/tick-events.txt")" -- \
+  bash -c "[ \$(wc -l <'$work/tick-events.txt') -eq 3 ] && ! grep -v ' tick ' '$work/tick-events.txt' &&
+           [ \"\$(awk '{printf \"%s \", \$4}' '$work/tick-events.txt')\" = 'created running paused ' ]"
+
 # kdomd killed with -9: its domains keep running; a new kdomd finds every one of them.
 before_count=$("$kdom" list | awk 'NR > 1 && $1 != "Domain-0"' | wc -l)
 tick_before=$(ticks_of tick)
 kill -9 "$daemon_pid"
 wait "$daemon_pid" 2>/dev/null
 daemon_pid=
+check events-end "kdom events ends when kdomd goes, saying so" -- wait_for 30 exited "$events_pid"
+check events-end-said "... on stderr: $(head -c 200 "$work/events.err")" -- grep -q "kdomd closed the connection while GET /v1/events" "$work/events.err"
 alive=$(pgrep -f -- "--config $work/run/domains/" | wc -l)
 check vmms-outlive-daemon "VMMs still running without kdomd: $alive" -- [ "$alive" -ge 10 ]
 start_daemon || exit 1
@@ -155,6 +206,10 @@ check died-while-down-said "kdomd said so" -- grep -q "'$gone'.*while kdomd was 
 check events-resubscribed "the restarted kdomd listens to the idle domains' events again" -- \
   bash -c "! grep \"'idle[0-9]*': no events from its VMM\" '$work/kdomd.log'"
 
+"$kdom" events --json >"$work/events2.jsonl" 2>&1 &
+events_pid=$!
+wait_for 30 readers_are 1
+
 # Destroy everything: no VMM process, no run directory, no socket left.
 destroys=()
 for name in $("$kdom" list | awk 'NR > 1 && $1 != "Domain-0" {print $1}'); do
@@ -168,6 +223,10 @@ procs=$(pgrep -f -- "--config $work/run/domains/" | wc -l)
 check no-processes "no VMM process left ($procs)" -- [ "$procs" -eq 0 ]
 dirs=$(find "$work/run/domains" -mindepth 1 -maxdepth 1 | wc -l)
 check no-run-dirs "no run directory left ($dirs)" -- [ "$dirs" -eq 0 ]
+destroyed_events() { [ "$(grep -c '"event":"destroyed"' "$work/events2.jsonl")" -ge "$1" ]; }
+check events-destroyed "kdom events after the restart: a destroyed event for each of the $before_count domains" -- \
+  wait_for 30 destroyed_events "$((before_count - 1))"
+kill "$events_pid" 2>/dev/null
 
 grep -h "triple fault" "$work/kdomd.log" | sed 's/^/NOTE (the test host'"'"'s emulation faults now and then): /'
 if [ "$failed" -gt 0 ]; then
