@@ -36,6 +36,14 @@ CREATE TABLE meta (
 INSERT INTO meta (key, value) VALUES ('next_domain_id', 1);
 )";
 
+constexpr const char* kStoreSchema = R"(
+CREATE TABLE store_nodes (
+  path TEXT PRIMARY KEY,
+  value BLOB NOT NULL,
+  permissions TEXT NOT NULL
+);
+)";
+
 constexpr const char* kDomainColumns =
     "SELECT id, name, uuid, config, state, start_time, pid, pid_start_ticks, last_exit, target_mib FROM domains";
 
@@ -239,6 +247,7 @@ void Registry::create_schema() {
   // Another kdomd may have set the file up between our look and our lock.
   if (inspect_file() == FileKind::CurrentRegistry) return;
   execute(db_, path_, kSchema);
+  execute(db_, path_, kStoreSchema);
   execute(db_, path_, ("PRAGMA application_id=" + std::to_string(kApplicationId)).c_str());
   execute(db_, path_, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
   transaction.commit();
@@ -256,6 +265,7 @@ void Registry::upgrade_schema() {
             "UPDATE domains SET target_mib = json_extract(config, '$.target_mib'), "
             "config = json_remove(config, '$.target_mib') WHERE json_type(config, '$.target_mib') IS NOT NULL");
   }
+  if (version <= 2) execute(db_, path_, kStoreSchema);
   execute(db_, path_, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
   transaction.commit();
 }
@@ -369,6 +379,27 @@ std::vector<DomainRecord> Registry::all() const {
   std::vector<DomainRecord> records;
   while (statement.step()) records.push_back(read_record(statement, path_));
   return records;
+}
+
+std::vector<StoredNode> Registry::store_nodes() const {
+  std::lock_guard lock(mutex_);
+  Statement statement(db_, path_, "SELECT path, value, permissions FROM store_nodes ORDER BY path");
+  std::vector<StoredNode> nodes;
+  while (statement.step()) nodes.push_back({statement.text(0), statement.text(1), statement.text(2)});
+  return nodes;
+}
+
+void Registry::store_apply(const std::vector<StoredNode>& written, const std::vector<std::string>& removed) {
+  std::lock_guard lock(mutex_);
+  Transaction transaction(db_, path_);
+  for (const std::string& path : removed) Statement(db_, path_, "DELETE FROM store_nodes WHERE path = ?").bind(1, path).run();
+  for (const StoredNode& node : written)
+    Statement(db_, path_, "INSERT OR REPLACE INTO store_nodes (path, value, permissions) VALUES (?, ?, ?)")
+        .bind(1, node.path)
+        .bind(2, node.value)
+        .bind(3, node.permissions)
+        .run();
+  transaction.commit();
 }
 
 }  // namespace kdom::toolstack

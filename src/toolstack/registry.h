@@ -1,6 +1,6 @@
 // Registry: kdomd's record of the domains on this host, in SQLite (WAL, schema version kept in
 // the file). It says which domains exist, their configs and states, and which VMM process runs
-// each, so a restarted daemon can find every domain again. Domain ids are allocated from a
+// each, so a restarted daemon can find every domain again; it also keeps the store's nodes. Domain ids are allocated from a
 // counter kept in the database: never reused, across daemon restarts too.
 #pragma once
 
@@ -37,10 +37,16 @@ struct DomainRecord {
   uint64_t target_mib = 0;  // the memory target mem-set gave, 0 when none (all its memory)
 };
 
+// One node of the store (toolstack/store.h) as the registry keeps it.
+struct StoredNode {
+  std::string path, value, permissions;
+};
+
 class Registry {
  public:
-  // 2: target_mib has a column (1 kept it in the config JSON); older files are upgraded on open.
-  static constexpr int kSchemaVersion = 2;
+  // 2: target_mib has a column (1 kept it in the config JSON); 3: the store's nodes. Older
+  // files are upgraded on open.
+  static constexpr int kSchemaVersion = 3;
 
   // Opens or creates DIR/registry.db (DIR is created if missing). Throws Error naming the file
   // when it cannot be opened, is not a kdom registry, or has a newer schema than this kdomd's.
@@ -64,6 +70,10 @@ class Registry {
   std::optional<DomainRecord> find(uint32_t id) const;
   std::optional<DomainRecord> find_by_name(const std::string& name) const;
   std::vector<DomainRecord> all() const;  // by id
+
+  std::vector<StoredNode> store_nodes() const;
+  // Writes and removes the store's nodes in one transaction.
+  void store_apply(const std::vector<StoredNode>& written, const std::vector<std::string>& removed);
 
  private:
   // Checks what kind of file db_ is; NewFile means an empty database this kdomd may set up.
