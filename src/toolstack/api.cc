@@ -84,6 +84,73 @@ bool client_hung_up(int fd) {
   return ::poll(&check, 1, 0) > 0 && (check.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
+// A reply that streams `subscription`'s events as server-sent events, `first` before them,
+// until the subscription ends or the client goes; `release` runs once it is over, or when the
+// reply is dropped unsent.
+HttpReply event_stream(std::shared_ptr<EventBus::Subscription> subscription, std::function<void()> release,
+                       std::string first) {
+  struct Reader {
+    Reader(std::shared_ptr<EventBus::Subscription> events, std::function<void()> on_end)
+        : subscription(std::move(events)), release(std::move(on_end)) {}
+    ~Reader() { release(); }
+    Reader(const Reader&) = delete;
+    Reader& operator=(const Reader&) = delete;
+    std::shared_ptr<EventBus::Subscription> subscription;
+    std::function<void()> release;
+  };
+  auto reader = std::make_shared<Reader>(std::move(subscription), std::move(release));
+  HttpReply reply;
+  reply.content_type = "text/event-stream";
+  reply.stream = [reader, first = std::move(first)](int fd) {
+    EventBus::Subscription& subscription = *reader->subscription;
+    const timeval send_timeout{kStreamSendTimeoutSeconds, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout));
+    bool open = write_chunk(fd, first);
+    auto last_write = std::chrono::steady_clock::now();
+    while (open) {
+      json event;
+      const auto next = subscription.next(event, kHangUpCheck);
+      if (next == EventBus::Subscription::Next::kEnded) break;
+      if (next == EventBus::Subscription::Next::kTimeout) {
+        if (client_hung_up(fd)) break;
+        if (std::chrono::steady_clock::now() - last_write < kEventKeepAlive) continue;
+        open = write_chunk(fd, sse_comment("keep-alive"));
+      } else {
+        open = write_chunk(fd, sse_message(event["event"].get<std::string>(), event.dump(), event["seq"].get<uint64_t>()));
+      }
+      last_write = std::chrono::steady_clock::now();
+    }
+  };
+  return reply;
+}
+
+// The store path a request names (?path=P).
+std::string query_path(const HttpRequest& request) {
+  auto it = request.query.find("path");
+  if (it == request.query.end() || it->second.empty()) throw Error("the store requests need ?path=PATH");
+  if (it->second.front() != '/') throw Error("store path '" + it->second.substr(0, 100) + "' is not absolute (it starts with /)");
+  return it->second;
+}
+
+// The transaction a request is part of (?transaction=N or "transaction" in its body), 0 if none.
+uint64_t transaction_of(const HttpRequest& request, const json& body) {
+  if (body.contains("transaction")) {
+    if (!body["transaction"].is_number_unsigned()) throw Error("\"transaction\" must be a transaction id");
+    return body["transaction"].get<uint64_t>();
+  }
+  auto it = request.query.find("transaction");
+  if (it == request.query.end()) return 0;
+  if (it->second.empty() || it->second.size() > 19 || it->second.find_first_not_of("0123456789") != std::string::npos)
+    throw Error("?transaction= must be a transaction id");
+  return std::stoull(it->second);
+}
+
+uint64_t transaction_id(const std::string& text) {
+  if (text.empty() || text.size() > 19 || text.find_first_not_of("0123456789") != std::string::npos)
+    throw StoreMissingError("no store transaction '" + text + "'");
+  return std::stoull(text);
+}
+
 void send_raw(int fd, std::string_view data) {
   while (!data.empty()) {
     ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
@@ -95,7 +162,7 @@ void send_raw(int fd, std::string_view data) {
 
 }  // namespace
 
-Api::Api(Supervisor& supervisor) : supervisor_(supervisor), started_(monotonic_seconds()) {
+Api::Api(Supervisor& supervisor, Store& store) : supervisor_(supervisor), store_(store), started_(monotonic_seconds()) {
   auto& s = supervisor_;
   routes_ = {
       {"GET", "/v1/host", [this](const HttpRequest&, const auto&) { return HttpReply::json(200, host()); }},
@@ -142,6 +209,56 @@ Api::Api(Supervisor& supervisor) : supervisor_(supervisor), started_(monotonic_s
       {"GET", "/v1/domains/{dom}/console",
        [this](const HttpRequest& request, const auto& p) { return console(request, p[0]); }},
       {"GET", "/v1/events", [this](const HttpRequest& request, const auto&) { return events(request); }},
+      {"GET", "/v1/store",
+       [this](const HttpRequest& request, const auto&) {
+         const std::string path = Store::canonical(Store::kHost, query_path(request));
+         const uint64_t transaction = transaction_of(request, json::object());
+         const auto value = store_.read(Store::kHost, path, transaction);
+         if (!value) throw StoreMissingError("no store node " + path);
+         return HttpReply::json(200, {{"path", path},
+                                      {"value", *value},
+                                      {"children", store_.children(Store::kHost, path, transaction)},
+                                      {"permissions", store_.permissions(Store::kHost, path, transaction).text()}});
+       }},
+      {"PUT", "/v1/store",
+       [this](const HttpRequest& request, const auto&) {
+         const json body = body_object(request);
+         const std::string path = Store::canonical(Store::kHost, query_path(request));
+         if (!body.contains("value") && !body.contains("permissions"))
+           throw Error("a store write needs \"value\" (a string), \"permissions\" (as \"n0 r5\") or both");
+         const uint64_t transaction = transaction_of(request, body);
+         // Everything is checked before anything is written.
+         if (body.contains("value") && !body["value"].is_string()) throw Error("\"value\" must be a string");
+         std::optional<StorePermissions> permissions;
+         if (body.contains("permissions")) {
+           if (!body["permissions"].is_string()) throw Error("\"permissions\" must be a string such as \"n0 r5\"");
+           permissions = StorePermissions::parse(body["permissions"].get<std::string>());
+         }
+         if (body.contains("value")) store_.write(Store::kHost, path, body["value"].get<std::string>(), transaction);
+         if (permissions) store_.set_permissions(Store::kHost, path, *permissions, transaction);
+         return HttpReply::json(200, {{"path", path}});
+       }},
+      {"DELETE", "/v1/store",
+       [this](const HttpRequest& request, const auto&) {
+         const std::string path = Store::canonical(Store::kHost, query_path(request));
+         store_.remove(Store::kHost, path, transaction_of(request, json::object()));
+         return HttpReply::json(200, {{"path", path}});
+       }},
+      {"GET", "/v1/store/watch", [this](const HttpRequest& request, const auto&) { return store_watch(request); }},
+      {"POST", "/v1/store/transactions",
+       [this](const HttpRequest&, const auto&) {
+         return HttpReply::json(201, {{"transaction", store_.begin(Store::kHost)}});
+       }},
+      {"POST", "/v1/store/transactions/{id}/commit",
+       [this](const HttpRequest&, const auto& p) {
+         store_.commit(Store::kHost, transaction_id(p[0]));
+         return HttpReply::json(200, {{"transaction", transaction_id(p[0])}, {"committed", true}});
+       }},
+      {"DELETE", "/v1/store/transactions/{id}",
+       [this](const HttpRequest&, const auto& p) {
+         store_.abort(Store::kHost, transaction_id(p[0]));
+         return HttpReply::json(200, {{"transaction", transaction_id(p[0])}, {"committed", false}});
+       }},
   };
 }
 
@@ -166,6 +283,14 @@ HttpReply Api::handle(const HttpRequest& request) const {
       return route.handler(request, parameters);
     } catch (const NotFoundError& error) {
       return HttpReply::error(404, error.what());
+    } catch (const StoreMissingError& error) {
+      return HttpReply::error(404, error.what());
+    } catch (const StoreDeniedError& error) {
+      return HttpReply::error(403, error.what());
+    } catch (const StoreQuotaError& error) {
+      return HttpReply::error(413, error.what());
+    } catch (const StoreConflictError& error) {
+      return HttpReply::error(409, error.what());
     } catch (const ConflictError& error) {
       return HttpReply::error(409, error.what());
     } catch (const TimeoutError& error) {
@@ -251,39 +376,17 @@ HttpReply Api::events(const HttpRequest& request) const {
   }
   EventBus& bus = supervisor_.events();
   // Subscribed before the headers go out: a client that has them misses nothing after.
-  // Unsubscribed when the stream ends, or when the reply is dropped unsent.
-  struct Reader {
-    Reader(EventBus& events, EventBus::Filter wanted) : bus(events), subscription(events.subscribe(std::move(wanted))) {}
-    ~Reader() { bus.unsubscribe(subscription); }
-    Reader(const Reader&) = delete;
-    Reader& operator=(const Reader&) = delete;
-    EventBus& bus;
-    std::shared_ptr<EventBus::Subscription> subscription;
-  };
-  auto reader = std::make_shared<Reader>(bus, std::move(wanted));
-  HttpReply reply;
-  reply.content_type = "text/event-stream";
-  reply.stream = [reader](int fd) {
-    EventBus::Subscription& subscription = *reader->subscription;
-    const timeval send_timeout{kStreamSendTimeoutSeconds, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout));
-    bool open = write_chunk(fd, sse_comment("kdomd events"));
-    auto last_write = std::chrono::steady_clock::now();
-    while (open) {
-      json event;
-      const auto next = subscription.next(event, kHangUpCheck);
-      if (next == EventBus::Subscription::Next::kEnded) break;
-      if (next == EventBus::Subscription::Next::kTimeout) {
-        if (client_hung_up(fd)) break;
-        if (std::chrono::steady_clock::now() - last_write < kEventKeepAlive) continue;
-        open = write_chunk(fd, sse_comment("keep-alive"));
-      } else {
-        open = write_chunk(fd, sse_message(event["event"].get<std::string>(), event.dump(), event["seq"].get<uint64_t>()));
-      }
-      last_write = std::chrono::steady_clock::now();
-    }
-  };
-  return reply;
+  auto subscription = bus.subscribe(std::move(wanted));
+  return event_stream(subscription, [&bus, subscription] { bus.unsubscribe(subscription); }, sse_comment("kdomd events"));
+}
+
+HttpReply Api::store_watch(const HttpRequest& request) const {
+  const std::string path = Store::canonical(Store::kHost, query_path(request));
+  auto subscription = store_.watch(Store::kHost, path);
+  Store& store = store_;
+  // As xenstore, a new watch fires once at once, with its own path.
+  const std::string first = sse_message("watch", json{{"event", "watch"}, {"path", path}}.dump());
+  return event_stream(subscription, [&store, subscription] { store.unwatch(Store::kHost, subscription); }, first);
 }
 
 }  // namespace kdom::toolstack

@@ -1,5 +1,5 @@
 // Api: kdomd's HTTP routes (/v1/...), each a small handler that checks the request and calls
-// the Supervisor. The table of routes is also what the test holds docs/openapi.json against.
+// the Supervisor or the Store. The table of routes is also what the test holds docs/openapi.json against.
 #pragma once
 
 #include <functional>
@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "toolstack/http_server.h"
+#include "toolstack/store.h"
 #include "toolstack/supervisor.h"
 
 namespace kdom::toolstack {
@@ -19,7 +20,7 @@ class Api {
     std::function<HttpReply(const HttpRequest&, const std::vector<std::string>& parameters)> handler;
   };
 
-  explicit Api(Supervisor& supervisor);
+  Api(Supervisor& supervisor, Store& store);
   HttpReply handle(const HttpRequest& request) const;
   const std::vector<Route>& routes() const { return routes_; }
 
@@ -27,8 +28,10 @@ class Api {
   nlohmann::json host() const;
   HttpReply console(const HttpRequest& request, const std::string& dom) const;
   HttpReply events(const HttpRequest& request) const;
+  HttpReply store_watch(const HttpRequest& request) const;
 
   Supervisor& supervisor_;
+  Store& store_;
   std::vector<Route> routes_;
   const double started_;
 };

@@ -69,9 +69,10 @@ int serve(const Options& options, int ready_fd) {
   Registry registry(options.state_dir);
   DaemonPaths paths{options.run_dir, options.log_dir, options.vmm.empty() ? default_vmm() : options.vmm};
   if (::access(paths.vmm_binary.c_str(), X_OK) != 0) throw kdom::Error("the VMM binary '" + paths.vmm_binary + "' is not executable (--vmm PATH)");
-  Supervisor supervisor(registry, paths);
+  Store store(store_nodes_from(registry), store_persistence_in(registry));
+  Supervisor supervisor(registry, store, paths);
   supervisor.recover();
-  Api api(supervisor);
+  Api api(supervisor, store);
   HttpServer server([&api](const HttpRequest& request) { return api.handle(request); });
   const group* kdom_group = ::getgrnam("kdom");
   std::filesystem::create_directories(std::filesystem::path(options.socket).parent_path());
@@ -95,7 +96,8 @@ int serve(const Options& options, int ready_fd) {
   kdom::log_line(std::string("kdomd: stopped by SIG") + sigabbrev_np(signal_number) + "; " +
                  std::to_string(supervisor.domain_count()) + " domain(s) keep running");
   sd_notify(0, "STOPPING=1");
-  supervisor.events().close();  // event streams end now, not when their clients go
+  supervisor.events().close();  // event streams and watches end now, not when their clients go
+  store.close_watches();
   server.stop();
   ::unlink(options.socket.c_str());
   std::cerr.flush();

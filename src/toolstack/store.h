@@ -122,6 +122,8 @@ class Store {
   // against the caller's watch quota until unwatch().
   std::shared_ptr<EventBus::Subscription> watch(uint32_t caller, const std::string& path);
   void unwatch(uint32_t caller, const std::shared_ptr<EventBus::Subscription>& subscription);
+  // Ends every watch (the daemon stops).
+  void close_watches() { changes_.close(); }
 
   // Nodes owned by `domain` (what its quota counts).
   size_t nodes_owned(uint32_t domain);

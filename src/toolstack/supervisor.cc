@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -139,8 +140,9 @@ vmm::VmConfig vm_config_for(const config::DomainConfig& config, const std::strin
   return vm;
 }
 
-Supervisor::Supervisor(Registry& registry, DaemonPaths paths)
+Supervisor::Supervisor(Registry& registry, Store& store, DaemonPaths paths)
     : registry_(registry),
+      store_(store),
       paths_(std::move(paths)),
       epoll_(check_syscall(epoll_create1(EPOLL_CLOEXEC), "epoll_create1")),
       wake_(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")),
@@ -240,6 +242,7 @@ json Supervisor::create(const config::DomainConfig& requested, bool paused) {
   record.state = "starting";
   registry_.add(record);  // intent first: whoever lists the host meanwhile sees it starting
   publish("created", record.id, record.name);
+  store_domain(record);
 
   auto runtime = std::make_shared<Runtime>();
   runtime->id = record.id;
@@ -600,7 +603,10 @@ void Supervisor::remove_domain(Runtime& runtime) {
   std::error_code ignored;
   fs::remove_all(runtime.run_dir, ignored);
   try {
-    if (auto record = registry_.find(runtime.id)) publish("destroyed", runtime.id, record->name);
+    if (auto record = registry_.find(runtime.id)) {
+      publish("destroyed", runtime.id, record->name);
+      store_forget(runtime.id, record->uuid);
+    }
     registry_.remove(runtime.id);
   } catch (const std::exception& error) {
     log_line(std::string("supervisor: ") + error.what());
@@ -625,7 +631,68 @@ void Supervisor::change_state(uint32_t id, const std::string& state, json detail
   const auto record = registry_.find(id);
   if (!record) return;
   registry_.set_state(id, state);
-  if (record->state != state) publish(state, id, record->name, std::move(details));
+  if (record->state == state) return;
+  store_write(id, "state", state);
+  publish(state, id, record->name, std::move(details));
+}
+
+void Supervisor::store_domain(const DomainRecord& record) {
+  const std::string id = std::to_string(record.id);
+  const std::string home = "/local/domain/" + id;
+  const config::DomainConfig config = config::domain_config_from_json(record.config);
+  try {
+    // Written by kdomd, read by the guest; its own keys go under data/ (as xenstore's).
+    const StorePermissions guest_reads = StorePermissions::parse("n0 r" + id);
+    std::vector<std::pair<std::string, std::string>> keys = {
+        {"name", record.name},
+        {"domid", id},
+        {"vm", "/vm/" + record.uuid},
+        {"state", record.state},
+        {"memory/static-max", std::to_string(config.memory_mib * 1024)},
+        {"memory/target", std::to_string((record.target_mib ? record.target_mib : config.memory_mib) * 1024)},
+        {"cpu/count", std::to_string(config.vcpus)},
+    };
+    for (size_t i = 0; i < config.disks.size(); ++i) {
+      const std::string device = "device/vbd/" + std::to_string(i) + "/";
+      keys.push_back({device + "target", config.disks[i].target});
+      keys.push_back({device + "vdev", config.disks[i].vdev});
+      keys.push_back({device + "mode", config.disks[i].read_only ? "r" : "w"});
+    }
+    for (size_t i = 0; i < config.vifs.size(); ++i) {
+      const std::string device = "device/vif/" + std::to_string(i) + "/";
+      keys.push_back({device + "mac", config.vifs[i].mac.value_or("")});
+      keys.push_back({device + "bridge", config.vifs[i].bridge});
+    }
+    store_.write(Store::kHost, home, "");
+    store_.set_permissions(Store::kHost, home, guest_reads);
+    for (const auto& [key, value] : keys) store_.write(Store::kHost, home + "/" + key, value);
+    store_.write(Store::kHost, home + "/data", "");
+    store_.set_permissions(Store::kHost, home + "/data", StorePermissions::parse("n" + id));
+    const std::string vm = "/vm/" + record.uuid;
+    store_.write(Store::kHost, vm + "/name", record.name);
+    store_.write(Store::kHost, vm + "/uuid", record.uuid);
+    store_.set_permissions(Store::kHost, vm, guest_reads);
+  } catch (const std::exception& error) {
+    log_line("domain " + id + " '" + record.name + "': cannot write its keys in the store: " + error.what());
+  }
+}
+
+void Supervisor::store_write(uint32_t id, const std::string& key, const std::string& value) {
+  try {
+    store_.write(Store::kHost, "/local/domain/" + std::to_string(id) + "/" + key, value);
+  } catch (const std::exception& error) {
+    log_line("domain " + std::to_string(id) + ": cannot write " + key + " in the store: " + error.what());
+  }
+}
+
+void Supervisor::store_forget(uint32_t id, const std::string& uuid) {
+  for (const std::string& path : {"/local/domain/" + std::to_string(id), "/vm/" + uuid}) {
+    try {
+      if (store_.read(Store::kHost, path)) store_.remove(Store::kHost, path);
+    } catch (const std::exception& error) {
+      log_line("domain " + std::to_string(id) + ": cannot remove " + path + " from the store: " + error.what());
+    }
+  }
 }
 
 void Supervisor::publish(const std::string& event, uint32_t id, const std::string& name, json details) {
@@ -723,6 +790,7 @@ json Supervisor::rename(const std::string& dom, const std::string& new_name) {
   registry_.rename(runtime->id, new_name);
   registry_.set_config(runtime->id, config::to_json(config));
   publish("renamed", runtime->id, new_name, {{"old_name", record.name}});
+  store_write(runtime->id, "name", new_name);
   std::shared_ptr<ConsoleHub> console;
   {
     std::lock_guard lock(mutex_);
@@ -743,6 +811,7 @@ json Supervisor::mem_set(const std::string& dom, uint64_t memory_mib) {
                 " MiB (the domain's memory)");
   control(*runtime, {{"op", "balloon-set"}, {"target_mib", memory - memory_mib}});
   registry_.set_target_mib(runtime->id, memory_mib);
+  store_write(runtime->id, "memory/target", std::to_string(memory_mib * 1024));
   return describe(record_of(runtime->id));
 }
 
@@ -754,7 +823,10 @@ std::shared_ptr<ConsoleHub> Supervisor::console(const std::string& dom) {
 }
 
 void Supervisor::recover() {
+  forget_stored_domains_not_in_registry();
   for (const DomainRecord& record : registry_.all()) {
+    // Recorded by a kdomd from before the store (schema 2): its keys are made now.
+    if (!store_.read(Store::kHost, "/local/domain/" + std::to_string(record.id))) store_domain(record);
     auto runtime = std::make_shared<Runtime>();
     runtime->id = record.id;
     runtime->run_dir = paths_.run_dir + "/domains/" + std::to_string(record.id);
@@ -814,6 +886,22 @@ void Supervisor::recover() {
     }
     std::lock_guard operation(runtime->operation);
     settle(*runtime, reason, message + " (while kdomd was not running)");
+  }
+}
+
+void Supervisor::forget_stored_domains_not_in_registry() {
+  std::set<std::string> ids, uuids;
+  for (const DomainRecord& record : registry_.all()) {
+    ids.insert(std::to_string(record.id));
+    uuids.insert(record.uuid);
+  }
+  for (const auto& [parent, known] : {std::pair{std::string("/local/domain"), &ids}, std::pair{std::string("/vm"), &uuids}}) {
+    if (!store_.read(Store::kHost, parent)) continue;
+    for (const std::string& child : store_.children(Store::kHost, parent)) {
+      if (known->count(child)) continue;
+      log_line("store: removing " + parent + "/" + child + ", left by a domain that is gone");
+      store_.remove(Store::kHost, parent + "/" + child);
+    }
   }
 }
 

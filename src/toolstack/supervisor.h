@@ -7,7 +7,8 @@
 // each running VMM's events (VmmEvents): why it is stopping (preferred to the exit file, which
 // stays for a VMM that ended while no daemon listened), the balloon reaching its target (the
 // domain's actual memory), pauses made by others. Every change it makes or learns of is
-// published on its EventBus (GET /v1/events).
+// published on its EventBus (GET /v1/events). It keeps each domain's keys in the store
+// (/local/domain/<id>/..., /vm/<uuid>/...) as xl's toolstack does in xenstore.
 #pragma once
 
 #include <sys/types.h>
@@ -28,6 +29,7 @@
 #include "toolstack/console_hub.h"
 #include "toolstack/event_bus.h"
 #include "toolstack/registry.h"
+#include "toolstack/store.h"
 #include "toolstack/vmm_events.h"
 #include "vmm/vm_config.h"
 
@@ -62,7 +64,7 @@ class Supervisor {
   static constexpr int kMaxRestarts = 5;
   static constexpr int kRestartWindowSeconds = 60;
 
-  Supervisor(Registry& registry, DaemonPaths paths);
+  Supervisor(Registry& registry, Store& store, DaemonPaths paths);
   ~Supervisor();
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
@@ -136,8 +138,18 @@ class Supervisor {
   void publish(const std::string& event, uint32_t id, const std::string& name,
                nlohmann::json details = nlohmann::json::object());
   std::string log_path(const std::string& name) const;
+  // The domain's keys in the store: made on create, kept as it changes, removed with it. A
+  // store that cannot be written (its file) is logged, never a reason for a lifecycle
+  // operation to fail.
+  void store_domain(const DomainRecord& record);
+  void store_write(uint32_t id, const std::string& key, const std::string& value);
+  void store_forget(uint32_t id, const std::string& uuid);
+  // At start: the keys of domains the registry no longer has (a daemon that stopped between
+  // removing a domain and its keys) go.
+  void forget_stored_domains_not_in_registry();
 
   Registry& registry_;
+  Store& store_;
   const DaemonPaths paths_;
   EventBus events_;
   std::mutex state_mutex_;  // change_state's read, write and publish as one step

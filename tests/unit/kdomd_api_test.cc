@@ -15,7 +15,9 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "base/sse.h"
 #include "cli/api_client.h"
@@ -44,26 +46,43 @@ class KdomdApiTest : public ::testing::Test {
     kernel_ = dir_ + "/kernel";
     std::ofstream(kernel_) << "not really a kernel";
     write_vmm("#!/bin/sh\n[ \"$1\" = run ] && [ \"$2\" = --config ] || exit 2\necho ready >&3\nexec 3>&-\nexec sleep 600\n");
+    start_daemon();
+  }
+  void start_daemon() {
     registry_ = std::make_unique<Registry>(dir_ + "/state");
-    supervisor_ = std::make_unique<Supervisor>(*registry_, DaemonPaths{dir_ + "/run", dir_ + "/log", dir_ + "/vmm"});
-    api_ = std::make_unique<Api>(*supervisor_);
+    store_ = std::make_unique<Store>(store_nodes_from(*registry_), store_persistence_in(*registry_));
+    supervisor_ = std::make_unique<Supervisor>(*registry_, *store_, DaemonPaths{dir_ + "/run", dir_ + "/log", dir_ + "/vmm"});
+    api_ = std::make_unique<Api>(*supervisor_, *store_);
+  }
+  void stop_daemon() {
+    api_.reset();
+    supervisor_.reset();
+    store_.reset();
+    registry_.reset();
   }
   void TearDown() override {
     for (const auto& record : registry_->all())
       if (record.pid > 0) ::kill(record.pid, SIGKILL);
-    api_.reset();
-    supervisor_.reset();
-    registry_.reset();
+    stop_daemon();
     fs::remove_all(dir_);
   }
   void write_vmm(const std::string& script) {
     std::ofstream(dir_ + "/vmm") << script;
     ::chmod((dir_ + "/vmm").c_str(), 0755);
   }
-  HttpReply call(const std::string& method, const std::string& path, const std::string& body = "") {
+  // `target` may have a query ("?a=1&b=2", not percent-encoded).
+  HttpReply call(const std::string& method, const std::string& target, const std::string& body = "") {
     HttpRequest request;
     request.method = method;
-    request.path = path;
+    const size_t question = target.find('?');
+    request.path = target.substr(0, question);
+    if (question != std::string::npos) {
+      std::istringstream query(target.substr(question + 1));
+      for (std::string pair; std::getline(query, pair, '&');) {
+        const size_t equals = pair.find('=');
+        request.query[pair.substr(0, equals)] = equals == std::string::npos ? "" : pair.substr(equals + 1);
+      }
+    }
     request.body = body;
     return api_->handle(request);
   }
@@ -73,6 +92,7 @@ class KdomdApiTest : public ::testing::Test {
 
   std::string dir_, kernel_;
   std::unique_ptr<Registry> registry_;
+  std::unique_ptr<Store> store_;
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<Api> api_;
 };
@@ -174,18 +194,14 @@ TEST_F(KdomdApiTest, ADaemonRestartReadoptsLiveVmmsAndSettlesDeadOnes) {
   const int stays_pid = json::parse(call("GET", "/v1/domains/stays").body)["pid"].get<int>();
   const int dies_pid = json::parse(call("GET", "/v1/domains/dies").body)["pid"].get<int>();
   // The daemon goes away (its VMMs are not killed), one VMM dies meanwhile, a new daemon starts.
-  api_.reset();
-  supervisor_.reset();
-  registry_.reset();
+  stop_daemon();
   ::kill(dies_pid, SIGKILL);
   for (int i = 0; i < 100 && ::kill(dies_pid, 0) == 0; ++i) {
     ::waitpid(dies_pid, nullptr, WNOHANG);
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  registry_ = std::make_unique<Registry>(dir_ + "/state");
-  supervisor_ = std::make_unique<Supervisor>(*registry_, DaemonPaths{dir_ + "/run", dir_ + "/log", dir_ + "/vmm"});
+  start_daemon();
   supervisor_->recover();
-  api_ = std::make_unique<Api>(*supervisor_);
   const json stays = json::parse(call("GET", "/v1/domains/stays").body);
   EXPECT_EQ(stays["pid"], stays_pid);
   EXPECT_EQ(stays["state"], "running");
@@ -277,6 +293,76 @@ TEST_F(KdomdApiTest, TheSupervisorPublishesEveryLifecycleChange) {
   EXPECT_NE(events[5]["message"].get<std::string>().find("SIGKILL"), std::string::npos) << events[5];
   for (size_t i = 1; i < events.size(); ++i) EXPECT_EQ(events[i]["seq"].get<uint64_t>(), events[0]["seq"].get<uint64_t>() + i);
   EXPECT_EQ(events[0]["id"], events[1]["id"]);
+}
+
+// The store over the API: a domain's keys as the supervisor keeps them, the host's own keys,
+// transactions, and the refusals' statuses.
+TEST_F(KdomdApiTest, TheStoreHoldsEachDomainsKeysAndTheHostsOwn) {
+  const json web = json::parse(call("POST", "/v1/domains", config("web").dump()).body);
+  const std::string id = std::to_string(web["id"].get<int>());
+  const std::string home = "/local/domain/" + id;
+  auto node = [&](const std::string& path) { return call("GET", "/v1/store?path=" + path); };
+  HttpReply name = node(home + "/name");
+  ASSERT_EQ(name.status, 200u) << name.body;
+  EXPECT_EQ(json::parse(name.body)["value"], "web");
+  EXPECT_EQ(json::parse(node(home + "/state").body)["value"], "running");
+  EXPECT_EQ(json::parse(node(home + "/memory/target").body)["value"], "32768");
+  EXPECT_EQ(json::parse(node(home + "/vm").body)["value"], "/vm/" + web["uuid"].get<std::string>());
+  EXPECT_EQ(json::parse(node(home).body)["permissions"], "n0 r" + id) << "the guest reads its keys";
+  EXPECT_EQ(json::parse(node(home + "/data").body)["permissions"], "n" + id) << "and owns data/";
+  ASSERT_EQ(call("POST", "/v1/domains/web/rename", json{{"name", "www"}}.dump()).status, 200u);
+  EXPECT_EQ(json::parse(node(home + "/name").body)["value"], "www");
+
+  // The host's keys: written, listed, removed; a transaction's changes appear on commit; a
+  // conflicting one is refused and changes nothing.
+  ASSERT_EQ(call("PUT", "/v1/store?path=/tool/app/key", json{{"value", "v1"}}.dump()).status, 200u);
+  EXPECT_EQ(json::parse(node("/tool/app").body)["children"], json::array({"key"}));
+  const uint64_t t1 = json::parse(call("POST", "/v1/store/transactions").body)["transaction"].get<uint64_t>();
+  const uint64_t t2 = json::parse(call("POST", "/v1/store/transactions").body)["transaction"].get<uint64_t>();
+  EXPECT_EQ(json::parse(call("GET", "/v1/store?path=/tool/app/key&transaction=" + std::to_string(t1)).body)["value"], "v1");
+  ASSERT_EQ(call("PUT", "/v1/store?path=/tool/app/key", json{{"value", "v2"}, {"transaction", t1}}.dump()).status, 200u);
+  ASSERT_EQ(call("PUT", "/v1/store?path=/tool/app/key", json{{"value", "v3"}, {"transaction", t2}}.dump()).status, 200u);
+  EXPECT_EQ(json::parse(node("/tool/app/key").body)["value"], "v1");
+  EXPECT_EQ(call("POST", "/v1/store/transactions/" + std::to_string(t1) + "/commit").status, 200u);
+  EXPECT_EQ(call("POST", "/v1/store/transactions/" + std::to_string(t2) + "/commit").status, 409u);
+  EXPECT_EQ(json::parse(node("/tool/app/key").body)["value"], "v2");
+  EXPECT_EQ(call("DELETE", "/v1/store/transactions/" + std::to_string(t2)).status, 404u) << "ended by its conflict";
+  EXPECT_EQ(call("DELETE", "/v1/store/transactions/nope").status, 404u);
+  EXPECT_EQ(call("DELETE", "/v1/store?path=/tool").status, 200u);
+  EXPECT_EQ(node("/tool/app/key").status, 404u);
+  EXPECT_EQ(call("PUT", "/v1/store?path=/perm", json{{"value", ""}, {"permissions", "n0 r7"}}.dump()).status, 200u);
+  EXPECT_EQ(json::parse(node("/perm").body)["permissions"], "n0 r7");
+
+  for (const auto& [status, method, target, body] :
+       std::vector<std::tuple<unsigned, std::string, std::string, std::string>>{
+           {400, "GET", "/v1/store", ""},
+           {400, "GET", "/v1/store?path=/a//b", ""},
+           {400, "GET", "/v1/store?path=relative", ""},
+           {404, "GET", "/v1/store?path=/nope", ""},
+           {404, "DELETE", "/v1/store?path=/nope", ""},
+           {400, "DELETE", "/v1/store?path=/", ""},
+           {400, "PUT", "/v1/store?path=/x", "{}"},
+           {400, "PUT", "/v1/store?path=/x", R"({"value": 5})"},
+           {400, "PUT", "/v1/store?path=/x", R"({"value": "v", "permissions": "q0"})"},
+           {413, "PUT", "/v1/store?path=/x", json{{"value", std::string(Store::kHostValueBytes + 1, 'x')}}.dump()},
+           {404, "PUT", "/v1/store?path=/x", R"({"value": "v", "transaction": 999})"},
+           {404, "POST", "/v1/store/transactions/999/commit", ""},
+       }) {
+    const HttpReply reply = call(method, target, body);
+    EXPECT_EQ(reply.status, status) << method << " " << target << ": " << reply.body;
+    EXPECT_TRUE(json::parse(reply.body).contains("error")) << reply.body;
+  }
+  EXPECT_EQ(node("/x").status, 404u) << "a refused write made nothing";
+
+  // The keys survive a daemon restart; a destroyed domain's go with it.
+  stop_daemon();
+  start_daemon();
+  supervisor_->recover();
+  EXPECT_EQ(json::parse(node(home + "/name").body)["value"], "www");
+  EXPECT_EQ(json::parse(node("/perm").body)["permissions"], "n0 r7");
+  ASSERT_EQ(call("DELETE", "/v1/domains/www").status, 200u);
+  EXPECT_EQ(node(home).status, 404u);
+  EXPECT_EQ(node("/vm/" + web["uuid"].get<std::string>()).status, 404u);
 }
 
 // GET /v1/events through the real server: a reader that never reads holds up neither the

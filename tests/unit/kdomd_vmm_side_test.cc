@@ -111,13 +111,15 @@ class KdomdVmmSideTest : public ::testing::Test {
   }
   void start_daemon() {
     registry_ = std::make_unique<Registry>(dir_ + "/state");
-    supervisor_ = std::make_unique<Supervisor>(*registry_, DaemonPaths{dir_ + "/run", dir_ + "/log", dir_ + "/vmm"});
-    api_ = std::make_unique<Api>(*supervisor_);
+    store_ = std::make_unique<Store>(store_nodes_from(*registry_), store_persistence_in(*registry_));
+    supervisor_ = std::make_unique<Supervisor>(*registry_, *store_, DaemonPaths{dir_ + "/run", dir_ + "/log", dir_ + "/vmm"});
+    api_ = std::make_unique<Api>(*supervisor_, *store_);
   }
   // As kdomd going away: its VMMs stay.
   void stop_daemon() {
     api_.reset();
     supervisor_.reset();
+    store_.reset();
     registry_.reset();
   }
   HttpReply call(const std::string& method, const std::string& path, const json& body = nullptr) {
@@ -160,6 +162,7 @@ class KdomdVmmSideTest : public ::testing::Test {
   std::string dir_, kernel_;
   std::set<std::string> served_;
   std::unique_ptr<Registry> registry_;
+  std::unique_ptr<Store> store_;
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<Api> api_;
 };
