@@ -47,6 +47,8 @@ constexpr const char* kUsage =
     "       kdom [--socket PATH] console [--log | --follow] DOM   (Ctrl-] detaches)\n"
     "       kdom [--socket PATH] mem-set DOM MEM   (MEM: a number with b, k, m, g or t; no unit: KiB)\n"
     "       kdom [--socket PATH] events [--domain DOM] [--json] [--count N]   (as virsh event --loop)\n"
+    "       kdom [--socket PATH] store read PATH | write PATH VALUE | ls [PATH] | rm PATH\n"
+    "                                 | chmod PATH PERM... | watch [--count N] PATH   (as xenstore-*)\n"
     "kdomd's socket: --socket PATH, else $KDOM_SOCKET, else /run/kdom/kdomd.sock\n";
 
 std::string guest_dir() {

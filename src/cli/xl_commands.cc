@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <functional>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -448,6 +449,28 @@ std::string event_line(const json& event) {
   return line + details;
 }
 
+// Reads SSE from `target` and hands each message's JSON to `on_event` until `count` events
+// have come (0: no end) or the server ends the stream (an error: kdomd stopped).
+void follow_events(const ApiClient& client, const std::string& target, uint64_t count, const std::string& verb,
+                   const std::function<void(const SseMessage&, const nlohmann::json&)>& on_event) {
+  SseParser parser;
+  uint64_t seen = 0;
+  bool done = false;
+  client.stream_get(target, [&](std::string_view data) {
+    parser.feed(data, [&](const SseMessage& message) {
+      if (done) return;
+      const json event = json::parse(message.data, nullptr, /*allow_exceptions=*/false);
+      if (!event.is_object()) throw Error(verb + ": kdomd sent an event that is not a JSON object");
+      if (message.event == "overflow")
+        throw Error(verb + ": " + event.value("message", std::string("this reader fell behind and was dropped")));
+      on_event(message, event);
+      done = count != 0 && ++seen >= count;
+    });
+    return !done;
+  });
+  if (!done) throw Error(verb + ": kdomd ended the event stream (it stopped)");
+}
+
 int events_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
   VerbParser app("events", "Print what happens to the host's domains as it happens (as virsh event --loop).",
                  "[--domain DOM] [--json] [--count N]");
@@ -460,23 +483,71 @@ int events_verb(const std::vector<std::string>& args, const ApiClient& client, X
   if (!parse_verb(app, args, io.out)) return 0;
   std::string target = "/v1/events";
   if (!domain.empty()) target += "?domain=" + url_path_segment(domain);
-  SseParser parser;
-  uint64_t seen = 0;
-  bool ended_by_count = false;
-  client.stream_get(target, [&](std::string_view data) {
-    parser.feed(data, [&](const SseMessage& message) {
-      if (ended_by_count) return;
-      const json event = json::parse(message.data, nullptr, /*allow_exceptions=*/false);
-      if (!event.is_object()) throw Error("kdom events: kdomd sent an event that is not a JSON object");
-      if (message.event == "overflow")
-        throw Error("kdom events: " + event.value("message", std::string("this reader fell behind and was dropped")));
-      io.out << (as_json ? event.dump() : event_line(event)) << "\n";
-      io.out.flush();
-      ended_by_count = count != 0 && ++seen >= count;
-    });
-    return !ended_by_count;
+  follow_events(client, target, count, "kdom events", [&](const SseMessage&, const json& event) {
+    io.out << (as_json ? event.dump() : event_line(event)) << "\n";
+    io.out.flush();
   });
-  if (!ended_by_count) throw Error("kdom events: kdomd ended the event stream (it stopped)");
+  return 0;
+}
+
+std::string store_target(const std::string& path) { return "/v1/store?path=" + url_path_segment(path); }
+
+// xenstore-ls's tree: "name = \"value\"", one space of indent per level.
+void print_store_tree(const ApiClient& client, const std::string& path, int depth, std::ostream& out) {
+  const json node = client.call("GET", store_target(path));
+  for (const auto& child : reply_field(node, "children")) {
+    const std::string name = child.get<std::string>();
+    const std::string child_path = (path == "/" ? "/" : path + "/") + name;
+    const json below = client.call("GET", store_target(child_path));
+    out << std::string(static_cast<size_t>(depth), ' ') << name << " = " << json(text_field(below, "value")).dump() << "\n";
+    if (!reply_field(below, "children").empty()) print_store_tree(client, child_path, depth + 1, out);
+  }
+}
+
+int store_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("store", "Read, write and watch kdomd's store (xenstore's role), as the xenstore-* tools.",
+                 "read PATH | write PATH VALUE | ls [PATH] | rm PATH | chmod PATH PERM... | watch [--count N] PATH");
+  app.require_subcommand(1);
+  std::string path, value;
+  std::vector<std::string> permissions;
+  uint64_t count = 0;
+  auto* read = app.add_subcommand("read", "print a node's value");
+  read->add_option("PATH", path, "an absolute path, as /local/domain/3/name")->required();
+  auto* write = app.add_subcommand("write", "set a node's value (missing parents are made)");
+  write->add_option("PATH", path, "an absolute path")->required();
+  write->add_option("VALUE", value, "the value")->required();
+  auto* ls = app.add_subcommand("ls", "print the tree under a node (default /), as xenstore-ls");
+  ls->add_option("PATH", path, "an absolute path");
+  auto* rm = app.add_subcommand("rm", "remove a node and everything under it");
+  rm->add_option("PATH", path, "an absolute path")->required();
+  auto* chmod = app.add_subcommand("chmod", "set a node's permissions, as xenstore-chmod: the owner's entry first");
+  chmod->add_option("PATH", path, "an absolute path")->required();
+  chmod->add_option("PERM", permissions, "n, r, w or b and a domain id (as n0 r5)")->required();
+  auto* watch = app.add_subcommand("watch", "print each change at or under a node as it happens, as xenstore-watch");
+  watch->add_option("--count", count, "exit after this many events (the first is the watch's own path)");
+  watch->add_option("PATH", path, "an absolute path")->required();
+  if (!parse_verb(app, args, io.out)) return 0;
+  if (ls->parsed() && path.empty()) path = "/";
+  if (path.empty() || path.front() != '/') throw Error("kdom store: '" + path + "' is not an absolute path (it starts with /)");
+  if (read->parsed()) {
+    io.out << text_field(client.call("GET", store_target(path)), "value") << "\n";
+  } else if (write->parsed()) {
+    client.call("PUT", store_target(path), json{{"value", value}});
+  } else if (ls->parsed()) {
+    print_store_tree(client, path, 0, io.out);
+  } else if (rm->parsed()) {
+    client.call("DELETE", store_target(path));
+  } else if (chmod->parsed()) {
+    std::string text;
+    for (const auto& permission : permissions) text += (text.empty() ? "" : " ") + permission;
+    client.call("PUT", store_target(path), json{{"permissions", text}});
+  } else if (watch->parsed()) {
+    follow_events(client, "/v1/store/watch?path=" + url_path_segment(path), count, "kdom store watch",
+                  [&](const SseMessage& message, const json& event) {
+                    io.out << message.event << " " << event.value("path", "") << "\n";
+                    io.out.flush();
+                  });
+  }
   return 0;
 }
 
@@ -492,6 +563,7 @@ constexpr Verb kVerbs[] = {
     {"shutdown", shutdown_verb}, {"reboot", reboot_verb}, {"pause", pause_verb},     {"unpause", unpause_verb},
     {"rename", rename_verb},   {"domid", domid_verb},     {"domname", domname_verb}, {"uptime", uptime_verb},
     {"console", console_verb}, {"mem-set", mem_set_verb},  {"events", events_verb},
+    {"store", store_verb},
 };
 
 const Verb* find_verb(const std::string& word) {
