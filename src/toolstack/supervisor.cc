@@ -264,6 +264,7 @@ json Supervisor::create(const config::DomainConfig& requested, bool paused) {
       runtime->taps.push_back(tap);
     }
     runtime->console = std::make_shared<ConsoleHub>(runtime->run_dir + "/console.sock", log_path(record.name));
+    serve_store_to_guest(record.id, config, runtime->run_dir);
     start_vmm(*runtime, record, paused);
   } catch (...) {
     // Nothing half-made stays behind: no process, no record, no run directory, no TAP.
@@ -585,6 +586,7 @@ void Supervisor::settle(Runtime& runtime, const std::string& reason, const std::
 
 void Supervisor::remove_domain(Runtime& runtime) {
   vmm_events_.finish(runtime.id);
+  store_guests_.stop(runtime.id);
   std::vector<std::string> taps;
   std::shared_ptr<ConsoleHub> console;
   {
@@ -865,6 +867,7 @@ void Supervisor::recover() {
         runtime->pidfd = std::move(pidfd);
       }
       watch(*runtime);
+      serve_store_to_guest(record.id, config, runtime->run_dir);
       // Subscribed before the balloon is asked, so no change after the answer is missed.
       listen_to_events(*runtime, record.name);
       try {
@@ -886,6 +889,15 @@ void Supervisor::recover() {
     }
     std::lock_guard operation(runtime->operation);
     settle(*runtime, reason, message + " (while kdomd was not running)");
+  }
+}
+
+void Supervisor::serve_store_to_guest(uint32_t id, const config::DomainConfig& config, const std::string& run_dir) {
+  if (!config.vsock_cid) return;
+  try {
+    store_guests_.serve(id, run_dir + "/vsock.sock_" + std::to_string(StoreGuestServer::kVsockPort));
+  } catch (const std::exception& error) {
+    log_line("domain " + std::to_string(id) + ": its guest cannot reach the store: " + error.what());
   }
 }
 

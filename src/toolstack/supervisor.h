@@ -8,7 +8,8 @@
 // stays for a VMM that ended while no daemon listened), the balloon reaching its target (the
 // domain's actual memory), pauses made by others. Every change it makes or learns of is
 // published on its EventBus (GET /v1/events). It keeps each domain's keys in the store
-// (/local/domain/<id>/..., /vm/<uuid>/...) as xl's toolstack does in xenstore.
+// (/local/domain/<id>/..., /vm/<uuid>/...) as xl's toolstack does in xenstore, and serves
+// them to the guest itself over vsock.
 #pragma once
 
 #include <sys/types.h>
@@ -30,6 +31,7 @@
 #include "toolstack/event_bus.h"
 #include "toolstack/registry.h"
 #include "toolstack/store.h"
+#include "toolstack/store_guest_server.h"
 #include "toolstack/vmm_events.h"
 #include "vmm/vm_config.h"
 
@@ -147,6 +149,8 @@ class Supervisor {
   // At start: the keys of domains the registry no longer has (a daemon that stopped between
   // removing a domain and its keys) go.
   void forget_stored_domains_not_in_registry();
+  // A domain with vsock reaches its keys from inside (StoreGuestServer); logged when it cannot.
+  void serve_store_to_guest(uint32_t id, const config::DomainConfig& config, const std::string& run_dir);
 
   Registry& registry_;
   Store& store_;
@@ -161,6 +165,7 @@ class Supervisor {
   UniqueFd epoll_;
   UniqueFd wake_;
   std::thread watcher_;
+  StoreGuestServer store_guests_{store_};
   VmmEvents vmm_events_;  // last: its thread, which calls on_domain_event, ends first
 };
 

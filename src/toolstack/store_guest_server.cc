@@ -1,0 +1,246 @@
+// StoreGuestServer: one accepting thread per served domain and one thread per connection (at
+// most kMaxConnectionsPerDomain), each waiting on its socket and the domain's stop eventfd.
+#include "toolstack/store_guest_server.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <list>
+#include <thread>
+
+#include "base/eventfd.h"
+#include "base/log.h"
+#include "base/unique_fd.h"
+#include "base/unix_socket.h"
+
+namespace kdom::toolstack {
+
+using nlohmann::json;
+
+struct StoreGuestServer::Listener {
+  uint32_t domain = 0;
+  std::string path;
+  UniqueFd fd;
+  UniqueFd stop;
+  std::thread accepting;
+  std::mutex mutex;
+  std::list<std::thread> connections;
+  std::atomic<size_t> open{0};
+};
+
+namespace {
+
+bool send_line(int fd, const std::string& line) {
+  std::string data = line + "\n";
+  std::string_view rest = data;
+  while (!rest.empty()) {
+    const ssize_t n = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    rest.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// Waits for `fd` to be readable (or hung up) or `stop` to fire; false when stopping.
+bool wait_readable(int fd, int stop, int timeout_ms) {
+  pollfd fds[2] = {{fd, POLLIN | POLLRDHUP, 0}, {stop, POLLIN, 0}};
+  const int ready = ::poll(fds, 2, timeout_ms);
+  return !(ready > 0 && fds[1].revents);
+}
+
+std::string one_line(std::string text) {
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  return text;
+}
+
+}  // namespace
+
+std::string store_line_escape(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
+  }
+  return out;
+}
+
+std::string store_line_unescape(const std::string& text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '\\' || i + 1 == text.size()) {
+      out += text[i];
+      continue;
+    }
+    const char next = text[++i];
+    out += next == 'n' ? '\n' : next;
+  }
+  return out;
+}
+
+std::string StoreGuestServer::handle(uint32_t domain, const std::string& line) {
+  const size_t first = line.find(' ');
+  const std::string command = line.substr(0, first);
+  std::string path, value;
+  if (first != std::string::npos) {
+    const size_t second = line.find(' ', first + 1);
+    path = line.substr(first + 1, second == std::string::npos ? std::string::npos : second - first - 1);
+    if (second != std::string::npos) value = store_line_unescape(line.substr(second + 1));
+  }
+  try {
+    if (command == "READ") {
+      const auto read = store_.read(domain, path);
+      if (!read) return "ERR no store node " + Store::canonical(domain, path);
+      return "OK " + store_line_escape(*read);
+    }
+    if (command == "WRITE") {
+      store_.write(domain, path, value);
+      return "OK";
+    }
+    if (command == "LS") {
+      std::string names;
+      for (const auto& name : store_.children(domain, path)) names += (names.empty() ? "" : " ") + name;
+      return "OK " + names;
+    }
+    if (command == "RM") {
+      store_.remove(domain, path);
+      return "OK";
+    }
+    return "ERR unknown request '" + one_line(command.substr(0, 20)) + "' (READ, WRITE, LS, RM, WATCH)";
+  } catch (const std::exception& error) {
+    return "ERR " + one_line(error.what());
+  }
+}
+
+void StoreGuestServer::serve(uint32_t domain, const std::string& socket_path) {
+  auto listener = std::make_unique<Listener>();
+  listener->domain = domain;
+  listener->path = socket_path;
+  const sockaddr_un address = unix_socket_address(socket_path, "store socket");
+  ::unlink(socket_path.c_str());
+  listener->fd = UniqueFd(check_syscall(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
+  check_syscall(::bind(listener->fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)),
+                "bind " + socket_path);
+  check_syscall(::listen(listener->fd.get(), 8), "listen " + socket_path);
+  listener->stop = UniqueFd(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"));
+  Listener& ref = *listener;
+  listener->accepting = std::thread([this, &ref] {
+    for (;;) {
+      if (!wait_readable(ref.fd.get(), ref.stop.get(), -1)) return;
+      const int connection = ::accept4(ref.fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
+      if (connection < 0) continue;
+      if (ref.open >= kMaxConnectionsPerDomain) {
+        send_line(connection, "ERR this domain has " + std::to_string(kMaxConnectionsPerDomain) +
+                                  " store connections open, the most it may");
+        ::close(connection);
+        continue;
+      }
+      ++ref.open;
+      std::lock_guard lock(ref.mutex);
+      ref.connections.emplace_back([this, &ref, connection] {
+        UniqueFd fd(connection);
+        std::string buffer;
+        char chunk[4096];
+        bool open = true;
+        while (open) {
+          if (!wait_readable(fd.get(), ref.stop.get(), -1)) break;
+          const ssize_t n = ::recv(fd.get(), chunk, sizeof(chunk), 0);
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) break;
+          buffer.append(chunk, static_cast<size_t>(n));
+          for (size_t end; open && (end = buffer.find('\n')) != std::string::npos;) {
+            std::string line = buffer.substr(0, end);
+            buffer.erase(0, end + 1);
+            if (!line.empty() && line.back() == '\r') line.pop_back();
+            if (line.rfind("WATCH ", 0) != 0) {
+              open = send_line(fd.get(), handle(ref.domain, line));
+              continue;
+            }
+            // From here on the connection carries the watch's events only.
+            const std::string path = line.substr(6);
+            std::shared_ptr<EventBus::Subscription> watch;
+            try {
+              watch = store_.watch(ref.domain, path);
+            } catch (const std::exception& error) {
+              open = send_line(fd.get(), "ERR " + one_line(error.what()));
+              continue;
+            }
+            open = send_line(fd.get(), "OK") && send_line(fd.get(), "EVENT watch " + Store::canonical(ref.domain, path));
+            while (open) {
+              json event;
+              const auto next = watch->next(event, std::chrono::seconds(1));
+              if (next == EventBus::Subscription::Next::kEnded) break;
+              if (next == EventBus::Subscription::Next::kEvent) {
+                open = send_line(fd.get(), "EVENT " + event.value("event", "") + " " + event.value("path", ""));
+              } else {
+                pollfd checks[2] = {{fd.get(), POLLRDHUP, 0}, {ref.stop.get(), POLLIN, 0}};
+                if (::poll(checks, 2, 0) > 0 &&
+                    ((checks[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) || checks[1].revents))
+                  break;
+              }
+            }
+            store_.unwatch(ref.domain, watch);
+            open = false;
+          }
+          if (buffer.size() > kMaxLineBytes) {
+            send_line(fd.get(), "ERR a request line is longer than " + std::to_string(kMaxLineBytes) + " bytes");
+            break;
+          }
+        }
+        --ref.open;
+      });
+    }
+  });
+  std::lock_guard lock(mutex_);
+  if (auto old = listeners_.find(domain); old != listeners_.end()) {
+    // Replaced (a restarted VMM): the old one ends first.
+    std::unique_ptr<Listener> previous = std::move(old->second);
+    listeners_.erase(old);
+    signal_eventfd(previous->stop.get());
+    previous->accepting.join();
+    for (auto& thread : previous->connections) thread.join();
+  }
+  listeners_[domain] = std::move(listener);
+}
+
+void StoreGuestServer::stop(uint32_t domain) {
+  std::unique_ptr<Listener> listener;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = listeners_.find(domain);
+    if (it == listeners_.end()) return;
+    listener = std::move(it->second);
+    listeners_.erase(it);
+  }
+  signal_eventfd(listener->stop.get());
+  listener->accepting.join();
+  std::list<std::thread> connections;
+  {
+    std::lock_guard lock(listener->mutex);
+    connections.swap(listener->connections);
+  }
+  for (auto& thread : connections) thread.join();
+  ::unlink(listener->path.c_str());
+}
+
+StoreGuestServer::StoreGuestServer(Store& store) : store_(store) {}
+
+StoreGuestServer::~StoreGuestServer() {
+  std::vector<uint32_t> domains;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [domain, listener] : listeners_) domains.push_back(domain);
+  }
+  for (uint32_t domain : domains) stop(domain);
+}
+
+}  // namespace kdom::toolstack
