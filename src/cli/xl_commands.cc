@@ -492,15 +492,15 @@ int events_verb(const std::vector<std::string>& args, const ApiClient& client, X
 
 std::string store_target(const std::string& path) { return "/v1/store?path=" + url_path_segment(path); }
 
-// xenstore-ls's tree: "name = \"value\"", one space of indent per level.
-void print_store_tree(const ApiClient& client, const std::string& path, int depth, std::ostream& out) {
-  const json node = client.call("GET", store_target(path));
+// xenstore-ls's tree under `node` (kdomd's reply for `path`): "name = \"value\"", one space of
+// indent per level.
+void print_store_tree(const ApiClient& client, const std::string& path, const json& node, int depth, std::ostream& out) {
   for (const auto& child : reply_field(node, "children")) {
     const std::string name = child.get<std::string>();
     const std::string child_path = (path == "/" ? "/" : path + "/") + name;
     const json below = client.call("GET", store_target(child_path));
     out << std::string(static_cast<size_t>(depth), ' ') << name << " = " << json(text_field(below, "value")).dump() << "\n";
-    if (!reply_field(below, "children").empty()) print_store_tree(client, child_path, depth + 1, out);
+    print_store_tree(client, child_path, below, depth + 1, out);
   }
 }
 
@@ -534,7 +534,7 @@ int store_verb(const std::vector<std::string>& args, const ApiClient& client, Xl
   } else if (write->parsed()) {
     client.call("PUT", store_target(path), json{{"value", value}});
   } else if (ls->parsed()) {
-    print_store_tree(client, path, 0, io.out);
+    print_store_tree(client, path, client.call("GET", store_target(path)), 0, io.out);
   } else if (rm->parsed()) {
     client.call("DELETE", store_target(path));
   } else if (chmod->parsed()) {

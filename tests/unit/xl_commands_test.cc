@@ -416,3 +416,73 @@ TEST(XlVerbs, KnowsItsVerbs) {
 
 }  // namespace
 }  // namespace kdom::cli
+
+namespace kdom::cli {
+namespace {
+
+// kdomd's store for the CLI's store verb: /a = "", /a/b = "x", /a/b/c = "line\nbreak".
+fake::CannedReply store_answer(const fake::RecordedRequest& request) {
+  const std::map<std::string, json> nodes = {
+      {"/", {{"path", "/"}, {"value", ""}, {"children", {"a"}}, {"permissions", "n0"}}},
+      {"/a", {{"path", "/a"}, {"value", ""}, {"children", {"b"}}, {"permissions", "n0"}}},
+      {"/a/b", {{"path", "/a/b"}, {"value", "x"}, {"children", {"c"}}, {"permissions", "n0 r5"}}},
+      {"/a/b/c", {{"path", "/a/b/c"}, {"value", "line\nbreak"}, {"children", json::array()}, {"permissions", "n0"}}},
+  };
+  const std::string prefix = "/v1/store?path=";
+  if (request.method == "GET" && request.target.rfind(prefix, 0) == 0) {
+    std::string path = request.target.substr(prefix.size());
+    for (size_t at; (at = path.find("%2F")) != std::string::npos;) path.replace(at, 3, "/");
+    if (auto it = nodes.find(path); it != nodes.end()) return {200, it->second.dump()};
+    return {404, json{{"error", "no store node " + path}}.dump()};
+  }
+  if (request.target.rfind("/v1/store/watch", 0) == 0) {
+    fake::CannedReply reply;
+    reply.raw = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 95\r\n\r\n"
+                "event: watch\ndata: {\"path\":\"/a\"}\n\n"
+                "id: 4\nevent: written\ndata: {\"path\":\"/a/b\",\"seq\":4}\n\n";
+    return reply;
+  }
+  return {200, json{{"path", "/a"}}.dump()};
+}
+
+TEST(XlCommandsStore, EachSubcommandSendsItsRequestAndPrintsItsAnswer) {
+  struct Case {
+    std::vector<std::string> args;
+    std::vector<std::string> requests;
+    std::string out;
+  };
+  const Case cases[] = {
+      {{"read", "/a/b"}, {"GET /v1/store?path=%2Fa%2Fb"}, "x\n"},
+      {{"write", "/a/b", "two words"}, {R"(PUT /v1/store?path=%2Fa%2Fb {"value":"two words"})"}, ""},
+      {{"rm", "/a"}, {"DELETE /v1/store?path=%2Fa"}, ""},
+      {{"chmod", "/a", "n0", "r5"}, {R"(PUT /v1/store?path=%2Fa {"permissions":"n0 r5"})"}, ""},
+      {{"ls"},
+       {"GET /v1/store?path=%2F", "GET /v1/store?path=%2Fa", "GET /v1/store?path=%2Fa%2Fb",
+        "GET /v1/store?path=%2Fa%2Fb%2Fc"},
+       "a = \"\"\n b = \"x\"\n  c = \"line\\nbreak\"\n"},
+      {{"watch", "--count", "2", "/a"}, {"GET /v1/store/watch?path=%2Fa"}, "watch /a\nwritten /a/b\n"},
+  };
+  for (const auto& test : cases) {
+    FakeKdomd server{store_answer};
+    const Outcome outcome = run(server.path(), "store", test.args);
+    EXPECT_EQ(outcome.error, "") << test.args[0];
+    EXPECT_EQ(outcome.out, test.out) << test.args[0];
+    std::vector<std::string> made;
+    for (const auto& request : server.requests())
+      made.push_back(request.method + " " + request.target + (request.body.empty() ? "" : " " + request.body));
+    EXPECT_EQ(made, test.requests) << test.args[0];
+  }
+}
+
+TEST(XlCommandsStore, BadUseAndRefusalsAreOneLine) {
+  FakeKdomd server{store_answer};
+  EXPECT_EQ(run(server.path(), "store", {"read", "relative"}).error,
+            "kdom store: 'relative' is not an absolute path (it starts with /)");
+  EXPECT_NE(run(server.path(), "store", {}).error.find("usage: kdom store read PATH"), std::string::npos);
+  EXPECT_NE(run(server.path(), "store", {"write", "/a"}).error.find("VALUE is required"), std::string::npos);
+  EXPECT_TRUE(server.requests().empty());
+  EXPECT_EQ(run(server.path(), "store", {"read", "/nope"}).error, "no store node /nope");
+}
+
+}  // namespace
+}  // namespace kdom::cli
