@@ -22,6 +22,7 @@ packages=(
   tmux iputils-ping  # tests/daemon/debian.sh: an operator's terminal on kdom console; ping over the vif
   acpica-tools  # iasl: a unit test reads kdom's DSDT back with ACPICA's disassembler
   qemu-system-common  # its virtiofsd: tests that need KVM run in the test host where /dev/kvm is missing
+  prometheus  # promtool: a test checks kdomd's /metrics against Prometheus' own linter
 )
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo

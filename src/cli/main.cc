@@ -49,6 +49,8 @@ constexpr const char* kUsage =
     "       kdom [--socket PATH] events [--domain DOM] [--json] [--count N]   (as virsh event --loop)\n"
     "       kdom [--socket PATH] store read PATH | write PATH VALUE | ls [PATH] | rm PATH\n"
     "                                 | chmod PATH PERM... | watch [--count N] PATH   (as xenstore-*)\n"
+    "       kdom [--socket PATH] vcpu-list [DOM...] | vcpu-pin DOM VCPU|all CPUS\n"
+    "       kdom [--socket PATH] top [-b] [-d SECONDS] [-i ITERATIONS] [-s COLUMN]   (as xentop)\n"
     "kdomd's socket: --socket PATH, else $KDOM_SOCKET, else /run/kdom/kdomd.sock\n";
 
 std::string guest_dir() {

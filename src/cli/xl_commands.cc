@@ -551,29 +551,6 @@ int store_verb(const std::vector<std::string>& args, const ApiClient& client, Xl
   return 0;
 }
 
-using VerbFunction = int (*)(const std::vector<std::string>&, const ApiClient&, XlIo&);
-
-struct Verb {
-  const char* name;
-  VerbFunction run;
-};
-
-constexpr Verb kVerbs[] = {
-    {"create", create_verb},   {"list", list_verb},       {"info", info_verb},       {"destroy", destroy_verb},
-    {"shutdown", shutdown_verb}, {"reboot", reboot_verb}, {"pause", pause_verb},     {"unpause", unpause_verb},
-    {"rename", rename_verb},   {"domid", domid_verb},     {"domname", domname_verb}, {"uptime", uptime_verb},
-    {"console", console_verb}, {"mem-set", mem_set_verb},  {"events", events_verb},
-    {"store", store_verb},
-};
-
-const Verb* find_verb(const std::string& word) {
-  for (const auto& verb : kVerbs)
-    if (word == verb.name) return &verb;
-  return nullptr;
-}
-
-// ---- the console ----
-
 // The terminal in raw mode (keys go to the guest as typed, no echo, no signals) for as long as
 // this lives; nothing happens when `fd` is not a terminal.
 class RawTerminal {
@@ -596,6 +573,212 @@ class RawTerminal {
   termios saved_{};
   bool active_ = false;
 };
+
+// xl vcpu-list's state letters: r running, b blocked (waiting), p paused.
+std::string vcpu_state_letters(const json& domain, const json& vcpu) {
+  if (domain.value("state", "") == "paused") return "--p";
+  return vcpu.value("state", "?") == "R" ? "r--" : "-b-";
+}
+
+int vcpu_list_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("vcpu-list", "Show each vCPU: the CPU it last ran on, its state, CPU time and affinity (xl vcpu-list).",
+                 "[DOM...]");
+  std::vector<std::string> doms;
+  app.add_option("DOM", doms, "only these domains (name or id)");
+  if (!parse_verb(app, args, io.out)) return 0;
+  const json all = reply_field(client.call("GET", "/v1/stats"), "domains");
+  constexpr const char* kRow = "%-32s %5s %5s %5s %5s %9s  %s\n";
+  io.out << printf_text(kRow, "Name", "ID", "VCPU", "CPU", "State", "Time(s)", "Affinity (Hard / Soft)");
+  for (const json& domain : all) {
+    const std::string name = domain.value("name", "");
+    const std::string id = std::to_string(domain.value("id", 0u));
+    if (!doms.empty() && std::find(doms.begin(), doms.end(), name) == doms.end() &&
+        std::find(doms.begin(), doms.end(), id) == doms.end())
+      continue;
+    for (const json& vcpu : domain.value("vcpus", json::array())) {
+      const std::string time = printf_text("%.1f", vcpu.value("cpu_time_s", 0.0));
+      io.out << printf_text(kRow, name.c_str(), id.c_str(), std::to_string(vcpu.value("vcpu", 0u)).c_str(),
+                            std::to_string(vcpu.value("cpu", -1)).c_str(), vcpu_state_letters(domain, vcpu).c_str(),
+                            time.c_str(), (vcpu.value("affinity", std::string("?")) + " / all").c_str());
+    }
+  }
+  for (const std::string& dom : doms) {
+    const bool found = std::any_of(all.begin(), all.end(), [&](const json& d) {
+      return d.value("name", "") == dom || std::to_string(d.value("id", 0u)) == dom;
+    });
+    if (!found) throw Error("kdom vcpu-list: no domain '" + dom + "'");
+  }
+  return 0;
+}
+
+int vcpu_pin_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("vcpu-pin", "Let a domain's vCPU run only on some host CPUs (xl vcpu-pin).", "DOM VCPU|all CPUS");
+  std::string dom, vcpu, cpus;
+  app.add_option("DOM", dom, "the domain's name or id")->required();
+  app.add_option("VCPU", vcpu, "the vCPU's number, or all")->required();
+  app.add_option("CPUS", cpus, "the host CPUs: all, or numbers and ranges (0-3,5)")->required();
+  if (!parse_verb(app, args, io.out)) return 0;
+  std::vector<std::string> vcpus;
+  if (vcpu == "all") {
+    for (const json& v : reply_field(client.call("GET", domain_target(dom) + "/stats"), "vcpus"))
+      vcpus.push_back(std::to_string(v.value("vcpu", 0u)));
+  } else {
+    if (vcpu.empty() || vcpu.find_first_not_of("0123456789") != std::string::npos)
+      throw Error("kdom vcpu-pin: '" + vcpu + "' is not a vCPU number or all");
+    vcpus.push_back(vcpu);
+  }
+  for (const std::string& number : vcpus)
+    client.call("POST", domain_target(dom) + "/vcpus/" + number + "/pin", json{{"cpus", cpus}});
+  return 0;
+}
+
+// One row of kdom top: a domain's figures and its rates since the sample before.
+struct TopRow {
+  std::string name, state;
+  uint64_t id = 0;
+  double cpu_s = 0, cpu_percent = 0;
+  uint64_t memory_mib = 0;
+  double memory_percent = 0;
+  uint64_t vcpus = 0, nets = 0, disks = 0;
+  double net_tx_kib_s = 0, net_rx_kib_s = 0, disk_reads_s = 0, disk_writes_s = 0;
+};
+
+double sum_of(const json& items, const char* key) {
+  double total = 0;
+  for (const json& item : items) total += item.value(key, 0.0);
+  return total;
+}
+
+std::vector<TopRow> top_rows(const json& before, const json& now, double seconds, uint64_t host_mib) {
+  std::vector<TopRow> rows;
+  for (const json& d : now) {
+    TopRow row;
+    row.name = d.value("name", "");
+    row.id = d.value("id", uint64_t{0});
+    row.state = xl_state_letters(d.value("state", ""));
+    row.cpu_s = d.value("cpu_time_s", 0.0);
+    row.memory_mib = d.value("actual_mib", uint64_t{0});
+    row.memory_percent = host_mib ? 100.0 * static_cast<double>(row.memory_mib) / static_cast<double>(host_mib) : 0;
+    row.vcpus = d.value("vcpu_count", uint64_t{0});
+    const json nets = d.value("nets", json::array()), disks = d.value("disks", json::array());
+    row.nets = nets.size();
+    row.disks = disks.size();
+    for (const json& b : before) {
+      if (b.value("id", uint64_t{0}) != row.id || seconds <= 0) continue;
+      const json old_nets = b.value("nets", json::array()), old_disks = b.value("disks", json::array());
+      row.cpu_percent = std::max(0.0, 100.0 * (row.cpu_s - b.value("cpu_time_s", 0.0)) / seconds);
+      row.net_tx_kib_s = std::max(0.0, (sum_of(nets, "tx_bytes") - sum_of(old_nets, "tx_bytes")) / 1024 / seconds);
+      row.net_rx_kib_s = std::max(0.0, (sum_of(nets, "rx_bytes") - sum_of(old_nets, "rx_bytes")) / 1024 / seconds);
+      row.disk_reads_s = std::max(0.0, (sum_of(disks, "reads") - sum_of(old_disks, "reads")) / seconds);
+      row.disk_writes_s = std::max(0.0, (sum_of(disks, "writes") - sum_of(old_disks, "writes")) / seconds);
+    }
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+void sort_top_rows(std::vector<TopRow>& rows, const std::string& column) {
+  auto key = [&](const TopRow& row) -> double {
+    if (column == "cpu") return -row.cpu_percent;
+    if (column == "mem") return -static_cast<double>(row.memory_mib);
+    if (column == "netrx") return -row.net_rx_kib_s;
+    if (column == "nettx") return -row.net_tx_kib_s;
+    if (column == "vbd") return -(row.disk_reads_s + row.disk_writes_s);
+    return static_cast<double>(row.id);
+  };
+  std::stable_sort(rows.begin(), rows.end(), [&](const TopRow& a, const TopRow& b) {
+    if (column == "name") return a.name < b.name;
+    return key(a) < key(b);
+  });
+}
+
+std::string top_table(const std::vector<TopRow>& rows) {
+  constexpr const char* kHead = "%-20s %5s %6s %10s %6s %9s %6s %5s %4s %10s %10s %4s %9s %9s\n";
+  constexpr const char* kRow = "%-20s %5llu %6s %10.1f %6.1f %9llu %6.1f %5llu %4llu %10.1f %10.1f %4llu %9.1f %9.1f\n";
+  std::string out = printf_text(kHead, "NAME", "ID", "STATE", "CPU(sec)", "CPU(%)", "MEM(MiB)", "MEM(%)", "VCPUS",
+                                "NETS", "NETTX(k/s)", "NETRX(k/s)", "VBDS", "VBD_RD/s", "VBD_WR/s");
+  for (const TopRow& r : rows)
+    out += printf_text(kRow, r.name.substr(0, 20).c_str(), static_cast<unsigned long long>(r.id), r.state.c_str(), r.cpu_s,
+                       r.cpu_percent, static_cast<unsigned long long>(r.memory_mib), r.memory_percent,
+                       static_cast<unsigned long long>(r.vcpus), static_cast<unsigned long long>(r.nets), r.net_tx_kib_s,
+                       r.net_rx_kib_s, static_cast<unsigned long long>(r.disks), r.disk_reads_s, r.disk_writes_s);
+  return out;
+}
+
+int top_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("top", "A live table of the domains' use of the host, as xentop; q quits.",
+                 "[-b] [-d SECONDS] [-i ITERATIONS] [-s name|id|cpu|mem|nettx|netrx|vbd]");
+  bool batch = false;
+  double delay = 3;
+  uint64_t iterations = 0;
+  std::string sort = "id";
+  app.add_flag("-b,--batch", batch, "print a table each time instead of redrawing the screen (for scripts)");
+  app.add_option("-d,--delay", delay, "seconds between updates (default 3)")->check(CLI::Range(0.1, 3600.0));
+  app.add_option("-i,--iterations", iterations, "stop after this many tables (default: until q or interrupted)");
+  app.add_option("-s,--sort", sort, "the column to sort by, largest first (name and id: in order)")
+      ->check(CLI::IsMember({"name", "id", "cpu", "mem", "nettx", "netrx", "vbd"}));
+  if (!parse_verb(app, args, io.out)) return 0;
+  const uint64_t host_mib = client.call("GET", "/v1/host").value("total_memory_mib", uint64_t{0});
+  const bool interactive = !batch && ::isatty(io.terminal_in) && ::isatty(io.terminal_out);
+  std::optional<RawTerminal> raw;
+  if (interactive) raw.emplace(io.terminal_in);
+  json before = reply_field(client.call("GET", "/v1/stats"), "domains");
+  auto sampled = std::chrono::steady_clock::now();
+  for (uint64_t shown = 0; iterations == 0 || shown < iterations; ++shown) {
+    // Waits for the next update; in a terminal, q (or Ctrl-C, the terminal being raw) quits.
+    const auto wait = std::chrono::milliseconds(static_cast<int64_t>(delay * 1000));
+    if (interactive) {
+      pollfd key{io.terminal_in, POLLIN, 0};
+      if (::poll(&key, 1, static_cast<int>(wait.count())) > 0) {
+        char c = 0;
+        if (::read(io.terminal_in, &c, 1) == 1 && (c == 'q' || c == 'Q' || c == 3)) break;
+      }
+    } else {
+      std::this_thread::sleep_for(wait);
+    }
+    const json now = reply_field(client.call("GET", "/v1/stats"), "domains");
+    const auto at = std::chrono::steady_clock::now();
+    std::vector<TopRow> rows = top_rows(before, now, std::chrono::duration<double>(at - sampled).count(), host_mib);
+    sort_top_rows(rows, sort);
+    const std::string table = top_table(rows);
+    if (interactive) {
+      std::string screen = "\033[H\033[2J" + printf_text("kdom top - %zu domains, every %.1f s, sorted by %s; q quits\r\n",
+                                                          rows.size(), delay, sort.c_str());
+      for (char c : table) screen += c == '\n' ? std::string("\r\n") : std::string(1, c);
+      (void)!::write(io.terminal_out, screen.data(), screen.size());
+    } else {
+      io.out << table;
+      if (iterations == 0 || shown + 1 < iterations) io.out << "\n";
+      io.out.flush();
+    }
+    before = now;
+    sampled = at;
+  }
+  return 0;
+}
+
+using VerbFunction = int (*)(const std::vector<std::string>&, const ApiClient&, XlIo&);
+
+struct Verb {
+  const char* name;
+  VerbFunction run;
+};
+
+constexpr Verb kVerbs[] = {
+    {"create", create_verb},   {"list", list_verb},       {"info", info_verb},       {"destroy", destroy_verb},
+    {"shutdown", shutdown_verb}, {"reboot", reboot_verb}, {"pause", pause_verb},     {"unpause", unpause_verb},
+    {"rename", rename_verb},   {"domid", domid_verb},     {"domname", domname_verb}, {"uptime", uptime_verb},
+    {"console", console_verb}, {"mem-set", mem_set_verb},  {"events", events_verb},
+    {"store", store_verb},     {"vcpu-list", vcpu_list_verb}, {"vcpu-pin", vcpu_pin_verb}, {"top", top_verb},
+};
+
+const Verb* find_verb(const std::string& word) {
+  for (const auto& verb : kVerbs)
+    if (word == verb.name) return &verb;
+  return nullptr;
+}
+
+// ---- the console ----
 
 // Writes all of `data`; false when the other side has gone (a closed pipe or connection).
 bool write_all(int fd, const char* data, size_t size) {

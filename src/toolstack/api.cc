@@ -15,6 +15,7 @@
 
 #include "base/error.h"
 #include "base/sse.h"
+#include "toolstack/metrics.h"
 #include "base/log.h"
 #include "config/domain_config.h"
 
@@ -209,6 +210,25 @@ Api::Api(Supervisor& supervisor, Store& store) : supervisor_(supervisor), store_
       {"GET", "/v1/domains/{dom}/console",
        [this](const HttpRequest& request, const auto& p) { return console(request, p[0]); }},
       {"GET", "/v1/events", [this](const HttpRequest& request, const auto&) { return events(request); }},
+      {"GET", "/v1/stats", [&s](const HttpRequest&, const auto&) { return HttpReply::json(200, {{"domains", s.all_stats()}}); }},
+      {"GET", "/v1/domains/{dom}/stats",
+       [&s](const HttpRequest&, const auto& p) { return HttpReply::json(200, s.stats(p[0])); }},
+      {"POST", "/v1/domains/{dom}/vcpus/{vcpu}/pin",
+       [&s](const HttpRequest& request, const auto& p) {
+         const json body = body_object(request);
+         if (!body.contains("cpus") || !body["cpus"].is_string())
+           throw Error("vcpu-pin needs \"cpus\", a CPU list such as \"0-3,5\" or \"all\"");
+         if (p[1].empty() || p[1].size() > 4 || p[1].find_first_not_of("0123456789") != std::string::npos)
+           throw Error("'" + p[1].substr(0, 20) + "' is not a vCPU number");
+         return HttpReply::json(200, s.vcpu_pin(p[0], static_cast<uint32_t>(std::stoul(p[1])), body["cpus"].get<std::string>()));
+       }},
+      {"GET", "/metrics",
+       [&s](const HttpRequest&, const auto&) {
+         HttpReply reply;
+         reply.content_type = "text/plain; version=0.0.4; charset=utf-8";
+         reply.body = prometheus_metrics(s.all_stats());
+         return reply;
+       }},
       {"GET", "/v1/store",
        [this](const HttpRequest& request, const auto&) {
          const std::string path = Store::canonical(Store::kHost, query_path(request));

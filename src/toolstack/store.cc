@@ -203,9 +203,12 @@ void Store::write(uint32_t caller, const std::string& path, const std::string& v
     const StoreNode& existing = *find(parent, t);
     if (!existing.permissions.may_write(caller))
       throw StoreDeniedError("domain " + std::to_string(caller) + " may not create nodes under " + parent);
+    // As xenstored: a new node takes its parent's permissions, and a guest owns what it makes
+    // (the host's new nodes keep the parent's owner, so the host writing a key under a guest's
+    // data/ leaves it the guest's).
     StoreNode created;
     created.permissions = existing.permissions;
-    created.permissions.entries.front().domain = caller;
+    if (caller != kHost) created.permissions.entries.front().domain = caller;
     if (t) t->parents.insert(parent);
     for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
       created.value = *it == absolute ? value : "";

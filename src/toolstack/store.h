@@ -99,7 +99,8 @@ class Store {
   // caller's /local/domain/<id>.
   std::optional<std::string> read(uint32_t caller, const std::string& path, uint64_t transaction = 0);
   std::vector<std::string> children(uint32_t caller, const std::string& path, uint64_t transaction = 0);
-  // Creates missing parents; a new node takes its parent's permissions, owned by the caller.
+  // Creates missing parents; a new node takes its parent's permissions, and is owned by the
+  // caller when that is a guest (the host's keep the parent's owner).
   void write(uint32_t caller, const std::string& path, const std::string& value, uint64_t transaction = 0);
   // The node and everything under it; "/" cannot be removed.
   void remove(uint32_t caller, const std::string& path, uint64_t transaction = 0);

@@ -22,6 +22,7 @@
 #include "base/error.h"
 #include "base/eventfd.h"
 #include "base/log.h"
+#include "toolstack/host_threads.h"
 #include "toolstack/tap_bridge.h"
 #include "vmm/control_client.h"
 #include "vmm/vm_config_json.h"
@@ -815,6 +816,69 @@ json Supervisor::mem_set(const std::string& dom, uint64_t memory_mib) {
   registry_.set_target_mib(runtime->id, memory_mib);
   store_write(runtime->id, "memory/target", std::to_string(memory_mib * 1024));
   return describe(record_of(runtime->id));
+}
+
+json Supervisor::stats(const std::string& dom) { return stats_of(record_of(runtime_of(dom)->id)); }
+
+json Supervisor::all_stats() {
+  json all = json::array();
+  for (const DomainRecord& record : registry_.all()) all.push_back(stats_of(record));
+  return all;
+}
+
+json Supervisor::stats_of(const DomainRecord& record) {
+  const json info = describe(record);
+  json stats = {{"id", record.id},
+                {"name", record.name},
+                {"state", record.state},
+                {"cpu_time_s", info["cpu_time_s"]},
+                {"memory_mib", info["memory_mib"]},
+                {"actual_mib", info["actual_mib"]},
+                {"target_mib", info["target_mib"]},
+                {"vcpu_count", info["vcpus"]},
+                {"resident_bytes", 0},
+                {"vcpus", json::array()},
+                {"disks", json::array()},
+                {"nets", json::array()}};
+  const pid_t pid = info["pid"].get<pid_t>();
+  if (pid <= 0) return stats;
+  stats["resident_bytes"] = resident_bytes(pid);
+  json vmm;
+  try {
+    vmm = vmm::control_request(paths_.run_dir + "/domains/" + std::to_string(record.id) + "/control.sock",
+                               {{"op", "stats"}});
+  } catch (const std::exception&) {
+    return stats;  // a VMM from before `stats`, or one stopping: the process figures stand
+  }
+  const int nr_cpus = static_cast<int>(sysconf(_SC_NPROCESSORS_CONF));
+  for (json vcpu : vmm.value("vcpus", json::array())) {
+    const pid_t tid = vcpu.value("tid", 0);
+    if (auto thread = thread_info(pid, tid)) {
+      vcpu["cpu_time_s"] = thread->cpu_time_s;
+      vcpu["cpu"] = thread->cpu;
+      vcpu["affinity"] = cpu_list_text(thread->affinity, nr_cpus);
+      vcpu["state"] = std::string(1, thread->state);
+    }
+    stats["vcpus"].push_back(vcpu);
+  }
+  for (const char* key : {"disks", "nets", "balloon"})
+    if (vmm.contains(key)) stats[key] = vmm[key];
+  return stats;
+}
+
+json Supervisor::vcpu_pin(const std::string& dom, uint32_t vcpu, const std::string& cpus) {
+  auto runtime = runtime_of(dom);
+  std::lock_guard operation(runtime->operation);
+  const DomainRecord record = record_of(runtime->id);
+  require_live_vmm(dom, record.state, "running");
+  const std::vector<int> set = parse_cpu_list(cpus, static_cast<int>(sysconf(_SC_NPROCESSORS_CONF)));
+  const json vmm = control(*runtime, {{"op", "stats"}});
+  const json vcpus = vmm.value("vcpus", json::array());
+  if (vcpu >= vcpus.size())
+    throw Error("domain " + dom + " has vCPUs 0-" + std::to_string(vcpus.size() == 0 ? 0 : vcpus.size() - 1) +
+                ", not " + std::to_string(vcpu));
+  pin_thread(record.pid, vcpus[vcpu].value("tid", 0), set);
+  return stats_of(record);
 }
 
 std::shared_ptr<ConsoleHub> Supervisor::console(const std::string& dom) {

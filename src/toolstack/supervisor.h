@@ -87,6 +87,14 @@ class Supervisor {
   nlohmann::json rename(const std::string& dom, const std::string& new_name);
   nlohmann::json mem_set(const std::string& dom, uint64_t memory_mib);
   std::shared_ptr<ConsoleHub> console(const std::string& dom);
+  // The domain's figures: CPU time, memory, its VMM's resident memory, each vCPU (thread,
+  // CPU time, last CPU, affinity, exits by reason), each disk and NIC, its balloon; a domain
+  // without a live VMM has only the first ones.
+  nlohmann::json stats(const std::string& dom);
+  // stats() of every domain, for /metrics.
+  nlohmann::json all_stats();
+  // Lets vCPU `vcpu` of the domain run only on `cpus` (xl's CPU list: "0-3,5", "all").
+  nlohmann::json vcpu_pin(const std::string& dom, uint32_t vcpu, const std::string& cpus);
   size_t domain_count();
   EventBus& events() { return events_; }
 
@@ -115,6 +123,7 @@ class Supervisor {
   std::shared_ptr<Runtime> runtime_of(const std::string& dom);
   DomainRecord record_of(uint32_t id);
   nlohmann::json describe(const DomainRecord& record);
+  nlohmann::json stats_of(const DomainRecord& record);
   // Starts the VMM for `record` and waits for it to be ready; throws Error with the VMM's own
   // reason when it fails. Called with runtime.operation held.
   void start_vmm(Runtime& runtime, const DomainRecord& record, bool paused);

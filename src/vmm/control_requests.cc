@@ -10,7 +10,7 @@ namespace kdom::vmm {
 namespace {
 constexpr uint64_t kPagesPerMib = (1024 * 1024) / devices::virtio::kBalloonPageSize;
 
-constexpr char kKnownOps[] = "balloon-set, balloon-stats, power-button, pause, unpause, status, reboot, events";
+constexpr char kKnownOps[] = "balloon-set, balloon-stats, power-button, pause, unpause, status, stats, reboot, events";
 
 nlohmann::json error_reply(const std::string& message) { return {{"ok", false}, {"error", message}}; }
 
@@ -28,7 +28,7 @@ nlohmann::json act(const std::function<void()>& action, const std::string& op) {
 
 ControlRequests::ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib,
                                  PowerButtonPress press_power_button)
-    : ControlRequests(std::move(balloon), memory_mib, DomainActions{std::move(press_power_button), {}, {}, {}, {}}) {}
+    : ControlRequests(std::move(balloon), memory_mib, DomainActions{std::move(press_power_button), {}, {}, {}, {}, {}}) {}
 
 ControlRequests::ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib,
                                  DomainActions actions)
@@ -58,6 +58,26 @@ nlohmann::json ControlRequests::handle(const nlohmann::json& request) {
   if (name == "unpause") return act(actions_.unpause, "unpause");
   if (name == "reboot") return act(actions_.reboot, "reboot");
   if (name == "status") return status();
+  if (name == "stats") {
+    if (!actions_.stats) return error_reply("this domain cannot report its counters");
+    nlohmann::json reply;
+    try {
+      reply = actions_.stats();
+    } catch (const std::exception& error) {
+      return error_reply(std::string("stats: ") + error.what());
+    }
+    reply["ok"] = true;
+    if (balloon_) {
+      const auto counters = balloon_->counters();
+      reply["balloon"] = {{"target_mib", balloon_->target_pages() / kPagesPerMib},
+                          {"actual_mib", balloon_->actual_pages() / kPagesPerMib},
+                          {"pages_inflated", counters.pages_inflated},
+                          {"pages_deflated", counters.pages_deflated},
+                          {"pages_reported", counters.pages_reported},
+                          {"pages_refused", counters.pages_refused}};
+    }
+    return reply;
+  }
   if (name == "events") return error_reply("events are a stream: ask for them on the domain's control socket");
   return error_reply("unknown op '" + name + "' (known: " + kKnownOps + ")");
 }

@@ -17,6 +17,8 @@
 //                                            "memory_mib":..,"vcpus":..,"uptime_s":..}
 //   {"op":"reboot"}                      -> {"ok":true}: the domain stops as if the guest had
 //                                            asked for a reboot (its supervisor restarts it)
+//   {"op":"stats"}                       -> {"ok":true,"vcpus":[{"vcpu":..,"tid":..,"exits":{..}}],
+//                                            "disks":[..],"nets":[..],"balloon":{..}}: counters
 //   {"op":"events"}                      -> {"ok":true}, then the connection carries one event
 //                                            line after another, {"event":..,"time":unix s,..}:
 //                                            served by ControlSocket and EventStream, not here
@@ -62,6 +64,7 @@ struct DomainActions {
   std::function<void()> unpause;  // no-op when running
   std::function<DomainStatus()> status;
   std::function<void()> reboot;   // asks the domain to stop with DomainExitKind::kReboot
+  std::function<nlohmann::json()> stats;  // the `stats` reply's fields
 };
 
 class ControlRequests {

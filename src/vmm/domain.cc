@@ -235,6 +235,7 @@ Domain::Domain(const VmConfig& config) : config_(config) {
     x86::setup_vcpu_common(*vcpu, x86::vcpu_cpuid(supported, id, config_.vcpus));
     if (id == 0) x86::setup_boot_vcpu(*vcpu, *memory_, boot);
     vcpus_.push_back(std::move(vcpu));
+    vcpu_counters_.push_back(std::make_unique<VcpuCounters>());
   }
   wake_fd_.reset(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"));
   log_line("booting " + std::string(x86::kernel_format_name(format)) + " " + config_.kernel_path + ", " +
@@ -288,6 +289,7 @@ void Domain::start_control() {
   actions.pause = [this] { pause_vcpus(); };
   actions.unpause = [this] { unpause_vcpus(); };
   actions.status = [this] { return status(); };
+  actions.stats = [this] { return stats(); };
   actions.reboot = [this] { request_exit({DomainExitKind::kReboot, 0, "reboot requested by the host"}); };
   control_requests_ = std::make_unique<ControlRequests>(virtio_->balloon(), config_.memory_mib, std::move(actions));
   event_stream_ = std::make_unique<EventStream>(device_events_);
@@ -442,6 +444,7 @@ void Domain::stop_vcpus() {
 }
 
 void Domain::vcpu_thread(kvm::Vcpu& vcpu) {
+  vcpu_counters_[vcpu.id()]->tid = static_cast<int>(::gettid());
   sigset_t kick;
   sigemptyset(&kick);
   sigaddset(&kick, kKickSignal);
@@ -524,8 +527,33 @@ DomainStatus Domain::status() {
   return status;
 }
 
+nlohmann::json Domain::stats() {
+  nlohmann::json vcpus = nlohmann::json::array();
+  for (size_t i = 0; i < vcpu_counters_.size(); ++i) {
+    const VcpuCounters& counters = *vcpu_counters_[i];
+    vcpus.push_back({{"vcpu", i},
+                     {"tid", counters.tid.load()},
+                     {"exits",
+                      {{"io", counters.io.load()},
+                       {"mmio", counters.mmio.load()},
+                       {"intr", counters.intr.load()},
+                       {"system_event", counters.system_event.load()},
+                       {"other", counters.other.load()}}}});
+  }
+  nlohmann::json stats = virtio_ ? virtio_->stats() : nlohmann::json{{"disks", nlohmann::json::array()}, {"nets", nlohmann::json::array()}};
+  stats["vcpus"] = vcpus;
+  return stats;
+}
+
 bool Domain::handle_exit(kvm::Vcpu& vcpu) {
   kvm_run* run = vcpu.run_state();
+  VcpuCounters& counters = *vcpu_counters_[vcpu.id()];
+  auto& counter = run->exit_reason == KVM_EXIT_IO              ? counters.io
+                  : run->exit_reason == KVM_EXIT_MMIO          ? counters.mmio
+                  : run->exit_reason == KVM_EXIT_INTR          ? counters.intr
+                  : run->exit_reason == KVM_EXIT_SYSTEM_EVENT ? counters.system_event
+                                                               : counters.other;
+  counter.fetch_add(1, std::memory_order_relaxed);
   switch (run->exit_reason) {
     case KVM_EXIT_IO: {
       auto* data = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;

@@ -83,6 +83,9 @@ class Domain {
   void pause_vcpus();
   void unpause_vcpus();
   DomainStatus status();
+  // The control socket's `stats`: each vCPU's thread id and exits by reason, the disks' and
+  // NICs' counters, the balloon's.
+  nlohmann::json stats();
   // In a vCPU thread: waits while a pause is asked for.
   void park(kvm::Vcpu& vcpu);
 
@@ -105,6 +108,13 @@ class Domain {
   std::unique_ptr<ControlSocket> control_;  // served in device_events_, declared after it
   std::vector<std::unique_ptr<kvm::Vcpu>> vcpus_;
   std::vector<std::thread> threads_;
+  // Per vCPU: its thread's id (for the daemon's vcpu-list and vcpu-pin) and its exits by
+  // reason, counted by its own thread.
+  struct VcpuCounters {
+    std::atomic<int> tid{0};
+    std::atomic<uint64_t> io{0}, mmio{0}, intr{0}, system_event{0}, other{0};
+  };
+  std::vector<std::unique_ptr<VcpuCounters>> vcpu_counters_;
 
   UniqueFd wake_fd_;  // eventfd: a vCPU or device asked the domain to stop
   std::atomic<bool> stopping_{false};

@@ -26,7 +26,9 @@ VirtioDevices::VirtioDevices(const VmConfig& config, EventLoop& events) : events
   for (const auto& disk : config.disks) {
     devices::virtio::BlockDiskConfig block{disk.path,       disk.read_only, disk.serial, disk.queues,
                                            disk.rate_limit, {std::chrono::microseconds(disk.poll_us)}, disk.shared};
-    devices_.push_back(std::make_shared<devices::virtio::BlockDevice>(block));
+    auto device = std::make_shared<devices::virtio::BlockDevice>(block);
+    disks_.emplace_back(disk.id, device);
+    devices_.push_back(device);
   }
   if (config.entropy) devices_.push_back(std::make_shared<devices::virtio::EntropyDevice>());
   if (config.hvc) add_console(*config.hvc);
@@ -121,7 +123,45 @@ void VirtioDevices::add_net(const NetConfig& net, uint32_t index) {
   auto device = std::make_shared<devices::virtio::NetDevice>(device_config, std::move(backend), watch);
   log_line("net" + std::to_string(index) + ": virtio-net on " + device->backend_name() + ", MAC " +
            devices::virtio::format_mac(device->mac()));
+  nets_.push_back(device);
   devices_.push_back(device);
+}
+
+nlohmann::json VirtioDevices::stats() const {
+  nlohmann::json disks = nlohmann::json::array(), nets = nlohmann::json::array();
+  for (const auto& [id, device] : disks_) {
+    const auto counters = device->counters().snapshot();
+    nlohmann::json buckets = nlohmann::json::array();
+    for (size_t i = 0; i < counters.latency_buckets.size(); ++i) {
+      const bool last = i == devices::virtio::BlockCounters::kLatencyBucketsUs.size();
+      buckets.push_back({{"le_us", last ? nlohmann::json(nullptr) : nlohmann::json(devices::virtio::BlockCounters::kLatencyBucketsUs[i])},
+                         {"count", counters.latency_buckets[i]}});
+    }
+    disks.push_back({{"id", id},
+                     {"path", device->path()},
+                     {"reads", counters.reads},
+                     {"writes", counters.writes},
+                     {"flushes", counters.flushes},
+                     {"other_requests", counters.others},
+                     {"read_bytes", counters.read_bytes},
+                     {"write_bytes", counters.write_bytes},
+                     {"errors", counters.errors},
+                     {"latency_buckets", buckets},
+                     {"latency_sum_ns", counters.latency_sum_ns}});
+  }
+  for (const auto& device : nets_) {
+    const auto stats = device->stats();
+    nets.push_back({{"id", device->id()},
+                    {"mac", devices::virtio::format_mac(device->mac())},
+                    {"rx_packets", stats.rx_frames},
+                    {"rx_bytes", stats.rx_bytes},
+                    {"rx_dropped", stats.rx_dropped},
+                    {"tx_packets", stats.tx_frames},
+                    {"tx_bytes", stats.tx_bytes},
+                    {"tx_dropped", stats.tx_dropped},
+                    {"bad_chains", stats.bad_chains}});
+  }
+  return {{"disks", disks}, {"nets", nets}};
 }
 
 }  // namespace kdom::vmm

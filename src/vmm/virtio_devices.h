@@ -9,7 +9,11 @@
 #include <vector>
 
 #include "base/unique_fd.h"
+#include <nlohmann/json.hpp>
+
 #include "devices/virtio/balloon.h"
+#include "devices/virtio/block.h"
+#include "devices/virtio/net.h"
 #include "vmm/console.h"
 #include "vmm/event_loop.h"
 #include "vmm/pci_devices.h"
@@ -30,6 +34,10 @@ class VirtioDevices {
   // The balloon device, or null when the domain has none.
   std::shared_ptr<devices::virtio::BalloonDevice> balloon() const { return balloon_; }
 
+  // What the disks and NICs have served: {"disks":[{"id":..,"reads":..,...}],"nets":[...]}
+  // (docs/interfaces.md, the control socket's `stats`).
+  nlohmann::json stats() const;
+
  private:
   void add_console(const VirtioConsoleConfig& config);
   void add_vsock(const VsockConfig& config);
@@ -40,6 +48,8 @@ class VirtioDevices {
   std::vector<std::shared_ptr<devices::virtio::VirtioDevice>> devices_;  // in bus order
   std::unique_ptr<Console> hvc_console_;  // host side of virtio-console, if any
   std::shared_ptr<devices::virtio::BalloonDevice> balloon_;
+  std::vector<std::pair<std::string, std::shared_ptr<devices::virtio::BlockDevice>>> disks_;  // by id
+  std::vector<std::shared_ptr<devices::virtio::NetDevice>> nets_;
   UniqueFd balloon_stats_timer_;  // timerfd: ask the guest for fresh balloon statistics
 };
 

@@ -32,6 +32,7 @@ struct FakeDomain {
     };
     actions.status = [this] { return DomainStatus{paused, 3, 12.5}; };
     actions.reboot = [this] { ++reboots; };
+    actions.stats = [] { return json{{"vcpus", {{{"vcpu", 0}, {"tid", 42}}}}, {"disks", json::array()}}; };
     return actions;
   }
 };
@@ -69,6 +70,15 @@ TEST(ControlRequestsOps, RebootAsksTheDomainToStop) {
   EXPECT_EQ(domain.reboots, 1);
 }
 
+TEST(ControlRequestsOps, StatsHasTheDomainsCountersAndTheBalloons) {
+  FakeDomain domain;
+  ControlRequests requests(nullptr, 512, domain.actions());
+  const json reply = reply_to(requests, R"({"op":"stats"})");
+  EXPECT_EQ(reply["ok"], true);
+  EXPECT_EQ(reply["vcpus"][0]["tid"], 42);
+  EXPECT_FALSE(reply.contains("balloon")) << "no balloon device";
+}
+
 TEST(ControlRequestsOps, ARefusalBecomesAnErrorReply) {
   FakeDomain domain;
   domain.refuse = true;
@@ -80,7 +90,7 @@ TEST(ControlRequestsOps, ARefusalBecomesAnErrorReply) {
 
 TEST(ControlRequestsOps, MissingActionsGetAnErrorReply) {
   ControlRequests requests(nullptr, 512, DomainActions{});
-  for (const char* op : {"pause", "unpause", "status", "reboot", "power-button"}) {
+  for (const char* op : {"pause", "unpause", "status", "reboot", "power-button", "stats"}) {
     const json reply = reply_to(requests, std::string(R"({"op":")") + op + "\"}");
     EXPECT_EQ(reply["ok"], false) << op;
     EXPECT_TRUE(reply["error"].is_string()) << op;

@@ -91,6 +91,9 @@ TEST(Store, PermissionsAreXenstores) {
   EXPECT_THROW(store.write(5, "/vm/x", "1"), StoreDeniedError);
   store.write(5, "data/mine/deep", "1");  // under its own node: made, owned by it
   EXPECT_EQ(store.permissions(kHost, "/local/domain/5/data/mine/deep").owner(), 5u);
+  store.write(kHost, "/local/domain/5/data/from-host", "go");  // the host's key in the guest's data/
+  EXPECT_EQ(store.permissions(kHost, "/local/domain/5/data/from-host").owner(), 5u);
+  EXPECT_EQ(store.read(5, "data/from-host"), "go");
   EXPECT_THROW(store.set_permissions(5, "data/mine", StorePermissions::parse("n6")), StoreDeniedError)
       << "a guest cannot give its nodes away (nor its quota)";
   store.set_permissions(5, "data/mine", StorePermissions::parse("n5 r6"));

@@ -528,6 +528,16 @@ TEST_F(VirtioBlockTest, WorkerServesManyRequestsInFlightThenFlush) {
   }
   // Data next to the written blocks is untouched.
   EXPECT_EQ(file_bytes(4096, 4096), pattern(4096, 4096));
+  // The worker counted what it served, each with its latency.
+  const auto counted = d.counters().snapshot();
+  EXPECT_EQ(counted.writes, static_cast<uint64_t>(kWrites));
+  EXPECT_EQ(counted.write_bytes, 4096u * kWrites);
+  EXPECT_EQ(counted.flushes, 1u);
+  EXPECT_EQ(counted.errors, 0u);
+  uint64_t timed = 0;
+  for (uint64_t count : counted.latency_buckets) timed += count;
+  EXPECT_EQ(timed, static_cast<uint64_t>(kWrites + 1));
+  EXPECT_GT(counted.latency_sum_ns, 0u);
 }
 
 // KVM signals a queue's ioeventfd when the guest writes its notify address; the worker waits
@@ -776,5 +786,27 @@ TEST_F(VirtioBlockTest, DirectoryAndLongIdAreRefused) {
   }
 }
 
+TEST(BlockCountersTest, RequestsBytesErrorsAndLatencyBuckets) {
+  BlockCounters counters;
+  counters.record(BlockCounters::Kind::kRead, 4096, true, 5'000);         // 5 us
+  counters.record(BlockCounters::Kind::kRead, 8192, true, 10'000);        // 10 us: the first bucket's edge
+  counters.record(BlockCounters::Kind::kWrite, 512, true, 300'000);       // 300 us
+  counters.record(BlockCounters::Kind::kFlush, 0, false, 5'000'000'000);  // 5 s: past every bound
+  counters.record(BlockCounters::Kind::kOther, 0, true, 1'000);           // not timed
+  const auto snapshot = counters.snapshot();
+  EXPECT_EQ(snapshot.reads, 2u);
+  EXPECT_EQ(snapshot.writes, 1u);
+  EXPECT_EQ(snapshot.flushes, 1u);
+  EXPECT_EQ(snapshot.others, 1u);
+  EXPECT_EQ(snapshot.read_bytes, 12288u);
+  EXPECT_EQ(snapshot.write_bytes, 512u);
+  EXPECT_EQ(snapshot.errors, 1u);
+  EXPECT_EQ(snapshot.latency_buckets[0], 2u);
+  EXPECT_EQ(snapshot.latency_buckets[4], 1u) << "250 < 300 us <= 500";
+  EXPECT_EQ(snapshot.latency_buckets[12], 1u);
+  EXPECT_EQ(snapshot.latency_sum_ns, 5'000u + 10'000 + 300'000 + 5'000'000'000);
+}
+
 }  // namespace
+
 }  // namespace kdom::devices::virtio

@@ -20,6 +20,7 @@
 #include "base/unique_fd.h"
 #include "devices/poll_window.h"
 #include "devices/rate_limiter.h"
+#include "devices/virtio/block_counters.h"
 #include "devices/virtio/block_request.h"
 #include "devices/virtio/virtio_device.h"
 
@@ -143,6 +144,8 @@ class BlockDevice : public VirtioDevice {
   // Does a plan's I/O synchronously; returns the status byte for the guest.
   uint8_t run_sync(const BlockPlan& plan) const;
   const BlockDiskFile& disk() const { return disk_; }
+  // What it has served (its workers count as they complete requests).
+  BlockCounters& counters() const { return counters_; }
   const std::string& path() const { return config_.path; }
 
  private:
@@ -156,6 +159,7 @@ class BlockDevice : public VirtioDevice {
   std::mutex mutex_;
   BlockDiskConfig config_;
   BlockDiskFile disk_;
+  mutable BlockCounters counters_;  // counting does not change what the device is
   uint64_t capacity_ = 0;
   DeviceFailure failure_;
   std::vector<int> notifiers_;  // per queue; not owned

@@ -237,19 +237,22 @@ void BlockQueueWorker::start(IoUring* ring, uint16_t head, uint64_t status_gpa, 
   const bool asynchronous = ring != nullptr && (plan.kind == BlockPlan::Kind::kRead ||
                                                 plan.kind == BlockPlan::Kind::kWrite ||
                                                 plan.kind == BlockPlan::Kind::kFlush);
+  const auto started = std::chrono::steady_clock::now();
   if (!asynchronous) {
     const uint8_t status = context_.device.run_sync(plan);
     finish(head, status_gpa, status, status == kBlockStatusOk ? plan.bytes_written : 0);
+    count(plan, status, started);
     return;
   }
   if (read_from_page_cache(plan)) {
     finish(head, status_gpa, kBlockStatusOk, plan.bytes_written);
+    count(plan, kBlockStatusOk, started);
     return;
   }
   const uint32_t slot = free_slots_.back();
   free_slots_.pop_back();
   InFlight& request = slots_[slot];
-  request = InFlight{head, status_gpa, std::move(plan)};
+  request = InFlight{head, status_gpa, std::move(plan), started};
   const int fd = context_.device.disk().fd();
   io_uring_sqe* sqe = ring->next_sqe();
   const auto count = static_cast<unsigned>(request.plan.buffers.size());
@@ -301,6 +304,7 @@ void BlockQueueWorker::complete(uint32_t slot, int result) {
     if (err != 0) status = kBlockStatusIoErr;
   }
   finish(request.head, request.status_gpa, status, status == kBlockStatusOk ? plan.bytes_written : 0);
+  count(plan, status, request.started);
   request.plan.buffers.clear();
   free_slots_.push_back(slot);
 }
@@ -309,6 +313,17 @@ void BlockQueueWorker::finish(uint16_t head, uint64_t status_gpa, uint8_t status
   context_.memory.write_object<uint8_t>(status_gpa, status);
   context_.queue->push_used(head, bytes_written + 1);
   used_added_ = true;
+}
+
+void BlockQueueWorker::count(const BlockPlan& plan, uint8_t status,
+                             std::chrono::steady_clock::time_point started) const {
+  BlockCounters::Kind kind = BlockCounters::Kind::kOther;
+  if (plan.kind == BlockPlan::Kind::kRead) kind = BlockCounters::Kind::kRead;
+  if (plan.kind == BlockPlan::Kind::kWrite) kind = BlockCounters::Kind::kWrite;
+  if (plan.kind == BlockPlan::Kind::kFlush) kind = BlockCounters::Kind::kFlush;
+  const auto latency = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
+  context_.device.counters().record(kind, status == kBlockStatusOk ? plan.length : 0, status == kBlockStatusOk,
+                                    static_cast<uint64_t>(latency.count()));
 }
 
 void BlockQueueWorker::arm_poll(IoUring& ring, int fd, uint64_t tag) {

@@ -16,6 +16,7 @@
 #include <linux/time_types.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -61,6 +62,7 @@ class BlockQueueWorker {
     uint16_t head = 0;
     uint64_t status_gpa = 0;
     BlockPlan plan;
+    std::chrono::steady_clock::time_point started;
   };
   // A request taken from the queue but not started: a flush waiting for earlier requests, or
   // one the rate limiter holds back. The worker takes no more until it starts.
@@ -95,6 +97,8 @@ class BlockQueueWorker {
   bool read_from_page_cache(BlockPlan& plan);
   void complete(uint32_t slot, int result);
   void finish(uint16_t head, uint64_t status_gpa, uint8_t status, uint32_t bytes_written);
+  // Counts a request done (BlockDevice::counters), `started` when it was taken.
+  void count(const BlockPlan& plan, uint8_t status, std::chrono::steady_clock::time_point started) const;
   void arm_poll(IoUring& ring, int fd, uint64_t tag);
   void arm_timer(IoUring& ring);
 
