@@ -8,7 +8,8 @@
 #   vmlinux            the ELF kernel cut out of that bzImage (has the Xen PVH entry note); LZ4,
 #                      XZ, gzip and zstd payloads are unpacked (KDOM_KERNEL_DEB may be another flavour)
 #   initramfs.cpio.gz  busybox-static + virtio/vsock/pvpanic/ACPI button/evdev modules + guest/init, with the
-#                      guest helpers kdom-outb (guest/kdom-outb.c) and kdom-vsock (guest/kdom-vsock.c)
+#                      guest helpers kdom-outb (guest/kdom-outb.c), kdom-vsock (guest/kdom-vsock.c)
+#                      and kdom-store (guest/kdom-store.c)
 #   l1-modules.cpio    for scripts/test-host.sh: KVM, networking, vsock, virtio-blk, virtiofs and overlay modules
 #                      of the same kernel, with lib/modules/l1-load-order listing them in order
 #   kernel-release     the kernel's release string (e.g. 6.1.0-56-cloud-amd64)
@@ -143,6 +144,8 @@ cc -Os -ffreestanding -fno-tree-loop-distribute-patterns -fno-stack-protector \
 	die "could not compile guest/kdom-outb.c"
 cc -O2 -static -Wall -Wextra -Werror -s -o "$stage/bin/kdom-vsock" "$src/guest/kdom-vsock.c" ||
 	die "could not compile guest/kdom-vsock.c"
+cc -O2 -static -Wall -Wextra -Werror -s -o "$stage/bin/kdom-store" "$src/guest/kdom-store.c" ||
+	die "could not compile guest/kdom-store.c"
 install -m 0755 "$src/guest/init" "$stage/init"
 # pvpanic first (ACPI QEMU0001 on an I/O port is pvpanic-mmio in 6.1), then virtio, then the
 # ACPI power button and the input events it sends (kdom.action=power-button).

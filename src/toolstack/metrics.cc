@@ -61,6 +61,24 @@ const json& list_of(const json& domain, const char* key) {
   return it != domain.end() && it->is_array() ? *it : empty;
 }
 
+struct Counter {
+  const char* name;
+  const char* key;
+  const char* help;
+};
+
+// One counter family per entry of `counters`, a series for each device in each domain's
+// `list` ("disks", "nets"), labelled with the device's id.
+template <size_t N>
+void device_counters(Writer& w, const json& domains, const char* list, const Counter (&counters)[N]) {
+  for (const Counter& counter : counters)
+    w.family(counter.name, "counter", counter.help, [&] {
+      for (const json& d : domains)
+        for (const json& device : list_of(d, list))
+          w.sample(domain_labels(d) + "," + label("device", device.value("id", "")), number_of(device, counter.key));
+    });
+}
+
 }  // namespace
 
 std::string prometheus_label_value(const std::string& value) {
@@ -112,11 +130,6 @@ std::string prometheus_metrics(const json& domains) {
                    count.is_number() ? std::to_string(count.get<uint64_t>()) : "0");
       }
   });
-  struct Counter {
-    const char* name;
-    const char* key;
-    const char* help;
-  };
   const Counter disk_counters[] = {
       {"kdom_block_reads_total", "reads", "Read requests a disk completed."},
       {"kdom_block_writes_total", "writes", "Write requests a disk completed."},
@@ -126,12 +139,7 @@ std::string prometheus_metrics(const json& domains) {
       {"kdom_block_written_bytes_total", "write_bytes", "Bytes a disk wrote for the guest."},
       {"kdom_block_errors_total", "errors", "Requests a disk answered with an error."},
   };
-  for (const Counter& counter : disk_counters)
-    w.family(counter.name, "counter", counter.help, [&] {
-      for (const json& d : domains)
-        for (const json& disk : list_of(d, "disks"))
-          w.sample(domain_labels(d) + "," + label("device", disk.value("id", "")), number_of(disk, counter.key));
-    });
+  device_counters(w, domains, "disks", disk_counters);
   w.family("kdom_block_request_duration_seconds", "histogram",
            "Time from a read, write or flush leaving the queue to its completion.", [&] {
              for (const json& d : domains)
@@ -157,12 +165,7 @@ std::string prometheus_metrics(const json& domains) {
       {"kdom_net_transmit_bytes_total", "tx_bytes", "Bytes a NIC sent for the guest."},
       {"kdom_net_transmit_dropped_total", "tx_dropped", "Frames from the guest a NIC dropped."},
   };
-  for (const Counter& counter : net_counters)
-    w.family(counter.name, "counter", counter.help, [&] {
-      for (const json& d : domains)
-        for (const json& net : list_of(d, "nets"))
-          w.sample(domain_labels(d) + "," + label("device", net.value("id", "")), number_of(net, counter.key));
-    });
+  device_counters(w, domains, "nets", net_counters);
   w.family("kdom_balloon_size_bytes", "gauge", "Memory a domain's balloon holds (taken from the guest).", [&] {
     for (const json& d : domains)
       if (d.contains("balloon") && d["balloon"].is_object())

@@ -144,14 +144,19 @@ Store::Transaction* Store::transaction_of(uint32_t caller, uint64_t id) {
   return &it->second;
 }
 
+const StoreNode* Store::readable_node(uint32_t caller, const std::string& absolute, Transaction* transaction) {
+  if (transaction) transaction->touched.insert(absolute);
+  const StoreNode* node = find(absolute, transaction);
+  if (node && !node->permissions.may_read(caller))
+    throw StoreDeniedError("domain " + std::to_string(caller) + " may not read " + absolute);
+  return node;
+}
+
 std::optional<std::string> Store::read(uint32_t caller, const std::string& path, uint64_t transaction) {
   const std::string absolute = canonical(caller, path);
   std::lock_guard lock(mutex_);
-  Transaction* t = transaction_of(caller, transaction);
-  if (t) t->touched.insert(absolute);
-  const StoreNode* node = find(absolute, t);
+  const StoreNode* node = readable_node(caller, absolute, transaction_of(caller, transaction));
   if (!node) return std::nullopt;
-  if (!node->permissions.may_read(caller)) throw StoreDeniedError("domain " + std::to_string(caller) + " may not read " + absolute);
   return node->value;
 }
 
@@ -159,21 +164,15 @@ std::vector<std::string> Store::children(uint32_t caller, const std::string& pat
   const std::string absolute = canonical(caller, path);
   std::lock_guard lock(mutex_);
   Transaction* t = transaction_of(caller, transaction);
-  if (t) t->touched.insert(absolute);
-  const StoreNode* node = find(absolute, t);
-  if (!node) throw StoreMissingError("no store node " + absolute);
-  if (!node->permissions.may_read(caller)) throw StoreDeniedError("domain " + std::to_string(caller) + " may not read " + absolute);
+  if (!readable_node(caller, absolute, t)) throw StoreMissingError("no store node " + absolute);
   return child_names(absolute, t);
 }
 
 StorePermissions Store::permissions(uint32_t caller, const std::string& path, uint64_t transaction) {
   const std::string absolute = canonical(caller, path);
   std::lock_guard lock(mutex_);
-  Transaction* t = transaction_of(caller, transaction);
-  if (t) t->touched.insert(absolute);
-  const StoreNode* node = find(absolute, t);
+  const StoreNode* node = readable_node(caller, absolute, transaction_of(caller, transaction));
   if (!node) throw StoreMissingError("no store node " + absolute);
-  if (!node->permissions.may_read(caller)) throw StoreDeniedError("domain " + std::to_string(caller) + " may not read " + absolute);
   return node->permissions;
 }
 

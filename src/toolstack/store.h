@@ -141,6 +141,9 @@ class Store {
   const StoreNode* find(const std::string& path, const Transaction* transaction) const;
   std::vector<std::string> child_names(const std::string& path, const Transaction* transaction) const;
   Transaction* transaction_of(uint32_t caller, uint64_t id);
+  // The node at `absolute` as `transaction` sees it (null when there is none), which the caller
+  // must be allowed to read (StoreDeniedError); the transaction has touched it.
+  const StoreNode* readable_node(uint32_t caller, const std::string& absolute, Transaction* transaction);
   // Applies `changes` (checked for quotas first), persists them, bumps generations, publishes.
   void apply(std::vector<Change> changes, uint32_t caller);
   void stage(std::vector<Change>& changes, Transaction* transaction, uint32_t caller);

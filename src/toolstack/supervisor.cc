@@ -660,11 +660,13 @@ void Supervisor::store_domain(const DomainRecord& record) {
       keys.push_back({device + "target", config.disks[i].target});
       keys.push_back({device + "vdev", config.disks[i].vdev});
       keys.push_back({device + "mode", config.disks[i].read_only ? "r" : "w"});
+      keys.push_back({device + "state", "connected"});
     }
     for (size_t i = 0; i < config.vifs.size(); ++i) {
       const std::string device = "device/vif/" + std::to_string(i) + "/";
       keys.push_back({device + "mac", config.vifs[i].mac.value_or("")});
       keys.push_back({device + "bridge", config.vifs[i].bridge});
+      keys.push_back({device + "state", "connected"});
     }
     store_.write(Store::kHost, home, "");
     store_.set_permissions(Store::kHost, home, guest_reads);

@@ -3,8 +3,10 @@
 # (the nested test host, through with-kvm.sh, where this machine has none): `kdom create` from an
 # xl.cfg with an ext4 disk and a vif on a Linux bridge (in a network namespace of this test's
 # own), the guest's console in the log and through the API, `kdom shutdown -w` through the
-# guest's power button with on_poweroff=destroy leaving no process, run directory or TAP, and
-# `kdom reboot` with on_reboot=restart booting the same domain again.
+# guest's power button with on_poweroff=destroy leaving no process, run directory or TAP,
+# `kdom reboot` with on_reboot=restart booting the same domain again, the store from inside a
+# guest over vsock (its own keys, not another's, its quota, watches both ways), and the
+# figures: kdom top (batch and on a tmux terminal), vcpu-list and vcpu-pin, /metrics (promtool).
 #   linux.sh KDOM KDOMD GUEST_DIR
 set -uo pipefail
 if [ -z "${KDOM_IN_NETNS:-}" ]; then
@@ -46,6 +48,32 @@ check tap-on-bridge "TAP $tap made and put on kdombr0" -- bash -c "ip link show 
 check boots "the guest's init runs (console log)" -- wait_for 240 log_has web "kdom-guest: power-button ready"
 check guest-sees-devices "the guest sees its disk and NIC" -- log_has web "kdom-guest: devices .*vda.*eth0"
 check console-api "the console reaches kdom console --log" -- bash -c "'$kdom' console --log web | grep -q 'Linux version'"
+# The domain's figures: kdom top in batch and on a terminal (tmux), vcpu-list and vcpu-pin,
+# /metrics held against promtool.
+"$kdom" top -b -i 1 -d 1 >"$work/top.out" 2>&1
+check top-batch "kdom top -b: web with 1 vCPU, 1 NIC, 1 disk: $(grep '^web ' "$work/top.out")" -- \
+  bash -c "awk '\$1 == \"web\" && \$8 == 1 && \$9 == 1 && \$12 == 1' '$work/top.out' | grep -q ."
+tmux_socket=$work/tmux
+extra_cleanup() { tmux -S "$tmux_socket" kill-server 2>/dev/null; }
+tmux -S "$tmux_socket" new-session -d -s top -x 150 -y 20 \
+  "KDOM_SOCKET='$KDOM_SOCKET' '$kdom' top -d 1; echo top-exited-\$?; sleep 60"
+pane_has() { tmux -S "$tmux_socket" capture-pane -p -t top | grep -q -- "$1"; }
+check top-terminal "kdom top on a terminal draws its table with web" -- \
+  wait_for 30 bash -c "tmux -S '$tmux_socket' capture-pane -p -t top | grep -q 'kdom top - 1 domains' &&
+                       tmux -S '$tmux_socket' capture-pane -p -t top | grep -q '^web '"
+tmux -S "$tmux_socket" send-keys -t top q
+check top-quits "q quits kdom top (status 0)" -- wait_for 30 pane_has top-exited-0
+tmux -S "$tmux_socket" kill-server 2>/dev/null
+"$kdom" vcpu-pin web 0 0 >"$work/pin.out" 2>&1
+check vcpu-pin "kdom vcpu-pin web 0 0: vcpu-list shows the affinity $(awk '$1 == "web" {print $7}' <("$kdom" vcpu-list web))" -- \
+  bash -c "'$kdom' vcpu-list web | awk '\$1 == \"web\" && \$3 == 0 && \$7 == \"0\"' | grep -q ."
+curl -s --unix-socket "$KDOM_SOCKET" http://kdomd/metrics >"$work/metrics.txt"
+check metrics-promtool "GET /metrics passes promtool check metrics" -- bash -c "promtool check metrics <'$work/metrics.txt'"
+check metrics-disk "the metrics count web's disk reads" -- \
+  grep -q "^kdom_block_reads_total{domain=\"web\",id=\"$web_id\",device=\"xvda\"} [1-9]" "$work/metrics.txt"
+check metrics-vcpu "... and its vCPU's exits" -- \
+  grep -q "^kdom_vcpu_exits_total{domain=\"web\",id=\"$web_id\",vcpu=\"0\",reason=\"io\"} [1-9]" "$work/metrics.txt"
+
 "$kdom" shutdown -w web >"$work/shutdown.out" 2>&1
 check shutdown-w "kdom shutdown -w returns once the guest powered off" -- log_has web "power button pressed"
 check destroyed "on_poweroff=destroy: the domain is gone" -- domain_absent web
@@ -69,6 +97,41 @@ wait_for 240 log_has boots "kdom-guest: power-button ready"
 check reboot-same-id "kdom reboot with on_reboot=restart keeps id $boots_id" -- [ "$("$kdom" domid boots 2>/dev/null)" = "$boots_id" ]
 booted_twice() { [ "$(log_count boots 'kdom-guest: init reached')" -ge 2 ]; }
 check reboot-boots-again "the guest boots again" -- wait_for 240 booted_twice
+# The store from inside a guest (vsock), as a guest agent uses xenstore: its own keys and not
+# another domain's (boots'), its quota, a watch each way.
+"$kdom" store watch /local/domain >"$work/store-watch.out" 2>&1 &
+store_watch=$!
+cat >"$work/agent.cfg" <<EOF
+name = "agent"
+memory = 256
+kernel = "$guest/vmlinuz"
+ramdisk = "$guest/initramfs.cpio.gz"
+extra = "console=ttyS0 kdom.action=store kdom.other=$boots_id"
+vsock = 3
+EOF
+"$kdom" create "$work/agent.cfg" >/dev/null 2>&1
+agent_id=$("$kdom" domid agent 2>/dev/null)
+check store-guest-reads "the guest read its own name and domid over vsock" -- \
+  wait_for 240 log_has agent "kdom-guest: store name=agent domid=$agent_id"
+guest_wrote() { [ "$("$kdom" store read "/local/domain/$agent_id/data/hello" 2>/dev/null)" = "from the guest" ]; }
+check store-guest-writes "the guest wrote data/hello; the host reads it" -- wait_for 30 guest_wrote
+host_watch_saw() { grep -q "written /local/domain/$agent_id/data/hello" "$work/store-watch.out"; }
+check store-host-watch "kdom store watch on the host saw the guest's write" -- wait_for 30 host_watch_saw
+check store-other-refused "the guest may not read another domain's name" -- \
+  wait_for 60 log_has agent "store another domain refused: kdom-store: domain $agent_id may not read /local/domain/$boots_id/name"
+check store-own-read-only "the guest may not write its own name (kdomd's)" -- \
+  log_has agent "store own name read-only: kdom-store: domain $agent_id may not write /local/domain/$agent_id/name"
+check store-quota "a guest flooding the store stops at its quota (1000 nodes)" -- \
+  wait_for 120 log_has agent "store flood: 997 written, then: ERR domain $agent_id would own more than 1000 store nodes"
+check store-others-intact "boots' name is untouched" -- [ "$("$kdom" store read "/local/domain/$boots_id/name")" = boots ]
+wait_for 120 log_has agent "kdom-guest: store watching data/cmd"
+"$kdom" store write "/local/domain/$agent_id/data/cmd" go
+check store-guest-watch "the guest's watch saw the host's write" -- \
+  wait_for 60 log_has agent "store watch saw: written /local/domain/$agent_id/data/cmd value=go"
+keys_gone() { ! "$kdom" store read "/local/domain/$agent_id" >/dev/null 2>&1; }
+check store-keys-go "the guest powered off: the domain and its keys are gone" -- wait_for 60 keys_gone
+kill "$store_watch" 2>/dev/null
+
 "$kdom" destroy boots
 check destroy "kdom destroy: gone" -- domain_absent boots
 

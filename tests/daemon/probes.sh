@@ -42,6 +42,7 @@ event_readers() { "$kdom" info | awk '$1 == "event_readers" {print $3}'; }
 readers_are() { [ "$(event_readers)" = "$1" ]; }
 "$kdom" events --json >"$work/events.jsonl" 2>"$work/events.err" &
 events_pid=$!
+"$kdom" store watch /local/domain >"$work/store-watch.out" 2>&1 &
 check events-following "kdom events is subscribed (kdom info: event_readers 1)" -- wait_for 30 readers_are 1
 "$kdom" events --domain tick --count 3 >"$work/tick-events.txt" 2>&1 &
 tick_events_pid=$!
@@ -83,6 +84,16 @@ for i in $(seq 1 20); do
   events_in_order "idle$i" created running paused running && in_order=$((in_order + 1))
 done
 check events-lifecycle "kdom events: created, running, paused, running for $in_order of 20 domains" -- [ "$in_order" -eq 20 ]
+# The same lifecycle in the store: each domain's keys made, its state key written as it went
+# (starting, running, paused, running), the value kdomd keeps there.
+stored=0
+for i in $(seq 1 20); do
+  id=$("$kdom" domid "idle$i")
+  [ "$(grep -c "^written /local/domain/$id/state$" "$work/store-watch.out")" -ge 4 ] &&
+    grep -q "^written /local/domain/$id/name$" "$work/store-watch.out" &&
+    [ "$("$kdom" store read "/local/domain/$id/state")" = running ] && stored=$((stored + 1))
+done
+check store-lifecycle "kdom store watch /local/domain saw each domain's keys and state changes ($stored of 20)" -- [ "$stored" -eq 20 ]
 
 # Pause stops the guest's ticks; unpause lets them go on.
 "$kdom" create "$(cfg tick "$ticker" 'extra = "period_ms=50"')" >/dev/null 2>&1
@@ -209,6 +220,9 @@ check events-resubscribed "the restarted kdomd listens to the idle domains' even
 "$kdom" events --json >"$work/events2.jsonl" 2>&1 &
 events_pid=$!
 wait_for 30 readers_are 1
+"$kdom" store watch /local/domain >"$work/store-watch2.out" 2>&1 &
+store_watch=$!
+wait_for 30 grep -q "^watch /local/domain$" "$work/store-watch2.out"
 
 # Destroy everything: no VMM process, no run directory, no socket left.
 destroys=()
@@ -226,7 +240,10 @@ check no-run-dirs "no run directory left ($dirs)" -- [ "$dirs" -eq 0 ]
 destroyed_events() { [ "$(grep -c '"event":"destroyed"' "$work/events2.jsonl")" -ge "$1" ]; }
 check events-destroyed "kdom events after the restart: a destroyed event for each of the $before_count domains" -- \
   wait_for 30 destroyed_events "$((before_count - 1))"
-kill "$events_pid" 2>/dev/null
+removed_keys() { [ "$(grep -c '^removed /local/domain/[0-9]*$' "$work/store-watch2.out")" -ge "$1" ]; }
+check store-removed "kdom store watch: each destroyed domain's keys removed" -- wait_for 30 removed_keys "$((before_count - 1))"
+check store-empty "no domain keys left in the store" -- bash -c "[ -z \"\$('$kdom' store ls /local/domain)\" ]"
+kill "$events_pid" "$store_watch" 2>/dev/null
 
 grep -h "triple fault" "$work/kdomd.log" | sed 's/^/NOTE (the test host'"'"'s emulation faults now and then): /'
 if [ "$failed" -gt 0 ]; then
