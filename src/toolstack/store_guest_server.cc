@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -144,6 +145,10 @@ void StoreGuestServer::serve(uint32_t domain, const std::string& socket_path) {
         ::close(connection);
         continue;
       }
+      // A guest that stops reading (its vsock buffers full) must not hold this thread, nor a
+      // stop() waiting for it, for longer than this.
+      const timeval send_timeout{10, 0};
+      ::setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout));
       ++ref.open;
       std::lock_guard lock(ref.mutex);
       ref.connections.emplace_back([this, &ref, connection] {
