@@ -1,4 +1,4 @@
-// Api: routes to Supervisor calls; errors to statuses (400, 404, 409, 504).
+// Api: routes to Supervisor and Store calls; errors to statuses (400, 403, 404, 409, 413, 504).
 #include "toolstack/api.h"
 
 #include <poll.h>
@@ -14,10 +14,10 @@
 #include <sstream>
 
 #include "base/error.h"
-#include "base/sse.h"
-#include "toolstack/metrics.h"
 #include "base/log.h"
+#include "base/sse.h"
 #include "config/domain_config.h"
+#include "toolstack/metrics.h"
 
 #ifndef KDOM_VERSION
 #define KDOM_VERSION "unknown"
