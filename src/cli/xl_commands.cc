@@ -526,6 +526,9 @@ int store_verb(const std::vector<std::string>& args, const ApiClient& client, Xl
   auto* watch = app.add_subcommand("watch", "print each change at or under a node as it happens, as xenstore-watch");
   watch->add_option("--count", count, "exit after this many events (the first is the watch's own path)");
   watch->add_option("PATH", path, "an absolute path")->required();
+  static const std::set<std::string> kCommands = {"read", "write", "ls", "rm", "chmod", "watch"};
+  if (!args.empty() && !args[0].empty() && args[0].front() != '-' && !kCommands.count(args[0]))
+    throw Error("kdom store: unknown command '" + args[0] + "' (read, write, ls, rm, chmod, watch)");
   if (!parse_verb(app, args, io.out)) return 0;
   if (ls->parsed() && path.empty()) path = "/";
   if (path.empty() || path.front() != '/') throw Error("kdom store: '" + path + "' is not an absolute path (it starts with /)");

@@ -479,6 +479,8 @@ TEST(XlCommandsStore, BadUseAndRefusalsAreOneLine) {
   EXPECT_EQ(run(server.path(), "store", {"read", "relative"}).error,
             "kdom store: 'relative' is not an absolute path (it starts with /)");
   EXPECT_NE(run(server.path(), "store", {}).error.find("usage: kdom store read PATH"), std::string::npos);
+  EXPECT_EQ(run(server.path(), "store", {"bogus", "/a"}).error,
+            "kdom store: unknown command 'bogus' (read, write, ls, rm, chmod, watch)");
   EXPECT_NE(run(server.path(), "store", {"write", "/a"}).error.find("VALUE is required"), std::string::npos);
   EXPECT_TRUE(server.requests().empty());
   EXPECT_EQ(run(server.path(), "store", {"read", "/nope"}).error, "no store node /nope");
