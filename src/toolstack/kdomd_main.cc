@@ -23,6 +23,7 @@
 #include "toolstack/api.h"
 #include "toolstack/http_server.h"
 #include "toolstack/registry.h"
+#include "toolstack/store_persistence.h"
 #include "toolstack/supervisor.h"
 
 namespace {

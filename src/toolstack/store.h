@@ -4,8 +4,9 @@
 // has quotas (nodes it owns, value size, watches, open transactions), transactions see the
 // store as it was plus their own changes and fail with a conflict when what they touched
 // changed meanwhile, and every change is published for watches. It is kept in memory and
-// handed to a persistence hook (the registry's SQLite file) on each change, so it survives a
-// daemon restart. Domain 0 is the host: kdomd itself and the host's tools.
+// handed to a persistence hook (the registry's SQLite file: store_persistence.h) on each
+// change, so it survives a daemon restart. Domain 0 is the host: kdomd itself and the host's
+// tools.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +20,6 @@
 
 #include "base/error.h"
 #include "toolstack/event_bus.h"
-#include "toolstack/registry.h"
 
 namespace kdom::toolstack {
 
@@ -160,9 +160,5 @@ class Store {
   std::map<uint64_t, Transaction> transactions_;
   EventBus changes_;
 };
-
-// The store as the registry kept it, and the hook that keeps it there.
-std::map<std::string, StoreNode> store_nodes_from(const Registry& registry);
-Store::Persist store_persistence_in(Registry& registry);
 
 }  // namespace kdom::toolstack

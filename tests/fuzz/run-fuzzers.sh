@@ -9,7 +9,8 @@ set -uo pipefail
 build=${1:?usage: run-fuzzers.sh BUILD_DIR [SECONDS]}
 seconds=${2:-20}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-targets=(fuzz_virtqueue fuzz_block fuzz_entropy fuzz_vsock fuzz_balloon fuzz_net fuzz_console fuzz_virtio_pci)
+targets=(fuzz_virtqueue fuzz_block fuzz_entropy fuzz_vsock fuzz_balloon fuzz_net fuzz_console fuzz_virtio_pci
+  fuzz_store_guest)
 
 failed=()
 for target in "${targets[@]}"; do

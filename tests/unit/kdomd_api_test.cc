@@ -26,6 +26,7 @@
 #include "toolstack/api.h"
 #include "toolstack/http_server.h"
 #include "toolstack/registry.h"
+#include "toolstack/store_persistence.h"
 #include "toolstack/supervisor.h"
 
 #ifndef KDOM_SOURCE_DIR

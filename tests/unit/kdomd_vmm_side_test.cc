@@ -17,14 +17,15 @@
 #include <thread>
 
 #include "devices/virtio/balloon.h"
+#include "eventually.h"
 #include "toolstack/api.h"
 #include "toolstack/registry.h"
+#include "toolstack/store_persistence.h"
 #include "toolstack/supervisor.h"
 #include "vmm/control_client.h"
 #include "vmm/control_requests.h"
 #include "vmm/control_socket.h"
 #include "vmm/event_stream.h"
-#include "eventually.h"
 
 namespace kdom::toolstack {
 namespace {

@@ -3,6 +3,7 @@
 // the watched path, a watch on a parent, the removal of the path or a parent, a guest kept to
 // its own subtree) and persistence through a real registry file.
 #include "toolstack/store.h"
+#include "toolstack/store_persistence.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
