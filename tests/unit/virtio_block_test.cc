@@ -5,6 +5,7 @@
 #include "devices/virtio/block.h"
 
 #include "base/unique_fd.h"
+#include "eventually.h"
 
 #include <fcntl.h>
 #include <gmock/gmock.h>
@@ -485,10 +486,13 @@ TEST_F(VirtioBlockTest, NotifyQueueProcessesAndInterrupts) {
   d.notify_queue(1);
   ASSERT_TRUE(wait_used([&] { return used_idx(); }, 1));
   EXPECT_EQ(memory.read_object<uint8_t>(status), kBlockStatusOk);
-  {
+  // The worker raises the interrupt after it has put the request in the used ring.
+  auto interrupts = [&] {
     std::lock_guard lock(raised.mutex);
-    EXPECT_EQ(raised.interrupts, std::vector<uint16_t>{1});
-  }
+    return raised.interrupts;
+  };
+  EXPECT_TRUE(eventually([&] { return !interrupts().empty(); }));
+  EXPECT_EQ(interrupts(), std::vector<uint16_t>{1});
   // A broken queue is reported to the transport through the failure handler.
   memory.write_object<uint16_t>(kAvailRing + 2, 1 + kQueueSize + 5);
   d.notify_queue(1);
