@@ -1,7 +1,6 @@
 // Api: routes to Supervisor and Store calls; errors to statuses (400, 403, 404, 409, 413, 504).
 #include "toolstack/api.h"
 
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/sysinfo.h>
 #include <sys/time.h>
@@ -11,11 +10,13 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "base/error.h"
 #include "base/log.h"
 #include "base/sse.h"
+#include "base/stream_socket.h"
 #include "config/domain_config.h"
 #include "toolstack/metrics.h"
 
@@ -80,11 +81,6 @@ constexpr auto kHangUpCheck = std::chrono::seconds(1);
 // A client that takes no bytes for this long is cut off rather than holding a thread forever.
 constexpr int kStreamSendTimeoutSeconds = 30;
 
-bool client_hung_up(int fd) {
-  pollfd check{fd, POLLRDHUP, 0};
-  return ::poll(&check, 1, 0) > 0 && (check.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
-}
-
 // A reply that streams `subscription`'s events as server-sent events, `first` before them,
 // until the subscription ends or the client goes; `release` runs once it is over, or when the
 // reply is dropped unsent.
@@ -113,7 +109,7 @@ HttpReply event_stream(std::shared_ptr<EventBus::Subscription> subscription, std
       const auto next = subscription.next(event, kHangUpCheck);
       if (next == EventBus::Subscription::Next::kEnded) break;
       if (next == EventBus::Subscription::Next::kTimeout) {
-        if (client_hung_up(fd)) break;
+        if (peer_hung_up(fd)) break;
         if (std::chrono::steady_clock::now() - last_write < kEventKeepAlive) continue;
         open = write_chunk(fd, sse_comment("keep-alive"));
       } else {
@@ -133,6 +129,12 @@ std::string query_path(const HttpRequest& request) {
   return it->second;
 }
 
+// `text` as a whole decimal number that fits 64 bits, if it is one.
+std::optional<uint64_t> decimal_id(const std::string& text) {
+  if (text.empty() || text.size() > 19 || text.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  return std::stoull(text);
+}
+
 // The transaction a request is part of (?transaction=N or "transaction" in its body), 0 if none.
 uint64_t transaction_of(const HttpRequest& request, const json& body) {
   if (body.contains("transaction")) {
@@ -141,24 +143,16 @@ uint64_t transaction_of(const HttpRequest& request, const json& body) {
   }
   auto it = request.query.find("transaction");
   if (it == request.query.end()) return 0;
-  if (it->second.empty() || it->second.size() > 19 || it->second.find_first_not_of("0123456789") != std::string::npos)
-    throw Error("?transaction= must be a transaction id");
-  return std::stoull(it->second);
+  const auto id = decimal_id(it->second);
+  if (!id) throw Error("?transaction= must be a transaction id");
+  return *id;
 }
 
+// The transaction a path segment names (/v1/store/transactions/{id}).
 uint64_t transaction_id(const std::string& text) {
-  if (text.empty() || text.size() > 19 || text.find_first_not_of("0123456789") != std::string::npos)
-    throw StoreMissingError("no store transaction '" + text + "'");
-  return std::stoull(text);
-}
-
-void send_raw(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    data.remove_prefix(static_cast<size_t>(n));
-  }
+  const auto id = decimal_id(text);
+  if (!id) throw StoreMissingError("no store transaction '" + text + "'");
+  return *id;
 }
 
 }  // namespace
@@ -352,7 +346,7 @@ HttpReply Api::console(const HttpRequest& request, const std::string& dom) const
     reply.status = 101;
     reply.stream = [hub](int fd) {
       auto follower = hub->follow();
-      send_raw(fd, console_screen_tail(hub->recent(), kAttachReplayBytes));
+      send_all(fd, console_screen_tail(hub->recent(), kAttachReplayBytes));
       // The user's keystrokes, on a thread of their own; their end (detach) ends the session.
       std::thread input([hub, follower, fd] {
         char buffer[4096];
@@ -364,7 +358,7 @@ HttpReply Api::console(const HttpRequest& request, const std::string& dom) const
         }
         hub->unfollow(follower);
       });
-      for (std::string chunk; follower->next(chunk);) send_raw(fd, chunk);
+      for (std::string chunk; follower->next(chunk);) send_all(fd, chunk);
       ::shutdown(fd, SHUT_RDWR);
       input.join();
     };

@@ -24,6 +24,7 @@
 #include "base/unix_socket.h"
 #include "base/eventfd.h"
 #include "base/log.h"
+#include "base/stream_socket.h"
 
 namespace kdom::toolstack {
 
@@ -38,16 +39,6 @@ constexpr int kIdleSeconds = 120;
 void set_receive_timeout(int fd, int seconds) {
   timeval timeout{seconds, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-}
-
-bool send_all(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
 }
 
 std::string percent_decode(std::string_view text) {

@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "base/eventfd.h"
-#include "base/log.h"
+#include "base/stream_socket.h"
 #include "base/unique_fd.h"
 #include "base/unix_socket.h"
 
@@ -36,19 +36,9 @@ struct StoreGuestServer::Listener {
 
 namespace {
 
-bool send_line(int fd, const std::string& line) {
-  std::string data = line + "\n";
-  std::string_view rest = data;
-  while (!rest.empty()) {
-    const ssize_t n = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    rest.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
-}
+bool send_line(int fd, const std::string& line) { return send_all(fd, line + "\n"); }
 
-// Waits for `fd` to be readable (or hung up) or `stop` to fire; false when stopping.
+// Waits for `fd` to be readable (or hung up; -1: none) or `stop` to fire; false when stopping.
 bool wait_readable(int fd, int stop, int timeout_ms) {
   pollfd fds[2] = {{fd, POLLIN | POLLRDHUP, 0}, {stop, POLLIN, 0}};
   const int ready = ::poll(fds, 2, timeout_ms);
@@ -123,6 +113,7 @@ std::string StoreGuestServer::handle(uint32_t domain, const std::string& line) {
 }
 
 void StoreGuestServer::serve(uint32_t domain, const std::string& socket_path) {
+  stop(domain);  // a restarted VMM: the old listener ends first
   auto listener = std::make_unique<Listener>();
   listener->domain = domain;
   listener->path = socket_path;
@@ -134,87 +125,79 @@ void StoreGuestServer::serve(uint32_t domain, const std::string& socket_path) {
   check_syscall(::listen(listener->fd.get(), 8), "listen " + socket_path);
   listener->stop = UniqueFd(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"));
   Listener& ref = *listener;
-  listener->accepting = std::thread([this, &ref] {
-    for (;;) {
-      if (!wait_readable(ref.fd.get(), ref.stop.get(), -1)) return;
-      const int connection = ::accept4(ref.fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
-      if (connection < 0) continue;
-      if (ref.open >= kMaxConnectionsPerDomain) {
-        send_line(connection, "ERR this domain has " + std::to_string(kMaxConnectionsPerDomain) +
-                                  " store connections open, the most it may");
-        ::close(connection);
-        continue;
-      }
-      // A guest that stops reading (its vsock buffers full) must not hold this thread, nor a
-      // stop() waiting for it, for longer than this.
-      const timeval send_timeout{10, 0};
-      ::setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout));
-      ++ref.open;
-      std::lock_guard lock(ref.mutex);
-      ref.connections.emplace_back([this, &ref, connection] {
-        UniqueFd fd(connection);
-        std::string buffer;
-        char chunk[4096];
-        bool open = true;
-        while (open) {
-          if (!wait_readable(fd.get(), ref.stop.get(), -1)) break;
-          const ssize_t n = ::recv(fd.get(), chunk, sizeof(chunk), 0);
-          if (n < 0 && errno == EINTR) continue;
-          if (n <= 0) break;
-          buffer.append(chunk, static_cast<size_t>(n));
-          for (size_t end; open && (end = buffer.find('\n')) != std::string::npos;) {
-            std::string line = buffer.substr(0, end);
-            buffer.erase(0, end + 1);
-            if (!line.empty() && line.back() == '\r') line.pop_back();
-            if (line.rfind("WATCH ", 0) != 0) {
-              open = send_line(fd.get(), handle(ref.domain, line));
-              continue;
-            }
-            // From here on the connection carries the watch's events only.
-            const std::string path = line.substr(6);
-            std::shared_ptr<EventBus::Subscription> watch;
-            try {
-              watch = store_.watch(ref.domain, path);
-            } catch (const std::exception& error) {
-              open = send_line(fd.get(), "ERR " + one_line(error.what()));
-              continue;
-            }
-            open = send_line(fd.get(), "OK") && send_line(fd.get(), "EVENT watch " + Store::canonical(ref.domain, path));
-            while (open) {
-              json event;
-              const auto next = watch->next(event, std::chrono::seconds(1));
-              if (next == EventBus::Subscription::Next::kEnded) break;
-              if (next == EventBus::Subscription::Next::kEvent) {
-                open = send_line(fd.get(), "EVENT " + event.value("event", "") + " " + event.value("path", ""));
-              } else {
-                pollfd checks[2] = {{fd.get(), POLLRDHUP, 0}, {ref.stop.get(), POLLIN, 0}};
-                if (::poll(checks, 2, 0) > 0 &&
-                    ((checks[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) || checks[1].revents))
-                  break;
-              }
-            }
-            store_.unwatch(ref.domain, watch);
-            open = false;
-          }
-          if (buffer.size() > kMaxLineBytes) {
-            send_line(fd.get(), "ERR a request line is longer than " + std::to_string(kMaxLineBytes) + " bytes");
-            break;
-          }
-        }
-        --ref.open;
-      });
-    }
-  });
+  listener->accepting = std::thread([this, &ref] { accept_loop(ref); });
   std::lock_guard lock(mutex_);
-  if (auto old = listeners_.find(domain); old != listeners_.end()) {
-    // Replaced (a restarted VMM): the old one ends first.
-    std::unique_ptr<Listener> previous = std::move(old->second);
-    listeners_.erase(old);
-    signal_eventfd(previous->stop.get());
-    previous->accepting.join();
-    for (auto& thread : previous->connections) thread.join();
-  }
   listeners_[domain] = std::move(listener);
+}
+
+void StoreGuestServer::accept_loop(Listener& listener) {
+  for (;;) {
+    if (!wait_readable(listener.fd.get(), listener.stop.get(), -1)) return;
+    UniqueFd connection(::accept4(listener.fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!connection.valid()) continue;
+    if (listener.open >= kMaxConnectionsPerDomain) {
+      send_line(connection.get(), "ERR this domain has " + std::to_string(kMaxConnectionsPerDomain) +
+                                      " store connections open, the most it may");
+      continue;
+    }
+    // A guest that stops reading (its vsock buffers full) must not hold this thread, nor a
+    // stop() waiting for it, for longer than this.
+    const timeval send_timeout{10, 0};
+    ::setsockopt(connection.get(), SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout));
+    ++listener.open;
+    std::lock_guard lock(listener.mutex);
+    listener.connections.emplace_back([this, &listener, fd = std::move(connection)]() mutable {
+      serve_connection(listener, fd.get());
+      --listener.open;
+    });
+  }
+}
+
+void StoreGuestServer::serve_connection(Listener& listener, int fd) {
+  std::string buffer;
+  char chunk[4096];
+  for (;;) {
+    if (!wait_readable(fd, listener.stop.get(), -1)) return;
+    const ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    buffer.append(chunk, static_cast<size_t>(n));
+    for (size_t end; (end = buffer.find('\n')) != std::string::npos;) {
+      std::string line = buffer.substr(0, end);
+      buffer.erase(0, end + 1);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.rfind("WATCH ", 0) == 0) {
+        serve_watch(listener, fd, line.substr(6));  // the connection's last request
+        return;
+      }
+      if (!send_line(fd, handle(listener.domain, line))) return;
+    }
+    if (buffer.size() > kMaxLineBytes) {
+      send_line(fd, "ERR a request line is longer than " + std::to_string(kMaxLineBytes) + " bytes");
+      return;
+    }
+  }
+}
+
+void StoreGuestServer::serve_watch(Listener& listener, int fd, const std::string& path) {
+  std::shared_ptr<EventBus::Subscription> watch;
+  try {
+    watch = store_.watch(listener.domain, path);
+  } catch (const std::exception& error) {
+    send_line(fd, "ERR " + one_line(error.what()));
+    return;
+  }
+  bool open = send_line(fd, "OK") && send_line(fd, "EVENT watch " + Store::canonical(listener.domain, path));
+  while (open) {
+    json event;
+    const auto next = watch->next(event, std::chrono::seconds(1));
+    if (next == EventBus::Subscription::Next::kEnded) break;
+    if (next == EventBus::Subscription::Next::kEvent)
+      open = send_line(fd, "EVENT " + event.value("event", "") + " " + event.value("path", ""));
+    else
+      open = !peer_hung_up(fd) && wait_readable(-1, listener.stop.get(), 0);
+  }
+  store_.unwatch(listener.domain, watch);
 }
 
 void StoreGuestServer::stop(uint32_t domain) {

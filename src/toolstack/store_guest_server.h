@@ -38,6 +38,12 @@ class StoreGuestServer {
 
  private:
   struct Listener;
+  void accept_loop(Listener& listener);
+  // One guest connection's requests, in its own thread, until it goes or the domain is stopped.
+  void serve_connection(Listener& listener, int fd);
+  // A WATCH request: the connection carries that watch's events from then on.
+  void serve_watch(Listener& listener, int fd, const std::string& path);
+
   Store& store_;
   std::mutex mutex_;
   std::map<uint32_t, std::unique_ptr<Listener>> listeners_;
