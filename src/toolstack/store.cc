@@ -34,19 +34,21 @@ std::string domain_home(uint32_t domain) { return "/local/domain/" + std::to_str
 
 }  // namespace
 
-bool StorePermissions::may_read(uint32_t domain) const {
-  if (domain == Store::kHost || domain == owner()) return true;
+char StorePermissions::access_of(uint32_t domain) const {
+  if (domain == Store::kHost || domain == owner()) return 'b';
   char access = entries.front().access;
   for (size_t i = 1; i < entries.size(); ++i)
     if (entries[i].domain == domain) access = entries[i].access;
+  return access;
+}
+
+bool StorePermissions::may_read(uint32_t domain) const {
+  const char access = access_of(domain);
   return access == 'r' || access == 'b';
 }
 
 bool StorePermissions::may_write(uint32_t domain) const {
-  if (domain == Store::kHost || domain == owner()) return true;
-  char access = entries.front().access;
-  for (size_t i = 1; i < entries.size(); ++i)
-    if (entries[i].domain == domain) access = entries[i].access;
+  const char access = access_of(domain);
   return access == 'w' || access == 'b';
 }
 
@@ -208,7 +210,8 @@ void Store::write(uint32_t caller, const std::string& path, const std::string& v
     StoreNode created;
     created.permissions = existing.permissions;
     if (caller != kHost) created.permissions.entries.front().domain = caller;
-    if (t) t->parents.insert(parent);
+    // A parent the transaction made itself cannot be removed by others meanwhile.
+    if (t && !t->overlay.count(parent)) t->parents.insert(parent);
     for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
       created.value = *it == absolute ? value : "";
       changes.push_back({*it, created});

@@ -55,6 +55,8 @@ struct StorePermissions {
   std::vector<Entry> entries{{0, 'n'}};
 
   uint32_t owner() const { return entries.front().domain; }
+  // 'n', 'r', 'w' or 'b' for `domain` (the host and the owner: 'b').
+  char access_of(uint32_t domain) const;
   bool may_read(uint32_t domain) const;
   bool may_write(uint32_t domain) const;
   std::string text() const;

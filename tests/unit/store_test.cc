@@ -159,6 +159,14 @@ TEST(Store, ATransactionSeesItsOwnChangesAndCommitsAllOrNothing) {
   EXPECT_EQ(store.read(kHost, "/a/y"), std::nullopt);
   EXPECT_EQ(store.read(kHost, "/a/z/deep"), "3");
   EXPECT_THROW(store.commit(kHost, t), StoreMissingError) << "a transaction ends with its commit";
+  // Nodes made under a node the same transaction made.
+  const uint64_t nested = store.begin(kHost);
+  store.write(kHost, "/b", "", nested);
+  store.set_permissions(kHost, "/b", StorePermissions::parse("n0 r5"), nested);
+  store.write(kHost, "/b/c", "1", nested);
+  store.commit(kHost, nested);
+  EXPECT_EQ(store.read(kHost, "/b/c"), "1");
+  EXPECT_EQ(store.permissions(kHost, "/b/c").text(), "n0 r5");
 }
 
 TEST(Store, AConflictingTransactionChangesNothing) {
