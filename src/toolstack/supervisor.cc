@@ -168,6 +168,8 @@ Supervisor::~Supervisor() {
   changed_.wait(lock, [this] { return settling_ == 0; });
 }
 
+std::string Supervisor::run_dir_of(uint32_t id) const { return paths_.run_dir + "/domains/" + std::to_string(id); }
+
 std::string Supervisor::log_path(const std::string& name) const { return paths_.log_dir + "/" + name + ".log"; }
 
 DomainRecord Supervisor::record_of(uint32_t id) {
@@ -247,7 +249,7 @@ json Supervisor::create(const config::DomainConfig& requested, bool paused) {
 
   auto runtime = std::make_shared<Runtime>();
   runtime->id = record.id;
-  runtime->run_dir = paths_.run_dir + "/domains/" + std::to_string(record.id);
+  runtime->run_dir = run_dir_of(record.id);
   std::unique_lock operation(runtime->operation);
   {
     std::lock_guard lock(mutex_);
@@ -668,15 +670,31 @@ void Supervisor::store_domain(const DomainRecord& record) {
       keys.push_back({device + "bridge", config.vifs[i].bridge});
       keys.push_back({device + "state", "connected"});
     }
-    store_.write(Store::kHost, home, "");
-    store_.set_permissions(Store::kHost, home, guest_reads);
-    for (const auto& [key, value] : keys) store_.write(Store::kHost, home + "/" + key, value);
-    store_.write(Store::kHost, home + "/data", "");
-    store_.set_permissions(Store::kHost, home + "/data", StorePermissions::parse("n" + id));
     const std::string vm = "/vm/" + record.uuid;
-    store_.write(Store::kHost, vm + "/name", record.name);
-    store_.write(Store::kHost, vm + "/uuid", record.uuid);
-    store_.set_permissions(Store::kHost, vm, guest_reads);
+    // One transaction: one write to the registry's file per domain, not one per key. Two
+    // first creates may both make /local: the loser starts again.
+    for (int attempt = 1;; ++attempt) {
+      const uint64_t t = store_.begin(Store::kHost);
+      try {
+        store_.write(Store::kHost, home, "", t);
+        store_.set_permissions(Store::kHost, home, guest_reads, t);
+        for (const auto& [key, value] : keys) store_.write(Store::kHost, home + "/" + key, value, t);
+        store_.write(Store::kHost, home + "/data", "", t);
+        store_.set_permissions(Store::kHost, home + "/data", StorePermissions::parse("n" + id), t);
+        store_.write(Store::kHost, vm + "/name", record.name, t);
+        store_.write(Store::kHost, vm + "/uuid", record.uuid, t);
+        store_.set_permissions(Store::kHost, vm, guest_reads, t);
+      } catch (...) {
+        store_.abort(Store::kHost, t);
+        throw;
+      }
+      try {
+        store_.commit(Store::kHost, t);
+        break;
+      } catch (const StoreConflictError&) {
+        if (attempt == 3) throw;
+      }
+    }
   } catch (const std::exception& error) {
     log_line("domain " + id + " '" + record.name + "': cannot write its keys in the store: " + error.what());
   }
@@ -847,7 +865,7 @@ json Supervisor::stats_of(const DomainRecord& record) {
   stats["resident_bytes"] = resident_bytes(pid);
   json vmm;
   try {
-    vmm = vmm::control_request(paths_.run_dir + "/domains/" + std::to_string(record.id) + "/control.sock",
+    vmm = vmm::control_request(run_dir_of(record.id) + "/control.sock",
                                {{"op", "stats"}});
   } catch (const std::exception&) {
     return stats;  // a VMM from before `stats`, or one stopping: the process figures stand
@@ -897,7 +915,7 @@ void Supervisor::recover() {
     if (!store_.read(Store::kHost, "/local/domain/" + std::to_string(record.id))) store_domain(record);
     auto runtime = std::make_shared<Runtime>();
     runtime->id = record.id;
-    runtime->run_dir = paths_.run_dir + "/domains/" + std::to_string(record.id);
+    runtime->run_dir = run_dir_of(record.id);
     const config::DomainConfig config = config::domain_config_from_json(record.config);
     for (size_t i = 0; i < config.vifs.size(); ++i)
       runtime->taps.push_back(config.vifs[i].bridge.empty() ? config.vifs[i].tap

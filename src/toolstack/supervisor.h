@@ -149,6 +149,7 @@ class Supervisor {
   void publish(const std::string& event, uint32_t id, const std::string& name,
                nlohmann::json details = nlohmann::json::object());
   std::string log_path(const std::string& name) const;
+  std::string run_dir_of(uint32_t id) const;  // the domain's VMM files: sockets, config, exit file
   // The domain's keys in the store: made on create, kept as it changes, removed with it. A
   // store that cannot be written (its file) is logged, never a reason for a lifecycle
   // operation to fail.
