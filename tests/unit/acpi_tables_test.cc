@@ -1,7 +1,8 @@
 // Tests of the ACPI tables: RSDP (signature, both checksums, revision), the XSDT walk to the
 // FADT and MADT, every table's checksum, the MADT's local APICs and IOAPIC, and the FADT's
 // hardware-reduced sleep control register and DSDT (\_S5 and the pvpanic device), and the
-// whole DSDT as ACPICA's disassembler (iasl, Debian's acpica-tools) reads it back.
+// whole DSDT as ACPICA's disassembler (iasl, Debian's acpica-tools) reads it back (the
+// devices, the GED's two interrupts and the PCI hot-plug slots and their methods).
 #include "arch/x86/acpi_tables.h"
 
 #include <gtest/gtest.h>
@@ -205,7 +206,12 @@ TEST_P(Acpi, DsdtDisassemblesWithIaslIntoItsDevices) {
        {"Name (_S5, Package (0x02)", "Device (PCI0)", "Device (COM1)", "Device (RTC)", "Device (PEVT)",
         "Device (PWRB)", "Name (_HID, \"PNP0C0C\"", "Device (GED0)", "Name (_HID, \"ACPI0013\"",
         "Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )", "0x00000017,",
-        "Method (_EVT, 1, NotSerialized)", "Notify (\\_SB.PWRB, 0x80)"})
+        "Method (_EVT, 1, NotSerialized)", "If ((Arg0 == 0x17))", "Notify (\\_SB.PWRB, 0x80)", "0x00000016,",
+        "If ((Arg0 == 0x16))", "\\_SB.PCI0.PCNT ()", "OperationRegion (PHPR, SystemIO, 0xAE00, 0x0C)",
+        "Field (PHPR, DWordAcc, NoLock, WriteAsZeros)", "Device (S01)", "Name (_ADR, 0x00010000)",
+        "Device (S1F)", "Name (_ADR, 0x001F0000)", "Name (_SUN, 0x1F)", "B0EJ = 0x80000000",
+        "Method (PCNT, 0, NotSerialized)", "Local0 = PCIU", "Local1 = PCID", "If ((Local0 & 0x02))",
+        "Notify (S01, One)", "If ((Local1 & 0x80000000))", "Notify (S1F, 0x03)"})
     EXPECT_NE(text.find(expected), std::string::npos) << "iasl's reading of the DSDT has no '" << expected << "':\n"
                                                       << text;
 }

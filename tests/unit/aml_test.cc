@@ -132,9 +132,36 @@ TEST(AmlMethod, HasLengthNameAndArgumentCount) {
   EXPECT_THROW(method("_EVT", 8, {}), Error);
 }
 
-TEST(AmlNotify, NamesTheDeviceFromTheRoot) {
-  EXPECT_EQ(notify("_SB_", "PWRB", 0x80),
+TEST(AmlNotify, NamesTheDeviceFromTheRootOrTheScope) {
+  EXPECT_EQ(notify(root_path({"_SB_", "PWRB"}), 0x80),
             (Bytes{0x86, '\\', 0x2e, '_', 'S', 'B', '_', 'P', 'W', 'R', 'B', 0x0a, 0x80}));
+  EXPECT_EQ(notify(name_ref("S1F"), 3), (Bytes{0x86, 'S', '1', 'F', '_', 0x0a, 0x03}));
+}
+
+TEST(AmlPath, UsesDualAndMultiNamePrefixes) {
+  EXPECT_EQ(root_path({"PCI0"}), (Bytes{'\\', 'P', 'C', 'I', '0'}));
+  EXPECT_EQ(root_path({"_SB_", "PCI0", "PCNT"}),
+            (Bytes{'\\', 0x2f, 3, '_', 'S', 'B', '_', 'P', 'C', 'I', '0', 'P', 'C', 'N', 'T'}));
+  EXPECT_THROW(root_path({}), Error);
+}
+
+TEST(AmlExpressions, EncodeIfAndEqualStoreLocalsAndArguments) {
+  EXPECT_EQ(local(1), Bytes{0x61});
+  EXPECT_EQ(argument(0), Bytes{0x68});
+  EXPECT_THROW(local(8), Error);
+  EXPECT_THROW(argument(7), Error);
+  EXPECT_EQ(store(name_ref("PCIU"), local(0)), (Bytes{0x70, 'P', 'C', 'I', 'U', 0x60}));
+  EXPECT_EQ(bit_and(local(0), integer(2)), (Bytes{0x7b, 0x60, 0x0a, 0x02, 0x00}));
+  EXPECT_EQ(equal(argument(0), integer(22)), (Bytes{0x93, 0x68, 0x0a, 22}));
+  // If: PkgLength covers the predicate and the body.
+  EXPECT_EQ(if_then(local(0), {0xa3}), (Bytes{0xa0, 0x03, 0x60, 0xa3}));
+}
+
+TEST(AmlRegion, IsSystemIoWithDwordFields) {
+  EXPECT_EQ(io_region("PHPR", 0xae00, 12),
+            (Bytes{0x5b, 0x80, 'P', 'H', 'P', 'R', 0x01, 0x0b, 0x00, 0xae, 0x0a, 0x0c}));
+  EXPECT_EQ(dword_fields("PHPR", {"PCIU", "B0EJ"}),
+            (Bytes{0x5b, 0x81, 0x10, 'P', 'H', 'P', 'R', 0x43, 'P', 'C', 'I', 'U', 32, 'B', '0', 'E', 'J', 32}));
 }
 
 TEST(AmlEdgeInterruptResource, IsAnExtendedInterruptDescriptorForOneGsi) {
@@ -144,9 +171,13 @@ TEST(AmlEdgeInterruptResource, IsAnExtendedInterruptDescriptorForOneGsi) {
                  0x03,                               // consumer, edge, active high, exclusive
                  0x01, 0x17, 0x00, 0x00, 0x00,       // one GSI: 23
                  0x79, 0x00};                        // end tag
-  EXPECT_EQ(edge_interrupt_resource(23), expected);
-  Bytes high = edge_interrupt_resource(0x12345678);
+  EXPECT_EQ(edge_interrupt_resource({23}), expected);
+  Bytes high = edge_interrupt_resource({0x12345678});
   EXPECT_EQ((Bytes(high.begin() + 9, high.begin() + 13)), (Bytes{0x78, 0x56, 0x34, 0x12}));
+  Bytes two = edge_interrupt_resource({22, 23});
+  EXPECT_EQ(two.size(), expected.size() + 9);  // a second 9-byte descriptor
+  EXPECT_EQ(two[9], 22);
+  EXPECT_EQ(two[18], 23);
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 // ACPI table construction. Layouts follow the ACPI 6.x specification.
 #include "arch/x86/acpi_tables.h"
 
+#include <cstdio>
 #include <cstring>
+#include <string>
 #include <initializer_list>
 #include <string_view>
 
@@ -25,6 +27,10 @@ constexpr uint8_t kGasSystemIo = 1;
 constexpr uint8_t kGasByteAccess = 1;
 constexpr uint8_t kCmosCenturyIndex = 0x32;
 constexpr uint8_t kAcpiNotifyButtonPressed = 0x80;
+constexpr uint8_t kAcpiNotifyDeviceCheck = 1;
+constexpr uint8_t kAcpiNotifyEjectRequest = 3;
+constexpr int kFirstHotplugSlot = 1;  // slot 0 is the host bridge
+constexpr int kLastHotplugSlot = 31;
 
 class Writer {
  public:
@@ -92,6 +98,39 @@ std::vector<uint8_t> pci_host_bridge_resources(const AcpiConfig& config) {
   return resource_template(descriptors);
 }
 
+// The slot devices of bus 0 and the method that notifies them (see AcpiConfig): the body
+// that goes inside \_SB.PCI0.
+std::vector<uint8_t> pci_hotplug_objects(const AcpiConfig& config) {
+  using namespace aml;
+  auto slot_name = [](int slot) {
+    char text[5];
+    std::snprintf(text, sizeof(text), "S%02X", slot);
+    return std::string(text);
+  };
+  Bytes out = io_region("PHPR", config.pci_hotplug_port, 12);
+  const Bytes fields = dword_fields("PHPR", {"PCIU", "PCID", "B0EJ"});
+  out.insert(out.end(), fields.begin(), fields.end());
+  Bytes check = store(name_ref("PCIU"), local(0));
+  const Bytes removals = store(name_ref("PCID"), local(1));
+  check.insert(check.end(), removals.begin(), removals.end());
+  for (int slot = kFirstHotplugSlot; slot <= kLastHotplugSlot; ++slot) {
+    const uint32_t bit = 1u << slot;
+    const std::string name_text = slot_name(slot);
+    Bytes slot_body = name("_ADR", integer(static_cast<uint64_t>(slot) << 16));
+    for (const Bytes& part : {name("_SUN", integer(static_cast<uint64_t>(slot))),
+                              method("_EJ0", 1, store(integer(bit), name_ref("B0EJ")))})
+      slot_body.insert(slot_body.end(), part.begin(), part.end());
+    const Bytes slot_device = device(name_text, slot_body);
+    out.insert(out.end(), slot_device.begin(), slot_device.end());
+    for (const Bytes& part : {if_then(bit_and(local(0), integer(bit)), notify(name_ref(name_text), kAcpiNotifyDeviceCheck)),
+                              if_then(bit_and(local(1), integer(bit)), notify(name_ref(name_text), kAcpiNotifyEjectRequest))})
+      check.insert(check.end(), part.begin(), part.end());
+  }
+  const Bytes pcnt = method("PCNT", 0, check);
+  out.insert(out.end(), pcnt.begin(), pcnt.end());
+  return out;
+}
+
 std::vector<uint8_t> dsdt_body(const AcpiConfig& config) {
   using namespace aml;
   auto concat = [](std::initializer_list<Bytes> parts) {
@@ -108,14 +147,21 @@ std::vector<uint8_t> dsdt_body(const AcpiConfig& config) {
   // PCI bus 0 behind ports 0xCF8-0xCFF, with the I/O ports around them and the MMIO window
   // as its windows; BARs are assigned by kdom, and MSI-X needs no _PRT.
   Bytes pci0 = device("PCI0", concat({name("_HID", string("PNP0A03")), name("_UID", integer(0)),
-                                      name("_CRS", pci_host_bridge_resources(config))}));
+                                      name("_CRS", pci_host_bridge_resources(config)),
+                                      pci_hotplug_objects(config)}));
   // A hardware-reduced machine has no fixed power button (the FADT says so): this one is a
   // control-method button, notified by the Generic Event Device when its interrupt comes.
+  // The GED's _EVT gets the GSI that fired: the power button's or PCI hot-plug's.
   Bytes power_button = device("PWRB", concat({name("_HID", string("PNP0C0C")), name("_UID", integer(0))}));
   Bytes event_device = device(
-      "GED0", concat({name("_HID", string("ACPI0013")), name("_UID", integer(0)),
-                      name("_CRS", edge_interrupt_resource(config.power_button_gsi)),
-                      method("_EVT", 1, notify("_SB_", "PWRB", kAcpiNotifyButtonPressed))}));
+      "GED0",
+      concat({name("_HID", string("ACPI0013")), name("_UID", integer(0)),
+              name("_CRS", edge_interrupt_resource({config.power_button_gsi, config.pci_hotplug_gsi})),
+              method("_EVT", 1,
+                     concat({if_then(equal(argument(0), integer(config.power_button_gsi)),
+                                     notify(root_path({"_SB_", "PWRB"}), kAcpiNotifyButtonPressed)),
+                             if_then(equal(argument(0), integer(config.pci_hotplug_gsi)),
+                                     root_path({"_SB_", "PCI0", "PCNT"}))}))}));
   return concat({name("_S5_", package({integer(kAcpiS5SleepType), integer(0)})),
                  scope("_SB_", concat({pci0, com1, rtc, pvpanic, power_button, event_device}))});
 }

@@ -1,7 +1,7 @@
 // ACPI tables for a hardware-reduced x86 guest: RSDP, XSDT, FADT (sleep control register for
 // poweroff, reset register), DSDT (\_S5; the PCI host bridge and its windows; COM1, the RTC
 // and pvpanic with their ports and interrupts; a power button, pressed through a Generic Event
-// Device's interrupt) and MADT (every vCPU's local APIC and the IOAPIC). The MADT is how a
+// Device's interrupt; ACPI PCI hot-plug slots on bus 0, signalled through the same device) and MADT (every vCPU's local APIC and the IOAPIC). The MADT is how a
 // guest finds all its vCPUs. A hardware-reduced machine has no implied legacy ISA devices, so
 // every device with an interrupt must be in the DSDT for the guest to route that interrupt.
 #pragma once
@@ -26,6 +26,13 @@ struct AcpiConfig {
   // An edge on this GSI presses the power button: the Generic Event Device's _EVT notifies
   // \_SB.PWRB (0x80, "pressed"), and the guest's OS decides what to do (a clean poweroff).
   uint32_t power_button_gsi = 23;
+  // PCI hot-plug (ACPI, as Linux's acpiphp drives it): each slot 1-31 of bus 0 is a device
+  // with _ADR, _SUN and _EJ0. An edge on this GSI makes the GED run \_SB.PCI0.PCNT, which reads
+  // the hot-plug registers at this port (devices::pci::PciHotplugController) and notifies each
+  // slot with a device added (1, "device check") or a removal asked for (3, "eject request");
+  // the guest's _EJ0 on a slot writes its bit to the eject register when it has let go.
+  uint32_t pci_hotplug_gsi = 22;
+  uint16_t pci_hotplug_port = 0xae00;
   // The PCI host bridge's memory window (BARs are assigned inside it).
   uint32_t pci_mmio_first = 0xc0000000;
   uint32_t pci_mmio_last = 0xfebfffff;

@@ -22,6 +22,19 @@ constexpr uint8_t kMethodOp = 0x14;
 constexpr uint8_t kDualNamePrefix = 0x2e;
 constexpr uint8_t kDeviceOp = 0x82;
 constexpr uint8_t kNotifyOp = 0x86;
+constexpr uint8_t kMultiNamePrefix = 0x2f;
+constexpr uint8_t kLocal0Op = 0x60;
+constexpr uint8_t kArg0Op = 0x68;
+constexpr uint8_t kStoreOp = 0x70;
+constexpr uint8_t kAndOp = 0x7b;
+constexpr uint8_t kLEqualOp = 0x93;
+constexpr uint8_t kIfOp = 0xa0;
+constexpr uint8_t kOpRegionOp = 0x80;  // after kExtOpPrefix
+constexpr uint8_t kFieldOp = 0x81;     // after kExtOpPrefix
+constexpr uint8_t kNullName = 0x00;
+constexpr uint8_t kSystemIoSpace = 0x01;
+// Field flags: DWordAcc (3), NoLock (0 << 4), WriteAsZeros (2 << 5).
+constexpr uint8_t kDwordAccWriteAsZeros = 0x03 | (2 << 5);
 constexpr uint8_t kRootChar = '\\';
 
 void append(Bytes& out, const Bytes& more) {
@@ -125,11 +138,83 @@ Bytes method(std::string_view name, uint8_t arg_count, const Bytes& body) {
   return with_length(kMethodOp, inner);
 }
 
-Bytes notify(std::string_view scope, std::string_view device, uint8_t value) {
-  Bytes out{kNotifyOp, kRootChar, kDualNamePrefix};
-  append(out, name_segment(scope));
-  append(out, name_segment(device));
+Bytes notify(const Bytes& target, uint8_t value) {
+  Bytes out{kNotifyOp};
+  append(out, target);
   append(out, integer(value));
+  return out;
+}
+
+Bytes name_ref(std::string_view segment) { return name_segment(segment); }
+
+Bytes root_path(const std::vector<std::string_view>& segments) {
+  if (segments.empty() || segments.size() > 255) throw Error("bad AML name path");
+  Bytes out{kRootChar};
+  if (segments.size() == 2) out.push_back(kDualNamePrefix);
+  if (segments.size() > 2) {
+    out.push_back(kMultiNamePrefix);
+    out.push_back(static_cast<uint8_t>(segments.size()));
+  }
+  for (auto segment : segments) append(out, name_segment(segment));
+  return out;
+}
+
+Bytes local(int index) {
+  if (index < 0 || index > 7) throw Error("AML has Local0 to Local7");
+  return {static_cast<uint8_t>(kLocal0Op + index)};
+}
+
+Bytes argument(int index) {
+  if (index < 0 || index > 6) throw Error("AML has Arg0 to Arg6");
+  return {static_cast<uint8_t>(kArg0Op + index)};
+}
+
+Bytes if_then(const Bytes& predicate, const Bytes& body) {
+  Bytes inner = predicate;
+  append(inner, body);
+  return with_length(kIfOp, inner);
+}
+
+Bytes bit_and(const Bytes& a, const Bytes& b) {
+  Bytes out{kAndOp};
+  append(out, a);
+  append(out, b);
+  out.push_back(kNullName);
+  return out;
+}
+
+Bytes equal(const Bytes& a, const Bytes& b) {
+  Bytes out{kLEqualOp};
+  append(out, a);
+  append(out, b);
+  return out;
+}
+
+Bytes store(const Bytes& value, const Bytes& target) {
+  Bytes out{kStoreOp};
+  append(out, value);
+  append(out, target);
+  return out;
+}
+
+Bytes io_region(std::string_view name, uint16_t port, uint16_t length) {
+  Bytes out{kExtOpPrefix, kOpRegionOp};
+  append(out, name_segment(name));
+  out.push_back(kSystemIoSpace);
+  append(out, integer(port));
+  append(out, integer(length));
+  return out;
+}
+
+Bytes dword_fields(std::string_view region, const std::vector<std::string_view>& names) {
+  Bytes inner = name_segment(region);
+  inner.push_back(kDwordAccWriteAsZeros);
+  for (auto field : names) {
+    append(inner, name_segment(field));
+    inner.push_back(32);  // the field's width in bits (a one-byte PkgLength-style number)
+  }
+  Bytes out{kExtOpPrefix};
+  append(out, with_length(kFieldOp, inner));
   return out;
 }
 
@@ -176,12 +261,16 @@ Bytes dword_memory_window(uint32_t first, uint32_t last) {
   return out;
 }
 
-Bytes edge_interrupt_resource(uint32_t gsi) {
-  // Extended Interrupt descriptor: length 6 (flags, count, one GSI); flags: consumer (bit 0),
-  // edge-triggered (bit 1), active high and exclusive (bits 2 and 3 clear).
-  Bytes descriptor{0x89, 6, 0, 0x03, 1};
-  put_le(descriptor, gsi, 4);
-  return resource_template(descriptor);
+Bytes edge_interrupt_resource(const std::vector<uint32_t>& gsis) {
+  Bytes descriptors;
+  for (uint32_t gsi : gsis) {
+    // Extended Interrupt descriptor: length 6 (flags, count, one GSI); flags: consumer (bit 0),
+    // edge-triggered (bit 1), active high and exclusive (bits 2 and 3 clear).
+    Bytes descriptor{0x89, 6, 0, 0x03, 1};
+    put_le(descriptor, gsi, 4);
+    append(descriptors, descriptor);
+  }
+  return resource_template(descriptors);
 }
 
 Bytes io_port_resource(uint16_t base, uint8_t length, int irq) {

@@ -1,6 +1,7 @@
 // A few ACPI Machine Language (AML) encodings, enough for kdom's DSDT: names, packages,
-// strings, integers, devices, scopes, I/O port and interrupt resource templates, and a method
-// that notifies a device.
+// strings, integers, devices, scopes, I/O port and interrupt resource templates, methods that
+// notify devices, and what the PCI hot-plug methods need (an I/O operation region and its
+// fields, If, And, LEqual, Store, locals, arguments, name paths and method calls).
 #pragma once
 
 #include <cstdint>
@@ -26,8 +27,25 @@ Bytes device(std::string_view name, const Bytes& body);
 Bytes scope(std::string_view root_name, const Bytes& body);
 // Method(name, arg_count) { body }, not serialized.
 Bytes method(std::string_view name, uint8_t arg_count, const Bytes& body);
-// Notify(\scope.device, value); scope and device are name segments under the root.
-Bytes notify(std::string_view scope, std::string_view device, uint8_t value);
+// Notify(target, value), `target` being a name (name_ref or root_path).
+Bytes notify(const Bytes& target, uint8_t value);
+// A name relative to the current scope (one segment, resolved upward as ACPI does).
+Bytes name_ref(std::string_view segment);
+// An absolute name path: \A, \A.B, \A.B.C...
+Bytes root_path(const std::vector<std::string_view>& segments);
+Bytes local(int index);     // Local0..Local7
+Bytes argument(int index);  // Arg0..Arg6
+// If (predicate) { body }
+Bytes if_then(const Bytes& predicate, const Bytes& body);
+// And(a, b) and LEqual(a, b), as values (no target).
+Bytes bit_and(const Bytes& a, const Bytes& b);
+Bytes equal(const Bytes& a, const Bytes& b);
+// Store(value, target)
+Bytes store(const Bytes& value, const Bytes& target);
+// OperationRegion(name, SystemIO, port, length)
+Bytes io_region(std::string_view name, uint16_t port, uint16_t length);
+// Field(region, DWordAcc, NoLock, WriteAsZeros) { names[0], 32, names[1], 32, ... }
+Bytes dword_fields(std::string_view region, const std::vector<std::string_view>& names);
 // ResourceTemplate() { descriptors } (the end tag is added).
 Bytes resource_template(const Bytes& descriptors);
 // Address space descriptors a PCI host bridge produces (WordBusNumber, WordIO, DWordMemory).
@@ -37,7 +55,8 @@ Bytes dword_memory_window(uint32_t first, uint32_t last);
 // ResourceTemplate() { IO(Decode16, base, base, 1, length) [IRQNoFlags() {irq}] }: an
 // I/O port range and, optionally, an edge-triggered active-high ISA interrupt.
 Bytes io_port_resource(uint16_t base, uint8_t length, int irq = -1);
-// ResourceTemplate() { Interrupt(ResourceConsumer, Edge, ActiveHigh, Exclusive) { gsi } }.
-Bytes edge_interrupt_resource(uint32_t gsi);
+// ResourceTemplate() { Interrupt(ResourceConsumer, Edge, ActiveHigh, Exclusive) { gsi } ... },
+// one descriptor per GSI (a Generic Event Device takes the first interrupt of each).
+Bytes edge_interrupt_resource(const std::vector<uint32_t>& gsis);
 
 }  // namespace kdom::x86::aml
