@@ -10,7 +10,9 @@ namespace kdom::vmm {
 namespace {
 constexpr uint64_t kPagesPerMib = (1024 * 1024) / devices::virtio::kBalloonPageSize;
 
-constexpr char kKnownOps[] = "balloon-set, balloon-stats, power-button, pause, unpause, status, stats, reboot, events";
+constexpr char kKnownOps[] =
+    "balloon-set, balloon-stats, power-button, pause, unpause, status, stats, reboot, disk-attach, net-attach, "
+    "device-detach, devices, events";
 
 nlohmann::json error_reply(const std::string& message) { return {{"ok", false}, {"error", message}}; }
 
@@ -28,7 +30,7 @@ nlohmann::json act(const std::function<void()>& action, const std::string& op) {
 
 ControlRequests::ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib,
                                  PowerButtonPress press_power_button)
-    : ControlRequests(std::move(balloon), memory_mib, DomainActions{std::move(press_power_button), {}, {}, {}, {}, {}}) {}
+    : ControlRequests(std::move(balloon), memory_mib, DomainActions{std::move(press_power_button), {}, {}, {}, {}, {}, {}}) {}
 
 ControlRequests::ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib,
                                  DomainActions actions)
@@ -77,6 +79,14 @@ nlohmann::json ControlRequests::handle(const nlohmann::json& request) {
                           {"pages_refused", counters.pages_refused}};
     }
     return reply;
+  }
+  if (name == "disk-attach" || name == "net-attach" || name == "device-detach" || name == "devices") {
+    if (!actions_.devices) return error_reply("this domain cannot change its devices");
+    try {
+      return actions_.devices(name, request);
+    } catch (const std::exception& error) {
+      return error_reply(name + ": " + error.what());
+    }
   }
   if (name == "events") return error_reply("events are a stream: ask for them on the domain's control socket");
   return error_reply("unknown op '" + name + "' (known: " + kKnownOps + ")");

@@ -19,6 +19,10 @@
 //                                            asked for a reboot (its supervisor restarts it)
 //   {"op":"stats"}                       -> {"ok":true,"vcpus":[{"vcpu":..,"tid":..,"exits":{..}}],
 //                                            "disks":[..],"nets":[..],"balloon":{..}}: counters
+//   {"op":"disk-attach","disk":{..}}     -> {"ok":true,"id":..,"slot":..}: hot-plug (DeviceHotplug,
+//   {"op":"net-attach","net":{..}}          device_hotplug.h, has the details)
+//   {"op":"device-detach","id":..[,"force":true]} -> {"ok":true,"id":..,"state":"detaching"|"detached"}
+//   {"op":"devices"}                     -> {"ok":true,"devices":[{"id":..,"kind":..,"slot":..,"state":..}]}
 //   {"op":"events"}                      -> {"ok":true}, then the connection carries one event
 //                                            line after another, {"event":..,"time":unix s,..}:
 //                                            served by ControlSocket and EventStream, not here
@@ -29,6 +33,10 @@
 //   {"event":"balloon-target-reached","actual_mib":..,"target_mib":..,"actual_pages":..}
 //                                              the guest's balloon holds its target (sizes of
 //                                              the balloon, as balloon-stats gives them)
+//   {"event":"device-attached","id":..,"kind":"disk"|"net","slot":..}
+//   {"event":"device-detached","id":..,"kind":..,"slot":..,"by":"request"|"guest"|"force"}
+//                                              a hot-plugged change: "request" when the guest let
+//                                              go as asked, "guest" when it ejected on its own
 //   {"event":"stopping","reason":..,"code":..,"message":..,"exit_status":..}
 //                                              the domain is stopping; the fields are the exit
 //                                              file's (reason: poweroff, reboot, crash (a guest
@@ -65,6 +73,8 @@ struct DomainActions {
   std::function<DomainStatus()> status;
   std::function<void()> reboot;   // asks the domain to stop with DomainExitKind::kReboot
   std::function<nlohmann::json()> stats;  // the `stats` reply's fields
+  // The device ops (disk-attach, net-attach, device-detach, devices): the whole reply.
+  std::function<nlohmann::json(const std::string& op, const nlohmann::json& request)> devices;
 };
 
 class ControlRequests {

@@ -45,7 +45,9 @@ namespace {
 constexpr int kKickSignal = SIGUSR1;
 constexpr uint64_t kComBase = 0x3f8;
 constexpr uint32_t kComIrq = 4;
-constexpr uint32_t kPowerButtonGsi = 23;  // an IOAPIC pin no other device uses
+constexpr uint32_t kPowerButtonGsi = 23;  // IOAPIC pins no other device uses
+constexpr uint32_t kPciHotplugGsi = 22;
+constexpr uint16_t kPciHotplugPort = 0xae00;
 constexpr uint64_t kMiB = 1024 * 1024;
 // How long a pause request waits for every vCPU to park before giving up.
 constexpr auto kPauseTimeout = std::chrono::seconds(10);
@@ -204,6 +206,8 @@ Domain::Domain(const VmConfig& config) : config_(config) {
   acpi.com1_port = kComBase;
   acpi.com1_irq = kComIrq;
   acpi.power_button_gsi = kPowerButtonGsi;
+  acpi.pci_hotplug_gsi = kPciHotplugGsi;
+  acpi.pci_hotplug_port = kPciHotplugPort;
   auto tables = x86::build_acpi_tables(acpi, x86::kAcpiTablesAddress);
   if (tables.bytes.size() > x86::kAcpiTablesMaxSize) throw Error("ACPI tables too large");
   memory_->write(tables.address, tables.bytes.data(), tables.bytes.size());
@@ -259,6 +263,13 @@ void Domain::build_devices() {
   msi_ = std::make_unique<MsiRouter>(*vm_, x86::default_irqchip_routes(), x86::kFirstMsiGsi);
   pci_ = std::make_unique<PciDevices>(*vm_, *memory_, device_events_, *msi_);
   virtio_->attach(*pci_);
+  hotplug_ = std::make_unique<DeviceHotplug>(*pci_, *virtio_, device_events_,
+                                             std::make_shared<KvmInterruptLine>(*vm_, kPciHotplugGsi),
+                                             [this](const std::string& event, const nlohmann::json& details) {
+                                               publish_event(event, details);
+                                             });
+  hotplug_ready_.store(true, std::memory_order_release);
+  io_bus_.add(kPciHotplugPort, devices::pci::PciHotplugController::kLength, hotplug_->registers());
   io_bus_.add(devices::pci::PciConfigIo::kBase, devices::pci::PciConfigIo::kLength,
               pci_->config_io(std::make_shared<devices::ResetControl>(events)));
   mmio_bus_.add(PciDevices::window_start(), PciDevices::window_size(), pci_->mmio_window());
@@ -290,6 +301,11 @@ void Domain::start_control() {
   actions.unpause = [this] { unpause_vcpus(); };
   actions.status = [this] { return status(); };
   actions.stats = [this] { return stats(); };
+  actions.devices = [this](const std::string& op, const nlohmann::json& request) {
+    if (!hotplug_ready_.load(std::memory_order_acquire))
+      throw Error("the domain is still starting: its devices cannot change yet");
+    return hotplug_->handle(op, request);
+  };
   actions.reboot = [this] { request_exit({DomainExitKind::kReboot, 0, "reboot requested by the host"}); };
   control_requests_ = std::make_unique<ControlRequests>(virtio_->balloon(), config_.memory_mib, std::move(actions));
   event_stream_ = std::make_unique<EventStream>(device_events_);

@@ -25,6 +25,7 @@
 #include "vmm/console.h"
 #include "vmm/control_requests.h"
 #include "vmm/control_socket.h"
+#include "vmm/device_hotplug.h"
 #include "vmm/domain_exit.h"
 #include "vmm/event_loop.h"
 #include "vmm/event_stream.h"
@@ -101,6 +102,8 @@ class Domain {
   std::unique_ptr<MsiRouter> msi_;
   std::unique_ptr<PciDevices> pci_;
   std::unique_ptr<VirtioDevices> virtio_;  // attached to pci_; host sides served in device_events_
+  std::unique_ptr<DeviceHotplug> hotplug_;  // changes pci_ and virtio_ while the vCPUs run
+  std::atomic<bool> hotplug_ready_{false};  // set once hotplug_ exists (control thread)
   std::unique_ptr<devices::PowerButton> power_button_;
   std::atomic<bool> power_button_ready_{false};  // set once power_button_ exists (control thread)
   std::unique_ptr<ControlRequests> control_requests_;

@@ -25,7 +25,14 @@ MsiRouter::~MsiRouter() {
 std::shared_ptr<MsiRouter::Vector> MsiRouter::allocate() {
   std::lock_guard lock(mutex_);
   UniqueFd eventfd(check_syscall(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"));
-  auto vector = std::shared_ptr<Vector>(new Vector(next_gsi_++, std::move(eventfd)));
+  uint32_t gsi = next_gsi_;
+  if (free_gsis_.empty()) {
+    ++next_gsi_;
+  } else {
+    gsi = free_gsis_.back();
+    free_gsis_.pop_back();
+  }
+  auto vector = std::shared_ptr<Vector>(new Vector(gsi, std::move(eventfd)));
   // KVM only accepts an irqfd for a GSI that has a route: start with a message to nowhere.
   msi_routes_[vector->gsi_] = x86::msi_route(vector->gsi_, 0, 0);
   install();
@@ -38,6 +45,18 @@ void MsiRouter::set_message(const Vector& vector, uint64_t address, uint32_t dat
   std::lock_guard lock(mutex_);
   msi_routes_[vector.gsi_] = x86::msi_route(vector.gsi_, address, data);
   install();
+}
+
+void MsiRouter::release(const Vector& vector) {
+  std::lock_guard lock(mutex_);
+  if (msi_routes_.erase(vector.gsi_) == 0) return;
+  vm_.unregister_irqfd(vector.eventfd_.get(), vector.gsi_);
+  std::erase_if(vectors_, [&](const std::weak_ptr<Vector>& weak) {
+    auto live = weak.lock();
+    return !live || live.get() == &vector;
+  });
+  install();
+  free_gsis_.push_back(vector.gsi_);
 }
 
 void MsiRouter::install() {

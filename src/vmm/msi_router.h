@@ -39,6 +39,9 @@ class MsiRouter {
   std::shared_ptr<Vector> allocate();
   // Points the vector at the MSI message the guest programmed (address and data).
   void set_message(const Vector& vector, uint64_t address, uint32_t data);
+  // The vector's device left (hot-unplug): its route and irqfd go and its GSI may be handed
+  // out again. Firing it afterwards reaches nothing.
+  void release(const Vector& vector);
 
  private:
   void install();
@@ -49,6 +52,7 @@ class MsiRouter {
   std::map<uint32_t, kvm_irq_routing_entry> msi_routes_;
   std::vector<std::weak_ptr<Vector>> vectors_;
   uint32_t next_gsi_;
+  std::vector<uint32_t> free_gsis_;  // released, to be handed out before next_gsi_
 };
 
 }  // namespace kdom::vmm

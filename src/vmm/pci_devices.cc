@@ -4,6 +4,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 
 #include "base/error.h"
@@ -11,20 +12,29 @@
 
 namespace kdom::vmm {
 
-namespace {
-
 // MSI-X vectors of one device, each backed by a GSI with an irqfd (allocated on first use).
-class KvmMsix : public devices::pci::MsixInterrupts {
+class PciDevices::KvmMsix : public devices::pci::MsixInterrupts {
  public:
   explicit KvmMsix(MsiRouter& router) : router_(router) {}
   void update(uint16_t vector, const devices::pci::MsixMessage& message) override {
-    router_.set_message(*get(vector), message.address, message.data);
+    if (auto routed = get(vector)) router_.set_message(*routed, message.address, message.data);
   }
-  void fire(uint16_t vector, const devices::pci::MsixMessage&) override { get(vector)->fire(); }
+  void fire(uint16_t vector, const devices::pci::MsixMessage&) override {
+    if (auto routed = get(vector)) routed->fire();
+  }
+  // The device left: every vector's GSI goes back to the router; later updates and fires are
+  // dropped.
+  void release_all() {
+    std::lock_guard lock(mutex_);
+    for (auto& [index, vector] : vectors_) router_.release(*vector);
+    vectors_.clear();
+    released_ = true;
+  }
 
  private:
   std::shared_ptr<MsiRouter::Vector> get(uint16_t vector) {
     std::lock_guard lock(mutex_);
+    if (released_) return nullptr;
     auto& slot = vectors_[vector];
     if (!slot) slot = router_.allocate();
     return slot;
@@ -32,43 +42,47 @@ class KvmMsix : public devices::pci::MsixInterrupts {
   MsiRouter& router_;
   std::mutex mutex_;
   std::map<uint16_t, std::shared_ptr<MsiRouter::Vector>> vectors_;
+  bool released_ = false;
 };
 
+namespace {
 constexpr uint32_t kNotifyWriteSize = 2;  // drivers write the 16-bit queue index
-
 }  // namespace
 
 class PciDevices::MmioWindow : public devices::BusDevice {
  public:
   explicit MmioWindow(PciDevices& owner) : owner_(owner) {}
   void read(uint64_t offset, std::span<uint8_t> data) override {
-    if (auto* target = find(offset, data.size(), offset))
-      target->read(offset, data);
+    uint64_t bar_offset = 0;
+    if (auto target = owner_.decoding(window_start() + offset, data.size(), bar_offset))
+      target->read(bar_offset, data);
     else
       std::fill(data.begin(), data.end(), 0xff);
   }
   void write(uint64_t offset, std::span<const uint8_t> data) override {
-    if (auto* target = find(offset, data.size(), offset)) target->write(offset, data);
+    uint64_t bar_offset = 0;
+    if (auto target = owner_.decoding(window_start() + offset, data.size(), bar_offset)) target->write(bar_offset, data);
   }
 
  private:
-  // The device whose memory BAR decodes window offset `offset`; `bar_offset` gets the offset
-  // within that BAR.
-  devices::virtio::VirtioPci* find(uint64_t offset, uint64_t length, uint64_t& bar_offset) const {
-    uint64_t address = window_start() + offset;
-    for (const auto& slot : owner_.virtio_) {
-      auto& transport = *slot->transport;
-      if (!(transport.command() & devices::pci::kCommandMemorySpace)) continue;
-      uint64_t base = transport.bar_address(devices::virtio::VirtioPci::kBarIndex);
-      if (base != 0 && address >= base && address - base + length <= transport.bar_size()) {
-        bar_offset = address - base;
-        return &transport;
-      }
-    }
-    return nullptr;
-  }
   PciDevices& owner_;
 };
+
+std::shared_ptr<devices::virtio::VirtioPci> PciDevices::decoding(uint64_t address, uint64_t length,
+                                                                uint64_t& bar_offset) const {
+  std::lock_guard lock(mutex_);
+  for (const auto& slot : virtio_) {
+    if (!slot->visible) continue;
+    auto& transport = *slot->transport;
+    if (!(transport.command() & devices::pci::kCommandMemorySpace)) continue;
+    uint64_t base = transport.bar_address(devices::virtio::VirtioPci::kBarIndex);
+    if (base != 0 && address >= base && address - base + length <= transport.bar_size()) {
+      bar_offset = address - base;
+      return slot->transport;
+    }
+  }
+  return nullptr;
+}
 
 PciDevices::PciDevices(kvm::Vm& vm, const GuestMemory& memory, EventLoop& events, MsiRouter& msi)
     : vm_(vm),
@@ -79,22 +93,26 @@ PciDevices::PciDevices(kvm::Vm& vm, const GuestMemory& memory, EventLoop& events
       allocator_(devices::pci::kPciMmioWindowStart, devices::pci::kPciMmioWindowEnd) {}
 
 PciDevices::~PciDevices() {
+  std::lock_guard lock(notifier_mutex_);
   for (auto& slot : virtio_) unregister_notifiers(*slot);
 }
 
-void PciDevices::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> device) {
-  auto slot = std::make_unique<VirtioSlot>();
+int PciDevices::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> device, bool hot_plugged) {
+  auto slot = std::make_shared<VirtioSlot>();
   auto queue_count = device->queue_max_sizes().size();
-  slot->transport = std::make_shared<devices::virtio::VirtioPci>(device, memory_, std::make_shared<KvmMsix>(msi_));
+  slot->msix = std::make_shared<KvmMsix>(msi_);
+  slot->transport = std::make_shared<devices::virtio::VirtioPci>(device, memory_, slot->msix);
   std::vector<int> fds;
   for (size_t queue = 0; queue < queue_count; ++queue) {
     slot->notify_fds.emplace_back(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"));
     fds.push_back(slot->notify_fds.back().get());
   }
+  const uint64_t address = hot_plugged ? 0 : allocator_.allocate(slot->transport->bar_size());
   if (device->waits_on_notifiers()) {
     // One thread wake-up per notification instead of two: the device's own thread waits.
     device->set_queue_notifiers(fds);
   } else {
+    slot->handled_by_loop = true;
     for (size_t queue = 0; queue < queue_count; ++queue) {
       const int fd = fds[queue];
       auto* transport = slot->transport.get();
@@ -108,20 +126,72 @@ void PciDevices::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> devic
   slot->transport->set_notify_forwarder([fds](uint16_t queue) {
     if (queue < fds.size()) signal_eventfd(fds[queue]);
   });
-  uint64_t address = allocator_.allocate(slot->transport->bar_size());
-  slot->transport->set_bar_address(devices::virtio::VirtioPci::kBarIndex, address);
-  register_notifiers(*slot, address);
-  VirtioSlot* raw = slot.get();
-  slot->transport->set_bar_hook([this, raw](int index, uint64_t old_address, uint64_t new_address) {
-    if (index != devices::virtio::VirtioPci::kBarIndex || old_address == new_address) return;
-    unregister_notifiers(*raw);
-    if (new_address != 0) register_notifiers(*raw, new_address);
+  if (address != 0) {
+    slot->transport->set_bar_address(devices::virtio::VirtioPci::kBarIndex, address);
+    std::lock_guard lock(notifier_mutex_);
+    register_notifiers(*slot, address);
+  }
+  std::weak_ptr<VirtioSlot> weak = slot;
+  slot->transport->set_bar_hook([this, weak](int index, uint64_t old_address, uint64_t new_address) {
+    auto live = weak.lock();
+    if (!live || index != devices::virtio::VirtioPci::kBarIndex || old_address == new_address) return;
+    std::lock_guard lock(notifier_mutex_);
+    if (live->removed) return;
+    unregister_notifiers(*live);
+    if (new_address != 0) register_notifiers(*live, new_address);
   });
-  root_->add(slot->transport);
-  virtio_.push_back(std::move(slot));
+  std::lock_guard lock(mutex_);
+  try {
+    slot->slot = root_->add(slot->transport);
+  } catch (...) {
+    {
+      std::lock_guard notifiers(notifier_mutex_);
+      unregister_notifiers(*slot);
+      slot->removed = true;
+    }
+    if (slot->handled_by_loop)
+      for (const auto& fd : slot->notify_fds) events_.remove(fd.get());
+    throw;
+  }
+  virtio_.push_back(slot);
+  return slot->slot;
+}
+
+bool PciDevices::hide(int slot) {
+  std::lock_guard lock(mutex_);
+  for (auto& entry : virtio_) {
+    if (entry->slot != slot) continue;
+    entry->visible = false;
+    root_->remove(slot);
+    return true;
+  }
+  return false;
+}
+
+void PciDevices::remove(int slot) {
+  std::shared_ptr<VirtioSlot> entry;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = std::find_if(virtio_.begin(), virtio_.end(), [&](const auto& e) { return e->slot == slot; });
+    if (it == virtio_.end()) return;
+    entry = *it;
+    virtio_.erase(it);
+    root_->remove(slot);
+  }
+  {
+    std::lock_guard lock(notifier_mutex_);
+    unregister_notifiers(*entry);
+    entry->removed = true;
+  }
+  if (entry->handled_by_loop)
+    for (const auto& fd : entry->notify_fds) events_.remove(fd.get());
+  // Stops the device's threads (they wait on notify_fds) before those close.
+  entry->transport->unplug();
+  entry->msix->release_all();
 }
 
 std::vector<std::string> PciDevices::describe_virtio() const {
+  std::lock_guard lock(mutex_);
   std::vector<std::string> lines;
   for (const auto& slot : virtio_) {
     auto device_lines = slot->transport->describe_state();

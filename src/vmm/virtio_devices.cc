@@ -4,7 +4,9 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <filesystem>
 #include <vector>
 
 #include "base/error.h"
@@ -24,9 +26,7 @@ constexpr uint64_t kMiB = 1024 * 1024;
 
 VirtioDevices::VirtioDevices(const VmConfig& config, EventLoop& events) : events_(events) {
   for (const auto& disk : config.disks) {
-    devices::virtio::BlockDiskConfig block{disk.path,       disk.read_only, disk.serial, disk.queues,
-                                           disk.rate_limit, {std::chrono::microseconds(disk.poll_us)}, disk.shared};
-    auto device = std::make_shared<devices::virtio::BlockDevice>(block);
+    auto device = make_disk(disk);
     disks_.emplace_back(disk.id, device);
     devices_.push_back(device);
   }
@@ -34,11 +34,85 @@ VirtioDevices::VirtioDevices(const VmConfig& config, EventLoop& events) : events
   if (config.hvc) add_console(*config.hvc);
   if (config.vsock) add_vsock(*config.vsock);
   if (config.balloon) add_balloon(*config.balloon);
-  for (size_t index = 0; index < config.nets.size(); ++index) add_net(config.nets[index], static_cast<uint32_t>(index));
+  for (size_t index = 0; index < config.nets.size(); ++index) {
+    auto device = add_net(config.nets[index], static_cast<uint32_t>(index));
+    nets_.push_back(device);
+    devices_.push_back(device);
+  }
+  for (const auto* id : {config.hvc ? &config.hvc->id : nullptr, config.vsock ? &config.vsock->id : nullptr,
+                         config.balloon ? &config.balloon->id : nullptr})
+    if (id && !id->empty()) fixed_ids_.push_back(*id);
+}
+
+std::shared_ptr<devices::virtio::BlockDevice> VirtioDevices::make_disk(const DiskConfig& disk) {
+  devices::virtio::BlockDiskConfig block{disk.path,       disk.read_only, disk.serial, disk.queues,
+                                         disk.rate_limit, {std::chrono::microseconds(disk.poll_us)}, disk.shared};
+  return std::make_shared<devices::virtio::BlockDevice>(block);
 }
 
 void VirtioDevices::attach(PciDevices& pci) {
-  for (const auto& device : devices_) pci.add_virtio(device);
+  for (const auto& device : devices_) {
+    const int slot = pci.add_virtio(device);
+    for (const auto& [id, disk] : disks_)
+      if (disk == device) plugged_.push_back({id, "disk", slot});
+    for (const auto& net : nets_)
+      if (net == device) plugged_.push_back({net->id(), "net", slot});
+  }
+}
+
+std::vector<VirtioDevices::Plugged> VirtioDevices::plugged() const { return plugged_; }
+
+void VirtioDevices::check_new_id(const std::string& id) const {
+  if (id.empty()) throw Error("a hot-plugged device needs an id");
+  const bool taken = std::any_of(plugged_.begin(), plugged_.end(), [&](const Plugged& p) { return p.id == id; }) ||
+                     std::find(fixed_ids_.begin(), fixed_ids_.end(), id) != fixed_ids_.end();
+  if (taken) throw Error("the domain already has a device with id '" + id + "'");
+}
+
+int VirtioDevices::plug_disk(const DiskConfig& config, PciDevices& pci) {
+  check_new_id(config.id);
+  std::error_code error;
+  for (const auto& [id, disk] : disks_)
+    if (disk->path() == config.path || std::filesystem::equivalent(disk->path(), config.path, error))
+      throw Error("disk image '" + config.path + "' is attached already (as '" + id + "')");
+  auto device = make_disk(config);
+  const int slot = pci.add_virtio(device, /*hot_plugged=*/true);
+  disks_.emplace_back(config.id, device);
+  plugged_.push_back({config.id, "disk", slot});
+  return slot;
+}
+
+int VirtioDevices::plug_net(const NetConfig& config, PciDevices& pci) {
+  check_new_id(config.id);
+  // Without a MAC, the first of kdom's defaults no NIC of the domain has.
+  uint32_t index = static_cast<uint32_t>(nets_.size());
+  auto in_use = [&](uint32_t candidate) {
+    return std::any_of(nets_.begin(), nets_.end(),
+                       [&](const auto& net) { return net->mac() == devices::virtio::default_mac(candidate); });
+  };
+  while (!config.mac && in_use(index)) ++index;
+  auto device = add_net(config, index);
+  int slot = 0;
+  try {
+    slot = pci.add_virtio(device, /*hot_plugged=*/true);
+  } catch (...) {
+    device->reset();  // its TAP leaves the event loop
+    throw;
+  }
+  nets_.push_back(device);
+  plugged_.push_back({config.id, "net", slot});
+  return slot;
+}
+
+void VirtioDevices::forget(const std::string& id) {
+  // The last references go: the image is closed (its lock released), the TAP too.
+  std::erase_if(devices_, [&](const auto& device) {
+    return std::any_of(disks_.begin(), disks_.end(), [&](const auto& d) { return d.first == id && d.second == device; }) ||
+           std::any_of(nets_.begin(), nets_.end(), [&](const auto& n) { return n->id() == id && n == device; });
+  });
+  std::erase_if(plugged_, [&](const Plugged& p) { return p.id == id; });
+  std::erase_if(disks_, [&](const auto& disk) { return disk.first == id; });
+  std::erase_if(nets_, [&](const auto& net) { return net->id() == id; });
 }
 
 void VirtioDevices::add_console(const VirtioConsoleConfig& config) {
@@ -108,7 +182,7 @@ void VirtioDevices::add_balloon(const BalloonConfig& config) {
   });
 }
 
-void VirtioDevices::add_net(const NetConfig& net, uint32_t index) {
+std::shared_ptr<devices::virtio::NetDevice> VirtioDevices::add_net(const NetConfig& net, uint32_t index) {
   std::unique_ptr<devices::net::Tap> backend =
       net.tap.empty() ? devices::net::Tap::adopt(net.fd) : devices::net::Tap::open_by_name(net.tap);
   devices::virtio::NetDeviceConfig device_config{net.mac.value_or(devices::virtio::default_mac(index)), net.id,
@@ -123,8 +197,7 @@ void VirtioDevices::add_net(const NetConfig& net, uint32_t index) {
   auto device = std::make_shared<devices::virtio::NetDevice>(device_config, std::move(backend), watch);
   log_line("net" + std::to_string(index) + ": virtio-net on " + device->backend_name() + ", MAC " +
            devices::virtio::format_mac(device->mac()));
-  nets_.push_back(device);
-  devices_.push_back(device);
+  return device;
 }
 
 nlohmann::json VirtioDevices::stats() const {

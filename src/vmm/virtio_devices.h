@@ -3,6 +3,7 @@
 // in a fixed order (disks, entropy, console, vsock, balloon, network), with their host sides
 // wired to the device event loop: console input, vsock's host sockets, the balloon's
 // statistics timer, the TAPs. Owns what those host sides need beyond the devices themselves.
+// Disks and NICs may also be plugged in and taken out while the domain runs (DeviceHotplug).
 #pragma once
 
 #include <memory>
@@ -31,6 +32,22 @@ class VirtioDevices {
   // Puts every device on `pci`, in the fixed order above.
   void attach(PciDevices& pci);
 
+  // The disks and NICs, with their ids and PCI slots. What follows is for the event loop's
+  // thread (or before it starts).
+  struct Plugged {
+    std::string id;
+    std::string kind;  // "disk" or "net"
+    int slot = 0;
+  };
+  std::vector<Plugged> plugged() const;
+  // Builds a disk or NIC and puts it on `pci` as a hot-plugged device; returns its slot. Throws
+  // Error naming the problem (an id in use, an image attached already or missing, a TAP that
+  // cannot be opened, no free slot) with nothing changed.
+  int plug_disk(const DiskConfig& config, PciDevices& pci);
+  int plug_net(const NetConfig& config, PciDevices& pci);
+  // The disk or NIC `id` has left the bus (PciDevices::remove): it and its counters go.
+  void forget(const std::string& id);
+
   // The balloon device, or null when the domain has none.
   std::shared_ptr<devices::virtio::BalloonDevice> balloon() const { return balloon_; }
 
@@ -42,7 +59,9 @@ class VirtioDevices {
   void add_console(const VirtioConsoleConfig& config);
   void add_vsock(const VsockConfig& config);
   void add_balloon(const BalloonConfig& config);
-  void add_net(const NetConfig& config, uint32_t index);
+  std::shared_ptr<devices::virtio::NetDevice> add_net(const NetConfig& config, uint32_t index);
+  std::shared_ptr<devices::virtio::BlockDevice> make_disk(const DiskConfig& config);
+  void check_new_id(const std::string& id) const;
 
   EventLoop& events_;
   std::vector<std::shared_ptr<devices::virtio::VirtioDevice>> devices_;  // in bus order
@@ -50,6 +69,8 @@ class VirtioDevices {
   std::shared_ptr<devices::virtio::BalloonDevice> balloon_;
   std::vector<std::pair<std::string, std::shared_ptr<devices::virtio::BlockDevice>>> disks_;  // by id
   std::vector<std::shared_ptr<devices::virtio::NetDevice>> nets_;
+  std::vector<Plugged> plugged_;           // disks and NICs on the bus
+  std::vector<std::string> fixed_ids_;     // ids of the other devices (console, vsock, balloon)
   UniqueFd balloon_stats_timer_;  // timerfd: ask the guest for fresh balloon statistics
 };
 

@@ -136,7 +136,9 @@ void rate_limit_from(ObjectReader& parent, const std::string& key, devices::Rate
   reader.finish();
 }
 
-DiskConfig disk_from(const json& value, const std::string& path) {
+}  // namespace
+
+DiskConfig disk_config_from_json(const json& value, const std::string& path) {
   ObjectReader reader(value, path);
   DiskConfig disk;
   reader.string("path", disk.path);
@@ -153,7 +155,7 @@ DiskConfig disk_from(const json& value, const std::string& path) {
   return disk;
 }
 
-NetConfig net_from(const json& value, const std::string& path) {
+NetConfig net_config_from_json(const json& value, const std::string& path) {
   ObjectReader reader(value, path);
   NetConfig net;
   reader.string("tap", net.tap);
@@ -177,6 +179,8 @@ NetConfig net_from(const json& value, const std::string& path) {
   return net;
 }
 
+namespace {
+
 template <typename Item>
 std::vector<Item> array_from(ObjectReader& parent, const std::string& key,
                              const std::function<Item(const json&, const std::string&)>& read_item) {
@@ -189,6 +193,20 @@ std::vector<Item> array_from(ObjectReader& parent, const std::string& key,
 }
 
 }  // namespace
+
+json to_json(const DiskConfig& disk) {
+  return {{"path", disk.path},   {"read_only", disk.read_only}, {"shared", disk.shared},
+          {"serial", disk.serial}, {"id", disk.id},             {"queues", disk.queues},
+          {"rate_limit", rate_limit_json(disk.rate_limit)},     {"poll_us", disk.poll_us}};
+}
+
+json to_json(const NetConfig& net) {
+  if (net.fd >= 0) throw Error("net '" + net.id + "' is an open fd, which a config document cannot carry");
+  return {{"tap", net.tap},
+          {"mac", net.mac ? json(mac_text(*net.mac)) : json(nullptr)},
+          {"id", net.id},
+          {"rate_limit", rate_limit_json(net.rate_limit)}};
+}
 
 json to_json(const VmConfig& config) {
   json out = {
@@ -206,14 +224,7 @@ json to_json(const VmConfig& config) {
       {"control_path", config.control_path},
       {"nets", json::array()},
   };
-  for (const auto& disk : config.disks)
-    out["disks"].push_back({{"path", disk.path},
-                            {"read_only", disk.read_only}, {"shared", disk.shared},
-                            {"serial", disk.serial},
-                            {"id", disk.id},
-                            {"queues", disk.queues},
-                            {"rate_limit", rate_limit_json(disk.rate_limit)},
-                            {"poll_us", disk.poll_us}});
+  for (const auto& disk : config.disks) out["disks"].push_back(to_json(disk));
   if (config.hvc) out["hvc"] = {{"backend", console_json(config.hvc->backend)}, {"id", config.hvc->id}};
   if (config.vsock)
     out["vsock"] = {{"guest_cid", config.vsock->guest_cid},
@@ -225,13 +236,7 @@ json to_json(const VmConfig& config) {
                       {"deflate_on_oom", config.balloon->deflate_on_oom},
                       {"free_page_reporting", config.balloon->free_page_reporting},
                       {"id", config.balloon->id}};
-  for (const auto& net : config.nets) {
-    if (net.fd >= 0) throw Error("net '" + net.id + "' is an open fd, which a config document cannot carry");
-    out["nets"].push_back({{"tap", net.tap},
-                           {"mac", net.mac ? json(mac_text(*net.mac)) : json(nullptr)},
-                           {"id", net.id},
-                           {"rate_limit", rate_limit_json(net.rate_limit)}});
-  }
+  for (const auto& net : config.nets) out["nets"].push_back(to_json(net));
   return out;
 }
 
@@ -247,7 +252,7 @@ VmConfig vm_config_from_json(const json& document) {
   root.number("memory_mib", config.memory_mib, 1, UINT64_MAX);
   root.number("vcpus", config.vcpus, 1, UINT32_MAX);
   if (const json* console = root.find("console")) config.console = console_from(*console, "console");
-  config.disks = array_from<DiskConfig>(root, "disks", disk_from);
+  config.disks = array_from<DiskConfig>(root, "disks", disk_config_from_json);
   root.boolean("entropy", config.entropy);
   if (const json* hvc = root.find("hvc")) {
     ObjectReader reader(*hvc, "hvc");
@@ -282,7 +287,7 @@ VmConfig vm_config_from_json(const json& document) {
     config.balloon = out;
   }
   root.string("control_path", config.control_path);
-  config.nets = array_from<NetConfig>(root, "nets", net_from);
+  config.nets = array_from<NetConfig>(root, "nets", net_config_from_json);
   root.finish();
   try {
     validate(config);

@@ -63,6 +63,25 @@ TEST(ControlRequestsOps, StatusReportsTheDomain) {
   EXPECT_DOUBLE_EQ(reply["uptime_s"].get<double>(), 12.5);
 }
 
+TEST(ControlRequestsOps, DeviceOpsGoToTheDomainsHotplug) {
+  FakeDomain domain;
+  DomainActions actions = domain.actions();
+  std::vector<std::string> seen;
+  actions.devices = [&](const std::string& op, const json& request) -> json {
+    seen.push_back(op);
+    if (request.contains("id") && request["id"] == "nope") throw Error("the domain has no disk or NIC with id 'nope'");
+    return {{"ok", true}, {"op", op}};
+  };
+  ControlRequests requests(nullptr, 512, actions);
+  for (const char* op : {"disk-attach", "net-attach", "device-detach", "devices"})
+    EXPECT_EQ(reply_to(requests, std::string(R"({"op":")") + op + R"("})")["op"], op);
+  EXPECT_EQ(seen, (std::vector<std::string>{"disk-attach", "net-attach", "device-detach", "devices"}));
+  EXPECT_EQ(reply_to(requests, R"({"op":"device-detach","id":"nope"})"),
+            json({{"ok", false}, {"error", "device-detach: the domain has no disk or NIC with id 'nope'"}}));
+  ControlRequests without(nullptr, 512, domain.actions());
+  EXPECT_EQ(reply_to(without, R"({"op":"devices"})")["error"], "this domain cannot change its devices");
+}
+
 TEST(ControlRequestsOps, RebootAsksTheDomainToStop) {
   FakeDomain domain;
   ControlRequests requests(nullptr, 512, domain.actions());

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "base/error.h"
 
@@ -12,36 +13,48 @@ namespace kdom::devices::pci {
 PciRootBus::PciRootBus() { slots_[0] = std::make_shared<PciHostBridge>(); }
 
 int PciRootBus::add(std::shared_ptr<PciDevice> device) {
+  if (!device) throw Error("no PCI device given");
+  std::lock_guard lock(mutex_);
   for (int slot = 1; slot < kSlotCount; ++slot) {
-    if (!slots_[static_cast<size_t>(slot)]) {
-      add_at(slot, std::move(device));
+    auto& entry = slots_[static_cast<size_t>(slot)];
+    if (!entry) {
+      entry = std::move(device);
       return slot;
     }
   }
-  throw Error("PCI bus 0 has no free slot");
+  throw Error("PCI bus 0 has no free slot (31 devices at most)");
 }
 
 void PciRootBus::add_at(int slot, std::shared_ptr<PciDevice> device) {
   if (slot < 0 || slot >= kSlotCount) throw Error("PCI slot " + std::to_string(slot) + " is out of range");
   if (!device) throw Error("no PCI device given for slot " + std::to_string(slot));
+  std::lock_guard lock(mutex_);
   auto& entry = slots_[static_cast<size_t>(slot)];
   if (entry) throw Error("PCI slot " + std::to_string(slot) + " is already in use");
   entry = std::move(device);
 }
 
+std::shared_ptr<PciDevice> PciRootBus::remove(int slot) {
+  if (slot < 1 || slot >= kSlotCount) return nullptr;
+  std::lock_guard lock(mutex_);
+  return std::exchange(slots_[static_cast<size_t>(slot)], nullptr);
+}
+
 std::shared_ptr<PciDevice> PciRootBus::device(int slot) const {
   if (slot < 0 || slot >= kSlotCount) return nullptr;
+  std::lock_guard lock(mutex_);
   return slots_[static_cast<size_t>(slot)];
 }
 
-PciDevice* PciRootBus::find(uint8_t bus, uint8_t slot, uint8_t function) const {
+std::shared_ptr<PciDevice> PciRootBus::find(uint8_t bus, uint8_t slot, uint8_t function) const {
   if (bus != 0 || function != 0 || slot >= kSlotCount) return nullptr;
-  return slots_[slot].get();
+  std::lock_guard lock(mutex_);
+  return slots_[slot];
 }
 
 void PciRootBus::read_config(uint8_t bus, uint8_t slot, uint8_t function, uint32_t offset,
                              std::span<uint8_t> data) const {
-  PciDevice* device = find(bus, slot, function);
+  auto device = find(bus, slot, function);
   if (!device || offset >= kConfigSpaceSize || data.size() > kConfigSpaceSize - offset) {
     std::fill(data.begin(), data.end(), 0xff);
     return;
@@ -51,7 +64,7 @@ void PciRootBus::read_config(uint8_t bus, uint8_t slot, uint8_t function, uint32
 
 void PciRootBus::write_config(uint8_t bus, uint8_t slot, uint8_t function, uint32_t offset,
                               std::span<const uint8_t> data) const {
-  PciDevice* device = find(bus, slot, function);
+  auto device = find(bus, slot, function);
   if (!device || offset >= kConfigSpaceSize || data.size() > kConfigSpaceSize - offset) return;
   device->write_config(offset, data);
 }

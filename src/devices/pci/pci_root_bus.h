@@ -1,4 +1,5 @@
-// PciRootBus: PCI bus 0 with 32 device slots (function 0 only), slot 0 holding the host bridge;
+// PciRootBus: PCI bus 0 with 32 device slots (function 0 only), slot 0 holding the host bridge,
+// whose devices may come and go while vCPUs run (hot-plug);
 // PciConfigIo: the legacy configuration mechanism #1 at ports 0xCF8-0xCFF (CONFIG_ADDRESS,
 // CONFIG_DATA), which also passes port 0xCF9 (the PC reset control register) to its own device;
 // PciEcam: the memory-mapped enhanced configuration access (MMCONFIG) window for the same bus.
@@ -36,6 +37,9 @@ class PciRootBus {
   int add(std::shared_ptr<PciDevice> device);
   // Throws Error when `slot` is out of range or taken.
   void add_at(int slot, std::shared_ptr<PciDevice> device);
+  // Empties `slot` (1-31) and returns what was there (null if nothing). An access already
+  // under way finishes on the device; later ones find the slot empty.
+  std::shared_ptr<PciDevice> remove(int slot);
   std::shared_ptr<PciDevice> device(int slot) const;
 
   // A config access to bus/device/function at `offset` (< 256). Absent devices, functions
@@ -44,8 +48,9 @@ class PciRootBus {
   void write_config(uint8_t bus, uint8_t slot, uint8_t function, uint32_t offset, std::span<const uint8_t> data) const;
 
  private:
-  PciDevice* find(uint8_t bus, uint8_t slot, uint8_t function) const;
-  // Written only while building, before any vCPU runs.
+  std::shared_ptr<PciDevice> find(uint8_t bus, uint8_t slot, uint8_t function) const;
+  // Held only to look a slot up or change it, never during a device's access.
+  mutable std::mutex mutex_;
   std::array<std::shared_ptr<PciDevice>, kSlotCount> slots_{};
 };
 

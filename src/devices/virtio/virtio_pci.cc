@@ -357,6 +357,11 @@ void VirtioPci::fail(const std::string& reason) {
   signal(msix_config_.load(), kIsrConfig);
 }
 
+void VirtioPci::unplug() {
+  std::lock_guard lock(mutex_);
+  reset_locked();
+}
+
 void VirtioPci::reset_locked() {
   if (activated_) device_->reset();
   activated_ = false;

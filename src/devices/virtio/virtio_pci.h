@@ -122,6 +122,10 @@ class VirtioPci : public pci::PciDevice, public BusDevice {
   // (their accesses hold the locks taken here); the device's own threads may still run.
   std::vector<std::string> describe_state() const;
 
+  // The device left the bus (hot-unplug): it stops as if the driver had reset it, so its
+  // threads no longer call back.
+  void unplug();
+
   uint8_t device_status() const { return status_.load(); }
   uint64_t driver_features() const;
   const pci::MsixTable& msix() const { return msix_; }
