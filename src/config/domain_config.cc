@@ -3,6 +3,8 @@
 #include "config/domain_config.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <random>
 #include <cctype>
 #include <initializer_list>
 #include <limits>
@@ -166,7 +168,8 @@ nlohmann::json to_json(const DomainConfig& config) {
         {{"target", disk.target}, {"vdev", disk.vdev}, {"read_only", disk.read_only}, {"shared", disk.shared}});
   nlohmann::json vifs = nlohmann::json::array();
   for (const auto& vif : config.vifs) {
-    nlohmann::json json = {{"bridge", vif.bridge},
+    nlohmann::json json = {{"devid", vif.devid},
+                           {"bridge", vif.bridge},
                            {"tap", vif.tap},
                            {"ip", vif.ip},
                            {"rate_bytes_per_second", vif.rate_bytes_per_second}};
@@ -195,6 +198,23 @@ nlohmann::json to_json(const DomainConfig& config) {
   return json;
 }
 
+DiskSpec disk_spec_from_json(const nlohmann::json& json, const std::string& where) {
+  const ObjectReader disk(json, where, {"target", "vdev", "read_only", "shared"});
+  return {disk.string("target"), disk.string("vdev"), disk.boolean("read_only", false), disk.boolean("shared", false)};
+}
+
+VifSpec vif_spec_from_json(const nlohmann::json& json, const std::string& where, uint32_t default_devid) {
+  const ObjectReader vif(json, where, {"devid", "mac", "bridge", "tap", "ip", "rate_bytes_per_second"});
+  VifSpec spec;
+  spec.devid = static_cast<uint32_t>(vif.number("devid", default_devid, UINT32_MAX));
+  if (vif.find("mac")) spec.mac = vif.string("mac");
+  spec.bridge = vif.string("bridge");
+  spec.tap = vif.string("tap");
+  spec.ip = vif.string("ip");
+  spec.rate_bytes_per_second = vif.number("rate_bytes_per_second", 0);
+  return spec;
+}
+
 DomainConfig domain_config_from_json(const nlohmann::json& json) {
   const ObjectReader reader(json, "config",
                             {"name", "uuid", "memory_mib", "maxmem_mib", "vcpus", "maxvcpus", "kernel", "ramdisk",
@@ -213,31 +233,58 @@ DomainConfig domain_config_from_json(const nlohmann::json& json) {
   config.on_poweroff = reader.action("on_poweroff", config.on_poweroff);
   config.on_reboot = reader.action("on_reboot", config.on_reboot);
   config.on_crash = reader.action("on_crash", config.on_crash);
-  if (const nlohmann::json* disks = reader.array("disks")) {
-    for (size_t i = 0; i < disks->size(); ++i) {
-      const ObjectReader disk(disks->at(i), "config: disks[" + std::to_string(i) + "]",
-                              {"target", "vdev", "read_only", "shared"});
-      config.disks.push_back({disk.string("target"), disk.string("vdev"), disk.boolean("read_only", false),
-                              disk.boolean("shared", false)});
-    }
-  }
-  if (const nlohmann::json* vifs = reader.array("vifs")) {
-    for (size_t i = 0; i < vifs->size(); ++i) {
-      const ObjectReader vif(vifs->at(i), "config: vifs[" + std::to_string(i) + "]",
-                             {"mac", "bridge", "tap", "ip", "rate_bytes_per_second"});
-      VifSpec spec;
-      if (vif.find("mac")) spec.mac = vif.string("mac");
-      spec.bridge = vif.string("bridge");
-      spec.tap = vif.string("tap");
-      spec.ip = vif.string("ip");
-      spec.rate_bytes_per_second = vif.number("rate_bytes_per_second", 0);
-      config.vifs.push_back(std::move(spec));
-    }
-  }
+  if (const nlohmann::json* disks = reader.array("disks"))
+    for (size_t i = 0; i < disks->size(); ++i)
+      config.disks.push_back(disk_spec_from_json(disks->at(i), "config: disks[" + std::to_string(i) + "]"));
+  if (const nlohmann::json* vifs = reader.array("vifs"))
+    for (size_t i = 0; i < vifs->size(); ++i)
+      // Configs from before NICs had numbers: their place in the list.
+      config.vifs.push_back(vif_spec_from_json(vifs->at(i), "config: vifs[" + std::to_string(i) + "]", i));
   config.rng = reader.boolean("rng", config.rng);
   config.balloon_stats_seconds = reader.optional_number("balloon_stats_seconds", UINT32_MAX);
   config.vsock_cid = reader.optional_number("vsock_cid", std::numeric_limits<uint64_t>::max());
   return config;
+}
+
+void validate_vdev(const std::string& vdev) {
+  // xl's names for a disk: xvdX, hdX, sdX or vdX (X: one to three letters).
+  size_t prefix = 0;
+  for (const char* known : {"xvd", "hd", "sd", "vd"})
+    if (vdev.rfind(known, 0) == 0) prefix = std::string_view(known).size();
+  const std::string letters = vdev.substr(prefix);
+  const bool good = prefix > 0 && !letters.empty() && letters.size() <= 3 &&
+                    std::all_of(letters.begin(), letters.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+  if (!good) throw Error("disk name (vdev) '" + vdev + "' is not like xvdb, vdb, sdb or hdb");
+}
+
+void assign_device_names(DomainConfig& config) {
+  // A NIC without a MAC gets a random locally administered one (02:6b:64 is "kd"), kept in
+  // its config: stable across restarts, and unlike kdom run's fixed defaults, distinct between
+  // the domains on one bridge.
+  std::random_device random;
+  for (auto& vif : config.vifs) {
+    if (vif.mac) continue;
+    char text[18];
+    const uint32_t bits = random();
+    std::snprintf(text, sizeof(text), "02:6b:64:%02x:%02x:%02x", bits & 0xff, (bits >> 8) & 0xff, (bits >> 16) & 0xff);
+    vif.mac = text;
+  }
+  for (auto& disk : config.disks) {
+    if (!disk.vdev.empty()) continue;
+    for (char letter = 'a'; letter <= 'z' && disk.vdev.empty(); ++letter) {
+      const std::string candidate = std::string("xvd") + letter;
+      if (std::none_of(config.disks.begin(), config.disks.end(), [&](const DiskSpec& d) { return d.vdev == candidate; }))
+        disk.vdev = candidate;
+    }
+    if (disk.vdev.empty()) throw Error("no free disk name xvda-xvdz: give the disk a vdev");
+  }
+}
+
+uint32_t next_devid(const DomainConfig& config) {
+  uint32_t devid = 0;
+  while (std::any_of(config.vifs.begin(), config.vifs.end(), [&](const VifSpec& v) { return v.devid == devid; }))
+    ++devid;
+  return devid;
 }
 
 void validate_mac(const std::string& mac) {
@@ -264,9 +311,22 @@ void validate(const DomainConfig& config) {
     throw Error("maxvcpus " + std::to_string(config.maxvcpus) + " is out of range (vcpus " +
                 std::to_string(config.vcpus) + " to " + std::to_string(kMaxVcpus) + ")");
   if (config.kernel.empty()) throw Error("no kernel given");
-  for (size_t i = 0; i < config.disks.size(); ++i)
-    if (config.disks[i].target.empty()) throw Error("disk " + std::to_string(i) + " has no target (image path)");
-  for (const auto& vif : config.vifs) {
+  for (size_t i = 0; i < config.disks.size(); ++i) {
+    const auto& disk = config.disks[i];
+    if (disk.target.empty()) throw Error("disk " + std::to_string(i) + " has no target (image path)");
+    if (disk.vdev.empty()) continue;
+    validate_vdev(disk.vdev);
+    for (size_t j = 0; j < i; ++j)
+      if (config.disks[j].vdev == disk.vdev) throw Error("disk name (vdev) '" + disk.vdev + "' is given twice");
+  }
+  for (size_t i = 0; i < config.vifs.size(); ++i) {
+    const auto& vif = config.vifs[i];
+    if (vif.devid > kMaxDevid)
+      throw Error("vif number (devid) " + std::to_string(vif.devid) + " is out of range (0 to " +
+                  std::to_string(kMaxDevid) + ")");
+    for (size_t j = 0; j < i; ++j)
+      if (config.vifs[j].devid == vif.devid)
+        throw Error("vif number (devid) " + std::to_string(vif.devid) + " is given twice");
     if (vif.mac) validate_mac(*vif.mac);
     validate_interface_name(vif.bridge, "bridge");
     validate_interface_name(vif.tap, "TAP name");

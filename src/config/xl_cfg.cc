@@ -495,7 +495,10 @@ class ConfigBuilder {
       for (const auto& item : list_of(setting)) config_.disks.push_back(parse_disk(item.text, item.where, setting.base_dir));
     } else if (key == "vif") {
       config_.vifs.clear();
-      for (const auto& item : list_of(setting)) config_.vifs.push_back(parse_vif(item.text, item.where));
+      for (const auto& item : list_of(setting)) {
+        config_.vifs.push_back(parse_vif(item.text, item.where));
+        config_.vifs.back().devid = static_cast<uint32_t>(config_.vifs.size() - 1);
+      }
     } else if (key == "serial") {
       apply_serial(setting);
     } else if (key == "vsock") {
@@ -616,6 +619,12 @@ std::string directory_of(const std::string& path) {
 }
 
 }  // namespace
+
+DiskSpec parse_disk_spec(const std::string& text, const std::string& base_dir) {
+  return parse_disk(text, "command line", base_dir);
+}
+
+VifSpec parse_vif_spec(const std::string& text) { return parse_vif(text, "command line"); }
 
 DomainConfig parse_xl_cfg(const std::string& text, const std::string& file_name) {
   return parse_xl_cfg(text, file_name, {});

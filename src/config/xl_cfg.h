@@ -33,6 +33,12 @@ DomainConfig parse_xl_cfg(const std::string& text, const std::string& file_name,
                           const std::vector<std::string>& overrides);
 DomainConfig parse_xl_cfg_file(const std::string& path, const std::vector<std::string>& overrides);
 
+// One disk or vif spec as block-attach and network-attach take it (the syntax of an item of
+// the file's disk= or vif= list); a relative target is made absolute against `base_dir`.
+// Errors begin "command line: ".
+DiskSpec parse_disk_spec(const std::string& text, const std::string& base_dir);
+VifSpec parse_vif_spec(const std::string& text);
+
 // Applies `key=value` overrides given on `kdom create`'s command line after the file, in the same
 // syntax as a line of the file (e.g. `memory=512`, `name="web"`). Errors name "command line".
 // `root` and `extra` are refused here (the file's split of the command line is gone by now): give

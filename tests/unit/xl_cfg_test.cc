@@ -376,7 +376,7 @@ TEST(DomainConfig, Validate) {
   good.kernel = "/k";
   good.uuid = "3F2504E0-4F89-11D3-9A0C-0305E82C3301";
   good.vsock_cid = 3;
-  good.vifs.push_back({std::string("52:54:00:ab:cd:ef"), "br0", "", "", 0});
+  good.vifs.push_back({0, std::string("52:54:00:ab:cd:ef"), "br0", "", "", 0});
   EXPECT_NO_THROW(validate(good));
 
   auto error_for = [&](auto change) {
@@ -408,6 +408,66 @@ TEST(DomainConfig, Validate) {
   EXPECT_NE(error_for([](DomainConfig& c) { c.vsock_cid = (uint64_t{1} << 32) - 1; }).find("vsock CID"),
             std::string::npos);
   EXPECT_EQ(error_for([](DomainConfig& c) { c.vsock_cid = (uint64_t{1} << 32) - 2; }), "(no error)");
+  // Disk names and NIC numbers: the ids of block-detach and network-detach.
+  EXPECT_NE(error_for([](DomainConfig& c) { c.disks.push_back({"/a", "xvdb", false, false}); c.disks.push_back({"/b", "xvdb", false, false}); })
+                .find("'xvdb' is given twice"),
+            std::string::npos);
+  EXPECT_NE(error_for([](DomainConfig& c) { c.disks.push_back({"/a", "vif0", false, false}); }).find("not like xvdb"),
+            std::string::npos);
+  EXPECT_NE(error_for([](DomainConfig& c) { c.disks.push_back({"/a", "xvd", false, false}); }).find("not like xvdb"),
+            std::string::npos);
+  EXPECT_EQ(error_for([](DomainConfig& c) { c.disks.push_back({"/a", "sdab", false, false}); }), "(no error)");
+  EXPECT_NE(error_for([](DomainConfig& c) { c.vifs.push_back(c.vifs[0]); }).find("vif number (devid) 0 is given twice"),
+            std::string::npos);
+  EXPECT_NE(error_for([](DomainConfig& c) { c.vifs[0].devid = 100; }).find("out of range"), std::string::npos);
+}
+
+TEST(DomainConfig, DeviceNamesAreAssignedWhereNoneWasGiven) {
+  DomainConfig config;
+  config.disks = {{"/a", "", false, false}, {"/b", "xvda", false, false}, {"/c", "", false, false}};
+  config.vifs = {VifSpec{}, VifSpec{}};
+  config.vifs[1].devid = 1;
+  config.vifs[1].mac = "52:54:00:00:00:01";
+  assign_device_names(config);
+  EXPECT_EQ(config.disks[0].vdev, "xvdb");  // xvda is taken
+  EXPECT_EQ(config.disks[1].vdev, "xvda");
+  EXPECT_EQ(config.disks[2].vdev, "xvdc");
+  ASSERT_TRUE(config.vifs[0].mac);
+  EXPECT_NO_THROW(validate_mac(*config.vifs[0].mac));
+  EXPECT_EQ(config.vifs[0].mac->substr(0, 9), "02:6b:64:");
+  EXPECT_EQ(config.vifs[1].mac, "52:54:00:00:00:01");
+  EXPECT_EQ(next_devid(config), 2u);
+  config.vifs[0].devid = 5;
+  EXPECT_EQ(next_devid(config), 0u);
+}
+
+TEST(DomainConfig, VifsWithoutADevidGetTheirPlace) {
+  const DomainConfig config = domain_config_from_json(
+      {{"name", "a"}, {"kernel", "/k"}, {"vifs", {{{"bridge", "br0"}}, {{"bridge", "br0"}}, {{"devid", 7}}}}});
+  ASSERT_EQ(config.vifs.size(), 3u);
+  EXPECT_EQ(config.vifs[0].devid, 0u);
+  EXPECT_EQ(config.vifs[1].devid, 1u);
+  EXPECT_EQ(config.vifs[2].devid, 7u);
+  EXPECT_EQ(to_json(config)["vifs"][2]["devid"], 7);
+  EXPECT_THROW(vif_spec_from_json({{"devid", "one"}}, "nic", 0), Error);
+  EXPECT_THROW(disk_spec_from_json({{"target", "/a"}, {"format", "raw"}}, "disk"), Error);
+}
+
+TEST(XlCfg, OneDiskOrVifSpecFromTheCommandLine) {
+  const DiskSpec disk = parse_disk_spec("vdev=xvdb,access=ro,target=extra,disk.img", "/srv");
+  EXPECT_EQ(disk.target, "/srv/extra,disk.img");  // target= takes the rest, commas and all
+  EXPECT_EQ(disk.vdev, "xvdb");
+  EXPECT_TRUE(disk.read_only);
+  const VifSpec vif = parse_vif_spec("bridge=br0,mac=52:54:00:00:00:09");
+  EXPECT_EQ(vif.bridge, "br0");
+  EXPECT_EQ(vif.mac, "52:54:00:00:00:09");
+  try {
+    parse_disk_spec("vdev=xvdb,cdrom", "/srv");
+    FAIL() << "a cdrom was taken";
+  } catch (const XlCfgError& error) {
+    EXPECT_EQ(std::string(error.what()).rfind("command line: disk 'vdev=xvdb,cdrom': ", 0), 0u) << error.what();
+  }
+  EXPECT_THROW(parse_vif_spec("bridge=br0,colour=red"), XlCfgError);
 }
 
 }  // namespace
