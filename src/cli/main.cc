@@ -51,6 +51,9 @@ constexpr const char* kUsage =
     "                                 | chmod PATH PERM... | watch [--count N] PATH   (as xenstore-*)\n"
     "       kdom [--socket PATH] vcpu-list [DOM...] | vcpu-pin DOM VCPU|all CPUS\n"
     "       kdom [--socket PATH] top [-b] [-d SECONDS] [-i ITERATIONS] [-s COLUMN]   (as xentop)\n"
+    "       kdom [--socket PATH] block-attach DOM DISK-SPEC | block-detach [-f] [-w S] DOM VDEV | block-list DOM...\n"
+    "       kdom [--socket PATH] network-attach DOM VIF-SPEC | network-detach [-f] [-w S] DOM DEVID|MAC\n"
+    "                                 | network-list DOM...   (specs as xl.cfg's disk= and vif= items)\n"
     "kdomd's socket: --socket PATH, else $KDOM_SOCKET, else /run/kdom/kdomd.sock\n";
 
 std::string guest_dir() {

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <optional>
@@ -440,10 +441,16 @@ std::string event_line(const json& event) {
   std::string line = event.value("time", "") + " " + std::to_string(event.value("id", 0u)) + " " +
                      event.value("name", "") + " " + event.value("event", "");
   std::string details;
-  for (const char* key : {"reason", "action", "old_name", "actual_mib", "target_mib"}) {
+  for (const char* key : {"reason", "action", "old_name", "actual_mib", "target_mib", "kind", "by"}) {
     if (!event.contains(key)) continue;
     const json& value = event[key];
     details += std::string(" ") + key + "=" + (value.is_string() ? value.get<std::string>() : value.dump());
+  }
+  // A hot-plugged device: its name in the domain.
+  if (event.contains("device") && event["device"].is_object()) {
+    const json& device = event["device"];
+    if (device.contains("vdev")) details += " vdev=" + device.value("vdev", "");
+    if (device.contains("devid")) details += " devid=" + std::to_string(device.value("devid", 0u));
   }
   if (event.contains("message") && event["message"].is_string()) details += ": " + event["message"].get<std::string>();
   return line + details;
@@ -623,7 +630,8 @@ int vcpu_pin_verb(const std::vector<std::string>& args, const ApiClient& client,
   if (!parse_verb(app, args, io.out)) return 0;
   std::vector<std::string> vcpus;
   if (vcpu == "all") {
-    for (const json& v : reply_field(client.call("GET", domain_target(dom) + "/stats"), "vcpus"))
+    const json stats = client.call("GET", domain_target(dom) + "/stats");  // kept: the loop refers into it
+    for (const json& v : reply_field(stats, "vcpus"))
       vcpus.push_back(std::to_string(v.value("vcpu", 0u)));
   } else {
     if (vcpu.empty() || vcpu.find_first_not_of("0123456789") != std::string::npos)
@@ -633,6 +641,111 @@ int vcpu_pin_verb(const std::vector<std::string>& args, const ApiClient& client,
   for (const std::string& number : vcpus)
     client.call("POST", domain_target(dom) + "/vcpus/" + number + "/pin", json{{"cpus", cpus}});
   return 0;
+}
+
+// ---- hot-plug: block-attach, block-detach, block-list, network-attach, network-detach, network-list ----
+
+constexpr uint32_t kDetachWaitSeconds = 30;
+
+// The domain's reply-list (`key`: "disks" or "vifs") of every domain named.
+int device_list(const std::vector<std::string>& doms, const ApiClient& client, XlIo& io, const char* resource,
+                const char* key, const char* header, const std::function<std::string(const json&)>& row) {
+  io.out << header << "\n";
+  for (const std::string& dom : doms) {
+    const json reply = client.call("GET", domain_target(dom) + "/" + resource);  // the loop refers into it
+    for (const json& device : reply_field(reply, key)) io.out << row(device) << "\n";
+  }
+  return 0;
+}
+
+// block-attach and network-attach take their spec as one argument or several (joined with ',').
+std::string joined_spec(const std::vector<std::string>& words) {
+  std::string spec;
+  for (const auto& word : words) spec += (spec.empty() ? "" : ",") + word;
+  return spec;
+}
+
+int block_attach_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("block-attach", "Add a disk to a running domain (xl block-attach).", "DOM DISK-SPEC...");
+  std::string dom;
+  std::vector<std::string> spec;
+  app.add_option("DOM", dom, "the domain's name or id")->required();
+  app.add_option("DISK-SPEC", spec, "as an item of xl.cfg's disk= list: 'target=IMG,vdev=xvdb[,access=ro]'")->required();
+  if (!parse_verb(app, args, io.out)) return 0;
+  const config::DiskSpec disk = config::parse_disk_spec(joined_spec(spec), std::filesystem::current_path().string());
+  json body = {{"target", disk.target}, {"vdev", disk.vdev}, {"read_only", disk.read_only}, {"shared", disk.shared}};
+  client.call("POST", domain_target(dom) + "/disks", body);
+  return 0;
+}
+
+int network_attach_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("network-attach", "Add a NIC to a running domain (xl network-attach).", "DOM VIF-SPEC...");
+  std::string dom;
+  std::vector<std::string> spec;
+  app.add_option("DOM", dom, "the domain's name or id")->required();
+  app.add_option("VIF-SPEC", spec, "as an item of xl.cfg's vif= list: 'bridge=BR[,mac=MAC][,rate=RATE]'")->required();
+  if (!parse_verb(app, args, io.out)) return 0;
+  const config::VifSpec vif = config::parse_vif_spec(joined_spec(spec));
+  json body = {{"bridge", vif.bridge}, {"tap", vif.tap}, {"ip", vif.ip}, {"rate_bytes_per_second", vif.rate_bytes_per_second}};
+  if (vif.mac) body["mac"] = *vif.mac;
+  const json nic = client.call("POST", domain_target(dom) + "/nics", body);
+  io.out << "devid " << nic.value("devid", 0u) << ", MAC " << nic.value("mac", std::string("")) << "\n";
+  return 0;
+}
+
+// block-detach and network-detach: DOM DEVICE [--force] [--wait S].
+int detach_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io, const char* verb,
+                const char* description, const char* device_help, const char* resource) {
+  VerbParser app(verb, description, "[-f] [-w SECONDS] DOM DEVICE");
+  std::string dom, device;
+  bool force = false;
+  uint32_t wait = kDetachWaitSeconds;
+  app.add_flag("-f,--force", force, "take the device away at once, without waiting for the guest to let go");
+  app.add_option("-w,--wait", wait, "how long the guest has to let go (seconds, default 30)")->check(CLI::Range(1, 86400));
+  app.add_option("DOM", dom, "the domain's name or id")->required();
+  app.add_option("DEVICE", device, device_help)->required();
+  if (!parse_verb(app, args, io.out)) return 0;
+  const std::string target = domain_target(dom) + "/" + resource + "/" + url_path_segment(device) +
+                             "?wait=" + std::to_string(wait) + (force ? "&force=1" : "");
+  client.call("DELETE", target, std::nullopt, ApiClient::Timeout(std::chrono::seconds(wait + 30)));
+  return 0;
+}
+
+int block_detach_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  return detach_verb(args, client, io, "block-detach", "Remove a disk from a running domain (xl block-detach).",
+                     "the disk's vdev (xvdb...)", "disks");
+}
+
+int network_detach_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  return detach_verb(args, client, io, "network-detach", "Remove a NIC from a running domain (xl network-detach).",
+                     "the NIC's devid or MAC", "nics");
+}
+
+int block_list_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("block-list", "List a domain's disks (xl block-list).", "DOM...");
+  std::vector<std::string> doms;
+  app.add_option("DOM", doms, "the domains' names or ids")->required();
+  if (!parse_verb(app, args, io.out)) return 0;
+  constexpr char kRow[] = "%-8s %-5s %-10s %s";
+  return device_list(doms, client, io, "disks", "disks", printf_text(kRow, "Vdev", "Mode", "State", "Target").c_str(),
+                     [&](const json& d) {
+                       return printf_text(kRow, d.value("vdev", "").c_str(), d.value("mode", "").c_str(),
+                                          d.value("state", "").c_str(), d.value("target", "").c_str());
+                     });
+}
+
+int network_list_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("network-list", "List a domain's NICs (xl network-list).", "DOM...");
+  std::vector<std::string> doms;
+  app.add_option("DOM", doms, "the domains' names or ids")->required();
+  if (!parse_verb(app, args, io.out)) return 0;
+  constexpr char kRow[] = "%-4s %-17s %-10s %-12s %s";
+  return device_list(doms, client, io, "nics", "vifs",
+                     printf_text(kRow, "Idx", "Mac Addr.", "State", "Bridge", "TAP").c_str(), [&](const json& v) {
+                       return printf_text(kRow, std::to_string(v.value("devid", 0u)).c_str(), v.value("mac", "").c_str(),
+                                          v.value("state", "").c_str(), v.value("bridge", "").c_str(),
+                                          v.value("tap", "").c_str());
+                     });
 }
 
 // One row of kdom top: a domain's figures and its rates since the sample before.
@@ -773,6 +886,9 @@ constexpr Verb kVerbs[] = {
     {"rename", rename_verb},   {"domid", domid_verb},     {"domname", domname_verb}, {"uptime", uptime_verb},
     {"console", console_verb}, {"mem-set", mem_set_verb},  {"events", events_verb},
     {"store", store_verb},     {"vcpu-list", vcpu_list_verb}, {"vcpu-pin", vcpu_pin_verb}, {"top", top_verb},
+    {"block-attach", block_attach_verb},     {"block-detach", block_detach_verb},
+    {"block-list", block_list_verb},         {"network-attach", network_attach_verb},
+    {"network-detach", network_detach_verb}, {"network-list", network_list_verb},
 };
 
 const Verb* find_verb(const std::string& word) {

@@ -148,6 +148,21 @@ uint64_t transaction_of(const HttpRequest& request, const json& body) {
   return *id;
 }
 
+// ?NAME=1 (or any value but 0).
+bool flag(const HttpRequest& request, const std::string& name) {
+  auto it = request.query.find(name);
+  return it != request.query.end() && it->second != "0";
+}
+
+// ?wait=SECONDS on a detach: how long the guest has to let go (default 30, at most a day).
+uint32_t wait_seconds(const HttpRequest& request) {
+  auto it = request.query.find("wait");
+  if (it == request.query.end()) return 30;
+  const auto seconds = decimal_id(it->second);
+  if (!seconds || *seconds > 86400) throw Error("wait must be a whole number of seconds, at most 86400");
+  return static_cast<uint32_t>(*seconds);
+}
+
 // The transaction a path segment names (/v1/store/transactions/{id}).
 uint64_t transaction_id(const std::string& text) {
   const auto id = decimal_id(text);
@@ -165,7 +180,7 @@ Api::Api(Supervisor& supervisor, Store& store) : supervisor_(supervisor), store_
       {"POST", "/v1/domains",
        [&s](const HttpRequest& request, const auto&) {
          const json body = body_object(request);
-         const bool paused = request.query.count("paused") && request.query.at("paused") != "0";
+         const bool paused = flag(request, "paused");
          return HttpReply::json(201, s.create(config::domain_config_from_json(body), paused));
        }},
       {"GET", "/v1/domains/{dom}", [&s](const HttpRequest&, const auto& p) { return HttpReply::json(200, s.info(p[0])); }},
@@ -215,6 +230,26 @@ Api::Api(Supervisor& supervisor, Store& store) : supervisor_(supervisor), store_
          if (p[1].empty() || p[1].size() > 4 || p[1].find_first_not_of("0123456789") != std::string::npos)
            throw Error("'" + p[1].substr(0, 20) + "' is not a vCPU number");
          return HttpReply::json(200, s.vcpu_pin(p[0], static_cast<uint32_t>(std::stoul(p[1])), body["cpus"].get<std::string>()));
+       }},
+      {"GET", "/v1/domains/{dom}/disks",
+       [&s](const HttpRequest&, const auto& p) { return HttpReply::json(200, s.block_list(p[0])); }},
+      {"POST", "/v1/domains/{dom}/disks",
+       [&s](const HttpRequest& request, const auto& p) {
+         return HttpReply::json(201, s.block_attach(p[0], config::disk_spec_from_json(body_object(request), "disk")));
+       }},
+      {"DELETE", "/v1/domains/{dom}/disks/{vdev}",
+       [&s](const HttpRequest& request, const auto& p) {
+         return HttpReply::json(200, s.block_detach(p[0], p[1], flag(request, "force"), wait_seconds(request)));
+       }},
+      {"GET", "/v1/domains/{dom}/nics",
+       [&s](const HttpRequest&, const auto& p) { return HttpReply::json(200, s.network_list(p[0])); }},
+      {"POST", "/v1/domains/{dom}/nics",
+       [&s](const HttpRequest& request, const auto& p) {
+         return HttpReply::json(201, s.network_attach(p[0], config::vif_spec_from_json(body_object(request), "nic", 0)));
+       }},
+      {"DELETE", "/v1/domains/{dom}/nics/{nic}",
+       [&s](const HttpRequest& request, const auto& p) {
+         return HttpReply::json(200, s.network_detach(p[0], p[1], flag(request, "force"), wait_seconds(request)));
        }},
       {"GET", "/metrics",
        [&s](const HttpRequest&, const auto&) {

@@ -94,21 +94,43 @@ std::string last_line_of(const std::string& path) {
 }
 
 
-// Refuses (409) a request that needs the domain's VMM when the domain has none running: it is
-// being built, shut down, crashed or dying. `wanted` names the state the request was for.
-void require_live_vmm(const std::string& dom, const std::string& state, const char* wanted) {
-  if (state != "running" && state != "paused")
-    throw ConflictError("domain " + dom + " is " + state + ", not " + wanted);
-}
-
 bool is_domain_id(const std::string& dom) {
   return !dom.empty() && dom.size() <= 9 && dom.find_first_not_of("0123456789") == std::string::npos;
 }
 
 }  // namespace
 
-vmm::VmConfig vm_config_for(const config::DomainConfig& config, const std::string& run_dir,
-                            const std::vector<std::string>& tap_names) {
+std::vector<std::pair<std::string, std::string>> disk_keys(const config::DiskSpec& disk) {
+  return {{"target", disk.target}, {"vdev", disk.vdev}, {"mode", disk.read_only ? "r" : "w"}, {"state", "connected"}};
+}
+
+std::vector<std::pair<std::string, std::string>> vif_keys(const config::VifSpec& vif) {
+  return {{"mac", vif.mac.value_or("")}, {"bridge", vif.bridge}, {"state", "connected"}};
+}
+
+std::string tap_name(uint32_t domid, const config::VifSpec& vif) {
+  return vif.bridge.empty() ? vif.tap : "kdom" + std::to_string(domid) + "." + std::to_string(vif.devid);
+}
+
+vmm::DiskConfig vmm_disk(const config::DiskSpec& spec) {
+  vmm::DiskConfig disk;
+  disk.path = spec.target;
+  disk.read_only = spec.read_only;
+  disk.shared = spec.shared;
+  disk.id = spec.vdev;
+  return disk;
+}
+
+vmm::NetConfig vmm_net(uint32_t domid, const config::VifSpec& vif) {
+  vmm::NetConfig net;
+  net.tap = tap_name(domid, vif);
+  if (vif.mac) net.mac = vmm::parse_mac(*vif.mac);
+  net.id = "vif" + std::to_string(vif.devid);
+  net.rate_limit.bytes_per_second = vif.rate_bytes_per_second;
+  return net;
+}
+
+vmm::VmConfig vm_config_for(const config::DomainConfig& config, const std::string& run_dir, uint32_t domid) {
   vmm::VmConfig vm;
   vm.kernel_path = config.kernel;
   if (!config.ramdisk.empty()) vm.initrd_path = config.ramdisk;
@@ -117,22 +139,8 @@ vmm::VmConfig vm_config_for(const config::DomainConfig& config, const std::strin
   vm.vcpus = config.vcpus;
   vm.console = {vmm::ConsoleKind::kSocket, run_dir + "/console.sock"};
   vm.control_path = run_dir + "/control.sock";
-  for (size_t i = 0; i < config.disks.size(); ++i) {
-    vmm::DiskConfig disk;
-    disk.path = config.disks[i].target;
-    disk.read_only = config.disks[i].read_only;
-    disk.shared = config.disks[i].shared;
-    disk.id = config.disks[i].vdev.empty() ? "disk" + std::to_string(i) : config.disks[i].vdev;
-    vm.disks.push_back(disk);
-  }
-  for (size_t i = 0; i < config.vifs.size(); ++i) {
-    vmm::NetConfig net;
-    net.tap = i < tap_names.size() ? tap_names[i] : config.vifs[i].tap;
-    if (config.vifs[i].mac) net.mac = vmm::parse_mac(*config.vifs[i].mac);
-    net.id = "vif" + std::to_string(i);
-    net.rate_limit.bytes_per_second = config.vifs[i].rate_bytes_per_second;
-    vm.nets.push_back(net);
-  }
+  for (const auto& disk : config.disks) vm.disks.push_back(vmm_disk(disk));
+  for (const auto& vif : config.vifs) vm.nets.push_back(vmm_net(domid, vif));
   vm.entropy = config.rng;
   // Every domain has a balloon, so mem-set works on any guest with the driver (xl's model).
   vm.balloon = vmm::BalloonConfig{};
@@ -166,6 +174,19 @@ Supervisor::~Supervisor() {
   watcher_.join();
   std::unique_lock lock(mutex_);
   changed_.wait(lock, [this] { return settling_ == 0; });
+}
+
+void Supervisor::require_live_vmm(const std::string& dom, const std::string& state, const char* wanted) {
+  if (state != "running" && state != "paused")
+    throw ConflictError("domain " + dom + " is " + state + ", not " + wanted);
+}
+
+void Supervisor::update_config(uint32_t id, const std::function<void(config::DomainConfig&)>& change) {
+  std::lock_guard lock(config_mutex_);
+  config::DomainConfig config = config::domain_config_from_json(record_of(id).config);
+  change(config);
+  config::validate(config);
+  registry_.set_config(id, config::to_json(config));
 }
 
 std::string Supervisor::run_dir_of(uint32_t id) const { return paths_.run_dir + "/domains/" + std::to_string(id); }
@@ -230,6 +251,7 @@ json Supervisor::info(const std::string& dom) { return describe(record_of(runtim
 json Supervisor::create(const config::DomainConfig& requested, bool paused) {
   config::DomainConfig config = requested;
   if (config.uuid.empty()) config.uuid = make_uuid();
+  config::assign_device_names(config);
   config::validate(config);
   // Bad input is found before anything is recorded: the VMM would say so too, but later.
   for (const auto& [what, path] : {std::pair<std::string, std::string>{"kernel", config.kernel},
@@ -257,15 +279,8 @@ json Supervisor::create(const config::DomainConfig& requested, bool paused) {
   }
   try {
     fs::create_directories(runtime->run_dir);
-    for (size_t i = 0; i < config.vifs.size(); ++i) {
-      if (config.vifs[i].bridge.empty()) {
-        runtime->taps.push_back(config.vifs[i].tap);
-        continue;
-      }
-      const std::string tap = "kdom" + std::to_string(record.id) + "." + std::to_string(i);
-      create_bridged_tap(tap, config.vifs[i].bridge);
-      runtime->taps.push_back(tap);
-    }
+    for (const auto& vif : config.vifs)
+      if (!vif.bridge.empty()) create_bridged_tap(tap_name(record.id, vif), vif.bridge);
     runtime->console = std::make_shared<ConsoleHub>(runtime->run_dir + "/console.sock", log_path(record.name));
     serve_store_to_guest(record.id, config, runtime->run_dir);
     start_vmm(*runtime, record, paused);
@@ -288,10 +303,6 @@ void Supervisor::clean_run_dir(const std::string& run_dir) {
 
 void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool paused) {
   const config::DomainConfig config = config::domain_config_from_json(record.config);
-  const std::vector<std::string> taps = [&] {
-    std::lock_guard lock(mutex_);
-    return runtime.taps;
-  }();
   clean_run_dir(runtime.run_dir);
   {
     std::lock_guard lock(mutex_);
@@ -301,7 +312,7 @@ void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool pa
   const std::string config_path = runtime.run_dir + "/vm.json";
   {
     std::ofstream file(config_path);
-    file << vmm::to_json(vm_config_for(config, runtime.run_dir, taps)).dump(2) << "\n";
+    file << vmm::to_json(vm_config_for(config, runtime.run_dir, record.id)).dump(2) << "\n";
     if (!file) throw Error("cannot write " + config_path);
   }
   const std::string exit_path = runtime.run_dir + "/exit.json";
@@ -421,6 +432,10 @@ void Supervisor::on_domain_event(uint32_t id, const json& event) {
     const std::string state = *name == "paused" ? "paused" : "running";
     const auto record = registry_.find(id);
     if (record && (record->state == "running" || record->state == "paused")) change_state(id, state);
+  } else if (*name == "device-detached") {
+    // As asked (block-detach), forced, or the guest's own eject: the device is gone.
+    if (event.contains("id") && event["id"].is_string())
+      forget_device(id, event["id"].get<std::string>(), event.value("by", "guest"));
   } else if (*name == "overflow") {
     log_line("domain " + std::to_string(id) + ": kdomd fell behind its VMM's events: " + event.value("message", ""));
   }
@@ -590,11 +605,9 @@ void Supervisor::settle(Runtime& runtime, const std::string& reason, const std::
 void Supervisor::remove_domain(Runtime& runtime) {
   vmm_events_.finish(runtime.id);
   store_guests_.stop(runtime.id);
-  std::vector<std::string> taps;
   std::shared_ptr<ConsoleHub> console;
   {
     std::lock_guard lock(mutex_);
-    taps = runtime.taps;
     console = std::move(runtime.console);
     runtime.gone = true;
   }
@@ -603,8 +616,8 @@ void Supervisor::remove_domain(Runtime& runtime) {
     auto record = registry_.find(runtime.id);
     return record ? config::domain_config_from_json(record->config) : config::DomainConfig{};
   }();
-  for (size_t i = 0; i < taps.size() && i < config.vifs.size(); ++i)
-    if (!config.vifs[i].bridge.empty()) remove_tap(taps[i]);
+  for (const auto& vif : config.vifs)
+    if (!vif.bridge.empty()) remove_tap(tap_name(runtime.id, vif));
   std::error_code ignored;
   fs::remove_all(runtime.run_dir, ignored);
   try {
@@ -657,19 +670,11 @@ void Supervisor::store_domain(const DomainRecord& record) {
         {"memory/target", std::to_string((record.target_mib ? record.target_mib : config.memory_mib) * 1024)},
         {"cpu/count", std::to_string(config.vcpus)},
     };
-    for (size_t i = 0; i < config.disks.size(); ++i) {
-      const std::string device = "device/vbd/" + std::to_string(i) + "/";
-      keys.push_back({device + "target", config.disks[i].target});
-      keys.push_back({device + "vdev", config.disks[i].vdev});
-      keys.push_back({device + "mode", config.disks[i].read_only ? "r" : "w"});
-      keys.push_back({device + "state", "connected"});
-    }
-    for (size_t i = 0; i < config.vifs.size(); ++i) {
-      const std::string device = "device/vif/" + std::to_string(i) + "/";
-      keys.push_back({device + "mac", config.vifs[i].mac.value_or("")});
-      keys.push_back({device + "bridge", config.vifs[i].bridge});
-      keys.push_back({device + "state", "connected"});
-    }
+    for (const auto& disk : config.disks)
+      for (const auto& [key, value] : disk_keys(disk)) keys.push_back({"device/vbd/" + disk.vdev + "/" + key, value});
+    for (const auto& vif : config.vifs)
+      for (const auto& [key, value] : vif_keys(vif))
+        keys.push_back({"device/vif/" + std::to_string(vif.devid) + "/" + key, value});
     const std::string vm = "/vm/" + record.uuid;
     // One transaction: one write to the registry's file per domain, not one per key. Two
     // first creates may both make /local: the loser starts again.
@@ -811,7 +816,7 @@ json Supervisor::rename(const std::string& dom, const std::string& new_name) {
   config.name = new_name;
   config::validate(config);  // the name's syntax
   registry_.rename(runtime->id, new_name);
-  registry_.set_config(runtime->id, config::to_json(config));
+  update_config(runtime->id, [&](config::DomainConfig& changed) { changed.name = new_name; });
   publish("renamed", runtime->id, new_name, {{"old_name", record.name}});
   store_write(runtime->id, "name", new_name);
   std::shared_ptr<ConsoleHub> console;
@@ -916,10 +921,6 @@ void Supervisor::recover() {
     auto runtime = std::make_shared<Runtime>();
     runtime->id = record.id;
     runtime->run_dir = run_dir_of(record.id);
-    const config::DomainConfig config = config::domain_config_from_json(record.config);
-    for (size_t i = 0; i < config.vifs.size(); ++i)
-      runtime->taps.push_back(config.vifs[i].bridge.empty() ? config.vifs[i].tap
-                                                            : "kdom" + std::to_string(record.id) + "." + std::to_string(i));
     {
       std::lock_guard lock(mutex_);
       runtimes_[record.id] = runtime;
@@ -951,7 +952,7 @@ void Supervisor::recover() {
         runtime->pidfd = std::move(pidfd);
       }
       watch(*runtime);
-      serve_store_to_guest(record.id, config, runtime->run_dir);
+      serve_store_to_guest(record.id, config::domain_config_from_json(record.config), runtime->run_dir);
       // Subscribed before the balloon is asked, so no change after the answer is missed.
       listen_to_events(*runtime, record.name);
       try {

@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -22,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -54,9 +56,17 @@ struct DaemonPaths {
   std::string vmm_binary;                 // the kdom binary that runs a domain
 };
 
-// What the VMM's config becomes for a daemon domain whose files live in `run_dir`.
-vmm::VmConfig vm_config_for(const config::DomainConfig& config, const std::string& run_dir,
-                            const std::vector<std::string>& tap_names);
+// What the VMM's config becomes for domain `domid`, whose files live in `run_dir`.
+vmm::VmConfig vm_config_for(const config::DomainConfig& config, const std::string& run_dir, uint32_t domid);
+// The TAP a domain's NIC uses: the one named in its config (vifname=), or, for a NIC on a
+// bridge, the one kdomd makes for it, kdom<domid>.<devid>.
+std::string tap_name(uint32_t domid, const config::VifSpec& vif);
+// A disk's and a NIC's keys in the store, under device/vbd/<vdev>/ and device/vif/<devid>/.
+std::vector<std::pair<std::string, std::string>> disk_keys(const config::DiskSpec& disk);
+std::vector<std::pair<std::string, std::string>> vif_keys(const config::VifSpec& vif);
+// What the VMM is given for a disk or NIC of domain `domid` (vmm_net: its TAP, vif<devid>).
+vmm::DiskConfig vmm_disk(const config::DiskSpec& disk);
+vmm::NetConfig vmm_net(uint32_t domid, const config::VifSpec& vif);
 
 class Supervisor {
  public:
@@ -98,6 +108,20 @@ class Supervisor {
   size_t domain_count();
   EventBus& events() { return events_; }
 
+  // Hot-plug, as xl's block-attach, block-detach, block-list, network-attach, network-detach
+  // and network-list, on a running or paused domain (ConflictError otherwise). An attached
+  // device joins the domain's config, so a restart keeps it; its keys are in the store
+  // (device/vbd/<vdev>/, device/vif/<devid>/); "device-attached" and "device-detached" are
+  // published. Detach asks the guest to let go and returns once it has, or throws
+  // TimeoutError after `wait_seconds` (the request stands: a guest that lets go later still
+  // loses the device); `force` takes it away at once. A NIC is named by its devid or its MAC.
+  nlohmann::json block_attach(const std::string& dom, config::DiskSpec disk);
+  nlohmann::json block_detach(const std::string& dom, const std::string& vdev, bool force, uint32_t wait_seconds);
+  nlohmann::json block_list(const std::string& dom);
+  nlohmann::json network_attach(const std::string& dom, config::VifSpec vif);
+  nlohmann::json network_detach(const std::string& dom, const std::string& nic, bool force, uint32_t wait_seconds);
+  nlohmann::json network_list(const std::string& dom);
+
  private:
   struct Runtime {
     uint32_t id = 0;
@@ -109,7 +133,6 @@ class Supervisor {
     uint64_t process_ends = 0;  // how many VMM processes of this domain have ended
     bool gone = false;          // destroyed: removed from the registry
     std::vector<int64_t> restart_times;
-    std::vector<std::string> taps;  // TAPs the daemon made (bridge=), removed on destroy
     std::shared_ptr<ConsoleHub> console;
     std::string run_dir;
     // From the running VMM's events: why it said it is stopping, and its balloon's size.
@@ -120,6 +143,9 @@ class Supervisor {
     uint64_t balloon_mib = 0;
   };
 
+  // Refuses (409) a request that needs the domain's VMM when the domain has none running: it is
+  // being built, shut down, crashed or dying. `wanted` names the state the request was for.
+  static void require_live_vmm(const std::string& dom, const std::string& state, const char* wanted);
   std::shared_ptr<Runtime> runtime_of(const std::string& dom);
   DomainRecord record_of(uint32_t id);
   nlohmann::json describe(const DomainRecord& record);
@@ -159,6 +185,21 @@ class Supervisor {
   // At start: the keys of domains the registry no longer has (a daemon that stopped between
   // removing a domain and its keys) go.
   void forget_stored_domains_not_in_registry();
+  // Changes the domain's recorded config (validated), one change at a time.
+  void update_config(uint32_t id, const std::function<void(config::DomainConfig&)>& change);
+  // The VMM's disks and NICs and their states ("attached", "detaching"), by their VMM ids.
+  std::map<std::string, std::string> vmm_devices(Runtime& runtime);
+  // vmm_devices() of a domain in `state`: none for a domain without a VMM; nullopt (logged) when
+  // its VMM does not answer.
+  std::optional<std::map<std::string, std::string>> live_device_states(Runtime& runtime, const std::string& state);
+  // Asks the VMM to take device `vmm_id` away and waits until it has gone (forget_device).
+  void detach_device(Runtime& runtime, const std::string& what, const std::string& vmm_id, bool force,
+                     uint32_t wait_seconds);
+  // The device with VMM id `vmm_id` (a vdev, or vif<devid>) has left the domain: it goes from
+  // the config and the store, its TAP goes, "device-detached" is published. Nothing happens
+  // when the config has no such device (it went already).
+  void forget_device(uint32_t id, const std::string& vmm_id, const std::string& how);
+  void store_device(uint32_t id, const std::string& key, const std::vector<std::pair<std::string, std::string>>& values);
   // A domain with vsock reaches its keys from inside (StoreGuestServer); logged when it cannot.
   void serve_store_to_guest(uint32_t id, const config::DomainConfig& config, const std::string& run_dir);
 
@@ -167,6 +208,7 @@ class Supervisor {
   const DaemonPaths paths_;
   EventBus events_;
   std::mutex state_mutex_;  // change_state's read, write and publish as one step
+  std::mutex config_mutex_;  // update_config's read, change and write as one step
   std::mutex mutex_;  // runtimes_ and every Runtime's fields but `operation`
   std::condition_variable changed_;
   std::map<uint32_t, std::shared_ptr<Runtime>> runtimes_;

@@ -117,6 +117,67 @@ TEST_F(KdomdApiTest, EveryRouteIsInTheOpenApiDocumentAndTheReverse) {
   EXPECT_EQ(served, documented);
 }
 
+// The hot-plug routes' refusals, each before anything changes: the fake VMM has no control
+// socket, so a request that got as far as the VMM fails too, and the config stays as it was.
+TEST_F(KdomdApiTest, HotplugRefusesBadRequestsAndChangesNothing) {
+  std::ofstream(dir_ + "/disk.img") << "a disk";
+  json web = config("web");
+  web["disks"] = {{{"target", dir_ + "/disk.img"}}};
+  web["vifs"] = {{{"tap", "tap9"}}};
+  ASSERT_EQ(call("POST", "/v1/domains", web.dump()).status, 201u);
+  // Names were assigned at create: the first free xvdX, a MAC, devid 0.
+  const json recorded = json::parse(call("GET", "/v1/domains/web").body)["config"];
+  EXPECT_EQ(recorded["disks"][0]["vdev"], "xvda");
+  EXPECT_EQ(recorded["vifs"][0]["devid"], 0);
+  EXPECT_EQ(recorded["vifs"][0]["mac"].get<std::string>().substr(0, 9), "02:6b:64:");
+  const json vm = json::parse(std::ifstream(dir_ + "/run/domains/1/vm.json"));
+  EXPECT_EQ(vm["disks"][0]["id"], "xvda");
+  EXPECT_EQ(vm["nets"][0]["id"], "vif0");
+  EXPECT_EQ(vm["nets"][0]["tap"], "tap9");
+
+  struct Case {
+    std::string method, target, body;
+    unsigned status;
+    std::string error;
+  };
+  const Case cases[] = {
+      {"POST", "/v1/domains/nope/disks", R"({"target":"/x"})", 404, "no domain 'nope'"},
+      {"POST", "/v1/domains/web/disks", R"({"target":")" + dir_ + R"(/missing.img"})", 400, "does not exist"},
+      {"POST", "/v1/domains/web/disks", R"({"target":")" + dir_ + R"(/disk.img","vdev":"xvdb"})", 409,
+       "is attached to domain web already (as xvda)"},
+      {"POST", "/v1/domains/web/disks", R"({"target":")" + dir_ + R"(/kernel","vdev":"xvda"})", 409,
+       "already has a disk 'xvda'"},
+      {"POST", "/v1/domains/web/disks", R"({"target":")" + dir_ + R"(/kernel","vdev":"bad"})", 400, "not like xvdb"},
+      {"POST", "/v1/domains/web/disks", R"({"target":"/x","format":"qcow2"})", 400, "unknown key"},
+      {"POST", "/v1/domains/web/disks", "[1]", 400, ""},
+      {"DELETE", "/v1/domains/web/disks/xvdq", "", 404, "has no disk 'xvdq'"},
+      {"DELETE", "/v1/domains/web/disks/xvda?wait=forever", "", 400, "wait must be a whole number"},
+      {"POST", "/v1/domains/web/nics", R"({"ip":"10.0.0.2"})", 400, "needs bridge="},
+      {"POST", "/v1/domains/web/nics", R"({"tap":"tap8","mac":"01:00:00:00:00:01"})", 400, "multicast"},
+      {"POST", "/v1/domains/web/nics", R"({"tap":"tap8","mac":")" + recorded["vifs"][0]["mac"].get<std::string>() + R"("})",
+       409, "already has a NIC with MAC"},
+      {"DELETE", "/v1/domains/web/nics/7", "", 404, "has no NIC '7'"},
+      // Good requests, but the VMM cannot be asked: the error says so, nothing is recorded.
+      {"POST", "/v1/domains/web/nics", R"({"tap":"tap8"})", 400, "control socket"},
+      {"DELETE", "/v1/domains/web/disks/xvda", "", 400, "control socket"},
+  };
+  for (const auto& test : cases) {
+    const HttpReply reply = call(test.method, test.target, test.body);
+    EXPECT_EQ(reply.status, test.status) << test.method << " " << test.target << ": " << reply.body;
+    EXPECT_NE(reply.body.find(test.error), std::string::npos) << test.method << " " << test.target << ": " << reply.body;
+  }
+  EXPECT_EQ(json::parse(call("GET", "/v1/domains/web").body)["config"], recorded);
+  // The lists show the config; the VMM's states are unknown when it does not answer.
+  const json disks = json::parse(call("GET", "/v1/domains/web/disks").body)["disks"];
+  ASSERT_EQ(disks.size(), 1u);
+  EXPECT_EQ(disks[0]["vdev"], "xvda");
+  EXPECT_EQ(disks[0]["mode"], "rw");
+  EXPECT_EQ(disks[0]["state"], "unknown");
+  const json nics = json::parse(call("GET", "/v1/domains/web/nics").body)["vifs"];
+  ASSERT_EQ(nics.size(), 1u);
+  EXPECT_EQ(nics[0]["tap"], "tap9");
+}
+
 TEST_F(KdomdApiTest, CreateListInfoDestroyWithAFakeVmm) {
   HttpReply created = call("POST", "/v1/domains", config("web").dump());
   ASSERT_EQ(created.status, 201u) << created.body;

@@ -6,6 +6,8 @@
 #include "cli/xl_commands.h"
 
 #include <gtest/gtest.h>
+
+#include <filesystem>
 #include <unistd.h>
 
 #include <fstream>
@@ -408,7 +410,8 @@ TEST(XlCommandsConsole, AttachCopiesBothWaysUntilTheConnectionEnds) {
 
 TEST(XlVerbs, KnowsItsVerbs) {
   for (const char* verb : {"create", "list", "info", "destroy", "shutdown", "reboot", "pause", "unpause", "rename",
-                           "domid", "domname", "uptime", "console", "mem-set"})
+                           "domid", "domname", "uptime", "console", "mem-set", "block-attach", "block-detach",
+                           "block-list", "network-attach", "network-detach", "network-list"})
     EXPECT_TRUE(is_xl_verb(verb)) << verb;
   EXPECT_FALSE(is_xl_verb("run"));
   EXPECT_FALSE(is_xl_verb("balloon"));
@@ -484,6 +487,80 @@ TEST(XlCommandsStore, BadUseAndRefusalsAreOneLine) {
   EXPECT_NE(run(server.path(), "store", {"write", "/a"}).error.find("VALUE is required"), std::string::npos);
   EXPECT_TRUE(server.requests().empty());
   EXPECT_EQ(run(server.path(), "store", {"read", "/nope"}).error, "no store node /nope");
+}
+
+}  // namespace
+}  // namespace kdom::cli
+
+namespace kdom::cli {
+namespace {
+
+// kdomd's device lists for the hot-plug verbs; every other request gets {"devid":1,"mac":..}.
+fake::CannedReply device_answer(const fake::RecordedRequest& request) {
+  if (request.method == "GET" && request.target == "/v1/domains/web/disks")
+    return {200, json{{"disks", {{{"vdev", "xvda"}, {"mode", "rw"}, {"state", "connected"}, {"target", "/img/a"}},
+                                 {{"vdev", "xvdb"}, {"mode", "ro"}, {"state", "closing"}, {"target", "/img/b"}}}}}.dump()};
+  if (request.method == "GET" && request.target == "/v1/domains/web/nics")
+    return {200, json{{"vifs", {{{"devid", 1}, {"mac", "02:6b:64:01:02:03"}, {"state", "connected"},
+                                 {"bridge", "br0"}, {"tap", "kdom3.1"}}}}}.dump()};
+  if (request.method == "DELETE" && request.target.find("/disks/xvdq") != std::string::npos)
+    return {404, json{{"error", "domain web has no disk 'xvdq'"}}.dump()};
+  return {201, json{{"devid", 1}, {"mac", "02:6b:64:01:02:03"}}.dump()};
+}
+
+TEST(XlCommandsHotplug, EachVerbSendsItsRequestAndPrintsItsAnswer) {
+  const std::string cwd = std::filesystem::current_path().string();
+  struct Case {
+    std::string verb;
+    std::vector<std::string> args;
+    std::string request;
+    std::string out;
+  };
+  const Case cases[] = {
+      {"block-attach", {"web", "vdev=xvdb,access=ro,target=/img/b"},
+       R"(POST /v1/domains/web/disks {"read_only":true,"shared":false,"target":"/img/b","vdev":"xvdb"})", ""},
+      // A spec in several words, and a relative target made absolute, as xl does.
+      {"block-attach", {"web", "b.img", "raw", "xvdc"},
+       R"(POST /v1/domains/web/disks {"read_only":false,"shared":false,"target":")" + cwd + R"(/b.img","vdev":"xvdc"})", ""},
+      {"block-detach", {"web", "xvdb"}, "DELETE /v1/domains/web/disks/xvdb?wait=30", ""},
+      {"block-detach", {"-f", "-w", "5", "3", "xvdb"}, "DELETE /v1/domains/3/disks/xvdb?wait=5&force=1", ""},
+      {"network-attach", {"web", "bridge=br0,rate=1MB/s"},
+       R"(POST /v1/domains/web/nics {"bridge":"br0","ip":"","rate_bytes_per_second":1000000,"tap":""})",
+       "devid 1, MAC 02:6b:64:01:02:03\n"},
+      {"network-detach", {"web", "02:6b:64:01:02:03"}, "DELETE /v1/domains/web/nics/02%3A6b%3A64%3A01%3A02%3A03?wait=30", ""},
+      {"block-list", {"web"}, "GET /v1/domains/web/disks",
+       "Vdev     Mode  State      Target\n"
+       "xvda     rw    connected  /img/a\n"
+       "xvdb     ro    closing    /img/b\n"},
+      {"network-list", {"web"}, "GET /v1/domains/web/nics",
+       "Idx  Mac Addr.         State      Bridge       TAP\n"
+       "1    02:6b:64:01:02:03 connected  br0          kdom3.1\n"},
+  };
+  for (const auto& test : cases) {
+    FakeKdomd server{device_answer};
+    const Outcome outcome = run(server.path(), test.verb, test.args);
+    EXPECT_EQ(outcome.error, "") << test.verb;
+    EXPECT_EQ(outcome.status, 0) << test.verb;
+    EXPECT_EQ(outcome.out, test.out) << test.verb;
+    ASSERT_EQ(server.requests().size(), 1u) << test.verb;
+    const auto request = server.requests()[0];
+    EXPECT_EQ(request.method + " " + request.target + (request.body.empty() ? "" : " " + request.body), test.request);
+  }
+}
+
+TEST(XlCommandsHotplug, BadSpecsSendNothingAndRefusalsAreOneLine) {
+  FakeKdomd server{device_answer};
+  EXPECT_EQ(run(server.path(), "block-attach", {"web", "vdev=xvdb,format=qcow2,target=/img/b"}).error,
+            "command line: disk 'vdev=xvdb,format=qcow2,target=/img/b': format 'qcow2' is not supported (kdom uses raw "
+            "images only)");
+  EXPECT_EQ(run(server.path(), "network-attach", {"web", "bridge=br0,mac=01:00:00:00:00:01"}).error,
+            "command line: vif 'bridge=br0,mac=01:00:00:00:00:01': MAC address '01:00:00:00:00:01' is a multicast "
+            "address (the low bit of its first byte is set)");
+  EXPECT_NE(run(server.path(), "block-detach", {"web"}).error.find("usage: kdom block-detach"), std::string::npos);
+  EXPECT_NE(run(server.path(), "block-detach", {"-w", "0", "web", "xvdb"}).error.find("usage: kdom block-detach"),
+            std::string::npos);
+  EXPECT_TRUE(server.requests().empty());
+  EXPECT_EQ(run(server.path(), "block-detach", {"web", "xvdq"}).error, "domain web has no disk 'xvdq'");
 }
 
 }  // namespace
