@@ -71,10 +71,16 @@ nlohmann::json DeviceHotplug::detach(const std::string& id, bool force) {
   if (it == devices.end()) throw Error("the domain has no disk or NIC with id '" + id + "'");
   const int slot = it->slot;
   if (force) {
-    finish(slot, "force");
-    // The guest is told too, so that its side of the device goes (its _EJ0 then finds the
-    // slot empty).
+    // The device stops serving now and is no longer the domain's; it stays in its slot, dead,
+    // until the guest has let go (its driver resets it on the way out, which must see a
+    // device answer), and the guest is asked to.
+    pci_.stop(slot);
+    virtio_.forget(id);
+    detaching_.insert(slot);
     controller_->request_removal(slot);
+    log_line("hot-plug: " + it->kind + " '" + id + "' stopped at once (forced); PCI slot " + std::to_string(slot) +
+             " is freed when the guest ejects it");
+    publish_("device-detached", {{"id", id}, {"kind", it->kind}, {"slot", slot}, {"by", "force"}});
     return {{"ok", true}, {"id", id}, {"state", "detached"}};
   }
   detaching_.insert(slot);

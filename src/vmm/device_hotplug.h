@@ -2,8 +2,9 @@
 // network-detach...) by ACPI PCI hot-plug, which a stock Linux guest's acpiphp driver follows:
 // a new device is put in a free slot of bus 0 and announced (the GED's interrupt, then a
 // "device check" on the slot); a removal is asked for (an "eject request"), and the device
-// leaves once the guest has let it go (its _EJ0 writes the slot's bit to the eject register),
-// or at once when forced. Each change is published as an event ("device-attached",
+// leaves once the guest has let it go (its _EJ0 writes the slot's bit to the eject register);
+// a forced removal stops the device and takes it from the domain at once, and its slot is
+// freed when the guest ejects it. Each change is published as an event ("device-attached",
 // "device-detached"). Requests come from the control socket, in the event loop's thread; an
 // eject comes in a vCPU thread, which only takes the device off the bus and hands the rest
 // (stopping it, freeing its notifiers and vectors) to the event loop.

@@ -168,6 +168,16 @@ bool PciDevices::hide(int slot) {
   return false;
 }
 
+void PciDevices::stop(int slot) {
+  std::shared_ptr<devices::virtio::VirtioPci> transport;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& entry : virtio_)
+      if (entry->slot == slot) transport = entry->transport;
+  }
+  if (transport) transport->unplug();
+}
+
 void PciDevices::remove(int slot) {
   std::shared_ptr<VirtioSlot> entry;
   {

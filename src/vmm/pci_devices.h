@@ -38,6 +38,10 @@ class PciDevices {
   // Takes the device in `slot` off the bus (config space and MMIO) at once, from any thread (a
   // vCPU's eject); false when the slot has no virtio device. remove() must follow.
   bool hide(int slot);
+  // Stops the device in `slot` (as a reset would) for good but leaves it on the bus, so that a
+  // driver still bound can reset it before the guest ejects it (a forced removal); in the
+  // event loop's thread. remove() follows once the guest has.
+  void stop(int slot);
   // Takes the device in `slot` off the bus if it is still there, stops it (as a reset would),
   // and frees its notifiers, MSI-X vectors and BAR; in the event loop's thread (whose handlers
   // use the device). Nothing happens for an empty slot.

@@ -8,7 +8,8 @@
 # guest over vsock (its own keys, not another's, its quota, watches both ways), and the
 # figures: kdom top (batch and on a tmux terminal), vcpu-list and vcpu-pin, /metrics (promtool),
 # and hot-plug: a second ext4 disk and a second NIC added to and taken from a running guest
-# (block-/network-attach, -list, -detach), with the events, store keys and bad input.
+# (block-/network-attach, -list, -detach, the NIC's forced), with the events, store keys and bad
+# input.
 #   linux.sh KDOM KDOMD GUEST_DIR
 set -uo pipefail
 if [ -z "${KDOM_IN_NETNS:-}" ]; then
@@ -134,9 +135,9 @@ keys_gone() { ! "$kdom" store read "/local/domain/$agent_id" >/dev/null 2>&1; }
 check store-keys-go "the guest powered off: the domain and its keys are gone" -- wait_for 60 keys_gone
 kill "$store_watch" 2>/dev/null
 
-# Hot-plug (ACPI PCI hot-plug, followed by the guest's own acpiphp): kdom.action=hotplug
-# waits for a new disk, mounts it and says its file, waits for it to go, then the same for a NIC
-# (pinging the host's address on the bridge).
+# Hot-plug (ACPI PCI hot-plug, followed by the guest's own acpiphp): a guest with a disk and a
+# NIC gets a second of each. kdom.action=hotplug waits for a new disk, mounts it and says its
+# file, waits for it to go, then the same for a NIC (pinging the host's address on the bridge).
 mkdir -p "$work/files"
 echo "hello from the attached disk" >"$work/files/hotplug.txt"
 truncate -s 32M "$work/extra.img"
@@ -148,6 +149,8 @@ memory = 256
 kernel = "$guest/vmlinuz"
 ramdisk = "$guest/initramfs.cpio.gz"
 extra = "console=ttyS0 kdom.action=hotplug kdom.ip=10.0.9.2/24 kdom.peer=10.0.9.1"
+disk = [ '$work/disk.img,raw,xvda,rw' ]
+vif = [ 'bridge=kdombr0' ]
 EOF
 "$kdom" events --json --domain hp >"$work/hp-events.out" 2>&1 &
 hp_events=$!
@@ -155,13 +158,13 @@ hp_events=$!
 hp_id=$("$kdom" domid hp 2>/dev/null)
 wait_for 240 log_has hp "kdom-guest: hotplug ready"
 "$kdom" block-attach hp "vdev=xvdb,access=ro,target=$work/extra.img" >"$work/block-attach.out" 2>&1
-check block-attach "kdom block-attach of an ext4 image to the running guest" -- [ $? -eq 0 ]
+check block-attach "kdom block-attach of a second ext4 image to the running guest" -- [ $? -eq 0 ]
 check block-list "kdom block-list shows xvdb connected, read-only" -- \
   bash -c "'$kdom' block-list hp | grep -q '^xvdb *ro *connected *$work/extra.img'"
 check block-store "its keys are in the store" -- \
   [ "$("$kdom" store read "/local/domain/$hp_id/device/vbd/xvdb/state" 2>/dev/null)" = connected ]
 check block-guest-reads "the guest mounts the new disk and reads its file" -- \
-  wait_for 120 log_has hp "kdom-guest: hotplug disk vd. says: hello from the attached disk"
+  wait_for 120 log_has hp "kdom-guest: hotplug disk vdb says: hello from the attached disk"
 refused() {  # refused OUTPUT_FILE TEXT -- COMMAND...: fails with a one-line error containing TEXT
   local out=$1 text=$2
   shift 3
@@ -175,25 +178,29 @@ check block-detach-unknown "detaching an unknown disk is refused" -- \
   refused "$work/bad3.out" "has no disk 'xvdz'" -- "$kdom" block-detach hp xvdz
 "$kdom" block-detach -w 120 hp xvdb >"$work/block-detach.out" 2>&1
 check block-detach "kdom block-detach returns once the guest let go" -- [ $? -eq 0 ]
-check block-gone "the disk is gone from the guest, block-list and the store" -- bash -c \
-  "grep -q 'kdom-guest: hotplug disk vd. gone' '$work/log/hp.log' && ! '$kdom' block-list hp | grep -q xvdb &&
+check block-gone "the disk is gone from the guest, block-list and the store; xvda stays" -- bash -c \
+  "grep -q 'kdom-guest: hotplug disk vdb gone' '$work/log/hp.log' && ! '$kdom' block-list hp | grep -q xvdb &&
+   '$kdom' block-list hp | grep -q '^xvda *rw *connected' &&
    ! '$kdom' store read /local/domain/$hp_id/device/vbd/xvdb >/dev/null 2>&1"
 "$kdom" network-attach hp bridge=kdombr0 >"$work/network-attach.out" 2>&1
-check network-attach "kdom network-attach of a NIC on kdombr0: $(cat "$work/network-attach.out")" -- \
-  bash -c "ip link show master kdombr0 | grep -q 'kdom$hp_id.0'"
-check network-list "kdom network-list shows devid 0 connected on kdombr0" -- \
-  bash -c "'$kdom' network-list hp | grep -q '^0 *02:6b:64:..:..:.. *connected *kdombr0 *kdom$hp_id.0'"
+check network-attach "kdom network-attach of a second NIC on kdombr0: $(cat "$work/network-attach.out")" -- \
+  bash -c "ip link show master kdombr0 | grep -q 'kdom$hp_id.1'"
+check network-list "kdom network-list shows devid 1 connected on kdombr0" -- \
+  bash -c "'$kdom' network-list hp | grep -q '^1 *02:6b:64:..:..:.. *connected *kdombr0 *kdom$hp_id.1'"
 check network-ping "the guest brings the new NIC up and pings the host over it" -- \
-  wait_for 120 log_has hp "kdom-guest: hotplug nic eth0 mac=02:6b:64:.* ping 10.0.9.1 replies=3/3"
-"$kdom" network-detach -w 120 hp 0 >"$work/network-detach.out" 2>&1
-check network-detach "kdom network-detach returns once the guest let go; its TAP is gone" -- \
-  bash -c "! ip link show 'kdom$hp_id.0' >/dev/null 2>&1 && ! '$kdom' network-list hp | grep -q kdombr0"
-check network-gone "the NIC is gone from the guest" -- wait_for 60 log_has hp "kdom-guest: hotplug nic eth0 gone"
+  wait_for 120 log_has hp "kdom-guest: hotplug nic eth1 mac=02:6b:64:.* ping 10.0.9.1 replies=3/3"
+# Forced: the NIC stops and leaves the domain at once; the guest is still asked to let go, and
+# does (its driver resets the stopped device on the way out).
+"$kdom" network-detach -f hp 1 >"$work/network-detach.out" 2>&1
+check network-detach "kdom network-detach -f: the NIC and its TAP are gone at once, the first NIC stays" -- \
+  bash -c "! ip link show 'kdom$hp_id.1' >/dev/null 2>&1 && ! '$kdom' network-list hp | grep -q '^1 ' &&
+           '$kdom' network-list hp | grep -q '^0 .*connected *kdombr0 *kdom$hp_id.0'"
+check network-gone "the guest let the forced NIC go too" -- wait_for 60 log_has hp "kdom-guest: hotplug nic eth1 gone"
 hp_events_seen() {
   grep -q '"event":"device-attached".*"kind":"disk"' "$work/hp-events.out" &&
     grep -q '"by":"request".*"event":"device-detached".*"kind":"disk"' "$work/hp-events.out" &&
     grep -q '"event":"device-attached".*"kind":"vif"' "$work/hp-events.out" &&
-    grep -q '"by":"request".*"event":"device-detached".*"kind":"vif"' "$work/hp-events.out"
+    grep -q '"by":"force".*"event":"device-detached".*"kind":"vif"' "$work/hp-events.out"
 }
 check hotplug-events "kdom events saw each device attached and detached" -- wait_for 30 hp_events_seen
 kill "$hp_events" 2>/dev/null

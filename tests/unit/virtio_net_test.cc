@@ -375,6 +375,20 @@ TEST_F(VirtioNetTest, ABrokenReceiveQueueIsReportedAndTheDeviceStaysUsable) {
   ASSERT_EQ(rx.used_idx(), 1);
 }
 
+// A forced hot-unplug: the device lets its TAP go at once (the other end sees it closed) and
+// afterwards neither reads nor sends anything.
+TEST_F(VirtioNetTest, ReleasingTheHostSideClosesTheBackEnd) {
+  activate(kBaseFeatures);
+  device->reset();
+  device->release_host_side();
+  char byte;
+  EXPECT_EQ(::recv(peer.get(), &byte, 1, MSG_DONTWAIT), 0);  // end of stream: closed
+  EXPECT_NE(device->backend_name().find("(closed)"), std::string::npos);
+  device->on_backend_readable();
+  device->notify_queue(NetDevice::kTxQueue);
+  EXPECT_FALSE(watching);
+}
+
 TEST_F(VirtioNetTest, NothingHappensBeforeActivation) {
   send_to_device(frame_with_payload(64, 1));
   device->on_backend_readable();

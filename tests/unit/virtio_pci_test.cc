@@ -297,6 +297,22 @@ TEST_F(VirtioPciTest, QueueConfigurationAndActivation) {
   EXPECT_EQ(bar_read(kQueueDesc, 8), 0x10000u);
 }
 
+// Hot-unplug: the device stops as on a reset and never starts again; a driver still bound can
+// reset it (status reads back 0, as its removal path waits for).
+TEST_F(VirtioPciTest, AnUnpluggedDeviceStopsAndNeverStartsAgain) {
+  go_live_with_two_queues();
+  ASSERT_EQ(device->activations, 1);
+  pci.unplug();
+  EXPECT_EQ(device->resets, 1);
+  EXPECT_EQ(status(), 0);
+  notify_queues_1_0_2();
+  EXPECT_TRUE(device->notified.empty());
+  go_live_with_two_queues();
+  EXPECT_EQ(device->activations, 1);
+  set_status(0);
+  EXPECT_EQ(status(), 0);
+}
+
 TEST_F(VirtioPciTest, SmallerQueueSizeIsUsed) {
   negotiate(kFeatureVersion1);
   configure_queue(1, 4);

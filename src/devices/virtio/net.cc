@@ -97,6 +97,28 @@ void NetDevice::reset() {
   }
 }
 
+namespace {
+// What a NIC that left its domain has instead of its TAP: no fd, nothing to read, nothing sent.
+class ClosedBackend : public net::NetBackend {
+ public:
+  explicit ClosedBackend(std::string was) : was_(std::move(was)) {}
+  std::string describe() const override { return was_ + " (closed)"; }
+  int fd() const override { return -1; }
+  void set_offload(unsigned) override {}
+  ssize_t read_frame(std::span<uint8_t>) override { return -EAGAIN; }
+  ssize_t write_frame(std::span<const iovec>) override { return -ENODEV; }
+
+ private:
+  std::string was_;
+};
+}  // namespace
+
+void NetDevice::release_host_side() {
+  std::lock_guard lock(mutex_);
+  clear_locked();
+  backend_ = std::make_unique<ClosedBackend>(backend_->describe());
+}
+
 void NetDevice::clear_locked() {
   watch_backend_locked(false);
   if (rate_timer_.valid()) {

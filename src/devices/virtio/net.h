@@ -119,6 +119,8 @@ class NetDevice : public VirtioDevice {
   // available frame. A queue the driver broke is stopped and VirtqueueError thrown.
   void notify_queue(uint16_t queue_index) override;
   void reset() override;
+  // Closes the back end (the TAP), which a closed one stands in for from now on.
+  void release_host_side() override;
   // Where a queue found broken outside notify_queue (receiving from the back end, the rate
   // timer) is reported, at once: the transport asks the driver for a reset.
   void set_failure_handler(DeviceFailure failure) override { failure_ = std::move(failure); }

@@ -68,6 +68,9 @@ class VirtioDevice {
   // The driver reset the device (status 0): stop using the queues and forget them. When this
   // returns, no thread of the device touches the queues or raises interrupts any more.
   virtual void reset() = 0;
+  // The device has left its domain for good (a forced hot-unplug; reset first): it lets go of
+  // what it holds on the host that others may want at once. A NIC closes its TAP.
+  virtual void release_host_side() {}
 
   // Whether the device waits on its queues' notification eventfds (KVM ioeventfds) in its own
   // threads; if so, it is given them once, before any activate, and nobody else reads them.

@@ -297,7 +297,8 @@ void VirtioPci::set_status(uint8_t value) {
     value = static_cast<uint8_t>(value & ~kStatusFeaturesOk);
   }
   status_ = value;
-  if ((value & kStatusDriverOk) && !(old & kStatusDriverOk) && !(value & kStatusDeviceNeedsReset)) activate();
+  if ((value & kStatusDriverOk) && !(old & kStatusDriverOk) && !(value & kStatusDeviceNeedsReset) && !unplugged_)
+    activate();
 }
 
 void VirtioPci::activate() {
@@ -360,6 +361,8 @@ void VirtioPci::fail(const std::string& reason) {
 void VirtioPci::unplug() {
   std::lock_guard lock(mutex_);
   reset_locked();
+  unplugged_ = true;
+  device_->release_host_side();
 }
 
 void VirtioPci::reset_locked() {

@@ -122,8 +122,9 @@ class VirtioPci : public pci::PciDevice, public BusDevice {
   // (their accesses hold the locks taken here); the device's own threads may still run.
   std::vector<std::string> describe_state() const;
 
-  // The device left the bus (hot-unplug): it stops as if the driver had reset it, so its
-  // threads no longer call back.
+  // The device is leaving the bus (hot-unplug): it stops as if the driver had reset it, so its
+  // threads no longer call back, and it never starts again; a driver still bound may reset it
+  // (a write of 0 to the status, read back as 0) but nothing more.
   void unplug();
 
   uint8_t device_status() const { return status_.load(); }
@@ -192,6 +193,7 @@ class VirtioPci : public pci::PciDevice, public BusDevice {
   // device only calls back in between, so queue_interrupt reads it without mutex_.
   std::vector<std::shared_ptr<Virtqueue>> active_queues_;
   bool activated_ = false;
+  bool unplugged_ = false;  // under mutex_: unplug() came, activation is refused
 
   // ISR status and the INTx level, under irq_mutex_ (taken after mutex_, never before).
   mutable std::mutex irq_mutex_;
