@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev liburing-dev
   libboost-dev  # Boost.Beast (header-only): the HTTP server in kdomd and the client in the kdom CLI
   libsqlite3-dev  # kdomd's registry of domains
+  zlib1g-dev  # the snapshot stream's CRC-32s
   libsystemd-dev  # kdomd tells systemd it is ready (sd_notify)
   qemu-system-x86 qemu-utils busybox-static cpio lz4 kmod binutils procps e2fsprogs
   xz-utils zstd  # build-guest.sh: the generic kernel flavours compress their vmlinux with XZ (or zstd)

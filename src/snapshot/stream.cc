@@ -1,0 +1,166 @@
+// Writing and reading the snapshot stream's records.
+#include "snapshot/stream.h"
+
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace kdom::snapshot {
+
+namespace {
+
+constexpr size_t kHeaderBytes = 16;  // magic, version, reserved
+constexpr size_t kHeadBytes = 24;    // type, flags, length, body CRC, head CRC
+constexpr size_t kAlignment = 8;
+
+uint32_t crc_of(std::span<const uint8_t> bytes) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  // zlib takes at most 4 GiB a call; bodies are far smaller (kMaxRecordBytes).
+  return static_cast<uint32_t>(crc32(crc, bytes.data(), static_cast<uInt>(bytes.size())));
+}
+
+void put_le(uint8_t* at, uint64_t value, size_t bytes) {
+  for (size_t i = 0; i < bytes; ++i) at[i] = static_cast<uint8_t>(value >> (8 * i));
+}
+
+uint64_t get_le(const uint8_t* at, size_t bytes) {
+  uint64_t value = 0;
+  for (size_t i = 0; i < bytes; ++i) value |= uint64_t{at[i]} << (8 * i);
+  return value;
+}
+
+size_t padding_after(uint64_t length) { return static_cast<size_t>((kAlignment - length % kAlignment) % kAlignment); }
+
+bool known_type(uint32_t type) {
+  switch (static_cast<RecordType>(type)) {
+    case RecordType::kHostFacts:
+    case RecordType::kConfig:
+    case RecordType::kMemory:
+    case RecordType::kVcpu:
+    case RecordType::kIrqchip:
+    case RecordType::kDevice:
+    case RecordType::kEnd:
+      return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string record_type_name(uint32_t type) {
+  switch (static_cast<RecordType>(type)) {
+    case RecordType::kHostFacts: return "host-facts";
+    case RecordType::kConfig: return "config";
+    case RecordType::kMemory: return "memory";
+    case RecordType::kVcpu: return "vcpu";
+    case RecordType::kIrqchip: return "irqchip";
+    case RecordType::kDevice: return "device";
+    case RecordType::kEnd: return "end";
+  }
+  return "type " + std::to_string(type);
+}
+
+StreamWriter::StreamWriter(int fd, std::string name) : fd_(fd), name_(std::move(name)) {
+  uint8_t header[kHeaderBytes] = {};
+  std::memcpy(header, kMagic, sizeof(kMagic));
+  put_le(header + 8, kVersion, 4);
+  put(header);
+}
+
+void StreamWriter::put(std::span<const uint8_t> bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd_, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw SystemError("cannot write snapshot '" + name_ + "' at byte " + std::to_string(offset_), n < 0 ? errno : EIO);
+    bytes = bytes.subspan(static_cast<size_t>(n));
+    offset_ += static_cast<uint64_t>(n);
+  }
+}
+
+void StreamWriter::write(RecordType type, std::span<const uint8_t> body) {
+  if (finished_) throw StreamError("snapshot '" + name_ + "': a record after the end");
+  if (body.size() > kMaxRecordBytes)
+    throw StreamError("snapshot '" + name_ + "': a " + record_type_name(static_cast<uint32_t>(type)) + " record of " +
+                      std::to_string(body.size()) + " bytes is above the limit of " + std::to_string(kMaxRecordBytes));
+  uint8_t head[kHeadBytes] = {};
+  put_le(head, static_cast<uint32_t>(type), 4);
+  put_le(head + 4, 0, 4);  // flags: none defined in version 1
+  put_le(head + 8, body.size(), 8);
+  put_le(head + 16, crc_of(body), 4);
+  put_le(head + 20, crc_of({head, 20}), 4);
+  put(head);
+  put(body);
+  static constexpr uint8_t kZeros[kAlignment] = {};
+  put({kZeros, padding_after(body.size())});
+  ++records_;
+}
+
+void StreamWriter::finish() {
+  write(RecordType::kEnd, {});
+  finished_ = true;
+}
+
+StreamReader::StreamReader(int fd, std::string name) : fd_(fd), name_(std::move(name)) {
+  uint8_t header[kHeaderBytes];
+  get(header, "the stream header", false);
+  if (std::memcmp(header, kMagic, sizeof(kMagic)) != 0)
+    throw StreamError("snapshot '" + name_ + "' is not a kdom snapshot (no KDOMSNAP magic at its start)");
+  const auto version = static_cast<uint32_t>(get_le(header + 8, 4));
+  if (version != kVersion)
+    throw StreamError("snapshot '" + name_ + "' has format version " + std::to_string(version) + "; this kdom reads version " +
+                      std::to_string(kVersion));
+}
+
+std::string StreamReader::where() const {
+  return "snapshot '" + name_ + "', record " + std::to_string(records_ + 1) + " at byte " + std::to_string(offset_);
+}
+
+bool StreamReader::get(std::span<uint8_t> bytes, const std::string& what, bool end_allowed) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::read(fd_, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw SystemError("cannot read " + where(), errno);
+    if (n == 0) {
+      if (done == 0 && end_allowed) return false;
+      throw StreamError("snapshot '" + name_ + "' is truncated: it ends inside " + what + " (byte " +
+                        std::to_string(offset_ + done) + ")");
+    }
+    done += static_cast<size_t>(n);
+  }
+  offset_ += bytes.size();
+  return true;
+}
+
+std::optional<Record> StreamReader::next() {
+  if (ended_) return std::nullopt;
+  const std::string here = where();
+  uint8_t head[kHeadBytes];
+  if (!get(head, "a record's head", true))
+    throw StreamError("snapshot '" + name_ + "' is truncated: it ends after " + std::to_string(records_) +
+                      " records without an end record (byte " + std::to_string(offset_) + ")");
+  if (get_le(head + 20, 4) != crc_of({head, 20})) throw StreamError(here + ": the record's head is corrupted (checksum)");
+  const auto type = static_cast<uint32_t>(get_le(head, 4));
+  const uint64_t length = get_le(head + 8, 8);
+  if (!known_type(type)) throw StreamError(here + ": unknown record type " + std::to_string(type));
+  if (length > kMaxRecordBytes)
+    throw StreamError(here + ": a " + record_type_name(type) + " record of " + std::to_string(length) +
+                      " bytes is above the limit of " + std::to_string(kMaxRecordBytes));
+  Record record{static_cast<RecordType>(type), std::vector<uint8_t>(length)};
+  get(record.body, "a " + record_type_name(type) + " record's body", false);
+  uint8_t padding[kAlignment];
+  get({padding, padding_after(length)}, "a record's padding", false);
+  if (get_le(head + 16, 4) != crc_of(record.body))
+    throw StreamError(here + ": the " + record_type_name(type) + " record's body is corrupted (checksum)");
+  ++records_;
+  if (record.type == RecordType::kEnd) {
+    if (length != 0) throw StreamError(here + ": the end record has a body");
+    ended_ = true;
+  }
+  return record;
+}
+
+}  // namespace kdom::snapshot

@@ -1,0 +1,88 @@
+// The snapshot stream: a domain's whole state as a versioned sequence of typed records, the same
+// for a file (kdom save / restore) and for live migration (docs/snapshot-format.md). A stream
+// is a header (magic, version) followed by records, each a fixed 24-byte head (type, flags,
+// body length, the body's CRC-32 and the head's own) and its body, padded to 8 bytes; it ends
+// with an End record. Writer and reader work on any fd (a file, a pipe, a socket) and check
+// everything: a stream from another version, a truncated one or a corrupted record is refused
+// with what was wrong and where (the record's number, type and offset).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+
+namespace kdom::snapshot {
+
+// A bad stream: one line naming what is wrong and where.
+class StreamError : public Error {
+ public:
+  using Error::Error;
+};
+
+inline constexpr char kMagic[8] = {'K', 'D', 'O', 'M', 'S', 'N', 'A', 'P'};
+inline constexpr uint32_t kVersion = 1;
+// No record body is larger (a memory record carries at most this much of guest RAM).
+inline constexpr uint64_t kMaxRecordBytes = uint64_t{64} << 20;
+
+enum class RecordType : uint32_t {
+  kHostFacts = 1,  // JSON: the saving host and kdom (version, CPU vendor and model, time)
+  kConfig = 2,     // JSON: the domain's VM config
+  kMemory = 3,     // guest-physical address (8 bytes), then the pages' bytes
+  kVcpu = 4,       // one vCPU's state
+  kIrqchip = 5,    // PIC, IOAPIC, PIT, the KVM clock
+  kDevice = 6,     // one device: its id (length-prefixed), then its own state
+  kEnd = 0xffff,   // the last record: empty
+};
+
+// "memory", "vcpu"...; "type N" for a number no record has.
+std::string record_type_name(uint32_t type);
+
+struct Record {
+  RecordType type;
+  std::vector<uint8_t> body;
+};
+
+class StreamWriter {
+ public:
+  // Writes the stream header to `fd` (which stays the caller's). `name` is for messages.
+  StreamWriter(int fd, std::string name);
+  // Throws StreamError (a body above kMaxRecordBytes) or SystemError (the fd refused it).
+  void write(RecordType type, std::span<const uint8_t> body);
+  // Writes the End record; nothing may follow.
+  void finish();
+  uint64_t bytes_written() const { return offset_; }
+
+ private:
+  void put(std::span<const uint8_t> bytes);
+  int fd_;
+  std::string name_;
+  uint64_t offset_ = 0;
+  uint64_t records_ = 0;
+  bool finished_ = false;
+};
+
+class StreamReader {
+ public:
+  // Reads and checks the stream header from `fd` (which stays the caller's).
+  StreamReader(int fd, std::string name);
+  // The next record, or nothing after the End record. Throws StreamError for a truncated
+  // stream, a bad head or body checksum, an unknown type, a body too large.
+  std::optional<Record> next();
+  uint64_t offset() const { return offset_; }
+
+ private:
+  // Reads exactly `bytes`; false at a clean end of the stream before the first byte.
+  bool get(std::span<uint8_t> bytes, const std::string& what, bool end_allowed);
+  std::string where() const;
+  int fd_;
+  std::string name_;
+  uint64_t offset_ = 0;
+  uint64_t records_ = 0;
+  bool ended_ = false;
+};
+
+}  // namespace kdom::snapshot
