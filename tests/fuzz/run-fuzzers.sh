@@ -10,7 +10,7 @@ build=${1:?usage: run-fuzzers.sh BUILD_DIR [SECONDS]}
 seconds=${2:-20}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 targets=(fuzz_virtqueue fuzz_block fuzz_entropy fuzz_vsock fuzz_balloon fuzz_net fuzz_console fuzz_virtio_pci
-  fuzz_store_guest)
+  fuzz_store_guest fuzz_snapshot_stream)
 
 failed=()
 for target in "${targets[@]}"; do
