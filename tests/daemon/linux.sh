@@ -204,6 +204,7 @@ hp_events_seen() {
 }
 check hotplug-events "kdom events saw each device attached and detached" -- wait_for 30 hp_events_seen
 kill "$hp_events" 2>/dev/null
+"$kdom" destroy hp >/dev/null 2>&1
 
 "$kdom" destroy boots
 check destroy "kdom destroy: gone" -- domain_absent boots
