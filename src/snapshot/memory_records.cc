@@ -1,0 +1,77 @@
+// Guest RAM to memory records and back.
+#include "snapshot/memory_records.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace kdom::snapshot {
+
+namespace {
+
+constexpr size_t kRecordHeadBytes = 16;  // address, page count, reserved
+
+bool all_zero(const uint8_t* page) {
+  uint64_t words[kPageSize / sizeof(uint64_t)];
+  std::memcpy(words, page, kPageSize);
+  return std::all_of(std::begin(words), std::end(words), [](uint64_t word) { return word == 0; });
+}
+
+void write_run(StreamWriter& writer, uint64_t gpa, const uint8_t* pages, uint32_t count, MemoryCounts& counts) {
+  std::vector<uint8_t> body(kRecordHeadBytes + uint64_t{count} * kPageSize);
+  std::memcpy(body.data(), &gpa, 8);
+  std::memcpy(body.data() + 8, &count, 4);
+  std::memcpy(body.data() + kRecordHeadBytes, pages, uint64_t{count} * kPageSize);
+  writer.write(RecordType::kMemory, body);
+  counts.pages_written += count;
+  ++counts.records;
+}
+
+}  // namespace
+
+MemoryCounts write_memory(StreamWriter& writer, const GuestMemory& memory) {
+  MemoryCounts counts;
+  for (const auto& region : memory.regions()) {
+    const uint64_t pages = region.range.size / kPageSize;
+    uint64_t run_start = 0;
+    uint32_t run_length = 0;
+    for (uint64_t page = 0; page <= pages; ++page) {
+      const bool zero = page < pages && all_zero(region.host + page * kPageSize);
+      const bool ends_run = page == pages || zero || run_length == kPagesPerRecord;
+      if (ends_run && run_length > 0) {
+        write_run(writer, region.range.start + run_start * kPageSize, region.host + run_start * kPageSize, run_length,
+                  counts);
+        run_length = 0;
+      }
+      if (page == pages) break;
+      if (zero) {
+        ++counts.zero_pages_skipped;
+        continue;
+      }
+      if (run_length == 0) run_start = page;
+      ++run_length;
+    }
+  }
+  return counts;
+}
+
+uint64_t load_memory_record(const Record& record, const GuestMemory& memory) {
+  if (record.type != RecordType::kMemory)
+    throw StreamError("a " + record_type_name(static_cast<uint32_t>(record.type)) + " record is not guest memory");
+  if (record.body.size() < kRecordHeadBytes) throw StreamError("a memory record is too short for its address and count");
+  uint64_t gpa;
+  uint32_t count;
+  std::memcpy(&gpa, record.body.data(), 8);
+  std::memcpy(&count, record.body.data() + 8, 4);
+  const uint64_t length = uint64_t{count} * kPageSize;
+  if (count == 0 || count > kPagesPerRecord || record.body.size() != kRecordHeadBytes + length)
+    throw StreamError("a memory record's page count (" + std::to_string(count) + ") does not match its " +
+                      std::to_string(record.body.size()) + " bytes");
+  if (gpa % kPageSize != 0 || !memory.contains(gpa, length))
+    throw StreamError("a memory record names guest RAM that this domain does not have (" + std::to_string(count) +
+                      " pages at " + std::to_string(gpa) + ")");
+  memory.write(gpa, record.body.data() + kRecordHeadBytes, length);
+  return count;
+}
+
+}  // namespace kdom::snapshot

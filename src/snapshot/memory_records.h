@@ -1,0 +1,35 @@
+// Guest RAM in the snapshot stream: memory records of the pages that are not all zero (a
+// restored domain starts from zeroed RAM, so zero pages need no bytes), and their loading back
+// into a domain's memory. A record's body is the guest-physical address of its first page
+// (8 bytes), the page count (4 bytes), 4 reserved bytes, then the pages. A record read from a
+// stream is untrusted: its address and length must lie wholly inside the domain's RAM.
+#pragma once
+
+#include <cstdint>
+
+#include "memory/guest_memory.h"
+#include "snapshot/stream.h"
+
+namespace kdom::snapshot {
+
+inline constexpr uint64_t kPageSize = 4096;
+// Pages per record at most: 4 MiB of RAM, well under the stream's record limit.
+inline constexpr uint32_t kPagesPerRecord = 1024;
+
+struct MemoryCounts {
+  uint64_t pages_written = 0;
+  uint64_t zero_pages_skipped = 0;
+  uint64_t records = 0;
+};
+
+// Writes every RAM region of `memory` as memory records (runs of non-zero pages, at most
+// kPagesPerRecord each). The vCPUs and devices must be stopped: pages changing meanwhile would
+// be saved torn.
+MemoryCounts write_memory(StreamWriter& writer, const GuestMemory& memory);
+
+// Copies a memory record's pages into `memory`; throws StreamError when the record is not a
+// memory record, is malformed, or names pages outside guest RAM (nothing is written then).
+// Returns the number of pages loaded.
+uint64_t load_memory_record(const Record& record, const GuestMemory& memory);
+
+}  // namespace kdom::snapshot

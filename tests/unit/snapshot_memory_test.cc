@@ -1,0 +1,101 @@
+// Tests of guest RAM in the snapshot stream: only non-zero pages are written, in runs of at most
+// kPagesPerRecord, across RAM regions; loading them into fresh memory gives the same bytes; a
+// record naming pages the domain does not have, or malformed, is refused and writes nothing.
+#include "snapshot/memory_records.h"
+
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+namespace kdom::snapshot {
+namespace {
+
+constexpr uint64_t kMiB = 1024 * 1024;
+
+// Two regions, as a domain with a PCI hole has: 8 MiB at 0 and 4 MiB at 16 MiB.
+std::vector<GuestRange> two_regions() { return {{0, 8 * kMiB}, {16 * kMiB, 4 * kMiB}}; }
+
+struct Stream {
+  int fd = memfd_create("snapshot-memory-test", MFD_CLOEXEC);
+  ~Stream() { ::close(fd); }
+  std::vector<Record> records() {
+    ::lseek(fd, 0, SEEK_SET);
+    StreamReader reader(fd, "test");
+    std::vector<Record> all;
+    while (auto record = reader.next())
+      if (record->type != RecordType::kEnd) all.push_back(std::move(*record));
+    return all;
+  }
+};
+
+TEST(SnapshotMemory, OnlyNonZeroPagesAreSavedAndTheyLoadBackTheSame) {
+  GuestMemory saved(two_regions());
+  // A run longer than one record at 1 MiB, single pages, the last page of each region.
+  for (uint64_t page = 0; page < kPagesPerRecord + 3; ++page) saved.write_object<uint64_t>(kMiB + page * kPageSize + 8, page + 1);
+  saved.write_object<uint32_t>(6 * kMiB, 0xabcd);
+  saved.write_object<uint8_t>(8 * kMiB - 1, 0x7f);
+  saved.write_object<uint8_t>(20 * kMiB - kPageSize, 0x11);
+  Stream stream;
+  MemoryCounts counts;
+  {
+    StreamWriter writer(stream.fd, "test");
+    counts = write_memory(writer, saved);
+    writer.finish();
+  }
+  const uint64_t nonzero = kPagesPerRecord + 3 + 3;
+  EXPECT_EQ(counts.pages_written, nonzero);
+  EXPECT_EQ(counts.zero_pages_skipped, (12 * kMiB) / kPageSize - nonzero);
+  EXPECT_EQ(counts.records, 5u);  // the long run split in two, and three single pages
+
+  GuestMemory loaded(two_regions());
+  uint64_t pages = 0;
+  for (const auto& record : stream.records()) pages += load_memory_record(record, loaded);
+  EXPECT_EQ(pages, nonzero);
+  for (const auto& region : saved.regions()) {
+    const auto other = loaded.slice(region.range.start, region.range.size);
+    EXPECT_EQ(std::memcmp(region.host, other.data(), region.range.size), 0) << region.range.start;
+  }
+}
+
+Record memory_record(uint64_t gpa, uint32_t count, size_t pages_given) {
+  Record record{RecordType::kMemory, std::vector<uint8_t>(16 + pages_given * kPageSize, 0x5a)};
+  std::memcpy(record.body.data(), &gpa, 8);
+  std::memcpy(record.body.data() + 8, &count, 4);
+  return record;
+}
+
+TEST(SnapshotMemory, RecordsOutsideRamOrMalformedAreRefusedAndWriteNothing) {
+  GuestMemory memory(two_regions());
+  const struct {
+    Record record;
+    const char* error;
+  } cases[] = {
+      {memory_record(9 * kMiB, 1, 1), "does not have"},                     // the hole
+      {memory_record(8 * kMiB - kPageSize, 2, 2), "does not have"},         // runs off region 0
+      {memory_record(20 * kMiB, 1, 1), "does not have"},                    // past the end
+      {memory_record(~uint64_t{0} - kPageSize + 1, 1, 1), "does not have"},  // wraps around
+      {memory_record(4097, 1, 1), "does not have"},                          // not page-aligned
+      {memory_record(0, 2, 1), "does not match"},                            // count above the bytes
+      {memory_record(0, 0, 0), "does not match"},
+      {memory_record(0, kPagesPerRecord + 1, kPagesPerRecord + 1), "does not match"},
+      {Record{RecordType::kMemory, {1, 2, 3}}, "too short"},
+      {Record{RecordType::kVcpu, {}}, "not guest memory"},
+  };
+  for (const auto& test : cases) {
+    try {
+      load_memory_record(test.record, memory);
+      ADD_FAILURE() << "taken: " << test.error;
+    } catch (const StreamError& error) {
+      EXPECT_NE(std::string(error.what()).find(test.error), std::string::npos) << error.what();
+    }
+  }
+  for (const auto& region : memory.regions())
+    for (uint64_t i = 0; i < region.range.size; i += kPageSize) ASSERT_EQ(region.host[i], 0) << i;
+}
+
+}  // namespace
+}  // namespace kdom::snapshot
