@@ -192,9 +192,10 @@ class Supervisor {
   // vmm_devices() of a domain in `state`: none for a domain without a VMM; nullopt (logged) when
   // its VMM does not answer.
   std::optional<std::map<std::string, std::string>> live_device_states(Runtime& runtime, const std::string& state);
-  // Asks the VMM to take device `vmm_id` away and waits until it has gone (forget_device).
-  void detach_device(Runtime& runtime, const std::string& what, const std::string& vmm_id, bool force,
-                     uint32_t wait_seconds);
+  // Asks the VMM to take device `vmm_id` away, lets go of the domain's `operation` lock, and
+  // waits until the device has gone (forget_device).
+  void detach_device(Runtime& runtime, std::unique_lock<std::mutex>& operation, const std::string& what,
+                     const std::string& vmm_id, bool force, uint32_t wait_seconds);
   // The device with VMM id `vmm_id` (a vdev, or vif<devid>) has left the domain: it goes from
   // the config and the store, its TAP goes, "device-detached" is published. Nothing happens
   // when the config has no such device (it went already).

@@ -139,20 +139,20 @@ json Supervisor::network_attach(const std::string& dom, config::VifSpec vif) {
 
 json Supervisor::block_detach(const std::string& dom, const std::string& vdev, bool force, uint32_t wait_seconds) {
   auto runtime = runtime_of(dom);
-  std::lock_guard operation(runtime->operation);
+  std::unique_lock operation(runtime->operation);
   const DomainRecord record = record_of(runtime->id);
   require_live_vmm(dom, record.state, "running");
   const config::DomainConfig config = config::domain_config_from_json(record.config);
   auto disk = std::find_if(config.disks.begin(), config.disks.end(), [&](const auto& d) { return d.vdev == vdev; });
   if (disk == config.disks.end()) throw NotFoundError("domain " + dom + " has no disk '" + vdev + "'");
   store_write(runtime->id, "device/vbd/" + vdev + "/state", "closing");
-  detach_device(*runtime, "disk " + vdev, vdev, force, wait_seconds);
+  detach_device(*runtime, operation, "disk " + vdev, vdev, force, wait_seconds);
   return disk_entry(*disk, "unplugged");
 }
 
 json Supervisor::network_detach(const std::string& dom, const std::string& nic, bool force, uint32_t wait_seconds) {
   auto runtime = runtime_of(dom);
-  std::lock_guard operation(runtime->operation);
+  std::unique_lock operation(runtime->operation);
   const DomainRecord record = record_of(runtime->id);
   require_live_vmm(dom, record.state, "running");
   const config::DomainConfig config = config::domain_config_from_json(record.config);
@@ -161,18 +161,21 @@ json Supervisor::network_detach(const std::string& dom, const std::string& nic, 
   });
   if (vif == config.vifs.end()) throw NotFoundError("domain " + dom + " has no NIC '" + nic + "' (give its devid or MAC)");
   store_write(runtime->id, "device/vif/" + std::to_string(vif->devid) + "/state", "closing");
-  detach_device(*runtime, "NIC " + std::to_string(vif->devid), "vif" + std::to_string(vif->devid), force, wait_seconds);
+  detach_device(*runtime, operation, "NIC " + std::to_string(vif->devid), "vif" + std::to_string(vif->devid), force,
+                wait_seconds);
   return vif_entry(runtime->id, *vif, "unplugged");
 }
 
-void Supervisor::detach_device(Runtime& runtime, const std::string& what, const std::string& vmm_id, bool force,
-                               uint32_t wait_seconds) {
+void Supervisor::detach_device(Runtime& runtime, std::unique_lock<std::mutex>& operation, const std::string& what,
+                               const std::string& vmm_id, bool force, uint32_t wait_seconds) {
   control(runtime, {{"op", "device-detach"}, {"id", vmm_id}, {"force", force}});
+  // The guest takes its time: other operations on the domain (a destroy) need not wait for it.
+  operation.unlock();
   // The VMM's device-detached event forgets the device; asking the VMM as well covers an
   // event stream that was cut.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_seconds);
   for (;;) {
-    if (!vmm_devices(runtime).count(vmm_id)) {
+    if (!vmm_devices(runtime).count(vmm_id)) {  // throws when the VMM has gone meanwhile
       forget_device(runtime.id, vmm_id, force ? "force" : "request");
       return;
     }
