@@ -189,9 +189,10 @@ class Supervisor {
   void update_config(uint32_t id, const std::function<void(config::DomainConfig&)>& change);
   // The VMM's disks and NICs and their states ("attached", "detaching"), by their VMM ids.
   std::map<std::string, std::string> vmm_devices(Runtime& runtime);
-  // vmm_devices() of a domain in `state`: none for a domain without a VMM; nullopt (logged) when
-  // its VMM does not answer.
-  std::optional<std::map<std::string, std::string>> live_device_states(Runtime& runtime, const std::string& state);
+  // The domain's config with vmm_devices(): empty for a domain without a VMM, nullopt (logged)
+  // when its VMM does not answer.
+  std::pair<config::DomainConfig, std::optional<std::map<std::string, std::string>>> config_and_device_states(
+      Runtime& runtime);
   // Asks the VMM to take device `vmm_id` away, lets go of the domain's `operation` lock, and
   // waits until the device has gone (forget_device).
   void detach_device(Runtime& runtime, std::unique_lock<std::mutex>& operation, const std::string& what,

@@ -49,23 +49,24 @@ std::map<std::string, std::string> Supervisor::vmm_devices(Runtime& runtime) {
   return states;
 }
 
-// The running VMM's device states; none when it cannot say (a listing still shows the config).
-std::optional<std::map<std::string, std::string>> Supervisor::live_device_states(Runtime& runtime,
-                                                                                const std::string& state) {
-  if (state != "running" && state != "paused") return std::map<std::string, std::string>{};
+// The domain's config and its running VMM's device states; no states when the VMM cannot say
+// (a listing still shows the config), none at all for a domain without a VMM.
+std::pair<config::DomainConfig, std::optional<std::map<std::string, std::string>>>
+Supervisor::config_and_device_states(Runtime& runtime) {
+  const DomainRecord record = record_of(runtime.id);
+  auto config = config::domain_config_from_json(record.config);
+  if (record.state != "running" && record.state != "paused") return {config, std::map<std::string, std::string>{}};
   try {
-    return vmm_devices(runtime);
+    return {config, vmm_devices(runtime)};
   } catch (const Error& error) {
     log_line("domain " + std::to_string(runtime.id) + ": its VMM did not list its devices: " + error.what());
-    return std::nullopt;
+    return {config, std::nullopt};
   }
 }
 
 json Supervisor::block_list(const std::string& dom) {
   auto runtime = runtime_of(dom);
-  const DomainRecord record = record_of(runtime->id);
-  const config::DomainConfig config = config::domain_config_from_json(record.config);
-  const auto states = live_device_states(*runtime, record.state);
+  const auto [config, states] = config_and_device_states(*runtime);
   json disks = json::array();
   for (const auto& disk : config.disks) disks.push_back(disk_entry(disk, state_name(states, disk.vdev)));
   return {{"disks", disks}};
@@ -73,9 +74,7 @@ json Supervisor::block_list(const std::string& dom) {
 
 json Supervisor::network_list(const std::string& dom) {
   auto runtime = runtime_of(dom);
-  const DomainRecord record = record_of(runtime->id);
-  const config::DomainConfig config = config::domain_config_from_json(record.config);
-  const auto states = live_device_states(*runtime, record.state);
+  const auto [config, states] = config_and_device_states(*runtime);
   json vifs = json::array();
   for (const auto& vif : config.vifs)
     vifs.push_back(vif_entry(runtime->id, vif, state_name(states, "vif" + std::to_string(vif.devid))));
