@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "devices/virtio/queue.h"
 #include "memory/guest_memory.h"
 
@@ -81,6 +83,21 @@ class VirtioDevice {
   // The transport's failure handler, given once before any activate. A device that only
   // fails inside notify_queue may instead throw from it.
   virtual void set_failure_handler(DeviceFailure) {}
+
+  // Save and restore (snapshot/, docs/snapshot-format.md). The pause point: after quiesce()
+  // returns, no thread of the device touches guest memory, its queues or its interrupts until
+  // resume(); a request already taken from a ring and not finished is kept (finished, or held
+  // in the device's saved state to be served again after a restore), never lost. Both are
+  // called in the VMM's device event loop thread, quiesce only while the device is active.
+  virtual void quiesce() {}
+  virtual void resume() {}
+  // The device's own state beyond what the transport keeps (features, status, queue
+  // configurations and indices), as a JSON object; called while quiesced, or not active.
+  virtual nlohmann::json save_state() const { return nlohmann::json::object(); }
+  // Before activate() on a restore: the state save_state gave (maybe written by another
+  // host: checked like any untrusted input; throws snapshot::StateError, or Error, naming the
+  // bad field, with the device unchanged). activate() then carries on from it.
+  virtual void load_state(const nlohmann::json& /*state*/) {}
 
   // The device's own state beyond its queues, one line, for a debugging dump (empty: none).
   // Must not wait for a lock: the dump is for a device that may be stuck.
