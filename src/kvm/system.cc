@@ -60,4 +60,16 @@ std::vector<kvm_cpuid_entry2> KvmSystem::supported_cpuid() const {
   throw Error("KVM_GET_SUPPORTED_CPUID: too many entries");
 }
 
+std::vector<uint32_t> KvmSystem::msr_index_list() const {
+  // The first call, with room for none, fails with E2BIG and says how many there are.
+  std::vector<uint32_t> buffer(1, 0);
+  if (::ioctl(fd_.get(), abi::kGetMsrIndexList, buffer.data()) < 0 && errno != E2BIG)
+    throw SystemError("KVM_GET_MSR_INDEX_LIST", errno);
+  const uint32_t count = buffer[0];
+  buffer.assign(1 + count, 0);
+  buffer[0] = count;
+  check_syscall(::ioctl(fd_.get(), abi::kGetMsrIndexList, buffer.data()), "KVM_GET_MSR_INDEX_LIST");
+  return {buffer.begin() + 1, buffer.begin() + 1 + buffer[0]};
+}
+
 }  // namespace kdom::kvm

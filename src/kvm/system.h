@@ -22,6 +22,8 @@ class KvmSystem {
   // Highest number of vCPUs one VM may have.
   int max_vcpus() const;
   std::vector<kvm_cpuid_entry2> supported_cpuid() const;
+  // The MSRs KVM says a VMM should save and restore (KVM_GET_MSR_INDEX_LIST).
+  std::vector<uint32_t> msr_index_list() const;
 
  private:
   UniqueFd fd_;

@@ -3,6 +3,7 @@
 
 #include <sys/ioctl.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "base/error.h"
@@ -91,6 +92,72 @@ kvm_mp_state Vcpu::mp_state() const {
   kvm_mp_state state{};
   check_syscall(::ioctl(fd_.get(), KVM_GET_MP_STATE, &state), "KVM_GET_MP_STATE");
   return state;
+}
+
+void Vcpu::set_mp_state(const kvm_mp_state& state) {
+  check_syscall(::ioctl(fd_.get(), KVM_SET_MP_STATE, &state), "KVM_SET_MP_STATE");
+}
+
+void Vcpu::set_events(const kvm_vcpu_events& events) {
+  check_syscall(::ioctl(fd_.get(), KVM_SET_VCPU_EVENTS, &events), "KVM_SET_VCPU_EVENTS");
+}
+
+std::vector<uint8_t> Vcpu::xsave(size_t bytes) const {
+  std::vector<uint8_t> area(std::max(bytes, abi::kXsaveLegacyBytes));
+  if (area.size() > abi::kXsaveLegacyBytes)
+    check_syscall(::ioctl(fd_.get(), abi::kGetXsave2, area.data()), "KVM_GET_XSAVE2");
+  else
+    check_syscall(::ioctl(fd_.get(), abi::kGetXsave, area.data()), "KVM_GET_XSAVE");
+  return area;
+}
+
+void Vcpu::set_xsave(const std::vector<uint8_t>& area) {
+  if (area.size() < abi::kXsaveLegacyBytes) throw Error("KVM_SET_XSAVE: an XSAVE area under 4096 bytes");
+  check_syscall(::ioctl(fd_.get(), abi::kSetXsave, area.data()), "KVM_SET_XSAVE");
+}
+
+kvm_xcrs Vcpu::xcrs() const {
+  kvm_xcrs xcrs{};
+  check_syscall(::ioctl(fd_.get(), KVM_GET_XCRS, &xcrs), "KVM_GET_XCRS");
+  return xcrs;
+}
+
+void Vcpu::set_xcrs(const kvm_xcrs& xcrs) { check_syscall(::ioctl(fd_.get(), KVM_SET_XCRS, &xcrs), "KVM_SET_XCRS"); }
+
+kvm_debugregs Vcpu::debugregs() const {
+  kvm_debugregs regs{};
+  check_syscall(::ioctl(fd_.get(), KVM_GET_DEBUGREGS, &regs), "KVM_GET_DEBUGREGS");
+  return regs;
+}
+
+void Vcpu::set_debugregs(const kvm_debugregs& regs) {
+  check_syscall(::ioctl(fd_.get(), KVM_SET_DEBUGREGS, &regs), "KVM_SET_DEBUGREGS");
+}
+
+std::vector<std::pair<uint32_t, uint64_t>> Vcpu::msrs(const std::vector<uint32_t>& indices) const {
+  std::vector<std::pair<uint32_t, uint64_t>> values;
+  size_t next = 0;
+  while (next < indices.size()) {
+    const size_t count = indices.size() - next;
+    std::vector<uint8_t> buffer(sizeof(abi::ListHeader) + count * sizeof(kvm_msr_entry));
+    auto* header = reinterpret_cast<abi::ListHeader*>(buffer.data());
+    header->count = static_cast<uint32_t>(count);
+    auto* entries = reinterpret_cast<kvm_msr_entry*>(header + 1);
+    for (size_t i = 0; i < count; ++i) entries[i].index = indices[next + i];
+    // KVM reads entries in order and stops at the first it refuses: keep those before it, skip it.
+    const int read = check_syscall(::ioctl(fd_.get(), abi::kGetMsrs, header), "KVM_GET_MSRS");
+    for (int i = 0; i < read; ++i) values.emplace_back(entries[i].index, entries[i].data);
+    next += static_cast<size_t>(read) + 1;
+  }
+  return values;
+}
+
+uint32_t Vcpu::tsc_khz() const {
+  return static_cast<uint32_t>(check_syscall(::ioctl(fd_.get(), KVM_GET_TSC_KHZ, 0), "KVM_GET_TSC_KHZ"));
+}
+
+void Vcpu::set_tsc_khz(uint32_t khz) {
+  check_syscall(::ioctl(fd_.get(), KVM_SET_TSC_KHZ, static_cast<unsigned long>(khz)), "KVM_SET_TSC_KHZ");
 }
 
 }  // namespace kdom::kvm

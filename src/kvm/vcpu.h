@@ -37,8 +37,25 @@ class Vcpu {
   kvm_lapic_state lapic() const;
   void set_lapic(const kvm_lapic_state& state);
   kvm_mp_state mp_state() const;
+  void set_mp_state(const kvm_mp_state& state);
   // Pending and injected exceptions, interrupts and NMIs (KVM_GET_VCPU_EVENTS).
   kvm_vcpu_events events() const;
+  void set_events(const kvm_vcpu_events& events);
+
+  // For save and restore, with the vCPU stopped (not in KVM_RUN). The XSAVE area (FPU, SSE,
+  // AVX...), `bytes` long: 4096, or KVM_CAP_XSAVE2's size where KVM has it.
+  std::vector<uint8_t> xsave(size_t bytes) const;
+  void set_xsave(const std::vector<uint8_t>& area);
+  kvm_xcrs xcrs() const;
+  void set_xcrs(const kvm_xcrs& xcrs);
+  kvm_debugregs debugregs() const;
+  void set_debugregs(const kvm_debugregs& regs);
+  // The values of those of `indices` this vCPU has (KVM skips none silently: an MSR it
+  // refuses, say of a feature the guest was not given, is left out).
+  std::vector<std::pair<uint32_t, uint64_t>> msrs(const std::vector<uint32_t>& indices) const;
+  // The guest's TSC frequency in kHz.
+  uint32_t tsc_khz() const;
+  void set_tsc_khz(uint32_t khz);
 
  private:
   uint32_t id_;

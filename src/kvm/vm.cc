@@ -103,4 +103,39 @@ void Vm::unregister_ioeventfd(int eventfd, uint64_t address, uint32_t length, bo
   ::ioctl(fd_.get(), KVM_IOEVENTFD, &request);
 }
 
+kvm_irqchip Vm::irqchip(uint32_t chip_id) const {
+  kvm_irqchip chip{};
+  chip.chip_id = chip_id;
+  check_syscall(::ioctl(fd_.get(), KVM_GET_IRQCHIP, &chip), "KVM_GET_IRQCHIP");
+  return chip;
+}
+
+void Vm::set_irqchip(const kvm_irqchip& chip) {
+  check_syscall(::ioctl(fd_.get(), KVM_SET_IRQCHIP, &chip), "KVM_SET_IRQCHIP");
+}
+
+kvm_pit_state2 Vm::pit() const {
+  kvm_pit_state2 state{};
+  check_syscall(::ioctl(fd_.get(), KVM_GET_PIT2, &state), "KVM_GET_PIT2");
+  return state;
+}
+
+void Vm::set_pit(const kvm_pit_state2& state) {
+  check_syscall(::ioctl(fd_.get(), KVM_SET_PIT2, &state), "KVM_SET_PIT2");
+}
+
+uint64_t Vm::clock() const {
+  kvm_clock_data data{};
+  check_syscall(::ioctl(fd_.get(), KVM_GET_CLOCK, &data), "KVM_GET_CLOCK");
+  return data.clock;
+}
+
+void Vm::set_clock(uint64_t nanoseconds) {
+  kvm_clock_data data{};
+  data.clock = nanoseconds;
+  check_syscall(::ioctl(fd_.get(), KVM_SET_CLOCK, &data), "KVM_SET_CLOCK");
+}
+
+int Vm::check_extension(int capability) const { return ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, capability); }
+
 }  // namespace kdom::kvm

@@ -27,6 +27,16 @@ class Vm {
   // In-kernel i8254 PIT (with the speaker port 0x61).
   void create_pit();
   void set_irq_line(uint32_t irq, bool level);
+  // For save and restore: the in-kernel PIC (chip 0: master, 1: slave) and IOAPIC (chip 2),
+  // the PIT, and the KVM clock (kvmclock's time base, in ns).
+  kvm_irqchip irqchip(uint32_t chip_id) const;
+  void set_irqchip(const kvm_irqchip& chip);
+  kvm_pit_state2 pit() const;
+  void set_pit(const kvm_pit_state2& state);
+  uint64_t clock() const;
+  void set_clock(uint64_t nanoseconds);
+  // A KVM_CHECK_EXTENSION on this VM (some answers, like KVM_CAP_XSAVE2's size, are per VM).
+  int check_extension(int capability) const;
   // Routes writes to `eventfd` to an edge on GSI `gsi`.
   void register_irqfd(int eventfd, uint32_t gsi);
   void unregister_irqfd(int eventfd, uint32_t gsi);

@@ -12,7 +12,7 @@ constexpr uint64_t kPagesPerMib = (1024 * 1024) / devices::virtio::kBalloonPageS
 
 constexpr char kKnownOps[] =
     "balloon-set, balloon-stats, power-button, pause, unpause, status, stats, reboot, disk-attach, net-attach, "
-    "device-detach, devices, events";
+    "device-detach, devices, save, events";
 
 nlohmann::json error_reply(const std::string& message) { return {{"ok", false}, {"error", message}}; }
 
@@ -30,7 +30,7 @@ nlohmann::json act(const std::function<void()>& action, const std::string& op) {
 
 ControlRequests::ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib,
                                  PowerButtonPress press_power_button)
-    : ControlRequests(std::move(balloon), memory_mib, DomainActions{std::move(press_power_button), {}, {}, {}, {}, {}, {}}) {}
+    : ControlRequests(std::move(balloon), memory_mib, DomainActions{std::move(press_power_button), {}, {}, {}, {}, {}, {}, {}}) {}
 
 ControlRequests::ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib,
                                  DomainActions actions)
@@ -86,6 +86,25 @@ nlohmann::json ControlRequests::handle(const nlohmann::json& request) {
       return actions_.devices(name, request);
     } catch (const std::exception& error) {
       return error_reply(name + ": " + error.what());
+    }
+  }
+  if (name == "save") {
+    if (!actions_.save) return error_reply("this domain cannot be saved");
+    auto path = request.find("path");
+    if (path == request.end() || !path->is_string() || path->get_ref<const std::string&>().empty())
+      return error_reply("save: the request has no \"path\" string");
+    std::string then = "running";
+    if (auto value = request.find("then"); value != request.end()) {
+      if (!value->is_string() || (*value != "running" && *value != "paused"))
+        return error_reply("save: \"then\" must be \"running\" or \"paused\"");
+      then = value->get<std::string>();
+    }
+    try {
+      nlohmann::json reply = actions_.save(path->get<std::string>(), then);
+      reply["ok"] = true;
+      return reply;
+    } catch (const std::exception& error) {
+      return error_reply(std::string("save: ") + error.what());
     }
   }
   if (name == "events") return error_reply("events are a stream: ask for them on the domain's control socket");

@@ -23,6 +23,12 @@
 //   {"op":"net-attach","net":{..}}          device_hotplug.h, has the details)
 //   {"op":"device-detach","id":..[,"force":true]} -> {"ok":true,"id":..,"state":"detaching"|"detached"}
 //   {"op":"devices"}                     -> {"ok":true,"devices":[{"id":..,"kind":..,"slot":..,"state":..}]}
+//   {"op":"save","path":..[,"then":"running"|"paused"]}
+//                                        -> {"ok":true,"bytes":..,"pages":..,"zero_pages":..,
+//                                            "seconds":..,"downtime_s":..}: the whole domain
+//                                            written to the file (docs/snapshot-format.md),
+//                                            then running again (default) or left paused; a
+//                                            failure leaves the domain as it was, no file
 //   {"op":"events"}                      -> {"ok":true}, then the connection carries one event
 //                                            line after another, {"event":..,"time":unix s,..}:
 //                                            served by ControlSocket and EventStream, not here
@@ -75,6 +81,9 @@ struct DomainActions {
   std::function<nlohmann::json()> stats;  // the `stats` reply's fields
   // The device ops (disk-attach, net-attach, device-detach, devices): the whole reply.
   std::function<nlohmann::json(const std::string& op, const nlohmann::json& request)> devices;
+  // Saves the whole domain to a file (`path`), then leaves it running or paused (`then`);
+  // returns the reply's figures. Throws Error with the domain as it was.
+  std::function<nlohmann::json(const std::string& path, const std::string& then)> save;
 };
 
 class ControlRequests {

@@ -1,0 +1,140 @@
+// Saving and loading vCPU and VM state through KVM (machine_state.h).
+#include "snapshot/machine_state.h"
+
+#include <time.h>
+
+#include <algorithm>
+#include <cstring>
+#include <span>
+
+#include "snapshot/state_json.h"
+
+namespace kdom::snapshot {
+
+namespace {
+
+constexpr uint32_t kMsrTsc = 0x10;
+// KVM_GET_XSAVE2 sizes grow with new state components (AMX: 11 KiB); far below this.
+constexpr size_t kMaxXsaveBytes = 64 * 1024;
+constexpr size_t kMaxMsrs = 4096;
+
+template <typename T>
+std::string struct_hex(const T& value) {
+  return bytes_to_hex({reinterpret_cast<const uint8_t*>(&value), sizeof(T)});
+}
+
+template <typename T>
+T struct_from(const nlohmann::json& state, const std::string& key, const std::string& what) {
+  static_assert(std::is_trivially_copyable_v<T>);
+  auto bytes = state_bytes(state, key, what, sizeof(T));
+  T value;
+  std::memcpy(&value, bytes.data(), sizeof(T));
+  return value;
+}
+
+uint64_t realtime_ns() {
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+}
+
+}  // namespace
+
+nlohmann::json save_vcpu_state(const kvm::Vcpu& vcpu, const std::vector<uint32_t>& msr_indices,
+                               size_t xsave_bytes) {
+  nlohmann::json msrs = nlohmann::json::array();
+  for (const auto& [index, value] : vcpu.msrs(msr_indices)) msrs.push_back({index, value});
+  return {{"id", vcpu.id()},
+          {"mp_state", vcpu.mp_state().mp_state},
+          {"regs", struct_hex(vcpu.regs())},
+          {"sregs", struct_hex(vcpu.sregs())},
+          {"xsave", bytes_to_hex(vcpu.xsave(xsave_bytes))},
+          {"xcrs", struct_hex(vcpu.xcrs())},
+          {"debugregs", struct_hex(vcpu.debugregs())},
+          {"lapic", struct_hex(vcpu.lapic())},
+          {"events", struct_hex(vcpu.events())},
+          {"msrs", msrs},
+          {"tsc_khz", vcpu.tsc_khz()}};
+}
+
+void load_vcpu_state(kvm::Vcpu& vcpu, const nlohmann::json& state, uint64_t elapsed_ns) {
+  const std::string what = "vCPU " + std::to_string(vcpu.id());
+  // Everything is read and checked before KVM is given any of it.
+  if (state_u64(state, "id", what, UINT32_MAX) != vcpu.id()) throw StateError("saved state of " + what + " is another vCPU's");
+  kvm_mp_state mp_state{};
+  mp_state.mp_state = static_cast<uint32_t>(state_u64(state, "mp_state", what, UINT32_MAX));
+  const auto regs = struct_from<kvm_regs>(state, "regs", what);
+  const auto sregs = struct_from<kvm_sregs>(state, "sregs", what);
+  const auto xsave = state_bytes_up_to(state, "xsave", what, kMaxXsaveBytes);
+  if (xsave.size() < 4096) throw StateError("saved state of " + what + ": 'xsave' holds under 4096 bytes");
+  const auto xcrs = struct_from<kvm_xcrs>(state, "xcrs", what);
+  const auto debugregs = struct_from<kvm_debugregs>(state, "debugregs", what);
+  const auto lapic = struct_from<kvm_lapic_state>(state, "lapic", what);
+  const auto events = struct_from<kvm_vcpu_events>(state, "events", what);
+  const auto tsc_khz = static_cast<uint32_t>(state_u64(state, "tsc_khz", what, UINT32_MAX));
+  const auto& saved_msrs = state_array(state, "msrs", what);
+  if (saved_msrs.size() > kMaxMsrs) throw StateError("saved state of " + what + " has too many MSRs");
+  std::vector<std::pair<uint32_t, uint64_t>> msrs;
+  for (const auto& entry : saved_msrs) {
+    if (!entry.is_array() || entry.size() != 2 || !entry[0].is_number_unsigned() || !entry[1].is_number_unsigned() ||
+        entry[0].get<uint64_t>() > UINT32_MAX)
+      throw StateError("saved state of " + what + ": an MSR entry is not [index, value]");
+    msrs.emplace_back(entry[0].get<uint32_t>(), entry[1].get<uint64_t>());
+  }
+  // The TSC first (the TSC deadline is relative to it), moved on by the time saved.
+  for (auto& [index, value] : msrs)
+    if (index == kMsrTsc) value += static_cast<uint64_t>(static_cast<unsigned __int128>(elapsed_ns) * tsc_khz / 1000000);
+  std::stable_partition(msrs.begin(), msrs.end(), [](const auto& msr) { return msr.first == kMsrTsc; });
+
+  if (tsc_khz != 0 && vcpu.tsc_khz() != tsc_khz) {
+    try {
+      vcpu.set_tsc_khz(tsc_khz);
+    } catch (const std::exception& error) {
+      throw Error("this host cannot run the guest's TSC at its saved " + std::to_string(tsc_khz) + " kHz (" +
+                  error.what() + ")");
+    }
+  }
+  vcpu.set_mp_state(mp_state);
+  vcpu.set_regs(regs);
+  vcpu.set_sregs(sregs);
+  vcpu.set_xsave(xsave);
+  vcpu.set_xcrs(xcrs);
+  vcpu.set_debugregs(debugregs);
+  vcpu.set_lapic(lapic);
+  vcpu.set_msrs(msrs);
+  vcpu.set_events(events);
+}
+
+nlohmann::json save_vm_state(const kvm::Vm& vm) {
+  return {{"pic_master", struct_hex(vm.irqchip(KVM_IRQCHIP_PIC_MASTER))},
+          {"pic_slave", struct_hex(vm.irqchip(KVM_IRQCHIP_PIC_SLAVE))},
+          {"ioapic", struct_hex(vm.irqchip(KVM_IRQCHIP_IOAPIC))},
+          {"pit", struct_hex(vm.pit())},
+          {"clock_ns", vm.clock()},
+          {"realtime_ns", realtime_ns()}};
+}
+
+uint64_t elapsed_since_save(const nlohmann::json& vm_state) {
+  const uint64_t saved = state_u64(vm_state, "realtime_ns", "the irqchip record");
+  const uint64_t now = realtime_ns();
+  return now > saved ? now - saved : 0;
+}
+
+void load_vm_state(kvm::Vm& vm, const nlohmann::json& state, uint64_t elapsed_ns) {
+  const std::string what = "the irqchip record";
+  const auto master = struct_from<kvm_irqchip>(state, "pic_master", what);
+  const auto slave = struct_from<kvm_irqchip>(state, "pic_slave", what);
+  const auto ioapic = struct_from<kvm_irqchip>(state, "ioapic", what);
+  const auto pit = struct_from<kvm_pit_state2>(state, "pit", what);
+  const uint64_t clock = state_u64(state, "clock_ns", what);
+  if (master.chip_id != KVM_IRQCHIP_PIC_MASTER || slave.chip_id != KVM_IRQCHIP_PIC_SLAVE ||
+      ioapic.chip_id != KVM_IRQCHIP_IOAPIC)
+    throw StateError("saved state of " + what + ": the PIC and IOAPIC states are mixed up");
+  vm.set_irqchip(master);
+  vm.set_irqchip(slave);
+  vm.set_irqchip(ioapic);
+  vm.set_pit(pit);
+  vm.set_clock(clock + elapsed_ns);
+}
+
+}  // namespace kdom::snapshot

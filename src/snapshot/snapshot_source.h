@@ -1,0 +1,40 @@
+// SnapshotSource: a saved domain being read back (kdom restore): the stream, its host-facts and
+// config records read and checked first (a restore needs the config to build the domain before
+// it can load the rest), the remaining records then read by the domain as it loads them.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "base/unique_fd.h"
+#include "snapshot/stream.h"
+
+namespace kdom::snapshot {
+
+// A record whose body is JSON (host facts, config, vCPU, irqchip, device): the body as text,
+// and back, refusing a body that is not a JSON object with StreamError naming `what`.
+std::vector<uint8_t> json_body(const nlohmann::json& value);
+nlohmann::json parse_json_body(const Record& record, const std::string& what);
+
+class SnapshotSource {
+ public:
+  // Opens the file `path`; throws SystemError (cannot open) or StreamError (not a kdom
+  // snapshot, another version, damaged, no host-facts or config record where they belong).
+  explicit SnapshotSource(const std::string& path);
+
+  const std::string& name() const { return name_; }
+  const nlohmann::json& host_facts() const { return host_facts_; }
+  const nlohmann::json& config() const { return config_; }
+  // The records after the config, up to the End record.
+  StreamReader& reader() { return reader_; }
+
+ private:
+  std::string name_;
+  UniqueFd fd_;
+  StreamReader reader_;
+  nlohmann::json host_facts_;
+  nlohmann::json config_;
+};
+
+}  // namespace kdom::snapshot
