@@ -5,6 +5,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "snapshot/state_json.h"
 
 namespace kdom::devices::pci {
 
@@ -46,6 +47,26 @@ void PciHotplugController::write(uint64_t offset, std::span<const uint8_t> data)
   const uint32_t value = uint32_t{data[0]} | uint32_t{data[1]} << 8 | uint32_t{data[2]} << 16 | uint32_t{data[3]} << 24;
   for (int slot = kFirstSlot; slot <= kLastSlot; ++slot)
     if (value & (1u << slot)) on_eject_(slot);
+}
+
+nlohmann::json PciHotplugController::save_state() const {
+  std::lock_guard lock(mutex_);
+  return {{"added", added_}, {"removals", removals_}};
+}
+
+void PciHotplugController::load_state(const nlohmann::json& state) {
+  const std::string what = "PCI hot-plug registers";
+  auto slot_bits = [&](const std::string& key) {
+    const auto bits = static_cast<uint32_t>(snapshot::state_u64(state, key, what, UINT32_MAX));
+    if (bits & ((1u << kFirstSlot) - 1))
+      throw snapshot::StateError("saved state of " + what + ": '" + key + "' names slot 0, the host bridge");
+    return bits;
+  };
+  const uint32_t added = slot_bits("added");
+  const uint32_t removals = slot_bits("removals");
+  std::lock_guard lock(mutex_);
+  added_ = added;
+  removals_ = removals;
 }
 
 }  // namespace kdom::devices::pci

@@ -11,6 +11,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "devices/bus.h"
 #include "devices/interrupt_line.h"
@@ -38,12 +41,19 @@ class PciHotplugController : public BusDevice {
   void read(uint64_t offset, std::span<uint8_t> data) override;
   void write(uint64_t offset, std::span<const uint8_t> data) override;
 
+  // Save and restore: {"added": PCIU, "removals": PCID}, the bits the guest has not read yet.
+  // load_state refuses (snapshot::StateError, nothing changed) a bit outside slots 1-31. It
+  // raises no interrupt: the edge the guest has not taken yet is the interrupt controller's
+  // saved state.
+  nlohmann::json save_state() const;
+  void load_state(const nlohmann::json& state);
+
  private:
   void raise(uint32_t& bits, int slot);
 
   std::shared_ptr<InterruptLine> line_;
   EjectHandler on_eject_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   uint32_t added_ = 0;     // PCIU
   uint32_t removals_ = 0;  // PCID
 };

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "snapshot/state_json.h"
 
 namespace kdom::devices::pci {
 
@@ -148,6 +149,62 @@ MsixMessage MsixTable::message(uint16_t vector) const {
   std::lock_guard lock(mutex_);
   if (vector >= entries_.size()) return {};
   return message_of(entries_[vector]);
+}
+
+nlohmann::json MsixTable::save_state() const {
+  std::lock_guard lock(mutex_);
+  nlohmann::json entries = nlohmann::json::array();
+  for (const Entry& entry : entries_) {
+    entries.push_back({{"address", message_of(entry).address},
+                       {"data", entry.data},
+                       {"masked", (entry.control & kMsixVectorControlMask) != 0},
+                       {"pending", entry.pending}});
+  }
+  return {{"enabled", enabled_}, {"function_masked", function_masked_}, {"entries", std::move(entries)}};
+}
+
+MsixTable::SavedState MsixTable::checked_state(const nlohmann::json& state, const std::string& what) const {
+  SavedState saved;
+  saved.enabled = snapshot::state_bool(state, "enabled", what);
+  saved.function_masked = snapshot::state_bool(state, "function_masked", what);
+  const nlohmann::json& entries = snapshot::state_array(state, "entries", what);
+  if (entries.size() != entries_.size())
+    throw snapshot::StateError("saved state of " + what + ": 'entries' has " + std::to_string(entries.size()) +
+                               " vectors, this table " + std::to_string(entries_.size()));
+  for (size_t v = 0; v < entries.size(); ++v) {
+    const std::string where = what + " MSI-X vector " + std::to_string(v);
+    SavedEntry entry;
+    entry.message.address = snapshot::state_u64(entries[v], "address", where);
+    entry.message.data = static_cast<uint32_t>(snapshot::state_u64(entries[v], "data", where, UINT32_MAX));
+    entry.masked = snapshot::state_bool(entries[v], "masked", where);
+    entry.pending = snapshot::state_bool(entries[v], "pending", where);
+    // Delivery clears a pending bit the moment a vector can deliver, under the same lock.
+    if (entry.pending && saved.enabled && !saved.function_masked && !entry.masked)
+      throw snapshot::StateError("saved state of " + where + ": 'pending' is set on a vector that can deliver");
+    saved.entries.push_back(entry);
+  }
+  return saved;
+}
+
+void MsixTable::apply_state(const SavedState& state) {
+  std::lock_guard lock(mutex_);
+  enabled_ = state.enabled;
+  function_masked_ = state.function_masked;
+  for (size_t v = 0; v < entries_.size(); ++v) {
+    const SavedEntry& saved = state.entries.at(v);
+    Entry& entry = entries_[v];
+    entry.address_low = static_cast<uint32_t>(saved.message.address);
+    entry.address_high = static_cast<uint32_t>(saved.message.address >> 32);
+    entry.data = saved.message.data;
+    entry.control = saved.masked ? kMsixVectorControlMask : 0;
+    entry.pending = saved.pending;
+    entry.routed.reset();  // the backend is new: every deliverable vector is routed again
+    route_locked(static_cast<uint16_t>(v));
+  }
+}
+
+void MsixTable::load_state(const nlohmann::json& state, const std::string& what) {
+  apply_state(checked_state(state, what));
 }
 
 }  // namespace kdom::devices::pci

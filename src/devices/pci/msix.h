@@ -10,7 +10,10 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace kdom::devices::pci {
 
@@ -75,6 +78,28 @@ class MsixTable {
   bool masked(uint16_t vector) const;
   bool pending(uint16_t vector) const;
   MsixMessage message(uint16_t vector) const;
+
+  // Save and restore: {"enabled", "function_masked", "entries": [{"address", "data", "masked",
+  // "pending"}, one per vector]}. load_state refuses (snapshot::StateError naming `what` and
+  // the field, nothing changed) a state of another table size, a field out of range, or a
+  // vector pending while it could deliver (delivery would have cleared it); then every vector
+  // that can deliver is given to MsixInterrupts::update, so the backend's routes are rebuilt.
+  // The capability's message control in config space must agree (the owner checks).
+  struct SavedEntry {
+    MsixMessage message;
+    bool masked = true;
+    bool pending = false;
+  };
+  struct SavedState {
+    bool enabled = false;
+    bool function_masked = false;
+    std::vector<SavedEntry> entries;
+  };
+  nlohmann::json save_state() const;
+  void load_state(const nlohmann::json& state, const std::string& what);
+  // load_state in two steps, for an owner that checks all of its state before changing any.
+  SavedState checked_state(const nlohmann::json& state, const std::string& what) const;
+  void apply_state(const SavedState& state);
 
  private:
   struct Entry {

@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdio>
 #include <string>
 
 #include "base/error.h"
+#include "snapshot/state_json.h"
 
 namespace kdom::devices::pci {
 namespace {
@@ -13,6 +15,12 @@ namespace {
 // Command bits a guest may change: I/O, memory, bus master, parity error response, SERR#,
 // interrupt disable.
 constexpr uint16_t kCommandWritable = 0x0547;
+
+std::string hex_value(uint32_t value, int digits) {
+  char text[16];
+  std::snprintf(text, sizeof(text), "%0*x", digits, value);
+  return text;
+}
 
 }  // namespace
 
@@ -223,6 +231,59 @@ uint16_t PciDevice::command() const {
 uint8_t PciDevice::interrupt_line() const {
   std::lock_guard lock(config_mutex_);
   return config_[kInterruptLineOffset];
+}
+
+nlohmann::json PciDevice::save_state() const {
+  std::lock_guard lock(config_mutex_);
+  return {{"config", snapshot::bytes_to_hex(config_)}};
+}
+
+PciDevice::ConfigImage PciDevice::checked_config_state(const nlohmann::json& state, const std::string& what) const {
+  const std::vector<uint8_t> bytes = snapshot::state_bytes(state, "config", what, kConfigSpaceSize);
+  ConfigImage image{};
+  std::copy(bytes.begin(), bytes.end(), image.begin());
+  auto u16_at = [&](uint32_t offset) { return static_cast<uint32_t>(image[offset] | image[offset + 1] << 8); };
+  const uint32_t class_code = image[kClassCodeOffset] | image[kClassCodeOffset + 1] << 8 | image[kClassCodeOffset + 2] << 16;
+  struct IdField {
+    const char* name;
+    uint32_t saved, ours;
+    int digits;
+  };
+  const IdField id_fields[] = {
+      {"vendor id", u16_at(kVendorIdOffset), ids_.vendor_id, 4},
+      {"device id", u16_at(kDeviceIdOffset), ids_.device_id, 4},
+      {"class code", class_code, ids_.class_code, 6},
+      {"subsystem vendor id", u16_at(kSubsystemVendorIdOffset), ids_.subsystem_vendor_id, 4},
+      {"subsystem id", u16_at(kSubsystemIdOffset), ids_.subsystem_id, 4},
+  };
+  for (const auto& field : id_fields) {
+    if (field.saved != field.ours)
+      throw snapshot::StateError("saved state of " + what + ": 'config' is of another device (" + field.name + " " +
+                                 hex_value(field.saved, field.digits) + ", this device's is " +
+                                 hex_value(field.ours, field.digits) + ")");
+  }
+  std::lock_guard lock(config_mutex_);
+  for (uint32_t offset = 0; offset < kConfigSpaceSize; ++offset) {
+    if ((image[offset] ^ config_[offset]) & ~writable_[offset])
+      throw snapshot::StateError("saved state of " + what + ": 'config' byte 0x" + hex_value(offset, 2) +
+                                 " differs from this device's in read-only bits (another layout)");
+  }
+  return image;
+}
+
+void PciDevice::apply_config_state(const ConfigImage& image) {
+  std::lock_guard lock(config_mutex_);
+  config_ = image;
+  // A BAR caught in the middle of sizing has reported nothing yet: the guest's next write
+  // (its address) is reported as a move from 0.
+  for (int index = 0; index < kBarCount; ++index) {
+    const auto i = static_cast<size_t>(index);
+    reported_address_[i] = bars_[i].size == 0 || bar_is_sizing_probe(index) ? 0 : bar_address_locked(index);
+  }
+}
+
+void PciDevice::load_state(const nlohmann::json& state, const std::string& what) {
+  apply_config_state(checked_config_state(state, what));
 }
 
 }  // namespace kdom::devices::pci

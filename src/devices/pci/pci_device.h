@@ -11,6 +11,9 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <string>
+
+#include <nlohmann/json.hpp>
 
 namespace kdom::devices::pci {
 
@@ -100,7 +103,23 @@ class PciDevice {
   uint8_t interrupt_line() const;
   const PciIds& ids() const { return ids_; }
 
+  // Save and restore: {"config": the 256 bytes of config space as hex}. The BARs' addresses,
+  // the command register and every capability's writable bytes (MSI-X control included) are
+  // in it. load_state refuses (snapshot::StateError naming `what` and the field, nothing
+  // changed) a state of another device (vendor, device, class or subsystem ids) or one whose
+  // read-only bits differ from this device's (another layout of capabilities or BARs). The
+  // BARs then decode at the loaded addresses; the BAR hook is not called (the owner
+  // re-registers what it keeps at BAR addresses itself).
+  nlohmann::json save_state() const;
+  void load_state(const nlohmann::json& state, const std::string& what);
+
  protected:
+  using ConfigImage = std::array<uint8_t, kConfigSpaceSize>;
+  // load_state in two steps, for a derived class that checks all of its own state before it
+  // changes any: the checked image, then applying it (which cannot fail).
+  ConfigImage checked_config_state(const nlohmann::json& state, const std::string& what) const;
+  void apply_config_state(const ConfigImage& image);
+
   // Called after each guest write, with the config lock held, for the written range.
   virtual void config_written(uint32_t /*offset*/, uint32_t /*length*/) {}
   // Called before each guest read, with the config lock held, so a derived class can fill in
