@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "snapshot/state_json.h"
 
 namespace kdom::devices::virtio {
 namespace {
@@ -330,6 +331,10 @@ void VirtioPci::activate() {
     fail(error.what());
     return;
   }
+  start_device(std::move(queues));
+}
+
+void VirtioPci::start_device(std::vector<std::shared_ptr<Virtqueue>> queues) {
   active_queues_ = queues;
   activated_ = true;
   try {
@@ -430,6 +435,211 @@ void VirtioPci::signal(uint16_t vector, uint8_t isr_bit) {
   const bool asserted = isr_ != 0;
   isr_ = static_cast<uint8_t>(isr_ | isr_bit);
   if (intx_ && !asserted) intx_->set_level(true);
+}
+
+void VirtioPci::quiesce() {
+  std::lock_guard lock(mutex_);
+  if (activated_) device_->quiesce();
+}
+
+void VirtioPci::resume() {
+  std::lock_guard lock(mutex_);
+  if (activated_) device_->resume();
+}
+
+bool VirtioPci::active() const {
+  std::lock_guard lock(mutex_);
+  return activated_;
+}
+
+bool VirtioPci::unplugged() const {
+  std::lock_guard lock(mutex_);
+  return unplugged_;
+}
+
+nlohmann::json VirtioPci::save_state() const {
+  nlohmann::json state;
+  state["device_type"] = static_cast<uint16_t>(device_->type());
+  state["pci"] = PciDevice::save_state();
+  state["msix"] = msix_.save_state();
+  std::lock_guard lock(mutex_);
+  state["device_feature_select"] = device_feature_select_;
+  state["driver_feature_select"] = driver_feature_select_;
+  state["driver_features"] = driver_features_;
+  state["msix_config"] = msix_config_.load();
+  state["status"] = status_.load();
+  state["config_generation"] = config_generation_.load();
+  state["queue_select"] = queue_select_;
+  {
+    std::lock_guard irq_lock(irq_mutex_);
+    state["isr"] = isr_;
+  }
+  nlohmann::json queues = nlohmann::json::array();
+  for (size_t i = 0; i < queues_.size(); ++i) {
+    const Queue& queue = queues_[i];
+    nlohmann::json ring = nullptr;
+    if (i < active_queues_.size() && active_queues_[i]) {
+      const VirtqueueState indices = active_queues_[i]->save();
+      ring = {{"next_avail", indices.next_avail}, {"next_used", indices.next_used}};
+    }
+    queues.push_back({{"size", queue.size},
+                      {"msix_vector", queue.msix_vector.load()},
+                      {"enabled", queue.enabled},
+                      {"desc", queue.desc},
+                      {"driver", queue.driver},
+                      {"device", queue.device},
+                      {"ring", std::move(ring)}});
+  }
+  state["queues"] = std::move(queues);
+  state["device"] = device_->save_state();
+  return state;
+}
+
+namespace {
+
+// Everything a load changes in the common configuration, checked before any of it is.
+struct SavedQueue {
+  uint16_t size = 0;
+  uint16_t msix_vector = pci::kMsixNoVector;
+  bool enabled = false;
+  uint64_t desc = 0, driver = 0, device = 0;
+};
+
+std::string hex64(uint64_t value) {
+  char text[24];
+  std::snprintf(text, sizeof(text), "%#llx", static_cast<unsigned long long>(value));
+  return text;
+}
+
+}  // namespace
+
+void VirtioPci::load_state(const nlohmann::json& state, const std::string& what) {
+  using snapshot::StateError;
+  {
+    std::lock_guard lock(mutex_);
+    if (activated_ || status_.load() != 0 || unplugged_)
+      throw Error("the state of " + what + " can only be loaded into a freshly built device");
+  }
+  const uint64_t saved_type = snapshot::state_u64(state, "device_type", what, UINT16_MAX);
+  if (saved_type != static_cast<uint16_t>(device_->type()))
+    throw StateError("saved state of " + what + ": 'device_type' is " + std::to_string(saved_type) + ", this device is " +
+                     std::to_string(static_cast<int>(device_->type())));
+
+  const ConfigImage config = checked_config_state(snapshot::state_object(state, "pci", what), what);
+  const pci::MsixTable::SavedState msix = msix_.checked_state(snapshot::state_object(state, "msix", what), what);
+  // The capability's message control is the guest's view of the same two bits.
+  const uint16_t control = static_cast<uint16_t>(config[msix_capability_ + 2u] | config[msix_capability_ + 3u] << 8);
+  if (msix.enabled != ((control & pci::kMsixControlEnable) != 0) ||
+      msix.function_masked != ((control & pci::kMsixControlFunctionMask) != 0))
+    throw StateError("saved state of " + what + ": 'msix' enable and function mask differ from its config space's");
+
+  auto vector_field = [&](const nlohmann::json& from, const std::string& key, const std::string& where) {
+    const auto vector = static_cast<uint16_t>(snapshot::state_u64(from, key, where, UINT16_MAX));
+    if (vector != pci::kMsixNoVector && vector >= msix_.size())
+      throw StateError("saved state of " + where + ": '" + key + "' is vector " + std::to_string(vector) +
+                       ", the MSI-X table has " + std::to_string(msix_.size()));
+    return vector;
+  };
+  const auto device_feature_select =
+      static_cast<uint32_t>(snapshot::state_u64(state, "device_feature_select", what, UINT32_MAX));
+  const auto driver_feature_select =
+      static_cast<uint32_t>(snapshot::state_u64(state, "driver_feature_select", what, UINT32_MAX));
+  const uint64_t driver_features = snapshot::state_u64(state, "driver_features", what);
+  const uint16_t msix_config = vector_field(state, "msix_config", what);
+  const auto status = static_cast<uint8_t>(snapshot::state_u64(state, "status", what, UINT8_MAX));
+  const auto config_generation = static_cast<uint8_t>(snapshot::state_u64(state, "config_generation", what, UINT8_MAX));
+  const auto queue_select = static_cast<uint16_t>(snapshot::state_u64(state, "queue_select", what, UINT16_MAX));
+  const auto isr = static_cast<uint8_t>(snapshot::state_u64(state, "isr", what, kIsrQueue | kIsrConfig));
+
+  constexpr uint8_t kKnownStatus =
+      kStatusAcknowledge | kStatusDriver | kStatusDriverOk | kStatusFeaturesOk | kStatusDeviceNeedsReset | kStatusFailed;
+  if (status & ~kKnownStatus)
+    throw StateError("saved state of " + what + ": 'status' " + hex64(status) + " has bits virtio does not define");
+  // The live transport never lets these through (set_status), so a state that has them was
+  // not saved by it.
+  if ((status & kStatusFeaturesOk) && (driver_features & ~offered_features_))
+    throw StateError("saved state of " + what + ": 'driver_features' has " + hex64(driver_features & ~offered_features_) +
+                     ", which the device does not offer");
+  if ((status & kStatusFeaturesOk) && !(driver_features & kFeatureVersion1))
+    throw StateError("saved state of " + what + ": 'driver_features' lacks VERSION_1 with FEATURES_OK set");
+  const bool starts = (status & kStatusDriverOk) && !(status & (kStatusDeviceNeedsReset | kStatusFailed));
+  if (starts && !(status & kStatusFeaturesOk))
+    throw StateError("saved state of " + what + ": 'status' has DRIVER_OK without FEATURES_OK");
+
+  const nlohmann::json& saved_queues = snapshot::state_array(state, "queues", what);
+  if (saved_queues.size() != num_queues_)
+    throw StateError("saved state of " + what + ": 'queues' has " + std::to_string(saved_queues.size()) +
+                     " queues, the device " + std::to_string(num_queues_));
+  std::vector<SavedQueue> queues(num_queues_);
+  std::vector<std::shared_ptr<Virtqueue>> virtqueues(num_queues_);
+  for (uint16_t i = 0; i < num_queues_; ++i) {
+    const nlohmann::json& saved = saved_queues[i];
+    const std::string where = what + " queue " + std::to_string(i);
+    SavedQueue& queue = queues[i];
+    queue.size = static_cast<uint16_t>(snapshot::state_u64(saved, "size", where, UINT16_MAX));
+    queue.msix_vector = vector_field(saved, "msix_vector", where);
+    queue.enabled = snapshot::state_bool(saved, "enabled", where);
+    queue.desc = snapshot::state_u64(saved, "desc", where);
+    queue.driver = snapshot::state_u64(saved, "driver", where);
+    queue.device = snapshot::state_u64(saved, "device", where);
+    const bool served = starts && queue.enabled;
+    const auto ring = saved.find("ring");
+    if (!served) {
+      if (ring != saved.end() && !ring->is_null())
+        throw StateError("saved state of " + where + ": 'ring' is given for a queue the device does not serve");
+      continue;
+    }
+    const uint16_t max_size = queues_[i].max_size;
+    if (queue.size == 0 || queue.size > max_size)
+      throw StateError("saved state of " + where + ": 'size' is " + std::to_string(queue.size) + " (maximum " +
+                       std::to_string(max_size) + ")");
+    const nlohmann::json& indices = snapshot::state_object(saved, "ring", where);
+    VirtqueueState ring_state;
+    ring_state.config.size = queue.size;
+    ring_state.config.descriptor_table = queue.desc;
+    ring_state.config.avail_ring = queue.driver;
+    ring_state.config.used_ring = queue.device;
+    ring_state.config.event_idx = (driver_features & kFeatureRingEventIdx) != 0;
+    ring_state.config.indirect_desc = (driver_features & kFeatureRingIndirectDesc) != 0;
+    ring_state.next_avail = static_cast<uint16_t>(snapshot::state_u64(indices, "next_avail", where, UINT16_MAX));
+    ring_state.next_used = static_cast<uint16_t>(snapshot::state_u64(indices, "next_used", where, UINT16_MAX));
+    auto virtqueue = std::make_shared<Virtqueue>(memory_, ring_state.config);
+    try {
+      virtqueue->restore(ring_state);  // checks the size and the rings against guest memory
+    } catch (const VirtqueueError& error) {
+      throw StateError("saved state of " + where + ": " + error.what());
+    }
+    virtqueues[i] = std::move(virtqueue);
+  }
+  // The device checks its own state and keeps it only when all of it is good; after this
+  // nothing can fail.
+  device_->load_state(snapshot::state_object(state, "device", what));
+
+  apply_config_state(config);
+  msix_.apply_state(msix);
+  std::lock_guard lock(mutex_);
+  device_feature_select_ = device_feature_select;
+  driver_feature_select_ = driver_feature_select;
+  driver_features_ = driver_features;
+  msix_config_ = msix_config;
+  status_ = status;
+  config_generation_ = config_generation;
+  queue_select_ = queue_select;
+  for (uint16_t i = 0; i < num_queues_; ++i) {
+    queues_[i].size = queues[i].size;
+    queues_[i].msix_vector = queues[i].msix_vector;
+    queues_[i].enabled = queues[i].enabled;
+    queues_[i].desc = queues[i].desc;
+    queues_[i].driver = queues[i].driver;
+    queues_[i].device = queues[i].device;
+  }
+  {
+    std::lock_guard irq_lock(irq_mutex_);
+    isr_ = isr;
+    // INTx stays asserted until the driver reads the ISR.
+    if (intx_ && isr_ != 0 && !msix.enabled) intx_->set_level(true);
+  }
+  if (starts) start_device(std::move(virtqueues));
 }
 
 }  // namespace kdom::devices::virtio

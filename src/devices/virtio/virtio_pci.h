@@ -20,7 +20,10 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "base/log.h"
 #include "devices/bus.h"
@@ -127,6 +130,33 @@ class VirtioPci : public pci::PciDevice, public BusDevice {
   // (a write of 0 to the status, read back as 0) but nothing more.
   void unplug();
 
+  // Save and restore (docs/snapshot-format.md). quiesce()/resume(): the device's pause point
+  // (VirtioDevice::quiesce), passed on while the device is active; in the device event loop's
+  // thread, with the vCPUs stopped.
+  void quiesce();
+  void resume();
+  // The transport's whole state, the device's own under "device" (call while quiesced or not
+  // active): {"device_type", "pci": PciDevice::save_state, "msix": MsixTable::save_state,
+  // "device_feature_select", "driver_feature_select", "driver_features", "msix_config",
+  // "status", "config_generation", "queue_select", "isr", "queues": [{"size", "msix_vector",
+  // "enabled", "desc", "driver", "device", "ring": {"next_avail", "next_used"} for a queue
+  // the device serves, else null}], "device": VirtioDevice::save_state}.
+  nlohmann::json save_state() const;
+  // Loads a state save_state gave into a freshly built transport (never activated, status 0)
+  // before the vCPUs run. Everything is checked first (ids and read-only config bits, MSI-X
+  // table size, vectors against it, status bits, features against those offered, queue sizes
+  // against the maxima, ring addresses against guest memory), then the device's own
+  // load_state runs; a bad field throws snapshot::StateError naming `what` and the field,
+  // with the transport and the device unchanged. A saved status with DRIVER_OK (and neither
+  // DEVICE_NEEDS_RESET nor FAILED) then starts the device as DRIVER_OK does, its queues
+  // carrying on from the saved indices. The BAR hook is not called: the owner re-registers
+  // what it keeps at the BAR's address.
+  void load_state(const nlohmann::json& state, const std::string& what);
+  // Whether the device is serving its queues (started by DRIVER_OK or a load, not reset since).
+  bool active() const;
+  // Whether unplug() has come: the device is no longer the domain's.
+  bool unplugged() const;
+
   uint8_t device_status() const { return status_.load(); }
   uint64_t driver_features() const;
   const pci::MsixTable& msix() const { return msix_; }
@@ -156,6 +186,9 @@ class VirtioPci : public pci::PciDevice, public BusDevice {
   void set_status(uint8_t value);
   bool features_acceptable() const;
   void activate();
+  // The end of activation, shared by DRIVER_OK and a load: hands the built queues to the
+  // device (mutex_ held).
+  void start_device(std::vector<std::shared_ptr<Virtqueue>> queues);
   void fail(const std::string& reason);
   void reset_locked();
   uint16_t checked_vector(uint16_t vector) const;
