@@ -8,6 +8,7 @@
 #include "base/error.h"
 #include "base/eventfd.h"
 #include "base/log.h"
+#include "snapshot/state_json.h"
 #include "vmm/vm_config_json.h"
 
 namespace kdom::vmm {
@@ -97,6 +98,25 @@ nlohmann::json DeviceHotplug::list() const {
                        {"slot", device.slot},
                        {"state", detaching_.count(device.slot) ? "detaching" : "attached"}});
   return {{"ok", true}, {"devices", devices}};
+}
+
+nlohmann::json DeviceHotplug::save_state() {
+  finish_ejects();
+  return {{"registers", controller_->save_state()}, {"detaching", detaching_}};
+}
+
+void DeviceHotplug::load_state(const nlohmann::json& state) {
+  const std::string what = "PCI hot-plug";
+  const nlohmann::json& registers = snapshot::state_object(state, "registers", what);
+  const nlohmann::json& slots = snapshot::state_array(state, "detaching", what);
+  std::set<int> detaching;
+  for (const auto& slot : slots) {
+    if (!slot.is_number_unsigned() || slot.get<uint64_t>() < 1 || slot.get<uint64_t>() > 31)
+      throw snapshot::StateError("saved state of " + what + ": 'detaching' holds " + slot.dump() + ", not a slot 1-31");
+    detaching.insert(slot.get<int>());
+  }
+  controller_->load_state(registers);
+  detaching_ = std::move(detaching);
 }
 
 void DeviceHotplug::on_eject(int slot) {

@@ -41,7 +41,7 @@ class DeviceHotplug {
   DeviceHotplug& operator=(const DeviceHotplug&) = delete;
 
   // The hot-plug registers, for the I/O bus at AcpiConfig::pci_hotplug_port.
-  std::shared_ptr<devices::BusDevice> registers() const { return controller_; }
+  std::shared_ptr<devices::pci::PciHotplugController> registers() const { return controller_; }
 
   // The control socket's device requests (control_requests.h), in the event loop's thread:
   //   {"op":"disk-attach","disk":{..a vm.json disks[] item, with an id..}} -> {"ok":true,"id":..,"slot":..}
@@ -51,6 +51,15 @@ class DeviceHotplug {
   //                         "state":"attached"|"detaching"}]}
   // Throws Error (one line) for a request that cannot be done; nothing changes then.
   nlohmann::json handle(const std::string& op, const nlohmann::json& request);
+
+  // Save and restore, in the event loop's thread with the vCPUs stopped:
+  // {"registers": PciHotplugController::save_state, "detaching": [slots whose removal the
+  // guest was asked for]}. save_state first finishes the ejects the guest has made (their
+  // devices leave the bus and the domain), so call it before PciDevices::save_state and
+  // VirtioDevices::current_disks_and_nets. load_state refuses (snapshot::StateError, nothing
+  // changed) a slot outside 1-31 or a register bit for slot 0.
+  nlohmann::json save_state();
+  void load_state(const nlohmann::json& state);
 
  private:
   nlohmann::json attach(const std::string& kind, const nlohmann::json& request);

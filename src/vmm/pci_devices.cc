@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "base/eventfd.h"
+#include "snapshot/state_json.h"
 
 namespace kdom::vmm {
 
@@ -97,8 +98,10 @@ PciDevices::~PciDevices() {
   for (auto& slot : virtio_) unregister_notifiers(*slot);
 }
 
-int PciDevices::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> device, bool hot_plugged) {
+int PciDevices::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> device, const std::string& id,
+                           bool hot_plugged, int wanted_slot) {
   auto slot = std::make_shared<VirtioSlot>();
+  slot->id = id;
   auto queue_count = device->queue_max_sizes().size();
   slot->msix = std::make_shared<KvmMsix>(msi_);
   slot->transport = std::make_shared<devices::virtio::VirtioPci>(device, memory_, slot->msix);
@@ -142,7 +145,12 @@ int PciDevices::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> device
   });
   std::lock_guard lock(mutex_);
   try {
-    slot->slot = root_->add(slot->transport);
+    if (wanted_slot == 0) {
+      slot->slot = root_->add(slot->transport);
+    } else {
+      root_->add_at(wanted_slot, slot->transport);
+      slot->slot = wanted_slot;
+    }
   } catch (...) {
     {
       std::lock_guard notifiers(notifier_mutex_);
@@ -208,6 +216,105 @@ std::vector<std::string> PciDevices::describe_virtio() const {
     lines.insert(lines.end(), device_lines.begin(), device_lines.end());
   }
   return lines;
+}
+
+void PciDevices::quiesce() {
+  std::lock_guard lock(mutex_);
+  for (const auto& slot : virtio_)
+    if (slot->visible) slot->transport->quiesce();
+}
+
+void PciDevices::resume() {
+  std::lock_guard lock(mutex_);
+  for (const auto& slot : virtio_)
+    if (slot->visible) slot->transport->resume();
+}
+
+nlohmann::json PciDevices::save_state() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::shared_ptr<VirtioSlot>> slots = virtio_;
+  std::sort(slots.begin(), slots.end(), [](const auto& a, const auto& b) { return a->slot < b->slot; });
+  nlohmann::json devices = nlohmann::json::array();
+  for (const auto& slot : slots) {
+    if (!slot->visible || slot->transport->unplugged()) continue;
+    devices.push_back({{"slot", slot->slot},
+                       {"id", slot->id},
+                       {"device_type", static_cast<uint16_t>(slot->transport->device().type())},
+                       {"transport", slot->transport->save_state()}});
+  }
+  return {{"devices", std::move(devices)}};
+}
+
+void PciDevices::load_state(const nlohmann::json& state) {
+  using snapshot::StateError;
+  const std::string what = "PCI bus";
+  std::vector<std::shared_ptr<VirtioSlot>> slots;
+  {
+    std::lock_guard lock(mutex_);
+    slots = virtio_;
+  }
+  std::erase_if(slots, [](const auto& slot) { return !slot->visible || slot->transport->unplugged(); });
+  const nlohmann::json& saved = snapshot::state_array(state, "devices", what);
+  // First that the bus holds what was saved, slot by slot.
+  std::vector<std::pair<std::shared_ptr<VirtioSlot>, const nlohmann::json*>> loads;
+  std::vector<bool> matched(slots.size(), false);
+  for (size_t i = 0; i < saved.size(); ++i) {
+    const std::string where = what + " device " + std::to_string(i);
+    const auto number = static_cast<int>(snapshot::state_u64(saved[i], "slot", where, devices::pci::kSlotCount - 1));
+    const std::string id = snapshot::state_string(saved[i], "id", where);
+    const uint64_t type = snapshot::state_u64(saved[i], "device_type", where, UINT16_MAX);
+    const std::string named = "PCI slot " + std::to_string(number) + (id.empty() ? "" : " ('" + id + "')");
+    auto it = std::find_if(slots.begin(), slots.end(), [&](const auto& slot) { return slot->slot == number; });
+    if (it == slots.end()) throw StateError("saved state of " + what + ": " + named + " has no device here");
+    const size_t index = static_cast<size_t>(it - slots.begin());
+    if (matched[index]) throw StateError("saved state of " + what + ": " + named + " is saved twice");
+    matched[index] = true;
+    const auto& slot = *it;
+    if (slot->id != id)
+      throw StateError("saved state of " + what + ": " + named + " holds '" + slot->id + "' here");
+    const auto here = static_cast<uint16_t>(slot->transport->device().type());
+    if (type != here)
+      throw StateError("saved state of " + what + ": " + named + " held virtio device type " + std::to_string(type) +
+                       ", here type " + std::to_string(here));
+    loads.emplace_back(slot, &snapshot::state_object(saved[i], "transport", where));
+  }
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (!matched[i])
+      throw StateError("saved state of " + what + ": PCI slot " + std::to_string(slots[i]->slot) + " ('" +
+                       slots[i]->id + "') has no saved state");
+  }
+  for (const auto& [slot, transport_state] : loads) {
+    const std::string named = "virtio-pci slot " + std::to_string(slot->slot) + (slot->id.empty() ? "" : " '" + slot->id + "'");
+    slot->transport->load_state(*transport_state, named);
+    {
+      std::lock_guard lock(notifier_mutex_);
+      if (slot->removed) continue;
+      unregister_notifiers(*slot);
+      const uint64_t address = slot->transport->bar_address(devices::virtio::VirtioPci::kBarIndex);
+      if (address != 0) register_notifiers(*slot, address);
+    }
+    if (slot->transport->active())
+      for (const auto& fd : slot->notify_fds) signal_eventfd(fd.get());
+  }
+}
+
+std::map<std::string, int> PciDevices::saved_slots(const nlohmann::json& state) {
+  using snapshot::StateError;
+  const std::string what = "PCI bus";
+  std::map<std::string, int> slots;
+  std::vector<bool> used(devices::pci::kSlotCount, false);
+  const nlohmann::json& saved = snapshot::state_array(state, "devices", what);
+  for (size_t i = 0; i < saved.size(); ++i) {
+    const std::string where = what + " device " + std::to_string(i);
+    const auto slot = static_cast<int>(snapshot::state_u64(saved[i], "slot", where, devices::pci::kSlotCount - 1));
+    const std::string id = snapshot::state_string(saved[i], "id", where);
+    if (slot == 0) throw StateError("saved state of " + where + ": 'slot' is 0, the host bridge's");
+    if (id.empty()) throw StateError("saved state of " + where + ": 'id' is empty");
+    if (used[static_cast<size_t>(slot)]) throw StateError("saved state of " + where + ": slot " + std::to_string(slot) + " is saved twice");
+    if (!slots.emplace(id, slot).second) throw StateError("saved state of " + where + ": id '" + id + "' is saved twice");
+    used[static_cast<size_t>(slot)] = true;
+  }
+  return slots;
 }
 
 void PciDevices::register_notifiers(VirtioSlot& slot, uint64_t bar_address) {

@@ -8,9 +8,13 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "base/unique_fd.h"
 #include "devices/bus.h"
@@ -31,10 +35,13 @@ class PciDevices {
   ~PciDevices();
 
   // Puts a virtio device on the bus and returns its slot; throws Error when the bus or the MMIO
-  // window is full. Before the vCPUs run, or in the event loop's thread. A device there at boot
+  // window is full. Before the vCPUs run, or in the event loop's thread. `id` is the domain's
+  // name for the device (VirtioDevices'), kept for save and restore. A device there at boot
   // gets its BAR assigned, as firmware would; a hot-plugged one (`hot_plugged`) starts with its
-  // BAR at 0, as hardware does, and the guest's OS assigns it.
-  int add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> device, bool hot_plugged = false);
+  // BAR at 0, as hardware does, and the guest's OS assigns it. `slot` 0 takes the lowest free
+  // slot; 1-31 that slot (a restore puts each device where it was), Error if it is taken.
+  int add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> device, const std::string& id,
+                 bool hot_plugged = false, int slot = 0);
   // Takes the device in `slot` off the bus (config space and MMIO) at once, from any thread (a
   // vCPU's eject); false when the slot has no virtio device. remove() must follow.
   bool hide(int slot);
@@ -49,6 +56,30 @@ class PciDevices {
   // Each virtio device's state for a debugging dump (VirtioPci::describe_state).
   std::vector<std::string> describe_virtio() const;
 
+  // Save and restore, in the event loop's thread (or before it runs) with the vCPUs stopped.
+  // quiesce()/resume(): every virtio device's pause point (VirtioPci::quiesce).
+  void quiesce();
+  void resume();
+  // {"devices": [{"slot", "id", "device_type", "transport": VirtioPci::save_state}]}, each
+  // virtio device on the bus by slot. A device that has left the domain (stopped by a forced
+  // removal, or ejected by the guest and not yet removed) is not saved: the restored guest
+  // finds its slot empty.
+  nlohmann::json save_state() const;
+  // Loads save_state's document into a bus built for the restore (the same devices with the
+  // same ids in the same slots: VirtioDevices::attach with slots), before the vCPUs run. A
+  // saved slot with no device here, a device here with no saved slot, or a different id or
+  // kind of device, is refused (snapshot::StateError) before any device is changed; then each
+  // device's state is loaded (a bad one throws naming its slot and id: the bus is then partly
+  // loaded and the domain must be thrown away). Afterwards MMIO and the queue notifiers
+  // (ioeventfds) work at the loaded BAR addresses, the MSI-X vectors that can deliver are
+  // routed, and every queue of a started device is notified once, since a notification the
+  // driver gave just before the save may not have been served.
+  void load_state(const nlohmann::json& state);
+  // The slot of each id in save_state's document, for VirtioDevices::attach on a restore.
+  // Throws snapshot::StateError for a malformed document, an empty id, or an id or slot (1-31)
+  // saved twice.
+  static std::map<std::string, int> saved_slots(const nlohmann::json& state);
+
   // The BusDevice for ports 0xCF8-0xCFF (forwarding 0xCF9 to `reset_control`).
   std::shared_ptr<devices::BusDevice> config_io(std::shared_ptr<devices::BusDevice> reset_control);
   // The BusDevice for the PCI MMIO window, to register at kPciMmioWindowStart.
@@ -62,6 +93,7 @@ class PciDevices {
   class KvmMsix;
   struct VirtioSlot {
     int slot = 0;
+    std::string id;
     std::shared_ptr<devices::virtio::VirtioPci> transport;
     std::shared_ptr<KvmMsix> msix;
     std::vector<UniqueFd> notify_fds;  // one per queue

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
+#include <set>
 #include <vector>
 
 #include "base/error.h"
@@ -24,24 +25,54 @@ namespace {
 constexpr uint64_t kMiB = 1024 * 1024;
 }  // namespace
 
+namespace {
+
+// Hands out the ids of devices the user did not name: never one the user gave another device,
+// and the same ids for the same config (a restore builds its devices from the saved config).
+class IdChooser {
+ public:
+  explicit IdChooser(const VmConfig& config) {
+    for (const auto& disk : config.disks) taken_.insert(disk.id);
+    for (const auto& net : config.nets) taken_.insert(net.id);
+    if (config.hvc) taken_.insert(config.hvc->id);
+    if (config.vsock) taken_.insert(config.vsock->id);
+    if (config.balloon) taken_.insert(config.balloon->id);
+  }
+  // The user's id when given, else `base` itself or with the lowest number that is free.
+  std::string choose(const std::string& given, const std::string& base, bool always_numbered) {
+    if (!given.empty()) return given;
+    std::string id = always_numbered ? base + "0" : base;
+    for (unsigned n = 1; taken_.count(id); ++n) id = base + std::to_string(n);
+    taken_.insert(id);
+    return id;
+  }
+
+ private:
+  std::set<std::string> taken_;
+};
+
+}  // namespace
+
 VirtioDevices::VirtioDevices(const VmConfig& config, EventLoop& events) : events_(events) {
+  IdChooser ids(config);
   for (const auto& disk : config.disks) {
-    auto device = make_disk(disk);
-    disks_.emplace_back(disk.id, device);
-    devices_.push_back(device);
+    Disk entry{disk, make_disk(disk)};
+    entry.config.id = ids.choose(disk.id, "disk", true);
+    devices_.push_back({entry.config.id, "disk", entry.device});
+    disks_.push_back(std::move(entry));
   }
-  if (config.entropy) devices_.push_back(std::make_shared<devices::virtio::EntropyDevice>());
-  if (config.hvc) add_console(*config.hvc);
-  if (config.vsock) add_vsock(*config.vsock);
-  if (config.balloon) add_balloon(*config.balloon);
+  if (config.entropy)
+    devices_.push_back({ids.choose("", "entropy", false), "entropy", std::make_shared<devices::virtio::EntropyDevice>()});
+  if (config.hvc) add_console(*config.hvc, ids.choose(config.hvc->id, "console", false));
+  if (config.vsock) add_vsock(*config.vsock, ids.choose(config.vsock->id, "vsock", false));
+  if (config.balloon) add_balloon(*config.balloon, ids.choose(config.balloon->id, "balloon", false));
   for (size_t index = 0; index < config.nets.size(); ++index) {
-    auto device = add_net(config.nets[index], static_cast<uint32_t>(index));
-    nets_.push_back(device);
-    devices_.push_back(device);
+    Net entry{config.nets[index], nullptr};
+    entry.config.id = ids.choose(config.nets[index].id, "net", true);
+    entry.device = add_net(entry.config, static_cast<uint32_t>(index));
+    devices_.push_back({entry.config.id, "net", entry.device});
+    nets_.push_back(std::move(entry));
   }
-  for (const auto* id : {config.hvc ? &config.hvc->id : nullptr, config.vsock ? &config.vsock->id : nullptr,
-                         config.balloon ? &config.balloon->id : nullptr})
-    if (id && !id->empty()) fixed_ids_.push_back(*id);
 }
 
 std::shared_ptr<devices::virtio::BlockDevice> VirtioDevices::make_disk(const DiskConfig& disk) {
@@ -50,34 +81,55 @@ std::shared_ptr<devices::virtio::BlockDevice> VirtioDevices::make_disk(const Dis
   return std::make_shared<devices::virtio::BlockDevice>(block);
 }
 
+void VirtioDevices::placed(const Member& member, int slot) {
+  if (member.kind == "disk" || member.kind == "net") plugged_.push_back({member.id, member.kind, slot});
+}
+
 void VirtioDevices::attach(PciDevices& pci) {
-  for (const auto& device : devices_) {
-    const int slot = pci.add_virtio(device);
-    for (const auto& [id, disk] : disks_)
-      if (disk == device) plugged_.push_back({id, "disk", slot});
-    for (const auto& net : nets_)
-      if (net == device) plugged_.push_back({net->id(), "net", slot});
+  for (const auto& member : devices_) placed(member, pci.add_virtio(member.device, member.id));
+}
+
+void VirtioDevices::attach(PciDevices& pci, const std::map<std::string, int>& slots) {
+  for (const auto& member : devices_) {
+    if (!slots.count(member.id))
+      throw Error("the saved domain has no " + member.kind + " '" + member.id + "' on its PCI bus");
   }
+  for (const auto& [id, slot] : slots) {
+    if (std::none_of(devices_.begin(), devices_.end(), [&](const Member& m) { return m.id == id; }))
+      throw Error("the saved domain's PCI slot " + std::to_string(slot) + " holds '" + id + "', which this config lacks");
+  }
+  for (const auto& member : devices_) placed(member, pci.add_virtio(member.device, member.id, false, slots.at(member.id)));
 }
 
 std::vector<VirtioDevices::Plugged> VirtioDevices::plugged() const { return plugged_; }
 
+void VirtioDevices::current_disks_and_nets(VmConfig& config) const {
+  config.disks.clear();
+  config.nets.clear();
+  for (const auto& disk : disks_) config.disks.push_back(disk.config);
+  for (const auto& net : nets_) {
+    NetConfig current = net.config;
+    current.mac = net.device->mac();  // a default MAC depends on the NIC's place among others
+    config.nets.push_back(std::move(current));
+  }
+}
+
 void VirtioDevices::check_new_id(const std::string& id) const {
   if (id.empty()) throw Error("a hot-plugged device needs an id");
-  const bool taken = std::any_of(plugged_.begin(), plugged_.end(), [&](const Plugged& p) { return p.id == id; }) ||
-                     std::find(fixed_ids_.begin(), fixed_ids_.end(), id) != fixed_ids_.end();
-  if (taken) throw Error("the domain already has a device with id '" + id + "'");
+  if (std::any_of(devices_.begin(), devices_.end(), [&](const Member& m) { return m.id == id; }))
+    throw Error("the domain already has a device with id '" + id + "'");
 }
 
 int VirtioDevices::plug_disk(const DiskConfig& config, PciDevices& pci) {
   check_new_id(config.id);
   std::error_code error;
-  for (const auto& [id, disk] : disks_)
-    if (disk->path() == config.path || std::filesystem::equivalent(disk->path(), config.path, error))
-      throw Error("disk image '" + config.path + "' is attached already (as '" + id + "')");
+  for (const auto& disk : disks_)
+    if (disk.device->path() == config.path || std::filesystem::equivalent(disk.device->path(), config.path, error))
+      throw Error("disk image '" + config.path + "' is attached already (as '" + disk.config.id + "')");
   auto device = make_disk(config);
-  const int slot = pci.add_virtio(device, /*hot_plugged=*/true);
-  disks_.emplace_back(config.id, device);
+  const int slot = pci.add_virtio(device, config.id, /*hot_plugged=*/true);
+  disks_.push_back({config, device});
+  devices_.push_back({config.id, "disk", device});
   plugged_.push_back({config.id, "disk", slot});
   return slot;
 }
@@ -88,40 +140,38 @@ int VirtioDevices::plug_net(const NetConfig& config, PciDevices& pci) {
   uint32_t index = static_cast<uint32_t>(nets_.size());
   auto in_use = [&](uint32_t candidate) {
     return std::any_of(nets_.begin(), nets_.end(),
-                       [&](const auto& net) { return net->mac() == devices::virtio::default_mac(candidate); });
+                       [&](const Net& net) { return net.device->mac() == devices::virtio::default_mac(candidate); });
   };
   while (!config.mac && in_use(index)) ++index;
   auto device = add_net(config, index);
   int slot = 0;
   try {
-    slot = pci.add_virtio(device, /*hot_plugged=*/true);
+    slot = pci.add_virtio(device, config.id, /*hot_plugged=*/true);
   } catch (...) {
     device->reset();  // its TAP leaves the event loop
     throw;
   }
-  nets_.push_back(device);
+  nets_.push_back({config, device});
+  devices_.push_back({config.id, "net", device});
   plugged_.push_back({config.id, "net", slot});
   return slot;
 }
 
 void VirtioDevices::forget(const std::string& id) {
   // The last references go: the image is closed (its lock released), the TAP too.
-  std::erase_if(devices_, [&](const auto& device) {
-    return std::any_of(disks_.begin(), disks_.end(), [&](const auto& d) { return d.first == id && d.second == device; }) ||
-           std::any_of(nets_.begin(), nets_.end(), [&](const auto& n) { return n->id() == id && n == device; });
-  });
+  std::erase_if(devices_, [&](const Member& m) { return m.id == id && (m.kind == "disk" || m.kind == "net"); });
   std::erase_if(plugged_, [&](const Plugged& p) { return p.id == id; });
-  std::erase_if(disks_, [&](const auto& disk) { return disk.first == id; });
-  std::erase_if(nets_, [&](const auto& net) { return net->id() == id; });
+  std::erase_if(disks_, [&](const Disk& disk) { return disk.config.id == id; });
+  std::erase_if(nets_, [&](const Net& net) { return net.config.id == id; });
 }
 
-void VirtioDevices::add_console(const VirtioConsoleConfig& config) {
+void VirtioDevices::add_console(const VirtioConsoleConfig& config, const std::string& id) {
   hvc_console_ = std::make_unique<Console>(config.backend);
   if (!hvc_console_->pty_path().empty()) log_line("hvc0 on " + hvc_console_->pty_path());
   Console* host = hvc_console_.get();
   auto device = std::make_shared<devices::virtio::ConsoleDevice>(
       [host](std::span<const uint8_t> bytes) { host->write(bytes); });
-  devices_.push_back(device);
+  devices_.push_back({id, "console", device});
   int fd = host->input_fd();
   if (fd < 0) return;
   // Host input is read in the device event loop, never in a vCPU thread.
@@ -151,22 +201,22 @@ void VirtioDevices::add_console(const VirtioConsoleConfig& config) {
   }
 }
 
-void VirtioDevices::add_vsock(const VsockConfig& config) {
+void VirtioDevices::add_vsock(const VsockConfig& config, const std::string& id) {
   auto vsock = std::make_shared<devices::virtio::VsockDevice>(
       devices::virtio::VsockDeviceConfig{config.guest_cid, config.socket_path});
-  devices_.push_back(vsock);
+  devices_.push_back({id, "vsock", vsock});
   // The device's host sockets are served in the device event loop.
   events_.add(vsock->backend_fd(), [vsock] { vsock->process_backend(); });
   log_line("vsock: guest CID " + std::to_string(config.guest_cid) + ", host side on " + config.socket_path);
 }
 
-void VirtioDevices::add_balloon(const BalloonConfig& config) {
+void VirtioDevices::add_balloon(const BalloonConfig& config, const std::string& id) {
   devices::virtio::BalloonDeviceConfig balloon;
   balloon.target_pages = static_cast<uint32_t>(config.target_mib * (kMiB / devices::virtio::kBalloonPageSize));
   balloon.deflate_on_oom = config.deflate_on_oom;
   balloon.free_page_reporting = config.free_page_reporting;
   balloon_ = std::make_shared<devices::virtio::BalloonDevice>(balloon);
-  devices_.push_back(balloon_);
+  devices_.push_back({id, "balloon", balloon_});
   if (config.stats_seconds == 0) return;
   balloon_stats_timer_.reset(
       check_syscall(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), "timerfd_create"));
@@ -202,7 +252,8 @@ std::shared_ptr<devices::virtio::NetDevice> VirtioDevices::add_net(const NetConf
 
 nlohmann::json VirtioDevices::stats() const {
   nlohmann::json disks = nlohmann::json::array(), nets = nlohmann::json::array();
-  for (const auto& [id, device] : disks_) {
+  for (const auto& [config, device] : disks_) {
+    const auto& id = config.id;
     const auto counters = device->counters().snapshot();
     nlohmann::json buckets = nlohmann::json::array();
     for (size_t i = 0; i < counters.latency_buckets.size(); ++i) {
@@ -222,7 +273,7 @@ nlohmann::json VirtioDevices::stats() const {
                      {"latency_buckets", buckets},
                      {"latency_sum_ns", counters.latency_sum_ns}});
   }
-  for (const auto& device : nets_) {
+  for (const auto& [config, device] : nets_) {
     const auto stats = device->stats();
     nets.push_back({{"id", device->id()},
                     {"mac", devices::virtio::format_mac(device->mac())},

@@ -6,7 +6,9 @@
 // Disks and NICs may also be plugged in and taken out while the domain runs (DeviceHotplug).
 #pragma once
 
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "base/unique_fd.h"
@@ -26,11 +28,18 @@ class VirtioDevices {
  public:
   // Builds every device `config` asks for; throws Error naming the one that cannot be made
   // (a missing disk image, a TAP in use, a vsock socket path that exists...). `events` must
-  // be stopped before this object goes.
+  // be stopped before this object goes. Every device gets an id, stable for the same config:
+  // the user's, or for a device without one "disk<N>", "net<N>" (N counting from 0 among the
+  // unnamed ones), "entropy", "console", "vsock", "balloon", each with a number appended
+  // while the user already gave another device that id.
   VirtioDevices(const VmConfig& config, EventLoop& events);
 
-  // Puts every device on `pci`, in the fixed order above.
+  // Puts every device on `pci`, in the fixed order above, each in the lowest free slot.
   void attach(PciDevices& pci);
+  // On a restore: puts every device on `pci` in the slot `slots` gives for its id (the saved
+  // domain's, PciDevices::saved_slots). Throws Error when a device has no slot there, or an id
+  // there has no device here (the config and the saved bus disagree), before adding any.
+  void attach(PciDevices& pci, const std::map<std::string, int>& slots);
 
   // The disks and NICs, with their ids and PCI slots. What follows is for the event loop's
   // thread (or before it starts).
@@ -40,6 +49,10 @@ class VirtioDevices {
     int slot = 0;
   };
   std::vector<Plugged> plugged() const;
+  // Writes into `config`'s disks and nets the disks and NICs on the bus now, in bus order:
+  // those plugged in while the domain ran included, those taken out gone, each with its id
+  // (as above) and each NIC with the MAC the guest sees. For a save's config record.
+  void current_disks_and_nets(VmConfig& config) const;
   // Builds a disk or NIC and puts it on `pci` as a hot-plugged device; returns its slot. Throws
   // Error naming the problem (an id in use, an image attached already or missing, a TAP that
   // cannot be opened, no free slot) with nothing changed.
@@ -56,21 +69,35 @@ class VirtioDevices {
   nlohmann::json stats() const;
 
  private:
-  void add_console(const VirtioConsoleConfig& config);
-  void add_vsock(const VsockConfig& config);
-  void add_balloon(const BalloonConfig& config);
+  struct Member {
+    std::string id;
+    std::string kind;  // "disk", "net", "entropy", "console", "vsock", "balloon"
+    std::shared_ptr<devices::virtio::VirtioDevice> device;
+  };
+  struct Disk {
+    DiskConfig config;  // with the device's id
+    std::shared_ptr<devices::virtio::BlockDevice> device;
+  };
+  struct Net {
+    NetConfig config;  // with the device's id
+    std::shared_ptr<devices::virtio::NetDevice> device;
+  };
+  void add_console(const VirtioConsoleConfig& config, const std::string& id);
+  void add_vsock(const VsockConfig& config, const std::string& id);
+  void add_balloon(const BalloonConfig& config, const std::string& id);
   std::shared_ptr<devices::virtio::NetDevice> add_net(const NetConfig& config, uint32_t index);
   std::shared_ptr<devices::virtio::BlockDevice> make_disk(const DiskConfig& config);
   void check_new_id(const std::string& id) const;
+  // Records where `member` went on the bus.
+  void placed(const Member& member, int slot);
 
   EventLoop& events_;
-  std::vector<std::shared_ptr<devices::virtio::VirtioDevice>> devices_;  // in bus order
+  std::vector<Member> devices_;  // in bus order
   std::unique_ptr<Console> hvc_console_;  // host side of virtio-console, if any
   std::shared_ptr<devices::virtio::BalloonDevice> balloon_;
-  std::vector<std::pair<std::string, std::shared_ptr<devices::virtio::BlockDevice>>> disks_;  // by id
-  std::vector<std::shared_ptr<devices::virtio::NetDevice>> nets_;
-  std::vector<Plugged> plugged_;           // disks and NICs on the bus
-  std::vector<std::string> fixed_ids_;     // ids of the other devices (console, vsock, balloon)
+  std::vector<Disk> disks_;
+  std::vector<Net> nets_;
+  std::vector<Plugged> plugged_;  // disks and NICs on the bus
   UniqueFd balloon_stats_timer_;  // timerfd: ask the guest for fresh balloon statistics
 };
 
