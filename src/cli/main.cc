@@ -31,9 +31,11 @@ namespace {
 constexpr const char* kUsage =
     "usage: kdom run [--kernel PATH] [--initrd PATH] [--cmdline STR] [--memory MiB] [--vcpus N]\n"
     "                [--console stdio|pty|none|file:PATH]\n"
+    "       kdom run --restore FILE [--paused] [--control PATH] [--console ...] [--config FILE]\n"
     "       kdom run --help\n"
     "       kdom balloon --control PATH set MIB | stats\n"
     "       kdom shutdown --control PATH [--wait SECONDS]\n"
+    "       kdom save [-c] [-p] --control PATH FILE\n"
     "       kdom --version\n"
     "The domains of kdomd (DOM: a name or an id), as with xl; each verb has --help:\n"
     "       kdom [--socket PATH] create [-p] [-c] [-n] CFG [key=value...]\n"
@@ -54,6 +56,7 @@ constexpr const char* kUsage =
     "       kdom [--socket PATH] block-attach DOM DISK-SPEC | block-detach [-f] [-w S] DOM VDEV | block-list DOM...\n"
     "       kdom [--socket PATH] network-attach DOM VIF-SPEC | network-detach [-f] [-w S] DOM DEVID|MAC\n"
     "                                 | network-list DOM...   (specs as xl.cfg's disk= and vif= items)\n"
+    "       kdom [--socket PATH] save [-c] [-p] DOM FILE | restore [-p] FILE [name=NEWNAME]\n"
     "kdomd's socket: --socket PATH, else $KDOM_SOCKET, else /run/kdom/kdomd.sock\n";
 
 std::string guest_dir() {

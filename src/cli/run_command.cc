@@ -14,7 +14,9 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "cli/run_options.h"
+#include "snapshot/snapshot_source.h"
 #include "vmm/domain.h"
+#include "vmm/vm_config_json.h"
 
 namespace kdom::cli {
 
@@ -40,6 +42,14 @@ void write_exit_file_or_log(const std::string& path, const vmm::DomainExit& exit
   }
 }
 
+vmm::VmConfig saved_config(const snapshot::SnapshotSource& source) {
+  try {
+    return vmm::vm_config_from_json(source.config());
+  } catch (const std::exception& error) {
+    throw Error("snapshot '" + source.name() + "': its config record: " + error.what());
+  }
+}
+
 }  // namespace
 
 int run_command(const std::vector<std::string>& args, const std::string& guest_dir) {
@@ -58,7 +68,15 @@ int run_command(const std::vector<std::string>& args, const std::string& guest_d
   }
   std::unique_ptr<vmm::Domain> domain;
   try {
-    domain = std::make_unique<vmm::Domain>(parsed.config);
+    if (parsed.restore) {
+      snapshot::SnapshotSource source(*parsed.restore);
+      vmm::VmConfig config = parsed.config_given ? parsed.config : saved_config(source);
+      if (parsed.control_override) config.control_path = *parsed.control_override;
+      if (parsed.console_override) config.console = *parsed.console_override;
+      domain = std::make_unique<vmm::Domain>(config, source, parsed.paused);
+    } else {
+      domain = std::make_unique<vmm::Domain>(parsed.config);
+    }
   } catch (const std::exception& error) {
     write_exit_file_or_log(parsed.exit_file, {vmm::DomainExitKind::kStartFailure, 0, error.what()});
     throw;

@@ -79,6 +79,13 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
   app.add_option("--net", nets, "virtio-net on a TAP: tap=NAME|fd=N[,mac=XX:XX:XX:XX:XX:XX][,id=ID][,bw=BYTES][,pps=N] (repeatable; bw and pps are per-second limits each way)")
       ->take_all();
 
+  std::string restore;
+  auto* restore_option = app.add_option(
+      "--restore", restore,
+      "resume a domain saved with kdom save from this file instead of booting (its saved config; "
+      "--config, --control and --console may replace it)");
+  app.add_flag("--paused", parsed.paused, "with --restore: leave the restored domain paused");
+
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 consumes from the back
   try {
     app.parse(reversed);
@@ -93,6 +100,21 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
   }
 
   if (ready_fd >= 0) parsed.ready_fd = ready_fd;
+  if (restore_option->count() > 0) {
+    for (const CLI::Option* option : app.get_options()) {
+      const std::string name = option->get_name();
+      if (option->count() > 0 && name != "--restore" && name != "--config" && name != "--ready-fd" &&
+          name != "--exit-file" && name != "--paused" && name != "--control" && name != "--console")
+        throw Error("--restore takes the domain from the saved file: " + name + " cannot be given with it");
+    }
+    parsed.restore = restore;
+    parsed.config_given = config_option->count() > 0;
+    if (parsed.config_given) parsed.config = read_config_document(config_file);
+    if (app.get_option("--control")->count() > 0) parsed.control_override = config.control_path;
+    if (app.get_option("--console")->count() > 0) parsed.console_override = vmm::parse_console(console);
+    return parsed;
+  }
+  if (parsed.paused) throw Error("--paused is for --restore");
   if (config_option->count() > 0) {
     for (const CLI::Option* option : app.get_options()) {
       const std::string name = option->get_name();

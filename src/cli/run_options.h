@@ -25,6 +25,14 @@ struct ParsedRun {
   std::optional<int> ready_fd;
   // --exit-file PATH: why the domain stopped, as JSON (vmm::write_exit_file); empty: none.
   std::string exit_file;
+  // --restore FILE: the domain comes from a saved one (kdom save) instead of a boot. Its
+  // config is the saved one unless --config gives another (kdomd does: new sockets and TAPs);
+  // --control and --console, when given, replace the saved ones. --paused: it starts paused.
+  std::optional<std::string> restore;
+  bool config_given = false;
+  bool paused = false;
+  std::optional<std::string> control_override;
+  std::optional<vmm::ConsoleConfig> console_override;
 };
 
 // `args` excludes the program name and the "run" word. Throws Error with one line naming

@@ -24,6 +24,7 @@
 #include "base/error.h"
 #include "base/sse.h"
 #include "cli/shutdown_command.h"
+#include "vmm/control_client.h"
 #include "config/domain_config.h"
 #include "config/xl_cfg.h"
 
@@ -350,6 +351,62 @@ int rename_verb(const std::vector<std::string>& args, const ApiClient& client, X
   app.add_option("NEWNAME", new_name, "its new name")->required();
   if (!parse_verb(app, args, io.out)) return 0;
   client.call("POST", domain_target(dom) + "/rename", json{{"name", new_name}});
+  return 0;
+}
+
+int save_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("save", "Save a domain's whole state to a file, then destroy it (xl save).",
+                 "[-c] [-p] DOM FILE   (a domain of kdom run: kdom save [-c] [-p] --control PATH FILE)");
+  bool keep_running = false, leave_paused = false;
+  std::string control;
+  std::vector<std::string> words;
+  app.add_flag("-c", keep_running, "keep the domain running after the save");
+  app.add_flag("-p", leave_paused, "leave the domain paused after the save");
+  app.add_option("--control", control, "a domain of kdom run: its control socket (then only FILE is given)");
+  app.add_option("DOM FILE", words, "the domain's name or id, and the file to write");
+  if (!parse_verb(app, args, io.out)) return 0;
+  if (keep_running && leave_paused) throw Error("kdom save: -c and -p cannot both be given");
+  const size_t wanted = control.empty() ? 2 : 1;
+  if (words.size() != wanted)
+    throw Error(control.empty() ? "kdom save needs DOM and FILE" : "kdom save --control PATH needs FILE (only)");
+  const std::string path = std::filesystem::absolute(words.back()).lexically_normal().string();
+  if (!control.empty()) {
+    const char* then = keep_running ? "running" : leave_paused ? "paused" : "stop";
+    const json reply = vmm::control_request(control, {{"op", "save"}, {"path", path}, {"then", then}}, 3600);
+    io.err << "saved to " << path << ": " << reply.value("bytes", uint64_t{0}) << " bytes\n";
+    return 0;
+  }
+  const std::string dom = words.front();
+  const std::string then = keep_running ? "running" : leave_paused ? "paused" : "destroy";
+  const json reply = client.call("POST", domain_target(dom) + "/save", json{{"path", path}, {"then", then}});
+  char figures[160];
+  std::snprintf(figures, sizeof(figures), "%.1f MiB in %.2f s (the guest stood still %.2f s)",
+                static_cast<double>(reply.value("bytes", uint64_t{0})) / (1024.0 * 1024.0), reply.value("seconds", 0.0),
+                reply.value("downtime_s", 0.0));
+  io.err << "saved domain " << reply.value("name", dom) << ": " << figures << "; it is "
+         << (then == "destroy" ? "destroyed" : then) << "\n";
+  return 0;
+}
+
+int restore_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("restore", "Bring back a domain saved with kdom save, where it was (xl restore).",
+                 "[-p] FILE [name=NEWNAME]");
+  bool paused = false;
+  std::string file;
+  std::vector<std::string> settings;
+  app.add_flag("-p,--paused", paused, "leave the restored domain paused");
+  app.add_option("FILE", file, "the saved file")->required();
+  app.add_option("SETTINGS", settings, "name=NEWNAME: another name (the saved one may still be in use)");
+  if (!parse_verb(app, args, io.out)) return 0;
+  json request{{"path", std::filesystem::absolute(file).lexically_normal().string()}};
+  for (const auto& setting : settings) {
+    if (setting.rfind("name=", 0) != 0 || setting.size() == 5)
+      throw Error("kdom restore: only name=NEWNAME may be changed on a restore, not '" + setting + "'");
+    request["name"] = setting.substr(5);
+  }
+  const json info = client.call("POST", paused ? "/v1/restore?paused=1" : "/v1/restore", request);
+  io.err << "restored domain " << text_field(info, "name") << " (id " << integer_field(info, "id") << ")"
+         << (paused ? ", paused" : "") << "\n";
   return 0;
 }
 
@@ -889,6 +946,7 @@ constexpr Verb kVerbs[] = {
     {"block-attach", block_attach_verb},     {"block-detach", block_detach_verb},
     {"block-list", block_list_verb},         {"network-attach", network_attach_verb},
     {"network-detach", network_detach_verb}, {"network-list", network_list_verb},
+    {"save", save_verb},                     {"restore", restore_verb},
 };
 
 const Verb* find_verb(const std::string& word) {

@@ -57,52 +57,55 @@ nlohmann::json save_vcpu_state(const kvm::Vcpu& vcpu, const std::vector<uint32_t
           {"tsc_khz", vcpu.tsc_khz()}};
 }
 
-void load_vcpu_state(kvm::Vcpu& vcpu, const nlohmann::json& state, uint64_t elapsed_ns) {
-  const std::string what = "vCPU " + std::to_string(vcpu.id());
-  // Everything is read and checked before KVM is given any of it.
-  if (state_u64(state, "id", what, UINT32_MAX) != vcpu.id()) throw StateError("saved state of " + what + " is another vCPU's");
-  kvm_mp_state mp_state{};
-  mp_state.mp_state = static_cast<uint32_t>(state_u64(state, "mp_state", what, UINT32_MAX));
-  const auto regs = struct_from<kvm_regs>(state, "regs", what);
-  const auto sregs = struct_from<kvm_sregs>(state, "sregs", what);
-  const auto xsave = state_bytes_up_to(state, "xsave", what, kMaxXsaveBytes);
-  if (xsave.size() < 4096) throw StateError("saved state of " + what + ": 'xsave' holds under 4096 bytes");
-  const auto xcrs = struct_from<kvm_xcrs>(state, "xcrs", what);
-  const auto debugregs = struct_from<kvm_debugregs>(state, "debugregs", what);
-  const auto lapic = struct_from<kvm_lapic_state>(state, "lapic", what);
-  const auto events = struct_from<kvm_vcpu_events>(state, "events", what);
-  const auto tsc_khz = static_cast<uint32_t>(state_u64(state, "tsc_khz", what, UINT32_MAX));
-  const auto& saved_msrs = state_array(state, "msrs", what);
-  if (saved_msrs.size() > kMaxMsrs) throw StateError("saved state of " + what + " has too many MSRs");
-  std::vector<std::pair<uint32_t, uint64_t>> msrs;
-  for (const auto& entry : saved_msrs) {
+VcpuState parse_vcpu_state(const nlohmann::json& state, uint32_t id, uint64_t elapsed_ns) {
+  const std::string what = "vCPU " + std::to_string(id);
+  VcpuState parsed;
+  parsed.id = static_cast<uint32_t>(state_u64(state, "id", what, UINT32_MAX));
+  if (parsed.id != id) throw StateError("saved state of " + what + " is vCPU " + std::to_string(parsed.id) + "'s");
+  parsed.mp_state.mp_state = static_cast<uint32_t>(state_u64(state, "mp_state", what, UINT32_MAX));
+  parsed.regs = struct_from<kvm_regs>(state, "regs", what);
+  parsed.sregs = struct_from<kvm_sregs>(state, "sregs", what);
+  parsed.xsave = state_bytes_up_to(state, "xsave", what, kMaxXsaveBytes);
+  if (parsed.xsave.size() < 4096) throw StateError("saved state of " + what + ": 'xsave' holds under 4096 bytes");
+  parsed.xcrs = struct_from<kvm_xcrs>(state, "xcrs", what);
+  parsed.debugregs = struct_from<kvm_debugregs>(state, "debugregs", what);
+  parsed.lapic = struct_from<kvm_lapic_state>(state, "lapic", what);
+  parsed.events = struct_from<kvm_vcpu_events>(state, "events", what);
+  parsed.tsc_khz = static_cast<uint32_t>(state_u64(state, "tsc_khz", what, UINT32_MAX));
+  const auto& msrs = state_array(state, "msrs", what);
+  if (msrs.size() > kMaxMsrs) throw StateError("saved state of " + what + " has more than 4096 MSRs");
+  for (const auto& entry : msrs) {
     if (!entry.is_array() || entry.size() != 2 || !entry[0].is_number_unsigned() || !entry[1].is_number_unsigned() ||
         entry[0].get<uint64_t>() > UINT32_MAX)
       throw StateError("saved state of " + what + ": an MSR entry is not [index, value]");
-    msrs.emplace_back(entry[0].get<uint32_t>(), entry[1].get<uint64_t>());
+    parsed.msrs.emplace_back(entry[0].get<uint32_t>(), entry[1].get<uint64_t>());
   }
   // The TSC first (the TSC deadline is relative to it), moved on by the time saved.
-  for (auto& [index, value] : msrs)
-    if (index == kMsrTsc) value += static_cast<uint64_t>(static_cast<unsigned __int128>(elapsed_ns) * tsc_khz / 1000000);
-  std::stable_partition(msrs.begin(), msrs.end(), [](const auto& msr) { return msr.first == kMsrTsc; });
+  for (auto& [index, value] : parsed.msrs)
+    if (index == kMsrTsc)
+      value += static_cast<uint64_t>(static_cast<unsigned __int128>(elapsed_ns) * parsed.tsc_khz / 1000000);
+  std::stable_partition(parsed.msrs.begin(), parsed.msrs.end(), [](const auto& msr) { return msr.first == kMsrTsc; });
+  return parsed;
+}
 
-  if (tsc_khz != 0 && vcpu.tsc_khz() != tsc_khz) {
+void load_vcpu_state(kvm::Vcpu& vcpu, const VcpuState& state) {
+  if (state.tsc_khz != 0 && vcpu.tsc_khz() != state.tsc_khz) {
     try {
-      vcpu.set_tsc_khz(tsc_khz);
+      vcpu.set_tsc_khz(state.tsc_khz);
     } catch (const std::exception& error) {
-      throw Error("this host cannot run the guest's TSC at its saved " + std::to_string(tsc_khz) + " kHz (" +
+      throw Error("this host cannot run the guest's TSC at its saved " + std::to_string(state.tsc_khz) + " kHz (" +
                   error.what() + ")");
     }
   }
-  vcpu.set_mp_state(mp_state);
-  vcpu.set_regs(regs);
-  vcpu.set_sregs(sregs);
-  vcpu.set_xsave(xsave);
-  vcpu.set_xcrs(xcrs);
-  vcpu.set_debugregs(debugregs);
-  vcpu.set_lapic(lapic);
-  vcpu.set_msrs(msrs);
-  vcpu.set_events(events);
+  vcpu.set_mp_state(state.mp_state);
+  vcpu.set_regs(state.regs);
+  vcpu.set_sregs(state.sregs);
+  vcpu.set_xsave(state.xsave);
+  vcpu.set_xcrs(state.xcrs);
+  vcpu.set_debugregs(state.debugregs);
+  vcpu.set_lapic(state.lapic);
+  vcpu.set_msrs(state.msrs);
+  vcpu.set_events(state.events);
 }
 
 nlohmann::json save_vm_state(const kvm::Vm& vm) {
@@ -114,27 +117,30 @@ nlohmann::json save_vm_state(const kvm::Vm& vm) {
           {"realtime_ns", realtime_ns()}};
 }
 
-uint64_t elapsed_since_save(const nlohmann::json& vm_state) {
-  const uint64_t saved = state_u64(vm_state, "realtime_ns", "the irqchip record");
-  const uint64_t now = realtime_ns();
-  return now > saved ? now - saved : 0;
+uint64_t realtime_now_ns() { return realtime_ns(); }
+
+VmState parse_vm_state(const nlohmann::json& state, uint64_t now_realtime_ns) {
+  const std::string what = "the irqchip record";
+  VmState parsed;
+  parsed.pic_master = struct_from<kvm_irqchip>(state, "pic_master", what);
+  parsed.pic_slave = struct_from<kvm_irqchip>(state, "pic_slave", what);
+  parsed.ioapic = struct_from<kvm_irqchip>(state, "ioapic", what);
+  parsed.pit = struct_from<kvm_pit_state2>(state, "pit", what);
+  if (parsed.pic_master.chip_id != KVM_IRQCHIP_PIC_MASTER || parsed.pic_slave.chip_id != KVM_IRQCHIP_PIC_SLAVE ||
+      parsed.ioapic.chip_id != KVM_IRQCHIP_IOAPIC)
+    throw StateError("saved state of " + what + ": the PIC and IOAPIC states are mixed up");
+  const uint64_t saved_at = state_u64(state, "realtime_ns", what);
+  parsed.elapsed_ns = now_realtime_ns > saved_at ? now_realtime_ns - saved_at : 0;
+  parsed.clock_ns = state_u64(state, "clock_ns", what) + parsed.elapsed_ns;
+  return parsed;
 }
 
-void load_vm_state(kvm::Vm& vm, const nlohmann::json& state, uint64_t elapsed_ns) {
-  const std::string what = "the irqchip record";
-  const auto master = struct_from<kvm_irqchip>(state, "pic_master", what);
-  const auto slave = struct_from<kvm_irqchip>(state, "pic_slave", what);
-  const auto ioapic = struct_from<kvm_irqchip>(state, "ioapic", what);
-  const auto pit = struct_from<kvm_pit_state2>(state, "pit", what);
-  const uint64_t clock = state_u64(state, "clock_ns", what);
-  if (master.chip_id != KVM_IRQCHIP_PIC_MASTER || slave.chip_id != KVM_IRQCHIP_PIC_SLAVE ||
-      ioapic.chip_id != KVM_IRQCHIP_IOAPIC)
-    throw StateError("saved state of " + what + ": the PIC and IOAPIC states are mixed up");
-  vm.set_irqchip(master);
-  vm.set_irqchip(slave);
-  vm.set_irqchip(ioapic);
-  vm.set_pit(pit);
-  vm.set_clock(clock + elapsed_ns);
+void load_vm_state(kvm::Vm& vm, const VmState& state) {
+  vm.set_irqchip(state.pic_master);
+  vm.set_irqchip(state.pic_slave);
+  vm.set_irqchip(state.ioapic);
+  vm.set_pit(state.pit);
+  vm.set_clock(state.clock_ns);
 }
 
 }  // namespace kdom::snapshot

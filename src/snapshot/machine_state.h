@@ -21,16 +21,37 @@ namespace kdom::snapshot {
 // so an I/O instruction it was in is complete). `xsave_bytes`: the VM's XSAVE size.
 nlohmann::json save_vcpu_state(const kvm::Vcpu& vcpu, const std::vector<uint32_t>& msr_indices,
                                size_t xsave_bytes);
-// Loads a state save_vcpu_state gave into a new vCPU (CPUID already set), moving its TSC on by
-// `elapsed_ns` of the saved TSC frequency. Throws StateError for a malformed state, SystemError
-// when KVM refuses a part (naming it).
-void load_vcpu_state(kvm::Vcpu& vcpu, const nlohmann::json& state, uint64_t elapsed_ns);
+// A vCPU's saved state, read and checked (sizes, types), ready for KVM.
+struct VcpuState {
+  uint32_t id = 0;
+  kvm_mp_state mp_state{};
+  kvm_regs regs{};
+  kvm_sregs sregs{};
+  std::vector<uint8_t> xsave;
+  kvm_xcrs xcrs{};
+  kvm_debugregs debugregs{};
+  kvm_lapic_state lapic{};
+  kvm_vcpu_events events{};
+  std::vector<std::pair<uint32_t, uint64_t>> msrs;  // the TSC first
+  uint32_t tsc_khz = 0;
+};
+// Throws StateError naming the field when `state` is not one save_vcpu_state gave for vCPU
+// `id`. The TSC is moved on by `elapsed_ns` at the saved frequency.
+VcpuState parse_vcpu_state(const nlohmann::json& state, uint32_t id, uint64_t elapsed_ns);
+// Gives a new vCPU (CPUID already set) the state; throws Error naming the part KVM refused.
+void load_vcpu_state(kvm::Vcpu& vcpu, const VcpuState& state);
 
 // The PIC, IOAPIC, PIT and KVM clock, with the host's wall-clock time of the save.
 nlohmann::json save_vm_state(const kvm::Vm& vm);
-// The wall-clock nanoseconds since the saved state was taken (0 if the clock went back).
-uint64_t elapsed_since_save(const nlohmann::json& vm_state);
-// Loads the PIC, IOAPIC and PIT, and sets the KVM clock to the saved one plus `elapsed_ns`.
-void load_vm_state(kvm::Vm& vm, const nlohmann::json& state, uint64_t elapsed_ns);
+struct VmState {
+  kvm_irqchip pic_master{}, pic_slave{}, ioapic{};
+  kvm_pit_state2 pit{};
+  uint64_t clock_ns = 0;     // moved on by the time since the save
+  uint64_t elapsed_ns = 0;   // the wall-clock time since the save (0 if the clock went back)
+};
+// Throws StateError naming the field; `now_realtime_ns`: this host's CLOCK_REALTIME now.
+VmState parse_vm_state(const nlohmann::json& state, uint64_t now_realtime_ns);
+uint64_t realtime_now_ns();
+void load_vm_state(kvm::Vm& vm, const VmState& state);
 
 }  // namespace kdom::snapshot

@@ -39,7 +39,11 @@ nlohmann::json parse_json_body(const Record& record, const std::string& what) {
 SnapshotSource::SnapshotSource(const std::string& path)
     : name_(path), fd_(open_for_reading(path)), reader_(fd_.get(), path) {
   host_facts_ = expect_json_record(reader_, RecordType::kHostFacts, name_, "host-facts");
-  config_ = expect_json_record(reader_, RecordType::kConfig, name_, "config");
+  auto config = expect_json_record(reader_, RecordType::kConfig, name_, "config");
+  if (!config.contains("vm") || !config["vm"].is_object())
+    throw StreamError("snapshot '" + name_ + "': its config record has no \"vm\" object");
+  config_ = std::move(config["vm"]);
+  if (config.contains("toolstack")) toolstack_ = std::move(config["toolstack"]);
 }
 
 }  // namespace kdom::snapshot

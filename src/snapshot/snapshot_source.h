@@ -25,7 +25,10 @@ class SnapshotSource {
 
   const std::string& name() const { return name_; }
   const nlohmann::json& host_facts() const { return host_facts_; }
+  // The config record's two parts: the VM config (the document `kdom run --config` takes)
+  // and what the saving toolstack kept there (kdomd: its config of the domain), or null.
   const nlohmann::json& config() const { return config_; }
+  const nlohmann::json& toolstack() const { return toolstack_; }
   // The records after the config, up to the End record.
   StreamReader& reader() { return reader_; }
 
@@ -35,6 +38,7 @@ class SnapshotSource {
   StreamReader reader_;
   nlohmann::json host_facts_;
   nlohmann::json config_;
+  nlohmann::json toolstack_;
 };
 
 }  // namespace kdom::snapshot

@@ -186,6 +186,26 @@ Api::Api(Supervisor& supervisor, Store& store) : supervisor_(supervisor), store_
       {"GET", "/v1/domains/{dom}", [&s](const HttpRequest&, const auto& p) { return HttpReply::json(200, s.info(p[0])); }},
       {"DELETE", "/v1/domains/{dom}",
        [&s](const HttpRequest&, const auto& p) { return HttpReply::json(200, {{"destroyed", s.destroy(p[0])}}); }},
+      {"POST", "/v1/domains/{dom}/save",
+       [&s](const HttpRequest& request, const auto& p) {
+         const json body = body_object(request);
+         if (!body.contains("path") || !body["path"].is_string()) throw Error("the body needs a \"path\" string");
+         const std::string then = body.value("then", json("destroy")).is_string()
+                                      ? body.value("then", std::string("destroy"))
+                                      : throw Error("\"then\" must be \"destroy\", \"running\" or \"paused\"");
+         return HttpReply::json(200, s.save(p[0], body["path"].get<std::string>(), then));
+       }},
+      {"POST", "/v1/restore",
+       [&s](const HttpRequest& request, const auto&) {
+         const json body = body_object(request);
+         if (!body.contains("path") || !body["path"].is_string()) throw Error("the body needs a \"path\" string");
+         std::optional<std::string> name;
+         if (body.contains("name")) {
+           if (!body["name"].is_string()) throw Error("\"name\" must be a string");
+           name = body["name"].get<std::string>();
+         }
+         return HttpReply::json(201, s.restore(body["path"].get<std::string>(), flag(request, "paused"), name));
+       }},
       {"POST", "/v1/domains/{dom}/pause",
        [&s](const HttpRequest&, const auto& p) { return HttpReply::json(200, s.pause(p[0])); }},
       {"POST", "/v1/domains/{dom}/unpause",

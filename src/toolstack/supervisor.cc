@@ -63,19 +63,6 @@ std::optional<ProcessTimes> process_times(pid_t pid) {
   return ProcessTimes{std::stoull(values[11]) + std::stoull(values[12]), std::stoull(values[19])};
 }
 
-std::string make_uuid() {
-  std::random_device random;
-  uint8_t bytes[16];
-  for (auto& byte : bytes) byte = static_cast<uint8_t>(random());
-  bytes[6] = (bytes[6] & 0x0f) | 0x40;  // version 4
-  bytes[8] = (bytes[8] & 0x3f) | 0x80;  // RFC 4122 variant
-  char text[37];
-  std::snprintf(text, sizeof(text), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", bytes[0],
-                bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10],
-                bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]);
-  return text;
-}
-
 // The VMM's account of why it stopped (its --exit-file), or nullopt.
 std::optional<json> read_exit_file(const std::string& path) {
   std::ifstream file(path);
@@ -99,6 +86,19 @@ bool is_domain_id(const std::string& dom) {
 }
 
 }  // namespace
+
+std::string make_uuid() {
+  std::random_device random;
+  uint8_t bytes[16];
+  for (auto& byte : bytes) byte = static_cast<uint8_t>(random());
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;  // version 4
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;  // RFC 4122 variant
+  char text[37];
+  std::snprintf(text, sizeof(text), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", bytes[0],
+                bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10],
+                bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]);
+  return text;
+}
 
 std::vector<std::pair<std::string, std::string>> disk_keys(const config::DiskSpec& disk) {
   return {{"target", disk.target}, {"vdev", disk.vdev}, {"mode", disk.read_only ? "r" : "w"}, {"state", "connected"}};
@@ -252,6 +252,10 @@ json Supervisor::create(const config::DomainConfig& requested, bool paused) {
   config::DomainConfig config = requested;
   if (config.uuid.empty()) config.uuid = make_uuid();
   config::assign_device_names(config);
+  return launch(config, paused, "");
+}
+
+json Supervisor::launch(config::DomainConfig config, bool paused, const std::string& restore_from) {
   config::validate(config);
   // Bad input is found before anything is recorded: the VMM would say so too, but later.
   for (const auto& [what, path] : {std::pair<std::string, std::string>{"kernel", config.kernel},
@@ -283,7 +287,7 @@ json Supervisor::create(const config::DomainConfig& requested, bool paused) {
       if (!vif.bridge.empty()) create_bridged_tap(tap_name(record.id, vif), vif.bridge);
     runtime->console = std::make_shared<ConsoleHub>(runtime->run_dir + "/console.sock", log_path(record.name));
     serve_store_to_guest(record.id, config, runtime->run_dir);
-    start_vmm(*runtime, record, paused);
+    start_vmm(*runtime, record, paused, restore_from);
   } catch (...) {
     // Nothing half-made stays behind: no process, no record, no run directory, no TAP.
     if (runtime->pidfd.valid()) {
@@ -301,7 +305,8 @@ void Supervisor::clean_run_dir(const std::string& run_dir) {
     ::unlink((run_dir + "/" + name).c_str());
 }
 
-void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool paused) {
+void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool paused,
+                           const std::string& restore_from) {
   const config::DomainConfig config = config::domain_config_from_json(record.config);
   clean_run_dir(runtime.run_dir);
   {
@@ -319,6 +324,10 @@ void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool pa
   const std::string log = runtime.run_dir + "/vmm.log";
   std::vector<std::string> words = {paths_.vmm_binary, "run",       "--config",   config_path,
                                     "--ready-fd",      "3",         "--exit-file", exit_path};
+  if (!restore_from.empty()) {
+    words.insert(words.end(), {"--restore", restore_from});
+    if (paused) words.push_back("--paused");
+  }
   std::vector<char*> argv;
   for (auto& word : words) argv.push_back(word.data());
   argv.push_back(nullptr);
@@ -365,7 +374,8 @@ void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool pa
     if (reason.empty())
       reason = polled == 0 ? "it did not say it was ready within " + std::to_string(kReadySeconds) + " s"
                            : "its process ended at once";
-    throw Error("domain '" + record.name + "' did not start: " + reason);
+    throw Error("domain '" + record.name + "' did not " + (restore_from.empty() ? "start" : "restore") + ": " +
+                reason);
   }
   const auto times = process_times(pid);
   registry_.set_process(runtime.id, pid, times ? times->start_ticks : 0, started);

@@ -67,6 +67,8 @@ std::vector<std::pair<std::string, std::string>> vif_keys(const config::VifSpec&
 // What the VMM is given for a disk or NIC of domain `domid` (vmm_net: its TAP, vif<devid>).
 vmm::DiskConfig vmm_disk(const config::DiskSpec& disk);
 vmm::NetConfig vmm_net(uint32_t domid, const config::VifSpec& vif);
+// A random (version 4) UUID, for a domain whose config has none.
+std::string make_uuid();
 
 class Supervisor {
  public:
@@ -85,6 +87,14 @@ class Supervisor {
   void recover();
 
   nlohmann::json create(const config::DomainConfig& config, bool paused);
+  // xl save: the whole domain to the file `path` (absolute; docs/snapshot-format.md), with
+  // this daemon's config of it; then (`then`) the domain is destroyed ("destroy", xl's
+  // default), runs on ("running", -c) or stays paused ("paused", -p). A save that fails leaves
+  // the domain as it was and throws Error saying why.
+  nlohmann::json save(const std::string& dom, const std::string& path, const std::string& then);
+  // xl restore: a new domain from a file save() wrote, carrying on where it was saved (paused
+  // with `paused`), named `name` when given (the saved name may be in use: save -c).
+  nlohmann::json restore(const std::string& path, bool paused, const std::optional<std::string>& name);
   nlohmann::json list();
   nlohmann::json info(const std::string& dom);
   uint32_t destroy(const std::string& dom);
@@ -152,7 +162,11 @@ class Supervisor {
   nlohmann::json stats_of(const DomainRecord& record);
   // Starts the VMM for `record` and waits for it to be ready; throws Error with the VMM's own
   // reason when it fails. Called with runtime.operation held.
-  void start_vmm(Runtime& runtime, const DomainRecord& record, bool paused);
+  // `restore_from`: a snapshot the VMM restores (kdom run --restore) instead of booting.
+  void start_vmm(Runtime& runtime, const DomainRecord& record, bool paused, const std::string& restore_from = "");
+  // create() and restore(): records the domain, makes its TAPs and run directory and starts its
+  // VMM; nothing is left behind when that fails.
+  nlohmann::json launch(config::DomainConfig config, bool paused, const std::string& restore_from);
   void watch(Runtime& runtime);
   // Subscribes to the VMM's events; a VMM that does not answer is logged (its exit file still
   // tells why it stops).

@@ -17,12 +17,12 @@ namespace kdom::vmm {
 
 namespace {
 
-constexpr int kReplyTimeoutSeconds = 10;
+constexpr int kDefaultReplySeconds = 10;
 
 // A connection to the socket at `address`, or -errno.
-int connect_to(const sockaddr_un& address, UniqueFd& fd) {
+int connect_to(const sockaddr_un& address, UniqueFd& fd, int reply_seconds = kDefaultReplySeconds) {
   fd.reset(check_syscall(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
-  timeval timeout{kReplyTimeoutSeconds, 0};
+  timeval timeout{reply_seconds, 0};
   ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
   ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
   return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0 ? 0 : -errno;
@@ -38,9 +38,9 @@ bool control_socket_answers(const std::string& path) {
 namespace {
 
 // A connection to the control socket at `path` with `request` sent on it.
-UniqueFd send_request(const std::string& path, const nlohmann::json& request) {
+UniqueFd send_request(const std::string& path, const nlohmann::json& request, int reply_seconds) {
   UniqueFd fd;
-  if (const int failed = connect_to(unix_socket_address(path, "control socket"), fd); failed != 0) {
+  if (const int failed = connect_to(unix_socket_address(path, "control socket"), fd, reply_seconds); failed != 0) {
     const int error = -failed;
     if (error == ENOENT) throw Error("no control socket at '" + path + "' (start the domain with kdom run --control PATH)");
     if (error == ECONNREFUSED) throw Error("nothing listens on control socket '" + path + "' (has its kdom ended?)");
@@ -58,14 +58,14 @@ UniqueFd send_request(const std::string& path, const nlohmann::json& request) {
 }
 
 // Reads the reply line; with `exactly`, byte by byte so that nothing after it is consumed.
-nlohmann::json read_reply(int fd, const std::string& path, bool exactly) {
+nlohmann::json read_reply(int fd, const std::string& path, bool exactly, int reply_seconds) {
   std::string reply;
   char buffer[4096];
   while (reply.find('\n') == std::string::npos) {
     ssize_t n = ::recv(fd, buffer, exactly ? 1 : sizeof(buffer), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-      throw Error("no reply on control socket '" + path + "' within " + std::to_string(kReplyTimeoutSeconds) + " s");
+      throw Error("no reply on control socket '" + path + "' within " + std::to_string(reply_seconds) + " s");
     if (n < 0) throw SystemError("cannot read from control socket '" + path + "'", errno);
     if (n == 0) break;
     reply.append(buffer, static_cast<size_t>(n));
@@ -84,14 +84,14 @@ nlohmann::json read_reply(int fd, const std::string& path, bool exactly) {
 
 }  // namespace
 
-nlohmann::json control_request(const std::string& path, const nlohmann::json& request) {
-  UniqueFd fd = send_request(path, request);
-  return read_reply(fd.get(), path, /*exactly=*/false);
+nlohmann::json control_request(const std::string& path, const nlohmann::json& request, int reply_seconds) {
+  UniqueFd fd = send_request(path, request, reply_seconds);
+  return read_reply(fd.get(), path, /*exactly=*/false, reply_seconds);
 }
 
 UniqueFd subscribe_to_events(const std::string& path) {
-  UniqueFd fd = send_request(path, {{"op", "events"}});
-  read_reply(fd.get(), path, /*exactly=*/true);
+  UniqueFd fd = send_request(path, {{"op", "events"}}, kDefaultReplySeconds);
+  read_reply(fd.get(), path, /*exactly=*/true, kDefaultReplySeconds);
   return fd;
 }
 

@@ -12,8 +12,9 @@ namespace kdom::vmm {
 
 // Sends one request to the control socket at `path` and returns the reply. Throws Error when
 // the socket is missing, nothing answers, the reply is not JSON, or the reply says ok:false
-// (with the domain's error message).
-nlohmann::json control_request(const std::string& path, const nlohmann::json& request);
+// (with the domain's error message). `reply_seconds`: how long to wait for the reply (a save
+// of a large domain takes a while).
+nlohmann::json control_request(const std::string& path, const nlohmann::json& request, int reply_seconds = 10);
 
 // Subscribes to the domain's events (`{"op":"events"}`): returns the connection, blocking, the
 // reply read and nothing after it, so the next bytes on it are the first event line. Throws

@@ -95,12 +95,15 @@ nlohmann::json ControlRequests::handle(const nlohmann::json& request) {
       return error_reply("save: the request has no \"path\" string");
     std::string then = "running";
     if (auto value = request.find("then"); value != request.end()) {
-      if (!value->is_string() || (*value != "running" && *value != "paused"))
-        return error_reply("save: \"then\" must be \"running\" or \"paused\"");
+      if (!value->is_string() || (*value != "running" && *value != "paused" && *value != "stop"))
+        return error_reply("save: \"then\" must be \"running\", \"paused\" or \"stop\"");
       then = value->get<std::string>();
     }
     try {
-      nlohmann::json reply = actions_.save(path->get<std::string>(), then);
+      nlohmann::json toolstack = request.value("toolstack", nlohmann::json());
+      if (!toolstack.is_null() && !toolstack.is_object())
+        return error_reply("save: \"toolstack\" must be an object");
+      nlohmann::json reply = actions_.save(path->get<std::string>(), then, toolstack);
       reply["ok"] = true;
       return reply;
     } catch (const std::exception& error) {

@@ -23,11 +23,12 @@
 //   {"op":"net-attach","net":{..}}          device_hotplug.h, has the details)
 //   {"op":"device-detach","id":..[,"force":true]} -> {"ok":true,"id":..,"state":"detaching"|"detached"}
 //   {"op":"devices"}                     -> {"ok":true,"devices":[{"id":..,"kind":..,"slot":..,"state":..}]}
-//   {"op":"save","path":..[,"then":"running"|"paused"]}
+//   {"op":"save","path":..[,"then":"running"|"paused"|"stop"][,"toolstack":{..}]}
 //                                        -> {"ok":true,"bytes":..,"pages":..,"zero_pages":..,
 //                                            "seconds":..,"downtime_s":..}: the whole domain
 //                                            written to the file (docs/snapshot-format.md),
-//                                            then running again (default) or left paused; a
+//                                            then running again (default), left paused, or
+//                                            stopped (kdom run exits 0, reason "saved"); a
 //                                            failure leaves the domain as it was, no file
 //   {"op":"events"}                      -> {"ok":true}, then the connection carries one event
 //                                            line after another, {"event":..,"time":unix s,..}:
@@ -83,7 +84,10 @@ struct DomainActions {
   std::function<nlohmann::json(const std::string& op, const nlohmann::json& request)> devices;
   // Saves the whole domain to a file (`path`), then leaves it running or paused (`then`);
   // returns the reply's figures. Throws Error with the domain as it was.
-  std::function<nlohmann::json(const std::string& path, const std::string& then)> save;
+  // `toolstack`: what the caller (kdomd) keeps in the snapshot's config record for its own
+  // restore (its domain config), or null.
+  std::function<nlohmann::json(const std::string& path, const std::string& then, const nlohmann::json& toolstack)>
+      save;
 };
 
 class ControlRequests {

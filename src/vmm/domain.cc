@@ -30,11 +30,10 @@
 #include "base/log.h"
 #include "devices/legacy/acpi_sleep.h"
 #include "devices/legacy/boot_timer.h"
-#include "devices/legacy/cmos_rtc.h"
 #include "devices/legacy/debug_exit.h"
-#include "devices/legacy/i8042.h"
 #include "devices/legacy/pvpanic.h"
 #include "devices/legacy/reset_control.h"
+#include "snapshot/host_facts.h"
 #include "vmm/kvm_interrupt_line.h"
 #include "vmm/vcpu_report.h"
 
@@ -133,6 +132,7 @@ const char* exit_kind_name(DomainExitKind kind) {
     case DomainExitKind::kVcpuFailure: return "vcpu-failure";
     case DomainExitKind::kSignal: return "signal";
     case DomainExitKind::kStartFailure: return "start-failure";
+    case DomainExitKind::kSaved: return "saved";
   }
   return "vcpu-failure";
 }
@@ -171,13 +171,20 @@ void write_exit_file(const std::string& path, const DomainExit& exit) {
   }
 }
 
+namespace {
+
+void check_memory_fits_host(const VmConfig& config) {
+  const uint64_t host_bytes = host_memory_bytes();
+  if (config.memory_mib * kMiB > host_bytes)
+    throw Error("--memory " + std::to_string(config.memory_mib) + " MiB is more than this host has (" +
+                std::to_string(host_bytes / kMiB) + " MiB)");
+}
+
+}  // namespace
+
 Domain::Domain(const VmConfig& config) : config_(config) {
   validate(config_);
-  uint64_t host_bytes = host_memory_bytes();
-  if (config_.memory_mib * kMiB > host_bytes)
-    throw Error("--memory " + std::to_string(config_.memory_mib) + " MiB is more than this host has (" +
-                std::to_string(host_bytes / kMiB) + " MiB)");
-
+  check_memory_fits_host(config_);
   std::vector<uint8_t> kernel = read_file(config_.kernel_path, "kernel");
   std::optional<std::vector<uint8_t>> initrd;
   if (config_.initrd_path) initrd = read_file(*config_.initrd_path, "initrd");
@@ -189,13 +196,7 @@ Domain::Domain(const VmConfig& config) : config_(config) {
   if (host_kvm_is_pvm() && is_linux_kernel(kernel, format))
     log_line("warning: this host's KVM is kvm_pvm (software-assisted), on which a stock Linux kernel will not "
              "boot; use a host with hardware virtualization (see scripts/test-host.sh)");
-  // Socket input is read in the device loop, which starts with run(): uart_ exists by then.
-  console_ = std::make_unique<Console>(config_.console, &device_events_,
-                                       [this](std::span<const uint8_t> bytes) { uart_->enqueue_input(bytes); });
-  if (!console_->pty_path().empty()) log_line("console on " + console_->pty_path());
-  if (config_.console.kind == ConsoleKind::kSocket) log_line("console on socket " + config_.console.path);
-  virtio_ = std::make_unique<VirtioDevices>(config_, device_events_);
-  start_control();
+  open_host_side();
 
   memory_ = std::make_unique<GuestMemory>(x86::ram_ranges(ram_bytes));
   x86::AcpiConfig acpi;
@@ -218,6 +219,43 @@ Domain::Domain(const VmConfig& config) : config_(config) {
   x86::BootEntry boot = x86::load_boot_images(*memory_, ram_bytes, images, tables.rsdp_address);
 
   kvm_ = std::make_unique<kvm::KvmSystem>();
+  build(std::nullopt);
+  virtio_->attach(*pci_);
+  x86::setup_boot_vcpu(*vcpus_[0], *memory_, boot);
+  log_line("booting " + std::string(x86::kernel_format_name(format)) + " " + config_.kernel_path + ", " +
+           std::to_string(config_.memory_mib) + " MiB, " + std::to_string(config_.vcpus) + " vCPU(s)");
+}
+
+Domain::Domain(const VmConfig& config, snapshot::SnapshotSource& source, bool start_paused) : config_(config) {
+  validate(config_);
+  check_memory_fits_host(config_);
+  kvm_ = std::make_unique<kvm::KvmSystem>();
+  // Before anything is built: a host that lacks what the guest uses is the first thing to say.
+  snapshot::check_cpu_model(source.host_facts(), kvm_->supported_cpuid());
+  open_host_side();
+  memory_ = std::make_unique<GuestMemory>(x86::ram_ranges(config_.memory_mib * kMiB));
+  build(snapshot::guest_cpuid_of(source.host_facts()));
+  restore_state(source);
+  if (start_paused) {
+    pause_requested_ = true;
+    pause_pending_ = true;
+    pci_->quiesce();
+  }
+  log_line("restored from " + source.name() + ", " + std::to_string(config_.memory_mib) + " MiB, " +
+           std::to_string(config_.vcpus) + " vCPU(s)" + (start_paused ? ", paused" : ""));
+}
+
+void Domain::open_host_side() {
+  // Socket input is read in the device loop, which starts with run(): uart_ exists by then.
+  console_ = std::make_unique<Console>(config_.console, &device_events_,
+                                       [this](std::span<const uint8_t> bytes) { uart_->enqueue_input(bytes); });
+  if (!console_->pty_path().empty()) log_line("console on " + console_->pty_path());
+  if (config_.console.kind == ConsoleKind::kSocket) log_line("console on socket " + config_.console.path);
+  virtio_ = std::make_unique<VirtioDevices>(config_, device_events_);
+  start_control();
+}
+
+void Domain::build(std::optional<std::vector<kvm_cpuid_entry2>> saved_cpuid) {
   int max_vcpus = kvm_->max_vcpus();
   if (config_.vcpus > static_cast<uint32_t>(max_vcpus))
     throw Error("--vcpus " + std::to_string(config_.vcpus) + " is above this host's KVM limit of " +
@@ -233,17 +271,18 @@ Domain::Domain(const VmConfig& config) : config_(config) {
 
   build_devices();
 
-  auto supported = kvm_->supported_cpuid();
+  // A restored guest keeps the CPU model it was started with (its vCPU 0 table, each vCPU's
+  // own APIC ids filled in again), not this host's.
+  const auto cpuid_base = saved_cpuid ? *saved_cpuid : kvm_->supported_cpuid();
   for (uint32_t id = 0; id < config_.vcpus; ++id) {
     auto vcpu = std::make_unique<kvm::Vcpu>(*kvm_, *vm_, id);
-    x86::setup_vcpu_common(*vcpu, x86::vcpu_cpuid(supported, id, config_.vcpus));
-    if (id == 0) x86::setup_boot_vcpu(*vcpu, *memory_, boot);
+    auto cpuid = x86::vcpu_cpuid(cpuid_base, id, config_.vcpus);
+    x86::setup_vcpu_common(*vcpu, cpuid);
+    if (id == 0) guest_cpuid_ = std::move(cpuid);
     vcpus_.push_back(std::move(vcpu));
     vcpu_counters_.push_back(std::make_unique<VcpuCounters>());
   }
   wake_fd_.reset(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"));
-  log_line("booting " + std::string(x86::kernel_format_name(format)) + " " + config_.kernel_path + ", " +
-           std::to_string(config_.memory_mib) + " MiB, " + std::to_string(config_.vcpus) + " vCPU(s)");
 }
 
 Domain::~Domain() {
@@ -257,12 +296,13 @@ void Domain::build_devices() {
   uart_ = std::make_shared<devices::Uart8250>(std::make_shared<KvmInterruptLine>(*vm_, kComIrq),
                                               [console](uint8_t byte) { console->write_byte(byte); });
   io_bus_.add(kComBase, devices::Uart8250::kRegisterCount, uart_);
-  io_bus_.add(devices::I8042::kBase, devices::I8042::kLength, std::make_shared<devices::I8042>(events));
-  io_bus_.add(devices::CmosRtc::kBase, devices::CmosRtc::kLength, std::make_shared<devices::CmosRtc>());
+  i8042_ = std::make_shared<devices::I8042>(events);
+  io_bus_.add(devices::I8042::kBase, devices::I8042::kLength, i8042_);
+  rtc_ = std::make_shared<devices::CmosRtc>();
+  io_bus_.add(devices::CmosRtc::kBase, devices::CmosRtc::kLength, rtc_);
   io_bus_.add(devices::DebugExit::kBase, devices::DebugExit::kLength, std::make_shared<devices::DebugExit>(events));
   msi_ = std::make_unique<MsiRouter>(*vm_, x86::default_irqchip_routes(), x86::kFirstMsiGsi);
   pci_ = std::make_unique<PciDevices>(*vm_, *memory_, device_events_, *msi_);
-  virtio_->attach(*pci_);
   hotplug_ = std::make_unique<DeviceHotplug>(*pci_, *virtio_, device_events_,
                                              std::make_shared<KvmInterruptLine>(*vm_, kPciHotplugGsi),
                                              [this](const std::string& event, const nlohmann::json& details) {
@@ -307,6 +347,9 @@ void Domain::start_control() {
     return hotplug_->handle(op, request);
   };
   actions.reboot = [this] { request_exit({DomainExitKind::kReboot, 0, "reboot requested by the host"}); };
+  actions.save = [this](const std::string& path, const std::string& then, const nlohmann::json& toolstack) {
+    return save(path, then, toolstack);
+  };
   control_requests_ = std::make_unique<ControlRequests>(virtio_->balloon(), config_.memory_mib, std::move(actions));
   event_stream_ = std::make_unique<EventStream>(device_events_);
   control_ = std::make_unique<ControlSocket>(config_.control_path, device_events_, *control_requests_,
@@ -468,6 +511,11 @@ void Domain::vcpu_thread(kvm::Vcpu& vcpu) {
   try {
     while (!stopping_) {
       if (pause_pending_) {
+        // Entered once more with immediate_exit set, KVM completes an I/O instruction whose
+        // exit was just handled and returns at once: a parked vCPU is never mid-instruction,
+        // so its saved registers are whole.
+        vcpu.set_immediate_exit(true);
+        vcpu.run();
         park(vcpu);
         continue;
       }
@@ -516,6 +564,8 @@ void Domain::pause_vcpus() {
     throw Error("not every vCPU stopped within " + std::to_string(kPauseTimeout.count()) + " s; still running");
   }
   lock.unlock();
+  // Then the devices' own threads: the whole domain stands still (the save's pause point).
+  if (newly_paused) pci_->quiesce();
   log_line("paused");
   if (newly_paused) publish_event("paused");
 }
@@ -524,6 +574,10 @@ void Domain::unpause_vcpus() {
   {
     std::lock_guard lock(pause_mutex_);
     if (!pause_requested_) return;
+  }
+  pci_->resume();
+  {
+    std::lock_guard lock(pause_mutex_);
     pause_requested_ = false;
     pause_pending_ = false;
   }

@@ -16,12 +16,16 @@
 #include "base/unique_fd.h"
 #include "devices/bus.h"
 #include "devices/guest_event.h"
+#include "devices/legacy/cmos_rtc.h"
+#include "devices/legacy/i8042.h"
 #include "devices/legacy/uart8250.h"
 #include "devices/power_button.h"
 #include "kvm/system.h"
 #include "kvm/vcpu.h"
 #include "kvm/vm.h"
 #include "memory/guest_memory.h"
+#include "snapshot/memory_records.h"
+#include "snapshot/snapshot_source.h"
 #include "vmm/console.h"
 #include "vmm/control_requests.h"
 #include "vmm/control_socket.h"
@@ -49,6 +53,12 @@ class Domain {
   // TAPs, sockets) is opened and checked before KVM is touched, so bad input is reported as
   // such on any host, with KVM or without.
   explicit Domain(const VmConfig& config);
+  // Restores a saved domain (kdom restore) instead of booting one: `config` is the saved one
+  // (source.config()) or one the caller built from it with new host-side paths and TAPs; the
+  // guest's RAM, vCPUs, irqchip and devices come from `source`, checked as they are read (a
+  // CPU this host lacks, a damaged record, a device the config does not have: Error, nothing
+  // runs). With `start_paused` the vCPUs wait for an unpause.
+  Domain(const VmConfig& config, snapshot::SnapshotSource& source, bool start_paused);
   ~Domain();
   Domain(const Domain&) = delete;
   Domain& operator=(const Domain&) = delete;
@@ -62,7 +72,22 @@ class Domain {
   std::shared_ptr<devices::virtio::BalloonDevice> balloon() const { return virtio_->balloon(); }
 
  private:
+  // The console, the virtio devices' host sides and the control socket: what the user named,
+  // opened before KVM is touched.
+  void open_host_side();
+  // Everything but the guest's RAM contents and vCPU state, for a boot and a restore alike.
+  void build(std::optional<std::vector<kvm_cpuid_entry2>> saved_cpuid);
+  // The legacy devices and the PCI bus; the virtio devices are attached to it afterwards (a
+  // restore puts each in its saved slot).
   void build_devices();
+  // Save and restore (domain_snapshot.cc). save(): the control socket's `save` op, in the
+  // device loop's thread: the whole domain to `path`, then running again (`then` "running")
+  // or left paused ("paused"); a domain paused before stays paused. A failure (disk full...)
+  // removes the partial file, leaves the domain as it was and throws Error saying why.
+  // `toolstack` goes into the config record as is (kdomd's own config of the domain).
+  nlohmann::json save(const std::string& path, const std::string& then, const nlohmann::json& toolstack);
+  snapshot::MemoryCounts write_snapshot(snapshot::StreamWriter& writer, const nlohmann::json& toolstack);
+  void restore_state(snapshot::SnapshotSource& source);
   void start_control();
   // To the control socket's event subscribers, if there is a control socket; any thread.
   void publish_event(const std::string& name, const nlohmann::json& details = nullptr);
@@ -104,12 +129,15 @@ class Domain {
   std::unique_ptr<VirtioDevices> virtio_;  // attached to pci_; host sides served in device_events_
   std::unique_ptr<DeviceHotplug> hotplug_;  // changes pci_ and virtio_ while the vCPUs run
   std::atomic<bool> hotplug_ready_{false};  // set once hotplug_ exists (control thread)
+  std::shared_ptr<devices::CmosRtc> rtc_;
+  std::shared_ptr<devices::I8042> i8042_;
   std::unique_ptr<devices::PowerButton> power_button_;
   std::atomic<bool> power_button_ready_{false};  // set once power_button_ exists (control thread)
   std::unique_ptr<ControlRequests> control_requests_;
   std::unique_ptr<EventStream> event_stream_;  // served in device_events_; null without control
   std::unique_ptr<ControlSocket> control_;  // served in device_events_, declared after it
   std::vector<std::unique_ptr<kvm::Vcpu>> vcpus_;
+  std::vector<kvm_cpuid_entry2> guest_cpuid_;  // vCPU 0's CPUID: the guest's CPU model
   std::vector<std::thread> threads_;
   // Per vCPU: its thread's id (for the daemon's vcpu-list and vcpu-pin) and its exits by
   // reason, counted by its own thread.

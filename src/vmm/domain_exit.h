@@ -12,7 +12,8 @@
 namespace kdom::vmm {
 
 // kStartFailure: the domain could not be built (bad input, no KVM...); only in exit files.
-enum class DomainExitKind { kPowerOff, kReboot, kPanic, kDebugExit, kVcpuFailure, kSignal, kStartFailure };
+// kSaved: saved to a file (the control socket's save with "then":"stop"), to be restored.
+enum class DomainExitKind { kPowerOff, kReboot, kPanic, kDebugExit, kVcpuFailure, kSignal, kStartFailure, kSaved };
 
 struct DomainExit {
   DomainExitKind kind = DomainExitKind::kPowerOff;
@@ -29,12 +30,13 @@ inline int exit_status(const DomainExit& exit) {
     case DomainExitKind::kVcpuFailure: return 1;
     case DomainExitKind::kSignal: return 128 + static_cast<int>(exit.code);
     case DomainExitKind::kStartFailure: return 1;
+    case DomainExitKind::kSaved: return 0;
   }
   return 1;
 }
 
 // The exit file's "reason": poweroff, reboot, crash, debug-exit, vcpu-failure, signal,
-// start-failure.
+// start-failure, saved.
 const char* exit_kind_name(DomainExitKind kind);
 
 // {"reason":..,"code":N,"message":"one line","exit_status":N}

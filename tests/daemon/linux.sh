@@ -7,9 +7,11 @@
 # `kdom reboot` with on_reboot=restart booting the same domain again, the store from inside a
 # guest over vsock (its own keys, not another's, its quota, watches both ways), and the
 # figures: kdom top (batch and on a tmux terminal), vcpu-list and vcpu-pin, /metrics (promtool),
-# and hot-plug: a second ext4 disk and a second NIC added to and taken from a running guest
+# hot-plug: a second ext4 disk and a second NIC added to and taken from a running guest
 # (block-/network-attach, -list, -detach, the NIC's forced), with the events, store keys and bad
-# input.
+# input; and save/restore: a guest counting on its disk, console and a TCP connection saved
+# (to a full file system first: refused, runs on), restored without a reboot, its count, TCP
+# stream, date and disk (fsck) intact, then saved with -c.
 #   linux.sh KDOM KDOMD GUEST_DIR
 set -uo pipefail
 if [ -z "${KDOM_IN_NETNS:-}" ]; then
@@ -208,6 +210,71 @@ kill "$hp_events" 2>/dev/null
 
 "$kdom" destroy boots
 check destroy "kdom destroy: gone" -- domain_absent boots
+
+# Save and restore (xl save, xl restore): a guest counting on its disk, its console and a TCP
+# connection to the host is saved to a file, destroyed, restored, and counts on.
+truncate -s 64M "$work/counter.img"
+mkfs.ext4 -q -F "$work/counter.img"
+nc -l -p 7000 >"$work/ticks.out" 2>/dev/null &
+cat >"$work/sr.cfg" <<EOF
+name = "sr"
+memory = 256
+kernel = "$guest/vmlinuz"
+ramdisk = "$guest/initramfs.cpio.gz"
+extra = "console=ttyS0 kdom.action=counter kdom.ip=10.0.9.3/24 kdom.peer=10.0.9.1"
+disk = [ '$work/counter.img,raw,xvda,rw' ]
+vif = [ 'bridge=kdombr0' ]
+on_poweroff = "destroy"
+EOF
+"$kdom" create "$work/sr.cfg" >/dev/null 2>&1
+counts() { sed -n 's/.*kdom-guest: counter \([0-9]*\) epoch=.*/\1/p' "$work/log/sr.log"; }
+last_count() { counts | tail -n 1; }
+counted_to() { [ "$(last_count)" -ge "$1" ] 2>/dev/null; }
+consecutive() { awk 'NR > 1 && $1 != prev + 1 { bad = 1 } { prev = $1 } END { exit bad || NR == 0 }'; }
+check sr-counts "the counting guest runs" -- wait_for 240 counted_to 4
+mkdir -p "$work/full"
+mount -t tmpfs -o size=1m tmpfs "$work/full"
+refused "$work/sr-full.out" "No space left on device" -- "$kdom" save sr "$work/full/sr.snap"
+rc=$?
+check sr-save-full "a save to a full file system is refused: $(cat "$work/sr-full.out")" -- [ $rc -eq 0 ]
+check sr-save-full-clean "and leaves no file" -- [ -z "$(ls -A "$work/full")" ]
+before=$(last_count)
+check sr-save-full-runs "the domain counts on after the failed save" -- wait_for 30 counted_to $((before + 3))
+"$kdom" save sr "$work/sr.snap" >"$work/sr-save.out" 2>&1
+rc=$?
+check sr-save "kdom save: $(cat "$work/sr-save.out")" -- [ $rc -eq 0 ]
+check sr-save-gone "the saved domain is gone" -- domain_absent sr
+saved_at=$(last_count)
+ticks_saved=$(wc -l <"$work/ticks.out")
+sleep 3
+"$kdom" restore "$work/sr.snap" >"$work/sr-restore.out" 2>&1
+rc=$?
+check sr-restore "kdom restore: $(cat "$work/sr-restore.out")" -- [ $rc -eq 0 ]
+check sr-counts-on "the guest counts on from $saved_at" -- wait_for 60 counted_to $((saved_at + 6))
+check sr-no-reboot "without a reboot" -- [ "$(log_count sr 'kdom-guest: init reached')" -eq 1 ]
+counts | consecutive
+rc=$?
+check sr-never-back "the console's count never went back nor skipped ($(counts | head -n 1)..$(last_count))" -- [ $rc -eq 0 ]
+ticks_grew() { [ "$(wc -l <"$work/ticks.out")" -ge $((ticks_saved + 5)) ]; }
+check sr-tcp-on "the TCP connection to the host carries on ($ticks_saved ticks at the save)" -- wait_for 30 ticks_grew
+sed 's/^tick //' "$work/ticks.out" | consecutive
+rc=$?
+check sr-tcp-whole "every tick arrived once, in order ($(head -n 1 "$work/ticks.out")..$(tail -n 1 "$work/ticks.out"))" -- [ $rc -eq 0 ]
+guest_epoch=$(sed -n 's/.*kdom-guest: counter [0-9]* epoch=\([0-9]*\).*/\1/p' "$work/log/sr.log" | tail -n 1)
+skew=$(($(date +%s) - guest_epoch))
+check sr-date "the guest's date is right after the restore (${skew#-} s off)" -- [ "${skew#-}" -le 5 ]
+"$kdom" save -c sr "$work/sr-c.snap" >"$work/sr-c.out" 2>&1
+check sr-save-c "kdom save -c: $(cat "$work/sr-c.out")" -- [ -s "$work/sr-c.snap" ]
+before=$(last_count)
+check sr-save-c-counts "and the domain counts on" -- wait_for 30 counted_to $((before + 3))
+"$kdom" shutdown -w sr >/dev/null 2>&1
+final=$(last_count)
+check sr-disk-count "the guest stopped at $final and unmounted its disk" -- \
+  wait_for 30 log_has sr "counter stopped at $final, disk unmounted"
+check sr-disk-file "the disk's counter file says $final" -- \
+  [ "$(debugfs -R 'cat /counter' "$work/counter.img" 2>/dev/null)" = "$final" ]
+check sr-fsck "the disk is clean (e2fsck -fn)" -- e2fsck -fn "$work/counter.img"
+umount "$work/full"
 
 if [ "$failed" -gt 0 ]; then
   echo "kdomd log:"

@@ -1,0 +1,183 @@
+// Saving a domain to the snapshot stream and loading one back (Domain::save, write_snapshot,
+// restore_state): which records a save writes, in which order, and how a restore checks and
+// applies them (docs/snapshot-format.md).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "snapshot/host_facts.h"
+#include "snapshot/machine_state.h"
+#include "snapshot/memory_records.h"
+#include "snapshot/state_json.h"
+#include "vmm/domain.h"
+#include "vmm/vm_config_json.h"
+
+namespace kdom::vmm {
+
+namespace {
+
+// The device records' ids.
+constexpr char kUartId[] = "uart";
+constexpr char kRtcId[] = "rtc";
+constexpr char kI8042Id[] = "i8042";
+constexpr char kPowerButtonId[] = "power-button";
+constexpr char kPciHotplugId[] = "pci-hotplug";
+constexpr char kPciId[] = "pci";
+constexpr const char* kDeviceIds[] = {kUartId, kRtcId, kI8042Id, kPowerButtonId, kPciHotplugId, kPciId};
+
+void write_json(snapshot::StreamWriter& writer, snapshot::RecordType type, const nlohmann::json& value) {
+  const auto body = snapshot::json_body(value);
+  writer.write(type, body);
+}
+
+void write_device(snapshot::StreamWriter& writer, const std::string& id, const nlohmann::json& state) {
+  write_json(writer, snapshot::RecordType::kDevice, {{"id", id}, {"state", state}});
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+nlohmann::json Domain::save(const std::string& path, const std::string& then, const nlohmann::json& toolstack) {
+  const auto started = std::chrono::steady_clock::now();
+  bool was_paused;
+  {
+    std::lock_guard lock(pause_mutex_);
+    was_paused = pause_requested_;
+  }
+  if (!was_paused) pause_vcpus();
+  // Written beside the file and renamed once whole: a save that fails leaves no half file,
+  // and a file of that name from before is kept.
+  const std::string partial = path + ".partial";
+  snapshot::MemoryCounts counts;
+  uint64_t bytes = 0;
+  try {
+    UniqueFd fd(::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd.valid()) throw SystemError("cannot create '" + partial + "'", errno);
+    try {
+      snapshot::StreamWriter writer(fd.get(), path);
+      counts = write_snapshot(writer, toolstack);
+      bytes = writer.bytes_written();
+      if (::fsync(fd.get()) != 0) throw SystemError("cannot write '" + partial + "'", errno);
+      if (::rename(partial.c_str(), path.c_str()) != 0)
+        throw SystemError("cannot rename '" + partial + "' to '" + path + "'", errno);
+    } catch (...) {
+      ::unlink(partial.c_str());
+      throw;
+    }
+  } catch (const std::exception& error) {
+    if (!was_paused) unpause_vcpus();
+    log_line(std::string("save to ") + path + " failed: " + error.what());
+    throw Error(std::string(error.what()) + (was_paused ? "; the domain stays paused" : "; the domain runs on"));
+  }
+  const double downtime = seconds_since(started);
+  if (then == "running" && !was_paused) unpause_vcpus();
+  if (then == "stop") request_exit({DomainExitKind::kSaved, 0, "saved to " + path});
+  log_line("saved to " + path + ": " + std::to_string(bytes) + " bytes, " + std::to_string(counts.pages_written) +
+           " pages (" + std::to_string(counts.zero_pages_skipped) + " zero pages skipped)");
+  return {{"bytes", bytes},
+          {"pages", counts.pages_written},
+          {"zero_pages", counts.zero_pages_skipped},
+          {"seconds", seconds_since(started)},
+          {"downtime_s", was_paused ? 0.0 : downtime}};
+}
+
+snapshot::MemoryCounts Domain::write_snapshot(snapshot::StreamWriter& writer, const nlohmann::json& toolstack) {
+  using snapshot::RecordType;
+  VmConfig current = config_;
+  virtio_->current_disks_and_nets(current);
+  write_json(writer, RecordType::kHostFacts, snapshot::host_facts(KDOM_VERSION, guest_cpuid_));
+  write_json(writer, RecordType::kConfig, {{"vm", to_json(current)}, {"toolstack", toolstack}});
+  const auto counts = snapshot::write_memory(writer, *memory_);
+  const size_t xsave_bytes = static_cast<size_t>(std::max(vm_->check_extension(KVM_CAP_XSAVE2), 4096));
+  const auto msr_indices = kvm_->msr_index_list();
+  for (const auto& vcpu : vcpus_)
+    write_json(writer, RecordType::kVcpu, snapshot::save_vcpu_state(*vcpu, msr_indices, xsave_bytes));
+  write_json(writer, RecordType::kIrqchip, snapshot::save_vm_state(*vm_));
+  write_device(writer, kUartId, uart_->save_state());
+  write_device(writer, kRtcId, rtc_->save_state());
+  write_device(writer, kI8042Id, i8042_->save_state());
+  write_device(writer, kPowerButtonId, power_button_->save_state());
+  write_device(writer, kPciHotplugId, hotplug_->registers()->save_state());
+  write_device(writer, kPciId, pci_->save_state());
+  writer.finish();
+  return counts;
+}
+
+void Domain::restore_state(snapshot::SnapshotSource& source) {
+  using snapshot::RecordType;
+  using snapshot::StateError;
+  std::map<uint32_t, nlohmann::json> vcpu_states;
+  std::optional<nlohmann::json> vm_state;
+  std::map<std::string, nlohmann::json> device_states;
+  uint64_t pages = 0;
+  // Memory goes straight into guest RAM (no vCPU runs yet); the rest is small and is checked
+  // whole before any of it is applied.
+  while (auto record = source.reader().next()) {
+    if (record->type == RecordType::kEnd) break;
+    switch (record->type) {
+      case RecordType::kMemory:
+        pages += snapshot::load_memory_record(*record, *memory_);
+        break;
+      case RecordType::kVcpu: {
+        auto state = snapshot::parse_json_body(*record, "vcpu");
+        const auto id = static_cast<uint32_t>(snapshot::state_u64(state, "id", "a vCPU record", UINT32_MAX));
+        if (id >= config_.vcpus)
+          throw StateError("the snapshot has vCPU " + std::to_string(id) + " but its config only " +
+                           std::to_string(config_.vcpus));
+        if (!vcpu_states.emplace(id, std::move(state)).second)
+          throw StateError("the snapshot has vCPU " + std::to_string(id) + " twice");
+        break;
+      }
+      case RecordType::kIrqchip:
+        if (vm_state) throw StateError("the snapshot has two irqchip records");
+        vm_state = snapshot::parse_json_body(*record, "irqchip");
+        break;
+      case RecordType::kDevice: {
+        auto body = snapshot::parse_json_body(*record, "device");
+        const std::string id = snapshot::state_string(body, "id", "a device record");
+        const auto& state = snapshot::state_object(body, "state", "device '" + id + "'");
+        if (std::find(std::begin(kDeviceIds), std::end(kDeviceIds), id) == std::end(kDeviceIds))
+          throw StateError("the snapshot has a device '" + id + "' kdom does not know");
+        if (!device_states.emplace(id, state).second)
+          throw StateError("the snapshot has device '" + id + "' twice");
+        break;
+      }
+      default:
+        throw StateError("snapshot '" + source.name() + "' has a second " +
+                         snapshot::record_type_name(static_cast<uint32_t>(record->type)) + " record");
+    }
+  }
+  if (vcpu_states.size() != config_.vcpus)
+    throw StateError("the snapshot has " + std::to_string(vcpu_states.size()) + " vCPU records for " +
+                     std::to_string(config_.vcpus) + " vCPUs");
+  if (!vm_state) throw StateError("the snapshot has no irqchip record");
+  for (const char* id : kDeviceIds)
+    if (!device_states.count(id)) throw StateError(std::string("the snapshot has no state for device '") + id + "'");
+
+  const nlohmann::json& pci_state = device_states[kPciId];
+  virtio_->attach(*pci_, PciDevices::saved_slots(pci_state));
+  // Every record is checked before KVM or a device is given any of it.
+  const auto machine = snapshot::parse_vm_state(*vm_state, snapshot::realtime_now_ns());
+  std::vector<snapshot::VcpuState> vcpus;
+  for (uint32_t id = 0; id < config_.vcpus; ++id)
+    vcpus.push_back(snapshot::parse_vcpu_state(vcpu_states[id], id, machine.elapsed_ns));
+  snapshot::load_vm_state(*vm_, machine);
+  for (auto& vcpu : vcpus_) snapshot::load_vcpu_state(*vcpu, vcpus[vcpu->id()]);
+  uart_->load_state(device_states[kUartId]);
+  rtc_->load_state(device_states[kRtcId]);
+  i8042_->load_state(device_states[kI8042Id]);
+  power_button_->load_state(device_states[kPowerButtonId]);
+  hotplug_->registers()->load_state(device_states[kPciHotplugId]);
+  pci_->load_state(pci_state);
+  log_line("loaded " + std::to_string(pages) + " pages of guest RAM; " + std::to_string(machine.elapsed_ns / 1000000) +
+           " ms since the save");
+}
+
+}  // namespace kdom::vmm
