@@ -16,6 +16,7 @@
 #include "base/error.h"
 #include "devices/image_lock.h"
 #include "devices/virtio/block_worker.h"
+#include "snapshot/state_json.h"
 
 namespace kdom::devices::virtio {
 namespace {
@@ -212,13 +213,49 @@ void BlockDevice::activate(const GuestMemory& memory, uint64_t, std::vector<std:
     throw Error("virtio-blk '" + config_.path + "': activated with " + std::to_string(queues.size()) +
                 " queues, expected " + std::to_string(config_.num_queues));
   std::lock_guard lock(mutex_);
-  workers_.clear();
-  workers_.resize(queues.size());
+  held_heads_.resize(queues.size());
+  // Heads a saved state holds are checked against the queues the driver set up, before
+  // anything starts: the state may come from anywhere.
   for (size_t i = 0; i < queues.size(); ++i) {
-    if (!queues[i]) continue;
-    BlockQueueWorker::Context context{memory,   queues[i], static_cast<uint16_t>(i), *this, queue_interrupt,
-                                      failure_, config_.rate_limit, i < notifiers_.size() ? notifiers_[i] : -1,
-                                      config_.poll};
+    if (!held_heads_[i]) continue;
+    const std::string what = "virtio-blk '" + config_.path + "'";
+    if (!queues[i])
+      throw snapshot::StateError("saved state of " + what + ": 'held' names queue " + std::to_string(i) +
+                                 ", which the driver did not enable");
+    if (*held_heads_[i] >= queues[i]->config().size)
+      throw snapshot::StateError("saved state of " + what + ": 'held' head " + std::to_string(*held_heads_[i]) +
+                                 " is outside queue " + std::to_string(i) + " of size " +
+                                 std::to_string(queues[i]->config().size));
+  }
+  workers_.clear();
+  memory_ = &memory;
+  queues_ = std::move(queues);
+  queue_interrupt_ = std::move(queue_interrupt);
+  quiesced_ = false;
+  limiters_.clear();
+  start_workers_locked();
+}
+
+void BlockDevice::start_workers_locked() {
+  workers_.clear();
+  workers_.resize(queues_.size());
+  held_heads_.resize(queues_.size());
+  limiters_.resize(queues_.size());
+  for (size_t i = 0; i < queues_.size(); ++i) {
+    if (!queues_[i]) continue;
+    BlockQueueWorker::Context context{*memory_,
+                                      queues_[i],
+                                      static_cast<uint16_t>(i),
+                                      *this,
+                                      queue_interrupt_,
+                                      failure_,
+                                      config_.rate_limit,
+                                      i < notifiers_.size() ? notifiers_[i] : -1,
+                                      config_.poll,
+                                      held_heads_[i],
+                                      std::move(limiters_[i])};
+    held_heads_[i].reset();
+    limiters_[i].reset();
     workers_[i] = std::make_unique<BlockQueueWorker>(std::move(context));
   }
 }
@@ -231,6 +268,57 @@ void BlockDevice::notify_queue(uint16_t queue_index) {
 void BlockDevice::reset() {
   std::lock_guard lock(mutex_);
   workers_.clear();  // each worker finishes its requests in flight and stops
+  memory_ = nullptr;
+  queues_.clear();
+  queue_interrupt_ = nullptr;
+  quiesced_ = false;
+  held_heads_.clear();  // the driver forgot its requests with the reset
+  limiters_.clear();
+}
+
+void BlockDevice::quiesce() {
+  std::lock_guard lock(mutex_);
+  if (quiesced_) return;
+  quiesced_ = true;
+  held_heads_.resize(workers_.size());
+  limiters_.resize(workers_.size());
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    if (!workers_[i]) continue;
+    workers_[i]->stop();
+    held_heads_[i] = workers_[i]->held_head();
+    limiters_[i] = workers_[i]->take_limiter();
+  }
+  workers_.clear();
+}
+
+void BlockDevice::resume() {
+  std::lock_guard lock(mutex_);
+  if (!quiesced_) return;
+  quiesced_ = false;
+  if (memory_ != nullptr) start_workers_locked();
+}
+
+nlohmann::json BlockDevice::save_state() const {
+  std::lock_guard lock(mutex_);
+  nlohmann::json held = nlohmann::json::array();
+  for (size_t i = 0; i < held_heads_.size(); ++i)
+    if (held_heads_[i]) held.push_back({{"queue", i}, {"head", *held_heads_[i]}});
+  return {{"held", std::move(held)}};
+}
+
+void BlockDevice::load_state(const nlohmann::json& state) {
+  const std::string what = "virtio-blk '" + config_.path + "'";
+  std::vector<std::optional<uint16_t>> held(config_.num_queues);
+  for (const nlohmann::json& entry : snapshot::state_array(state, "held", what)) {
+    const auto queue = static_cast<size_t>(snapshot::state_u64(entry, "queue", what, config_.num_queues - 1u));
+    const auto head = static_cast<uint16_t>(snapshot::state_u64(entry, "head", what, kQueueSize - 1u));
+    if (held[queue])
+      throw snapshot::StateError("saved state of " + what + ": 'held' names queue " + std::to_string(queue) + " twice");
+    held[queue] = head;
+  }
+  std::lock_guard lock(mutex_);
+  if (memory_ != nullptr) throw Error(what + ": a saved state is loaded before activation, not while active");
+  held_heads_ = std::move(held);
 }
 
 void BlockDevice::set_queue_notifiers(std::vector<int> eventfds) {

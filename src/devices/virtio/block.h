@@ -130,6 +130,21 @@ class BlockDevice : public VirtioDevice {
   bool waits_on_notifiers() const override { return true; }
   void set_queue_notifiers(std::vector<int> eventfds) override;
 
+  // The pause point: stops every worker once its requests in flight have completed (used
+  // entries pushed, interrupts raised); a request a worker took and had not started (held for
+  // the rate limit or a flush's turn) is kept, by head, and served first by resume() or, after
+  // a restore, by activate(). Notifications meanwhile are not lost: resume's workers look at
+  // their rings first.
+  void quiesce() override;
+  void resume() override;
+  // {"held": [{"queue": Q, "head": H}, ...]}: the requests taken from queue Q's ring and not
+  // started, at most one per queue.
+  nlohmann::json save_state() const override;
+  // Checks every queue index (< num_queues), head (< kQueueSize) and that no queue appears
+  // twice; activate() then checks the heads against the queues' sizes (a StateError, before
+  // anything starts) and serves them first.
+  void load_state(const nlohmann::json& state) override;
+
   struct QueueResult {
     bool interrupt = false;                  // used entries added (the transport asks the driver)
     std::optional<std::string> queue_error;  // the queue is broken: the device needs reset
@@ -154,9 +169,12 @@ class BlockDevice : public VirtioDevice {
   bool in_range(uint64_t sector, uint64_t sectors) const;
   BlockConfigSpace config_space() const;
 
+  // Starts one worker per queue present, each serving held_heads_[i] first.
+  void start_workers_locked();
+
   // Serialises activation, reset and notifications: notifications arrive from the VMM's
   // event loop (ioeventfd) and from vCPU threads (MMIO), activation and reset from vCPUs.
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   BlockDiskConfig config_;
   BlockDiskFile disk_;
   mutable BlockCounters counters_;  // counting does not change what the device is
@@ -164,8 +182,18 @@ class BlockDevice : public VirtioDevice {
   DeviceFailure failure_;
   std::vector<int> notifiers_;  // per queue; not owned
 
-  // Set by activate, cleared by reset: one worker per queue the driver enabled.
+  // Set by activate, cleared by reset: one worker per queue the driver enabled (none while
+  // quiesced).
   std::vector<std::unique_ptr<BlockQueueWorker>> workers_;
+  const GuestMemory* memory_ = nullptr;
+  std::vector<std::shared_ptr<Virtqueue>> queues_;
+  QueueInterrupt queue_interrupt_;
+  bool quiesced_ = false;
+  // Per queue: a request taken from the ring and not started, found by quiesce or given by
+  // load_state, which the queue's next worker serves first. Indexed like config_.num_queues.
+  std::vector<std::optional<uint16_t>> held_heads_;
+  // Per queue: the rate limiters of the workers quiesce stopped, for resume's workers.
+  std::vector<std::optional<RateLimiter>> limiters_;
 };
 
 }  // namespace kdom::devices::virtio

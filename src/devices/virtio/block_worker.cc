@@ -44,17 +44,30 @@ BlockQueueWorker::BlockQueueWorker(Context context)
     : context_(std::move(context)),
       kick_fd_(check_syscall(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), "eventfd for a virtio-blk queue")),
       poll_window_(context_.poll) {
-  if (!context_.rate_limit.unlimited()) limiter_.emplace(context_.rate_limit, RateClock::now());
+  if (context_.limiter)
+    limiter_ = std::move(context_.limiter);
+  else if (!context_.rate_limit.unlimited())
+    limiter_.emplace(context_.rate_limit, RateClock::now());
   const uint16_t size = context_.queue->config().size;
   slots_.resize(size);
   for (uint32_t slot = size; slot > 0; --slot) free_slots_.push_back(slot - 1);
   thread_ = std::thread([this] { run(); });
 }
 
-BlockQueueWorker::~BlockQueueWorker() {
+BlockQueueWorker::~BlockQueueWorker() { stop(); }
+
+void BlockQueueWorker::stop() {
+  if (!thread_.joinable()) return;
   stopping_ = true;
   kick();
   thread_.join();
+}
+
+std::optional<uint16_t> BlockQueueWorker::held_head() const {
+  // A first head the thread never came to (it stopped at once) is still held too.
+  if (context_.first_head) return context_.first_head;
+  if (held_) return held_->head;
+  return std::nullopt;
 }
 
 void BlockQueueWorker::kick() {
@@ -189,7 +202,7 @@ bool BlockQueueWorker::must_wait(IoUring* ring, const BlockPlan& plan) {
   // A flush waits for every request before it to complete (their writes are then covered).
   if (plan.kind == BlockPlan::Kind::kFlush && in_flight()) return true;
   if (limiter_ && !limiter_->try_take(plan.cost_bytes(), RateClock::now())) {
-    if (ring != nullptr) arm_timer(*ring);
+    if (ring != nullptr) arm_timer(*ring, plan.cost_bytes());
     return true;
   }
   return false;
@@ -197,6 +210,7 @@ bool BlockQueueWorker::must_wait(IoUring* ring, const BlockPlan& plan) {
 
 void BlockQueueWorker::serve(IoUring* ring) {
   if (context_.queue->broken()) return;
+  if (context_.first_head && !take_first_head(ring)) return;
   if (held_) {
     if (must_wait(ring, held_->plan)) return;
     Held next = std::move(*held_);
@@ -204,7 +218,6 @@ void BlockQueueWorker::serve(IoUring* ring) {
     start(ring, next.head, next.status_gpa, std::move(next.plan));
   }
   Virtqueue& queue = *context_.queue;
-  const GuestMemory& memory = context_.memory;
   while (ring == nullptr || !free_slots_.empty()) {
     uint32_t rejected = 0;
     std::optional<DescriptorChain> chain;
@@ -216,21 +229,44 @@ void BlockQueueWorker::serve(IoUring* ring) {
       return;
     }
     used_added_ = used_added_ || rejected > 0;
-    if (!chain) return;
-    const BlockRequest request = parse_block_request(memory, *chain);
-    if (request.malformed) {
-      if (request.status_gpa) memory.write_object<uint8_t>(*request.status_gpa, kBlockStatusIoErr);
-      queue.push_used(chain->head, 0);
-      used_added_ = true;
-      continue;
-    }
-    BlockPlan plan = context_.device.plan(memory, *chain, request);
-    if (must_wait(ring, plan)) {
-      held_ = Held{chain->head, *request.status_gpa, std::move(plan)};
-      return;
-    }
-    start(ring, chain->head, *request.status_gpa, std::move(plan));
+    if (!chain || !take(ring, *chain)) return;
   }
+}
+
+bool BlockQueueWorker::take_first_head(IoUring* ring) {
+  const uint16_t head = *context_.first_head;
+  context_.first_head.reset();
+  std::optional<DescriptorChain> chain;
+  try {
+    chain = context_.queue->chain_at(head);
+  } catch (const VirtqueueError& error) {
+    if (!error.head()) {
+      report_failure(error.what());
+      return false;
+    }
+    context_.queue->push_used(head, 0);  // malformed now: failed, as pop's callers fail one
+    used_added_ = true;
+    return true;
+  }
+  return take(ring, *chain);
+}
+
+bool BlockQueueWorker::take(IoUring* ring, const DescriptorChain& chain) {
+  const GuestMemory& memory = context_.memory;
+  const BlockRequest request = parse_block_request(memory, chain);
+  if (request.malformed) {
+    if (request.status_gpa) memory.write_object<uint8_t>(*request.status_gpa, kBlockStatusIoErr);
+    context_.queue->push_used(chain.head, 0);
+    used_added_ = true;
+    return true;
+  }
+  BlockPlan plan = context_.device.plan(memory, chain, request);
+  if (must_wait(ring, plan)) {
+    held_ = Held{chain.head, *request.status_gpa, std::move(plan)};
+    return false;
+  }
+  start(ring, chain.head, *request.status_gpa, std::move(plan));
+  return true;
 }
 
 void BlockQueueWorker::start(IoUring* ring, uint16_t head, uint64_t status_gpa, BlockPlan plan) {
@@ -332,9 +368,11 @@ void BlockQueueWorker::arm_poll(IoUring& ring, int fd, uint64_t tag) {
   io_uring_sqe_set_data64(sqe, tag);
 }
 
-void BlockQueueWorker::arm_timer(IoUring& ring) {
-  if (timer_armed_ || !held_) return;
-  const auto wait = std::max(limiter_->wait_for(held_->plan.cost_bytes(), RateClock::now()),
+void BlockQueueWorker::arm_timer(IoUring& ring, uint64_t cost_bytes) {
+  // Armed for the request about to be held too (held_ is set only after must_wait says so):
+  // otherwise it would wait for the next notification instead of the tokens.
+  if (timer_armed_) return;
+  const auto wait = std::max(limiter_->wait_for(cost_bytes, RateClock::now()),
                              std::chrono::nanoseconds(1000));
   timer_.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(wait).count();
   timer_.tv_nsec = (wait % std::chrono::seconds(1)).count();

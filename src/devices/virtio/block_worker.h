@@ -45,17 +45,33 @@ class BlockQueueWorker {
     RateLimit rate_limit;
     int notifier = -1;  // the queue's ioeventfd, waited on as well as kick() (not owned)
     PollSettings poll;  // the adaptive poll window; max zero: never poll
+    // A request taken from the ring before (held by a stopped worker, or by a saved state),
+    // served before anything else. Its head must be inside the queue.
+    std::optional<uint16_t> first_head;
+    // The rate limiter of a stopped worker of this queue, so a pause grants no fresh burst;
+    // empty: a full one (when rate_limit limits anything).
+    std::optional<RateLimiter> limiter;
   };
 
-  // Starts the thread, which serves whatever is available already.
+  // Starts the thread, which serves `first_head`, then whatever is available already.
   explicit BlockQueueWorker(Context context);
-  // Stops taking requests, waits for those in flight to complete, joins the thread.
+  // Stops as stop() does.
   ~BlockQueueWorker();
   BlockQueueWorker(const BlockQueueWorker&) = delete;
   BlockQueueWorker& operator=(const BlockQueueWorker&) = delete;
 
   // The driver notified the queue: wake the thread (cheap, any thread).
   void kick();
+
+  // Stops taking requests, waits for those in flight to complete (their used entries and
+  // interrupt raised), joins the thread. Afterwards the worker touches nothing; what it took
+  // and did not start is held_head(). Idempotent.
+  void stop();
+  // After stop(): the request taken from the ring but not started (a flush that waited for
+  // requests in flight, or one the rate limiter held back), to be served by the next worker.
+  std::optional<uint16_t> held_head() const;
+  // After stop(): the rate limiter, for the next worker of this queue.
+  std::optional<RateLimiter> take_limiter() { return std::move(limiter_); }
 
  private:
   struct InFlight {
@@ -82,8 +98,13 @@ class BlockQueueWorker {
   // Back from polling: notifications on; returns whether requests came in meanwhile.
   bool stop_polling();
   // Takes available requests until the queue is empty, the rate limiter says wait, or every
-  // slot is in flight.
+  // slot is in flight; the first head (context_.first_head) comes first.
   void serve(IoUring* ring);
+  // Serves `first_head` again from the descriptor table; false when it is held back.
+  bool take_first_head(IoUring* ring);
+  // Starts or holds back a chain taken from the queue; false when it is held back (the
+  // worker then takes no more).
+  bool take(IoUring* ring, const DescriptorChain& chain);
   bool in_flight() const;
   // Whether `plan` must be held back now; takes its rate-limit tokens when it need not.
   bool must_wait(IoUring* ring, const BlockPlan& plan);
@@ -100,7 +121,8 @@ class BlockQueueWorker {
   // Counts a request done (BlockDevice::counters), `started` when it was taken.
   void count(const BlockPlan& plan, uint8_t status, std::chrono::steady_clock::time_point started) const;
   void arm_poll(IoUring& ring, int fd, uint64_t tag);
-  void arm_timer(IoUring& ring);
+  // Wakes the thread when the rate limiter has the tokens for a request of `cost_bytes`.
+  void arm_timer(IoUring& ring, uint64_t cost_bytes);
 
   Context context_;
   UniqueFd kick_fd_;

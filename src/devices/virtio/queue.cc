@@ -167,6 +167,17 @@ std::optional<DescriptorChain> Virtqueue::pop() {
   return chain;
 }
 
+DescriptorChain Virtqueue::chain_at(uint16_t head) {
+  if (!usable()) throw VirtqueueError("virtqueue is broken");
+  if (head >= config_.size)
+    fail_queue("virtqueue held head index " + std::to_string(head) + " is outside a queue of " +
+               std::to_string(config_.size));
+  DescriptorChain chain;
+  chain.head = head;
+  walk_chain(head, chain);
+  return chain;
+}
+
 void Virtqueue::push_used(uint16_t head, uint32_t bytes_written) {
   if (!usable()) return;
   if (head >= config_.size)

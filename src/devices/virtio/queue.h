@@ -138,6 +138,13 @@ class Virtqueue {
   // Throws VirtqueueError only when the queue as a whole is broken (no head).
   std::optional<DescriptorChain> next_request(uint32_t* rejected);
 
+  // The chain starting at descriptor `head`, read again from the descriptor table: one the
+  // device took from the available ring before and still holds (a restored device serves the
+  // requests its saved state held). Checked as pop checks a chain: a malformed one throws
+  // VirtqueueError with its head (the chain is the device's to return), a head outside the
+  // queue throws one without (the queue is broken). Does not move the ring's indices.
+  DescriptorChain chain_at(uint16_t head);
+
   // Returns chain `head` to the driver, saying the device wrote `bytes_written` bytes into it.
   void push_used(uint16_t head, uint32_t bytes_written);
 
