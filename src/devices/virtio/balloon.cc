@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "snapshot/state_json.h"
 
 namespace kdom::devices::virtio {
 
@@ -116,16 +117,34 @@ void BalloonDevice::activate(const GuestMemory& memory, uint64_t negotiated_feat
   if (free_page_reporting_ && (negotiated_features & kBalloonFeaturePageReporting)) reporting_index = next++;
 
   std::lock_guard lock(mutex_);
+  // A statistics buffer a saved state holds must belong to the statistics queue the driver
+  // set up now; checked before anything changes.
+  if (restored_stats_head_) {
+    const std::shared_ptr<Virtqueue>& stats = stats_index ? queues[*stats_index] : queues[0];
+    if (!stats_index || !stats)
+      throw snapshot::StateError("saved state of virtio-balloon: 'stats_buffer_head' without a statistics queue");
+    if (*restored_stats_head_ >= stats->config().size)
+      throw snapshot::StateError("saved state of virtio-balloon: 'stats_buffer_head' " +
+                                 std::to_string(*restored_stats_head_) + " is outside a statistics queue of size " +
+                                 std::to_string(stats->config().size));
+  }
   memory_ = &memory;
+  quiesced_ = false;
   inflate_ = queues[0];
   deflate_ = queues[1];
   stats_index_ = stats_index;
   reporting_index_ = reporting_index;
   stats_queue_ = stats_index ? queues[*stats_index] : nullptr;
   reporting_ = reporting_index ? queues[*reporting_index] : nullptr;
-  held_stats_head_.reset();
+  held_stats_head_ = restored_stats_head_;
+  restored_stats_head_.reset();
   queue_interrupt_ = std::move(queue_interrupt);
   config_interrupt_ = std::move(config_interrupt);
+  // A target set while the saved domain was paused: the driver has not heard of it yet.
+  if (config_interrupt_pending_) {
+    config_interrupt_pending_ = false;
+    if (config_interrupt_) config_interrupt_();
+  }
   // Linux queues its first statistics buffer and notifies before it sets DRIVER_OK, when the
   // transport still ignores notifications: take that buffer now.
   if (!stats_queue_) return;
@@ -142,15 +161,151 @@ void BalloonDevice::reset() {
   stats_index_.reset();
   reporting_index_.reset();
   held_stats_head_.reset();
+  restored_stats_head_.reset();
+  quiesced_ = false;
+  config_interrupt_pending_ = false;
   actual_pages_ = 0;  // a driver that resets the device has given every page back
   target_reached_told_ = target_pages_ == 0;
   queue_interrupt_ = nullptr;
   config_interrupt_ = nullptr;
 }
 
+void BalloonDevice::set_failure_handler(DeviceFailure failure) {
+  std::lock_guard lock(mutex_);
+  failure_ = std::move(failure);
+}
+
+void BalloonDevice::quiesce() {
+  std::lock_guard lock(mutex_);
+  quiesced_ = true;
+}
+
+void BalloonDevice::resume() {
+  DeviceFailure failure;
+  std::string why;
+  ConfigInterrupt interrupt;
+  {
+    std::lock_guard lock(mutex_);
+    if (!quiesced_) return;
+    quiesced_ = false;
+    if (memory_ == nullptr) return;
+    if (config_interrupt_pending_) {
+      config_interrupt_pending_ = false;
+      interrupt = config_interrupt_;
+    }
+    std::vector<uint16_t> indices{0, 1};
+    if (stats_index_) indices.push_back(*stats_index_);
+    if (reporting_index_) indices.push_back(*reporting_index_);
+    for (uint16_t index : indices) {
+      try {
+        serve_queue_locked(index);
+      } catch (const VirtqueueError& error) {
+        failure = failure_;
+        why = std::string("virtio-balloon queue ") + std::to_string(index) + ": " + error.what();
+        break;
+      }
+    }
+  }
+  // Outside the lock: the transport may call back.
+  if (interrupt) interrupt();
+  if (failure) failure(why);
+}
+
+namespace {
+
+// Whether `name` is one balloon_stat_name gives (a saved state names only those).
+bool is_stat_name(const std::string& name) {
+  for (uint16_t tag = 0; tag < 10; ++tag)
+    if (name == balloon_stat_name(tag)) return true;
+  const std::string prefix = "tag_";
+  if (name.rfind(prefix, 0) != 0 || name.size() <= prefix.size() || name.size() > prefix.size() + 5) return false;
+  const std::string digits = name.substr(prefix.size());
+  if (digits.find_first_not_of("0123456789") != std::string::npos) return false;
+  const unsigned long tag = std::stoul(digits);
+  return tag <= UINT16_MAX && balloon_stat_name(static_cast<uint16_t>(tag)) == name;
+}
+
+// Statistics older than this at the save are kept as this old (a steady clock cannot go back
+// further than it has run).
+constexpr uint64_t kMaxStatsAgeMs = 24ULL * 3600 * 1000;
+
+}  // namespace
+
+nlohmann::json BalloonDevice::save_state() const {
+  std::lock_guard lock(mutex_);
+  nlohmann::json stats = nlohmann::json::object();
+  for (const auto& [name, value] : stats_.values) stats[name] = value;
+  uint64_t age_ms = 0;
+  if (stats_.updated) {
+    const auto age = std::chrono::steady_clock::now() - *stats_.updated;
+    age_ms = std::min<uint64_t>(
+        static_cast<uint64_t>(std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(age).count())),
+        kMaxStatsAgeMs);
+  }
+  return {{"target_pages", target_pages_},
+          {"actual_pages", actual_pages_},
+          {"target_reached_told", target_reached_told_},
+          {"config_interrupt_pending", config_interrupt_pending_},
+          {"stats_buffer_held", held_stats_head_.has_value()},
+          {"stats_buffer_head", held_stats_head_.value_or(0)},
+          {"stats", std::move(stats)},
+          {"stats_updated", stats_.updated.has_value()},
+          {"stats_age_ms", age_ms},
+          {"counters",
+           {{"pages_inflated", counters_.pages_inflated},
+            {"pages_deflated", counters_.pages_deflated},
+            {"pages_refused", counters_.pages_refused},
+            {"pages_reported", counters_.pages_reported},
+            {"bad_requests", counters_.bad_requests}}}};
+}
+
+void BalloonDevice::load_state(const nlohmann::json& state) {
+  const std::string what = "virtio-balloon";
+  const auto target = static_cast<uint32_t>(snapshot::state_u64(state, "target_pages", what, UINT32_MAX));
+  const auto actual = static_cast<uint32_t>(snapshot::state_u64(state, "actual_pages", what, UINT32_MAX));
+  const bool told = snapshot::state_bool(state, "target_reached_told", what);
+  const bool config_pending = snapshot::state_bool(state, "config_interrupt_pending", what);
+  std::optional<uint16_t> stats_head;
+  if (snapshot::state_bool(state, "stats_buffer_held", what))
+    stats_head = static_cast<uint16_t>(snapshot::state_u64(state, "stats_buffer_head", what, kQueueSize - 1u));
+  BalloonStats stats;
+  const nlohmann::json& saved_stats = snapshot::state_object(state, "stats", what);
+  for (const auto& entry : saved_stats.items()) {
+    if (!is_stat_name(entry.key()))
+      throw snapshot::StateError("saved state of " + what + ": 'stats' holds an unknown statistic");
+    stats.values[entry.key()] = snapshot::state_u64(saved_stats, entry.key(), what + " statistics");
+  }
+  if (snapshot::state_bool(state, "stats_updated", what)) {
+    const uint64_t age_ms = snapshot::state_u64(state, "stats_age_ms", what, kMaxStatsAgeMs);
+    stats.updated = std::chrono::steady_clock::now() - std::chrono::milliseconds(age_ms);
+  }
+  const nlohmann::json& saved_counters = snapshot::state_object(state, "counters", what);
+  const std::string counters_what = what + " counters";
+  BalloonCounters counters;
+  counters.pages_inflated = snapshot::state_u64(saved_counters, "pages_inflated", counters_what);
+  counters.pages_deflated = snapshot::state_u64(saved_counters, "pages_deflated", counters_what);
+  counters.pages_refused = snapshot::state_u64(saved_counters, "pages_refused", counters_what);
+  counters.pages_reported = snapshot::state_u64(saved_counters, "pages_reported", counters_what);
+  counters.bad_requests = snapshot::state_u64(saved_counters, "bad_requests", counters_what);
+
+  std::lock_guard lock(mutex_);
+  if (memory_ != nullptr) throw Error(what + ": a saved state is loaded before activation, not while active");
+  target_pages_ = target;
+  actual_pages_ = actual;
+  target_reached_told_ = told;
+  config_interrupt_pending_ = config_pending;
+  restored_stats_head_ = stats_head;
+  stats_ = std::move(stats);
+  counters_ = counters;
+}
+
 void BalloonDevice::notify_queue(uint16_t queue_index) {
   std::lock_guard lock(mutex_);
-  if (memory_ == nullptr) return;
+  if (memory_ == nullptr || quiesced_) return;
+  serve_queue_locked(queue_index);
+}
+
+void BalloonDevice::serve_queue_locked(uint16_t queue_index) {
   std::shared_ptr<Virtqueue>* queue = nullptr;
   std::optional<PageAction> action;
   if (queue_index == 0) {
@@ -260,7 +415,10 @@ void BalloonDevice::set_target_pages(uint32_t pages) {
     std::lock_guard lock(mutex_);
     if (pages == target_pages_) return;
     target_pages_ = pages;
-    interrupt = config_interrupt_;
+    if (quiesced_)
+      config_interrupt_pending_ = config_interrupt_ != nullptr;  // resume() raises it
+    else
+      interrupt = config_interrupt_;
     // A driver that already holds the target has nothing to do and writes nothing: say so here.
     target_reached_told_ = pages == actual_pages_;
     if (target_reached_told_) tell = target_reached_;
@@ -296,7 +454,7 @@ BalloonCounters BalloonDevice::counters() const {
 
 bool BalloonDevice::request_stats() {
   std::lock_guard lock(mutex_);
-  if (!stats_queue_ || stats_queue_->broken() || !held_stats_head_) return false;
+  if (quiesced_ || !stats_queue_ || stats_queue_->broken() || !held_stats_head_) return false;
   stats_queue_->push_used(*held_stats_head_, 0);  // a head this queue gave: in range
   held_stats_head_.reset();
   if (queue_interrupt_ && stats_index_) queue_interrupt_(*stats_index_);

@@ -93,6 +93,23 @@ class BalloonDevice : public VirtioDevice {
   // VirtqueueError rethrown (the transport then asks for a reset).
   void notify_queue(uint16_t queue_index) override;
   void reset() override;
+  // Where resume() reports a queue it found broken.
+  void set_failure_handler(DeviceFailure failure) override;
+
+  // While quiesced, notifications serve nothing, a new target's configuration interrupt
+  // waits and request_stats says no; resume() serves every queue (looking at the rings
+  // afresh) and raises the configuration interrupt that waited.
+  void quiesce() override;
+  void resume() override;
+  // {"target_pages", "actual_pages", "target_reached_told", "config_interrupt_pending",
+  //  "stats_buffer_held" with "stats_buffer_head" (the statistics buffer kept from the guest),
+  //  "stats": {name: value}, "stats_updated" with "stats_age_ms" (how long before the save the
+  //  guest pushed them), "counters": {pages_inflated, pages_deflated, pages_refused,
+  //  pages_reported, bad_requests}}. activate() after load_state keeps the statistics buffer
+  // (checked against the statistics queue: a StateError if there is none or the head is
+  // outside it) and raises a configuration interrupt that was pending.
+  nlohmann::json save_state() const override;
+  void load_state(const nlohmann::json& state) override;
 
   // The host's side, from any thread.
   // Sets num_pages and, once the driver is running, raises the configuration interrupt.
@@ -123,6 +140,8 @@ class BalloonDevice : public VirtioDevice {
 
  private:
   void serve_stats_locked();
+  // Serves queue `queue_index` (mutex_ held); throws VirtqueueError for a broken queue.
+  void serve_queue_locked(uint16_t queue_index);
 
   const bool deflate_on_oom_;
   const bool free_page_reporting_;
@@ -146,6 +165,11 @@ class BalloonDevice : public VirtioDevice {
   std::optional<uint16_t> held_stats_head_;  // the guest's statistics buffer, kept until we want more
   QueueInterrupt queue_interrupt_;
   ConfigInterrupt config_interrupt_;
+  DeviceFailure failure_;
+  bool quiesced_ = false;
+  bool config_interrupt_pending_ = false;  // a new target the driver has not been told of
+  // From load_state, for the next activate: the statistics buffer the saved device held.
+  std::optional<uint16_t> restored_stats_head_;
 };
 
 }  // namespace kdom::devices::virtio

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "snapshot/state_json.h"
 
 namespace kdom::devices::virtio {
 
@@ -21,10 +22,14 @@ void ConsoleDevice::activate(const GuestMemory& memory, uint64_t, std::vector<st
   memory_ = &memory;
   queues_ = std::move(queues);
   queue_interrupt_ = std::move(queue_interrupt);
+  quiesced_ = false;
+  // Restored input the guest was ready for: deliver what its buffers hold room for now.
+  if (guest_spoke_ && !pending_input_.empty()) serve(kReceiveQueue);
 }
 
 void ConsoleDevice::reset() {
   std::lock_guard lock(mutex_);
+  quiesced_ = false;
   memory_ = nullptr;
   queues_.clear();
   queue_interrupt_ = nullptr;
@@ -44,9 +49,52 @@ size_t ConsoleDevice::send_input(std::span<const uint8_t> bytes) {
   return accepted;
 }
 
+void ConsoleDevice::quiesce() {
+  std::lock_guard lock(mutex_);
+  quiesced_ = true;
+}
+
+void ConsoleDevice::resume() {
+  DeviceFailure failure;
+  std::string why;
+  {
+    std::lock_guard lock(mutex_);
+    if (!quiesced_) return;
+    quiesced_ = false;
+    try {
+      serve(kTransmitQueue);
+      serve(kReceiveQueue);
+    } catch (const VirtqueueError& error) {
+      failure = failure_;
+      why = error.what();
+    }
+  }
+  if (failure) failure(why);  // outside the lock: the transport may call back
+}
+
+void ConsoleDevice::set_failure_handler(DeviceFailure failure) {
+  std::lock_guard lock(mutex_);
+  failure_ = std::move(failure);
+}
+
+nlohmann::json ConsoleDevice::save_state() const {
+  std::lock_guard lock(mutex_);
+  const std::vector<uint8_t> pending(pending_input_.begin(), pending_input_.end());
+  return {{"pending_input", snapshot::bytes_to_hex(pending)}, {"guest_spoke", guest_spoke_}};
+}
+
+void ConsoleDevice::load_state(const nlohmann::json& state) {
+  const std::string what = "virtio-console";
+  std::vector<uint8_t> pending = snapshot::state_bytes_up_to(state, "pending_input", what, kMaxPendingInput);
+  const bool guest_spoke = snapshot::state_bool(state, "guest_spoke", what);
+  std::lock_guard lock(mutex_);
+  pending_input_.assign(pending.begin(), pending.end());
+  guest_spoke_ = guest_spoke;
+}
+
 // Called with mutex_ held.
 void ConsoleDevice::serve(uint16_t queue_index) {
-  if (memory_ == nullptr || queue_index >= queues_.size() || !queues_[queue_index] || queues_[queue_index]->broken())
+  if (quiesced_ || memory_ == nullptr || queue_index >= queues_.size() || !queues_[queue_index] || queues_[queue_index]->broken())
     return;
   bool used = false;
   try {

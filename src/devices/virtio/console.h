@@ -45,6 +45,17 @@ class ConsoleDevice : public VirtioDevice {
   void notify_queue(uint16_t queue_index) override;
   void reset() override;
 
+  // While quiesced, host input is queued and notifications remembered, nothing touches the
+  // queues; resume() serves both queues (transmit first), which looks at the rings afresh.
+  void quiesce() override;
+  void resume() override;
+  // Where resume() reports a queue it found broken.
+  void set_failure_handler(DeviceFailure failure) override;
+  // {"pending_input": hex bytes not yet delivered (at most kMaxPendingInput),
+  //  "guest_spoke": whether input may be delivered yet}
+  nlohmann::json save_state() const override;
+  void load_state(const nlohmann::json& state) override;
+
   // Host input for the guest: queued and delivered as receive buffers allow, once the guest
   // has written to the port. Returns how many
   // bytes were accepted (the rest did not fit under kMaxPendingInput and is dropped).
@@ -59,7 +70,9 @@ class ConsoleDevice : public VirtioDevice {
   void serve(uint16_t queue_index);
 
   Output output_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
+  DeviceFailure failure_;
+  bool quiesced_ = false;
   const GuestMemory* memory_ = nullptr;
   std::vector<std::shared_ptr<Virtqueue>> queues_;
   QueueInterrupt queue_interrupt_;

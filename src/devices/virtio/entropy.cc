@@ -43,14 +43,47 @@ void EntropyDevice::activate(const GuestMemory& memory, uint64_t, std::vector<st
 
 void EntropyDevice::reset() {
   std::lock_guard lock(mutex_);
+  quiesced_ = false;
   memory_ = nullptr;
   queue_.reset();
   queue_interrupt_ = nullptr;
 }
 
+void EntropyDevice::set_failure_handler(DeviceFailure failure) {
+  std::lock_guard lock(mutex_);
+  failure_ = std::move(failure);
+}
+
+void EntropyDevice::quiesce() {
+  std::lock_guard lock(mutex_);
+  quiesced_ = true;
+}
+
+void EntropyDevice::resume() {
+  DeviceFailure failure;
+  std::string why;
+  {
+    std::lock_guard lock(mutex_);
+    if (!quiesced_) return;
+    quiesced_ = false;
+    if (memory_ == nullptr || !queue_ || queue_->broken()) return;
+    try {
+      serve_locked();
+    } catch (const VirtqueueError& error) {
+      failure = failure_;
+      why = std::string("virtio-rng: ") + error.what();
+    }
+  }
+  if (failure) failure(why);  // outside the lock: the transport may call back
+}
+
 void EntropyDevice::notify_queue(uint16_t queue_index) {
   std::lock_guard lock(mutex_);
-  if (queue_index != 0 || memory_ == nullptr || !queue_) return;
+  if (queue_index != 0 || quiesced_ || memory_ == nullptr || !queue_) return;
+  serve_locked();
+}
+
+void EntropyDevice::serve_locked() {
   bool used = false;
   try {
     used = serve(*memory_, *queue_);

@@ -30,12 +30,23 @@ class EntropyDevice : public VirtioDevice {
   // A queue the driver broke is stopped and the VirtqueueError rethrown.
   void notify_queue(uint16_t queue_index) override;
   void reset() override;
+  void set_failure_handler(DeviceFailure failure) override;
+  // While quiesced a notification serves nothing; resume() serves what the ring holds (a
+  // queue found broken then is reported through the failure handler). Nothing else is kept:
+  // a request is served whole in the notifying call, so there is no state to save.
+  void quiesce() override;
+  void resume() override;
 
   // Fills the queue's available requests; returns whether any were used.
   static bool serve(const GuestMemory& memory, Virtqueue& queue);
 
  private:
+  // Serves the queue and raises its interrupt if needed (mutex_ held); throws VirtqueueError.
+  void serve_locked();
+
   std::mutex mutex_;
+  DeviceFailure failure_;
+  bool quiesced_ = false;
   const GuestMemory* memory_ = nullptr;
   std::shared_ptr<Virtqueue> queue_;
   QueueInterrupt queue_interrupt_;

@@ -12,6 +12,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "snapshot/state_json.h"
 
 namespace kdom::devices::virtio {
 
@@ -71,8 +72,29 @@ void NetDevice::activate(const GuestMemory& memory, uint64_t negotiated_features
     throw Error("virtio-net " + backend_->describe() + ": activated with " + std::to_string(queues.size()) +
                 " queues, expected 2");
   std::lock_guard lock(mutex_);
+  if (restored_) {
+    // Heads a saved state holds must lie inside the queues the driver set up now.
+    const std::string what = "virtio-net " + format_mac(config_.mac);
+    auto check = [&](uint16_t head, uint16_t index, const char* field) {
+      const std::shared_ptr<Virtqueue>& queue = queues[index];
+      if (!queue)
+        throw snapshot::StateError("saved state of " + what + ": '" + field + "' without queue " +
+                                   std::to_string(index));
+      if (head >= queue->config().size)
+        throw snapshot::StateError("saved state of " + what + ": '" + field + "' head " + std::to_string(head) +
+                                   " is outside queue " + std::to_string(index) + " of size " +
+                                   std::to_string(queue->config().size));
+    };
+    for (uint16_t head : restored_->rx_heads) check(head, kRxQueue, "rx_chains");
+    if (restored_->rx_heads.size() > 1 && !(negotiated_features & kNetFeatureMrgRxbuf))
+      throw snapshot::StateError("saved state of " + what + ": 'rx_chains' holds " +
+                                 std::to_string(restored_->rx_heads.size()) +
+                                 " chains for one frame without mergeable receive buffers");
+    if (restored_->tx_head) check(*restored_->tx_head, kTxQueue, "tx_held_head");
+  }
   clear_locked();
   backend_->set_offload(net_offload_flags(negotiated_features));
+  quiesced_ = false;
   memory_ = &memory;
   rx_queue_ = queues[kRxQueue];
   tx_queue_ = queues[kTxQueue];
@@ -84,12 +106,135 @@ void NetDevice::activate(const GuestMemory& memory, uint64_t negotiated_features
     tx_limiter_.emplace(config_.rate_limit, RateClock::now());
     if (watch_) watch_(rate_timer_.get(), [this] { on_rate_timer(); });
   }
-  if (rx_queue_) watch_backend_locked(true);
+  if (!restored_) {
+    if (rx_queue_) watch_backend_locked(true);
+    return;
+  }
+  take_restored_chains_locked();
+  // What the saved device held goes on at once: the guest may not notify again for it.
+  const std::string failure = serve_both_locked();
+  if (!failure.empty()) throw VirtqueueError(failure);
+}
+
+void NetDevice::take_restored_chains_locked() {
+  Restored restored = std::move(*restored_);
+  restored_.reset();
+  bool used = false;
+  if (rx_queue_) {
+    std::copy(restored.frame.begin(), restored.frame.end(), frame_.begin());
+    frame_bytes_ = restored.frame.size();
+    for (uint16_t head : restored.rx_heads) {
+      try {
+        DescriptorChain chain = rx_queue_->chain_at(head);
+        // Checked as deliver_pending_locked checks a chain it takes.
+        const uint64_t writable = chain.writable_bytes();
+        if (chain.readable_bytes() > 0 || writable == 0 || (rx_chains_.empty() && writable < sizeof(NetHeader))) {
+          fail_chain_locked(*rx_queue_, head, used);
+          continue;
+        }
+        rx_chain_bytes_ += writable;
+        rx_chains_.push_back(std::move(chain));
+      } catch (const VirtqueueError& error) {
+        if (!error.head()) throw;
+        fail_chain_locked(*rx_queue_, head, used);
+      }
+    }
+    if (used && queue_interrupt_) queue_interrupt_(kRxQueue);
+  }
+  if (tx_queue_ && restored.tx_head) {
+    try {
+      tx_held_ = tx_queue_->chain_at(*restored.tx_head);
+    } catch (const VirtqueueError& error) {
+      if (!error.head()) throw;
+      bool tx_used = false;
+      fail_chain_locked(*tx_queue_, *restored.tx_head, tx_used);
+      if (queue_interrupt_) queue_interrupt_(kTxQueue);
+    }
+  }
+}
+
+std::string NetDevice::serve_both_locked() {
+  std::string failure;
+  bool rx_used = false, tx_used = false;
+  uint16_t queue_index = kRxQueue;
+  try {
+    if (rx_queue_ && !rx_queue_->broken()) rx_used = receive_locked();
+    queue_index = kTxQueue;
+    if (tx_queue_ && !tx_queue_->broken()) tx_used = transmit_locked();
+  } catch (const Error& error) {
+    failure = stop_broken_queue_locked(queue_index, error.what());
+  }
+  if (rx_used && queue_interrupt_) queue_interrupt_(kRxQueue);
+  if (tx_used && queue_interrupt_) queue_interrupt_(kTxQueue);
+  return failure;
+}
+
+void NetDevice::quiesce() {
+  std::lock_guard lock(mutex_);
+  quiesced_ = true;
+  watch_backend_locked(false);
+}
+
+void NetDevice::resume() {
+  std::string failure;
+  {
+    std::lock_guard lock(mutex_);
+    if (!quiesced_) return;
+    quiesced_ = false;
+    if (memory_ == nullptr) return;
+    // Receiving drains the back end and watches it again (or waits for buffers or the rate).
+    failure = serve_both_locked();
+  }
+  if (!failure.empty() && failure_) failure_(failure);
+}
+
+nlohmann::json NetDevice::save_state() const {
+  std::lock_guard lock(mutex_);
+  nlohmann::json rx_chains = nlohmann::json::array();
+  for (const DescriptorChain& chain : rx_chains_) rx_chains.push_back({{"head", chain.head}});
+  return {{"mac", format_mac(config_.mac)},
+          {"frame", snapshot::bytes_to_hex(std::span<const uint8_t>(frame_.data(), frame_bytes_))},
+          {"rx_chains", std::move(rx_chains)},
+          {"tx_held", tx_held_.has_value()},
+          {"tx_held_head", tx_held_ ? tx_held_->head : 0}};
+}
+
+void NetDevice::load_state(const nlohmann::json& state) {
+  const std::string what = "virtio-net " + format_mac(config_.mac);
+  const std::string mac = snapshot::state_string(state, "mac", what);
+  if (mac != format_mac(config_.mac))
+    throw snapshot::StateError("saved state of " + what + ": 'mac' is " + mac.substr(0, 17) +
+                               ", another network device");
+  Restored restored;
+  restored.frame = snapshot::state_bytes_up_to(state, "frame", what, kMaxFrameBytes);
+  if (!restored.frame.empty() && restored.frame.size() < sizeof(NetHeader))
+    throw snapshot::StateError("saved state of " + what + ": 'frame' is shorter than its virtio-net header");
+  const nlohmann::json& rx_chains = snapshot::state_array(state, "rx_chains", what);
+  if (rx_chains.size() > kQueueSize)
+    throw snapshot::StateError("saved state of " + what + ": 'rx_chains' holds more chains than a queue");
+  std::vector<bool> seen(kQueueSize);
+  for (const nlohmann::json& entry : rx_chains) {
+    const auto head = static_cast<uint16_t>(snapshot::state_u64(entry, "head", what + " rx_chains", kQueueSize - 1u));
+    if (seen[head])
+      throw snapshot::StateError("saved state of " + what + ": 'rx_chains' holds head " + std::to_string(head) +
+                                 " twice");
+    seen[head] = true;
+    restored.rx_heads.push_back(head);
+  }
+  if (!restored.rx_heads.empty() && restored.frame.empty())
+    throw snapshot::StateError("saved state of " + what + ": 'rx_chains' without a frame for them");
+  if (snapshot::state_bool(state, "tx_held", what))
+    restored.tx_head = static_cast<uint16_t>(snapshot::state_u64(state, "tx_held_head", what, kQueueSize - 1u));
+  std::lock_guard lock(mutex_);
+  if (memory_ != nullptr) throw Error(what + ": a saved state is loaded before activation, not while active");
+  restored_ = std::move(restored);
 }
 
 void NetDevice::reset() {
   std::lock_guard lock(mutex_);
   clear_locked();
+  quiesced_ = false;
+  restored_.reset();
   try {
     backend_->set_offload(0);
   } catch (const Error& error) {
@@ -175,7 +320,7 @@ bool NetDevice::watching_backend() const {
 
 void NetDevice::notify_queue(uint16_t queue_index) {
   std::lock_guard lock(mutex_);
-  if (memory_ == nullptr) return;
+  if (memory_ == nullptr || quiesced_) return;  // resume() serves both queues
   bool used = false;
   try {
     if (queue_index == kRxQueue && rx_queue_ && !rx_queue_->broken()) {
@@ -205,7 +350,7 @@ void NetDevice::on_backend_readable() {
   {
     std::lock_guard lock(mutex_);
     // A wake-up already queued when the device was reset or stopped watching.
-    if (memory_ == nullptr || !rx_queue_ || rx_queue_->broken() || !watching_) return;
+    if (memory_ == nullptr || quiesced_ || !rx_queue_ || rx_queue_->broken() || !watching_) return;
     bool used = false;
     try {
       used = receive_locked();
@@ -225,7 +370,7 @@ void NetDevice::on_rate_timer() {
     if (::read(rate_timer_.get(), &expirations, sizeof(expirations)) < 0) {
       // Not expired (a stale wake-up): nothing to do.
     }
-    if (memory_ == nullptr) return;
+    if (memory_ == nullptr || quiesced_) return;  // resume() goes on with what was held back
     bool rx_used = false, tx_used = false;
     uint16_t queue_index = kRxQueue;
     try {

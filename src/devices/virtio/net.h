@@ -125,6 +125,20 @@ class NetDevice : public VirtioDevice {
   // timer) is reported, at once: the transport asks the driver for a reset.
   void set_failure_handler(DeviceFailure failure) override { failure_ = std::move(failure); }
 
+  // While quiesced the back end is not watched and notifications, the rate timer and
+  // on_backend_readable do nothing; resume() receives (the frame held first) and transmits
+  // what the rings hold, and watches the back end again.
+  void quiesce() override;
+  void resume() override;
+  // {"mac": "02:6b:...", "frame": hex (the frame read from the back end and not delivered,
+  //  virtio-net header first; "" none), "rx_chains": [{"head": H}, ...] (receive chains taken
+  //  for it and not used), "tx_held": bool with "tx_held_head" (a transmit chain the rate
+  //  limiter held back)}. load_state refuses another MAC; activate() then takes the chains
+  // again from the descriptor table (a StateError, before anything changes, for a head
+  // outside its queue), delivers the frame and transmits the held chain as the rate allows.
+  nlohmann::json save_state() const override;
+  void load_state(const nlohmann::json& state) override;
+
   // The back end has frames: deliver them while the guest has buffers.
   void on_backend_readable();
   // The rate limiter's timer expired: go on with whatever direction it held back.
@@ -154,6 +168,10 @@ class NetDevice : public VirtioDevice {
   // Stops a queue found broken in an event-loop handler; returns the report for failure_.
   std::string stop_broken_queue_locked(uint16_t queue_index, const std::string& what);
   void clear_locked();
+  // Takes the chains a loaded state held again (activate, after clear_locked).
+  void take_restored_chains_locked();
+  // Receives and transmits what waits, with interrupts; returns a broken queue's report.
+  std::string serve_both_locked();
   // Whether `bytes` more must wait for `limiter` (then the rate timer is armed); takes the
   // tokens otherwise.
   bool throttled_locked(std::optional<RateLimiter>& limiter, uint64_t bytes);
@@ -192,6 +210,15 @@ class NetDevice : public VirtioDevice {
   size_t frame_bytes_ = 0;
   std::deque<DescriptorChain> rx_chains_;
   uint64_t rx_chain_bytes_ = 0;
+
+  bool quiesced_ = false;
+  // From load_state, for the next activate.
+  struct Restored {
+    std::vector<uint8_t> frame;
+    std::vector<uint16_t> rx_heads;
+    std::optional<uint16_t> tx_head;
+  };
+  std::optional<Restored> restored_;
 };
 
 }  // namespace kdom::devices::virtio

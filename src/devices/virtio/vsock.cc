@@ -16,6 +16,7 @@
 #include "base/unix_socket.h"
 #include "base/eventfd.h"
 #include "base/log.h"
+#include "snapshot/state_json.h"
 
 namespace kdom::devices::virtio {
 
@@ -92,9 +93,98 @@ void VsockDevice::activate(const GuestMemory& memory, uint64_t, std::vector<std:
                            QueueInterrupt queue_interrupt, ConfigInterrupt) {
   if (queues.size() != 3) throw Error("virtio-vsock: activated with " + std::to_string(queues.size()) + " queues");
   std::lock_guard lock(mutex_);
+  if (restored_spare_rx_) {
+    // Checked against the receive queue the driver set up now, before anything changes.
+    if (!queues[kRxQueue])
+      throw snapshot::StateError("saved state of virtio-vsock: 'spare_rx_head' without a receive queue");
+    if (*restored_spare_rx_ >= queues[kRxQueue]->config().size)
+      throw snapshot::StateError("saved state of virtio-vsock: 'spare_rx_head' " +
+                                 std::to_string(*restored_spare_rx_) + " is outside a receive queue of size " +
+                                 std::to_string(queues[kRxQueue]->config().size));
+  }
   memory_ = &memory;
   queues_ = std::move(queues);
   queue_interrupt_ = std::move(queue_interrupt);
+  quiesced_ = false;
+  if (!restored_) return;
+  restored_ = false;
+  transport_reset_pending_ = true;  // sent from process_backend, in the event loop
+  if (restored_spare_rx_) {
+    const uint16_t head = *restored_spare_rx_;
+    restored_spare_rx_.reset();
+    try {
+      spare_rx_ = queues_[kRxQueue]->chain_at(head);
+    } catch (const VirtqueueError& error) {
+      if (!error.head()) throw;
+      queues_[kRxQueue]->push_used(head, 0);  // malformed now: returned unused
+      if (queue_interrupt_) queue_interrupt_(kRxQueue);
+    }
+  }
+  kick();
+}
+
+void VsockDevice::quiesce() {
+  std::lock_guard lock(mutex_);
+  quiesced_ = true;
+}
+
+void VsockDevice::resume() {
+  std::lock_guard lock(mutex_);
+  if (!quiesced_) return;
+  quiesced_ = false;
+  kick();  // the rings may hold what came meanwhile
+}
+
+nlohmann::json VsockDevice::save_state() const {
+  std::lock_guard lock(mutex_);
+  return {{"guest_cid", config_.guest_cid},
+          {"spare_rx", spare_rx_.has_value()},
+          {"spare_rx_head", spare_rx_ ? spare_rx_->head : 0}};
+}
+
+void VsockDevice::load_state(const nlohmann::json& state) {
+  const std::string what = "virtio-vsock";
+  const uint64_t cid = snapshot::state_u64(state, "guest_cid", what);
+  if (cid != config_.guest_cid)
+    throw snapshot::StateError("saved state of " + what + ": 'guest_cid' is " + std::to_string(cid) +
+                               ", but this device's guest CID is " + std::to_string(config_.guest_cid));
+  std::optional<uint16_t> spare;
+  if (snapshot::state_bool(state, "spare_rx", what))
+    spare = static_cast<uint16_t>(snapshot::state_u64(state, "spare_rx_head", what, kQueueSize - 1u));
+  std::lock_guard lock(mutex_);
+  if (memory_ != nullptr) throw Error(what + ": a saved state is loaded before activation, not while active");
+  restored_ = true;
+  restored_spare_rx_ = spare;
+}
+
+void VsockDevice::send_transport_reset() {
+  const std::shared_ptr<Virtqueue>& events = queues_[kEventQueue];
+  if (!events || events->broken()) {
+    // Nowhere to say it: the guest's connections stay until it notices them dead.
+    transport_reset_pending_ = false;
+    log_line("virtio-vsock (guest CID " + std::to_string(config_.guest_cid) +
+             "): restored without its host connections; the guest has no event queue for a transport reset");
+    return;
+  }
+  uint32_t rejected = 0;
+  bool used = false;
+  while (auto chain = events->next_request(&rejected)) {
+    // struct virtio_vsock_event: le32 id.
+    const uint32_t transport_reset = kVsockEventTransportReset;
+    if (chain->writable_bytes() < sizeof(transport_reset) ||
+        !write_to_chain(*memory_, *chain, 0, &transport_reset, sizeof(transport_reset))) {
+      events->push_used(chain->head, 0);  // too small for an event
+      used = true;
+      continue;
+    }
+    events->push_used(chain->head, sizeof(transport_reset));
+    used = true;
+    transport_reset_pending_ = false;
+    log_line("virtio-vsock (guest CID " + std::to_string(config_.guest_cid) +
+             "): restored; its host connections did not survive the save, so the guest was sent a transport reset");
+    break;
+  }
+  if ((used || rejected > 0) && queue_interrupt_) queue_interrupt_(kEventQueue);
 }
 
 void VsockDevice::reset() {
@@ -102,6 +192,10 @@ void VsockDevice::reset() {
   memory_ = nullptr;
   queues_.clear();
   queue_interrupt_ = nullptr;
+  quiesced_ = false;
+  transport_reset_pending_ = false;
+  restored_ = false;
+  restored_spare_rx_.reset();
   connections_.clear();  // closes the host sockets: their peers see end of file
   connection_by_fd_.clear();
   control_.clear();
@@ -109,7 +203,8 @@ void VsockDevice::reset() {
 }
 
 void VsockDevice::notify_queue(uint16_t queue_index) {
-  if (queue_index == kEventQueue) return;  // kdom sends no events; the buffers wait
+  // Event buffers matter only to a transport reset that waits for one (after a restore).
+  if (queue_index == kEventQueue && !transport_reset_pending_) return;
   kick();  // the work (which does host I/O) runs in process_backend, in the event loop
 }
 
@@ -154,7 +249,9 @@ std::string VsockDevice::serve_backend_locked() {
     }
     if (count < 32) break;
   }
+  if (quiesced_) return {};  // the host side only: resume() comes back for the queues
   try {
+    if (transport_reset_pending_ && memory_ != nullptr && queues_.size() == 3) send_transport_reset();
     pump();
   } catch (const VirtqueueError& error) {
     return error.what();  // logged by the transport, which asks the driver for a reset

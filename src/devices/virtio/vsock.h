@@ -13,6 +13,7 @@
 // (beyond that the transmit queue is left alone until the guest offers receive buffers).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -75,6 +76,21 @@ class VsockDevice : public VirtioDevice {
   // driver for a reset); it serves nothing more until reset.
   void set_failure_handler(DeviceFailure failure) override { failure_ = std::move(failure); }
 
+  // While quiesced, process_backend still serves the host side (accepts, handshakes, writes
+  // to host sockets) but touches no queue; resume() wakes it to look at the rings.
+  void quiesce() override;
+  void resume() override;
+  // {"guest_cid": the CID the guest knows, "spare_rx": bool with "spare_rx_head" (a receive
+  // chain taken and not used)}. The host-side connections cannot cross a save: load_state
+  // refuses a state for another CID, and after it and activate() the next process_backend
+  // sends the guest a VIRTIO_VSOCK_EVENT_TRANSPORT_RESET on the event queue (virtio 5.10.6.6),
+  // so it drops its connections and reads the CID again, and logs that it did; with no event
+  // buffer there yet it is sent once the guest offers one.
+  nlohmann::json save_state() const override;
+  void load_state(const nlohmann::json& state) override;
+  // Whether a transport reset waits for an event buffer (for tests).
+  bool transport_reset_pending() const { return transport_reset_pending_; }
+
   // For tests (no locking): handles one packet as if the guest had sent it, queuing any reply.
   void handle_guest_packet(const VsockTxPacket& packet);
   size_t connection_count() const { return connections_.size(); }
@@ -107,6 +123,8 @@ class VsockDevice : public VirtioDevice {
   void kick();
   void arm_connect_timer();
   void expire_connects();
+  // Puts VIRTIO_VSOCK_EVENT_TRANSPORT_RESET in the event queue's next buffer, if there is one.
+  void send_transport_reset();
 
   VsockDeviceConfig config_;
   UniqueFd epoll_;
@@ -115,7 +133,14 @@ class VsockDevice : public VirtioDevice {
   UniqueFd listener_;
   bool created_socket_ = false;
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
+  bool quiesced_ = false;
+  // Set by activate after load_state: the guest must hear that its connections are gone.
+  // Atomic: notify_queue reads it in a vCPU thread, without the lock.
+  std::atomic<bool> transport_reset_pending_{false};
+  // From load_state, for the next activate.
+  bool restored_ = false;
+  std::optional<uint16_t> restored_spare_rx_;
   const GuestMemory* memory_ = nullptr;
   std::vector<std::shared_ptr<Virtqueue>> queues_;
   DeviceFailure failure_;

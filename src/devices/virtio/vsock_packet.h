@@ -51,6 +51,10 @@ inline constexpr uint32_t kVsockShutdownSend = 2;
 
 // The largest payload accepted in one packet (Linux's VIRTIO_VSOCK_MAX_PKT_BUF_SIZE).
 inline constexpr uint32_t kVsockMaxPayload = 64 * 1024;
+// The event queue's one event (5.10.6.6, struct virtio_vsock_event's id): the device's
+// transport was reset (a restore or migration): the driver drops its connections and reads
+// the guest CID again.
+inline constexpr uint32_t kVsockEventTransportReset = 0;
 
 // A packet taken from the transmit queue: its header, and its payload as host iovecs into
 // guest memory (exactly header.len bytes in all).
