@@ -5,7 +5,10 @@
 
 #include <memory>
 
+#include <nlohmann/json.hpp>
+
 #include "devices/interrupt_line.h"
+#include "snapshot/state_json.h"
 
 namespace kdom::devices {
 
@@ -16,6 +19,14 @@ class PowerButton {
   void press() {
     line_->set_level(true);
     line_->set_level(false);
+  }
+
+  // Save and restore: a press is one edge and leaves the line low, so there is nothing to
+  // keep; the state is an empty object, and anything else is refused.
+  nlohmann::json save_state() const { return nlohmann::json::object(); }
+  void load_state(const nlohmann::json& state) const {
+    if (!state.is_object() || !state.empty())
+      throw snapshot::StateError("saved state of the power button is not an empty JSON object");
   }
 
  private:

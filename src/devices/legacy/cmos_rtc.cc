@@ -1,6 +1,10 @@
 // MC146818 register model.
 #include "devices/legacy/cmos_rtc.h"
 
+#include <string>
+
+#include "snapshot/state_json.h"
+
 namespace kdom::devices {
 
 namespace {
@@ -24,6 +28,26 @@ constexpr uint8_t kStatusDValidRam = 0x80;
 constexpr uint8_t kStatusADefault = 0x26;  // 32.768 kHz time base, 1024 Hz rate; UIP clear
 constexpr uint8_t kIndexMask = 0x7f;       // bit 7 of the index port masks NMIs
 constexpr uint8_t kHourPm = 0x80;
+// The farthest a saved guest clock may be from the host's: further than any year the
+// registers can express (century 0..165 in BCD).
+constexpr int64_t kMaxOffsetSeconds = int64_t{1} << 40;
+// Years a frozen time may hold: more than the guest can reach (each write of a BCD 0xff
+// year adds at most 165) within the offsets above.
+constexpr int64_t kMaxFrozenYear = 1'000'000;
+
+// A signed field, which state_json's readers do not cover: checked the same way.
+int64_t state_i64(const nlohmann::json& state, const std::string& key, const std::string& what, int64_t min,
+                  int64_t max) {
+  const auto found = state.is_object() ? state.find(key) : state.end();
+  if (found == state.end() || !found->is_number_integer())
+    throw snapshot::StateError("saved state of " + what + ": '" + key + "' is not an integer");
+  const bool too_large = found->is_number_unsigned() && found->get<uint64_t>() > static_cast<uint64_t>(max);
+  const int64_t value = too_large ? max : found->get<int64_t>();
+  if (too_large || value > max || value < min)
+    throw snapshot::StateError("saved state of " + what + ": '" + key + "' is out of range " + std::to_string(min) +
+                               ".." + std::to_string(max));
+  return value;
+}
 }  // namespace
 
 CmosRtc::CmosRtc(Clock clock) : clock_(std::move(clock)) {
@@ -135,6 +159,49 @@ void CmosRtc::write_register(uint8_t index, uint8_t value) {
   tm time = current_time();
   set_time_field(time, index, value);
   commit_time(time);
+}
+
+nlohmann::json CmosRtc::save_state() const {
+  std::lock_guard lock(mutex_);
+  nlohmann::json state{{"index", index_},
+                       {"ram", snapshot::bytes_to_hex(ram_)},
+                       {"offset_seconds", static_cast<int64_t>(offset_seconds_)},
+                       {"frozen", frozen_.has_value()}};
+  if (frozen_) {
+    // Fields as the guest wrote them (non-negative but the year), month and year in calendar terms.
+    state["frozen_time"] = {{"second", frozen_->tm_sec},      {"minute", frozen_->tm_min},
+                            {"hour", frozen_->tm_hour},       {"weekday", frozen_->tm_wday},
+                            {"day", frozen_->tm_mday},        {"month", frozen_->tm_mon + 1},
+                            {"year", frozen_->tm_year + 1900}};
+  }
+  return state;
+}
+
+void CmosRtc::load_state(const nlohmann::json& state) {
+  const std::string what = "rtc";
+  const auto index = static_cast<uint8_t>(snapshot::state_u64(state, "index", what, kIndexMask));
+  const std::vector<uint8_t> ram = snapshot::state_bytes(state, "ram", what, 128);
+  const int64_t offset = state_i64(state, "offset_seconds", what, -kMaxOffsetSeconds, kMaxOffsetSeconds);
+  std::optional<tm> frozen;
+  if (snapshot::state_bool(state, "frozen", what)) {
+    const nlohmann::json& time = snapshot::state_object(state, "frozen_time", what);
+    const std::string time_what = what + " frozen_time";
+    // Any byte the guest writes decodes to at most 165 (BCD 0xff).
+    tm fields{};
+    fields.tm_sec = static_cast<int>(snapshot::state_u64(time, "second", time_what, 165));
+    fields.tm_min = static_cast<int>(snapshot::state_u64(time, "minute", time_what, 165));
+    fields.tm_hour = static_cast<int>(snapshot::state_u64(time, "hour", time_what, 165 + 12));
+    fields.tm_wday = static_cast<int>(snapshot::state_u64(time, "weekday", time_what, 6));
+    fields.tm_mday = static_cast<int>(snapshot::state_u64(time, "day", time_what, 165));
+    fields.tm_mon = static_cast<int>(snapshot::state_u64(time, "month", time_what, 165)) - 1;
+    fields.tm_year = static_cast<int>(state_i64(time, "year", time_what, -kMaxFrozenYear, kMaxFrozenYear) - 1900);
+    frozen = fields;
+  }
+  std::lock_guard lock(mutex_);
+  index_ = index;
+  std::copy(ram.begin(), ram.end(), ram_.begin());
+  offset_seconds_ = static_cast<time_t>(offset);
+  frozen_ = frozen;
 }
 
 }  // namespace kdom::devices

@@ -12,6 +12,8 @@
 #include <mutex>
 #include <optional>
 
+#include <nlohmann/json.hpp>
+
 #include "devices/bus.h"
 
 namespace kdom::devices {
@@ -28,6 +30,14 @@ class CmosRtc : public BusDevice {
   void read(uint64_t offset, std::span<uint8_t> data) override;
   void write(uint64_t offset, std::span<const uint8_t> data) override;
 
+  // Save and restore: {"index", "ram" (hex, the 128 bytes), "offset_seconds" (the guest's time
+  // less the host clock, signed), "frozen" (bool) with "frozen_time" ({second, minute, hour,
+  // weekday, day, month, year}: the time registers while SET is held)}. The time goes on
+  // coming from the host clock: a restored guest reads the host's time plus its offset.
+  // load_state checks every field first (snapshot::StateError naming it, the RTC unchanged).
+  nlohmann::json save_state() const;
+  void load_state(const nlohmann::json& state);
+
  private:
   uint8_t read_register(uint8_t index);
   tm current_time() const;
@@ -37,7 +47,7 @@ class CmosRtc : public BusDevice {
   uint8_t encode(int value) const;
   int decode(uint8_t value) const;
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   Clock clock_;
   uint8_t index_ = 0;
   std::array<uint8_t, 128> ram_{};

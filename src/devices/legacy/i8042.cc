@@ -1,6 +1,10 @@
 // i8042 controller commands.
 #include "devices/legacy/i8042.h"
 
+#include <string>
+
+#include "snapshot/state_json.h"
+
 namespace kdom::devices {
 
 namespace {
@@ -62,6 +66,32 @@ void I8042::data_write(uint8_t value) {
   if (command == kWriteCommandByte) command_byte_ = value;
   // Output port bit 0 is the CPU reset line, active low.
   if (command == kWriteOutputPort && (value & 0x01) == 0 && events_) events_({GuestEventKind::kReboot});
+}
+
+nlohmann::json I8042::save_state() const {
+  std::lock_guard lock(mutex_);
+  return {{"output", output_ ? nlohmann::json(*output_) : nlohmann::json(nullptr)},
+          {"pending_command", pending_command_ ? nlohmann::json(*pending_command_) : nlohmann::json(nullptr)},
+          {"command_byte", command_byte_}};
+}
+
+void I8042::load_state(const nlohmann::json& state) {
+  const std::string what = "i8042";
+  // A byte, or null for none.
+  auto optional_byte = [&](const char* key) -> std::optional<uint8_t> {
+    if (state.is_object() && state.contains(key) && state.at(key).is_null()) return std::nullopt;
+    return static_cast<uint8_t>(snapshot::state_u64(state, key, what, 0xff));
+  };
+  const std::optional<uint8_t> output = optional_byte("output");
+  const std::optional<uint8_t> pending = optional_byte("pending_command");
+  if (pending && *pending != kWriteCommandByte && *pending != kWriteOutputPort)
+    throw snapshot::StateError("saved state of " + what + ": 'pending_command' is " + std::to_string(*pending) +
+                               ", not a command that takes a data byte");
+  const auto command_byte = static_cast<uint8_t>(snapshot::state_u64(state, "command_byte", what, 0xff));
+  std::lock_guard lock(mutex_);
+  output_ = output;
+  pending_command_ = pending;
+  command_byte_ = command_byte;
 }
 
 }  // namespace kdom::devices

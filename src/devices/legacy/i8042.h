@@ -7,6 +7,8 @@
 #include <mutex>
 #include <optional>
 
+#include <nlohmann/json.hpp>
+
 #include "devices/bus.h"
 #include "devices/guest_event.h"
 
@@ -23,11 +25,17 @@ class I8042 : public BusDevice {
   void read(uint64_t offset, std::span<uint8_t> data) override;
   void write(uint64_t offset, std::span<const uint8_t> data) override;
 
+  // Save and restore: {"output": the byte the guest reads next or null, "pending_command":
+  // the command waiting for its data byte or null, "command_byte"}. load_state checks every
+  // field first (snapshot::StateError naming it, the controller unchanged).
+  nlohmann::json save_state() const;
+  void load_state(const nlohmann::json& state);
+
  private:
   void command(uint8_t value);
   void data_write(uint8_t value);
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   GuestEventSink events_;
   std::optional<uint8_t> output_;        // the byte the guest reads next from port 0x60
   std::optional<uint8_t> pending_command_;  // a command waiting for its data byte

@@ -1,6 +1,8 @@
 // 16550A register model.
 #include "devices/legacy/uart8250.h"
 
+#include "snapshot/state_json.h"
+
 namespace kdom::devices {
 
 namespace {
@@ -139,6 +141,39 @@ void Uart8250::update_interrupt() {
     irq_asserted_ = asserted;
     if (irq_) irq_->set_level(asserted);
   }
+}
+
+nlohmann::json Uart8250::save_state() const {
+  std::lock_guard lock(mutex_);
+  const std::vector<uint8_t> input(input_.begin(), input_.end());
+  return {{"ier", ier_},
+          {"lcr", lcr_},
+          {"mcr", mcr_},
+          {"scr", scr_},
+          {"fcr", fcr_},
+          {"dll", dll_},
+          {"dlm", dlm_},
+          {"thr_empty_interrupt", thr_empty_interrupt_},
+          {"input", snapshot::bytes_to_hex(input)}};
+}
+
+void Uart8250::load_state(const nlohmann::json& state) {
+  const std::string what = "uart";
+  auto byte = [&](const char* key, uint8_t mask = 0xff) {
+    return static_cast<uint8_t>(snapshot::state_u64(state, key, what, mask));
+  };
+  // IER and MCR hold only the bits a write can set; anything else no UART could have saved.
+  const uint8_t ier = byte("ier", kIerMask), lcr = byte("lcr"), mcr = byte("mcr", 0x1f), scr = byte("scr");
+  const uint8_t fcr = byte("fcr"), dll = byte("dll"), dlm = byte("dlm");
+  const bool thr_empty_interrupt = snapshot::state_bool(state, "thr_empty_interrupt", what);
+  const std::vector<uint8_t> input = snapshot::state_bytes_up_to(state, "input", what, kInputLimit);
+  std::lock_guard lock(mutex_);
+  ier_ = ier, lcr_ = lcr, mcr_ = mcr, scr_ = scr, fcr_ = fcr, dll_ = dll, dlm_ = dlm;
+  thr_empty_interrupt_ = thr_empty_interrupt;
+  input_.assign(input.begin(), input.end());
+  // The line follows the loaded registers, whatever it was before.
+  irq_asserted_ = interrupt_identification() != kIirNoInterrupt;
+  if (irq_) irq_->set_level(irq_asserted_);
 }
 
 }  // namespace kdom::devices

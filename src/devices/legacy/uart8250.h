@@ -10,6 +10,8 @@
 #include <mutex>
 #include <span>
 
+#include <nlohmann/json.hpp>
+
 #include "devices/bus.h"
 #include "devices/interrupt_line.h"
 
@@ -30,13 +32,21 @@ class Uart8250 : public BusDevice {
   // input buffer).
   size_t enqueue_input(std::span<const uint8_t> bytes);
 
+  // Save and restore: {"ier", "lcr", "mcr", "scr", "fcr", "dll", "dlm" (registers),
+  // "thr_empty_interrupt" (bool), "input" (hex, the bytes the guest has not read, at most
+  // kInputLimit)}. load_state checks every field first (snapshot::StateError naming it, the
+  // UART unchanged), then sets the interrupt line to what the registers say (raised again if
+  // it was).
+  nlohmann::json save_state() const;
+  void load_state(const nlohmann::json& state);
+
  private:
   uint8_t read_register(uint64_t offset);
   void write_register(uint64_t offset, uint8_t value);
   uint8_t interrupt_identification() const;
   void update_interrupt();
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::shared_ptr<InterruptLine> irq_;
   OutputSink output_;
   std::deque<uint8_t> input_;
