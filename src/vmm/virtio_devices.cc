@@ -95,6 +95,7 @@ void VirtioDevices::attach(PciDevices& pci, const std::map<std::string, int>& sl
       throw Error("the saved domain has no " + member.kind + " '" + member.id + "' on its PCI bus");
   }
   for (const auto& [id, slot] : slots) {
+    if (slot < 1 || slot > 31) throw Error("PCI slot " + std::to_string(slot) + " of '" + id + "' is not 1-31");
     if (std::none_of(devices_.begin(), devices_.end(), [&](const Member& m) { return m.id == id; }))
       throw Error("the saved domain's PCI slot " + std::to_string(slot) + " holds '" + id + "', which this config lacks");
   }
