@@ -43,11 +43,18 @@ void write_exit_file_or_log(const std::string& path, const vmm::DomainExit& exit
 }
 
 vmm::VmConfig saved_config(const snapshot::SnapshotSource& source) {
+  vmm::VmConfig config;
   try {
-    return vmm::vm_config_from_json(source.config());
+    config = vmm::vm_config_from_json(source.config());
   } catch (const std::exception& error) {
     throw Error("snapshot '" + source.name() + "': its config record: " + error.what());
   }
+  // An inherited fd number means nothing to this process.
+  for (const auto& net : config.nets)
+    if (net.fd >= 0)
+      throw Error("snapshot '" + source.name() + "': NIC '" + net.id +
+                  "' was on a TAP fd its kdom inherited; restore it with --config naming a TAP");
+  return config;
 }
 
 }  // namespace

@@ -75,7 +75,10 @@ VcpuState parse_vcpu_state(const nlohmann::json& state, uint32_t id, uint64_t el
   const auto& msrs = state_array(state, "msrs", what);
   if (msrs.size() > kMaxMsrs) throw StateError("saved state of " + what + " has more than 4096 MSRs");
   for (const auto& entry : msrs) {
-    if (!entry.is_array() || entry.size() != 2 || !entry[0].is_number_unsigned() || !entry[1].is_number_unsigned() ||
+    auto whole = [](const nlohmann::json& value) {
+      return value.is_number_unsigned() || (value.is_number_integer() && value.get<int64_t>() >= 0);
+    };
+    if (!entry.is_array() || entry.size() != 2 || !whole(entry[0]) || !whole(entry[1]) ||
         entry[0].get<uint64_t>() > UINT32_MAX)
       throw StateError("saved state of " + what + ": an MSR entry is not [index, value]");
     parsed.msrs.emplace_back(entry[0].get<uint32_t>(), entry[1].get<uint64_t>());

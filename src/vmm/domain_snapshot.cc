@@ -90,6 +90,9 @@ nlohmann::json Domain::save(const std::string& path, const std::string& then, co
 
 snapshot::MemoryCounts Domain::write_snapshot(snapshot::StreamWriter& writer, const nlohmann::json& toolstack) {
   using snapshot::RecordType;
+  // First: it finishes ejects the guest has made, so the bus and config below are without them.
+  const nlohmann::json hotplug_state = hotplug_->save_state();
+  const nlohmann::json pci_state = pci_->save_state();
   VmConfig current = config_;
   virtio_->current_disks_and_nets(current);
   write_json(writer, RecordType::kHostFacts, snapshot::host_facts(KDOM_VERSION, guest_cpuid_));
@@ -104,8 +107,8 @@ snapshot::MemoryCounts Domain::write_snapshot(snapshot::StreamWriter& writer, co
   write_device(writer, kRtcId, rtc_->save_state());
   write_device(writer, kI8042Id, i8042_->save_state());
   write_device(writer, kPowerButtonId, power_button_->save_state());
-  write_device(writer, kPciHotplugId, hotplug_->registers()->save_state());
-  write_device(writer, kPciId, pci_->save_state());
+  write_device(writer, kPciHotplugId, hotplug_state);
+  write_device(writer, kPciId, pci_state);
   writer.finish();
   return counts;
 }
@@ -174,7 +177,7 @@ void Domain::restore_state(snapshot::SnapshotSource& source) {
   rtc_->load_state(device_states[kRtcId]);
   i8042_->load_state(device_states[kI8042Id]);
   power_button_->load_state(device_states[kPowerButtonId]);
-  hotplug_->registers()->load_state(device_states[kPciHotplugId]);
+  hotplug_->load_state(device_states[kPciHotplugId]);
   pci_->load_state(pci_state);
   log_line("loaded " + std::to_string(pages) + " pages of guest RAM; " + std::to_string(machine.elapsed_ns / 1000000) +
            " ms since the save");

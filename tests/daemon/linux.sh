@@ -215,7 +215,12 @@ check destroy "kdom destroy: gone" -- domain_absent boots
 # connection to the host is saved to a file, destroyed, restored, and counts on.
 truncate -s 64M "$work/counter.img"
 mkfs.ext4 -q -F "$work/counter.img"
-nc -l -p 7000 >"$work/ticks.out" 2>/dev/null &
+# busybox nc (busybox-static; there may be no nc) ends the connection when its stdin ends: a
+# FIFO held open (fd 9) keeps it.
+mkfifo "$work/ticks-hold"
+exec 9<>"$work/ticks-hold"
+busybox nc -l -p 7000 <"$work/ticks-hold" >"$work/ticks.out" 2>/dev/null &
+ticks_listener=$!
 cat >"$work/sr.cfg" <<EOF
 name = "sr"
 memory = 256
@@ -275,6 +280,8 @@ check sr-disk-file "the disk's counter file says $final" -- \
   [ "$(debugfs -R 'cat /counter' "$work/counter.img" 2>/dev/null)" = "$final" ]
 check sr-fsck "the disk is clean (e2fsck -fn)" -- e2fsck -fn "$work/counter.img"
 umount "$work/full"
+kill "$ticks_listener" 2>/dev/null
+exec 9>&-
 
 if [ "$failed" -gt 0 ]; then
   echo "kdomd log:"
