@@ -138,6 +138,22 @@ expect xl-list-bad-option "usage: kdom list" -- env KDOM_SOCKET="$work/no-kdomd.
 expect xl-shutdown-dom-and-all "give DOM or -a, not both" -- env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" shutdown -a web
 expect xl-domname-not-an-id "is not a domain id" -- env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" domname web
 expect xl-socket-no-command "--socket needs a command" -- "$kdom" --socket "$work/k.sock"
+# Save and restore: a file that is not a snapshot, one cut short, options that cannot go with
+# --restore, and the verbs' own misuse; refused before anything runs (no KVM needed).
+printf 'KDOMSNAP\002\000\000\000\000\000\000\000' >"$work/v2.snap"
+head -c 10 "$work/v2.snap" >"$work/cut.snap"
+expect restore-missing "cannot open snapshot" -- "$kdom" run --restore "$work/none.snap"
+expect restore-garbage "is not a kdom snapshot" -- "$kdom" run --restore "$work/garbage"
+expect restore-version "version 2" -- "$kdom" run --restore "$work/v2.snap"
+expect restore-cut "truncated" -- "$kdom" run --restore "$work/cut.snap"
+expect restore-with-memory "--memory cannot be given with it" -- "$kdom" run --restore "$work/v2.snap" --memory 64
+expect paused-without-restore "--paused is for --restore" -- "$kdom" run --paused
+expect save-c-and-p "-c and -p cannot both be given" -- "$kdom" save -c -p --control "$work/c.sock" "$work/s.snap"
+expect save-control-two-files "needs FILE (only)" -- "$kdom" save --control "$work/c.sock" web "$work/s.snap"
+expect save-control-missing "no control socket" -- "$kdom" save --control "$work/c.sock" "$work/s.snap"
+expect xl-save-one-arg "kdom save needs DOM and FILE" -- env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" save web
+expect xl-restore-setting "only name=NEWNAME may be changed" -- \
+  env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" restore "$work/v2.snap" memory=512
 printf 'name = "web"\nmemory = 256\nkernel = "/boot/vmlinuz"\n' >"$work/good.cfg"
 "$kdom" create -n "$work/good.cfg" memory=512 >"$work/out" 2>"$work/err"
 status=$?
