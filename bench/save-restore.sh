@@ -1,0 +1,157 @@
+#!/bin/bash
+# Save and restore: time and file size of saving an idle Linux domain to a file and of
+# restoring it, kdom (`kdom save --control`, `kdom run --restore`) against QEMU's own save to a
+# file (QMP `migrate "exec:cat > FILE"`, then `-incoming "exec:cat FILE"`), in one nested
+# test host run, for 256 MiB and 1 GiB domains.
+#
+#   bench/save-restore.sh [-n N] [--mib "256 1024"]
+#
+# Guest: Debian's stock kernel + kdom's busybox initramfs (build/guest), 1 vCPU, command line
+# "console=ttyS0 kdom.action=power-button" (it waits for the power button: an idle Linux).
+# Each round boots it under each VMM, waits for "power-button ready" on its console, then:
+#   save:    kdom: `kdom save --control SOCK FILE` (the domain stops once saved), from the
+#            command to its return; QEMU: QMP migrate to "exec:cat > FILE", from the command
+#            until query-migrate says completed.
+#   restore: kdom: `kdom run --restore FILE --ready-fd 3` from start to "ready" (the domain is
+#            built, RAM and state loaded, vCPUs about to run); QEMU: from start with
+#            -incoming "exec:cat FILE" until query-status says running.
+# Then the power button is pressed and the restored guest must answer it ("power button
+# pressed" on its console): a restore that does not run is a failed measurement.
+# Figures: medians of N rounds (default 3) and ratios kdom/QEMU. Targets (issue 13): save and
+# restore <= 0.5x QEMU's time; restore of 256 MiB under 100 ms on hardware KVM (the test host
+# is QEMU TCG: its absolute times are far slower than hardware's; compare the ratios).
+set -u
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+N=3 sizes="256 1024"
+while [ $# -gt 0 ]; do
+	case $1 in
+	-n) N=${2:?}; shift 2 ;;
+	--mib) sizes=${2:?}; shift 2 ;;
+	--in-l1) shift; in_l1=1 ;;
+	-h | --help) bench_usage ;;
+	*) bench_die "unknown option $1 (see --help)" ;;
+	esac
+done
+bench_need_count "$N" -n
+
+# ---- inside the test host: the measurements, one "save-restore run i/n: ..." line each ----
+if [ "${in_l1:-0}" = 1 ]; then
+	kdom=${BENCH_KDOM:?} guest=${BENCH_GUEST:?}
+	work=$(mktemp -d /tmp/save-restore.XXXXXX)
+	cmdline="console=ttyS0 kdom.action=power-button"
+	now() { date +%s.%N; }
+	since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.4f", b - a }'; }
+	wait_line() { # FILE TEXT SECONDS
+		local i
+		for i in $(seq $(($3 * 10))); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+		return 1
+	}
+	# qmp SOCKET COMMAND [ARGUMENTS-JSON]: one QMP command; prints its "return" as JSON.
+	qmp() {
+		python3 - "$@" <<-'EOF'
+			import json, socket, sys
+			s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rw")
+			def send(cmd, args=None):
+			    f.write(json.dumps({"execute": cmd, **({"arguments": args} if args else {})}) + "\n"); f.flush()
+			    while True:
+			        reply = json.loads(f.readline())
+			        if "return" in reply or "error" in reply: return reply
+			json.loads(f.readline()); send("qmp_capabilities")
+			reply = send(sys.argv[2], json.loads(sys.argv[3]) if len(sys.argv) > 3 else None)
+			print(json.dumps(reply.get("return", reply)))
+		EOF
+	}
+	qemu_run() { # MIB LOG QMP [ARGS...]
+		local mib=$1 log=$2 sock=$3
+		shift 3
+		qemu-system-x86_64 -accel kvm -cpu host -M pc -m "$mib" -smp 1 -nodefaults -nographic -no-user-config \
+			-no-reboot -serial "file:$log" -qmp "unix:$sock,server=on,wait=off" \
+			-kernel "$guest/vmlinuz" -initrd "$guest/initramfs.cpio.gz" -append "$cmdline" "$@" >/dev/null 2>&1 &
+	}
+	qmp_until() { # SOCKET COMMAND JQ-TEXT SECONDS: until the reply contains TEXT
+		local i
+		for i in $(seq $(($4 * 20))); do qmp "$1" "$2" 2>/dev/null | grep -q -- "$3" && return 0; sleep 0.05; done
+		return 1
+	}
+	for mib in $sizes; do
+		for i in $(seq "$N"); do
+			# kdom
+			rm -f "$work"/*
+			"$kdom" run --kernel "$guest/vmlinuz" --initrd "$guest/initramfs.cpio.gz" --cmdline "$cmdline" \
+				--memory "$mib" --control "$work/k.sock" --console "file:$work/k.log" >"$work/k.vmm" 2>&1 &
+			pid=$!
+			if ! wait_line "$work/k.log" "power-button ready" 300; then
+				echo "save-restore: FAILED kdom $mib MiB: the guest never got ready"; kill -9 $pid; continue
+			fi
+			t0=$(now)
+			"$kdom" save --control "$work/k.sock" "$work/k.snap" >/dev/null 2>&1 || echo "save-restore: FAILED kdom save"
+			save_s=$(since "$t0")
+			wait $pid
+			bytes=$(stat -c %s "$work/k.snap" 2>/dev/null || echo missing)
+			t0=$(now)
+			"$kdom" run --restore "$work/k.snap" --control "$work/k2.sock" --console "file:$work/k2.log" \
+				--ready-fd 3 3>"$work/k.ready" >"$work/k2.vmm" 2>&1 &
+			pid=$!
+			restore_s=missing
+			wait_line "$work/k.ready" ready 300 && restore_s=$(since "$t0")
+			"$kdom" shutdown --control "$work/k2.sock" --wait 120 >/dev/null 2>&1
+			wait $pid
+			grep -q "power button pressed" "$work/k2.log" || { echo "save-restore: FAILED kdom: the restored guest did not answer"; restore_s=missing; }
+			echo "save-restore run $i/$N: vmm=kdom mib=$mib save_s=$save_s restore_s=$restore_s bytes=$bytes"
+			# QEMU
+			qemu_run "$mib" "$work/q.log" "$work/q.qmp"
+			pid=$!
+			if ! wait_line "$work/q.log" "power-button ready" 300; then
+				echo "save-restore: FAILED QEMU $mib MiB: the guest never got ready"; kill -9 $pid; continue
+			fi
+			t0=$(now)
+			qmp "$work/q.qmp" migrate "{\"uri\": \"exec:cat > $work/q.snap\"}" >/dev/null
+			save_s=missing
+			qmp_until "$work/q.qmp" query-migrate '"completed"' 300 && save_s=$(since "$t0")
+			qmp "$work/q.qmp" quit >/dev/null 2>&1
+			wait $pid
+			bytes=$(stat -c %s "$work/q.snap" 2>/dev/null || echo missing)
+			t0=$(now)
+			qemu_run "$mib" "$work/q2.log" "$work/q2.qmp" -incoming "exec:cat $work/q.snap"
+			pid=$!
+			restore_s=missing
+			qmp_until "$work/q2.qmp" query-status '"running"' 300 && restore_s=$(since "$t0")
+			qmp "$work/q2.qmp" system_powerdown >/dev/null 2>&1
+			wait_line "$work/q2.log" "power button pressed" 120 || { echo "save-restore: FAILED QEMU: the restored guest did not answer"; restore_s=missing; }
+			sleep 1; kill $pid 2>/dev/null; wait $pid
+			echo "save-restore run $i/$N: vmm=qemu mib=$mib save_s=$save_s restore_s=$restore_s bytes=$bytes"
+		done
+	done
+	exit 0
+fi
+
+# ---- on this machine: build, run the test host, print the table ----
+bench_start save-restore
+bench_header "Save and restore (bench/save-restore.sh), idle Linux (stock kernel + busybox initramfs), 1 vCPU, N=$N; raw logs in $out"
+echo "-- test host (L1: QEMU TCG with emulated AMD SVM, real KVM; absolute times 10-50x hardware's: compare ratios)"
+log=$out/l1-console.log
+"$REPO/scripts/test-host.sh" --host-root --timeout "${BENCH_L1_TIMEOUT:-3000}" -- \
+	"env BENCH_KDOM='$KDOM' BENCH_GUEST='$BUILD/guest' bash '$BENCH_DIR/save-restore.sh' --in-l1 -n $N --mib '$sizes'" \
+	>"$log" 2>&1 || bench_fail "the test-host run failed (see $log)"
+grep -a '^save-restore: FAILED' "$log" | sed 's/^/   /' && BENCH_FAILED=1
+runs=$out/runs.txt
+grep -a '^save-restore run ' "$log" | tr -d '\r' >"$runs"
+median() { # VMM MIB FIGURE
+	grep " vmm=$1 mib=$2 " "$runs" | tr ' ' '\n' | sed -n "s/^$3=//p" | grep -v '^missing$' | "$KB" stats |
+		tr ' ' '\n' | sed -n 's/^median=//p'
+}
+bench_row "figure (median of $N)" kdom QEMU kdom/QEMU target
+for mib in $sizes; do
+	for figure in save_s restore_s bytes; do
+		k=$(median kdom "$mib" "$figure") q=$(median qemu "$mib" "$figure")
+		ratio=$(bench_ratio "$k" "$q")
+		target="-" verdict="-"
+		case $figure in save_s | restore_s) target="<= 0.5x" verdict=$(bench_verdict "$ratio" 0.5) ;; esac
+		decimals=3
+		[ "$figure" = bytes ] && decimals=0
+		bench_row "$mib MiB: $figure" "$(bench_fmt "$k" $decimals)" "$(bench_fmt "$q" $decimals)" "$ratio" "$target $verdict"
+		[ "$figure" = bytes ] || bench_summary save-restore "$mib MiB $figure kdom/QEMU" "$ratio" "<= 0.5" "$verdict"
+	done
+done
+exit "$BENCH_FAILED"
