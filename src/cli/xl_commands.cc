@@ -370,20 +370,24 @@ int save_verb(const std::vector<std::string>& args, const ApiClient& client, XlI
   if (words.size() != wanted)
     throw Error(control.empty() ? "kdom save needs DOM and FILE" : "kdom save --control PATH needs FILE (only)");
   const std::string path = std::filesystem::absolute(words.back()).lexically_normal().string();
+  const auto figures = [](const json& reply) {
+    char text[160];
+    std::snprintf(text, sizeof(text), "%.1f MiB in %.2f s (the guest stood still %.2f s)",
+                  static_cast<double>(reply.value("bytes", uint64_t{0})) / (1024.0 * 1024.0),
+                  reply.value("seconds", 0.0), reply.value("downtime_s", 0.0));
+    return std::string(text);
+  };
   if (!control.empty()) {
     const char* then = keep_running ? "running" : leave_paused ? "paused" : "stop";
     const json reply = vmm::control_request(control, {{"op", "save"}, {"path", path}, {"then", then}}, 3600);
-    io.err << "saved to " << path << ": " << reply.value("bytes", uint64_t{0}) << " bytes\n";
+    io.err << "saved to " << path << ": " << figures(reply) << "; the domain is "
+           << (keep_running ? "running" : leave_paused ? "paused" : "stopped") << "\n";
     return 0;
   }
   const std::string dom = words.front();
   const std::string then = keep_running ? "running" : leave_paused ? "paused" : "destroy";
   const json reply = client.call("POST", domain_target(dom) + "/save", json{{"path", path}, {"then", then}});
-  char figures[160];
-  std::snprintf(figures, sizeof(figures), "%.1f MiB in %.2f s (the guest stood still %.2f s)",
-                static_cast<double>(reply.value("bytes", uint64_t{0})) / (1024.0 * 1024.0), reply.value("seconds", 0.0),
-                reply.value("downtime_s", 0.0));
-  io.err << "saved domain " << reply.value("name", dom) << ": " << figures << "; it is "
+  io.err << "saved domain " << reply.value("name", dom) << ": " << figures(reply) << "; it is "
          << (then == "destroy" ? "destroyed" : then) << "\n";
   return 0;
 }
