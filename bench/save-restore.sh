@@ -11,10 +11,10 @@
 # Each round boots it under each VMM, waits for "power-button ready" on its console, then:
 #   save:    kdom: `kdom save --control SOCK FILE` (the domain stops once saved), from the
 #            command to its return; QEMU: QMP migrate to "exec:cat > FILE", from the command
-#            until query-migrate says completed.
+#            until query-migrate says completed (asked every 10 ms by one QMP client).
 #   restore: kdom: `kdom run --restore FILE --ready-fd 3` from start to "ready" (the domain is
 #            built, RAM and state loaded, vCPUs about to run); QEMU: from start with
-#            -incoming "exec:cat FILE" until query-status says running.
+#            -incoming "exec:cat FILE" until query-status says running (every 10 ms).
 # Then the power button is pressed and the restored guest must answer it ("power button
 # pressed" on its console): a restore that does not run is a failed measurement.
 # Figures: medians of N rounds (default 3) and ratios kdom/QEMU. Targets (issue 13): save and
@@ -47,19 +47,37 @@ if [ "${in_l1:-0}" = 1 ]; then
 		for i in $(seq $(($3 * 10))); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
 		return 1
 	}
-	# qmp SOCKET COMMAND [ARGUMENTS-JSON]: one QMP command; prints its "return" as JSON.
+	# qmp SOCKET cmd COMMAND | save FILE | wait-running T0: a QMP client in one process (its
+	# start-up is not measured): one command; a migration to FILE, printing its seconds from the
+	# command to "completed" (query-migrate every 10 ms); or, once the socket exists, the seconds
+	# from T0 (epoch) until query-status says running.
 	qmp() {
 		python3 - "$@" <<-'EOF'
-			import json, socket, sys
-			s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rw")
+			import json, os, signal, socket, sys, time
+			signal.alarm(300)  # a VMM that never answers ends the measurement, not the benchmark
+			path, what = sys.argv[1], sys.argv[2]
+			while not os.path.exists(path): time.sleep(0.01)
+			s = socket.socket(socket.AF_UNIX)
+			while True:
+			    try: s.connect(path); break
+			    except OSError: time.sleep(0.01)
+			f = s.makefile("rw")
 			def send(cmd, args=None):
 			    f.write(json.dumps({"execute": cmd, **({"arguments": args} if args else {})}) + "\n"); f.flush()
 			    while True:
 			        reply = json.loads(f.readline())
-			        if "return" in reply or "error" in reply: return reply
+			        if "return" in reply or "error" in reply: return reply.get("return", reply)
 			json.loads(f.readline()); send("qmp_capabilities")
-			reply = send(sys.argv[2], json.loads(sys.argv[3]) if len(sys.argv) > 3 else None)
-			print(json.dumps(reply.get("return", reply)))
+			if what == "cmd":
+			    print(json.dumps(send(sys.argv[3])))
+			elif what == "save":
+			    t0 = time.monotonic()
+			    send("migrate", {"uri": "exec:cat > " + sys.argv[3]})
+			    while send("query-migrate").get("status") not in ("completed", "failed"): time.sleep(0.01)
+			    print("%.4f" % (time.monotonic() - t0) if send("query-migrate")["status"] == "completed" else "missing")
+			elif what == "wait-running":
+			    while send("query-status").get("status") != "running": time.sleep(0.01)
+			    print("%.4f" % (time.time() - float(sys.argv[3])))
 		EOF
 	}
 	qemu_run() { # MIB LOG QMP [ARGS...]
@@ -68,11 +86,6 @@ if [ "${in_l1:-0}" = 1 ]; then
 		qemu-system-x86_64 -accel kvm -cpu host -M pc -m "$mib" -smp 1 -nodefaults -nographic -no-user-config \
 			-no-reboot -serial "file:$log" -qmp "unix:$sock,server=on,wait=off" \
 			-kernel "$guest/vmlinuz" -initrd "$guest/initramfs.cpio.gz" -append "$cmdline" "$@" >/dev/null 2>&1 &
-	}
-	qmp_until() { # SOCKET COMMAND JQ-TEXT SECONDS: until the reply contains TEXT
-		local i
-		for i in $(seq $(($4 * 20))); do qmp "$1" "$2" 2>/dev/null | grep -q -- "$3" && return 0; sleep 0.05; done
-		return 1
 	}
 	for mib in $sizes; do
 		for i in $(seq "$N"); do
@@ -105,19 +118,17 @@ if [ "${in_l1:-0}" = 1 ]; then
 			if ! wait_line "$work/q.log" "power-button ready" 300; then
 				echo "save-restore: FAILED QEMU $mib MiB: the guest never got ready"; kill -9 $pid; continue
 			fi
-			t0=$(now)
-			qmp "$work/q.qmp" migrate "{\"uri\": \"exec:cat > $work/q.snap\"}" >/dev/null
-			save_s=missing
-			qmp_until "$work/q.qmp" query-migrate '"completed"' 300 && save_s=$(since "$t0")
-			qmp "$work/q.qmp" quit >/dev/null 2>&1
+			save_s=$(qmp "$work/q.qmp" save "$work/q.snap")
+			[ -n "$save_s" ] || save_s=missing
+			qmp "$work/q.qmp" cmd quit >/dev/null 2>&1
 			wait $pid
 			bytes=$(stat -c %s "$work/q.snap" 2>/dev/null || echo missing)
 			t0=$(now)
 			qemu_run "$mib" "$work/q2.log" "$work/q2.qmp" -incoming "exec:cat $work/q.snap"
 			pid=$!
-			restore_s=missing
-			qmp_until "$work/q2.qmp" query-status '"running"' 300 && restore_s=$(since "$t0")
-			qmp "$work/q2.qmp" system_powerdown >/dev/null 2>&1
+			restore_s=$(qmp "$work/q2.qmp" wait-running "$t0")
+			[ -n "$restore_s" ] || restore_s=missing
+			qmp "$work/q2.qmp" cmd system_powerdown >/dev/null 2>&1
 			wait_line "$work/q2.log" "power button pressed" 120 || { echo "save-restore: FAILED QEMU: the restored guest did not answer"; restore_s=missing; }
 			sleep 1; kill $pid 2>/dev/null; wait $pid
 			echo "save-restore run $i/$N: vmm=qemu mib=$mib save_s=$save_s restore_s=$restore_s bytes=$bytes"

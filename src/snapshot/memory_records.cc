@@ -18,11 +18,10 @@ bool all_zero(const uint8_t* page) {
 }
 
 void write_run(StreamWriter& writer, uint64_t gpa, const uint8_t* pages, uint32_t count, MemoryCounts& counts) {
-  std::vector<uint8_t> body(kRecordHeadBytes + uint64_t{count} * kPageSize);
-  std::memcpy(body.data(), &gpa, 8);
-  std::memcpy(body.data() + 8, &count, 4);
-  std::memcpy(body.data() + kRecordHeadBytes, pages, uint64_t{count} * kPageSize);
-  writer.write(RecordType::kMemory, body);
+  uint8_t head[kRecordHeadBytes] = {};
+  std::memcpy(head, &gpa, 8);
+  std::memcpy(head + 8, &count, 4);
+  writer.write(RecordType::kMemory, {std::span<const uint8_t>(head), std::span(pages, uint64_t{count} * kPageSize)});
   counts.pages_written += count;
   ++counts.records;
 }

@@ -16,9 +16,8 @@ constexpr size_t kHeaderBytes = 16;  // magic, version, reserved
 constexpr size_t kHeadBytes = 24;    // type, flags, length, body CRC, head CRC
 constexpr size_t kAlignment = 8;
 
-uint32_t crc_of(std::span<const uint8_t> bytes) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  // zlib takes at most 4 GiB a call; bodies are far smaller (kMaxRecordBytes).
+// zlib takes at most 4 GiB a call; bodies are far smaller (kMaxRecordBytes).
+uint32_t crc_of(std::span<const uint8_t> bytes, uLong crc = crc32(0L, Z_NULL, 0)) {
   return static_cast<uint32_t>(crc32(crc, bytes.data(), static_cast<uInt>(bytes.size())));
 }
 
@@ -80,21 +79,29 @@ void StreamWriter::put(std::span<const uint8_t> bytes) {
   }
 }
 
-void StreamWriter::write(RecordType type, std::span<const uint8_t> body) {
+void StreamWriter::write(RecordType type, std::span<const uint8_t> body) { write(type, {body}); }
+
+void StreamWriter::write(RecordType type, std::initializer_list<std::span<const uint8_t>> parts) {
   if (finished_) throw StreamError("snapshot '" + name_ + "': a record after the end");
-  if (body.size() > kMaxRecordBytes)
+  uint64_t size = 0;
+  uint32_t body_crc = crc_of({});
+  for (const auto& part : parts) {
+    size += part.size();
+    body_crc = crc_of(part, body_crc);
+  }
+  if (size > kMaxRecordBytes)
     throw StreamError("snapshot '" + name_ + "': a " + record_type_name(static_cast<uint32_t>(type)) + " record of " +
-                      std::to_string(body.size()) + " bytes is above the limit of " + std::to_string(kMaxRecordBytes));
+                      std::to_string(size) + " bytes is above the limit of " + std::to_string(kMaxRecordBytes));
   uint8_t head[kHeadBytes] = {};
   put_le(head, static_cast<uint32_t>(type), 4);
   put_le(head + 4, 0, 4);  // flags: none defined in version 1
-  put_le(head + 8, body.size(), 8);
-  put_le(head + 16, crc_of(body), 4);
+  put_le(head + 8, size, 8);
+  put_le(head + 16, body_crc, 4);
   put_le(head + 20, crc_of({head, 20}), 4);
   put(head);
-  put(body);
+  for (const auto& part : parts) put(part);
   static constexpr uint8_t kZeros[kAlignment] = {};
-  put({kZeros, padding_after(body.size())});
+  put({kZeros, padding_after(size)});
   ++records_;
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <span>
 #include <string>
@@ -52,6 +53,8 @@ class StreamWriter {
   StreamWriter(int fd, std::string name);
   // Throws StreamError (a body above kMaxRecordBytes) or SystemError (the fd refused it).
   void write(RecordType type, std::span<const uint8_t> body);
+  // The same for a body in parts, written as they are (no copy into one buffer: guest RAM).
+  void write(RecordType type, std::initializer_list<std::span<const uint8_t>> parts);
   // Writes the End record; nothing may follow.
   void finish();
   uint64_t bytes_written() const { return offset_; }
