@@ -145,7 +145,10 @@ log=$out/l1-console.log
 "$REPO/scripts/test-host.sh" --host-root --timeout "${BENCH_L1_TIMEOUT:-3000}" -- \
 	"env BENCH_KDOM='$KDOM' BENCH_GUEST='$BUILD/guest' bash '$BENCH_DIR/save-restore.sh' --in-l1 -n $N --mib '$sizes'" \
 	>"$log" 2>&1 || bench_fail "the test-host run failed (see $log)"
-grep -a '^save-restore: FAILED' "$log" | sed 's/^/   /' && BENCH_FAILED=1
+if grep -aq '^save-restore: FAILED' "$log"; then
+	grep -a '^save-restore: FAILED' "$log" | sed 's/^/   /'
+	BENCH_FAILED=1
+fi
 runs=$out/runs.txt
 grep -a '^save-restore run ' "$log" | tr -d '\r' >"$runs"
 median() { # VMM MIB FIGURE
