@@ -18,6 +18,7 @@ packages=(
   clang-14 libclang-rt-14-dev
   fio  # bench/virtio-blk.sh: a cross-check of the host read figures
   curl  # bench/daemon.sh: the API latency, measured from outside kdom
+  python3  # QMP and control-socket requests in tests and benchmarks (save-restore-probe.sh, bench/save-restore.sh)
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients  # bench/daemon.sh's peer: libvirtd + virsh with QEMU
   debootstrap  # build-debian-rootfs.sh: the Debian guest's root file system, from Debian's packages
   tmux iputils-ping  # tests/daemon/debian.sh: an operator's terminal on kdom console; ping over the vif
