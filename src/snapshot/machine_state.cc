@@ -32,13 +32,13 @@ T struct_from(const nlohmann::json& state, const std::string& key, const std::st
   return value;
 }
 
-uint64_t realtime_ns() {
+}  // namespace
+
+uint64_t realtime_now_ns() {
   timespec now{};
   clock_gettime(CLOCK_REALTIME, &now);
   return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
 }
-
-}  // namespace
 
 nlohmann::json save_vcpu_state(const kvm::Vcpu& vcpu, const std::vector<uint32_t>& msr_indices,
                                size_t xsave_bytes) {
@@ -117,10 +117,8 @@ nlohmann::json save_vm_state(const kvm::Vm& vm) {
           {"ioapic", struct_hex(vm.irqchip(KVM_IRQCHIP_IOAPIC))},
           {"pit", struct_hex(vm.pit())},
           {"clock_ns", vm.clock()},
-          {"realtime_ns", realtime_ns()}};
+          {"realtime_ns", realtime_now_ns()}};
 }
-
-uint64_t realtime_now_ns() { return realtime_ns(); }
 
 VmState parse_vm_state(const nlohmann::json& state, uint64_t now_realtime_ns) {
   const std::string what = "the irqchip record";

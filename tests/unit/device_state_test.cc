@@ -29,6 +29,7 @@
 #include "devices/virtio/vsock.h"
 #include "eventually.h"
 #include "snapshot/state_json.h"
+#include "driver_queue.h"
 
 namespace kdom::devices::virtio {
 namespace {
@@ -39,47 +40,8 @@ using nlohmann::json;
 constexpr uint64_t kMemorySize = 4 << 20;
 constexpr uint64_t kBufferArea = 0x100000;
 
-struct Buf {
-  uint64_t addr;
-  uint32_t len;
-  bool writable;
-};
-
-// One split queue in guest memory, driven as a driver would.
-struct DriverQueue {
-  const GuestMemory* memory;
-  uint64_t desc, avail, used;
-  uint16_t size;
-  uint16_t next_desc = 0;
-  uint16_t avail_idx = 0;
-
-  VirtqueueConfig config() const { return {size, desc, avail, used, false, false}; }
-  // Links `bufs` into a chain, makes it available, returns its head.
-  uint16_t add(const std::vector<Buf>& bufs) {
-    const uint16_t head = next_desc;
-    for (size_t i = 0; i < bufs.size(); ++i) {
-      const auto index = static_cast<uint16_t>((next_desc + i) % size);
-      uint16_t flags = bufs[i].writable ? kVirtqDescFlagWrite : 0;
-      if (i + 1 < bufs.size()) flags |= kVirtqDescFlagNext;
-      memory->write_object(desc + 16u * index,
-                           VirtqDescriptor{bufs[i].addr, bufs[i].len, flags, static_cast<uint16_t>((index + 1) % size)});
-    }
-    next_desc = static_cast<uint16_t>((next_desc + bufs.size()) % size);
-    memory->write_object<uint16_t>(avail + 4 + 2u * (avail_idx % size), head);
-    memory->write_object<uint16_t>(avail + 2, ++avail_idx);
-    return head;
-  }
-  uint16_t used_idx() const { return memory->read_object<uint16_t>(used + 2); }
-  VirtqUsedElement used_at(uint16_t slot) const {
-    return memory->read_object<VirtqUsedElement>(used + 4 + 8u * (slot % size));
-  }
-  // The heads in the used ring, in order.
-  std::vector<uint32_t> used_heads() const {
-    std::vector<uint32_t> heads;
-    for (uint16_t i = 0; i < used_idx(); ++i) heads.push_back(used_at(i).id);
-    return heads;
-  }
-};
+using test_driver::Buf;
+using test_driver::DriverQueue;
 
 // A new queue for the restored device, carrying the saved one's indices (as the transport does).
 std::shared_ptr<Virtqueue> restored_queue(const GuestMemory& memory, const Virtqueue& saved) {

@@ -22,6 +22,7 @@
 #include "base/unique_fd.h"
 #include "vmm/event_loop.h"
 #include "vmm/vm_config.h"
+#include "driver_queue.h"
 
 namespace kdom::devices::virtio {
 namespace {
@@ -58,39 +59,8 @@ class SocketBackend : public net::NetBackend {
   std::vector<unsigned>* offloads_;
 };
 
-struct Buf {
-  uint64_t addr;
-  uint32_t len;
-  bool writable;
-};
-
-// One split queue in guest memory, driven as a driver would.
-struct DriverQueue {
-  const GuestMemory* memory;
-  uint64_t desc, avail, used;
-  uint16_t next_desc = 0;
-  uint16_t avail_idx = 0;
-
-  VirtqueueConfig config() const { return {kSize, desc, avail, used, false, false}; }
-  uint16_t add(const std::vector<Buf>& bufs) {
-    const uint16_t head = next_desc;
-    for (size_t i = 0; i < bufs.size(); ++i) {
-      const uint16_t index = static_cast<uint16_t>((next_desc + i) % kSize);
-      uint16_t flags = bufs[i].writable ? kVirtqDescFlagWrite : 0;
-      if (i + 1 < bufs.size()) flags |= kVirtqDescFlagNext;
-      memory->write_object(desc + 16u * index,
-                          VirtqDescriptor{bufs[i].addr, bufs[i].len, flags, static_cast<uint16_t>((index + 1) % kSize)});
-    }
-    next_desc = static_cast<uint16_t>((next_desc + bufs.size()) % kSize);
-    memory->write_object<uint16_t>(avail + 4 + 2u * (avail_idx % kSize), head);
-    memory->write_object<uint16_t>(avail + 2, ++avail_idx);
-    return head;
-  }
-  uint16_t used_idx() const { return memory->read_object<uint16_t>(used + 2); }
-  VirtqUsedElement used_at(uint16_t slot) const {
-    return memory->read_object<VirtqUsedElement>(used + 4 + 8u * (slot % kSize));
-  }
-};
+using test_driver::Buf;
+using test_driver::DriverQueue;
 
 std::vector<uint8_t> frame_with_payload(size_t payload, uint8_t seed, uint8_t flags = 0) {
   std::vector<uint8_t> frame(sizeof(NetHeader) + payload);
@@ -144,8 +114,8 @@ class VirtioNetTest : public ::testing::Test {
   }
 
   GuestMemory memory{{{0, kMemorySize}}};
-  DriverQueue rx{&memory, kRxDesc, kRxAvail, kRxUsed};
-  DriverQueue tx{&memory, kTxDesc, kTxAvail, kTxUsed};
+  DriverQueue rx{&memory, kRxDesc, kRxAvail, kRxUsed, kSize};
+  DriverQueue tx{&memory, kTxDesc, kTxAvail, kTxUsed, kSize};
   UniqueFd peer;
   std::vector<unsigned> offloads;
   std::vector<int> watch_calls;
@@ -333,7 +303,7 @@ TEST_F(VirtioNetTest, ChecksumFlagsReachTheGuestOnlyWithGuestCsum) {
   device->on_backend_readable();
   EXPECT_EQ(guest_bytes(kBuffers, 1)[0], 0);
   device->reset();
-  rx = DriverQueue{&memory, kRxDesc, kRxAvail, kRxUsed};
+  rx = DriverQueue{&memory, kRxDesc, kRxAvail, kRxUsed, kSize};
   memory.write_object<uint16_t>(kRxUsed + 2, 0);
   activate(kBaseFeatures | kNetFeatureGuestCsum);
   rx.add({{kBuffers, 2048, true}});
@@ -366,7 +336,7 @@ TEST_F(VirtioNetTest, ABrokenReceiveQueueIsReportedAndTheDeviceStaysUsable) {
   EXPECT_EQ(take_from_device(), frame);
   device->reset();
   memory.write_object<uint16_t>(kRxAvail + 2, 0);
-  rx = DriverQueue{&memory, kRxDesc, kRxAvail, kRxUsed};
+  rx = DriverQueue{&memory, kRxDesc, kRxAvail, kRxUsed, kSize};
   activate(kBaseFeatures);
   rx.add({{kBuffers, 2048, true}});
   const auto later = frame_with_payload(64, 8);

@@ -158,20 +158,17 @@ std::optional<DescriptorChain> Virtqueue::pop() {
   const uint64_t slot = config_.avail_ring + kAvailRingOffset + uint64_t{2} * (next_avail_ % config_.size);
   const uint16_t head = std::atomic_ref<uint16_t>(*host_u16(slot)).load(std::memory_order_relaxed);
   ++next_avail_;  // this entry is consumed whether or not its chain is well formed
-  if (head >= config_.size)
-    fail_queue("virtqueue head index " + std::to_string(head) + " is outside a queue of " +
-               std::to_string(config_.size));
-  DescriptorChain chain;
-  chain.head = head;
-  walk_chain(head, chain);
-  return chain;
+  return chain_from(head, "virtqueue head index ");
 }
 
 DescriptorChain Virtqueue::chain_at(uint16_t head) {
   if (!usable()) throw VirtqueueError("virtqueue is broken");
+  return chain_from(head, "virtqueue held head index ");
+}
+
+DescriptorChain Virtqueue::chain_from(uint16_t head, const char* what) {
   if (head >= config_.size)
-    fail_queue("virtqueue held head index " + std::to_string(head) + " is outside a queue of " +
-               std::to_string(config_.size));
+    fail_queue(what + std::to_string(head) + " is outside a queue of " + std::to_string(config_.size));
   DescriptorChain chain;
   chain.head = head;
   walk_chain(head, chain);

@@ -190,6 +190,8 @@ class Virtqueue {
   void store_avail_event(uint16_t event);
   VirtqDescriptor read_descriptor(uint64_t table, uint32_t index) const;
   void walk_chain(uint16_t head, DescriptorChain& chain) const;
+  // The chain at `head` (`what` names the head in the error when it is outside the queue).
+  DescriptorChain chain_from(uint16_t head, const char* what);
 
   const GuestMemory& memory_;
   VirtqueueConfig config_;
