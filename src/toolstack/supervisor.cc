@@ -650,8 +650,8 @@ bool Supervisor::wait_for_end(Runtime& runtime, uint64_t ends, uint32_t seconds)
   return changed_.wait_for(lock, std::chrono::seconds(seconds), [&] { return runtime.process_ends > ends; });
 }
 
-json Supervisor::control(Runtime& runtime, const json& request) {
-  return vmm::control_request(runtime.run_dir + "/control.sock", request);
+json Supervisor::control(Runtime& runtime, const json& request, int reply_seconds) {
+  return vmm::control_request(runtime.run_dir + "/control.sock", request, reply_seconds);
 }
 
 void Supervisor::change_state(uint32_t id, const std::string& state, json details) {

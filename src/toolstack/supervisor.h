@@ -182,7 +182,7 @@ class Supervisor {
   void clean_run_dir(const std::string& run_dir);
   // Blocks until the runtime's process_ends passes `ends` or `seconds` pass; true if it did.
   bool wait_for_end(Runtime& runtime, uint64_t ends, uint32_t seconds);
-  nlohmann::json control(Runtime& runtime, const nlohmann::json& request);
+  nlohmann::json control(Runtime& runtime, const nlohmann::json& request, int reply_seconds = 10);
   // Records the domain's new state; when it differs from the old one, the event readers are
   // told (the event is the state's name, with `details`).
   void change_state(uint32_t id, const std::string& state, nlohmann::json details = nlohmann::json::object());

@@ -8,7 +8,6 @@
 #include "base/log.h"
 #include "snapshot/snapshot_source.h"
 #include "toolstack/supervisor.h"
-#include "vmm/control_client.h"
 
 namespace kdom::toolstack {
 
@@ -33,12 +32,12 @@ nlohmann::json Supervisor::save(const std::string& dom, const std::string& path,
     const auto record = record_of(runtime->id);
     name = record.name;
     require_live_vmm(dom, record.state, "running or paused");
-    reply = vmm::control_request(runtime->run_dir + "/control.sock",
-                                 {{"op", "save"},
-                                  {"path", path},
-                                  {"then", then == "running" ? "running" : "paused"},
-                                  {"toolstack", record.config}},
-                                 kSaveReplySeconds);
+    reply = control(*runtime,
+                    {{"op", "save"},
+                     {"path", path},
+                     {"then", then == "running" ? "running" : "paused"},
+                     {"toolstack", record.config}},
+                    kSaveReplySeconds);
     reply.erase("ok");
     if (then == "paused") change_state(runtime->id, "paused");
     publish("saved", runtime->id, name, {{"path", path}});
