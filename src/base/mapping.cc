@@ -26,6 +26,15 @@ Mapping Mapping::anonymous_aligned(size_t length, size_t alignment) {
   return Mapping(reinterpret_cast<void*>(aligned), length);
 }
 
+Mapping Mapping::shared_aligned(int fd, size_t length, size_t alignment) {
+  // The file's pages take the place of an aligned anonymous reservation (MAP_FIXED over our own
+  // range), so nothing else can land there in between.
+  Mapping reserved = anonymous_aligned(length, alignment);
+  void* p = ::mmap(reserved.data_, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd, 0);
+  if (p == MAP_FAILED) throw SystemError("cannot map " + std::to_string(length) + " bytes of a file", errno);
+  return reserved;
+}
+
 Mapping Mapping::of_fd(int fd, size_t length, int prot, int flags, off_t offset) {
   void* p = ::mmap(nullptr, length, prot, flags, fd, offset);
   if (p == MAP_FAILED) throw SystemError("mmap of fd failed", errno);

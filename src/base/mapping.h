@@ -17,6 +17,9 @@ class Mapping {
   // Private anonymous memory whose start is a multiple of `alignment` (a power of two, a
   // multiple of the page size), so that huge pages of that size can back it from its start.
   static Mapping anonymous_aligned(size_t length, size_t alignment);
+  // A shared, read-write mapping of `length` bytes of `fd` from offset 0, its start a multiple
+  // of `alignment` as above: what one process writes there, another mapping of the file sees.
+  static Mapping shared_aligned(int fd, size_t length, size_t alignment);
   static Mapping of_fd(int fd, size_t length, int prot, int flags, off_t offset = 0);
 
   Mapping(Mapping&& other) noexcept

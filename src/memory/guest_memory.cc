@@ -1,7 +1,9 @@
 // Guest RAM allocation and bounds-checked access.
 #include "memory/guest_memory.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <sstream>
@@ -31,16 +33,26 @@ GuestMemory::GuestMemory(const std::vector<GuestRange>& ranges) {
     total += range.size;
   }
   if (total == 0) throw Error("guest memory size is 0");
+  memfd_ = UniqueFd(::memfd_create("kdom-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!memfd_.valid()) throw SystemError("memfd_create for guest RAM", errno);
+  if (::ftruncate(memfd_.get(), static_cast<off_t>(total)) != 0)
+    throw SystemError("cannot size guest RAM to " + std::to_string(total) + " bytes", errno);
+  // Whoever else gets the fd can neither cut the RAM short (the guest would fault on it) nor grow it.
+  if (::fcntl(memfd_.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+    throw SystemError("cannot seal guest RAM's size", errno);
   // Aligned to 2 MiB and marked for transparent huge pages, as QEMU does with guest RAM:
   // huge pages from the first touch (fewer TLB and nested-paging misses), rather than small
   // ones that khugepaged would later copy into huge ones, moving guest memory under KVM.
-  mapping_ = Mapping::anonymous_aligned(total, kHugePageSize);
+  // For shared memory the kernel honours the mark only where
+  // /sys/kernel/mm/transparent_hugepage/shmem_enabled allows it (advise; Debian's default is
+  // never), see docs/architecture.md.
+  mapping_ = Mapping::shared_aligned(memfd_.get(), total, kHugePageSize);
   if (::madvise(mapping_.data(), mapping_.size(), MADV_HUGEPAGE) != 0) {
     // No transparent huge pages on this host: small pages serve as well.
   }
   uint64_t offset = 0;
   for (const auto& range : ranges) {
-    regions_.push_back(Region{range, mapping_.data() + offset});
+    regions_.push_back(Region{range, mapping_.data() + offset, offset});
     offset += range.size;
   }
 }
@@ -72,7 +84,7 @@ void GuestMemory::discard(uint64_t gpa, uint64_t length) const {
     throw GuestMemoryError("guest range " + hex(gpa) + "+" + hex(length) + " to discard is not page-aligned");
   std::span<uint8_t> host = slice(gpa, length);
   if (length == 0) return;
-  if (::madvise(host.data(), host.size(), MADV_DONTNEED) != 0) throw SystemError("madvise(MADV_DONTNEED)", errno);
+  if (::madvise(host.data(), host.size(), MADV_REMOVE) != 0) throw SystemError("madvise(MADV_REMOVE)", errno);
 }
 
 }  // namespace kdom

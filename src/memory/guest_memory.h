@@ -1,6 +1,8 @@
 // GuestMemory: the guest's RAM, as host mappings of guest-physical ranges. Every access by
 // guest-physical address is bounds-checked: an address or length the guest (or a loader)
 // gives that is not wholly inside one RAM region throws GuestMemoryError and touches nothing.
+// The RAM is a memfd mapped shared, not anonymous memory: another mapping of the same file (a
+// thread reading it for a migration, a restore mapping pages in) sees the guest's own bytes.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +14,7 @@
 
 #include "base/error.h"
 #include "base/mapping.h"
+#include "base/unique_fd.h"
 
 namespace kdom {
 
@@ -31,6 +34,7 @@ class GuestMemory {
   struct Region {
     GuestRange range;
     uint8_t* host = nullptr;
+    uint64_t file_offset = 0;  // where the region's bytes are in memfd()
   };
 
   // Maps one host region per range; ranges must be page-aligned, sorted and disjoint.
@@ -38,6 +42,8 @@ class GuestMemory {
 
   const std::vector<Region>& regions() const { return regions_; }
   uint64_t total_size() const;
+  // The file holding all of the RAM, regions one after another; its size is sealed.
+  int memfd() const { return memfd_.get(); }
 
   // The host bytes for [gpa, gpa + length); throws GuestMemoryError when any of it lies
   // outside guest RAM or crosses from one region into another.
@@ -45,8 +51,8 @@ class GuestMemory {
   bool contains(uint64_t gpa, uint64_t length) const;
 
   // Gives the host memory behind [gpa, gpa + length) back to the host (madvise
-  // MADV_DONTNEED): the range reads as zeros afterwards and is backed again on the next
-  // touch. The range must be page-aligned and wholly inside one RAM region, else
+  // MADV_REMOVE: the file's pages go, not only this mapping's view of them): the range reads
+  // as zeros afterwards and is backed again on the next touch. The range must be page-aligned and wholly inside one RAM region, else
   // GuestMemoryError and nothing is discarded.
   void discard(uint64_t gpa, uint64_t length) const;
 
@@ -71,6 +77,7 @@ class GuestMemory {
 
  private:
   const Region* find(uint64_t gpa, uint64_t length) const;
+  UniqueFd memfd_;
   Mapping mapping_;
   std::vector<Region> regions_;
 };

@@ -1,8 +1,13 @@
-// Tests of GuestMemory: page-aligned construction, and the bounds checks on every access by
-// guest-physical address (region ends, gaps between regions, address + length overflow).
+// Tests of GuestMemory: page-aligned construction, the bounds checks on every access by
+// guest-physical address (region ends, gaps between regions, address + length overflow), and
+// the memfd behind it (another mapping sees the guest's bytes, discard frees the file's pages,
+// the size is sealed).
 #include "memory/guest_memory.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstddef>
@@ -169,6 +174,43 @@ TEST(GuestMemory, RangeWrappingPastTheTopOfTheAddressSpaceIsRejected) {
   // start + size overflows: half of this range would be unreachable, and the next range's
   // "sorted and disjoint" check would compare against a wrapped end.
   EXPECT_THROW(GuestMemory({{UINT64_MAX - kPage + 1, 2 * kPage}}), Error);
+}
+
+// What the guest writes is in the file, where another mapping (a migration's reader, say)
+// finds it: the second region's bytes sit right after the first region's.
+TEST(GuestMemory, AnotherMappingOfTheMemfdSeesTheGuestsBytes) {
+  auto memory = two_regions();
+  memory.write_object<uint64_t>(0x20008, 0x1122334455667788);
+  ASSERT_EQ(memory.regions()[1].file_offset, 0x10000u);
+  Mapping other = Mapping::of_fd(memory.memfd(), memory.total_size(), PROT_READ, MAP_SHARED);
+  uint64_t seen = 0;
+  std::memcpy(&seen, other.data() + 0x10008, sizeof(seen));
+  EXPECT_EQ(seen, 0x1122334455667788u);
+}
+
+// Discarding gives the file's pages back, not just this mapping's view of them, and the range
+// reads as zeros afterwards.
+TEST(GuestMemory, DiscardFreesTheFilesPages) {
+  auto memory = two_regions();
+  std::vector<uint8_t> ones(0x10000, 1);
+  memory.write(0, ones.data(), ones.size());
+  struct stat before {};
+  ASSERT_EQ(fstat(memory.memfd(), &before), 0);
+  memory.discard(0, 0x10000);
+  struct stat after {};
+  ASSERT_EQ(fstat(memory.memfd(), &after), 0);
+  EXPECT_EQ(before.st_blocks - after.st_blocks, 0x10000 / 512);
+  EXPECT_EQ(memory.read_object<uint64_t>(0x8000), 0u);
+}
+
+// No holder of the fd can cut the RAM short under the guest (or grow it).
+TEST(GuestMemory, TheMemfdsSizeIsSealed) {
+  auto memory = two_regions();
+  EXPECT_NE(ftruncate(memory.memfd(), 0x1000), 0);
+  EXPECT_NE(ftruncate(memory.memfd(), 0x40000), 0);
+  struct stat st {};
+  ASSERT_EQ(fstat(memory.memfd(), &st), 0);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), memory.total_size());
 }
 
 }  // namespace

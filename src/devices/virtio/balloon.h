@@ -1,7 +1,7 @@
 // virtio-balloon (virtio 1.x section 5.5): lets the host take memory back from a running
 // guest. The host sets a target (num_pages, in 4 KiB pages); the guest's driver allocates that
 // many pages and hands their frame numbers over the inflate queue, and kdom gives the host
-// memory behind them back (madvise MADV_DONTNEED through GuestMemory::discard). Deflating
+// memory behind them back (madvise MADV_REMOVE through GuestMemory::discard). Deflating
 // needs only accounting: the guest's next touch of a page backs it again. With free page
 // reporting the guest also hands over ranges of free pages it keeps. The statistics queue
 // holds one buffer of (tag, value) pairs from the guest: kdom keeps the latest values and
