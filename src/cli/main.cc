@@ -100,6 +100,7 @@ int main(int argc, char** argv) {
     if (kdom::cli::is_xl_verb(args[0])) {
       const kdom::cli::ApiClient client(socket_path);
       kdom::cli::XlIo io{std::cout, std::cerr};
+      io.err_is_terminal = ::isatty(STDERR_FILENO) == 1;
       return kdom::cli::xl_command(args[0], {args.begin() + 1, args.end()}, client, io);
     }
     throw kdom::Error("unknown command '" + args[0] + "' (try: kdom --help)");

@@ -23,6 +23,7 @@
 
 #include "base/error.h"
 #include "base/sse.h"
+#include "cli/save_progress.h"
 #include "cli/shutdown_command.h"
 #include "vmm/control_client.h"
 #include "config/domain_config.h"
@@ -34,6 +35,11 @@ namespace {
 
 using json = nlohmann::json;
 using namespace std::chrono_literals;
+
+// A save or restore of a large domain takes a while: longer than any other request may. (kdomd
+// waits an hour for a save and two minutes for a restored VMM to be ready.)
+constexpr int kSaveSeconds = 3600 + 60;
+constexpr int kRestoreSeconds = 180;
 
 // xl waits for ever for `shutdown -w`; kdomd's API takes a limit, so give it a long one.
 constexpr uint64_t kShutdownWaitSeconds = 3600;
@@ -379,14 +385,39 @@ int save_verb(const std::vector<std::string>& args, const ApiClient& client, XlI
   };
   if (!control.empty()) {
     const char* then = keep_running ? "running" : leave_paused ? "paused" : "stop";
-    const json reply = vmm::control_request(control, {{"op", "save"}, {"path", path}, {"then", then}}, 3600);
+    const auto save = [&] {
+      return vmm::control_request(control, {{"op", "save"}, {"path", path}, {"then", then}}, kSaveSeconds);
+    };
+    // Subscribed before the save starts: the domain's control loop serves no one while it saves.
+    // Without a subscription (eight already), the save goes on without its progress line.
+    UniqueFd events;
+    if (io.err_is_terminal) {
+      try {
+        events = vmm::subscribe_to_events(control);
+      } catch (const std::exception&) {
+      }
+    }
+    const json reply =
+        events.valid() ? run_showing_save_progress(io.err, "saving", save, SaveProgressEvents(events.get())) : save();
     io.err << "saved to " << path << ": " << figures(reply) << "; the domain is "
            << (keep_running ? "running" : leave_paused ? "paused" : "stopped") << "\n";
     return 0;
   }
   const std::string dom = words.front();
   const std::string then = keep_running ? "running" : leave_paused ? "paused" : "destroy";
-  const json reply = client.call("POST", domain_target(dom) + "/save", json{{"path", path}, {"then", then}});
+  const auto save = [&] {
+    return client.call("POST", domain_target(dom) + "/save", json{{"path", path}, {"then", then}},
+                       std::chrono::seconds(kSaveSeconds));
+  };
+  // kdomd shows the save's progress as the domain's job (GET /v1/domains/DOM).
+  const auto job = [&]() -> std::optional<SaveProgress> {
+    const json info = client.call("GET", domain_target(dom));
+    const auto it = info.find("job");
+    if (it == info.end() || !it->is_object()) return std::nullopt;
+    return SaveProgress{it->value("done_bytes", uint64_t{0}), it->value("total_bytes", uint64_t{0})};
+  };
+  const json reply =
+      io.err_is_terminal ? run_showing_save_progress(io.err, "saving " + dom, save, job) : save();
   io.err << "saved domain " << reply.value("name", dom) << ": " << figures(reply) << "; it is "
          << (then == "destroy" ? "destroyed" : then) << "\n";
   return 0;
@@ -408,7 +439,8 @@ int restore_verb(const std::vector<std::string>& args, const ApiClient& client, 
       throw Error("kdom restore: only name=NEWNAME may be changed on a restore, not '" + setting + "'");
     request["name"] = setting.substr(5);
   }
-  const json info = client.call("POST", paused ? "/v1/restore?paused=1" : "/v1/restore", request);
+  const json info = client.call("POST", paused ? "/v1/restore?paused=1" : "/v1/restore", request,
+                                std::chrono::seconds(kRestoreSeconds));
   io.err << "restored domain " << text_field(info, "name") << " (id " << integer_field(info, "id") << ")"
          << (paused ? ", paused" : "") << "\n";
   return 0;

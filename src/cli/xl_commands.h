@@ -23,6 +23,8 @@ struct XlIo {
   std::ostream& err;
   int terminal_in = STDIN_FILENO;
   int terminal_out = STDOUT_FILENO;
+  // `err` is a terminal: a long operation (a save) may draw its progress there.
+  bool err_is_terminal = false;
 };
 
 // True for the words xl_command() handles.

@@ -26,13 +26,16 @@ void write_run(StreamWriter& writer, uint64_t gpa, const uint8_t* pages, uint32_
 
 }  // namespace
 
-MemoryCounts write_memory(StreamWriter& writer, const GuestMemory& memory) {
+MemoryCounts write_memory(StreamWriter& writer, const GuestMemory& memory, const MemoryProgress& progress) {
   MemoryCounts counts;
+  uint64_t done_before_region = 0;
   for (const auto& region : memory.regions()) {
     const uint64_t pages = region.range.size / kPageSize;
     uint64_t run_start = 0;
     uint32_t run_length = 0;
     for (uint64_t page = 0; page <= pages; ++page) {
+      if (progress && page % kPagesPerRecord == 0 && page > 0)
+        progress(done_before_region + page * kPageSize, memory.total_size());
       const bool zero = page < pages && all_zero(region.host + page * kPageSize);
       const bool ends_run = page == pages || zero || run_length == kPagesPerRecord;
       if (ends_run && run_length > 0) {
@@ -48,7 +51,9 @@ MemoryCounts write_memory(StreamWriter& writer, const GuestMemory& memory) {
       if (run_length == 0) run_start = page;
       ++run_length;
     }
+    done_before_region += region.range.size;
   }
+  if (progress) progress(memory.total_size(), memory.total_size());
   return counts;
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "memory/guest_memory.h"
 #include "snapshot/stream.h"
@@ -22,10 +23,14 @@ struct MemoryCounts {
   uint64_t records = 0;
 };
 
+// How far a save has come through guest RAM: bytes of RAM looked at so far, of all of it.
+using MemoryProgress = std::function<void(uint64_t done_bytes, uint64_t total_bytes)>;
+
 // Writes every RAM region of `memory` as memory records (runs of non-zero pages, at most
 // kPagesPerRecord each). The vCPUs and devices must be stopped: pages changing meanwhile would
-// be saved torn.
-MemoryCounts write_memory(StreamWriter& writer, const GuestMemory& memory);
+// be saved torn. `progress`, if given, is called after each kPagesPerRecord pages looked at
+// and once at the end.
+MemoryCounts write_memory(StreamWriter& writer, const GuestMemory& memory, const MemoryProgress& progress = {});
 
 // Copies a memory record's pages into `memory`; throws StreamError when the record is not a
 // memory record, is malformed, or names pages outside guest RAM (nothing is written then).

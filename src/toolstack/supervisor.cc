@@ -223,7 +223,10 @@ json Supervisor::describe(const DomainRecord& record) {
   uint64_t balloon_mib = 0;
   {
     std::lock_guard lock(mutex_);
-    if (auto it = runtimes_.find(record.id); it != runtimes_.end()) balloon_mib = it->second->balloon_mib;
+    if (auto it = runtimes_.find(record.id); it != runtimes_.end()) {
+      balloon_mib = it->second->balloon_mib;
+      if (!it->second->job.is_null()) info["job"] = it->second->job;
+    }
   }
   const uint64_t memory_mib = info["memory_mib"].get<uint64_t>();
   info["actual_mib"] = memory_mib > balloon_mib ? memory_mib - balloon_mib : 0;
@@ -436,6 +439,13 @@ void Supervisor::on_domain_event(uint32_t id, const json& event) {
               {{"actual_mib", memory > balloon ? memory - balloon : 0},
                {"target_mib", record->target_mib ? record->target_mib : memory}});
     }
+  } else if (*name == "save-progress") {
+    const auto done = event.find("done_bytes");
+    const auto total = event.find("total_bytes");
+    if (done == event.end() || total == event.end() || !done->is_number_unsigned() || !total->is_number_unsigned())
+      return;
+    std::lock_guard lock(mutex_);
+    if (runtime->saving) runtime->job = {{"kind", "save"}, {"done_bytes", *done}, {"total_bytes", *total}};
   } else if (*name == "paused" || *name == "unpaused") {
     // Confirms what pause and unpause recorded, and records a pause made by someone else on
     // the control socket. Settling reads every event before it changes the state.

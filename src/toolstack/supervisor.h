@@ -151,6 +151,10 @@ class Supervisor {
     };
     std::optional<StopReport> stopping;
     uint64_t balloon_mib = 0;
+    // A save under way: {"kind":"save","done_bytes":..,"total_bytes":..}, from the VMM's
+    // save-progress events; null otherwise.
+    nlohmann::json job;
+    bool saving = false;  // a late event after the save's end finds it false
   };
 
   // Refuses (409) a request that needs the domain's VMM when the domain has none running: it is
@@ -164,6 +168,8 @@ class Supervisor {
   // reason when it fails. Called with runtime.operation held.
   // `restore_from`: a snapshot the VMM restores (kdom run --restore) instead of booting.
   void start_vmm(Runtime& runtime, const DomainRecord& record, bool paused, const std::string& restore_from = "");
+  // Marks a save under way (its job shown by describe) or over.
+  void set_saving(Runtime& runtime, bool saving);
   // create() and restore(): records the domain, makes its TAPs and run directory and starts its
   // VMM; nothing is left behind when that fails.
   nlohmann::json launch(config::DomainConfig config, bool paused, const std::string& restore_from);

@@ -18,6 +18,12 @@ constexpr int kSaveReplySeconds = 3600;
 
 }  // namespace
 
+void Supervisor::set_saving(Runtime& runtime, bool saving) {
+  std::lock_guard lock(mutex_);
+  runtime.saving = saving;
+  runtime.job = saving ? nlohmann::json{{"kind", "save"}, {"done_bytes", 0}, {"total_bytes", 0}} : nlohmann::json();
+}
+
 nlohmann::json Supervisor::save(const std::string& dom, const std::string& path, const std::string& then) {
   if (then != "destroy" && then != "running" && then != "paused")
     throw Error("after a save the domain is destroyed, running or paused, not '" + then + "'");
@@ -32,12 +38,19 @@ nlohmann::json Supervisor::save(const std::string& dom, const std::string& path,
     const auto record = record_of(runtime->id);
     name = record.name;
     require_live_vmm(dom, record.state, "running or paused");
-    reply = control(*runtime,
-                    {{"op", "save"},
-                     {"path", path},
-                     {"then", then == "running" ? "running" : "paused"},
-                     {"toolstack", record.config}},
-                    kSaveReplySeconds);
+    set_saving(*runtime, true);
+    try {
+      reply = control(*runtime,
+                      {{"op", "save"},
+                       {"path", path},
+                       {"then", then == "running" ? "running" : "paused"},
+                       {"toolstack", record.config}},
+                      kSaveReplySeconds);
+    } catch (...) {
+      set_saving(*runtime, false);
+      throw;
+    }
+    set_saving(*runtime, false);
     reply.erase("ok");
     if (then == "paused") change_state(runtime->id, "paused");
     publish("saved", runtime->id, name, {{"path", path}});

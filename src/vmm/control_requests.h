@@ -44,6 +44,9 @@
 //   {"event":"device-detached","id":..,"kind":..,"slot":..,"by":"request"|"guest"|"force"}
 //                                              a hot-plugged change: "request" when the guest let
 //                                              go as asked, "guest" when it ejected on its own
+//   {"event":"save-progress","done_bytes":..,"total_bytes":..}
+//                                              a save is that far through guest RAM (a few
+//                                              times a second, and once when it is through)
 //   {"event":"stopping","reason":..,"code":..,"message":..,"exit_status":..}
 //                                              the domain is stopping; the fields are the exit
 //                                              file's (reason: poweroff, reboot, crash (a guest

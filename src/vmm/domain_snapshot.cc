@@ -29,6 +29,8 @@ constexpr char kPciHotplugId[] = "pci-hotplug";
 constexpr char kPciId[] = "pci";
 constexpr const char* kDeviceIds[] = {kUartId, kRtcId, kI8042Id, kPowerButtonId, kPciHotplugId, kPciId};
 
+constexpr auto kProgressInterval = std::chrono::milliseconds(200);
+
 void write_json(snapshot::StreamWriter& writer, snapshot::RecordType type, const nlohmann::json& value) {
   const auto body = snapshot::json_body(value);
   writer.write(type, body);
@@ -97,7 +99,14 @@ snapshot::MemoryCounts Domain::write_snapshot(snapshot::StreamWriter& writer, co
   virtio_->current_disks_and_nets(current);
   write_json(writer, RecordType::kHostFacts, snapshot::host_facts(KDOM_VERSION, guest_cpuid_));
   write_json(writer, RecordType::kConfig, {{"vm", to_json(current)}, {"toolstack", toolstack}});
-  const auto counts = snapshot::write_memory(writer, *memory_);
+  // For whoever shows the save's progress (kdom save on a terminal): a few events a second.
+  auto last_event = std::chrono::steady_clock::now();
+  const auto counts = snapshot::write_memory(writer, *memory_, [&](uint64_t done, uint64_t total) {
+    const auto now = std::chrono::steady_clock::now();
+    if (done != total && now - last_event < kProgressInterval) return;
+    last_event = now;
+    publish_event("save-progress", {{"done_bytes", done}, {"total_bytes", total}});
+  });
   const size_t xsave_bytes = static_cast<size_t>(std::max(vm_->check_extension(KVM_CAP_XSAVE2), 4096));
   const auto msr_indices = kvm_->msr_index_list();
   for (const auto& vcpu : vcpus_)

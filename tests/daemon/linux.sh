@@ -268,8 +268,15 @@ check sr-tcp-whole "every tick arrived once, in order ($(head -n 1 "$work/ticks.
 guest_epoch=$(sed -n 's/.*kdom-guest: counter [0-9]* epoch=\([0-9]*\).*/\1/p' "$work/log/sr.log" | tail -n 1)
 skew=$(($(date +%s) - guest_epoch))
 check sr-date "the guest's date is right after the restore (${skew#-} s off)" -- [ "${skew#-}" -le 5 ]
-"$kdom" save -c sr "$work/sr-c.snap" >"$work/sr-c.out" 2>&1
-check sr-save-c "kdom save -c: $(cat "$work/sr-c.out")" -- [ -s "$work/sr-c.snap" ]
+# On a terminal (script(1) gives it one and keeps what it drew), kdom save shows its progress.
+script -qec "'$kdom' save -c sr '$work/sr-c.snap'" "$work/sr-c.tty" >/dev/null 2>&1
+tr '\r' '\n' <"$work/sr-c.tty" | sed 's/\x1b\[K//g' | grep -v -e '^$' -e '^Script started on ' -e '^Script done on ' >"$work/sr-c.out"
+check sr-save-c "kdom save -c: $(tail -n 1 "$work/sr-c.out")" -- [ -s "$work/sr-c.snap" ]
+save_seconds=$(sed -n 's/.* MiB in \([0-9.]*\) s .*/\1/p' "$work/sr-c.out")
+progress_lines=$(grep -c '^saving sr: *[0-9]*% ([0-9]* of 256 MiB)$' "$work/sr-c.out")
+check sr-save-progress "on a terminal: $progress_lines progress lines in ${save_seconds:-?} s, then cleared" -- \
+  awk -v n="$progress_lines" -v s="${save_seconds:-0}" -v last="$(tail -n 1 "$work/sr-c.out")" \
+  'BEGIN { exit !((n > 0 || s < 0.3) && last ~ /^saved domain sr: /) }'
 before=$(last_count)
 check sr-save-c-counts "and the domain counts on" -- wait_for 30 counted_to $((before + 3))
 "$kdom" shutdown -w sr >/dev/null 2>&1

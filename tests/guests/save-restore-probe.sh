@@ -143,7 +143,18 @@ save() { # save OUT_NAME ARGS...: runs kdom save, output in $work/OUT_NAME.err
     return $rc
 }
 before_1a=$(last_tick "$work/dom1.log")
-save save1a -c --control "$work/dom1.sock" "$work/file1a" || fail "kdom save -c (first) failed"
+# The first on a terminal (script(1) gives kdom one and keeps what it drew): it shows its progress.
+script -qec "timeout 120 '$kdom' save -c --control '$work/dom1.sock' '$work/file1a'" "$work/save1a.tty" \
+    >/dev/null 2>&1 </dev/null || fail "kdom save -c (first, on a terminal) failed: $(tr '\r' ' ' <"$work/save1a.tty")"
+tr '\r' '\n' <"$work/save1a.tty" | sed 's/\x1b\[K//g' |
+    grep -v -e '^$' -e '^Script started on ' -e '^Script done on ' >"$work/save1a.err"
+say "kdom save -c --control (on a terminal): $(tr '\n' '|' <"$work/save1a.err")"
+save_seconds=$(sed -n 's/.* MiB in \([0-9.]*\) s .*/\1/p' "$work/save1a.err")
+progress_lines=$(grep -c '^saving: *[0-9]*% ([0-9]* of 128 MiB)$' "$work/save1a.err")
+awk -v n="$progress_lines" -v s="${save_seconds:-0}" -v last="$(tail -n 1 "$work/save1a.err")" \
+    'BEGIN { exit !((n > 0 || s < 0.3) && last ~ /^saved to /) }' ||
+    fail "kdom save on a terminal showed no progress ($progress_lines lines in ${save_seconds:-?} s) or did not end with its figures"
+ok "kdom save on a terminal: $progress_lines progress lines in $save_seconds s, then the figures"
 after_1a=$(last_tick "$work/dom1.log")
 save save1b -c --control "$work/dom1.sock" "$work/file1b" || fail "kdom save -c (second, right after the first) failed"
 after_1b=$(last_tick "$work/dom1.log")

@@ -59,6 +59,8 @@ class VmmControlSide {
       std::make_shared<devices::virtio::BalloonDevice>(devices::virtio::BalloonDeviceConfig{});
   vmm::EventStream stream{loop_};
   std::atomic<bool> paused{false};
+  // What the VMM's save does (on its control loop's thread); set before the save is asked for.
+  std::function<json(const std::string& path, const std::string& then, const json& toolstack)> on_save;
 
  private:
   vmm::DomainActions actions() {
@@ -79,6 +81,10 @@ class VmmControlSide {
       status.paused = paused;
       status.vcpus = 1;
       return status;
+    };
+    actions.save = [this](const std::string& path, const std::string& then, const json& toolstack) {
+      if (!on_save) throw Error("this test's VMM does not save");
+      return on_save(path, then, toolstack);
     };
     return actions;
   }
@@ -183,6 +189,37 @@ TEST_F(KdomdVmmSideTest, AfterMemSetTheDomainIsStillSettledAndDestroyed) {
   const HttpReply destroyed = call("DELETE", "/v1/domains/smaller");
   EXPECT_EQ(destroyed.status, 200u) << destroyed.body;
   EXPECT_TRUE(registry_->all().empty());
+}
+
+// While a save runs, the domain's info shows how far it has come (the VMM's save-progress
+// events); the job is gone once the save has ended.
+TEST_F(KdomdVmmSideTest, ASavesProgressIsTheDomainsJobWhileItRuns) {
+  auto vmm = create("big");
+  EXPECT_TRUE(eventually([&] { return vmm->stream.subscriber_count() == 1; }));
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  vmm->on_save = [&](const std::string&, const std::string&, const json&) {
+    vmm->stream.publish("save-progress", {{"done_bytes", 8 << 20}, {"total_bytes", 32 << 20}});
+    released.wait();
+    return json{{"bytes", 4096}, {"seconds", 0.5}, {"downtime_s", 0.5}};
+  };
+  EXPECT_FALSE(info("big").contains("job"));
+  auto saved = std::async(std::launch::async, [&] {
+    return call("POST", "/v1/domains/big/save", {{"path", dir_ + "/big.snap"}, {"then", "running"}});
+  });
+  EXPECT_TRUE(eventually([&] {
+    const json job = info("big").value("job", json());
+    return job == json{{"kind", "save"}, {"done_bytes", 8 << 20}, {"total_bytes", 32 << 20}};
+  })) << info("big").dump();
+  release.set_value();
+  const HttpReply reply = saved.get();
+  EXPECT_EQ(reply.status, 200u) << reply.body;
+  EXPECT_FALSE(info("big").contains("job")) << info("big").dump();
+  // An event that comes late, after the save's end, makes no job.
+  vmm->stream.publish("save-progress", {{"done_bytes", 32 << 20}, {"total_bytes", 32 << 20}});
+  EXPECT_TRUE(eventually([&] { return vmm->stream.subscriber_count() == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(info("big").contains("job")) << info("big").dump();
 }
 
 TEST_F(KdomdVmmSideTest, TheVmmsEventsReachTheDomain) {

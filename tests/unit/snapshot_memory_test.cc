@@ -4,6 +4,8 @@
 #include "snapshot/memory_records.h"
 
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -31,6 +33,27 @@ struct Stream {
     return all;
   }
 };
+
+// The progress a save reports: through both regions in steps of one record's pages, never
+// going back, ending at the whole of RAM.
+TEST(SnapshotMemory, ProgressGoesThroughAllOfRamInOrder) {
+  GuestMemory saved(two_regions());
+  Stream stream;
+  std::vector<uint64_t> done;
+  {
+    StreamWriter writer(stream.fd, "test");
+    write_memory(writer, saved, [&](uint64_t bytes, uint64_t total) {
+      EXPECT_EQ(total, 12 * kMiB);
+      done.push_back(bytes);
+    });
+    writer.finish();
+  }
+  ASSERT_FALSE(done.empty());
+  EXPECT_EQ(done.front(), kPagesPerRecord * kPageSize);
+  EXPECT_EQ(done.back(), 12 * kMiB);
+  EXPECT_TRUE(std::is_sorted(done.begin(), done.end()));
+  EXPECT_GE(done.size(), 12 * kMiB / (kPagesPerRecord * kPageSize));
+}
 
 TEST(SnapshotMemory, OnlyNonZeroPagesAreSavedAndTheyLoadBackTheSame) {
   GuestMemory saved(two_regions());
