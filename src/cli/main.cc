@@ -56,7 +56,7 @@ constexpr const char* kUsage =
     "       kdom [--socket PATH] block-attach DOM DISK-SPEC | block-detach [-f] [-w S] DOM VDEV | block-list DOM...\n"
     "       kdom [--socket PATH] network-attach DOM VIF-SPEC | network-detach [-f] [-w S] DOM DEVID|MAC\n"
     "                                 | network-list DOM...   (specs as xl.cfg's disk= and vif= items)\n"
-    "       kdom [--socket PATH] save [-c] [-p] DOM FILE | restore [-p] FILE [name=NEWNAME]\n"
+    "       kdom [--socket PATH] save [-c] [-p] DOM FILE | restore [-p] FILE [key=value...]\n"
     "kdomd's socket: --socket PATH, else $KDOM_SOCKET, else /run/kdom/kdomd.sock\n";
 
 std::string guest_dir() {

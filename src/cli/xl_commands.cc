@@ -425,20 +425,35 @@ int save_verb(const std::vector<std::string>& args, const ApiClient& client, XlI
 
 int restore_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
   VerbParser app("restore", "Bring back a domain saved with kdom save, where it was (xl restore).",
-                 "[-p] FILE [name=NEWNAME]");
+                 "[-p] FILE [key=value...]");
   bool paused = false;
   std::string file;
   std::vector<std::string> settings;
   app.add_flag("-p,--paused", paused, "leave the restored domain paused");
   app.add_option("FILE", file, "the saved file")->required();
-  app.add_option("SETTINGS", settings, "name=NEWNAME: another name (the saved one may still be in use)");
+  app.add_option("SETTINGS", settings,
+                 "xl.cfg settings that change the saved config, strings in quotes: name (name=NEWNAME also "
+                 "without), on_poweroff, on_reboot, on_crash, disk= (the same disks in the same order, other "
+                 "targets), vif= (the same NICs, other bridges); memory, vcpus, kernel, cmdline and the devices "
+                 "the guest knows cannot change");
   if (!parse_verb(app, args, io.out)) return 0;
-  json request{{"path", std::filesystem::absolute(file).lexically_normal().string()}};
+  // name=NEWNAME without quotes, as kdom restore took it before it took other settings, is the
+  // API's "name"; the rest are xl.cfg settings (strings in quotes).
+  std::optional<std::string> name;
+  std::vector<std::string> overrides;
   for (const auto& setting : settings) {
-    if (setting.rfind("name=", 0) != 0 || setting.size() == 5)
-      throw Error("kdom restore: only name=NEWNAME may be changed on a restore, not '" + setting + "'");
-    request["name"] = setting.substr(5);
+    if (setting.rfind("name=", 0) == 0 && setting.size() > 5 && setting[5] != '"' && setting[5] != '\'') {
+      if (name) throw Error("kdom restore: name is given twice");
+      name = setting.substr(5);
+    } else {
+      overrides.push_back(setting);
+    }
   }
+  // Malformed settings are refused here; whether the saved domain can take them, kdomd says.
+  config::check_xl_overrides(overrides);
+  json request{{"path", std::filesystem::absolute(file).lexically_normal().string()}};
+  if (name) request["name"] = *name;
+  if (!overrides.empty()) request["overrides"] = overrides;
   const json info = client.call("POST", paused ? "/v1/restore?paused=1" : "/v1/restore", request,
                                 std::chrono::seconds(kRestoreSeconds));
   io.err << "restored domain " << text_field(info, "name") << " (id " << integer_field(info, "id") << ")"

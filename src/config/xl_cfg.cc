@@ -659,4 +659,10 @@ void apply_xl_overrides(DomainConfig& config, const std::vector<std::string>& ov
   config = std::move(updated);
 }
 
+void check_xl_overrides(const std::vector<std::string>& overrides) {
+  const std::vector<Setting> settings = read_overrides(overrides, "");
+  ConfigBuilder builder(DomainConfig{}, /*root_and_extra_allowed=*/false);
+  for (const auto& setting : settings) builder.apply(setting);
+}
+
 }  // namespace kdom::config

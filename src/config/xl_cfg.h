@@ -45,4 +45,10 @@ VifSpec parse_vif_spec(const std::string& text);
 // `cmdline`, or use parse_xl_cfg_file(path, overrides). The result is validated.
 void apply_xl_overrides(DomainConfig& config, const std::vector<std::string>& overrides);
 
+// Checks `key=value` overrides as apply_xl_overrides reads them (the syntax, known keys, no key
+// twice, each value on its own), without the config they will apply to: a client refuses a
+// malformed one before it asks kdomd (kdom restore). What depends on that config (validate,
+// `balloon_stats` without a balloon) is left to apply_xl_overrides. Errors name "command line".
+void check_xl_overrides(const std::vector<std::string>& overrides);
+
 }  // namespace kdom::config

@@ -199,12 +199,25 @@ Api::Api(Supervisor& supervisor, Store& store) : supervisor_(supervisor), store_
        [&s](const HttpRequest& request, const auto&) {
          const json body = body_object(request);
          if (!body.contains("path") || !body["path"].is_string()) throw Error("the body needs a \"path\" string");
+         std::vector<std::string> overrides;
+         if (body.contains("overrides")) {
+           const json& list = body["overrides"];
+           if (!list.is_array()) throw Error("\"overrides\" must be a list of \"key=value\" strings");
+           for (const auto& item : list) {
+             if (!item.is_string()) throw Error("\"overrides\" must be a list of \"key=value\" strings");
+             overrides.push_back(item.get<std::string>());
+           }
+         }
          std::optional<std::string> name;
          if (body.contains("name")) {
            if (!body["name"].is_string()) throw Error("\"name\" must be a string");
            name = body["name"].get<std::string>();
          }
-         return HttpReply::json(201, s.restore(body["path"].get<std::string>(), flag(request, "paused"), name));
+         for (const auto& item : body.items())
+           if (item.key() != "path" && item.key() != "overrides" && item.key() != "name")
+             throw Error("unknown key '" + item.key() + "' (a restore takes \"path\", \"overrides\" and \"name\")");
+         return HttpReply::json(
+             201, s.restore(body["path"].get<std::string>(), flag(request, "paused"), overrides, name));
        }},
       {"POST", "/v1/domains/{dom}/pause",
        [&s](const HttpRequest&, const auto& p) { return HttpReply::json(200, s.pause(p[0])); }},

@@ -93,8 +93,13 @@ class Supervisor {
   // the domain as it was and throws Error saying why.
   nlohmann::json save(const std::string& dom, const std::string& path, const std::string& then);
   // xl restore: a new domain from a file save() wrote, carrying on where it was saved (paused
-  // with `paused`), named `name` when given (the saved name may be in use: save -c).
-  nlohmann::json restore(const std::string& path, bool paused, const std::optional<std::string>& name);
+  // with `paused`), with the config kdomd saved in it changed by xl.cfg `key=value` overrides
+  // (config::restored_config: another name, other lifecycle actions, disk targets, bridges...;
+  // what the restored machine cannot take is refused before anything starts). `name`, the
+  // API's older way to rename (the saved name may be in use: save -c), is the same as an
+  // override name=...; both at once are refused.
+  nlohmann::json restore(const std::string& path, bool paused, const std::vector<std::string>& overrides,
+                         const std::optional<std::string>& name = std::nullopt);
   nlohmann::json list();
   nlohmann::json info(const std::string& dom);
   uint32_t destroy(const std::string& dom);

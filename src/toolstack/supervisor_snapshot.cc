@@ -1,11 +1,13 @@
 // Supervisor: save and restore (xl save, xl restore). The VMM writes and reads the snapshot
 // (docs/snapshot-format.md); kdomd keeps its own config of the domain in the snapshot's config
 // record, so a restore brings back the domain as kdomd knew it: name, actions, devices
-// attached since it was created.
+// attached since it was created; `key=value` overrides change what the restored machine can
+// take (config/restore_changes.h).
 #include <filesystem>
 
 #include "base/error.h"
 #include "base/log.h"
+#include "config/restore_changes.h"
 #include "snapshot/snapshot_source.h"
 #include "toolstack/supervisor.h"
 
@@ -63,14 +65,19 @@ nlohmann::json Supervisor::save(const std::string& dom, const std::string& path,
   return reply;
 }
 
-nlohmann::json Supervisor::restore(const std::string& path, bool paused, const std::optional<std::string>& name) {
+nlohmann::json Supervisor::restore(const std::string& path, bool paused, const std::vector<std::string>& overrides,
+                                   const std::optional<std::string>& name) {
   if (path.empty() || path.front() != '/')
     throw Error("the file to restore from must be an absolute path, not '" + path + "'");
   snapshot::SnapshotSource source(path);
   if (!source.toolstack().is_object())
     throw Error("snapshot '" + path + "' was not saved by kdomd (restore it with kdom run --restore)");
-  config::DomainConfig config = config::domain_config_from_json(source.toolstack());
-  if (name) config.name = *name;
+  const config::DomainConfig saved = config::domain_config_from_json(source.toolstack());
+  config::DomainConfig config = config::restored_config(saved, overrides);
+  if (name) {
+    if (config.name != saved.name) throw Error("the new name is given twice: as \"name\" and as the override name=");
+    config.name = *name;
+  }
   // The saved domain may still run (saved with -c): then this one is another domain.
   for (const auto& record : registry_.all())
     if (record.uuid == config.uuid) config.uuid = make_uuid();

@@ -152,8 +152,16 @@ expect save-c-and-p "-c and -p cannot both be given" -- "$kdom" save -c -p --con
 expect save-control-two-files "needs FILE (only)" -- "$kdom" save --control "$work/c.sock" web "$work/s.snap"
 expect save-control-missing "no control socket" -- "$kdom" save --control "$work/c.sock" "$work/s.snap"
 expect xl-save-one-arg "kdom save needs DOM and FILE" -- env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" save web
-expect xl-restore-setting "only name=NEWNAME may be changed" -- \
-  env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" restore "$work/v2.snap" memory=512
+# kdom restore's settings are checked before kdomd is asked (whether the saved domain can take
+# them is kdomd's to say): a setting without '=', an unknown key, a string without quotes.
+expect xl-restore-setting-no-equals "command line: expected '=' after 'memory'" -- \
+  env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" restore "$work/v2.snap" memory
+expect xl-restore-setting-unknown-key "command line: unknown key 'memroy'" -- \
+  env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" restore "$work/v2.snap" memroy=512
+expect xl-restore-setting-unquoted "must be a number, a list or a string in quotes, found 'preserve'" -- \
+  env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" restore "$work/v2.snap" on_crash=preserve
+expect xl-restore-name-twice "kdom restore: name is given twice" -- \
+  env KDOM_SOCKET="$work/no-kdomd.sock" "$kdom" restore "$work/v2.snap" name=a name=b
 printf 'name = "web"\nmemory = 256\nkernel = "/boot/vmlinuz"\n' >"$work/good.cfg"
 "$kdom" create -n "$work/good.cfg" memory=512 >"$work/out" 2>"$work/err"
 status=$?

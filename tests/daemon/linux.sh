@@ -10,8 +10,8 @@
 # hot-plug: a second ext4 disk and a second NIC added to and taken from a running guest
 # (block-/network-attach, -list, -detach, the NIC's forced), with the events, store keys and bad
 # input; and save/restore: a guest counting on its disk, console and a TCP connection saved
-# (to a full file system first: refused, runs on), restored without a reboot, its count, TCP
-# stream, date and disk (fsck) intact, then saved with -c.
+# (to a full file system first: refused, runs on), restored (with an on_crash setting) without
+# a reboot, its count, TCP stream, date and disk (fsck) intact, then saved with -c.
 #   linux.sh KDOM KDOMD GUEST_DIR
 set -uo pipefail
 if [ -z "${KDOM_IN_NETNS:-}" ]; then
@@ -252,9 +252,12 @@ check sr-save-gone "the saved domain is gone" -- domain_absent sr
 saved_at=$(last_count)
 ticks_saved=$(wc -l <"$work/ticks.out")
 sleep 3
-"$kdom" restore "$work/sr.snap" >"$work/sr-restore.out" 2>&1
+"$kdom" restore "$work/sr.snap" 'on_crash="preserve"' >"$work/sr-restore.out" 2>&1
 rc=$?
 check sr-restore "kdom restore: $(cat "$work/sr-restore.out")" -- [ $rc -eq 0 ]
+"$kdom" list -l sr >"$work/sr-list.out" 2>&1
+check sr-restore-override "the restore's setting on_crash=\"preserve\" is in its config" -- \
+  grep -q '"on_crash": "preserve"' "$work/sr-list.out"
 check sr-counts-on "the guest counts on from $saved_at" -- wait_for 60 counted_to $((saved_at + 6))
 check sr-no-reboot "without a reboot" -- [ "$(log_count sr 'kdom-guest: init reached')" -eq 1 ]
 counts | consecutive

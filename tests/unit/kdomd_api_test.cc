@@ -1,7 +1,9 @@
 // kdomd's API and supervisor without KVM: the routes against docs/openapi.json, error statuses,
 // and the supervisor's process handling with a fake VMM (a script that says it is ready and
-// waits, or one that fails at once); the events the supervisor publishes; the HTTP server
-// itself over a real Unix socket, with an event stream whose reader is stuck.
+// waits, or one that fails at once); restore with xl.cfg overrides; the events the supervisor
+// publishes; the HTTP server itself over a real Unix socket, with an event stream whose reader
+// is stuck.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -23,6 +25,9 @@
 #include "cli/api_client.h"
 #include "config/domain_config.h"
 #include "eventually.h"
+#include "base/unique_fd.h"
+#include "snapshot/snapshot_source.h"
+#include "snapshot/stream.h"
 #include "toolstack/api.h"
 #include "toolstack/http_server.h"
 #include "toolstack/registry.h"
@@ -328,6 +333,94 @@ TEST_F(KdomdApiTest, AStoppedDomainRefusesWhatNeedsItsVmm) {
   EXPECT_EQ(call("DELETE", "/v1/domains/off2").status, 200u);
   EXPECT_EQ(call("DELETE", "/v1/domains/dead").status, 200u);
   EXPECT_TRUE(registry_->all().empty());
+}
+
+// A saved domain as far as kdomd reads it before the VMM takes over: the host-facts record, then
+// the config record with kdomd's config of the domain (what save() gives the VMM).
+std::string write_snapshot(const std::string& path, const json& domain_config) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  EXPECT_TRUE(fd.valid()) << path;
+  snapshot::StreamWriter writer(fd.get(), path);
+  writer.write(snapshot::RecordType::kHostFacts, snapshot::json_body({{"kdom_version", "test"}}));
+  writer.write(snapshot::RecordType::kConfig,
+               snapshot::json_body({{"vm", json::object()}, {"toolstack", domain_config}}));
+  writer.finish();
+  return path;
+}
+
+// A fake VMM that writes its arguments to DIR/vmm-args, then says it is ready and waits.
+std::string recording_vmm(const std::string& dir) {
+  return "#!/bin/sh\necho \"$@\" >" + dir + "/vmm-args\necho ready >&3\nexec 3>&-\nexec sleep 600\n";
+}
+
+constexpr const char* kSavedUuid = "3f2504e0-4f89-11d3-9a0c-0305e82c3301";
+
+// kdom restore FILE name=... on_crash=...: the saved domain comes back with what the overrides
+// changed, its VMM told to restore the file.
+TEST_F(KdomdApiTest, RestoreAppliesOverridesTheSavedDomainCanTake) {
+  write_vmm(recording_vmm(dir_));
+  json saved = config("web");
+  saved["uuid"] = kSavedUuid;
+  const std::string path = write_snapshot(dir_ + "/web.snap", saved);
+  const json info = supervisor_->restore(path, false, {"name='x'", "on_crash='preserve'"});
+  EXPECT_EQ(info["name"], "x");
+  EXPECT_EQ(info["state"], "running");
+  EXPECT_EQ(info["uuid"], kSavedUuid);
+  EXPECT_EQ(info["config"]["on_crash"], "preserve");
+  EXPECT_EQ(info["config"]["on_poweroff"], "destroy");
+  EXPECT_EQ(info["memory_mib"], 32);
+  std::string args;
+  std::getline(std::ifstream(dir_ + "/vmm-args"), args);
+  EXPECT_NE(args.find("--restore " + path), std::string::npos) << args;
+  ASSERT_EQ(registry_->all().size(), 1u);
+  EXPECT_EQ(registry_->all()[0].name, "x");
+
+  // Over the API, with the older "name" (kdom restore FILE name=NEWNAME): the saved domain "x"
+  // is still there, so the restored one gets a uuid of its own.
+  HttpReply again = call("POST", "/v1/restore",
+                         json{{"path", path}, {"name", "y"}, {"overrides", {"on_reboot='destroy'"}}}.dump());
+  ASSERT_EQ(again.status, 201u) << again.body;
+  const json second = json::parse(again.body);
+  EXPECT_EQ(second["name"], "y");
+  EXPECT_NE(second["uuid"], kSavedUuid);
+  EXPECT_EQ(second["config"]["on_reboot"], "destroy");
+  EXPECT_EQ(registry_->all().size(), 2u);
+}
+
+// A change the restored machine cannot take, or a bad body, is refused (400, one line) before
+// anything is recorded or started.
+TEST_F(KdomdApiTest, RestoreRefusesWhatTheSavedDomainCannotTakeAndStartsNothing) {
+  write_vmm(recording_vmm(dir_));
+  json saved = config("web");
+  saved["uuid"] = kSavedUuid;
+  const std::string path = write_snapshot(dir_ + "/web.snap", saved);
+  try {
+    supervisor_->restore(path, false, {"memory=999"});
+    ADD_FAILURE() << "memory=999 was taken";
+  } catch (const Error& error) {
+    EXPECT_STREQ(error.what(), "memory cannot change on a restore (the saved domain has 32 MiB)");
+  }
+  const std::pair<json, std::string> cases[] = {
+      {{{"path", path}, {"overrides", {"memory=999"}}}, "memory cannot change on a restore (the saved domain has 32 MiB)"},
+      {{{"path", path}, {"overrides", {"memory"}}}, "command line: expected '=' after 'memory' at the end of the input"},
+      {{{"path", path}, {"overrides", {"memroy=64"}}}, "command line: unknown key 'memroy'"},
+      {{{"path", path}, {"overrides", {"name='x'", "disk=['/img/a.img']"}}},
+       "the number of disks (disk=) cannot change on a restore (the saved domain has none)"},
+      {{{"path", path}, {"overrides", "memory=999"}}, "\"overrides\" must be a list of \"key=value\" strings"},
+      {{{"path", path}, {"overrides", {64}}}, "\"overrides\" must be a list of \"key=value\" strings"},
+      {{{"path", path}, {"name", "y"}, {"overrides", {"name='z'"}}},
+       "the new name is given twice: as \"name\" and as the override name="},
+      {{{"path", path}, {"override", {"name='z'"}}},
+       "unknown key 'override' (a restore takes \"path\", \"overrides\" and \"name\")"},
+  };
+  for (const auto& [body, message] : cases) {
+    HttpReply reply = call("POST", "/v1/restore", body.dump());
+    EXPECT_EQ(reply.status, 400u) << body;
+    EXPECT_EQ(json::parse(reply.body).value("error", ""), message) << body;
+  }
+  EXPECT_TRUE(registry_->all().empty());
+  EXPECT_TRUE(fs::is_empty(dir_ + "/run/domains"));
+  EXPECT_FALSE(fs::exists(dir_ + "/vmm-args")) << "a VMM was started";
 }
 
 // Every lifecycle change the supervisor makes or learns of reaches an event reader, in order.

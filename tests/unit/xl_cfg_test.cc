@@ -1,7 +1,7 @@
 // Tests of the xl.cfg(5) parser and DomainConfig: full configs in xl's syntax (lists across
 // lines, comments, both quotes, ';'), the disk and vif forms, cmdline assembly, every kind of
-// error with its FILE:LINE, command-line overrides, file reading with relative paths, the
-// DomainConfig checks and its JSON form both ways.
+// error with its FILE:LINE, command-line overrides (and their check without a config), file
+// reading with relative paths, the DomainConfig checks and its JSON form both ways.
 #include "config/xl_cfg.h"
 
 #include <gtest/gtest.h>
@@ -266,6 +266,30 @@ TEST(XlCfg, ApplyOverridesToADomainConfig) {
     EXPECT_STREQ(error.what(), "command line: vcpus 0 is out of range (1 to 255)");
   }
   EXPECT_EQ(to_json(config), to_json(unchanged));  // a refused override changes nothing
+}
+
+// What a client can check of overrides without the config they will apply to (kdom restore).
+TEST(XlCfg, CheckOverridesWithoutAConfig) {
+  EXPECT_NO_THROW(check_xl_overrides({}));
+  EXPECT_NO_THROW(check_xl_overrides({"name='web2'", "on_crash=\"preserve\"", "disk=['/img/a.img,raw,xvda,rw']",
+                                      "vif=['bridge=br0']", "memory=512"}));
+  const auto error = [](const std::vector<std::string>& overrides) {
+    try {
+      check_xl_overrides(overrides);
+    } catch (const XlCfgError& error) {
+      return std::string(error.what());
+    }
+    return std::string("(no error)");
+  };
+  EXPECT_EQ(error({"memory"}), "command line: expected '=' after 'memory' at the end of the input");
+  EXPECT_EQ(error({"memroy=5"}), "command line: unknown key 'memroy'");
+  EXPECT_EQ(error({"on_crash=preserve"}),
+            "command line: the value of 'on_crash' must be a number, a list or a string in quotes, found 'preserve'");
+  EXPECT_EQ(error({"on_crash='explode'"}).rfind("command line: on_crash: ", 0), 0u);
+  EXPECT_EQ(error({"name='a'", "name='b'"}), "command line: 'name' is given twice");
+  EXPECT_EQ(error({"extra='quiet'"}),
+            "command line: 'extra' cannot be overridden on its own here: give cmdline=\"...\" (the whole command line)");
+  EXPECT_EQ(error({"vif=['colour=red']"}), "command line: vif 'colour=red': unknown vif parameter 'colour'");
 }
 
 class XlCfgFile : public ::testing::Test {

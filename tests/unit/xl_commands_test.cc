@@ -1,8 +1,8 @@
 // Tests of the xl-style verbs against a fake kdomd: the requests each verb sends (method,
 // target, body), xl list's table and state letters, xl uptime's format, xl info's lines,
 // mem-set's units, usage errors, error lines from kdomd's 404/409 replies, the legacy
-// `shutdown --control` route, create -n from an xl.cfg file (no daemon needed), and the
-// console (the kept log, a followed log, and an attach over pipes).
+// `shutdown --control` route, create -n from an xl.cfg file (no daemon needed), restore's
+// settings, and the console (the kept log, a followed log, and an attach over pipes).
 #include "cli/xl_commands.h"
 
 #include <gtest/gtest.h>
@@ -561,6 +561,31 @@ TEST(XlCommandsHotplug, BadSpecsSendNothingAndRefusalsAreOneLine) {
             std::string::npos);
   EXPECT_TRUE(server.requests().empty());
   EXPECT_EQ(run(server.path(), "block-detach", {"web", "xvdq"}).error, "domain web has no disk 'xvdq'");
+}
+
+// kdom restore FILE [key=value...]: the file's absolute path, a bare name=NEWNAME as "name",
+// the other settings as "overrides"; a malformed setting is refused before kdomd is asked.
+TEST(XlCommandsRestore, SendsThePathTheNameAndTheOverrides) {
+  FakeKdomd server([](const RecordedRequest&) { return CannedReply{201, json{{"id", 9}, {"name", "web2"}}.dump()}; });
+  const std::string cwd = std::filesystem::current_path().string();
+  Outcome outcome = run(server.path(), "restore", {"-p", "web.snap", "name=web2", "on_crash='preserve'"});
+  EXPECT_EQ(outcome.error, "");
+  EXPECT_EQ(outcome.err, "restored domain web2 (id 9), paused\n");
+  outcome = run(server.path(), "restore", {"/srv/web.snap"});
+  EXPECT_EQ(outcome.error, "");
+  ASSERT_EQ(server.requests().size(), 2u);
+  EXPECT_EQ(server.requests()[0].target, "/v1/restore?paused=1");
+  EXPECT_EQ(json::parse(server.requests()[0].body),
+            (json{{"path", cwd + "/web.snap"}, {"name", "web2"}, {"overrides", {"on_crash='preserve'"}}}));
+  EXPECT_EQ(server.requests()[1].target, "/v1/restore");
+  EXPECT_EQ(json::parse(server.requests()[1].body), (json{{"path", "/srv/web.snap"}}));
+
+  EXPECT_EQ(run(server.path(), "restore", {"web.snap", "memory"}).error,
+            "command line: expected '=' after 'memory' at the end of the input");
+  EXPECT_EQ(run(server.path(), "restore", {"web.snap", "on_crash=preserve"}).error,
+            "command line: the value of 'on_crash' must be a number, a list or a string in quotes, found 'preserve'");
+  EXPECT_EQ(run(server.path(), "restore", {"web.snap", "name=a", "name=b"}).error, "kdom restore: name is given twice");
+  EXPECT_EQ(server.requests().size(), 2u);
 }
 
 }  // namespace
