@@ -23,7 +23,7 @@
 
 #include "base/error.h"
 #include "base/sse.h"
-#include "cli/save_progress.h"
+#include "cli/progress_line.h"
 #include "cli/shutdown_command.h"
 #include "vmm/control_client.h"
 #include "config/domain_config.h"
@@ -398,7 +398,7 @@ int save_verb(const std::vector<std::string>& args, const ApiClient& client, XlI
       }
     }
     const json reply =
-        events.valid() ? run_showing_save_progress(io.err, "saving", save, SaveProgressEvents(events.get())) : save();
+        events.valid() ? run_showing_progress(io.err, "saving", save, SaveProgressEvents(events.get())) : save();
     io.err << "saved to " << path << ": " << figures(reply) << "; the domain is "
            << (keep_running ? "running" : leave_paused ? "paused" : "stopped") << "\n";
     return 0;
@@ -410,14 +410,14 @@ int save_verb(const std::vector<std::string>& args, const ApiClient& client, XlI
                        std::chrono::seconds(kSaveSeconds));
   };
   // kdomd shows the save's progress as the domain's job (GET /v1/domains/DOM).
-  const auto job = [&]() -> std::optional<SaveProgress> {
+  const auto job = [&]() -> std::optional<Progress> {
     const json info = client.call("GET", domain_target(dom));
     const auto it = info.find("job");
     if (it == info.end() || !it->is_object()) return std::nullopt;
-    return SaveProgress{it->value("done_bytes", uint64_t{0}), it->value("total_bytes", uint64_t{0})};
+    return Progress{it->value("done_bytes", uint64_t{0}), it->value("total_bytes", uint64_t{0})};
   };
   const json reply =
-      io.err_is_terminal ? run_showing_save_progress(io.err, "saving " + dom, save, job) : save();
+      io.err_is_terminal ? run_showing_progress(io.err, "saving " + dom, save, job) : save();
   io.err << "saved domain " << reply.value("name", dom) << ": " << figures(reply) << "; it is "
          << (then == "destroy" ? "destroyed" : then) << "\n";
   return 0;
@@ -451,11 +451,25 @@ int restore_verb(const std::vector<std::string>& args, const ApiClient& client, 
   }
   // Malformed settings are refused here; whether the saved domain can take them, kdomd says.
   config::check_xl_overrides(overrides);
-  json request{{"path", std::filesystem::absolute(file).lexically_normal().string()}};
+  const std::string path = std::filesystem::absolute(file).lexically_normal().string();
+  json request{{"path", path}};
   if (name) request["name"] = *name;
   if (!overrides.empty()) request["overrides"] = overrides;
-  const json info = client.call("POST", paused ? "/v1/restore?paused=1" : "/v1/restore", request,
-                                std::chrono::seconds(kRestoreSeconds));
+  const auto restore = [&] {
+    return client.call("POST", paused ? "/v1/restore?paused=1" : "/v1/restore", request,
+                       std::chrono::seconds(kRestoreSeconds));
+  };
+  // kdomd shows how far the VMM has read the file as the restoring domain's job.
+  const auto job = [&]() -> std::optional<Progress> {
+    const json listed = client.call("GET", "/v1/domains");
+    for (const auto& domain : reply_field(listed, "domains")) {
+      const json job = domain.value("job", json());
+      if (job.is_object() && job.value("kind", "") == "restore" && job.value("path", "") == path)
+        return Progress{job.value("done_bytes", uint64_t{0}), job.value("total_bytes", uint64_t{0})};
+    }
+    return std::nullopt;
+  };
+  const json info = io.err_is_terminal ? run_showing_progress(io.err, "restoring", restore, job) : restore();
   io.err << "restored domain " << text_field(info, "name") << " (id " << integer_field(info, "id") << ")"
          << (paused ? ", paused" : "") << "\n";
   return 0;

@@ -23,6 +23,7 @@
 #include "base/eventfd.h"
 #include "base/log.h"
 #include "toolstack/host_threads.h"
+#include "toolstack/open_file_position.h"
 #include "toolstack/tap_bridge.h"
 #include "vmm/control_client.h"
 #include "vmm/vm_config_json.h"
@@ -221,12 +222,25 @@ json Supervisor::describe(const DomainRecord& record) {
   info["target_mib"] = record.target_mib ? record.target_mib : info["memory_mib"].get<uint64_t>();
   info["vcpus"] = record.config.value("vcpus", 1);
   uint64_t balloon_mib = 0;
+  pid_t restoring_pid = 0;
+  std::string restoring_from;
   {
     std::lock_guard lock(mutex_);
     if (auto it = runtimes_.find(record.id); it != runtimes_.end()) {
       balloon_mib = it->second->balloon_mib;
       if (!it->second->job.is_null()) info["job"] = it->second->job;
+      restoring_pid = it->second->restoring_pid;
+      restoring_from = it->second->restoring_from;
     }
+  }
+  if (restoring_pid > 0) {
+    // The VMM reads the snapshot from start to end: how far it has come is its file offset.
+    std::error_code error;
+    const auto size = fs::file_size(restoring_from, error);
+    info["job"] = {{"kind", "restore"},
+                   {"path", restoring_from},
+                   {"done_bytes", open_file_position(restoring_pid, restoring_from).value_or(0)},
+                   {"total_bytes", error ? 0 : size}};
   }
   const uint64_t memory_mib = info["memory_mib"].get<uint64_t>();
   info["actual_mib"] = memory_mib > balloon_mib ? memory_mib - balloon_mib : 0;
@@ -357,6 +371,16 @@ void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool pa
     _exit(127);
   }
   ready_write.reset();
+  const auto restoring = [&](pid_t restoring_pid) {
+    std::lock_guard lock(mutex_);
+    runtime.restoring_pid = restoring_pid;
+    runtime.restoring_from = restoring_pid > 0 ? restore_from : "";
+  };
+  if (!restore_from.empty()) restoring(pid);
+  struct RestoreEnds {
+    std::function<void()> end;
+    ~RestoreEnds() { end(); }
+  } restore_ends{[&] { restoring(0); }};
   UniqueFd pidfd(pidfd_open(pid));
   if (!pidfd.valid()) throw SystemError("pidfd_open", errno);
   const int64_t started = now_seconds();

@@ -160,6 +160,9 @@ class Supervisor {
     // save-progress events; null otherwise.
     nlohmann::json job;
     bool saving = false;  // a late event after the save's end finds it false
+    // A restore under way: the VMM reading the snapshot (its job is how far it has read).
+    pid_t restoring_pid = 0;
+    std::string restoring_from;
   };
 
   // Refuses (409) a request that needs the domain's VMM when the domain has none running: it is

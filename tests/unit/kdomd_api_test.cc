@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -385,6 +386,33 @@ TEST_F(KdomdApiTest, RestoreAppliesOverridesTheSavedDomainCanTake) {
   EXPECT_NE(second["uuid"], kSavedUuid);
   EXPECT_EQ(second["config"]["on_reboot"], "destroy");
   EXPECT_EQ(registry_->all().size(), 2u);
+}
+
+// While the VMM reads the snapshot, the restoring domain's job says how far it has read (its
+// file offset, of the file's size); the job is gone once the VMM is ready.
+TEST_F(KdomdApiTest, ARestoresProgressIsTheDomainsJobUntilItsVmmIsReady) {
+  write_vmm("#!/bin/sh\n"
+            "while [ $# -gt 0 ]; do [ \"$1\" = --restore ] && file=$2; shift; done\n"
+            "exec 5<\"$file\"\n"
+            "dd bs=100 count=1 <&5 >/dev/null 2>&1\n"
+            "while [ ! -e " + dir_ + "/go ]; do sleep 0.01; done\n"
+            "echo ready >&3\nexec 3>&-\nexec sleep 600\n");
+  const std::string path = write_snapshot(dir_ + "/web.snap", config("web"));
+  const uint64_t size = std::filesystem::file_size(path);
+  ASSERT_GT(size, 100u);
+  auto restored = std::async(std::launch::async, [&] { return call("POST", "/v1/restore", json{{"path", path}}.dump()); });
+  json job;
+  EXPECT_TRUE(eventually([&] {
+    const json listed = json::parse(call("GET", "/v1/domains").body);
+    if (listed["domains"].empty()) return false;
+    job = listed["domains"][0].value("job", json());
+    return job.is_object() && job.value("done_bytes", uint64_t{0}) == 100;
+  })) << job;
+  EXPECT_EQ(job, (json{{"kind", "restore"}, {"path", path}, {"done_bytes", 100}, {"total_bytes", size}}));
+  std::ofstream(dir_ + "/go").put('\n');
+  const HttpReply reply = restored.get();
+  ASSERT_EQ(reply.status, 201u) << reply.body;
+  EXPECT_FALSE(json::parse(reply.body).contains("job")) << reply.body;
 }
 
 // A change the restored machine cannot take, or a bad body, is refused (400, one line) before

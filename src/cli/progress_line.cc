@@ -1,5 +1,5 @@
-// The save's progress line, and the thread that runs the save meanwhile.
-#include "cli/save_progress.h"
+// The progress line, and the thread that runs the request meanwhile.
+#include "cli/progress_line.h"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -19,7 +19,7 @@ constexpr char kClearLine[] = "\r\033[K";
 
 }  // namespace
 
-std::string save_progress_line(const std::string& label, const SaveProgress& progress) {
+std::string progress_line(const std::string& label, const Progress& progress) {
   if (progress.total_bytes == 0) return label + ": starting";
   const uint64_t done = std::min(progress.done_bytes, progress.total_bytes);
   char text[96];
@@ -28,28 +28,28 @@ std::string save_progress_line(const std::string& label, const SaveProgress& pro
   return label + text;
 }
 
-nlohmann::json run_showing_save_progress(std::ostream& terminal, const std::string& label,
-                                         const std::function<nlohmann::json()>& save,
-                                         const std::function<std::optional<SaveProgress>()>& poll,
-                                         std::chrono::milliseconds interval) {
-  auto reply = std::async(std::launch::async, save);
+nlohmann::json run_showing_progress(std::ostream& terminal, const std::string& label,
+                                    const std::function<nlohmann::json()>& request,
+                                    const std::function<std::optional<Progress>()>& poll,
+                                    std::chrono::milliseconds interval) {
+  auto reply = std::async(std::launch::async, request);
   bool polling = true, drawn = false;
   while (reply.wait_for(interval) != std::future_status::ready) {
     if (!polling) continue;
     try {
       if (const auto progress = poll()) {
-        terminal << kClearLine << save_progress_line(label, *progress) << std::flush;
+        terminal << kClearLine << progress_line(label, *progress) << std::flush;
         drawn = true;
       }
     } catch (const std::exception&) {
-      polling = false;  // the figures are a nicety; the save's own reply is what counts
+      polling = false;  // the figures are a nicety; the request's own reply is what counts
     }
   }
   if (drawn) terminal << kClearLine << std::flush;
   return reply.get();
 }
 
-std::optional<SaveProgress> SaveProgressEvents::operator()() {
+std::optional<Progress> SaveProgressEvents::operator()() {
   char buffer[4096];
   for (;;) {
     const ssize_t n = ::recv(fd_, buffer, sizeof(buffer), MSG_DONTWAIT);
@@ -57,7 +57,7 @@ std::optional<SaveProgress> SaveProgressEvents::operator()() {
     if (n <= 0) break;  // nothing more for now, or the stream ended
     pending_.append(buffer, static_cast<size_t>(n));
   }
-  std::optional<SaveProgress> latest;
+  std::optional<Progress> latest;
   size_t newline;
   while ((newline = pending_.find('\n')) != std::string::npos) {
     const auto event = nlohmann::json::parse(pending_.substr(0, newline), nullptr, /*allow_exceptions=*/false);
@@ -66,7 +66,7 @@ std::optional<SaveProgress> SaveProgressEvents::operator()() {
     const auto done = event.find("done_bytes"), total = event.find("total_bytes");
     if (done == event.end() || total == event.end() || !done->is_number_unsigned() || !total->is_number_unsigned())
       continue;
-    latest = SaveProgress{done->get<uint64_t>(), total->get<uint64_t>()};
+    latest = Progress{done->get<uint64_t>(), total->get<uint64_t>()};
   }
   return latest;
 }

@@ -1,7 +1,7 @@
-// Tests of the save's progress line (cli/save_progress): the line's figures, the save run on its
+// Tests of the progress line of a save or restore (cli/progress_line): the line's figures, the save run on its
 // own thread while the line is redrawn and then cleared, a failed save's error passed on, a
 // failing progress source not stopping the save, and progress read from a domain's event lines.
-#include "cli/save_progress.h"
+#include "cli/progress_line.h"
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -22,26 +22,26 @@ using namespace std::chrono_literals;
 
 constexpr uint64_t kMiB = 1024 * 1024;
 
-TEST(SaveProgress, TheLineSaysHowFarInPercentAndMiB) {
-  EXPECT_EQ(save_progress_line("saving web", {460 * kMiB, 1024 * kMiB}), "saving web:  44% (460 of 1024 MiB)");
-  EXPECT_EQ(save_progress_line("saving", {1024 * kMiB, 1024 * kMiB}), "saving: 100% (1024 of 1024 MiB)");
-  EXPECT_EQ(save_progress_line("saving", {0, 0}), "saving: starting");
+TEST(Progress, TheLineSaysHowFarInPercentAndMiB) {
+  EXPECT_EQ(progress_line("saving web", {460 * kMiB, 1024 * kMiB}), "saving web:  44% (460 of 1024 MiB)");
+  EXPECT_EQ(progress_line("saving", {1024 * kMiB, 1024 * kMiB}), "saving: 100% (1024 of 1024 MiB)");
+  EXPECT_EQ(progress_line("saving", {0, 0}), "saving: starting");
   // A figure past the total is shown as the total.
-  EXPECT_EQ(save_progress_line("saving", {3 * kMiB, 2 * kMiB}), "saving: 100% (2 of 2 MiB)");
+  EXPECT_EQ(progress_line("saving", {3 * kMiB, 2 * kMiB}), "saving: 100% (2 of 2 MiB)");
 }
 
-TEST(SaveProgress, TheLineIsRedrawnWhileTheSaveRunsAndClearedAfter) {
+TEST(Progress, TheLineIsRedrawnWhileTheSaveRunsAndClearedAfter) {
   std::ostringstream terminal;
   std::atomic<int> polls{0};
-  const json reply = run_showing_save_progress(
+  const json reply = run_showing_progress(
       terminal, "saving d",
       [] {
         std::this_thread::sleep_for(300ms);
         return json{{"bytes", 1}};
       },
-      [&]() -> std::optional<SaveProgress> {
+      [&]() -> std::optional<Progress> {
         ++polls;
-        return SaveProgress{static_cast<uint64_t>(polls.load()) * kMiB, 64 * kMiB};
+        return Progress{static_cast<uint64_t>(polls.load()) * kMiB, 64 * kMiB};
       },
       20ms);
   EXPECT_EQ(reply, (json{{"bytes", 1}}));
@@ -52,37 +52,37 @@ TEST(SaveProgress, TheLineIsRedrawnWhileTheSaveRunsAndClearedAfter) {
   EXPECT_EQ(drawn.substr(drawn.size() - 4), "\r\033[K");  // nothing of the line is left
 }
 
-TEST(SaveProgress, AQuickSaveDrawsNothing) {
+TEST(Progress, AQuickSaveDrawsNothing) {
   std::ostringstream terminal;
-  const json reply = run_showing_save_progress(
+  const json reply = run_showing_progress(
       terminal, "saving", [] { return json{{"ok", true}}; },
-      []() -> std::optional<SaveProgress> { return SaveProgress{1, 2}; }, 1s);
+      []() -> std::optional<Progress> { return Progress{1, 2}; }, 1s);
   EXPECT_EQ(reply, (json{{"ok", true}}));
   EXPECT_EQ(terminal.str(), "");
 }
 
-TEST(SaveProgress, AFailedSavesErrorIsPassedOn) {
+TEST(Progress, AFailedSavesErrorIsPassedOn) {
   std::ostringstream terminal;
-  EXPECT_THROW(run_showing_save_progress(
+  EXPECT_THROW(run_showing_progress(
                    terminal, "saving",
                    []() -> json {
                      std::this_thread::sleep_for(50ms);
                      throw Error("no space left on device");
                    },
-                   []() -> std::optional<SaveProgress> { return std::nullopt; }, 10ms),
+                   []() -> std::optional<Progress> { return std::nullopt; }, 10ms),
                Error);
 }
 
-TEST(SaveProgress, AFailingProgressSourceDoesNotStopTheSave) {
+TEST(Progress, AFailingProgressSourceDoesNotStopTheSave) {
   std::ostringstream terminal;
   std::atomic<int> polls{0};
-  const json reply = run_showing_save_progress(
+  const json reply = run_showing_progress(
       terminal, "saving",
       [] {
         std::this_thread::sleep_for(100ms);
         return json{{"bytes", 2}};
       },
-      [&]() -> std::optional<SaveProgress> {
+      [&]() -> std::optional<Progress> {
         ++polls;
         throw Error("kdomd went away");
       },
@@ -93,7 +93,7 @@ TEST(SaveProgress, AFailingProgressSourceDoesNotStopTheSave) {
 
 // The domain's event lines, as they arrive over its control socket: other events, a line cut
 // in two, malformed ones; the last save-progress counts.
-TEST(SaveProgress, EventsGiveTheLastSaveProgress) {
+TEST(Progress, EventsGiveTheLastSaveProgress) {
   int fds[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
   UniqueFd ours(fds[0]), vmm(fds[1]);
