@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <sstream>
 
@@ -77,6 +78,24 @@ std::span<uint8_t> GuestMemory::slice(uint64_t gpa, uint64_t length) const {
   if (region == nullptr)
     throw GuestMemoryError("guest address range " + hex(gpa) + "+" + hex(length) + " is outside guest RAM");
   return {region->host + (gpa - region->range.start), static_cast<size_t>(length)};
+}
+
+std::vector<GuestRange> GuestMemory::populated(const Region& region) const {
+  std::vector<GuestRange> ranges;
+  const auto begin = static_cast<off_t>(region.file_offset);
+  const auto end = static_cast<off_t>(region.file_offset + region.range.size);
+  for (off_t data = begin; data < end;) {
+    data = ::lseek(memfd_.get(), data, SEEK_DATA);
+    if (data < 0 && errno == ENXIO) break;  // no data from here to the end of the file
+    if (data < 0) throw SystemError("lseek(SEEK_DATA) on guest RAM", errno);
+    if (data >= end) break;
+    off_t hole = ::lseek(memfd_.get(), data, SEEK_HOLE);
+    if (hole < 0) throw SystemError("lseek(SEEK_HOLE) on guest RAM", errno);
+    hole = std::min(hole, end);
+    ranges.push_back({region.range.start + static_cast<uint64_t>(data - begin), static_cast<uint64_t>(hole - data)});
+    data = hole;
+  }
+  return ranges;
 }
 
 void GuestMemory::discard(uint64_t gpa, uint64_t length) const {

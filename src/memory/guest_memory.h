@@ -44,6 +44,11 @@ class GuestMemory {
   uint64_t total_size() const;
   // The file holding all of the RAM, regions one after another; its size is sealed.
   int memfd() const { return memfd_.get(); }
+  // The parts of `region` that hold pages, in order (lseek SEEK_DATA/SEEK_HOLE on the memfd,
+  // page-aligned): the rest was never written, or was discarded, and reads as zeros. Reading
+  // such a hole through the mapping would give it pages, so whoever reads all of RAM (a save)
+  // asks this first.
+  std::vector<GuestRange> populated(const Region& region) const;
 
   // The host bytes for [gpa, gpa + length); throws GuestMemoryError when any of it lies
   // outside guest RAM or crosses from one region into another.

@@ -30,30 +30,38 @@ MemoryCounts write_memory(StreamWriter& writer, const GuestMemory& memory, const
   MemoryCounts counts;
   uint64_t done_before_region = 0;
   for (const auto& region : memory.regions()) {
-    const uint64_t pages = region.range.size / kPageSize;
-    uint64_t run_start = 0;
-    uint32_t run_length = 0;
-    for (uint64_t page = 0; page <= pages; ++page) {
-      if (progress && page % kPagesPerRecord == 0 && page > 0)
-        progress(done_before_region + page * kPageSize, memory.total_size());
-      const bool zero = page < pages && all_zero(region.host + page * kPageSize);
-      const bool ends_run = page == pages || zero || run_length == kPagesPerRecord;
-      if (ends_run && run_length > 0) {
-        write_run(writer, region.range.start + run_start * kPageSize, region.host + run_start * kPageSize, run_length,
-                  counts);
-        run_length = 0;
+    const uint64_t region_pages = region.range.size / kPageSize;
+    uint64_t populated_pages = 0;
+    // Only what holds pages is looked at: a hole reads as zeros (and reading it would fill it).
+    for (const auto& range : memory.populated(region)) {
+      const uint64_t first = (range.start - region.range.start) / kPageSize;
+      const uint64_t pages = range.size / kPageSize;
+      populated_pages += pages;
+      uint64_t run_start = 0;
+      uint32_t run_length = 0;
+      for (uint64_t page = first; page <= first + pages; ++page) {
+        if (progress && page % kPagesPerRecord == 0 && page > first)
+          progress(done_before_region + page * kPageSize, memory.total_size());
+        const bool end = page == first + pages;
+        const bool zero = !end && all_zero(region.host + page * kPageSize);
+        if ((end || zero || run_length == kPagesPerRecord) && run_length > 0) {
+          write_run(writer, region.range.start + run_start * kPageSize, region.host + run_start * kPageSize, run_length,
+                    counts);
+          run_length = 0;
+        }
+        if (end) break;
+        if (zero) {
+          ++counts.zero_pages_skipped;
+          continue;
+        }
+        if (run_length == 0) run_start = page;
+        ++run_length;
       }
-      if (page == pages) break;
-      if (zero) {
-        ++counts.zero_pages_skipped;
-        continue;
-      }
-      if (run_length == 0) run_start = page;
-      ++run_length;
     }
+    counts.zero_pages_skipped += region_pages - populated_pages;
     done_before_region += region.range.size;
+    if (progress) progress(done_before_region, memory.total_size());
   }
-  if (progress) progress(memory.total_size(), memory.total_size());
   return counts;
 }
 

@@ -27,9 +27,11 @@ struct MemoryCounts {
 using MemoryProgress = std::function<void(uint64_t done_bytes, uint64_t total_bytes)>;
 
 // Writes every RAM region of `memory` as memory records (runs of non-zero pages, at most
-// kPagesPerRecord each). The vCPUs and devices must be stopped: pages changing meanwhile would
-// be saved torn. `progress`, if given, is called after each kPagesPerRecord pages looked at
-// and once at the end.
+// kPagesPerRecord each). Only the parts of RAM that hold pages are read (GuestMemory::
+// populated): the rest is zero and counts as zero pages skipped. The vCPUs and devices must be
+// stopped: pages changing meanwhile would be saved torn. `progress`, if given, is called as the
+// save goes through RAM (every kPagesPerRecord pages of a populated part, and at each
+// region's end), the last time with all of RAM done.
 MemoryCounts write_memory(StreamWriter& writer, const GuestMemory& memory, const MemoryProgress& progress = {});
 
 // Copies a memory record's pages into `memory`; throws StreamError when the record is not a

@@ -235,12 +235,14 @@ json Supervisor::describe(const DomainRecord& record) {
   }
   if (restoring_pid > 0) {
     // The VMM reads the snapshot from start to end: how far it has come is its file offset.
-    std::error_code error;
-    const auto size = fs::file_size(restoring_from, error);
+    // (Its descriptor names the file by its canonical path.)
+    std::error_code size_error, path_error;
+    const auto size = fs::file_size(restoring_from, size_error);
+    const auto canonical = fs::weakly_canonical(restoring_from, path_error);
     info["job"] = {{"kind", "restore"},
                    {"path", restoring_from},
-                   {"done_bytes", open_file_position(restoring_pid, restoring_from).value_or(0)},
-                   {"total_bytes", error ? 0 : size}};
+                   {"done_bytes", path_error ? 0 : open_file_position(restoring_pid, canonical).value_or(0)},
+                   {"total_bytes", size_error ? 0 : size}};
   }
   const uint64_t memory_mib = info["memory_mib"].get<uint64_t>();
   info["actual_mib"] = memory_mib > balloon_mib ? memory_mib - balloon_mib : 0;

@@ -167,6 +167,11 @@ check block-store "its keys are in the store" -- \
   [ "$("$kdom" store read "/local/domain/$hp_id/device/vbd/xvdb/state" 2>/dev/null)" = connected ]
 check block-guest-reads "the guest mounts the new disk and reads its file" -- \
   wait_for 120 log_has hp "kdom-guest: hotplug disk vdb says: hello from the attached disk"
+# on_terminal_output FILE: what script(1) kept of a terminal, a line for each line drawn
+# (a carriage return starts one; the erase-line sequence and script's own lines dropped).
+on_terminal_output() {
+  tr '\r' '\n' <"$1" | sed 's/\x1b\[K//g' | grep -v -e '^$' -e '^Script started on ' -e '^Script done on '
+}
 refused() {  # refused OUTPUT_FILE TEXT -- COMMAND...: fails with a one-line error containing TEXT
   local out=$1 text=$2
   shift 3
@@ -252,9 +257,18 @@ check sr-save-gone "the saved domain is gone" -- domain_absent sr
 saved_at=$(last_count)
 ticks_saved=$(wc -l <"$work/ticks.out")
 sleep 3
-"$kdom" restore "$work/sr.snap" 'on_crash="preserve"' >"$work/sr-restore.out" 2>&1
-rc=$?
-check sr-restore "kdom restore: $(cat "$work/sr-restore.out")" -- [ $rc -eq 0 ]
+# On a terminal (script(1)), as the save -c below: kdom restore shows how far the VMM has read.
+t0=$(date +%s%N)
+script -qec "'$kdom' restore '$work/sr.snap' 'on_crash=\"preserve\"'; echo \"status \$?\"" "$work/sr-restore.tty" \
+  >/dev/null 2>&1
+restore_ms=$((($(date +%s%N) - t0) / 1000000))
+on_terminal_output "$work/sr-restore.tty" >"$work/sr-restore.out"
+check sr-restore "kdom restore: $(tail -n 2 "$work/sr-restore.out" | head -n 1)" -- \
+  [ "$(tail -n 1 "$work/sr-restore.out")" = "status 0" ]
+progress_lines=$(grep -c '^restoring: *[0-9]*% ([0-9]* of [0-9]* MiB)$' "$work/sr-restore.out")
+check sr-restore-progress "on a terminal: $progress_lines progress lines in $restore_ms ms, then cleared" -- \
+  awk -v n="$progress_lines" -v ms="$restore_ms" -v line="$(tail -n 2 "$work/sr-restore.out" | head -n 1)" \
+  'BEGIN { exit !((n > 0 || ms < 300) && line ~ /^restored domain sr /) }'
 "$kdom" list -l sr >"$work/sr-list.out" 2>&1
 check sr-restore-override "the restore's setting on_crash=\"preserve\" is in its config" -- \
   grep -q '"on_crash": "preserve"' "$work/sr-list.out"
@@ -273,7 +287,7 @@ skew=$(($(date +%s) - guest_epoch))
 check sr-date "the guest's date is right after the restore (${skew#-} s off)" -- [ "${skew#-}" -le 5 ]
 # On a terminal (script(1) gives it one and keeps what it drew), kdom save shows its progress.
 script -qec "'$kdom' save -c sr '$work/sr-c.snap'" "$work/sr-c.tty" >/dev/null 2>&1
-tr '\r' '\n' <"$work/sr-c.tty" | sed 's/\x1b\[K//g' | grep -v -e '^$' -e '^Script started on ' -e '^Script done on ' >"$work/sr-c.out"
+on_terminal_output "$work/sr-c.tty" >"$work/sr-c.out"
 check sr-save-c "kdom save -c: $(tail -n 1 "$work/sr-c.out")" -- [ -s "$work/sr-c.snap" ]
 save_seconds=$(sed -n 's/.* MiB in \([0-9.]*\) s .*/\1/p' "$work/sr-c.out")
 progress_lines=$(grep -c '^saving sr: *[0-9]*% ([0-9]* of 256 MiB)$' "$work/sr-c.out")

@@ -203,6 +203,27 @@ TEST(GuestMemory, DiscardFreesTheFilesPages) {
   EXPECT_EQ(memory.read_object<uint64_t>(0x8000), 0u);
 }
 
+// The parts of a region that hold pages, found without touching the holes.
+TEST(GuestMemory, PopulatedNamesThePartsThatHoldPages) {
+  auto memory = two_regions();
+  EXPECT_TRUE(memory.populated(memory.regions()[0]).empty());
+  memory.write_object<uint8_t>(0x3000, 1);
+  memory.write_object<uint8_t>(0x4000, 1);
+  memory.write_object<uint8_t>(0x2f000, 1);  // the second region's last page
+  const auto first = memory.populated(memory.regions()[0]);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].start, 0x3000u);
+  EXPECT_EQ(first[0].size, 0x2000u);
+  const auto second = memory.populated(memory.regions()[1]);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].start, 0x2f000u);
+  EXPECT_EQ(second[0].size, 0x1000u);
+  memory.discard(0x3000, 0x1000);
+  const auto after = memory.populated(memory.regions()[0]);
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].start, 0x4000u);
+}
+
 // No holder of the fd can cut the RAM short under the guest (or grow it).
 TEST(GuestMemory, TheMemfdsSizeIsSealed) {
   auto memory = two_regions();
