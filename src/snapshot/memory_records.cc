@@ -24,6 +24,24 @@ void write_run(StreamWriter& writer, uint64_t gpa, const uint8_t* pages, uint32_
   ++counts.records;
 }
 
+// The guest RAM a memory record's body names, from its first kRecordHeadBytes bytes and its
+// whole length: throws StreamError unless it is whole pages, as many as the body holds, all
+// inside guest RAM.
+GuestRange memory_record_pages(const uint8_t* record_head, uint64_t body_bytes, const GuestMemory& memory) {
+  uint64_t gpa;
+  uint32_t count;
+  std::memcpy(&gpa, record_head, 8);
+  std::memcpy(&count, record_head + 8, 4);
+  const uint64_t length = uint64_t{count} * kPageSize;
+  if (count == 0 || count > kPagesPerRecord || body_bytes != kRecordHeadBytes + length)
+    throw StreamError("a memory record's page count (" + std::to_string(count) + ") does not match its " +
+                      std::to_string(body_bytes) + " bytes");
+  if (gpa % kPageSize != 0 || !memory.contains(gpa, length))
+    throw StreamError("a memory record names guest RAM that this domain does not have (" + std::to_string(count) +
+                      " pages at " + std::to_string(gpa) + ")");
+  return {gpa, length};
+}
+
 }  // namespace
 
 MemoryCounts write_memory(StreamWriter& writer, const GuestMemory& memory, const MemoryProgress& progress) {
@@ -69,19 +87,21 @@ uint64_t load_memory_record(const Record& record, const GuestMemory& memory) {
   if (record.type != RecordType::kMemory)
     throw StreamError("a " + record_type_name(static_cast<uint32_t>(record.type)) + " record is not guest memory");
   if (record.body.size() < kRecordHeadBytes) throw StreamError("a memory record is too short for its address and count");
-  uint64_t gpa;
-  uint32_t count;
-  std::memcpy(&gpa, record.body.data(), 8);
-  std::memcpy(&count, record.body.data() + 8, 4);
-  const uint64_t length = uint64_t{count} * kPageSize;
-  if (count == 0 || count > kPagesPerRecord || record.body.size() != kRecordHeadBytes + length)
-    throw StreamError("a memory record's page count (" + std::to_string(count) + ") does not match its " +
-                      std::to_string(record.body.size()) + " bytes");
-  if (gpa % kPageSize != 0 || !memory.contains(gpa, length))
-    throw StreamError("a memory record names guest RAM that this domain does not have (" + std::to_string(count) +
-                      " pages at " + std::to_string(gpa) + ")");
-  memory.write(gpa, record.body.data() + kRecordHeadBytes, length);
-  return count;
+  const auto pages = memory_record_pages(record.body.data(), record.body.size(), memory);
+  memory.write(pages.start, record.body.data() + kRecordHeadBytes, pages.size);
+  return pages.size / kPageSize;
+}
+
+uint64_t load_memory_record(StreamReader& reader, const RecordHead& head, const GuestMemory& memory) {
+  if (head.type != RecordType::kMemory)
+    throw StreamError("a " + record_type_name(static_cast<uint32_t>(head.type)) + " record is not guest memory");
+  if (head.length < kRecordHeadBytes) throw StreamError("a memory record is too short for its address and count");
+  uint8_t record_head[kRecordHeadBytes];
+  reader.read_body(record_head);
+  const auto pages = memory_record_pages(record_head, head.length, memory);
+  reader.read_body(memory.slice(pages.start, pages.size));
+  reader.end_body();
+  return pages.size / kPageSize;
 }
 
 }  // namespace kdom::snapshot

@@ -38,5 +38,9 @@ MemoryCounts write_memory(StreamWriter& writer, const GuestMemory& memory, const
 // memory record, is malformed, or names pages outside guest RAM (nothing is written then).
 // Returns the number of pages loaded.
 uint64_t load_memory_record(const Record& record, const GuestMemory& memory);
+// The same straight from the stream, for a memory record whose head `reader` has just read
+// (StreamReader::next_head): the pages are read into guest RAM with no buffer between, and the
+// body's checksum is checked after them (a restore that fails it throws the domain away).
+uint64_t load_memory_record(StreamReader& reader, const RecordHead& head, const GuestMemory& memory);
 
 }  // namespace kdom::snapshot

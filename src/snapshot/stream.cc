@@ -142,7 +142,8 @@ bool StreamReader::get(std::span<uint8_t> bytes, const std::string& what, bool e
   return true;
 }
 
-std::optional<Record> StreamReader::next() {
+std::optional<RecordHead> StreamReader::next_head() {
+  if (current_) throw StreamError(current_where_ + ": the record before was not read to its end");
   if (ended_) return std::nullopt;
   const std::string here = where();
   uint8_t head[kHeadBytes];
@@ -156,17 +157,44 @@ std::optional<Record> StreamReader::next() {
   if (length > kMaxRecordBytes)
     throw StreamError(here + ": a " + record_type_name(type) + " record of " + std::to_string(length) +
                       " bytes is above the limit of " + std::to_string(kMaxRecordBytes));
-  Record record{static_cast<RecordType>(type), std::vector<uint8_t>(length)};
-  get(record.body, "a " + record_type_name(type) + " record's body", false);
+  current_ = RecordHead{static_cast<RecordType>(type), length};
+  current_where_ = here;
+  body_left_ = length;
+  body_crc_ = crc_of({});
+  expected_body_crc_ = static_cast<uint32_t>(get_le(head + 16, 4));
+  return current_;
+}
+
+void StreamReader::read_body(std::span<uint8_t> bytes) {
+  if (!current_ || bytes.size() > body_left_)
+    throw StreamError(current_where_ + ": a read past the end of the record's body");
+  get(bytes, "a " + record_type_name(static_cast<uint32_t>(current_->type)) + " record's body", false);
+  body_crc_ = crc_of(bytes, body_crc_);
+  body_left_ -= bytes.size();
+}
+
+void StreamReader::end_body() {
+  if (!current_ || body_left_ != 0) throw StreamError(current_where_ + ": the record's body was not read whole");
+  const RecordHead head = *current_;
   uint8_t padding[kAlignment];
-  get({padding, padding_after(length)}, "a record's padding", false);
-  if (get_le(head + 16, 4) != crc_of(record.body))
-    throw StreamError(here + ": the " + record_type_name(type) + " record's body is corrupted (checksum)");
+  get({padding, padding_after(head.length)}, "a record's padding", false);
+  if (body_crc_ != expected_body_crc_)
+    throw StreamError(current_where_ + ": the " + record_type_name(static_cast<uint32_t>(head.type)) +
+                      " record's body is corrupted (checksum)");
+  current_.reset();
   ++records_;
-  if (record.type == RecordType::kEnd) {
-    if (length != 0) throw StreamError(here + ": the end record has a body");
+  if (head.type == RecordType::kEnd) {
+    if (head.length != 0) throw StreamError(current_where_ + ": the end record has a body");
     ended_ = true;
   }
+}
+
+std::optional<Record> StreamReader::next() {
+  const auto head = next_head();
+  if (!head) return std::nullopt;
+  Record record{head->type, std::vector<uint8_t>(head->length)};
+  read_body(record.body);
+  end_body();
   return record;
 }
 

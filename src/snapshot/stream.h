@@ -47,6 +47,12 @@ struct Record {
   std::vector<uint8_t> body;
 };
 
+// A record's head as the reader found it: its type and body length (checked).
+struct RecordHead {
+  RecordType type;
+  uint64_t length;
+};
+
 class StreamWriter {
  public:
   // Writes the stream header to `fd` (which stays the caller's). `name` is for messages.
@@ -75,6 +81,14 @@ class StreamReader {
   // The next record, or nothing after the End record. Throws StreamError for a truncated
   // stream, a bad head or body checksum, an unknown type, a body too large.
   std::optional<Record> next();
+  // The same in steps, for a body that goes straight where it belongs (guest RAM) instead of
+  // into a buffer: the next record's head (checked), or nothing after the End record; then its
+  // body's bytes in order (read_body, as often as needed), then end_body, which reads the
+  // padding and checks the body's checksum. Where the body went before that check is the
+  // caller's to throw away if it fails.
+  std::optional<RecordHead> next_head();
+  void read_body(std::span<uint8_t> bytes);
+  void end_body();
   uint64_t offset() const { return offset_; }
 
  private:
@@ -86,6 +100,11 @@ class StreamReader {
   uint64_t offset_ = 0;
   uint64_t records_ = 0;
   bool ended_ = false;
+  // The record being read (between next_head and end_body).
+  std::optional<RecordHead> current_;
+  std::string current_where_;
+  uint64_t body_left_ = 0;
+  uint32_t body_crc_ = 0, expected_body_crc_ = 0;
 };
 
 }  // namespace kdom::snapshot

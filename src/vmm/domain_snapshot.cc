@@ -129,16 +129,21 @@ void Domain::restore_state(snapshot::SnapshotSource& source) {
   std::optional<nlohmann::json> vm_state;
   std::map<std::string, nlohmann::json> device_states;
   uint64_t pages = 0;
-  // Memory goes straight into guest RAM (no vCPU runs yet); the rest is small and is checked
-  // whole before any of it is applied.
-  while (auto record = source.reader().next()) {
-    if (record->type == RecordType::kEnd) break;
-    switch (record->type) {
-      case RecordType::kMemory:
-        pages += snapshot::load_memory_record(*record, *memory_);
-        break;
+  // Memory goes straight from the file into guest RAM (no vCPU runs yet); the rest is small
+  // and is checked whole before any of it is applied.
+  auto& reader = source.reader();
+  while (const auto head = reader.next_head()) {
+    if (head->type == RecordType::kMemory) {
+      pages += snapshot::load_memory_record(reader, *head, *memory_);
+      continue;
+    }
+    snapshot::Record record{head->type, std::vector<uint8_t>(head->length)};
+    reader.read_body(record.body);
+    reader.end_body();
+    if (record.type == RecordType::kEnd) break;
+    switch (record.type) {
       case RecordType::kVcpu: {
-        auto state = snapshot::parse_json_body(*record, "vcpu");
+        auto state = snapshot::parse_json_body(record, "vcpu");
         const auto id = static_cast<uint32_t>(snapshot::state_u64(state, "id", "a vCPU record", UINT32_MAX));
         if (id >= config_.vcpus)
           throw StateError("the snapshot has vCPU " + std::to_string(id) + " but its config only " +
@@ -149,10 +154,10 @@ void Domain::restore_state(snapshot::SnapshotSource& source) {
       }
       case RecordType::kIrqchip:
         if (vm_state) throw StateError("the snapshot has two irqchip records");
-        vm_state = snapshot::parse_json_body(*record, "irqchip");
+        vm_state = snapshot::parse_json_body(record, "irqchip");
         break;
       case RecordType::kDevice: {
-        auto body = snapshot::parse_json_body(*record, "device");
+        auto body = snapshot::parse_json_body(record, "device");
         const std::string id = snapshot::state_string(body, "id", "a device record");
         const auto& state = snapshot::state_object(body, "state", "device '" + id + "'");
         if (std::find(std::begin(kDeviceIds), std::end(kDeviceIds), id) == std::end(kDeviceIds))
@@ -163,7 +168,7 @@ void Domain::restore_state(snapshot::SnapshotSource& source) {
       }
       default:
         throw StateError("snapshot '" + source.name() + "' has a second " +
-                         snapshot::record_type_name(static_cast<uint32_t>(record->type)) + " record");
+                         snapshot::record_type_name(static_cast<uint32_t>(record.type)) + " record");
     }
   }
   if (vcpu_states.size() != config_.vcpus)

@@ -58,6 +58,43 @@ TEST(SnapshotMemory, ProgressGoesThroughAllOfRamInOrder) {
   EXPECT_NE(std::find(done.begin(), done.end(), 8 * kMiB), done.end());  // the first region's end
 }
 
+// Memory records read straight from the stream into guest RAM (as a restore does) load the
+// same pages as whole records do; one naming RAM the domain lacks is refused, nothing written.
+TEST(SnapshotMemory, RecordsReadStraightIntoRamLoadTheSame) {
+  GuestMemory saved(two_regions());
+  for (uint64_t page = 0; page < kPagesPerRecord + 5; ++page) saved.write_object<uint64_t>(page * kPageSize, page + 1);
+  saved.write_object<uint8_t>(19 * kMiB, 0x5a);
+  Stream stream;
+  {
+    StreamWriter writer(stream.fd, "test");
+    write_memory(writer, saved);
+    writer.finish();
+  }
+  GuestMemory loaded(two_regions());
+  ::lseek(stream.fd, 0, SEEK_SET);
+  StreamReader reader(stream.fd, "test");
+  uint64_t pages = 0;
+  while (const auto head = reader.next_head()) {
+    if (head->type == RecordType::kEnd) {
+      reader.end_body();
+      continue;
+    }
+    pages += load_memory_record(reader, *head, loaded);
+  }
+  EXPECT_EQ(pages, kPagesPerRecord + 6);
+  for (const auto& region : saved.regions())
+    EXPECT_EQ(std::memcmp(region.host, loaded.slice(region.range.start, region.range.size).data(), region.range.size), 0);
+
+  // A record for a domain of 1 MiB only: refused before a byte of its pages is read.
+  GuestMemory small({{0, kMiB}});
+  ::lseek(stream.fd, 0, SEEK_SET);
+  StreamReader again(stream.fd, "test");
+  const auto head = again.next_head();
+  ASSERT_TRUE(head);
+  EXPECT_THROW(load_memory_record(again, *head, small), StreamError);
+  EXPECT_EQ(small.read_object<uint64_t>(0), 0u);
+}
+
 // A save reads only what holds pages: the holes of guest RAM (never written, or discarded)
 // stay holes, and count as zero pages.
 TEST(SnapshotMemory, ASaveLeavesTheHolesOfRamEmpty) {

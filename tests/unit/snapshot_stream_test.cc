@@ -135,6 +135,54 @@ TEST_F(SnapshotStream, EveryCorruptedByteIsFound) {
   EXPECT_EQ(read_all(), "snapshot 'x.snap', record 1 at byte 16: the host-facts record's body is corrupted (checksum)");
 }
 
+// A body read in parts where it belongs (next_head, read_body, end_body) is the same as
+// next()'s; its checksum is checked at the end; a read past the body, or a next head before
+// the body was read whole, is refused.
+TEST_F(SnapshotStream, ABodyReadInPartsIsCheckedAtItsEnd) {
+  write_sample();
+  const auto read_in_parts = [&](std::vector<std::vector<uint8_t>>* bodies) -> std::string {
+    const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    std::string error;
+    try {
+      StreamReader reader(fd, "x.snap");
+      while (const auto head = reader.next_head()) {
+        std::vector<uint8_t> body(head->length);
+        const size_t half = body.size() / 2;
+        reader.read_body({body.data(), half});
+        reader.read_body({body.data() + half, body.size() - half});
+        reader.end_body();
+        if (bodies && head->type != RecordType::kEnd) bodies->push_back(body);
+      }
+    } catch (const StreamError& e) {
+      error = e.what();
+    }
+    ::close(fd);
+    return error;
+  };
+  std::vector<std::vector<uint8_t>> bodies;
+  EXPECT_EQ(read_in_parts(&bodies), "");
+  const auto expected = sample();
+  ASSERT_EQ(bodies.size(), expected.size());
+  for (size_t i = 0; i < bodies.size(); ++i) EXPECT_EQ(bodies[i], expected[i].second) << i;
+
+  auto bad = file();
+  bad[bad.size() - 24 - 3] ^= 1;  // in the device record's body (the end record's head is the last 24 bytes)
+  rewrite(bad);
+  EXPECT_NE(read_in_parts(nullptr).find("record 6 at byte"), std::string::npos);
+  EXPECT_NE(read_in_parts(nullptr).find("the device record's body is corrupted (checksum)"), std::string::npos);
+
+  write_sample();
+  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  StreamReader reader(fd, "x.snap");
+  const auto head = reader.next_head();
+  ASSERT_TRUE(head);
+  std::vector<uint8_t> more(head->length + 1);
+  EXPECT_THROW(reader.read_body(more), StreamError);
+  EXPECT_THROW(reader.next_head(), StreamError);  // its body not read yet
+  EXPECT_THROW(reader.end_body(), StreamError);
+  ::close(fd);
+}
+
 TEST_F(SnapshotStream, TheWriterRefusesWhatTheReaderWould) {
   const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   ASSERT_GE(fd, 0);
