@@ -34,16 +34,16 @@ nlohmann::json run_showing_progress(std::ostream& terminal, const std::string& l
                                     std::chrono::milliseconds interval) {
   auto reply = std::async(std::launch::async, request);
   bool polling = true, drawn = false;
+  Progress known;  // nothing known yet: "starting"
   while (reply.wait_for(interval) != std::future_status::ready) {
-    if (!polling) continue;
     try {
-      if (const auto progress = poll()) {
-        terminal << kClearLine << progress_line(label, *progress) << std::flush;
-        drawn = true;
-      }
+      if (polling)
+        if (const auto progress = poll()) known = *progress;
     } catch (const std::exception&) {
       polling = false;  // the figures are a nicety; the request's own reply is what counts
     }
+    terminal << kClearLine << progress_line(label, known) << std::flush;
+    drawn = true;
   }
   if (drawn) terminal << kClearLine << std::flush;
   return reply.get();

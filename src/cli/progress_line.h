@@ -24,8 +24,9 @@ std::string progress_line(const std::string& label, const Progress& progress);
 
 // Runs `request` on its own thread and returns its reply (or throws what it threw). Meanwhile,
 // every `interval`, asks `poll` how far it is (nullopt: nothing new, or unknown) and redraws
-// the line on `terminal`; the line is cleared before returning. `poll` runs on this thread;
-// an exception from it stops the redrawing, not the request.
+// the line on `terminal` with what it knows ("starting" before anything); the line is cleared
+// before returning. `poll` runs on this thread; an exception from it stops the asking, not the
+// request nor the line.
 nlohmann::json run_showing_progress(std::ostream& terminal, const std::string& label,
                                     const std::function<nlohmann::json()>& request,
                                     const std::function<std::optional<Progress>()>& poll,

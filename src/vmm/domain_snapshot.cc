@@ -100,7 +100,7 @@ snapshot::MemoryCounts Domain::write_snapshot(snapshot::StreamWriter& writer, co
   write_json(writer, RecordType::kHostFacts, snapshot::host_facts(KDOM_VERSION, guest_cpuid_));
   write_json(writer, RecordType::kConfig, {{"vm", to_json(current)}, {"toolstack", toolstack}});
   // For whoever shows the save's progress (kdom save on a terminal): a few events a second.
-  auto last_event = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_event;  // the first comes at once
   const auto counts = snapshot::write_memory(writer, *memory_, [&](uint64_t done, uint64_t total) {
     const auto now = std::chrono::steady_clock::now();
     if (done != total && now - last_event < kProgressInterval) return;

@@ -265,10 +265,10 @@ restore_ms=$((($(date +%s%N) - t0) / 1000000))
 on_terminal_output "$work/sr-restore.tty" >"$work/sr-restore.out"
 check sr-restore "kdom restore: $(tail -n 2 "$work/sr-restore.out" | head -n 1)" -- \
   [ "$(tail -n 1 "$work/sr-restore.out")" = "status 0" ]
-progress_lines=$(grep -c '^restoring: *[0-9]*% ([0-9]* of [0-9]* MiB)$' "$work/sr-restore.out")
+progress_lines=$(grep -cE '^restoring: +([0-9]+% \([0-9]+ of [0-9]+ MiB\)|starting)$' "$work/sr-restore.out")
 check sr-restore-progress "on a terminal: $progress_lines progress lines in $restore_ms ms, then cleared" -- \
   awk -v n="$progress_lines" -v ms="$restore_ms" -v line="$(tail -n 2 "$work/sr-restore.out" | head -n 1)" \
-  'BEGIN { exit !((n > 0 || ms < 300) && line ~ /^restored domain sr /) }'
+  'BEGIN { exit !((n > 0 || ms < 500) && line ~ /^restored domain sr /) }'
 "$kdom" list -l sr >"$work/sr-list.out" 2>&1
 check sr-restore-override "the restore's setting on_crash=\"preserve\" is in its config" -- \
   grep -q '"on_crash": "preserve"' "$work/sr-list.out"
@@ -290,7 +290,7 @@ script -qec "'$kdom' save -c sr '$work/sr-c.snap'" "$work/sr-c.tty" >/dev/null 2
 on_terminal_output "$work/sr-c.tty" >"$work/sr-c.out"
 check sr-save-c "kdom save -c: $(tail -n 1 "$work/sr-c.out")" -- [ -s "$work/sr-c.snap" ]
 save_seconds=$(sed -n 's/.* MiB in \([0-9.]*\) s .*/\1/p' "$work/sr-c.out")
-progress_lines=$(grep -c '^saving sr: *[0-9]*% ([0-9]* of 256 MiB)$' "$work/sr-c.out")
+progress_lines=$(grep -cE '^saving sr: +([0-9]+% \([0-9]+ of 256 MiB\)|starting)$' "$work/sr-c.out")
 check sr-save-progress "on a terminal: $progress_lines progress lines in ${save_seconds:-?} s, then cleared" -- \
   awk -v n="$progress_lines" -v s="${save_seconds:-0}" -v last="$(tail -n 1 "$work/sr-c.out")" \
   'BEGIN { exit !((n > 0 || s < 0.3) && last ~ /^saved domain sr: /) }'

@@ -150,7 +150,7 @@ tr '\r' '\n' <"$work/save1a.tty" | sed 's/\x1b\[K//g' |
     grep -v -e '^$' -e '^Script started on ' -e '^Script done on ' >"$work/save1a.err"
 say "kdom save -c --control (on a terminal): $(tr '\n' '|' <"$work/save1a.err")"
 save_seconds=$(sed -n 's/.* MiB in \([0-9.]*\) s .*/\1/p' "$work/save1a.err")
-progress_lines=$(grep -c '^saving: *[0-9]*% ([0-9]* of 128 MiB)$' "$work/save1a.err")
+progress_lines=$(grep -cE '^saving: +([0-9]+% \([0-9]+ of 128 MiB\)|starting)$' "$work/save1a.err")
 awk -v n="$progress_lines" -v s="${save_seconds:-0}" -v last="$(tail -n 1 "$work/save1a.err")" \
     'BEGIN { exit !((n > 0 || s < 0.3) && last ~ /^saved to /) }' ||
     fail "kdom save on a terminal showed no progress ($progress_lines lines in ${save_seconds:-?} s) or did not end with its figures"

@@ -89,6 +89,20 @@ TEST(Progress, AFailingProgressSourceDoesNotStopTheSave) {
       10ms);
   EXPECT_EQ(reply, (json{{"bytes", 2}}));
   EXPECT_EQ(polls.load(), 1);  // asked once, then left alone
+  EXPECT_NE(terminal.str().find("saving: starting"), std::string::npos);  // the line goes on
+}
+
+// Before the first figures, the line says the request has started.
+TEST(Progress, NothingKnownYetIsStarting) {
+  std::ostringstream terminal;
+  run_showing_progress(
+      terminal, "restoring",
+      [] {
+        std::this_thread::sleep_for(100ms);
+        return json::object();
+      },
+      []() -> std::optional<Progress> { return std::nullopt; }, 20ms);
+  EXPECT_NE(terminal.str().find("\r\033[Krestoring: starting"), std::string::npos) << terminal.str();
 }
 
 // The domain's event lines, as they arrive over its control socket: other events, a line cut
