@@ -96,7 +96,7 @@ void VirtioDevices::attach(PciDevices& pci, const std::map<std::string, int>& sl
   }
   for (const auto& [id, slot] : slots) {
     if (slot < 1 || slot > 31) throw Error("PCI slot " + std::to_string(slot) + " of '" + id + "' is not 1-31");
-    if (std::none_of(devices_.begin(), devices_.end(), [&](const Member& m) { return m.id == id; }))
+    if (std::none_of(devices_.begin(), devices_.end(), [&saved_id = id](const Member& m) { return m.id == saved_id; }))
       throw Error("the saved domain's PCI slot " + std::to_string(slot) + " holds '" + id + "', which this config lacks");
   }
   for (const auto& member : devices_) placed(member, pci.add_virtio(member.device, member.id, false, slots.at(member.id)));
