@@ -471,7 +471,7 @@ void Supervisor::on_domain_event(uint32_t id, const json& event) {
     if (done == event.end() || total == event.end() || !done->is_number_unsigned() || !total->is_number_unsigned())
       return;
     std::lock_guard lock(mutex_);
-    if (runtime->saving) runtime->job = {{"kind", "save"}, {"done_bytes", *done}, {"total_bytes", *total}};
+    if (!runtime->job.is_null()) runtime->job = {{"kind", "save"}, {"done_bytes", *done}, {"total_bytes", *total}};
   } else if (*name == "paused" || *name == "unpaused") {
     // Confirms what pause and unpause recorded, and records a pause made by someone else on
     // the control socket. Settling reads every event before it changes the state.

@@ -158,8 +158,7 @@ class Supervisor {
     uint64_t balloon_mib = 0;
     // A save under way: {"kind":"save","done_bytes":..,"total_bytes":..}, from the VMM's
     // save-progress events; null otherwise.
-    nlohmann::json job;
-    bool saving = false;  // a late event after the save's end finds it false
+    nlohmann::json job;  // (a late event after the save's end finds it null and is dropped)
     // A restore under way: the VMM reading the snapshot (its job is how far it has read).
     pid_t restoring_pid = 0;
     std::string restoring_from;

@@ -22,7 +22,6 @@ constexpr int kSaveReplySeconds = 3600;
 
 void Supervisor::set_saving(Runtime& runtime, bool saving) {
   std::lock_guard lock(mutex_);
-  runtime.saving = saving;
   runtime.job = saving ? nlohmann::json{{"kind", "save"}, {"done_bytes", 0}, {"total_bytes", 0}} : nlohmann::json();
 }
 
