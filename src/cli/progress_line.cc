@@ -1,7 +1,6 @@
 // The progress line, and the thread that runs the request meanwhile.
 #include "cli/progress_line.h"
 
-#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
