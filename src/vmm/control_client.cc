@@ -84,6 +84,38 @@ nlohmann::json read_reply(int fd, const std::string& path, bool exactly, int rep
 
 }  // namespace
 
+nlohmann::json control_request_with_fd(const std::string& path, const nlohmann::json& request, int passed_fd,
+                                       int reply_seconds) {
+  UniqueFd fd;
+  if (const int failed = connect_to(unix_socket_address(path, "control socket"), fd, reply_seconds); failed != 0)
+    throw SystemError("cannot connect to control socket '" + path + "'", -failed);
+  std::string line = request.dump() + "\n";
+  iovec data{line.data(), line.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr message{};
+  message.msg_iov = &data;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = sizeof(control);
+  cmsghdr* header = CMSG_FIRSTHDR(&message);
+  header->cmsg_level = SOL_SOCKET;
+  header->cmsg_type = SCM_RIGHTS;
+  header->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(header), &passed_fd, sizeof(int));
+  // The fd goes with the first byte; a short send leaves the rest of the line to send plainly.
+  ssize_t n;
+  do n = ::sendmsg(fd.get(), &message, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n <= 0) throw SystemError("cannot send to control socket '" + path + "'", errno);
+  for (size_t sent = static_cast<size_t>(n); sent < line.size();) {
+    n = ::send(fd.get(), line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw SystemError("cannot send to control socket '" + path + "'", errno);
+    sent += static_cast<size_t>(n);
+  }
+  return read_reply(fd.get(), path, /*exactly=*/false, reply_seconds);
+}
+
 nlohmann::json control_request(const std::string& path, const nlohmann::json& request, int reply_seconds) {
   UniqueFd fd = send_request(path, request, reply_seconds);
   return read_reply(fd.get(), path, /*exactly=*/false, reply_seconds);

@@ -16,6 +16,11 @@ namespace kdom::vmm {
 // of a large domain takes a while).
 nlohmann::json control_request(const std::string& path, const nlohmann::json& request, int reply_seconds = 10);
 
+// The same with the descriptor `passed_fd` sent along with the request (SCM_RIGHTS): the
+// `migrate-send` op's stream.
+nlohmann::json control_request_with_fd(const std::string& path, const nlohmann::json& request, int passed_fd,
+                                       int reply_seconds);
+
 // Subscribes to the domain's events (`{"op":"events"}`): returns the connection, blocking, the
 // reply read and nothing after it, so the next bytes on it are the first event line. Throws
 // Error as control_request does.
