@@ -149,6 +149,37 @@ uint64_t transaction_of(const HttpRequest& request, const json& body) {
 }
 
 // ?NAME=1 (or any value but 0).
+// A migration request's body: {"target", "token"?, "downtime_ms"?, "max_bandwidth_mib"?, "max_rounds"?}.
+MigrateOptions migrate_options(const HttpRequest& request) {
+  const json body = body_object(request);
+  MigrateOptions options;
+  if (!body.contains("target") || !body["target"].is_string() || body["target"].get<std::string>().empty())
+    throw Error("a migration needs \"target\": the destination, \"HOST\" or \"HOST:PORT\" (or \"localhost\")");
+  options.target = body["target"].get<std::string>();
+  for (const auto& item : body.items()) {
+    const std::string& key = item.key();
+    if (key == "target") continue;
+    if (key == "token") {
+      if (!item.value().is_string()) throw Error("\"token\" must be a string");
+      options.token = item.value().get<std::string>();
+      continue;
+    }
+    uint32_t* number = key == "downtime_ms"         ? &options.downtime_ms
+                       : key == "max_bandwidth_mib" ? &options.max_bandwidth_mib
+                       : key == "max_rounds"        ? &options.max_rounds
+                                                    : nullptr;
+    if (!number)
+      throw Error("unknown key '" + key +
+                  "' (a migration takes \"target\", \"token\", \"downtime_ms\", \"max_bandwidth_mib\" and \"max_rounds\")");
+    if (!item.value().is_number_unsigned() || item.value().get<uint64_t>() > 1'000'000)
+      throw Error("\"" + key + "\" must be a whole number up to 1000000");
+    *number = item.value().get<uint32_t>();
+  }
+  if (options.downtime_ms == 0) throw Error("\"downtime_ms\" must be at least 1");
+  if (options.max_rounds == 0) throw Error("\"max_rounds\" must be at least 1");
+  return options;
+}
+
 bool flag(const HttpRequest& request, const std::string& name) {
   auto it = request.query.find(name);
   return it != request.query.end() && it->second != "0";
@@ -219,6 +250,10 @@ Api::Api(Supervisor& supervisor, Store& store) : supervisor_(supervisor), store_
          return HttpReply::json(
              201, s.restore(body["path"].get<std::string>(), flag(request, "paused"), overrides, name));
        }},
+      {"POST", "/v1/domains/{dom}/migrate",
+       [&s](const HttpRequest& request, const auto& p) { return HttpReply::json(200, s.migrate(p[0], migrate_options(request))); }},
+      {"POST", "/v1/domains/{dom}/migrate/cancel",
+       [&s](const HttpRequest&, const auto& p) { return HttpReply::json(200, s.cancel_migration(p[0])); }},
       {"POST", "/v1/domains/{dom}/pause",
        [&s](const HttpRequest&, const auto& p) { return HttpReply::json(200, s.pause(p[0])); }},
       {"POST", "/v1/domains/{dom}/unpause",

@@ -252,15 +252,15 @@ UniqueFd listen_unix(const std::string& path, unsigned mode, int group_id) {
   return fd;
 }
 
-UniqueFd listen_tcp(const std::string& address_and_port) {
+UniqueFd listen_tcp(const std::string& address_and_port, const std::string& option) {
   const size_t colon = address_and_port.rfind(':');
   if (colon == std::string::npos || colon + 1 == address_and_port.size())
-    throw Error("--listen '" + address_and_port + "' must be ADDRESS:PORT");
+    throw Error(option + " '" + address_and_port + "' must be ADDRESS:PORT");
   std::string host = address_and_port.substr(0, colon);
   const std::string port_text = address_and_port.substr(colon + 1);
   if (port_text.size() > 5 || port_text.find_first_not_of("0123456789") != std::string::npos ||
       std::stoul(port_text) > 65535)
-    throw Error("--listen '" + address_and_port + "': bad port '" + port_text + "'");
+    throw Error(option + " '" + address_and_port + "': bad port '" + port_text + "'");
   const uint16_t port = static_cast<uint16_t>(std::stoul(port_text));
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   sockaddr_storage storage{};
@@ -278,7 +278,7 @@ UniqueFd listen_tcp(const std::string& address_and_port) {
     v6->sin6_port = htons(port);
     length = sizeof(*v6);
   } else {
-    throw Error("--listen '" + address_and_port + "': '" + host + "' is not an IPv4 or IPv6 address");
+    throw Error(option + " '" + address_and_port + "': '" + host + "' is not an IPv4 or IPv6 address");
   }
   UniqueFd fd(check_syscall(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
   const int one = 1;

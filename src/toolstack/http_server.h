@@ -87,6 +87,6 @@ class HttpServer {
 // ("another kdomd is listening on PATH").
 UniqueFd listen_unix(const std::string& path, unsigned mode, int group_id);
 // A listening TCP socket on "ADDR:PORT" (IPv4 or [IPv6]); throws Error on a bad address.
-UniqueFd listen_tcp(const std::string& address_and_port);
+UniqueFd listen_tcp(const std::string& address_and_port, const std::string& option = "--listen");
 
 }  // namespace kdom::toolstack

@@ -22,6 +22,7 @@
 #include "base/unique_fd.h"
 #include "toolstack/api.h"
 #include "toolstack/http_server.h"
+#include "toolstack/migration_listener.h"
 #include "toolstack/registry.h"
 #include "toolstack/store_persistence.h"
 #include "toolstack/supervisor.h"
@@ -35,6 +36,7 @@ struct Options {
   std::string run_dir = "/run/kdom";
   std::string log_dir = "/var/log/kdom";
   std::string listen;
+  std::string migration_listen;
   std::string token_file;
   std::string vmm;
 };
@@ -63,24 +65,32 @@ int serve(const Options& options, int ready_fd) {
   if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) throw kdom::Error("another kdomd is running (it holds " + lock_path + ")");
 
   std::string token;
-  if (!options.listen.empty()) {
-    if (options.token_file.empty()) throw kdom::Error("--listen needs --token-file: kdomd never serves TCP without a token");
-    token = read_token(options.token_file);
-  }
+  if (!options.listen.empty() && options.token_file.empty())
+    throw kdom::Error("--listen needs --token-file: kdomd never serves TCP without a token");
+  if (!options.migration_listen.empty() && options.token_file.empty())
+    throw kdom::Error("--migration-listen needs --token-file: kdomd accepts no migration without a token");
+  if (!options.token_file.empty()) token = read_token(options.token_file);
   Registry registry(options.state_dir);
   DaemonPaths paths{options.run_dir, options.log_dir, options.vmm.empty() ? default_vmm() : options.vmm};
   if (::access(paths.vmm_binary.c_str(), X_OK) != 0) throw kdom::Error("the VMM binary '" + paths.vmm_binary + "' is not executable (--vmm PATH)");
   Store store(store_nodes_from(registry), store_persistence_in(registry));
   Supervisor supervisor(registry, store, paths);
   supervisor.recover();
+  supervisor.set_migration_token(token);
   Api api(supervisor, store);
   HttpServer server([&api](const HttpRequest& request) { return api.handle(request); });
   const group* kdom_group = ::getgrnam("kdom");
   std::filesystem::create_directories(std::filesystem::path(options.socket).parent_path());
   server.serve(listen_unix(options.socket, kdom_group ? 0660 : 0600, kdom_group ? static_cast<int>(kdom_group->gr_gid) : -1), "");
   if (!options.listen.empty()) server.serve(listen_tcp(options.listen), token);
+  std::unique_ptr<MigrationListener> migrations;
+  if (!options.migration_listen.empty())
+    migrations = std::make_unique<MigrationListener>(listen_tcp(options.migration_listen, "--migration-listen"), [&supervisor, token](kdom::UniqueFd connection) {
+      supervisor.receive_migration(std::move(connection), token);
+    });
   kdom::log_line("kdomd " KDOM_VERSION " listening on " + options.socket +
-                 (options.listen.empty() ? "" : " and " + options.listen + " (token required)") + "; " +
+                 (options.listen.empty() ? "" : " and " + options.listen + " (token required)") +
+                 (options.migration_listen.empty() ? "" : "; migrations on " + options.migration_listen) + "; " +
                  std::to_string(supervisor.domain_count()) + " domain(s)");
   sd_notify(0, "READY=1");  // under systemd (Type=notify); nothing otherwise
   if (ready_fd >= 0) {
@@ -126,7 +136,11 @@ int main(int argc, char** argv) {
   app.add_option("--run-dir", options.run_dir, "the domains' sockets and run-time files (default /run/kdom)");
   app.add_option("--log-dir", options.log_dir, "the domains' console logs (default /var/log/kdom)");
   app.add_option("--listen", options.listen, "also serve the API on TCP ADDRESS:PORT (needs --token-file)");
-  app.add_option("--token-file", options.token_file, "file holding the bearer token TCP clients must send");
+  app.add_option("--migration-listen", options.migration_listen,
+                 "accept live migrations (kdom migrate) on TCP ADDRESS:PORT (needs --token-file)");
+  app.add_option("--token-file", options.token_file,
+                 "file holding the token TCP API clients and incoming migrations must send (and outgoing "
+                 "migrations send when they are given none)");
   app.add_option("--vmm", options.vmm, "the kdom binary that runs each domain (default: kdom beside kdomd)");
   app.add_flag_function("--version", [](int64_t) {
     std::cout << "kdomd " KDOM_VERSION "\n";

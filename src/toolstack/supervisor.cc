@@ -274,7 +274,7 @@ json Supervisor::create(const config::DomainConfig& requested, bool paused) {
   return launch(config, paused, "");
 }
 
-json Supervisor::launch(config::DomainConfig config, bool paused, const std::string& restore_from) {
+void Supervisor::check_launchable(const config::DomainConfig& config) {
   config::validate(config);
   // Bad input is found before anything is recorded: the VMM would say so too, but later.
   for (const auto& [what, path] : {std::pair<std::string, std::string>{"kernel", config.kernel},
@@ -282,12 +282,16 @@ json Supervisor::launch(config::DomainConfig config, bool paused, const std::str
     if (!path.empty() && !fs::is_regular_file(path)) throw Error(what + " '" + path + "' does not exist");
   for (const auto& disk : config.disks)
     if (!fs::exists(disk.target)) throw Error("disk '" + disk.target + "' does not exist");
+}
 
+json Supervisor::launch(config::DomainConfig config, bool paused, const std::string& restore_from, int incoming_fd,
+                        const std::string& log_name) {
+  check_launchable(config);
   DomainRecord record;
   record.name = config.name;
   record.uuid = config.uuid;
   record.config = config::to_json(config);
-  record.state = "starting";
+  record.state = incoming_fd >= 0 ? "incoming" : "starting";
   registry_.add(record);  // intent first: whoever lists the host meanwhile sees it starting
   publish("created", record.id, record.name);
   store_domain(record);
@@ -304,9 +308,10 @@ json Supervisor::launch(config::DomainConfig config, bool paused, const std::str
     fs::create_directories(runtime->run_dir);
     for (const auto& vif : config.vifs)
       if (!vif.bridge.empty()) create_bridged_tap(tap_name(record.id, vif), vif.bridge);
-    runtime->console = std::make_shared<ConsoleHub>(runtime->run_dir + "/console.sock", log_path(record.name));
+    runtime->console = std::make_shared<ConsoleHub>(runtime->run_dir + "/console.sock",
+                                                    log_path(log_name.empty() ? record.name : log_name));
     serve_store_to_guest(record.id, config, runtime->run_dir);
-    start_vmm(*runtime, record, paused, restore_from);
+    start_vmm(*runtime, record, paused, restore_from, incoming_fd);
   } catch (...) {
     // Nothing half-made stays behind: no process, no record, no run directory, no TAP.
     if (runtime->pidfd.valid()) {
@@ -325,7 +330,7 @@ void Supervisor::clean_run_dir(const std::string& run_dir) {
 }
 
 void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool paused,
-                           const std::string& restore_from) {
+                           const std::string& restore_from, int incoming_fd) {
   const config::DomainConfig config = config::domain_config_from_json(record.config);
   clean_run_dir(runtime.run_dir);
   {
@@ -347,6 +352,9 @@ void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool pa
     words.insert(words.end(), {"--restore", restore_from});
     if (paused) words.push_back("--paused");
   }
+  // An incoming migration: the VMM reads the stream from the connection, given to it as fd 4,
+  // and waits paused for the source to let go of the disks.
+  if (incoming_fd >= 0) words.insert(words.end(), {"--incoming-fd", "4", "--paused"});
   std::vector<char*> argv;
   for (auto& word : words) argv.push_back(word.data());
   argv.push_back(nullptr);
@@ -365,10 +373,13 @@ void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool pa
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // Out of the way of 0-4 first: the descriptors below may be any of them.
+    const int incoming = incoming_fd >= 0 ? ::fcntl(incoming_fd, F_DUPFD, 10) : -1;
     ::dup2(null_fd.get(), 0);
     ::dup2(log_fd.get(), 1);
     ::dup2(log_fd.get(), 2);
     ::dup2(ready_write.get(), 3);
+    if (incoming >= 0) ::dup2(incoming, 4);
     ::execv(argv[0], argv.data());
     _exit(127);
   }
@@ -389,7 +400,10 @@ void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool pa
 
   pollfd ready{ready_read.get(), POLLIN, 0};
   int polled;
-  do polled = ::poll(&ready, 1, kReadySeconds * 1000);
+  // An incoming domain is ready once the source has sent all of it: as long as its pre-copy
+  // takes (a source that goes away ends the VMM, and so this wait, at once).
+  const int ready_seconds = incoming_fd >= 0 ? kIncomingReadySeconds : kReadySeconds;
+  do polled = ::poll(&ready, 1, ready_seconds * 1000);
   while (polled < 0 && errno == EINTR);
   char answer[16] = {};
   const ssize_t n = polled > 0 ? ::read(ready_read.get(), answer, sizeof(answer) - 1) : 0;
@@ -401,9 +415,10 @@ void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool pa
     if (auto exit = read_exit_file(exit_path)) reason = exit->value("message", "");
     if (reason.empty()) reason = last_line_of(log);
     if (reason.empty())
-      reason = polled == 0 ? "it did not say it was ready within " + std::to_string(kReadySeconds) + " s"
+      reason = polled == 0 ? "it did not say it was ready within " + std::to_string(ready_seconds) + " s"
                            : "its process ended at once";
-    throw Error("domain '" + record.name + "' did not " + (restore_from.empty() ? "start" : "restore") + ": " +
+    throw Error("domain '" + record.name + "' did not " +
+                (incoming_fd >= 0 ? "arrive" : restore_from.empty() ? "start" : "restore") + ": " +
                 reason);
   }
   const auto times = process_times(pid);
@@ -472,6 +487,13 @@ void Supervisor::on_domain_event(uint32_t id, const json& event) {
       return;
     std::lock_guard lock(mutex_);
     if (!runtime->job.is_null()) runtime->job = {{"kind", "save"}, {"done_bytes", *done}, {"total_bytes", *total}};
+  } else if (*name == "migrate-progress") {
+    std::lock_guard lock(mutex_);
+    if (!runtime->job.is_object() || runtime->job.value("kind", "") != "migrate") return;
+    for (const char* key : {"round", "phase", "sent_bytes", "total_bytes", "remaining_bytes", "rate_bytes_per_s",
+                            "dirty_bytes_per_s", "expected_downtime_ms"})
+      if (const auto it = event.find(key); it != event.end() && (it->is_number() || it->is_string()))
+        runtime->job[key] = *it;
   } else if (*name == "paused" || *name == "unpaused") {
     // Confirms what pause and unpause recorded, and records a pause made by someone else on
     // the control socket. Settling reads every event before it changes the state.
@@ -971,7 +993,7 @@ void Supervisor::recover() {
       std::lock_guard lock(mutex_);
       runtimes_[record.id] = runtime;
     }
-    if (record.state == "starting" && record.pid == 0) {
+    if ((record.state == "starting" || record.state == "incoming") && record.pid == 0) {
       // The daemon died while creating it: nothing half-created is kept.
       log_line("domain " + std::to_string(record.id) + " '" + record.name + "' was being created when kdomd stopped: removed");
       remove_domain(*runtime);

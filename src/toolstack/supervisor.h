@@ -70,10 +70,21 @@ vmm::NetConfig vmm_net(uint32_t domid, const config::VifSpec& vif);
 // A random (version 4) UUID, for a domain whose config has none.
 std::string make_uuid();
 
+// kdom migrate: where to and how (docs/migration.md).
+struct MigrateOptions {
+  std::string target;  // "HOST", "HOST:PORT", or "localhost" (no network: inside this kdomd)
+  std::string token;   // the destination's migration token; empty: this kdomd's own
+  uint32_t downtime_ms = 50;       // the pause the last round may take, at the measured bandwidth
+  uint32_t max_bandwidth_mib = 0;  // MiB/s the stream may use; 0: no limit
+  uint32_t max_rounds = 30;        // rounds of dirty pages before the last one, at most
+};
+
 class Supervisor {
  public:
   // A VMM has this long to build its domain and say it is ready (the nested test host is slow).
   static constexpr int kReadySeconds = 120;
+  // An incoming migration's VMM is ready once the source has sent everything (its pre-copy).
+  static constexpr int kIncomingReadySeconds = 6 * 3600;
   // More restarts than this within kRestartWindowSeconds: the domain is left crashed instead.
   static constexpr int kMaxRestarts = 5;
   static constexpr int kRestartWindowSeconds = 60;
@@ -100,6 +111,22 @@ class Supervisor {
   // override name=...; both at once are refused.
   nlohmann::json restore(const std::string& path, bool paused, const std::vector<std::string>& overrides,
                          const std::optional<std::string>& name = std::nullopt);
+  // xl migrate: moves a running (or paused) domain to the kdomd at options.target while it
+  // runs (iterative pre-copy by its VMM, then a short pause), and destroys it here once the
+  // destination says it runs there. Until then any failure (refused, connection cut,
+  // destination gone, cancelled) leaves the domain running here as it was, and throws Error
+  // saying why. The domain's job shows the rounds meanwhile.
+  nlohmann::json migrate(const std::string& dom, const MigrateOptions& options);
+  // Stops the migration of `dom` under way (ConflictError when there is none, or when it is
+  // past the point of no return); the domain runs on here.
+  nlohmann::json cancel_migration(const std::string& dom);
+  // The destination's side of a migration, on a connection accepted from the migration port
+  // (or one end of a socketpair, for localhost): checks the hello against `token`, starts the
+  // domain from the stream, and resumes it when the source has let go. Never throws: what
+  // went wrong is logged and told to the source; nothing half-made is left behind.
+  void receive_migration(UniqueFd connection, const std::string& token);
+  // The token this kdomd sends when a migration request names none (its --token-file's).
+  void set_migration_token(std::string token) { migration_token_ = std::move(token); }
   nlohmann::json list();
   nlohmann::json info(const std::string& dom);
   uint32_t destroy(const std::string& dom);
@@ -162,6 +189,9 @@ class Supervisor {
     // A restore under way: the VMM reading the snapshot (its job is how far it has read).
     pid_t restoring_pid = 0;
     std::string restoring_from;
+    // An outgoing migration: its connection (for a cancel to cut) while it can still be
+    // cancelled, -1 otherwise. Its job is {"kind":"migrate","phase":..,...}.
+    int migration_fd = -1;
   };
 
   // Refuses (409) a request that needs the domain's VMM when the domain has none running: it is
@@ -174,12 +204,21 @@ class Supervisor {
   // Starts the VMM for `record` and waits for it to be ready; throws Error with the VMM's own
   // reason when it fails. Called with runtime.operation held.
   // `restore_from`: a snapshot the VMM restores (kdom run --restore) instead of booting.
-  void start_vmm(Runtime& runtime, const DomainRecord& record, bool paused, const std::string& restore_from = "");
+  // `incoming_fd`: a connection the VMM reads an incoming migration's stream from.
+  void start_vmm(Runtime& runtime, const DomainRecord& record, bool paused, const std::string& restore_from = "",
+                 int incoming_fd = -1);
   // Marks a save under way (its job shown by describe) or over.
   void set_saving(Runtime& runtime, bool saving);
   // create() and restore(): records the domain, makes its TAPs and run directory and starts its
   // VMM; nothing is left behind when that fails.
-  nlohmann::json launch(config::DomainConfig config, bool paused, const std::string& restore_from);
+  // `log_name`: whose console log the domain writes to, when not its own name's (a domain
+  // migrating in under a stand-in name continues its log).
+  nlohmann::json launch(config::DomainConfig config, bool paused, const std::string& restore_from,
+                        int incoming_fd = -1, const std::string& log_name = "");
+  // Throws Error for a config this host cannot start: invalid, or its files missing.
+  static void check_launchable(const config::DomainConfig& config);
+  // A migration's job, shown by describe: set (merged into what is there), or ended (null).
+  void set_job(Runtime& runtime, nlohmann::json job);
   void watch(Runtime& runtime);
   // Subscribes to the VMM's events; a VMM that does not answer is logged (its exit file still
   // tells why it stops).
@@ -247,6 +286,7 @@ class Supervisor {
   UniqueFd wake_;
   std::thread watcher_;
   StoreGuestServer store_guests_{store_};
+  std::string migration_token_;
   VmmEvents vmm_events_;  // last: its thread, which calls on_domain_event, ends first
 };
 

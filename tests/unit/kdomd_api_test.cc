@@ -5,6 +5,7 @@
 // is stuck.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -31,6 +32,7 @@
 #include "snapshot/stream.h"
 #include "toolstack/api.h"
 #include "toolstack/http_server.h"
+#include "toolstack/migration_listener.h"
 #include "toolstack/registry.h"
 #include "toolstack/store_persistence.h"
 #include "toolstack/supervisor.h"
@@ -609,6 +611,75 @@ TEST_F(KdomdApiTest, AnEventStreamWithAStuckReaderHoldsUpNobody) {
   EXPECT_EQ(got.find("event: paused", overflow), std::string::npos) << "nothing after the overflow";
   EXPECT_NE(got.find("fell " + std::to_string(EventBus::kQueueLimit) + " events behind"), std::string::npos);
   server.stop();
+}
+
+// Migration requests refused before anything is sent: each a clear line, the domain untouched.
+TEST_F(KdomdApiTest, MigrateRefusesBadRequests) {
+  ASSERT_EQ(call("POST", "/v1/domains", config("m").dump()).status, 201u);
+  const struct {
+    std::string target, body;
+    unsigned status;
+    std::string says;
+  } cases[] = {
+      {"/v1/domains/m/migrate", "{}", 400, "a migration needs"},
+      {"/v1/domains/m/migrate", R"({"target":""})", 400, "a migration needs"},
+      {"/v1/domains/m/migrate", R"({"target":"h","speed":1})", 400, "unknown key 'speed'"},
+      {"/v1/domains/m/migrate", R"({"target":"h","downtime_ms":0})", 400, "at least 1"},
+      {"/v1/domains/m/migrate", R"({"target":"h","max_rounds":-1})", 400, "max_rounds\\\" must be a whole number up to 1000000"},
+      {"/v1/domains/m/migrate", R"({"target":"h","token":5})", 400, "token\\\" must be a string"},
+      {"/v1/domains/m/migrate", R"({"target":"h:99999"})", 400, "the port must be 1-65535"},
+      {"/v1/domains/m/migrate", R"({"target":"127.0.0.1:1"})", 400, "no migration token"},
+      {"/v1/domains/m/migrate", R"({"target":"127.0.0.1:1","token":"t"})", 400, "cannot connect to the migration port 127.0.0.1:1"},
+      {"/v1/domains/nope/migrate", R"({"target":"h"})", 404, "nope"},
+      {"/v1/domains/m/migrate/cancel", "", 409, "is not migrating"},
+  };
+  for (const auto& c : cases) {
+    const HttpReply reply = call("POST", c.target, c.body);
+    EXPECT_EQ(reply.status, c.status) << c.body << ": " << reply.body;
+    EXPECT_NE(reply.body.find(c.says), std::string::npos) << c.body << ": " << reply.body;
+  }
+  EXPECT_EQ(json::parse(call("GET", "/v1/domains/m").body)["state"], "running");
+}
+
+// A destination that refuses (the wrong token; a disk it cannot find): the source's domain runs
+// on, the destination keeps nothing. Two real supervisors, the destination behind a real
+// migration port on 127.0.0.1.
+TEST_F(KdomdApiTest, MigrateToARefusingDestinationLeavesTheDomainRunning) {
+  const std::string there = dir_ + "/there";
+  Registry registry(there + "/state");
+  Store store(store_nodes_from(registry), store_persistence_in(registry));
+  Supervisor destination(registry, store, DaemonPaths{there + "/run", there + "/log", dir_ + "/vmm"});
+  UniqueFd listener = listen_tcp("127.0.0.1:0");
+  sockaddr_in address{};
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const std::string port = std::to_string(ntohs(address.sin_port));
+  const std::string token = "the-right-token-0123456789";
+  MigrationListener migrations(std::move(listener), [&](UniqueFd connection) {
+    destination.receive_migration(std::move(connection), token);
+  });
+
+  json m = config("m");
+  m["disks"] = {{{"target", dir_ + "/m.img"}}};
+  std::ofstream(dir_ + "/m.img") << std::string(4096, '\0');
+  ASSERT_EQ(call("POST", "/v1/domains", m.dump()).status, 201u);
+  HttpReply reply = call("POST", "/v1/domains/m/migrate",
+                         json{{"target", "127.0.0.1:" + port}, {"token", "the-wrong-token-0123456789"}}.dump());
+  EXPECT_EQ(reply.status, 400u);
+  EXPECT_NE(reply.body.find("the destination refused the migration of m: a migration with the wrong token was refused"),
+            std::string::npos)
+      << reply.body;
+  // The disk is not where the destination looks (this host's path is gone, as if not shared).
+  fs::remove(dir_ + "/m.img");
+  reply = call("POST", "/v1/domains/m/migrate", json{{"target", "127.0.0.1:" + port}, {"token", token}}.dump());
+  EXPECT_EQ(reply.status, 400u);
+  EXPECT_NE(reply.body.find("the destination refused the migration of m: disk '" + dir_ + "/m.img' does not exist"),
+            std::string::npos)
+      << reply.body;
+  const json info = json::parse(call("GET", "/v1/domains/m").body);
+  EXPECT_EQ(info["state"], "running");
+  EXPECT_FALSE(info.contains("job"));
+  EXPECT_EQ(destination.domain_count(), 0u);
 }
 
 // A raw HTTP exchange over a Unix socket: what a client that is not kdom's own may send.

@@ -1,0 +1,329 @@
+// Supervisor: live migration (xl migrate), both ends (docs/migration.md). The source kdomd
+// says hello, hands the connection to its VMM, which sends the domain in rounds while it runs
+// and leaves it paused after the last; the destination kdomd starts a VMM that reads the
+// stream from the connection. Then, with the guest paused on both sides:
+//   destination -> ready    (every record loaded; its disks opened, not yet locked)
+//   source      -> go       (its VMM has flushed its disks and let go of their locks)
+//   destination -> resumed  (locks taken, vCPUs running)   <- the point of no return
+//   source      -> done     (its copy destroyed; the destination takes the domain's name)
+// Before "resumed" every failure leaves the domain running on the source; the image locks
+// decide a lost "resumed": a source that cannot take its disks back does not run the guest.
+#include <sys/socket.h>
+
+#include <chrono>
+#include <thread>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "toolstack/migration_protocol.h"
+#include "toolstack/supervisor.h"
+#include "vmm/control_client.h"
+
+namespace kdom::toolstack {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr int kAnswerMs = 30'000;    // the destination's answer to the hello
+constexpr int kHelloMs = 10'000;     // a connection's hello, on the destination
+constexpr int kReadyMs = 300'000;    // after the stream's end: the destination loads the devices
+constexpr int kGoMs = 60'000;        // the source flushing and unlocking its disks
+constexpr int kResumedMs = 60'000;   // the destination locking its disks and resuming
+constexpr int kDoneMs = 30'000;      // the source destroying its copy
+// The VMM's pre-copy ends when it converges, runs out of rounds, is cancelled or breaks.
+constexpr int kMigrateSendSeconds = 24 * 3600;
+constexpr char kIncomingSuffix[] = "--incoming";
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// A message that must be `expected`; an {"error"} from the peer is thrown as its own line.
+json expect_message(int fd, int timeout_ms, const std::string& peer, const std::string& waiting_for,
+                    const char* expected) {
+  json message = receive_migration_message(fd, timeout_ms, peer, waiting_for);
+  if (const auto error = message.find("error"); error != message.end())
+    throw MigrationError(peer + ": " + (error->is_string() ? error->get<std::string>() : error->dump()));
+  if (!message.value(expected, false)) throw MigrationError(peer + " sent " + message.dump() + " instead of '" + expected + "'");
+  return message;
+}
+
+// Tells the peer why it failed, if the connection still takes it.
+void send_error(int fd, const std::string& why, const std::string& peer) {
+  try {
+    send_migration_message(fd, {{"error", why}}, peer);
+  } catch (const std::exception&) {
+  }
+}
+
+}  // namespace
+
+void Supervisor::set_job(Runtime& runtime, json job) {
+  std::lock_guard lock(mutex_);
+  if (job.is_null()) {
+    runtime.job = nullptr;
+    runtime.migration_fd = -1;
+    return;
+  }
+  if (!runtime.job.is_object()) runtime.job = json::object();
+  runtime.job.update(job);
+}
+
+json Supervisor::migrate(const std::string& dom, const MigrateOptions& options) {
+  const auto [host, port] = migration_target(options.target);
+  const bool local = host == "localhost" && options.target.find(':') == std::string::npos;
+  const std::string peer = local ? "this host's kdomd" : "the destination " + host + ":" + std::to_string(port);
+  auto runtime = runtime_of(dom);
+  std::unique_lock operation(runtime->operation);
+  const DomainRecord record = record_of(runtime->id);
+  require_live_vmm(dom, record.state, "running or paused");
+  const bool was_paused = record.state == "paused";
+  const auto started = std::chrono::steady_clock::now();
+
+  // localhost: the same stream and steps, with this daemon's own receiving side on a thread.
+  UniqueFd connection;
+  std::string token = options.token.empty() ? migration_token_ : options.token;
+  std::thread receiver;
+  if (local) {
+    int ends[2];
+    check_syscall(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends), "socketpair");
+    connection.reset(ends[0]);
+    token = make_uuid();
+    receiver = std::thread([this, end = UniqueFd(ends[1]), token]() mutable { receive_migration(std::move(end), token); });
+  } else {
+    if (token.empty())
+      throw Error("no migration token for " + host + ": give the destination's (kdom migrate --token-file) or start "
+                  "this kdomd with --token-file");
+    connection = connect_migration_peer(host, port, 10'000);
+  }
+  const int fd = connection.get();
+  // Whatever happens, the connection is closed before the receiving thread is waited for.
+  struct Ends {
+    UniqueFd& connection;
+    std::thread& receiver;
+    ~Ends() {
+      if (connection.valid()) ::shutdown(connection.get(), SHUT_RDWR);
+      if (receiver.joinable()) receiver.join();
+    }
+  } ends{connection, receiver};
+
+  send_migration_hello(fd, token, {{"config", record.config}, {"paused", was_paused}}, peer);
+  const json answer = receive_migration_message(fd, kAnswerMs, peer, "its answer to the migration");
+  if (const auto error = answer.find("error"); error != answer.end())
+    throw Error("the destination refused the migration of " + record.name + ": " + error->get<std::string>());
+  log_line("domain " + std::to_string(runtime->id) + " '" + record.name + "': migrating to " + options.target);
+  publish("migrating", runtime->id, record.name, {{"to", options.target}});
+
+  {
+    std::lock_guard lock(mutex_);
+    runtime->migration_fd = fd;
+  }
+  set_job(*runtime, {{"kind", "migrate"}, {"target", options.target}, {"phase", "precopy"}, {"round", 0},
+                     {"sent_bytes", 0}, {"total_bytes", record.config.value("memory_mib", uint64_t{0}) << 20}});
+  const auto fail_here = [&](const std::string& why) {
+    set_job(*runtime, nullptr);
+    publish("migration-failed", runtime->id, record.name, {{"to", options.target}, {"error", why}});
+    return Error("the migration of " + record.name + " to " + options.target + " failed: " + why + "; the domain " +
+                 (was_paused ? "stays paused" : "runs on") + " here");
+  };
+
+  json sent;
+  try {
+    sent = vmm::control_request_with_fd(runtime->run_dir + "/control.sock",
+                                        {{"op", "migrate-send"},
+                                         {"downtime_ms", options.downtime_ms},
+                                         {"max_rounds", options.max_rounds},
+                                         {"max_bandwidth_mib", options.max_bandwidth_mib},
+                                         {"toolstack", record.config}},
+                                        fd, kMigrateSendSeconds);
+  } catch (const std::exception& error) {
+    // The VMM has resumed the guest itself. The destination may have said why it stopped reading.
+    std::string why = error.what();
+    try {
+      const json said = receive_migration_message(fd, 1000, peer, "its reason");
+      if (said.contains("error") && said["error"].is_string()) why = peer + ": " + said["error"].get<std::string>();
+    } catch (const std::exception&) {
+    }
+    throw fail_here(why);
+  }
+  // From here the guest stands still on both hosts: every step is downtime.
+  const auto paused_here = std::chrono::steady_clock::now();
+  set_job(*runtime, {{"phase", "handover"}});
+  bool locks_released = false;
+  json resumed;
+  try {
+    const json ready = expect_message(fd, kReadyMs, peer, "the destination to load the domain", "ready");
+    {
+      std::lock_guard lock(mutex_);
+      if (runtime->migration_fd < 0) throw MigrationError("cancelled");
+      runtime->migration_fd = -1;  // past here a cancel is too late
+    }
+    set_job(*runtime, {{"phase", "resuming"}, {"destination_id", ready.value("id", 0)}});
+    control(*runtime, {{"op", "disk-locks"}, {"hold", false}}, 60);
+    locks_released = true;
+    send_migration_message(fd, {{"go", true}}, peer);
+    resumed = expect_message(fd, kResumedMs, peer, "the destination to resume the domain", "resumed");
+  } catch (const std::exception& error) {
+    const std::string why = error.what();
+    if (locks_released) {
+      try {
+        control(*runtime, {{"op", "disk-locks"}, {"hold", true}}, 60);
+      } catch (const std::exception& lock_error) {
+        // Another process has the disks: most likely the destination runs the guest already.
+        set_job(*runtime, nullptr);
+        change_state(runtime->id, "paused");
+        throw Error("the migration of " + record.name + " to " + options.target + " broke off after the disks were " +
+                    "handed over (" + why + ") and they cannot be taken back (" + lock_error.what() +
+                    "): the destination may be running it; it stays paused here");
+      }
+    }
+    send_error(fd, why, peer);
+    if (!was_paused) control(*runtime, {{"op", "unpause"}});
+    throw fail_here(why);
+  }
+  // The point of no return is behind: the domain runs on the destination.
+  const double handover_s = seconds_since(paused_here);
+  set_job(*runtime, nullptr);
+  operation.unlock();
+  try {
+    destroy(std::to_string(runtime->id));
+  } catch (const std::exception& error) {
+    log_line("domain " + std::to_string(runtime->id) + " '" + record.name + "' migrated, but its copy here: " + error.what());
+  }
+  try {
+    send_migration_message(fd, {{"done", true}}, peer);
+  } catch (const std::exception& error) {
+    log_line("migration of '" + record.name + "': " + error.what());
+  }
+  publish("migrated", runtime->id, record.name, {{"to", options.target}});
+  const double downtime_ms = sent.value("downtime_ms", 0.0) + handover_s * 1000.0;
+  log_line("domain " + std::to_string(runtime->id) + " '" + record.name + "' migrated to " + options.target + " in " +
+           std::to_string(seconds_since(started)) + " s, " + std::to_string(sent.value("rounds", 0)) + " rounds, " +
+           std::to_string(static_cast<int>(downtime_ms)) + " ms paused");
+  return {{"name", record.name},
+          {"target", options.target},
+          {"destination_id", resumed.value("id", 0)},
+          {"rounds", sent.value("rounds", 0)},
+          {"sent_bytes", sent.value("sent_bytes", uint64_t{0})},
+          {"seconds", seconds_since(started)},
+          {"downtime_ms", downtime_ms},
+          {"vmm_downtime_ms", sent.value("downtime_ms", 0.0)}};
+}
+
+json Supervisor::cancel_migration(const std::string& dom) {
+  auto runtime = runtime_of(dom);
+  bool precopy;
+  {
+    std::lock_guard lock(mutex_);
+    if (!runtime->job.is_object() || runtime->job.value("kind", "") != "migrate")
+      throw ConflictError("domain " + dom + " is not migrating");
+    if (runtime->migration_fd < 0)
+      throw ConflictError("the migration of domain " + dom + " is past the point where it can be cancelled");
+    precopy = runtime->job.value("phase", "") == "precopy";
+    // Cut: the VMM's writes and kdomd's waits on the connection end at once.
+    ::shutdown(runtime->migration_fd, SHUT_RDWR);
+    runtime->migration_fd = -1;
+  }
+  if (precopy) {
+    try {
+      control(*runtime, {{"op", "migrate-cancel"}});
+    } catch (const std::exception& error) {
+      log_line("cancel of the migration of domain " + dom + ": " + error.what());
+    }
+  }
+  return {{"cancelled", true}};
+}
+
+void Supervisor::receive_migration(UniqueFd connection, const std::string& token) {
+  const int fd = connection.get();
+  const std::string peer = "the source";
+  json hello;
+  try {
+    hello = receive_migration_hello(fd, token, kHelloMs);
+  } catch (const std::exception& error) {
+    log_line(std::string("incoming migration refused: ") + error.what());
+    send_error(fd, error.what(), peer);
+    return;
+  }
+  config::DomainConfig config;
+  std::string name;
+  const bool paused = hello.value("paused", false);
+  try {
+    if (!hello.contains("config") || !hello["config"].is_object()) throw Error("the hello has no domain config");
+    config = config::domain_config_from_json(hello["config"]);
+    name = config.name;
+    // The same name here (a migration to localhost, or a leftover): arrives under another one
+    // and takes its own once the source's copy is gone.
+    if (registry_.find_by_name(name)) {
+      config.name = name + kIncomingSuffix;
+      if (registry_.find_by_name(config.name))
+        throw Error("domains named '" + name + "' and '" + config.name + "' exist here already");
+    }
+    check_launchable(config);
+    send_migration_message(fd, {{"ok", true}}, peer);
+  } catch (const std::exception& error) {
+    log_line(std::string("incoming migration of '") + name + "' refused: " + error.what());
+    send_error(fd, error.what(), peer);
+    return;
+  }
+  log_line("incoming migration of '" + name + "'");
+  uint32_t id = 0;
+  try {
+    id = launch(config, /*paused=*/true, "", fd, name).value("id", 0u);
+  } catch (const std::exception& error) {
+    log_line(std::string("incoming migration of '") + name + "' failed: " + error.what());
+    send_error(fd, error.what(), peer);
+    return;
+  }
+  const std::string dom = std::to_string(id);
+  try {
+    send_migration_message(fd, {{"ready", true}, {"id", id}}, peer);
+    expect_message(fd, kGoMs, peer, "the source to let go of the disks", "go");
+    auto runtime = runtime_of(dom);
+    {
+      std::lock_guard operation(runtime->operation);
+      control(*runtime, {{"op", "disk-locks"}, {"hold", true}}, 60);
+      if (!paused) {
+        control(*runtime, {{"op", "unpause"}});
+        change_state(id, "running");
+      }
+    }
+    send_migration_message(fd, {{"resumed", true}, {"id", id}, {"resumed_at", unix_now()}}, peer);
+    // Switches learn where the guest's MACs went (a RARP from each NIC).
+    try {
+      control(*runtime, {{"op", "announce"}});
+    } catch (const std::exception& error) {
+      log_line("domain " + dom + " '" + config.name + "': announce after migration: " + error.what());
+    }
+  } catch (const std::exception& error) {
+    log_line("incoming migration of '" + name + "' failed: " + error.what() + "; domain " + dom + " removed");
+    send_error(fd, error.what(), peer);
+    try {
+      destroy(dom);
+    } catch (const std::exception& destroy_error) {
+      log_line(std::string("incoming migration: ") + destroy_error.what());
+    }
+    return;
+  }
+  publish("migrated-in", id, config.name);
+  log_line("domain " + dom + " '" + config.name + "' arrived by migration and runs");
+  try {
+    expect_message(fd, kDoneMs, peer, "the source to finish", "done");
+  } catch (const std::exception& error) {
+    log_line("incoming migration of '" + name + "': " + error.what() + " (the domain runs here)");
+  }
+  if (config.name != name) {
+    try {
+      rename(dom, name);
+    } catch (const std::exception& error) {
+      log_line("domain " + dom + " keeps the name '" + config.name + "': " + error.what());
+    }
+  }
+}
+
+}  // namespace kdom::toolstack
