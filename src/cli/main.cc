@@ -57,6 +57,8 @@ constexpr const char* kUsage =
     "       kdom [--socket PATH] network-attach DOM VIF-SPEC | network-detach [-f] [-w S] DOM DEVID|MAC\n"
     "                                 | network-list DOM...   (specs as xl.cfg's disk= and vif= items)\n"
     "       kdom [--socket PATH] save [-c] [-p] DOM FILE | restore [-p] FILE [key=value...]\n"
+    "       kdom [--socket PATH] migrate [--downtime-ms N] [--max-bandwidth MIB] [--json] DOM HOST[:PORT]\n"
+    "                                 | migrate --cancel DOM   (HOST localhost: a new domain on this host)\n"
     "kdomd's socket: --socket PATH, else $KDOM_SOCKET, else /run/kdom/kdomd.sock\n";
 
 std::string guest_dir() {

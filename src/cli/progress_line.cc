@@ -27,25 +27,55 @@ std::string progress_line(const std::string& label, const Progress& progress) {
   return label + text;
 }
 
-nlohmann::json run_showing_progress(std::ostream& terminal, const std::string& label,
-                                    const std::function<nlohmann::json()>& request,
-                                    const std::function<std::optional<Progress>()>& poll,
-                                    std::chrono::milliseconds interval) {
+std::string migration_line(const std::string& label, const nlohmann::json& job) {
+  if (!job.is_object() || job.value("round", uint64_t{0}) == 0) return label + ": starting";
+  const auto mib = [&](const char* key) { return static_cast<double>(job.value(key, uint64_t{0})) / kMiB; };
+  char text[200];
+  if (job.value("phase", "") != "precopy") {
+    std::snprintf(text, sizeof(text), ": round %llu, %.0f MiB sent; paused, handing over",
+                  static_cast<unsigned long long>(job.value("round", uint64_t{0})), mib("sent_bytes"));
+  } else {
+    std::snprintf(text, sizeof(text), ": round %llu, %.0f MiB sent, %.0f MiB/s, dirtying %.0f MiB/s, %.0f MiB left, ~%.0f ms pause",
+                  static_cast<unsigned long long>(job.value("round", uint64_t{0})), mib("sent_bytes"),
+                  mib("rate_bytes_per_s"), mib("dirty_bytes_per_s"), mib("remaining_bytes"),
+                  job.value("expected_downtime_ms", 0.0));
+  }
+  return label + text;
+}
+
+nlohmann::json run_showing_line(std::ostream& terminal, const std::string& first_line,
+                                const std::function<nlohmann::json()>& request,
+                                const std::function<std::optional<std::string>()>& poll,
+                                std::chrono::milliseconds interval) {
   auto reply = std::async(std::launch::async, request);
   bool polling = true, drawn = false;
-  Progress known;  // nothing known yet: "starting"
+  std::string line = first_line;
   while (reply.wait_for(interval) != std::future_status::ready) {
     try {
       if (polling)
-        if (const auto progress = poll()) known = *progress;
+        if (auto latest = poll()) line = std::move(*latest);
     } catch (const std::exception&) {
       polling = false;  // the figures are a nicety; the request's own reply is what counts
     }
-    terminal << kClearLine << progress_line(label, known) << std::flush;
+    terminal << kClearLine << line << std::flush;
     drawn = true;
   }
   if (drawn) terminal << kClearLine << std::flush;
   return reply.get();
+}
+
+nlohmann::json run_showing_progress(std::ostream& terminal, const std::string& label,
+                                    const std::function<nlohmann::json()>& request,
+                                    const std::function<std::optional<Progress>()>& poll,
+                                    std::chrono::milliseconds interval) {
+  return run_showing_line(
+      terminal, progress_line(label, Progress{}), request,
+      [&]() -> std::optional<std::string> {
+        const auto progress = poll();
+        if (!progress) return std::nullopt;
+        return progress_line(label, *progress);
+      },
+      interval);
 }
 
 std::optional<Progress> SaveProgressEvents::operator()() {

@@ -1,6 +1,6 @@
 // A long request's progress on the user's terminal (a save, a restore): while the request runs
 // on a thread of its own, one line, redrawn a few times a second, says how far it has come
-// ("saving web:  45% (460 of 1024 MiB)"), and is cleared when the request ends.
+// ("saving web:  45% (460 of 1024 MiB)"; a migration's rounds), and is cleared when the request ends.
 #pragma once
 
 #include <chrono>
@@ -31,6 +31,18 @@ nlohmann::json run_showing_progress(std::ostream& terminal, const std::string& l
                                     const std::function<nlohmann::json()>& request,
                                     const std::function<std::optional<Progress>()>& poll,
                                     std::chrono::milliseconds interval = std::chrono::milliseconds(250));
+
+// The same for any line: `poll` gives the whole line to draw (nullopt: the last one again);
+// `first_line` is drawn until it does.
+nlohmann::json run_showing_line(std::ostream& terminal, const std::string& first_line,
+                                const std::function<nlohmann::json()>& request,
+                                const std::function<std::optional<std::string>()>& poll,
+                                std::chrono::milliseconds interval = std::chrono::milliseconds(250));
+
+// A migration's line from its job (GET /v1/domains/DOM's "job"): "LABEL: round 3, 412 MiB
+// sent, 95 MiB/s, dirtying 12 MiB/s, 30 MiB left, ~35 ms pause"; "LABEL: starting" before the
+// first round's figures.
+std::string migration_line(const std::string& label, const nlohmann::json& job);
 
 // A `poll` for run_showing_progress over a domain's event stream (a connection subscribed
 // on its control socket, vmm::subscribe_to_events): reads what has arrived without waiting and

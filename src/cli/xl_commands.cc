@@ -40,6 +40,8 @@ using namespace std::chrono_literals;
 // waits an hour for a save and two minutes for a restored VMM to be ready.)
 constexpr int kSaveSeconds = 3600 + 60;
 constexpr int kRestoreSeconds = 180;
+// A migration's pre-copy lasts as long as the guest dirties memory faster than it goes.
+constexpr int kMigrateSeconds = 24 * 3600;
 
 // xl waits for ever for `shutdown -w`; kdomd's API takes a limit, so give it a long one.
 constexpr uint64_t kShutdownWaitSeconds = 3600;
@@ -472,6 +474,98 @@ int restore_verb(const std::vector<std::string>& args, const ApiClient& client, 
   const json info = io.err_is_terminal ? run_showing_progress(io.err, "restoring", restore, job) : restore();
   io.err << "restored domain " << text_field(info, "name") << " (id " << integer_field(info, "id") << ")"
          << (paused ? ", paused" : "") << "\n";
+  return 0;
+}
+
+// The first line of a token file, without white space (as kdomd reads its --token-file).
+std::string read_token_file(const std::string& path) {
+  std::ifstream file(path);
+  if (!file) throw Error("kdom migrate: cannot read the token file '" + path + "'");
+  std::string token;
+  std::getline(file, token);
+  token.erase(std::remove_if(token.begin(), token.end(), [](unsigned char c) { return std::isspace(c); }), token.end());
+  if (token.empty()) throw Error("kdom migrate: the token file '" + path + "' is empty");
+  return token;
+}
+
+int migrate_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
+  VerbParser app("migrate", "Move a running domain to another host's kdomd while it runs (xl migrate).",
+                 "[--downtime-ms N] [--max-bandwidth MIB] [--max-rounds N] [--token-file FILE] [--json] DOM "
+                 "HOST[:PORT]   |   --cancel DOM");
+  bool cancel = false, as_json = false;
+  uint32_t downtime_ms = 50, max_bandwidth = 0, max_rounds = 30;
+  std::string token_file;
+  std::vector<std::string> words;
+  app.add_flag("--cancel", cancel, "stop the migration of DOM under way; it runs on here");
+  app.add_option("--downtime-ms", downtime_ms, "the longest pause the last round may take (default 50)")
+      ->check(CLI::Range(1u, 1'000'000u));
+  app.add_option("--max-bandwidth", max_bandwidth, "MiB/s the migration may use (default: no limit)")
+      ->check(CLI::Range(0u, 1'000'000u));
+  app.add_option("--max-rounds", max_rounds, "rounds of dirty pages before the last, at most (default 30)")
+      ->check(CLI::Range(1u, 1'000'000u));
+  app.add_option("--token-file", token_file,
+                 "the destination's migration token (default: the token this host's kdomd was started with)");
+  app.add_flag("--json", as_json, "print the progress and the outcome as JSON lines, for programs");
+  app.add_option("DOM HOST", words, "the domain's name or id, and the destination: HOST, HOST:PORT or localhost");
+  if (!parse_verb(app, args, io.out)) return 0;
+  if (cancel) {
+    if (words.size() != 1) throw Error("kdom migrate --cancel needs DOM (only)");
+    client.call("POST", domain_target(words[0]) + "/migrate/cancel", json::object());
+    io.err << "cancelled the migration of " << words[0] << "; it runs on here\n";
+    return 0;
+  }
+  if (words.size() != 2) throw Error("kdom migrate needs DOM and HOST (see kdom migrate --help)");
+  const std::string& dom = words[0];
+  json request{{"target", words[1]}, {"downtime_ms", downtime_ms}, {"max_rounds", max_rounds},
+               {"max_bandwidth_mib", max_bandwidth}};
+  if (!token_file.empty()) request["token"] = read_token_file(token_file);
+  const auto migrate = [&] {
+    return client.call("POST", domain_target(dom) + "/migrate", request, std::chrono::seconds(kMigrateSeconds));
+  };
+  const auto job = [&]() -> std::optional<json> {
+    const json info = client.call("GET", domain_target(dom));
+    const auto it = info.find("job");
+    if (it == info.end() || !it->is_object() || it->value("kind", "") != "migrate") return std::nullopt;
+    return *it;
+  };
+  const std::string label = "migrating " + dom + " to " + words[1];
+  json reply;
+  if (as_json) {
+    // One line per change of the job, then the outcome; a failure is a line too.
+    json last;
+    try {
+      reply = run_showing_line(
+          io.err, "", migrate,
+          [&]() -> std::optional<std::string> {
+            if (auto now = job(); now && *now != last) {
+              last = *now;
+              io.out << json{{"event", "progress"}, {"job", *now}}.dump() << "\n" << std::flush;
+            }
+            return std::nullopt;
+          },
+          250ms);
+    } catch (const std::exception& error) {
+      io.out << json{{"event", "failed"}, {"error", error.what()}}.dump() << "\n" << std::flush;
+      throw;
+    }
+    io.out << json{{"event", "migrated"}, {"result", reply}}.dump() << "\n" << std::flush;
+    return 0;
+  }
+  reply = io.err_is_terminal
+              ? run_showing_line(io.err, label + ": starting", migrate,
+                                 [&]() -> std::optional<std::string> {
+                                   const auto now = job();
+                                   if (!now) return std::nullopt;
+                                   return migration_line(label, *now);
+                                 })
+              : migrate();
+  char figures[160];
+  std::snprintf(figures, sizeof(figures), "%.1f MiB in %llu rounds, %.2f s; the guest stood still %.0f ms",
+                static_cast<double>(reply.value("sent_bytes", uint64_t{0})) / (1024.0 * 1024.0),
+                static_cast<unsigned long long>(reply.value("rounds", uint64_t{0})), reply.value("seconds", 0.0),
+                reply.value("downtime_ms", 0.0));
+  io.err << "migrated " << reply.value("name", dom) << " to " << words[1] << " (domain "
+         << reply.value("destination_id", 0u) << " there): " << figures << "\n";
   return 0;
 }
 
@@ -1012,6 +1106,7 @@ constexpr Verb kVerbs[] = {
     {"block-list", block_list_verb},         {"network-attach", network_attach_verb},
     {"network-detach", network_detach_verb}, {"network-list", network_list_verb},
     {"save", save_verb},                     {"restore", restore_verb},
+    {"migrate", migrate_verb},
 };
 
 const Verb* find_verb(const std::string& word) {

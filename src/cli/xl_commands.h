@@ -1,5 +1,5 @@
 // The xl-style verbs of `kdom` (create, list, info, destroy, shutdown, reboot, pause, unpause,
-// rename, domid, domname, uptime, console, mem-set, save, restore...): each parses its arguments, makes one or a
+// rename, domid, domname, uptime, console, mem-set, save, restore, migrate...): each parses its arguments, makes one or a
 // few requests to kdomd's HTTP API through an ApiClient, and prints what xl would print. DOM is
 // a domain's name or id everywhere.
 #pragma once

@@ -2,7 +2,7 @@
 // target, body), xl list's table and state letters, xl uptime's format, xl info's lines,
 // mem-set's units, usage errors, error lines from kdomd's 404/409 replies, the legacy
 // `shutdown --control` route, create -n from an xl.cfg file (no daemon needed), restore's
-// settings, and the console (the kept log, a followed log, and an attach over pipes).
+// settings, migrate's request, --json lines and --cancel, and the console (the kept log, a followed log, and an attach over pipes).
 #include "cli/xl_commands.h"
 
 #include <gtest/gtest.h>
@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "cli/progress_line.h"
 #include "fake_kdomd.h"
 
 namespace kdom::cli {
@@ -411,7 +412,8 @@ TEST(XlCommandsConsole, AttachCopiesBothWaysUntilTheConnectionEnds) {
 TEST(XlVerbs, KnowsItsVerbs) {
   for (const char* verb : {"create", "list", "info", "destroy", "shutdown", "reboot", "pause", "unpause", "rename",
                            "domid", "domname", "uptime", "console", "mem-set", "block-attach", "block-detach",
-                           "block-list", "network-attach", "network-detach", "network-list"})
+                           "block-list", "network-attach", "network-detach", "network-list", "save", "restore",
+                           "migrate"})
     EXPECT_TRUE(is_xl_verb(verb)) << verb;
   EXPECT_FALSE(is_xl_verb("run"));
   EXPECT_FALSE(is_xl_verb("balloon"));
@@ -586,6 +588,73 @@ TEST(XlCommandsRestore, SendsThePathTheNameAndTheOverrides) {
             "command line: the value of 'on_crash' must be a number, a list or a string in quotes, found 'preserve'");
   EXPECT_EQ(run(server.path(), "restore", {"web.snap", "name=a", "name=b"}).error, "kdom restore: name is given twice");
   EXPECT_EQ(server.requests().size(), 2u);
+}
+
+// kdom migrate: the request it sends, its figures, --json's lines, --cancel, and bad use
+// refused before anything is sent.
+TEST(XlCommandsMigrate, SendsTheTargetAndSettingsAndPrintsTheOutcome) {
+  const json result{{"name", "web"}, {"target", "host2"}, {"destination_id", 4}, {"rounds", 3},
+                    {"sent_bytes", 300 << 20}, {"seconds", 2.5}, {"downtime_ms", 42.0}};
+  FakeKdomd server([&](const RecordedRequest& request) {
+    if (request.method == "GET")  // the job, asked by --json while the migration runs
+      return CannedReply{200, json{{"name", "web"}, {"job", {{"kind", "migrate"}, {"round", 2}}}}.dump()};
+    if (request.target == "/v1/domains/web/migrate") {
+      CannedReply reply{200, result.dump()};
+      reply.delay = std::chrono::milliseconds(600);
+      return reply;
+    }
+    return CannedReply{200, json{{"cancelled", true}}.dump()};
+  });
+  const std::string token_file = std::filesystem::temp_directory_path().string() + "/kdom-migrate-token-test";
+  std::ofstream(token_file) << "  the-token-0123456789 \n";
+  Outcome outcome = run(server.path(), "migrate", {"--downtime-ms", "20", "--max-bandwidth", "100", "--token-file",
+                                                   token_file, "web", "host2"});
+  std::filesystem::remove(token_file);
+  EXPECT_EQ(outcome.error, "");
+  EXPECT_EQ(outcome.err,
+            "migrated web to host2 (domain 4 there): 300.0 MiB in 3 rounds, 2.50 s; the guest stood still 42 ms\n");
+  ASSERT_EQ(server.requests().size(), 1u);
+  EXPECT_EQ(json::parse(server.requests()[0].body),
+            (json{{"target", "host2"}, {"downtime_ms", 20}, {"max_rounds", 30}, {"max_bandwidth_mib", 100},
+                  {"token", "the-token-0123456789"}}));
+
+  outcome = run(server.path(), "migrate", {"--json", "web", "host2:9000"});
+  EXPECT_EQ(outcome.error, "");
+  std::istringstream lines(outcome.out);
+  std::vector<json> events;
+  for (std::string line; std::getline(lines, line);) events.push_back(json::parse(line));
+  ASSERT_GE(events.size(), 2u) << outcome.out;
+  EXPECT_EQ(events.front(), (json{{"event", "progress"}, {"job", {{"kind", "migrate"}, {"round", 2}}}}));
+  EXPECT_EQ(events.size(), 2u) << "a job that did not change is not printed again: " << outcome.out;
+  EXPECT_EQ(events.back(), (json{{"event", "migrated"}, {"result", result}}));
+
+  outcome = run(server.path(), "migrate", {"--cancel", "web"});
+  EXPECT_EQ(outcome.error, "");
+  EXPECT_EQ(outcome.err, "cancelled the migration of web; it runs on here\n");
+  EXPECT_EQ(server.requests().back().target, "/v1/domains/web/migrate/cancel");
+
+  const size_t sent = server.requests().size();
+  EXPECT_EQ(run(server.path(), "migrate", {"web"}).error, "kdom migrate needs DOM and HOST (see kdom migrate --help)");
+  EXPECT_EQ(run(server.path(), "migrate", {"--cancel", "web", "host2"}).error, "kdom migrate --cancel needs DOM (only)");
+  EXPECT_NE(run(server.path(), "migrate", {"--downtime-ms", "0", "web", "h"}).error.find("--downtime-ms"), std::string::npos);
+  EXPECT_EQ(run(server.path(), "migrate", {"--token-file", "/nonexistent/t", "web", "h"}).error,
+            "kdom migrate: cannot read the token file '/nonexistent/t'");
+  EXPECT_EQ(server.requests().size(), sent);
+}
+
+TEST(MigrationLine, RoundsThenTheHandover) {
+  EXPECT_EQ(migration_line("migrating web to h", json{{"kind", "migrate"}, {"round", 0}}), "migrating web to h: starting");
+  EXPECT_EQ(migration_line("migrating web to h", json{{"kind", "migrate"},
+                                                      {"phase", "precopy"},
+                                                      {"round", 3},
+                                                      {"sent_bytes", 412 << 20},
+                                                      {"rate_bytes_per_s", 95 << 20},
+                                                      {"dirty_bytes_per_s", 12 << 20},
+                                                      {"remaining_bytes", 30 << 20},
+                                                      {"expected_downtime_ms", 35.2}}),
+            "migrating web to h: round 3, 412 MiB sent, 95 MiB/s, dirtying 12 MiB/s, 30 MiB left, ~35 ms pause");
+  EXPECT_EQ(migration_line("m", json{{"phase", "handover"}, {"round", 4}, {"sent_bytes", 420 << 20}}),
+            "m: round 4, 420 MiB sent; paused, handing over");
 }
 
 }  // namespace
