@@ -32,6 +32,7 @@ constexpr const char* kUsage =
     "usage: kdom run [--kernel PATH] [--initrd PATH] [--cmdline STR] [--memory MiB] [--vcpus N]\n"
     "                [--console stdio|pty|none|file:PATH]\n"
     "       kdom run --restore FILE [--paused] [--control PATH] [--console ...] [--config FILE]\n"
+    "       kdom run --incoming-fd N [--paused] [--control PATH] [--console ...] [--config FILE]\n"
     "       kdom run --help\n"
     "       kdom balloon --control PATH set MIB | stats\n"
     "       kdom shutdown --control PATH [--wait SECONDS]\n"

@@ -57,6 +57,17 @@ vmm::VmConfig saved_config(const snapshot::SnapshotSource& source) {
   return config;
 }
 
+// The fd of --incoming-fd, checked (open, for reading) and owned from here on.
+UniqueFd adopt_incoming_fd(int fd) {
+  const std::string what = "--incoming-fd " + std::to_string(fd);
+  const int fd_flags = ::fcntl(fd, F_GETFD);
+  if (fd_flags < 0) throw Error(what + " is not an open file descriptor");
+  const int status_flags = ::fcntl(fd, F_GETFL);
+  if (status_flags >= 0 && (status_flags & O_ACCMODE) == O_WRONLY) throw Error(what + " is not open for reading");
+  ::fcntl(fd, F_SETFD, fd_flags | FD_CLOEXEC);
+  return UniqueFd(fd);
+}
+
 }  // namespace
 
 int run_command(const std::vector<std::string>& args, const std::string& guest_dir) {
@@ -73,14 +84,24 @@ int run_command(const std::vector<std::string>& args, const std::string& guest_d
     if (flags < 0) throw Error("--ready-fd " + std::to_string(*parsed.ready_fd) + " is not an open file descriptor");
     ::fcntl(*parsed.ready_fd, F_SETFD, flags | FD_CLOEXEC);
   }
+  UniqueFd incoming;
+  if (parsed.incoming_fd) incoming = adopt_incoming_fd(*parsed.incoming_fd);
   std::unique_ptr<vmm::Domain> domain;
   try {
-    if (parsed.restore) {
-      snapshot::SnapshotSource source(*parsed.restore);
-      vmm::VmConfig config = parsed.config_given ? parsed.config : saved_config(source);
+    if (parsed.restore || parsed.incoming_fd) {
+      auto source = parsed.restore ? std::make_unique<snapshot::SnapshotSource>(*parsed.restore)
+                                   : std::make_unique<snapshot::SnapshotSource>(
+                                         std::move(incoming),
+                                         "the incoming migration (fd " + std::to_string(*parsed.incoming_fd) + ")");
+      vmm::VmConfig config = parsed.config_given ? parsed.config : saved_config(*source);
       if (parsed.control_override) config.control_path = *parsed.control_override;
       if (parsed.console_override) config.console = *parsed.console_override;
-      domain = std::make_unique<vmm::Domain>(config, source, parsed.paused);
+      domain = std::make_unique<vmm::Domain>(config, *source, parsed.paused,
+                                             parsed.restore ? vmm::Domain::RestoreSource::kSavedFile
+                                                            : vmm::Domain::RestoreSource::kIncomingMigration);
+      // The stream has been read to its End record and no further; its fd closes here, before
+      // --ready-fd says so: the daemons go on talking on the connection, without this process.
+      source.reset();
     } else {
       domain = std::make_unique<vmm::Domain>(parsed.config);
     }

@@ -84,7 +84,23 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
       "--restore", restore,
       "resume a domain saved with kdom save from this file instead of booting (its saved config; "
       "--config, --control and --console may replace it)");
-  app.add_flag("--paused", parsed.paused, "with --restore: leave the restored domain paused");
+  int incoming_fd = -1;
+  auto* incoming_option =
+      app.add_option("--incoming-fd", incoming_fd,
+                     "receive a live-migrating domain: read its snapshot stream from this inherited fd "
+                     "(a socket or pipe) up to its end record and no further, then close the fd; its disks "
+                     "start without their image locks (the control socket's disk-locks op takes them); "
+                     "options as for --restore")
+          ->check(CLI::Validator(
+              [](std::string& value) -> std::string {
+                // Not NonNegativeNumber: its message for a file name ("not in range 0 to 1.8e308")
+                // would not say that the stream is an inherited fd.
+                if (value.empty() || value.size() > 9 || value.find_first_not_of("0123456789") != std::string::npos)
+                  return "'" + value + "' is not a file descriptor number (the stream comes on an inherited fd)";
+                return {};
+              },
+              "FD"));
+  app.add_flag("--paused", parsed.paused, "with --restore or --incoming-fd: leave the domain paused");
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 consumes from the back
   try {
@@ -100,21 +116,37 @@ ParsedRun parse_run_options(const std::vector<std::string>& args, const Defaults
   }
 
   if (ready_fd >= 0) parsed.ready_fd = ready_fd;
-  if (restore_option->count() > 0) {
+  const bool restoring = restore_option->count() > 0, incoming = incoming_option->count() > 0;
+  if (restoring && incoming) throw Error("--restore and --incoming-fd cannot both be given: the domain comes from one");
+  if (restoring || incoming) {
+    const std::string source = restoring ? "--restore takes the domain from the saved file"
+                                         : "--incoming-fd takes the domain from the incoming stream";
     for (const CLI::Option* option : app.get_options()) {
       const std::string name = option->get_name();
-      if (option->count() > 0 && name != "--restore" && name != "--config" && name != "--ready-fd" &&
-          name != "--exit-file" && name != "--paused" && name != "--control" && name != "--console")
-        throw Error("--restore takes the domain from the saved file: " + name + " cannot be given with it");
+      if (option->count() > 0 && name != "--restore" && name != "--incoming-fd" && name != "--config" &&
+          name != "--ready-fd" && name != "--exit-file" && name != "--paused" && name != "--control" &&
+          name != "--console")
+        throw Error(source + ": " + name + " cannot be given with it");
     }
-    parsed.restore = restore;
+    if (incoming) {
+      // 0-2 are the serial console's (--console stdio) and carry kdom's own messages: a stream
+      // there would be mixed up with them.
+      if (incoming_fd <= 2)
+        throw Error("--incoming-fd " + std::to_string(incoming_fd) +
+                    " is standard input, output or error: pass the stream on fd 3 or above");
+      if (parsed.ready_fd == incoming_fd)
+        throw Error("--incoming-fd and --ready-fd cannot be the same fd (" + std::to_string(incoming_fd) + ")");
+      parsed.incoming_fd = incoming_fd;
+    } else {
+      parsed.restore = restore;
+    }
     parsed.config_given = config_option->count() > 0;
     if (parsed.config_given) parsed.config = read_config_document(config_file);
     if (app.get_option("--control")->count() > 0) parsed.control_override = config.control_path;
     if (app.get_option("--console")->count() > 0) parsed.console_override = vmm::parse_console(console);
     return parsed;
   }
-  if (parsed.paused) throw Error("--paused is for --restore");
+  if (parsed.paused) throw Error("--paused is for --restore and --incoming-fd");
   if (config_option->count() > 0) {
     for (const CLI::Option* option : app.get_options()) {
       const std::string name = option->get_name();

@@ -27,8 +27,14 @@ struct ParsedRun {
   std::string exit_file;
   // --restore FILE: the domain comes from a saved one (kdom save) instead of a boot. Its
   // config is the saved one unless --config gives another (kdomd does: new sockets and TAPs);
-  // --control and --console, when given, replace the saved ones. --paused: it starts paused.
+  // --control and --console, when given, replace the saved ones. --paused: it starts paused
+  // (with --restore or --incoming-fd only).
   std::optional<std::string> restore;
+  // --incoming-fd N: the same from a snapshot stream on the inherited fd N (a live migration's
+  // destination), read up to its End record and no further, then closed; the disks start
+  // without their image locks (Domain::RestoreSource::kIncomingMigration). What may be given
+  // with it is what may be given with --restore (not --restore itself).
+  std::optional<int> incoming_fd;
   bool config_given = false;
   bool paused = false;
   std::optional<std::string> control_override;

@@ -15,6 +15,7 @@ namespace {
 // QEMU's permission bits and lock byte bases (block/file-posix.c's layout, kept compatible).
 constexpr off_t kHeldBase = 100;
 constexpr off_t kUnsharedBase = 200;
+constexpr off_t kBitsPerBase = 100;  // room for every permission bit QEMU has (fewer than 64)
 constexpr int kConsistentRead = 0;
 constexpr int kWrite = 1;
 constexpr int kResize = 3;
@@ -62,6 +63,18 @@ void lock_disk_image(int fd, bool read_only, bool shared, const std::string& wha
     if (byte_held_elsewhere(fd, kHeldBase + bit))
       throw Error(what + " is in use by another domain or program that " +
                   (bit == kWrite ? "writes to it" : "may resize it"));
+}
+
+void unlock_disk_image(int fd, const std::string& what) {
+  // One range over both bases: every byte kdom (or QEMU) locks lies in it, and only this open
+  // file description's own locks go.
+  struct flock lock{};
+  lock.l_type = F_UNLCK;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = kHeldBase;
+  lock.l_len = kUnsharedBase + kBitsPerBase - kHeldBase;
+  if (::fcntl(fd, F_OFD_SETLK, &lock) != 0 && errno != EINVAL && errno != ENOLCK)
+    throw SystemError(what + ": cannot unlock it", errno);
 }
 
 }  // namespace kdom::devices

@@ -18,4 +18,10 @@ namespace kdom::devices {
 // that writes to it").
 void lock_disk_image(int fd, bool read_only, bool shared, const std::string& what);
 
+// Lets go of every lock lock_disk_image took on `fd` (also those a failed lock_disk_image left),
+// the file staying open: another process may then lock the image. A live migration hands an
+// image over so, from the source's VMM to the destination's on shared storage. Throws
+// SystemError naming `what` when the kernel refuses.
+void unlock_disk_image(int fd, const std::string& what);
+
 }  // namespace kdom::devices

@@ -36,8 +36,10 @@ nlohmann::json parse_json_body(const Record& record, const std::string& what) {
   return value;
 }
 
-SnapshotSource::SnapshotSource(const std::string& path)
-    : name_(path), fd_(open_for_reading(path)), reader_(fd_.get(), path) {
+SnapshotSource::SnapshotSource(const std::string& path) : SnapshotSource(open_for_reading(path), path) {}
+
+SnapshotSource::SnapshotSource(UniqueFd fd, std::string name)
+    : name_(std::move(name)), fd_(std::move(fd)), reader_(fd_.get(), name_) {
   host_facts_ = expect_json_record(reader_, RecordType::kHostFacts, name_, "host-facts");
   auto config = expect_json_record(reader_, RecordType::kConfig, name_, "config");
   if (!config.contains("vm") || !config["vm"].is_object())

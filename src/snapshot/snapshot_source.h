@@ -1,6 +1,7 @@
-// SnapshotSource: a saved domain being read back (kdom restore): the stream, its host-facts and
-// config records read and checked first (a restore needs the config to build the domain before
-// it can load the rest), the remaining records then read by the domain as it loads them.
+// SnapshotSource: a saved domain being read back (kdom restore), or one arriving from another
+// host (live migration): the stream, its host-facts and config records read and checked first
+// (a restore needs the config to build the domain before it can load the rest), the remaining
+// records then read by the domain as it loads them.
 #pragma once
 
 #include <string>
@@ -22,6 +23,11 @@ class SnapshotSource {
   // Opens the file `path`; throws SystemError (cannot open) or StreamError (not a kdom
   // snapshot, another version, damaged, no host-facts or config record where they belong).
   explicit SnapshotSource(const std::string& path);
+  // Reads the stream from `fd` (a socket or a pipe: an incoming migration), which it owns and
+  // closes when it goes; `name` stands for it in messages ("the incoming migration (fd 3)").
+  // Nothing is read beyond what the records take, so the bytes after the End record stay in
+  // the fd for whoever shares it. The same errors as above.
+  SnapshotSource(UniqueFd fd, std::string name);
 
   const std::string& name() const { return name_; }
   const nlohmann::json& host_facts() const { return host_facts_; }

@@ -1,6 +1,7 @@
 // Writing and reading the snapshot stream's records.
 #include "snapshot/stream.h"
 
+#include <poll.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -130,6 +131,14 @@ bool StreamReader::get(std::span<uint8_t> bytes, const std::string& what, bool e
   while (done < bytes.size()) {
     const ssize_t n = ::read(fd_, bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      // A non-blocking socket (an incoming migration's, as its daemon passed it on): wait for
+      // it here rather than make it blocking, which would change it for the daemon too (the
+      // flag belongs to the open file description both share).
+      pollfd readable{fd_, POLLIN, 0};
+      if (::poll(&readable, 1, -1) < 0 && errno != EINTR) throw SystemError("cannot read " + where(), errno);
+      continue;
+    }
     if (n < 0) throw SystemError("cannot read " + where(), errno);
     if (n == 0) {
       if (done == 0 && end_allowed) return false;

@@ -12,7 +12,7 @@ constexpr uint64_t kPagesPerMib = (1024 * 1024) / devices::virtio::kBalloonPageS
 
 constexpr char kKnownOps[] =
     "balloon-set, balloon-stats, power-button, pause, unpause, status, stats, reboot, disk-attach, net-attach, "
-    "device-detach, devices, save, events";
+    "device-detach, devices, save, disk-locks, announce, events";
 
 nlohmann::json error_reply(const std::string& message) { return {{"ok", false}, {"error", message}}; }
 
@@ -30,7 +30,7 @@ nlohmann::json act(const std::function<void()>& action, const std::string& op) {
 
 ControlRequests::ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib,
                                  PowerButtonPress press_power_button)
-    : ControlRequests(std::move(balloon), memory_mib, DomainActions{std::move(press_power_button), {}, {}, {}, {}, {}, {}, {}}) {}
+    : ControlRequests(std::move(balloon), memory_mib, DomainActions{std::move(press_power_button), {}, {}, {}, {}, {}, {}, {}, {}, {}}) {}
 
 ControlRequests::ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib,
                                  DomainActions actions)
@@ -110,6 +110,25 @@ nlohmann::json ControlRequests::handle(const nlohmann::json& request) {
       return error_reply(std::string("save: ") + error.what());
     }
   }
+  if (name == "disk-locks") {
+    if (!actions_.disk_locks) return error_reply("this domain cannot hand its disks over");
+    auto hold = request.find("hold");
+    if (hold == request.end() || !hold->is_boolean())
+      return error_reply("disk-locks: the request needs \"hold\": true (take the locks) or false (let them go)");
+    try {
+      return {{"ok", true}, {"disks", actions_.disk_locks(hold->get<bool>())}};
+    } catch (const std::exception& error) {
+      return error_reply(std::string("disk-locks: ") + error.what());
+    }
+  }
+  if (name == "announce") {
+    if (!actions_.announce) return error_reply("this domain cannot announce its NICs");
+    try {
+      return {{"ok", true}, {"nics", actions_.announce()}};
+    } catch (const std::exception& error) {
+      return error_reply(std::string("announce: ") + error.what());
+    }
+  }
   if (name == "events") return error_reply("events are a stream: ask for them on the domain's control socket");
   return error_reply("unknown op '" + name + "' (known: " + kKnownOps + ")");
 }
@@ -127,7 +146,8 @@ nlohmann::json ControlRequests::status() {
           {"state", domain.paused ? "paused" : "running"},
           {"memory_mib", memory_mib_},
           {"vcpus", domain.vcpus},
-          {"uptime_s", domain.uptime_s}};
+          {"uptime_s", domain.uptime_s},
+          {"disks_locked", domain.disks_locked}};
 }
 
 nlohmann::json ControlRequests::balloon_set(const nlohmann::json& request) {

@@ -14,7 +14,8 @@
 //   {"op":"pause"}                       -> {"ok":true} once every vCPU is parked
 //   {"op":"unpause"}                     -> {"ok":true}: the vCPUs run again
 //   {"op":"status"}                      -> {"ok":true,"pid":..,"state":"running"|"paused",
-//                                            "memory_mib":..,"vcpus":..,"uptime_s":..}
+//                                            "memory_mib":..,"vcpus":..,"uptime_s":..,
+//                                            "disks_locked":bool}
 //   {"op":"reboot"}                      -> {"ok":true}: the domain stops as if the guest had
 //                                            asked for a reboot (its supervisor restarts it)
 //   {"op":"stats"}                       -> {"ok":true,"vcpus":[{"vcpu":..,"tid":..,"exits":{..}}],
@@ -30,6 +31,17 @@
 //                                            then running again (default), left paused, or
 //                                            stopped (kdom run exits 0, reason "saved"); a
 //                                            failure leaves the domain as it was, no file
+//   {"op":"disk-locks","hold":false}     -> {"ok":true,"disks":N}: a live migration's hand-over:
+//                                            every disk flushed (fdatasync), then every image
+//                                            lock let go; only while paused; unpause (and
+//                                            disk-attach) is refused until hold:true
+//   {"op":"disk-locks","hold":true}      -> {"ok":true,"disks":N}: every disk's image lock taken,
+//                                            all or nothing (an error names the disk another
+//                                            process holds). An incoming domain (kdom run
+//                                            --incoming-fd) starts without them
+//   {"op":"announce"}                    -> {"ok":true,"nics":N}: every NIC sends a RARP
+//                                            broadcast with its MAC out of its TAP, so switches
+//                                            learn where the domain moved
 //   {"op":"events"}                      -> {"ok":true}, then the connection carries one event
 //                                            line after another, {"event":..,"time":unix s,..}:
 //                                            served by ControlSocket and EventStream, not here
@@ -70,6 +82,7 @@ struct DomainStatus {
   bool paused = false;
   uint32_t vcpus = 0;
   double uptime_s = 0;  // since the vCPUs started (0 before)
+  bool disks_locked = true;  // false while a live migration hands the disks over
 };
 
 // What the domain does for the requests that act on it. Each may be empty (the request then
@@ -91,6 +104,10 @@ struct DomainActions {
   // restore (its domain config), or null.
   std::function<nlohmann::json(const std::string& path, const std::string& then, const nlohmann::json& toolstack)>
       save;
+  // The disks' image locks taken (`hold`) or flushed and let go; returns the number of disks.
+  std::function<size_t(bool hold)> disk_locks;
+  // Every NIC's RARP announcement; returns the number of NICs.
+  std::function<size_t()> announce;
 };
 
 class ControlRequests {

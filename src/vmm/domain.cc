@@ -226,7 +226,9 @@ Domain::Domain(const VmConfig& config) : config_(config) {
            std::to_string(config_.memory_mib) + " MiB, " + std::to_string(config_.vcpus) + " vCPU(s)");
 }
 
-Domain::Domain(const VmConfig& config, snapshot::SnapshotSource& source, bool start_paused) : config_(config) {
+Domain::Domain(const VmConfig& config, snapshot::SnapshotSource& source, bool start_paused, RestoreSource from)
+    : config_(config) {
+  disks_locked_ = from != RestoreSource::kIncomingMigration;
   validate(config_);
   check_memory_fits_host(config_);
   kvm_ = std::make_unique<kvm::KvmSystem>();
@@ -240,6 +242,8 @@ Domain::Domain(const VmConfig& config, snapshot::SnapshotSource& source, bool st
     pause_requested_ = true;
     pause_pending_ = true;
     pci_->quiesce();
+  } else if (!disks_locked_) {
+    set_disk_locks(true);  // a running domain holds its locks: the source must have let go
   }
   log_line("restored from " + source.name() + ", " + std::to_string(config_.memory_mib) + " MiB, " +
            std::to_string(config_.vcpus) + " vCPU(s)" + (start_paused ? ", paused" : ""));
@@ -251,7 +255,7 @@ void Domain::open_host_side() {
                                        [this](std::span<const uint8_t> bytes) { uart_->enqueue_input(bytes); });
   if (!console_->pty_path().empty()) log_line("console on " + console_->pty_path());
   if (config_.console.kind == ConsoleKind::kSocket) log_line("console on socket " + config_.console.path);
-  virtio_ = std::make_unique<VirtioDevices>(config_, device_events_);
+  virtio_ = std::make_unique<VirtioDevices>(config_, device_events_, disks_locked_);
   start_control();
 }
 
@@ -344,12 +348,22 @@ void Domain::start_control() {
   actions.devices = [this](const std::string& op, const nlohmann::json& request) {
     if (!hotplug_ready_.load(std::memory_order_acquire))
       throw Error("the domain is still starting: its devices cannot change yet");
+    // A disk attached while the locks are let go (a live migration handing the disks over) is
+    // refused, not opened unlocked to be locked with the others: the migration's stream has
+    // described the domain without it, so on the source it would be lost with the source's
+    // copy, and the destination's copy is not yet the domain. Once the domain holds its locks
+    // again (either side), disks attach as usual.
+    if (op == "disk-attach" && !disks_locked_)
+      throw Error("the domain's disks are not locked (they are handed over in a live migration): attach the "
+                  "disk once the domain holds them again");
     return hotplug_->handle(op, request);
   };
   actions.reboot = [this] { request_exit({DomainExitKind::kReboot, 0, "reboot requested by the host"}); };
   actions.save = [this](const std::string& path, const std::string& then, const nlohmann::json& toolstack) {
     return save(path, then, toolstack);
   };
+  actions.disk_locks = [this](bool hold) { return set_disk_locks(hold); };
+  actions.announce = [this] { return announce(); };
   control_requests_ = std::make_unique<ControlRequests>(virtio_->balloon(), config_.memory_mib, std::move(actions));
   event_stream_ = std::make_unique<EventStream>(device_events_);
   control_ = std::make_unique<ControlSocket>(config_.control_path, device_events_, *control_requests_,
@@ -571,6 +585,10 @@ void Domain::pause_vcpus() {
 }
 
 void Domain::unpause_vcpus() {
+  // The disks must not be written while another VMM may hold them (disk-locks hold:false).
+  if (!disks_locked_)
+    throw Error("the domain's disks are not locked: take their locks first ({\"op\":\"disk-locks\",\"hold\":true}); "
+                "they were let go for a live migration");
   {
     std::lock_guard lock(pause_mutex_);
     if (!pause_requested_) return;
@@ -593,6 +611,7 @@ DomainStatus Domain::status() {
     std::lock_guard lock(pause_mutex_);
     status.paused = pause_requested_;
   }
+  status.disks_locked = disks_locked_;
   if (running_) status.uptime_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   return status;
 }

@@ -53,12 +53,19 @@ class Domain {
   // TAPs, sockets) is opened and checked before KVM is touched, so bad input is reported as
   // such on any host, with KVM or without.
   explicit Domain(const VmConfig& config);
+  // Where a restored domain comes from. An incoming live migration's disks are opened and
+  // checked but not locked: the source's VMM holds their image locks until it hands them over
+  // (the control socket's disk-locks op; until then the domain cannot be unpaused). Started
+  // running, it takes them once the stream is read, and fails to start when it cannot.
+  enum class RestoreSource { kSavedFile, kIncomingMigration };
   // Restores a saved domain (kdom restore) instead of booting one: `config` is the saved one
   // (source.config()) or one the caller built from it with new host-side paths and TAPs; the
   // guest's RAM, vCPUs, irqchip and devices come from `source`, checked as they are read (a
   // CPU this host lacks, a damaged record, a device the config does not have: Error, nothing
-  // runs). With `start_paused` the vCPUs wait for an unpause.
-  Domain(const VmConfig& config, snapshot::SnapshotSource& source, bool start_paused);
+  // runs); the stream is read up to its End record and no further. With `start_paused` the
+  // vCPUs wait for an unpause.
+  Domain(const VmConfig& config, snapshot::SnapshotSource& source, bool start_paused,
+         RestoreSource from = RestoreSource::kSavedFile);
   ~Domain();
   Domain(const Domain&) = delete;
   Domain& operator=(const Domain&) = delete;
@@ -88,6 +95,12 @@ class Domain {
   nlohmann::json save(const std::string& path, const std::string& then, const nlohmann::json& toolstack);
   snapshot::MemoryCounts write_snapshot(snapshot::StreamWriter& writer, const nlohmann::json& toolstack);
   void restore_state(snapshot::SnapshotSource& source);
+  // A live migration's hand-over (domain_handover.cc), for the control socket's ops.
+  // disk-locks: with `hold` every disk's image lock is taken (all or nothing), without it every
+  // disk is flushed and its lock let go, only while the domain is paused; returns the number
+  // of disks. announce: every NIC's RARP announcement; returns the number of NICs.
+  size_t set_disk_locks(bool hold);
+  size_t announce();
   void start_control();
   // To the control socket's event subscribers, if there is a control socket; any thread.
   void publish_event(const std::string& name, const nlohmann::json& details = nullptr);
@@ -159,6 +172,11 @@ class Domain {
   size_t parked_ = 0;             // guarded by pause_mutex_
   std::atomic<bool> pause_pending_{false};  // pause_requested_, for the vCPU loop's cheap check
   std::atomic<bool> running_{false};        // the vCPU threads have been started
+  // Whether the domain holds its disks' image locks: false while a live migration hands them
+  // over (an incoming domain until disk-locks takes them; a source from disk-locks letting them
+  // go). Unpause refuses while false, so a running domain always holds them. Changed and read
+  // in the device loop's thread (control requests), and before it starts.
+  std::atomic<bool> disks_locked_{true};
   std::chrono::steady_clock::time_point started_;
 };
 

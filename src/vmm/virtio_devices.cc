@@ -53,10 +53,10 @@ class IdChooser {
 
 }  // namespace
 
-VirtioDevices::VirtioDevices(const VmConfig& config, EventLoop& events) : events_(events) {
+VirtioDevices::VirtioDevices(const VmConfig& config, EventLoop& events, bool lock_disks) : events_(events) {
   IdChooser ids(config);
   for (const auto& disk : config.disks) {
-    Disk entry{disk, make_disk(disk)};
+    Disk entry{disk, make_disk(disk, lock_disks)};
     entry.config.id = ids.choose(disk.id, "disk", true);
     devices_.push_back({entry.config.id, "disk", entry.device});
     disks_.push_back(std::move(entry));
@@ -75,10 +75,52 @@ VirtioDevices::VirtioDevices(const VmConfig& config, EventLoop& events) : events
   }
 }
 
-std::shared_ptr<devices::virtio::BlockDevice> VirtioDevices::make_disk(const DiskConfig& disk) {
+std::shared_ptr<devices::virtio::BlockDevice> VirtioDevices::make_disk(const DiskConfig& disk, bool lock) {
   devices::virtio::BlockDiskConfig block{disk.path,       disk.read_only, disk.serial, disk.queues,
-                                         disk.rate_limit, {std::chrono::microseconds(disk.poll_us)}, disk.shared};
+                                         disk.rate_limit, {std::chrono::microseconds(disk.poll_us)}, disk.shared,
+                                         lock};
   return std::make_shared<devices::virtio::BlockDevice>(block);
+}
+
+size_t VirtioDevices::release_disk_locks() {
+  // Every flush first: a disk let go before another's flush failed could be taken at once by
+  // the other host, and could not be taken back.
+  for (const auto& disk : disks_) {
+    if (disk.config.read_only) continue;
+    if (const int err = disk.device->disk().flush())
+      throw SystemError("disk '" + disk.config.id + "' (" + disk.config.path + "): cannot flush it; every disk keeps its lock",
+                        err);
+  }
+  for (const auto& disk : disks_) disk.device->release_image_lock();
+  return disks_.size();
+}
+
+size_t VirtioDevices::hold_disk_locks() {
+  std::vector<devices::virtio::BlockDevice*> taken;
+  for (const auto& disk : disks_) {
+    if (disk.device->image_locked()) continue;
+    try {
+      disk.device->hold_image_lock();
+    } catch (const std::exception& error) {
+      for (auto* device : taken) device->release_image_lock();
+      throw Error("disk '" + disk.config.id + "': " + error.what() + "; the domain's disks stay unlocked");
+    }
+    taken.push_back(disk.device.get());
+  }
+  return disks_.size();
+}
+
+size_t VirtioDevices::announce() {
+  std::string failures;
+  for (const auto& net : nets_) {
+    try {
+      net.device->announce();
+    } catch (const std::exception& error) {
+      failures += (failures.empty() ? "" : "; ") + std::string("NIC '") + net.config.id + "': " + error.what();
+    }
+  }
+  if (!failures.empty()) throw Error(failures);
+  return nets_.size();
 }
 
 void VirtioDevices::placed(const Member& member, int slot) {

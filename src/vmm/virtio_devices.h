@@ -31,8 +31,10 @@ class VirtioDevices {
   // be stopped before this object goes. Every device gets an id, stable for the same config:
   // the user's, or for a device without one "disk<N>", "net<N>" (N counting from 0 among the
   // unnamed ones), "entropy", "console", "vsock", "balloon", each with a number appended
-  // while the user already gave another device that id.
-  VirtioDevices(const VmConfig& config, EventLoop& events);
+  // while the user already gave another device that id. Without `lock_disks` the disk images
+  // are opened and checked but their image locks are not taken (an incoming live migration's:
+  // hold_disk_locks takes them).
+  VirtioDevices(const VmConfig& config, EventLoop& events, bool lock_disks = true);
 
   // Puts every device on `pci`, in the fixed order above, each in the lowest free slot.
   void attach(PciDevices& pci);
@@ -61,6 +63,19 @@ class VirtioDevices {
   // The disk or NIC `id` has left the bus (PciDevices::remove): it and its counters go.
   void forget(const std::string& id);
 
+  // A live migration's hand-over of the disks' image locks (Domain's disk-locks op), every disk
+  // on the bus included (hot-plugged ones too); each returns how many disks there are.
+  // release: makes every disk's completed writes durable (fdatasync), and once all are, lets
+  // every lock go; a flush that fails is an Error naming the disk, with every lock kept. Only
+  // while no device writes (the domain paused). hold: takes every lock; when another process
+  // holds one, an Error naming the disk, and the locks this call took are let go again (all
+  // or nothing).
+  size_t release_disk_locks();
+  size_t hold_disk_locks();
+  // Every NIC sends its announcement (NetDevice::announce); returns how many NICs there are.
+  // Those that could not: an Error naming them, once every NIC has tried.
+  size_t announce();
+
   // The balloon device, or null when the domain has none.
   std::shared_ptr<devices::virtio::BalloonDevice> balloon() const { return balloon_; }
 
@@ -86,7 +101,7 @@ class VirtioDevices {
   void add_vsock(const VsockConfig& config, const std::string& id);
   void add_balloon(const BalloonConfig& config, const std::string& id);
   std::shared_ptr<devices::virtio::NetDevice> add_net(const NetConfig& config, uint32_t index);
-  std::shared_ptr<devices::virtio::BlockDevice> make_disk(const DiskConfig& config);
+  std::shared_ptr<devices::virtio::BlockDevice> make_disk(const DiskConfig& config, bool lock = true);
   void check_new_id(const std::string& id) const;
   // Records where `member` went on the bus.
   void placed(const Member& member, int slot);

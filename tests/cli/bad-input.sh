@@ -148,6 +148,21 @@ expect restore-version "version 2" -- "$kdom" run --restore "$work/v2.snap"
 expect restore-cut "truncated" -- "$kdom" run --restore "$work/cut.snap"
 expect restore-with-memory "--memory cannot be given with it" -- "$kdom" run --restore "$work/v2.snap" --memory 64
 expect paused-without-restore "--paused is for --restore" -- "$kdom" run --paused
+# A live migration's destination (--incoming-fd N): N must be an fd number, open for reading,
+# not 0-2; the options are --restore's; a stream that is no snapshot or is cut short is refused.
+expect incoming-fd-not-open "--incoming-fd 97 is not an open file descriptor" -- "$kdom" run --incoming-fd 97
+expect incoming-fd-a-path "incoming-fd" -- "$kdom" run --incoming-fd "$work/v2.snap"
+expect incoming-fd-stdout "--incoming-fd 1 is standard input, output or error" -- "$kdom" run --incoming-fd 1
+expect incoming-fd-write-only "--incoming-fd 3 is not open for reading" -- \
+  sh -c 'exec "$0" run --incoming-fd 3 3>"$1"' "$kdom" "$work/write-only"
+expect incoming-with-memory "--incoming-fd takes the domain from the incoming stream: --memory cannot be given with it" -- \
+  "$kdom" run --incoming-fd 3 --memory 64
+expect incoming-and-restore "--restore and --incoming-fd cannot both be given" -- \
+  "$kdom" run --incoming-fd 3 --restore "$work/v2.snap"
+expect incoming-garbage "snapshot 'the incoming migration (fd 3)' is not a kdom snapshot" -- \
+  sh -c 'exec "$0" run --incoming-fd 3 3<"$1"' "$kdom" "$work/garbage"
+expect incoming-cut "snapshot 'the incoming migration (fd 3)' is truncated" -- \
+  sh -c 'head -c 10 "$1" | exec "$0" run --incoming-fd 3 3<&0 0</dev/null' "$kdom" "$work/v2.snap"
 expect save-c-and-p "-c and -p cannot both be given" -- "$kdom" save -c -p --control "$work/c.sock" "$work/s.snap"
 expect save-control-two-files "needs FILE (only)" -- "$kdom" save --control "$work/c.sock" web "$work/s.snap"
 expect save-control-missing "no control socket" -- "$kdom" save --control "$work/c.sock" "$work/s.snap"

@@ -116,12 +116,60 @@ TEST(ControlRequestsOps, MissingActionsGetAnErrorReply) {
   }
 }
 
+// The hand-over ops of a live migration: disk-locks needs a boolean "hold" and answers with
+// the number of disks; the domain's refusal is the error; announce answers with the NICs.
+TEST(ControlRequestsOps, DiskLocksAndAnnounceReachTheDomain) {
+  FakeDomain domain;
+  DomainActions actions = domain.actions();
+  std::vector<bool> holds;
+  actions.disk_locks = [&](bool hold) -> size_t {
+    if (!hold && !domain.paused) throw Error("the domain is running: pause it before its disks' locks are let go");
+    holds.push_back(hold);
+    return 2;
+  };
+  int announced = 0;
+  actions.announce = [&]() -> size_t { return ++announced, 3; };
+  ControlRequests requests(nullptr, 512, actions);
+  EXPECT_EQ(reply_to(requests, R"({"op":"disk-locks","hold":false})"),
+            json({{"ok", false},
+                  {"error", "disk-locks: the domain is running: pause it before its disks' locks are let go"}}));
+  domain.paused = true;
+  EXPECT_EQ(reply_to(requests, R"({"op":"disk-locks","hold":false})"), json({{"ok", true}, {"disks", 2}}));
+  EXPECT_EQ(reply_to(requests, R"({"op":"disk-locks","hold":true})"), json({{"ok", true}, {"disks", 2}}));
+  EXPECT_EQ(holds, (std::vector<bool>{false, true}));
+  for (const char* bad : {R"({"op":"disk-locks"})", R"({"op":"disk-locks","hold":1})", R"({"op":"disk-locks","hold":"true"})"})
+    EXPECT_EQ(reply_to(requests, bad),
+              json({{"ok", false},
+                    {"error", "disk-locks: the request needs \"hold\": true (take the locks) or false (let them go)"}}))
+        << bad;
+  EXPECT_EQ(holds.size(), 2u);
+  EXPECT_EQ(reply_to(requests, R"({"op":"announce"})"), json({{"ok", true}, {"nics", 3}}));
+  EXPECT_EQ(announced, 1);
+  ControlRequests without(nullptr, 512, domain.actions());
+  EXPECT_EQ(reply_to(without, R"({"op":"disk-locks","hold":true})")["ok"], false);
+  EXPECT_EQ(reply_to(without, R"({"op":"announce"})")["ok"], false);
+}
+
+TEST(ControlRequestsOps, StatusSaysWhetherTheDisksAreLocked) {
+  DomainActions actions;
+  actions.status = [] {
+    DomainStatus status;
+    status.paused = true;
+    status.disks_locked = false;
+    return status;
+  };
+  ControlRequests requests(nullptr, 512, actions);
+  const json reply = reply_to(requests, R"({"op":"status"})");
+  EXPECT_EQ(reply["state"], "paused");
+  EXPECT_EQ(reply["disks_locked"], false);
+}
+
 TEST(ControlRequestsOps, UnknownOpListsTheKnownOnes) {
   FakeDomain domain;
   ControlRequests requests(nullptr, 512, domain.actions());
   const std::string error = reply_to(requests, R"({"op":"suspend"})")["error"];
   for (const char* op : {"unknown op 'suspend'", "balloon-set", "balloon-stats", "power-button", "pause", "unpause",
-                         "status", "reboot"})
+                         "status", "reboot", "disk-locks", "announce"})
     EXPECT_NE(error.find(op), std::string::npos) << op << " in " << error;
 }
 

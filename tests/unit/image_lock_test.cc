@@ -90,6 +90,36 @@ TEST_F(ImageLockTest, SharedWritersCoexistOnlyWithEachOther) {
   EXPECT_NO_THROW(open_locked(true, true));  // it reads only, which a plain reader allows
 }
 
+// A live migration's hand-over: the image stays open on both sides (two open file
+// descriptions) while the lock moves from one to the other and back.
+TEST_F(ImageLockTest, UnlockLetsAnotherLockAndRelockingKeepsItOut) {
+  UniqueFd source = open_locked(false);
+  UniqueFd destination(::open(path_.c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(destination.valid());
+  const std::string what = "disk image '" + path_ + "'";
+  EXPECT_THROW(lock_disk_image(destination.get(), false, false, what), Error);
+  unlock_disk_image(destination.get(), what);  // what the refused attempt took
+  unlock_disk_image(source.get(), what);
+  EXPECT_NO_THROW(lock_disk_image(destination.get(), false, false, what));
+  EXPECT_THROW(lock_disk_image(source.get(), false, false, what), Error);
+  unlock_disk_image(source.get(), what);
+  unlock_disk_image(destination.get(), what);  // the migration failed: the source takes it back
+  EXPECT_NO_THROW(lock_disk_image(source.get(), false, false, what));
+  EXPECT_THROW(lock_disk_image(destination.get(), false, false, what), Error);
+  // A third opener is refused too: the source's relock is the whole lock again.
+  EXPECT_THROW(open_locked(true), Error);
+}
+
+// Unlocking takes only this file description's locks: readers sharing the image keep theirs.
+TEST_F(ImageLockTest, UnlockLeavesOthersLocks) {
+  UniqueFd first = open_locked(true);
+  UniqueFd second = open_locked(true);
+  unlock_disk_image(first.get(), "first");
+  EXPECT_THROW(open_locked(false), Error);  // the second reader still keeps writers out
+  unlock_disk_image(second.get(), "second");
+  EXPECT_NO_THROW(open_locked(false));
+}
+
 TEST_F(ImageLockTest, QemuSeesKdomsWriteLock) {
   std::string output;
   ASSERT_EQ(qemu_io_read(output), 0) << "qemu-io (Debian's qemu-utils) must open a free image: " << output;

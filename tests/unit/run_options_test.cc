@@ -277,5 +277,51 @@ TEST(RunOptions, ConsoleOnASocket) {
   EXPECT_NE(error_of({"--hvc", "socket:/run/h.sock"}), "(no error)");
 }
 
+// kdomd's command line for a live migration's destination: the stream on an inherited fd, the
+// rest as for --restore.
+TEST(RunOptions, IncomingFdTakesWhatRestoreTakes) {
+  ConfigFile file(R"({"kernel_path":"/k/vmlinux","memory_mib":512})");
+  auto parsed = parse({"--config", file.path(), "--ready-fd", "4", "--exit-file", "/run/exit.json", "--incoming-fd",
+                       "3", "--paused"});
+  EXPECT_EQ(parsed.incoming_fd, std::optional<int>(3));
+  EXPECT_FALSE(parsed.restore);
+  EXPECT_TRUE(parsed.paused);
+  EXPECT_TRUE(parsed.config_given);
+  EXPECT_EQ(parsed.config.memory_mib, 512u);
+  EXPECT_EQ(parsed.ready_fd, std::optional<int>(4));
+  parsed = parse({"--incoming-fd", "9", "--control", "/run/c.sock", "--console", "none"});
+  EXPECT_EQ(parsed.incoming_fd, std::optional<int>(9));
+  EXPECT_FALSE(parsed.paused);
+  EXPECT_FALSE(parsed.config_given);
+  EXPECT_EQ(parsed.control_override, std::optional<std::string>("/run/c.sock"));
+  ASSERT_TRUE(parsed.console_override);
+  EXPECT_EQ(parsed.console_override->kind, vmm::ConsoleKind::kNone);
+  EXPECT_FALSE(parse({}).incoming_fd);
+}
+
+TEST(RunOptions, IncomingFdMustBeAnFdNumber) {
+  for (const char* value : {"-1", "x", "3x", "/tmp/stream.snap", ""})
+    EXPECT_NE(error_of({"--incoming-fd", value}), "(no error)") << value;
+  EXPECT_NE(error_of({"--incoming-fd"}), "(no error)");
+  for (const char* value : {"0", "1", "2"})
+    EXPECT_EQ(error_of({"--incoming-fd", value}),
+              std::string("--incoming-fd ") + value + " is standard input, output or error: pass the stream on fd 3 or above");
+  EXPECT_EQ(error_of({"--incoming-fd", "3", "--ready-fd", "3"}), "--incoming-fd and --ready-fd cannot be the same fd (3)");
+}
+
+TEST(RunOptions, IncomingFdExcludesDomainOptionsAndRestore) {
+  for (const std::vector<std::string>& extra : std::vector<std::vector<std::string>>{
+           {"--kernel", "/k/other"}, {"--memory", "512"}, {"--disk", "/d/a.img"}, {"--net", "tap=t0"}, {"--rng"},
+           {"--cmdline", "x"}}) {
+    std::vector<std::string> args = {"--incoming-fd", "3"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    EXPECT_EQ(error_of(args), "--incoming-fd takes the domain from the incoming stream: " + extra[0] +
+                                  " cannot be given with it");
+  }
+  EXPECT_EQ(error_of({"--incoming-fd", "3", "--restore", "/s/web.snap"}),
+            "--restore and --incoming-fd cannot both be given: the domain comes from one");
+  EXPECT_EQ(error_of({"--paused"}), "--paused is for --restore and --incoming-fd");
+}
+
 }  // namespace
 }  // namespace kdom::cli

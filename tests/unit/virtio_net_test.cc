@@ -19,7 +19,9 @@
 #include <thread>
 #include <vector>
 
+#include "base/error.h"
 #include "base/unique_fd.h"
+#include "devices/net/announce.h"
 #include "vmm/event_loop.h"
 #include "vmm/vm_config.h"
 #include "driver_queue.h"
@@ -125,6 +127,31 @@ class VirtioNetTest : public ::testing::Test {
 };
 
 constexpr uint64_t kBaseFeatures = kFeatureVersion1;
+
+// A moved domain's NIC announces itself out of its TAP: a zero virtio-net header (nothing to
+// offload), then the RARP frame; whether the guest has activated the device or not.
+TEST_F(VirtioNetTest, AnnounceSendsTheRarpFrameOutOfTheBackEnd) {
+  device->announce();
+  std::vector<uint8_t> expected(sizeof(NetHeader), 0);
+  const auto frame = net::rarp_announcement(default_mac(3));
+  expected.insert(expected.end(), frame.begin(), frame.end());
+  EXPECT_EQ(take_from_device(), expected);
+  activate(kBaseFeatures);
+  device->announce();
+  EXPECT_EQ(take_from_device(), expected);
+  EXPECT_TRUE(interrupts.empty());  // the guest's queues were not touched
+  EXPECT_EQ(device->stats().tx_frames, 0u);
+}
+
+TEST_F(VirtioNetTest, AnnounceThroughAClosedBackEndIsAnError) {
+  device->release_host_side();
+  try {
+    device->announce();
+    ADD_FAILURE() << "an announcement went out of a closed back end";
+  } catch (const Error& error) {
+    EXPECT_THAT(error.what(), HasSubstr("cannot send its announcement"));
+  }
+}
 
 TEST_F(VirtioNetTest, ConfigSpaceHoldsTheMacAndLinkUp) {
   uint8_t config[12];

@@ -61,7 +61,7 @@ bool unsupported(int err) { return err == EOPNOTSUPP || err == ENOSYS || err == 
 
 // --- BlockDiskFile ---------------------------------------------------------------------------
 
-BlockDiskFile BlockDiskFile::open(const std::string& path, bool read_only, bool shared) {
+BlockDiskFile BlockDiskFile::open(const std::string& path, bool read_only, bool shared, bool lock) {
   const std::string what = "disk image '" + path + "'";
   const int fd = ::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
   if (fd < 0) {
@@ -91,14 +91,33 @@ BlockDiskFile BlockDiskFile::open(const std::string& path, bool read_only, bool 
   // read-only image is the user's way of saying "do not write to this".
   if (!read_only && S_ISREG(st.st_mode) && (st.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)) == 0)
     throw Error(what + " is read-only (no write permission): attach it read-only");
-  lock_disk_image(fd, read_only, shared, what);
   // Reads need not update the image's access time, and skipping the kernel's check saves 5-10%
   // of a 4 KiB page-cache read. Only the owner (or CAP_FOWNER) may ask: for others it stays on.
   const int flags = ::fcntl(fd, F_GETFL);
   if (flags >= 0) ::fcntl(fd, F_SETFL, flags | O_NOATIME);
   // lseek rather than st_size, which is 0 for block devices.
   const off_t end = check_syscall(::lseek(fd, 0, SEEK_END), what + ": cannot find its size");
-  return BlockDiskFile(std::move(owned), static_cast<uint64_t>(end), read_only);
+  BlockDiskFile disk(std::move(owned), what, static_cast<uint64_t>(end), read_only, shared);
+  if (lock) disk.lock();
+  return disk;
+}
+
+void BlockDiskFile::lock() {
+  if (locked_) return;
+  try {
+    lock_disk_image(fd_.get(), read_only_, shared_, what_);
+  } catch (...) {
+    // Some bytes may be locked by now: a refused image keeps none.
+    unlock_disk_image(fd_.get(), what_);
+    throw;
+  }
+  locked_ = true;
+}
+
+void BlockDiskFile::unlock() {
+  if (!locked_) return;
+  unlock_disk_image(fd_.get(), what_);
+  locked_ = false;
 }
 
 int BlockDiskFile::read(uint64_t offset, std::span<const iovec> buffers) const {
@@ -156,7 +175,7 @@ int BlockDiskFile::write_zero_bytes(uint64_t offset, uint64_t length) const {
 // --- BlockDevice -----------------------------------------------------------------------------
 
 BlockDevice::BlockDevice(const BlockDiskConfig& config)
-    : config_(config), disk_(BlockDiskFile::open(config.path, config.read_only, config.shared)) {
+    : config_(config), disk_(BlockDiskFile::open(config.path, config.read_only, config.shared, config.lock_image)) {
   if (config.id.size() > kBlockIdBytes)
     throw Error("disk image '" + config.path + "': id '" + config.id + "' is longer than 20 bytes");
   if (config.num_queues == 0) throw Error("disk image '" + config.path + "': needs at least one queue");
@@ -166,6 +185,17 @@ BlockDevice::BlockDevice(const BlockDiskConfig& config)
 }
 
 BlockDevice::~BlockDevice() = default;
+
+void BlockDevice::hold_image_lock() {
+  if (disk_.locked()) return;
+  disk_.lock();
+  // Once no one else may write: what this host cached of the image before is dropped. A hint
+  // (a file system that keeps the pages is no error); the pages are clean, as this side has
+  // not written since it let go, or ever.
+  ::posix_fadvise(disk_.fd(), 0, 0, POSIX_FADV_DONTNEED);
+}
+
+void BlockDevice::release_image_lock() { disk_.unlock(); }
 
 uint64_t BlockDevice::offered_features() const {
   uint64_t features = kFeatureVersion1 | kFeatureRingIndirectDesc | kFeatureRingEventIdx | kBlockFeatureSegMax |

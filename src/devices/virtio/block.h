@@ -34,6 +34,10 @@ struct BlockDiskConfig {
   RateLimit rate_limit;     // per queue: bytes and requests per second (0: unlimited)
   PollSettings poll;        // how each queue's worker polls before it sleeps (max zero: never)
   bool shared = false;      // other domains or programs may write to the image too
+  // Take the image lock (image_lock.h) when the image is opened. Not for an incoming live
+  // migration's disks: the source's VMM holds their locks until it hands them over, and the
+  // domain takes them then (BlockDevice::hold_image_lock).
+  bool lock_image = true;
 };
 
 // What serving one request takes, decided before any disk I/O.
@@ -63,8 +67,16 @@ class BlockQueueWorker;
 // Methods return 0 or an errno value; they never throw for I/O failures.
 class BlockDiskFile {
  public:
-  // Opens the image (read-only or read-write); throws Error naming the file and the problem.
-  static BlockDiskFile open(const std::string& path, bool read_only, bool shared = false);
+  // Opens the image (read-only or read-write) and, with `lock`, takes its image lock; throws
+  // Error naming the file and the problem (a lock another process holds among them).
+  static BlockDiskFile open(const std::string& path, bool read_only, bool shared = false, bool lock = true);
+
+  // The image lock: whether it is held, taking it (Error naming the image when another process
+  // holds one that conflicts; then none is left behind) and letting it go. Neither does
+  // anything when it is so already.
+  bool locked() const { return locked_; }
+  void lock();
+  void unlock();
 
   uint64_t size_bytes() const { return size_bytes_; }
   bool read_only() const { return read_only_; }
@@ -82,13 +94,16 @@ class BlockDiskFile {
   int write_zeroes(uint64_t offset, uint64_t length, bool unmap) const;
 
  private:
-  BlockDiskFile(UniqueFd fd, uint64_t size_bytes, bool read_only)
-      : fd_(std::move(fd)), size_bytes_(size_bytes), read_only_(read_only) {}
+  BlockDiskFile(UniqueFd fd, std::string what, uint64_t size_bytes, bool read_only, bool shared)
+      : fd_(std::move(fd)), what_(std::move(what)), size_bytes_(size_bytes), read_only_(read_only), shared_(shared) {}
   int write_zero_bytes(uint64_t offset, uint64_t length) const;
 
   UniqueFd fd_;
+  std::string what_;  // "disk image 'PATH'", for messages
   uint64_t size_bytes_ = 0;
   bool read_only_ = false;
+  bool shared_ = false;
+  bool locked_ = false;
 };
 
 class BlockDevice : public VirtioDevice {
@@ -159,6 +174,15 @@ class BlockDevice : public VirtioDevice {
   // Does a plan's I/O synchronously; returns the status byte for the guest.
   uint8_t run_sync(const BlockPlan& plan) const;
   const BlockDiskFile& disk() const { return disk_; }
+  // The image lock, handed over in a live migration (the domain's disk-locks op). hold: takes
+  // it (Error naming the image when another process holds it), then, when it was not held,
+  // drops the image's pages from this host's cache: on shared storage the other host may have
+  // written to the image since this one opened it, and what this host read before must not be
+  // served. release: lets it go (the caller has flushed the image and keeps the device from
+  // writing).
+  bool image_locked() const { return disk_.locked(); }
+  void hold_image_lock();
+  void release_image_lock();
   // What it has served (its workers count as they complete requests).
   BlockCounters& counters() const { return counters_; }
   const std::string& path() const { return config_.path; }

@@ -12,6 +12,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "devices/net/announce.h"
 #include "snapshot/state_json.h"
 
 namespace kdom::devices::virtio {
@@ -257,6 +258,17 @@ class ClosedBackend : public net::NetBackend {
   std::string was_;
 };
 }  // namespace
+
+void NetDevice::announce() {
+  const std::vector<uint8_t> frame = net::rarp_announcement(config_.mac);
+  const NetHeader header{};  // nothing to offload
+  const iovec parts[] = {{const_cast<NetHeader*>(&header), sizeof(header)},
+                         {const_cast<uint8_t*>(frame.data()), frame.size()}};
+  std::lock_guard lock(mutex_);  // the back end may be closed meanwhile (release_host_side)
+  const ssize_t sent = backend_->write_frame(parts);
+  if (sent < 0)
+    throw SystemError("virtio-net " + backend_->describe() + ": cannot send its announcement", static_cast<int>(-sent));
+}
 
 void NetDevice::release_host_side() {
   std::lock_guard lock(mutex_);

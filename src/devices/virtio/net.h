@@ -143,6 +143,10 @@ class NetDevice : public VirtioDevice {
   void on_backend_readable();
   // The rate limiter's timer expired: go on with whatever direction it held back.
   void on_rate_timer();
+  // Sends the NIC's RARP announcement (net::rarp_announcement) out of the back end, for a
+  // domain that has just moved host: outside the guest's transmit queue and its rate limit,
+  // paused or not. Throws SystemError naming the back end when it refuses the frame.
+  void announce();
 
   struct Stats {
     uint64_t rx_frames = 0, rx_bytes = 0, rx_dropped = 0;
