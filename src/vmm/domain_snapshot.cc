@@ -128,13 +128,17 @@ void Domain::restore_state(snapshot::SnapshotSource& source) {
   std::map<uint32_t, nlohmann::json> vcpu_states;
   std::optional<nlohmann::json> vm_state;
   std::map<std::string, nlohmann::json> device_states;
-  uint64_t pages = 0;
+  uint64_t pages = 0, zero_pages = 0;
   // Memory goes straight from the file into guest RAM (no vCPU runs yet); the rest is small
   // and is checked whole before any of it is applied.
   auto& reader = source.reader();
   while (const auto head = reader.next_head()) {
     if (head->type == RecordType::kMemory) {
       pages += snapshot::load_memory_record(reader, *head, *memory_);
+      continue;
+    }
+    if (head->type == RecordType::kZeroMemory) {  // a migration stream's: pages that became zero
+      zero_pages += snapshot::load_zero_memory_record(reader, *head, *memory_);
       continue;
     }
     snapshot::Record record{head->type, std::vector<uint8_t>(head->length)};
@@ -193,8 +197,9 @@ void Domain::restore_state(snapshot::SnapshotSource& source) {
   power_button_->load_state(device_states[kPowerButtonId]);
   hotplug_->load_state(device_states[kPciHotplugId]);
   pci_->load_state(pci_state);
-  log_line("loaded " + std::to_string(pages) + " pages of guest RAM; " + std::to_string(machine.elapsed_ns / 1000000) +
-           " ms since the save");
+  log_line("loaded " + std::to_string(pages) + " pages of guest RAM" +
+           (zero_pages ? " (" + std::to_string(zero_pages) + " zeroed)" : std::string()) + "; " +
+           std::to_string(machine.elapsed_ns / 1000000) + " ms since the save");
 }
 
 }  // namespace kdom::vmm
