@@ -87,6 +87,19 @@ class Domain {
   // `toolstack` goes into the config record as is (kdomd's own config of the domain).
   nlohmann::json save(const std::string& path, const std::string& then, const nlohmann::json& toolstack);
   snapshot::MemoryCounts write_snapshot(snapshot::StreamWriter& writer, const nlohmann::json& toolstack);
+  // The parts of a snapshot stream that save and live migration share, in the device loop's
+  // thread (the devices are its own): the domain's config as it is now (disks and NICs
+  // hot-plugged since its start included); the host-facts and config records; with the
+  // domain paused, the device states that go last (the hot-plug state first: it finishes the
+  // ejects the guest made); then the vCPU, irqchip and device records and End.
+  struct DeviceStates {
+    nlohmann::json hotplug;
+    nlohmann::json pci;
+  };
+  VmConfig current_config() const;
+  void write_head_records(snapshot::StreamWriter& writer, const VmConfig& vm, const nlohmann::json& toolstack);
+  DeviceStates save_device_states();
+  void write_state_records(snapshot::StreamWriter& writer, const DeviceStates& states);
   void restore_state(snapshot::SnapshotSource& source);
   void start_control();
   // To the control socket's event subscribers, if there is a control socket; any thread.
