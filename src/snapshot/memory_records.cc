@@ -20,11 +20,20 @@ bool all_zero(const uint8_t* page) { return page[0] == 0 && std::memcmp(page, pa
 // A zero-memory record names as many pages as its count field holds.
 constexpr uint64_t kZeroPagesPerRecord = std::numeric_limits<uint32_t>::max();
 
-void write_run(StreamWriter& writer, uint64_t gpa, const uint8_t* pages, uint32_t count, MemoryCounts& counts) {
+// `copy`, when given (the guest runs), takes the pages first: the record's checksum and the
+// bytes written must be the same bytes, and a running guest may change them between the two.
+void write_run(StreamWriter& writer, uint64_t gpa, const uint8_t* pages, uint32_t count, MemoryCounts& counts,
+               std::vector<uint8_t>* copy) {
   uint8_t head[kRecordHeadBytes] = {};
   std::memcpy(head, &gpa, 8);
   std::memcpy(head + 8, &count, 4);
-  writer.write(RecordType::kMemory, {std::span<const uint8_t>(head), std::span(pages, uint64_t{count} * kPageSize)});
+  const uint64_t bytes = uint64_t{count} * kPageSize;
+  if (copy) {
+    copy->resize(bytes);
+    std::memcpy(copy->data(), pages, bytes);
+    pages = copy->data();
+  }
+  writer.write(RecordType::kMemory, {std::span<const uint8_t>(head), std::span(pages, bytes)});
   counts.pages_written += count;
   ++counts.records;
 }
@@ -74,8 +83,9 @@ GuestRange zero_record_pages(const uint8_t* record_head, const GuestMemory& memo
 // page that is not dirty, a page of the other kind, or the most one record holds.
 class DirtyRunWriter {
  public:
-  DirtyRunWriter(StreamWriter& writer, const GuestMemory::Region& region, MemoryCounts& counts)
-      : writer_(writer), region_(region), counts_(counts) {}
+  DirtyRunWriter(StreamWriter& writer, const GuestMemory::Region& region, MemoryCounts& counts,
+                 std::vector<uint8_t>* copy)
+      : writer_(writer), region_(region), counts_(counts), copy_(copy) {}
 
   // Page `page` of the region, dirty; `zero`: its bytes are all zero. Returns whether a record
   // was written.
@@ -99,7 +109,7 @@ class DirtyRunWriter {
     if (zero_)
       write_zero_run(writer_, gpa, count, counts_);
     else
-      write_run(writer_, gpa, region_.host + start_ * kPageSize, count, counts_);
+      write_run(writer_, gpa, region_.host + start_ * kPageSize, count, counts_, copy_);
     length_ = 0;
     return true;
   }
@@ -108,6 +118,7 @@ class DirtyRunWriter {
   StreamWriter& writer_;
   const GuestMemory::Region& region_;
   MemoryCounts& counts_;
+  std::vector<uint8_t>* copy_;
   uint64_t start_ = 0;
   uint64_t length_ = 0;
   bool zero_ = false;
@@ -115,8 +126,10 @@ class DirtyRunWriter {
 
 }  // namespace
 
-MemoryCounts write_memory(StreamWriter& writer, const GuestMemory& memory, const MemoryProgress& progress) {
+MemoryCounts write_memory(StreamWriter& writer, const GuestMemory& memory, const MemoryProgress& progress,
+                          GuestActivity guest) {
   MemoryCounts counts;
+  std::vector<uint8_t> copy;
   uint64_t done_before_region = 0;
   for (const auto& region : memory.regions()) {
     const uint64_t region_pages = region.range.size / kPageSize;
@@ -135,7 +148,7 @@ MemoryCounts write_memory(StreamWriter& writer, const GuestMemory& memory, const
         const bool zero = !end && all_zero(region.host + page * kPageSize);
         if ((end || zero || run_length == kPagesPerRecord) && run_length > 0) {
           write_run(writer, region.range.start + run_start * kPageSize, region.host + run_start * kPageSize, run_length,
-                    counts);
+                    counts, guest == GuestActivity::kRunning ? &copy : nullptr);
           run_length = 0;
         }
         if (end) break;
@@ -163,7 +176,7 @@ MemoryCounts& MemoryCounts::operator+=(const MemoryCounts& other) {
 }
 
 MemoryCounts write_dirty_memory(StreamWriter& writer, const GuestMemory& memory, size_t region_index,
-                                std::span<const uint64_t> dirty, const MemoryProgress& progress) {
+                                std::span<const uint64_t> dirty, GuestActivity guest, const MemoryProgress& progress) {
   const GuestMemory::Region& region = memory.regions().at(region_index);
   const uint64_t region_pages = region.range.size / kPageSize;
   uint64_t dirty_pages = 0;
@@ -176,7 +189,8 @@ MemoryCounts write_dirty_memory(StreamWriter& writer, const GuestMemory& memory,
   if (dirty_pages == 0) return counts;
   const std::vector<GuestRange> populated = memory.populated(region);
   auto data = populated.begin();  // the first populated range not wholly before the page
-  DirtyRunWriter runs(writer, region, counts);
+  std::vector<uint8_t> copy;
+  DirtyRunWriter runs(writer, region, counts, guest == GuestActivity::kRunning ? &copy : nullptr);
   uint64_t done = 0;
   for (size_t w = 0; w < dirty.size() && w * 64 < region_pages; ++w) {
     for (uint64_t bits = dirty[w]; bits != 0; bits &= bits - 1) {

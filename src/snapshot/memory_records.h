@@ -32,23 +32,32 @@ struct MemoryCounts {
 // How far a save has come through guest RAM: bytes of RAM looked at so far, of all of it.
 using MemoryProgress = std::function<void(uint64_t done_bytes, uint64_t total_bytes)>;
 
+// Whether the guest may write its RAM while it is written to the stream (a live migration's
+// pre-copy rounds): each run of pages is then copied before its record is written, so that
+// the record's checksum is of the bytes it carries (the page itself is dirty again, and sent
+// again in a later round).
+enum class GuestActivity { kStopped, kRunning };
+
 // Writes every RAM region of `memory` as memory records (runs of non-zero pages, at most
 // kPagesPerRecord each). Only the parts of RAM that hold pages are read (GuestMemory::
-// populated): the rest is zero and counts as zero pages skipped. The vCPUs and devices must be
-// stopped: pages changing meanwhile would be saved torn. `progress`, if given, is called as the
-// save goes through RAM (every kPagesPerRecord pages of a populated part, and at each
-// region's end), the last time with all of RAM done.
-MemoryCounts write_memory(StreamWriter& writer, const GuestMemory& memory, const MemoryProgress& progress = {});
+// populated): the rest is zero and counts as zero pages skipped. For a save the vCPUs and
+// devices must be stopped: pages changing meanwhile would be saved torn (a live migration's
+// round 1 runs with the guest running, kRunning, and sends the pages it changes again later).
+// `progress`, if given, is called as the save goes through RAM (every kPagesPerRecord pages of
+// a populated part, and at each region's end), the last time with all of RAM done.
+MemoryCounts write_memory(StreamWriter& writer, const GuestMemory& memory, const MemoryProgress& progress = {},
+                          GuestActivity guest = GuestActivity::kStopped);
 
 // Writes the pages of region `region` of `memory` whose bits are set in `dirty` (bit i of
 // word w: the region's page 64 * w + i; bits past the region's end are ignored): runs of
 // pages that are not all zero as memory records, runs of zero pages as zero-memory records.
 // Pages in the holes of RAM (GuestMemory::populated) are zero without being read (reading
 // would give them pages again: a page the balloon gave back must stay given back). The guest
-// may run meanwhile (its writes go to the next round); `progress`, if given, is called after
-// each record with the bytes of dirty pages written so far, of all of them.
+// may run meanwhile (kRunning; its writes go to the next round); `progress`, if given, is
+// called after each record with the bytes of dirty pages gone through so far, of all of them.
 MemoryCounts write_dirty_memory(StreamWriter& writer, const GuestMemory& memory, size_t region,
-                                std::span<const uint64_t> dirty, const MemoryProgress& progress = {});
+                                std::span<const uint64_t> dirty, GuestActivity guest,
+                                const MemoryProgress& progress = {});
 
 // Copies a memory record's pages into `memory`; throws StreamError when the record is not a
 // memory record, is malformed, or names pages outside guest RAM (nothing is written then).

@@ -189,15 +189,18 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
     publish_progress(remaining, true);
   };
   snapshot::MemoryCounts counts;
+  // A pre-copy round's (paced: the guest runs) or the stop-and-copy's.
   auto send_dirty = [&](const DirtyPages& dirty, bool paced) {
+    const auto guest = paced ? snapshot::GuestActivity::kRunning : snapshot::GuestActivity::kStopped;
     uint64_t left = dirty_bytes(dirty);
     for (size_t region = 0; region < dirty.size(); ++region) {
       uint64_t done_before = 0;
-      counts += snapshot::write_dirty_memory(writer, *memory_, region, dirty[region], [&](uint64_t done, uint64_t) {
-        left -= done - done_before;
-        done_before = done;
-        between_records(left, paced);
-      });
+      counts += snapshot::write_dirty_memory(writer, *memory_, region, dirty[region], guest,
+                                             [&](uint64_t done, uint64_t) {
+                                               left -= done - done_before;
+                                               done_before = done;
+                                               between_records(left, paced);
+                                             });
     }
   };
   // Dirty pages since the last take, and the rate they came at.
@@ -213,9 +216,9 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   // Round 1: all of RAM that holds pages, as a save writes it (the destination's RAM is zero
   // where nothing is sent).
   begin_round(total_bytes);
-  counts += snapshot::write_memory(writer, *memory_, [&](uint64_t done, uint64_t total) {
-    between_records(total - done, true);
-  });
+  counts += snapshot::write_memory(
+      writer, *memory_, [&](uint64_t done, uint64_t total) { between_records(total - done, true); },
+      snapshot::GuestActivity::kRunning);
   rate.round_sent(writer.bytes_written() - round_base, seconds_since(round_start));
   DirtyPages dirty = take_dirty();
   while (!rate.converged(dirty_bytes(dirty), round)) {

@@ -11,7 +11,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 namespace kdom::snapshot {
@@ -230,9 +232,9 @@ TEST(SnapshotMemory, DirtyPagesGoAsDataOrAsZeroAndLoadBackTheSame) {
   std::vector<std::pair<uint64_t, uint64_t>> progress;
   {
     StreamWriter writer(stream.fd, "test");
-    counts = write_dirty_memory(writer, source, 0, bitmap(pages0, {1, 2, 3, 5, 7, 9, 10}),
+    counts = write_dirty_memory(writer, source, 0, bitmap(pages0, {1, 2, 3, 5, 7, 9, 10}), GuestActivity::kRunning,
                                 [&](uint64_t done, uint64_t total) { progress.emplace_back(done, total); });
-    counts += write_dirty_memory(writer, source, 1, bitmap(4 * kMiB / kPageSize, {0}));
+    counts += write_dirty_memory(writer, source, 1, bitmap(4 * kMiB / kPageSize, {0}), GuestActivity::kStopped);
     writer.finish();
   }
   struct stat after {};
@@ -271,12 +273,41 @@ TEST(SnapshotMemory, DirtyRunsAreSplitAtTheRecordLimit) {
   MemoryCounts counts;
   {
     StreamWriter writer(stream.fd, "test");
-    counts = write_dirty_memory(writer, source, 0, all);
+    counts = write_dirty_memory(writer, source, 0, all, GuestActivity::kStopped);
     writer.finish();
   }
   EXPECT_EQ(counts.pages_written, kPagesPerRecord + 10);
   EXPECT_EQ(counts.zero_pages_sent, pages0 - kPagesPerRecord - 10);
   EXPECT_EQ(counts.records, 3u);
+}
+
+// With the guest running (a thread rewriting pages as fast as it can), every record still
+// carries the bytes its checksum is of: the stream reads back whole.
+TEST(SnapshotMemory, PagesChangingWhileTheyAreWrittenGiveWholeRecords) {
+  GuestMemory source(two_regions());
+  constexpr uint64_t kBusyPages = 256;
+  for (uint64_t page = 0; page < kBusyPages; ++page) source.write_object<uint64_t>(page * kPageSize, 1);
+  std::atomic<bool> stop{false};
+  std::thread guest([&] {
+    for (uint64_t i = 1; !stop; ++i) {
+      const uint64_t gpa = (i * 7919 % (kBusyPages * kPageSize / 8)) * 8;
+      std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(source.slice(gpa, 8).data()))
+          .store(i | 1, std::memory_order_relaxed);
+    }
+  });
+  Stream stream;
+  {
+    StreamWriter writer(stream.fd, "test");
+    for (int round = 0; round < 20; ++round) {
+      write_memory(writer, source, {}, GuestActivity::kRunning);
+      write_dirty_memory(writer, source, 0, bitmap(8 * kMiB / kPageSize, {0, 1, 2, 3, 100, 101}),
+                         GuestActivity::kRunning);
+    }
+    writer.finish();
+  }
+  stop = true;
+  guest.join();
+  EXPECT_NO_THROW(stream.records());
 }
 
 Record zero_record(uint64_t gpa, uint32_t count, size_t body_bytes = 16) {
