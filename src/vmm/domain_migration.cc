@@ -129,7 +129,8 @@ nlohmann::json Domain::migrate_send(int stream_fd, const MigrationOptions& optio
     return reply;
   } catch (const std::exception& error) {
     const bool stopping = stopping_;
-    const std::string why = migration_cancelled_ ? "cancelled" : stopping ? "the domain is stopping" : error.what();
+    // A stopping domain cancels its migration too (end_migration): that is the reason to give.
+    const std::string why = stopping ? "the domain is stopping" : migration_cancelled_ ? "cancelled" : error.what();
     end(paused_here && !stopping);
     log_line("migration failed: " + why);
     if (stopping) throw Error(why);
