@@ -250,7 +250,7 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   // destination with no state for it.
   if (to_json(paused_config) != to_json(sent_config))
     throw Error("a device left the domain during the migration (the guest ejected it); migrate again");
-  merge(dirty, take_dirty());
+  merge(dirty, take_dirty_pages());  // not a measure of the guest's rate: it stood still
   begin_round(dirty_bytes(dirty));
   send_dirty(dirty, false);
   write_state_records(writer, states);
