@@ -78,11 +78,14 @@ void MigrationRunner::run(UniqueFd connection, UniqueFd stream, const nlohmann::
   }
   // The stream first: the destination sees its end before the client hears the outcome.
   stream.reset();
+  {
+    // Before the reply: a client that asks for the next migration once it has it is taken
+    // (start() then waits for this thread's last lines: a line sent on an empty socket).
+    std::lock_guard lock(mutex_);
+    running_ = false;
+  }
   if (!send_reply(connection.get(), reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"))
     log_line("migrate-send: the client that asked for the migration did not take its reply");
-  connection.reset();
-  std::lock_guard lock(mutex_);
-  running_ = false;
 }
 
 }  // namespace kdom::vmm
