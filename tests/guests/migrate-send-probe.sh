@@ -18,13 +18,14 @@
 #      passes, the probe ends with PASS and kdom with status 1 (debug exit 0).
 #
 # Usage: migrate-send-probe.sh KDOM DIRTY_ELF
-# Environment: DIRTY_TICKS (150: 30 s of guest time), DIRTY_MIB (32), DIRTY_RATE_MIB (8).
+# Environment: DIRTY_TICKS (200: 40 s of guest time; in the test host the steps before the
+# restore take some 25 s of it), DIRTY_MIB (32), DIRTY_RATE_MIB (8).
 # Needs python3 (its socket.send_fds is the client that passes the fd); without it: exit 77.
 set -u
 
 [ $# -eq 2 ] || { echo "usage: $0 KDOM DIRTY_ELF" >&2; exit 2; }
 kdom=$1 elf=$2
-ticks=${DIRTY_TICKS:-150} mib=${DIRTY_MIB:-32} rate=${DIRTY_RATE_MIB:-8}
+ticks=${DIRTY_TICKS:-200} mib=${DIRTY_MIB:-32} rate=${DIRTY_RATE_MIB:-8}
 probe_cmdline="mib=$mib rate_mib=$rate ticks=$ticks"
 python=$(command -v python3 || true)
 [ -n "$python" ] || { echo "migrate-send: SKIP: no python3 to pass the stream's fd"; exit 77; }
