@@ -52,7 +52,8 @@
 //   {"op":"migrate-cancel"}              -> {"ok":true,"cancelled":true|false}: the migration
 //                                            running is ended (its stream shut down, so a
 //                                            blocked write returns) and its reply says
-//                                            "cancelled"; false when none runs
+//                                            "cancelled"; false when none runs (or it has
+//                                            written its whole stream: too late)
 //
 // The events (EventStream; the domain publishes them, see Domain::publish_event):
 //   {"event":"paused"}, {"event":"unpaused"}   the vCPUs were parked / run again

@@ -106,7 +106,7 @@ class Domain {
   // a snapshot stream, iterative pre-copy while the guest runs, then stop-and-copy; leaves
   // the domain paused and returns the reply's figures. A failure, a cancel or the domain
   // stopping end it with Error saying why, the domain running again if the migration paused
-  // it. migrate_cancel(): any thread; false when no migration runs.
+  // it. migrate_cancel(): any thread; false when no migration runs (or its End is written).
   nlohmann::json migrate_send(int stream_fd, const MigrationOptions& options);
   bool migrate_cancel();
   bool migrating();

@@ -55,7 +55,7 @@ bool Domain::migrating() {
 
 bool Domain::migrate_cancel() {
   std::lock_guard lock(migration_mutex_);
-  if (!migrating_) return false;
+  if (!migrating_ || migration_fd_ < 0) return false;  // none, or its stream is whole already
   migration_cancelled_ = true;
   // A write blocked on a peer that does not read returns at once (EPIPE); a stream that is no
   // socket (a file) is written without blocking, and the next record sees the flag.
@@ -255,7 +255,12 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   send_dirty(dirty, false);
   write_state_records(writer, states);
   const double downtime_ms = seconds_since(pause_started) * 1000.0;
-  stop_dirty_logs();
+  {
+    // The destination has the whole stream: from here on nothing may fail the migration, and
+    // a cancel comes too late (the dirty logs stop in migrate_send's end, errors only logged).
+    std::lock_guard lock(migration_mutex_);
+    migration_fd_ = -1;
+  }
 
   const double seconds = seconds_since(started);
   const uint64_t zero_pages = counts.zero_pages_skipped + counts.zero_pages_sent;
