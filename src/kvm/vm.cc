@@ -4,6 +4,7 @@
 #include <sys/ioctl.h>
 
 #include <memory>
+#include <string>
 
 #include "base/error.h"
 #include "kvm/abi.h"
@@ -25,6 +26,16 @@ void Vm::set_memory_region(uint32_t slot, uint64_t guest_phys_addr, uint64_t siz
   region.memory_size = size;
   region.userspace_addr = reinterpret_cast<uint64_t>(host_addr);
   check_syscall(::ioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &region), "KVM_SET_USER_MEMORY_REGION");
+}
+
+std::vector<uint64_t> Vm::dirty_log(uint32_t slot, uint64_t pages) const {
+  // KVM fills whole longs of its bitmap: 64 pages a word on x86-64.
+  std::vector<uint64_t> bitmap((pages + 63) / 64);
+  kvm_dirty_log log{};
+  log.slot = slot;
+  log.dirty_bitmap = bitmap.data();
+  check_syscall(::ioctl(fd_.get(), KVM_GET_DIRTY_LOG, &log), "KVM_GET_DIRTY_LOG (slot " + std::to_string(slot) + ")");
+  return bitmap;
 }
 
 void Vm::set_tss_address(uint64_t address) {

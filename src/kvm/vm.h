@@ -1,5 +1,5 @@
-// Vm: one KVM virtual machine: memory slots, the in-kernel irqchip and PIT, interrupt lines
-// and irqfds.
+// Vm: one KVM virtual machine: memory slots and their dirty logs, the in-kernel irqchip and
+// PIT, interrupt lines and irqfds.
 #pragma once
 
 #include <linux/kvm.h>
@@ -18,8 +18,14 @@ class Vm {
   explicit Vm(const KvmSystem& system);
 
   int fd() const { return fd_.get(); }
+  // Registers (or, for a slot that exists, changes) a memory slot. Changing only `flags`
+  // turns its dirty log on or off (KVM_MEM_LOG_DIRTY_PAGES).
   void set_memory_region(uint32_t slot, uint64_t guest_phys_addr, uint64_t size, void* host_addr,
                          uint32_t flags = 0);
+  // The pages of `slot` (registered with KVM_MEM_LOG_DIRTY_PAGES, `pages` long) the guest
+  // wrote since the last call, as bitmap words (bit i of word w: page 64 * w + i); KVM
+  // clears its log and write-protects the pages again (KVM_GET_DIRTY_LOG).
+  std::vector<uint64_t> dirty_log(uint32_t slot, uint64_t pages) const;
   void set_tss_address(uint64_t address);
   void set_identity_map_address(uint64_t address);
   // In-kernel PIC, IOAPIC and local APICs.

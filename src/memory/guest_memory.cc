@@ -2,7 +2,9 @@
 #include "memory/guest_memory.h"
 
 #include <fcntl.h>
+#include <linux/membarrier.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -54,6 +56,7 @@ GuestMemory::GuestMemory(const std::vector<GuestRange>& ranges) {
   uint64_t offset = 0;
   for (const auto& range : ranges) {
     regions_.push_back(Region{range, mapping_.data() + offset, offset});
+    dirty_.emplace_back(range.size / kPageSize);
     offset += range.size;
   }
 }
@@ -104,6 +107,55 @@ void GuestMemory::discard(uint64_t gpa, uint64_t length) const {
   std::span<uint8_t> host = slice(gpa, length);
   if (length == 0) return;
   if (::madvise(host.data(), host.size(), MADV_REMOVE) != 0) throw SystemError("madvise(MADV_REMOVE)", errno);
+  mark_dirty(gpa, length);
+}
+
+namespace {
+
+// A full memory barrier on every thread of this process (membarrier(2)). A writer stores into
+// guest RAM, then loads the logging flag (relaxed, no fence: the I/O path); the migration
+// stores the flag, then reads guest RAM. Without a barrier on one side, each may miss the
+// other's store (the writer's still in its store buffer): a page read before the write
+// landed, and no mark. This puts the barrier on the rare side: after it returns, a writer
+// that does not see the flag made its write visible before. Best effort where the kernel
+// lacks membarrier (such a write would need to race the flag's store within nanoseconds).
+void barrier_all_threads() {
+  static const bool registered =
+      ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  if (registered && ::syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
+  if (::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) == 0) return;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+}  // namespace
+
+void GuestMemory::start_dirty_log() {
+  for (auto& bitmap : dirty_) bitmap.clear();
+  dirty_logging_->store(true, std::memory_order_seq_cst);
+  barrier_all_threads();
+}
+
+void GuestMemory::stop_dirty_log() {
+  dirty_logging_->store(false, std::memory_order_relaxed);
+  for (auto& bitmap : dirty_) bitmap.clear();
+}
+
+void GuestMemory::mark_dirty_pages(uint64_t gpa, uint64_t length) const {
+  const uint64_t end = length > UINT64_MAX - gpa ? UINT64_MAX : gpa + length;
+  for (size_t i = 0; i < regions_.size(); ++i) {
+    const GuestRange& range = regions_[i].range;
+    const uint64_t from = std::max(gpa, range.start);
+    const uint64_t to = std::min(end, range.end());
+    if (from >= to) continue;
+    const uint64_t first_page = (from - range.start) / kPageSize;
+    const uint64_t last_page = (to - 1 - range.start) / kPageSize;
+    dirty_[i].mark(first_page, last_page - first_page + 1);
+  }
+}
+
+std::vector<uint64_t> GuestMemory::take_dirty(size_t index) const {
+  if (index >= dirty_.size()) throw GuestMemoryError("no guest RAM region " + std::to_string(index));
+  return dirty_[index].take();
 }
 
 }  // namespace kdom

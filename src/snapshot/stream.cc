@@ -2,6 +2,8 @@
 #include "snapshot/stream.h"
 
 #include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -42,6 +44,7 @@ bool known_type(uint32_t type) {
     case RecordType::kVcpu:
     case RecordType::kIrqchip:
     case RecordType::kDevice:
+    case RecordType::kZeroMemory:
     case RecordType::kEnd:
       return true;
   }
@@ -58,12 +61,20 @@ std::string record_type_name(uint32_t type) {
     case RecordType::kVcpu: return "vcpu";
     case RecordType::kIrqchip: return "irqchip";
     case RecordType::kDevice: return "device";
+    case RecordType::kZeroMemory: return "zero-memory";
     case RecordType::kEnd: return "end";
   }
   return "type " + std::to_string(type);
 }
 
-StreamWriter::StreamWriter(int fd, std::string name) : fd_(fd), name_(std::move(name)) {
+namespace {
+bool is_socket(int fd) {
+  struct stat status{};
+  return ::fstat(fd, &status) == 0 && S_ISSOCK(status.st_mode);
+}
+}  // namespace
+
+StreamWriter::StreamWriter(int fd, std::string name) : fd_(fd), name_(std::move(name)), socket_(is_socket(fd)) {
   uint8_t header[kHeaderBytes] = {};
   std::memcpy(header, kMagic, sizeof(kMagic));
   put_le(header + 8, kVersion, 4);
@@ -72,8 +83,15 @@ StreamWriter::StreamWriter(int fd, std::string name) : fd_(fd), name_(std::move(
 
 void StreamWriter::put(std::span<const uint8_t> bytes) {
   while (!bytes.empty()) {
-    const ssize_t n = ::write(fd_, bytes.data(), bytes.size());
+    // A socket whose peer went away fails the write (EPIPE) without a SIGPIPE.
+    const ssize_t n = socket_ ? ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL)
+                              : ::write(fd_, bytes.data(), bytes.size());
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      // A non-blocking socket (a migration's, as its sender made it): wait until it takes more.
+      pollfd writable{fd_, POLLOUT, 0};
+      if (::poll(&writable, 1, -1) >= 0 || errno == EINTR) continue;
+    }
     if (n <= 0) throw SystemError("cannot write snapshot '" + name_ + "' at byte " + std::to_string(offset_), n < 0 ? errno : EIO);
     bytes = bytes.subspan(static_cast<size_t>(n));
     offset_ += static_cast<uint64_t>(n);

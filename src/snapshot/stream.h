@@ -36,6 +36,7 @@ enum class RecordType : uint32_t {
   kVcpu = 4,       // one vCPU's state
   kIrqchip = 5,    // PIC, IOAPIC, PIT, the KVM clock
   kDevice = 6,     // one device: its id (length-prefixed), then its own state
+  kZeroMemory = 7, // guest-physical address (8 bytes), page count (4), reserved (4): pages now zero
   kEnd = 0xffff,   // the last record: empty
 };
 
@@ -69,6 +70,7 @@ class StreamWriter {
   void put(std::span<const uint8_t> bytes);
   int fd_;
   std::string name_;
+  bool socket_;  // written with send(MSG_NOSIGNAL)
   uint64_t offset_ = 0;
   uint64_t records_ = 0;
   bool finished_ = false;

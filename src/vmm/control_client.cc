@@ -37,8 +37,26 @@ bool control_socket_answers(const std::string& path) {
 
 namespace {
 
-// A connection to the control socket at `path` with `request` sent on it.
-UniqueFd send_request(const std::string& path, const nlohmann::json& request, int reply_seconds) {
+// The line's first bytes, with `passed` attached (SCM_RIGHTS): the bytes sent.
+ssize_t send_with_fd(int socket, const std::string& line, int passed) {
+  iovec data{const_cast<char*>(line.data()), line.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr message{};
+  message.msg_iov = &data;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = sizeof(control);
+  cmsghdr* header = CMSG_FIRSTHDR(&message);
+  header->cmsg_level = SOL_SOCKET;
+  header->cmsg_type = SCM_RIGHTS;
+  header->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(header), &passed, sizeof(int));
+  return ::sendmsg(socket, &message, MSG_NOSIGNAL);
+}
+
+// A connection to the control socket at `path` with `request` sent on it, and `passed` (when
+// not -1) with the line's first byte.
+UniqueFd send_request(const std::string& path, const nlohmann::json& request, int reply_seconds, int passed = -1) {
   UniqueFd fd;
   if (const int failed = connect_to(unix_socket_address(path, "control socket"), fd, reply_seconds); failed != 0) {
     const int error = -failed;
@@ -49,7 +67,8 @@ UniqueFd send_request(const std::string& path, const nlohmann::json& request, in
   const std::string line = request.dump() + "\n";
   size_t sent = 0;
   while (sent < line.size()) {
-    ssize_t n = ::send(fd.get(), line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
+    ssize_t n = sent == 0 && passed >= 0 ? send_with_fd(fd.get(), line, passed)
+                                         : ::send(fd.get(), line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) throw SystemError("cannot send to control socket '" + path + "'", errno);
     sent += static_cast<size_t>(n);
@@ -84,41 +103,15 @@ nlohmann::json read_reply(int fd, const std::string& path, bool exactly, int rep
 
 }  // namespace
 
-nlohmann::json control_request_with_fd(const std::string& path, const nlohmann::json& request, int passed_fd,
-                                       int reply_seconds) {
-  UniqueFd fd;
-  if (const int failed = connect_to(unix_socket_address(path, "control socket"), fd, reply_seconds); failed != 0)
-    throw SystemError("cannot connect to control socket '" + path + "'", -failed);
-  std::string line = request.dump() + "\n";
-  iovec data{line.data(), line.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr message{};
-  message.msg_iov = &data;
-  message.msg_iovlen = 1;
-  message.msg_control = control;
-  message.msg_controllen = sizeof(control);
-  cmsghdr* header = CMSG_FIRSTHDR(&message);
-  header->cmsg_level = SOL_SOCKET;
-  header->cmsg_type = SCM_RIGHTS;
-  header->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(header), &passed_fd, sizeof(int));
-  // The fd goes with the first byte; a short send leaves the rest of the line to send plainly.
-  ssize_t n;
-  do n = ::sendmsg(fd.get(), &message, MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
-  if (n <= 0) throw SystemError("cannot send to control socket '" + path + "'", errno);
-  for (size_t sent = static_cast<size_t>(n); sent < line.size();) {
-    n = ::send(fd.get(), line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw SystemError("cannot send to control socket '" + path + "'", errno);
-    sent += static_cast<size_t>(n);
-  }
-  return read_reply(fd.get(), path, /*exactly=*/false, reply_seconds);
-}
-
 nlohmann::json control_request(const std::string& path, const nlohmann::json& request, int reply_seconds) {
   UniqueFd fd = send_request(path, request, reply_seconds);
   return read_reply(fd.get(), path, /*exactly=*/false, reply_seconds);
+}
+
+nlohmann::json control_request_with_fd(const std::string& path, const nlohmann::json& request, int fd,
+                                      int reply_seconds) {
+  UniqueFd connection = send_request(path, request, reply_seconds, fd);
+  return read_reply(connection.get(), path, /*exactly=*/false, reply_seconds);
 }
 
 UniqueFd subscribe_to_events(const std::string& path) {

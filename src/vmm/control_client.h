@@ -1,5 +1,5 @@
 // The client side of a running domain's control socket (`kdom run --control PATH`): one JSON
-// request line out, one reply line back.
+// request line out (with a file descriptor, for migrate-send), one reply line back.
 #pragma once
 
 #include <string>
@@ -16,10 +16,11 @@ namespace kdom::vmm {
 // of a large domain takes a while).
 nlohmann::json control_request(const std::string& path, const nlohmann::json& request, int reply_seconds = 10);
 
-// The same with the descriptor `passed_fd` sent along with the request (SCM_RIGHTS): the
-// `migrate-send` op's stream.
-nlohmann::json control_request_with_fd(const std::string& path, const nlohmann::json& request, int passed_fd,
-                                       int reply_seconds);
+// The same with the file descriptor `fd` passed along (SCM_RIGHTS, on the sendmsg that
+// carries the line's first byte): migrate-send's stream. The fd stays the caller's (the domain
+// gets its own copy). A migration's reply comes when it ends: `reply_seconds` is its limit.
+nlohmann::json control_request_with_fd(const std::string& path, const nlohmann::json& request, int fd,
+                                      int reply_seconds);
 
 // Subscribes to the domain's events (`{"op":"events"}`): returns the connection, blocking, the
 // reply read and nothing after it, so the next bytes on it are the first event line. Throws

@@ -12,7 +12,12 @@ constexpr uint64_t kPagesPerMib = (1024 * 1024) / devices::virtio::kBalloonPageS
 
 constexpr char kKnownOps[] =
     "balloon-set, balloon-stats, power-button, pause, unpause, status, stats, reboot, disk-attach, net-attach, "
-    "device-detach, devices, save, disk-locks, announce, events";
+    "device-detach, devices, save, disk-locks, announce, events, migrate-send, migrate-cancel";
+
+// The migration limits' ranges: beyond them a request is more likely a mistake than a wish.
+constexpr uint64_t kMaxDowntimeMs = 3'600'000;
+constexpr uint64_t kMaxRounds = 1000;
+constexpr uint64_t kMaxBandwidthMib = 1 << 20;
 
 nlohmann::json error_reply(const std::string& message) { return {{"ok", false}, {"error", message}}; }
 
@@ -30,7 +35,7 @@ nlohmann::json act(const std::function<void()>& action, const std::string& op) {
 
 ControlRequests::ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib,
                                  PowerButtonPress press_power_button)
-    : ControlRequests(std::move(balloon), memory_mib, DomainActions{std::move(press_power_button), {}, {}, {}, {}, {}, {}, {}, {}, {}}) {}
+    : ControlRequests(std::move(balloon), memory_mib, DomainActions{std::move(press_power_button), {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}) {}
 
 ControlRequests::ControlRequests(std::shared_ptr<devices::virtio::BalloonDevice> balloon, uint64_t memory_mib,
                                  DomainActions actions)
@@ -130,7 +135,52 @@ nlohmann::json ControlRequests::handle(const nlohmann::json& request) {
     }
   }
   if (name == "events") return error_reply("events are a stream: ask for them on the domain's control socket");
+  if (name == "migrate-send")
+    return error_reply("migrate-send: the stream's fd must come with the request (SCM_RIGHTS, with the line's "
+                       "first byte) on the domain's control socket");
+  if (name == "migrate-cancel") {
+    if (!actions_.migrate_cancel) return error_reply("this domain cannot migrate");
+    try {
+      return {{"ok", true}, {"cancelled", actions_.migrate_cancel()}};
+    } catch (const std::exception& error) {
+      return error_reply(std::string("migrate-cancel: ") + error.what());
+    }
+  }
   return error_reply("unknown op '" + name + "' (known: " + kKnownOps + ")");
+}
+
+nlohmann::json ControlRequests::migrate_send(const nlohmann::json& request, int stream_fd) {
+  if (!actions_.migrate_send) return error_reply("this domain cannot migrate");
+  if (!request.is_object()) return error_reply("the request must be a JSON object");
+  MigrationOptions options;
+  // A whole number within [low, high], or the default when absent.
+  auto number = [&](const char* key, uint64_t low, uint64_t high, uint64_t& value) {
+    auto it = request.find(key);
+    if (it == request.end()) return true;
+    if (!it->is_number_unsigned() || it->get<uint64_t>() < low || it->get<uint64_t>() > high) return false;
+    value = it->get<uint64_t>();
+    return true;
+  };
+  uint64_t rounds = options.max_rounds;
+  if (!number("downtime_ms", 0, kMaxDowntimeMs, options.downtime_ms))
+    return error_reply("migrate-send: \"downtime_ms\" must be a whole number of ms, at most " +
+                       std::to_string(kMaxDowntimeMs));
+  if (!number("max_rounds", 1, kMaxRounds, rounds))
+    return error_reply("migrate-send: \"max_rounds\" must be a whole number from 1 to " + std::to_string(kMaxRounds));
+  options.max_rounds = static_cast<uint32_t>(rounds);
+  if (!number("max_bandwidth_mib", 0, kMaxBandwidthMib, options.max_bandwidth_mib))
+    return error_reply("migrate-send: \"max_bandwidth_mib\" must be a whole number of MiB/s (0: no limit), at most " +
+                       std::to_string(kMaxBandwidthMib));
+  options.toolstack = request.value("toolstack", nlohmann::json());
+  if (!options.toolstack.is_null() && !options.toolstack.is_object())
+    return error_reply("migrate-send: \"toolstack\" must be an object");
+  try {
+    nlohmann::json reply = actions_.migrate_send(stream_fd, options);
+    reply["ok"] = true;
+    return reply;
+  } catch (const std::exception& error) {
+    return error_reply(std::string("migrate-send: ") + error.what());
+  }
 }
 
 nlohmann::json ControlRequests::status() {

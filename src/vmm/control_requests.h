@@ -46,6 +46,26 @@
 //                                            line after another, {"event":..,"time":unix s,..}:
 //                                            served by ControlSocket and EventStream, not here
 //                                            (handle() answers it with an error reply)
+//   {"op":"migrate-send"[,"downtime_ms":50][,"max_rounds":30][,"max_bandwidth_mib":0]
+//    [,"toolstack":{..}]}, sent with the stream's fd attached (SCM_RIGHTS, on the sendmsg
+//    that carries the line's first byte)
+//                                        -> {"ok":true,"rounds":..,"sent_bytes":..,"pages":..,
+//                                            "zero_pages":..,"seconds":..,"downtime_ms":..}:
+//                                            live migration (Domain::migrate_send): the whole
+//                                            domain written to the fd as a snapshot stream while
+//                                            it runs, iterative pre-copy, then stop-and-copy;
+//                                            the domain is left PAUSED (the caller destroys it
+//                                            or unpauses it). A failure or a cancel: an error
+//                                            saying why, the domain as it was (running again).
+//                                            ControlSocket hands the connection to a migration
+//                                            thread (MigrationRunner) and the reply comes when
+//                                            the migration ends; the connection is then closed.
+//                                            One migration at a time. migrate_send() serves it.
+//   {"op":"migrate-cancel"}              -> {"ok":true,"cancelled":true|false}: the migration
+//                                            running is ended (its stream shut down, so a
+//                                            blocked write returns) and its reply says
+//                                            "cancelled"; false when none runs (or it has
+//                                            written its whole stream: too late)
 //
 // The events (EventStream; the domain publishes them, see Domain::publish_event):
 //   {"event":"paused"}, {"event":"unpaused"}   the vCPUs were parked / run again
@@ -59,6 +79,13 @@
 //   {"event":"save-progress","done_bytes":..,"total_bytes":..}
 //                                              a save is that far through guest RAM (a few
 //                                              times a second, and once when it is through)
+//   {"event":"migrate-progress","round":..,"phase":"precopy"|"stop-and-copy","sent_bytes":..,
+//    "total_bytes":..,"remaining_bytes":..,"rate_bytes_per_s":..,"dirty_bytes_per_s":..,
+//    "expected_downtime_ms":..}                a migration's progress: once as each round
+//                                              starts, and at most five a second within one
+//                                              (total: the RAM's size; remaining: what the
+//                                              round has still to send, dirty pages after the
+//                                              first; rate: the last round's measured one)
 //   {"event":"stopping","reason":..,"code":..,"message":..,"exit_status":..}
 //                                              the domain is stopping; the fields are the exit
 //                                              file's (reason: poweroff, reboot, crash (a guest
@@ -85,6 +112,20 @@ struct DomainStatus {
   bool disks_locked = true;  // false while a live migration hands the disks over
 };
 
+// A live migration's limits (migrate-send).
+struct MigrationOptions {
+  // Pre-copy stops once what is left to send takes no longer than this at the measured
+  // bandwidth (the guest stands still that long, roughly)...
+  uint64_t downtime_ms = 50;
+  // ...or after this many pre-copy rounds (the first, all of RAM, included); then the
+  // stop-and-copy round.
+  uint32_t max_rounds = 30;
+  // MiB/s the pre-copy rounds may send at most; 0: no limit. The stop-and-copy round is not
+  // paced (the guest stands still meanwhile).
+  uint64_t max_bandwidth_mib = 0;
+  nlohmann::json toolstack;  // for the config record, as save's
+};
+
 // What the domain does for the requests that act on it. Each may be empty (the request then
 // gets an error reply); the void ones throw Error (one line) when they cannot act, and the
 // reply carries that line.
@@ -108,6 +149,11 @@ struct DomainActions {
   std::function<size_t(bool hold)> disk_locks;
   // Every NIC's RARP announcement; returns the number of NICs.
   std::function<size_t()> announce;
+  // Live migration to `stream_fd` (which stays the caller's), blocking until it ends: the
+  // reply's figures; throws Error saying why it failed (the domain as it was).
+  std::function<nlohmann::json(int stream_fd, const MigrationOptions& options)> migrate_send;
+  // Ends the migration running, if any (true), promptly: a blocked write returns.
+  std::function<bool()> migrate_cancel;
 };
 
 class ControlRequests {
@@ -123,6 +169,10 @@ class ControlRequests {
   nlohmann::json handle(const nlohmann::json& request);
   // One request line (JSON text) to one reply line (JSON text, no newline).
   std::string handle_line(const std::string& line);
+  // migrate-send, whose stream fd came with the request (`stream_fd`, which stays the
+  // caller's): checks the request, then runs the migration, blocking (a migration thread, not
+  // the event loop's); the reply. handle() refuses the op: it has no fd.
+  nlohmann::json migrate_send(const nlohmann::json& request, int stream_fd);
 
  private:
   nlohmann::json balloon_set(const nlohmann::json& request);

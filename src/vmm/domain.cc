@@ -290,8 +290,17 @@ void Domain::build(std::optional<std::vector<kvm_cpuid_entry2>> saved_cpuid) {
 }
 
 Domain::~Domain() {
+  end_migration();
   stop_vcpus();
   device_events_.stop();
+}
+
+void Domain::end_migration() {
+  if (!migration_runner_) return;
+  // The migration sees stopping_ (or the cancel) at its next record, or its blocked write
+  // fails now; it needs the device loop to finish (it unpauses there), so before that stops.
+  migrate_cancel();
+  migration_runner_->close();
 }
 
 void Domain::build_devices() {
@@ -342,12 +351,19 @@ void Domain::start_control() {
     return true;
   };
   actions.pause = [this] { pause_vcpus(); };
-  actions.unpause = [this] { unpause_vcpus(); };
+  actions.unpause = [this] {
+    if (migration_holds_pause_)
+      throw Error("a migration is sending the paused domain's last state (migrate-cancel ends it)");
+    unpause_vcpus();
+  };
   actions.status = [this] { return status(); };
   actions.stats = [this] { return stats(); };
   actions.devices = [this](const std::string& op, const nlohmann::json& request) {
     if (!hotplug_ready_.load(std::memory_order_acquire))
       throw Error("the domain is still starting: its devices cannot change yet");
+    // The migration sent the config at its start; the destination builds those devices.
+    if (op != "devices" && migrating())
+      throw Error("a migration is running: the domain's devices cannot change until it ends");
     // A disk attached while the locks are let go (a live migration handing the disks over) is
     // refused, not opened unlocked to be locked with the others: the migration's stream has
     // described the domain without it, so on the source it would be lost with the source's
@@ -360,14 +376,22 @@ void Domain::start_control() {
   };
   actions.reboot = [this] { request_exit({DomainExitKind::kReboot, 0, "reboot requested by the host"}); };
   actions.save = [this](const std::string& path, const std::string& then, const nlohmann::json& toolstack) {
+    if (migrating()) throw Error("a migration is running (migrate-cancel ends it)");
     return save(path, then, toolstack);
   };
   actions.disk_locks = [this](bool hold) { return set_disk_locks(hold); };
   actions.announce = [this] { return announce(); };
+  actions.migrate_send = [this](int stream_fd, const MigrationOptions& options) {
+    return migrate_send(stream_fd, options);
+  };
+  actions.migrate_cancel = [this] { return migrate_cancel(); };
   control_requests_ = std::make_unique<ControlRequests>(virtio_->balloon(), config_.memory_mib, std::move(actions));
   event_stream_ = std::make_unique<EventStream>(device_events_);
+  migration_runner_ = std::make_unique<MigrationRunner>([this](const nlohmann::json& request, int stream_fd) {
+    return control_requests_->migrate_send(request, stream_fd);
+  });
   control_ = std::make_unique<ControlSocket>(config_.control_path, device_events_, *control_requests_,
-                                             event_stream_.get());
+                                             event_stream_.get(), migration_runner_.get());
   if (auto balloon = virtio_->balloon()) {
     balloon->set_target_reached_handler([this](uint32_t actual_pages, uint32_t target_pages) {
       constexpr uint64_t kPagesPerMib = kMiB / devices::virtio::kBalloonPageSize;
@@ -461,6 +485,7 @@ DomainExit Domain::run(const std::function<void()>& on_ready) {
                   std::lock_guard lock(exit_mutex_);
                   return *exit_;
                 }()));
+  end_migration();
   stop_vcpus();
   // Before the device loop is stopped: if it is stuck, stopping it would never return.
   if (dump_state) log_state();

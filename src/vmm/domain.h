@@ -33,6 +33,7 @@
 #include "vmm/domain_exit.h"
 #include "vmm/event_loop.h"
 #include "vmm/event_stream.h"
+#include "vmm/migration_runner.h"
 #include "vmm/msi_router.h"
 #include "vmm/pci_devices.h"
 #include "vmm/virtio_devices.h"
@@ -94,6 +95,38 @@ class Domain {
   // `toolstack` goes into the config record as is (kdomd's own config of the domain).
   nlohmann::json save(const std::string& path, const std::string& then, const nlohmann::json& toolstack);
   snapshot::MemoryCounts write_snapshot(snapshot::StreamWriter& writer, const nlohmann::json& toolstack);
+  // The parts of a snapshot stream that save and live migration share, in the device loop's
+  // thread (the devices are its own): the domain's config as it is now (disks and NICs
+  // hot-plugged since its start included); the host-facts and config records; with the
+  // domain paused, the device states that go last (the hot-plug state first: it finishes the
+  // ejects the guest made); then the vCPU, irqchip and device records and End.
+  struct DeviceStates {
+    nlohmann::json hotplug;
+    nlohmann::json pci;
+  };
+  VmConfig current_config() const;
+  void write_head_records(snapshot::StreamWriter& writer, const VmConfig& vm, const nlohmann::json& toolstack);
+  DeviceStates save_device_states();
+  void write_state_records(snapshot::StreamWriter& writer, const DeviceStates& states);
+  // Live migration's sending side (domain_migration.cc). migrate_send(): the control socket's
+  // migrate-send, in a migration thread (MigrationRunner): the whole domain to `stream_fd` as
+  // a snapshot stream, iterative pre-copy while the guest runs, then stop-and-copy; leaves
+  // the domain paused and returns the reply's figures. A failure, a cancel or the domain
+  // stopping end it with Error saying why, the domain running again if the migration paused
+  // it. migrate_cancel(): any thread; false when no migration runs (or its End is written).
+  nlohmann::json migrate_send(int stream_fd, const MigrationOptions& options);
+  bool migrate_cancel();
+  bool migrating();
+  nlohmann::json send_migration_stream(int stream_fd, const MigrationOptions& options, bool& paused_here);
+  // KVM's dirty log of every memory slot on or off (slot i is RAM region i), and the pages
+  // dirtied since the last take, per region: KVM's log (the guest's writes) or the VMM's
+  // (its own writes into guest RAM).
+  void set_kvm_dirty_log(bool on);
+  std::vector<std::vector<uint64_t>> take_dirty_pages();
+  void stop_dirty_logs();
+  // When the domain stops: the migration running, if any, is cancelled and waited for, and no
+  // other starts.
+  void end_migration();
   void restore_state(snapshot::SnapshotSource& source);
   // A live migration's hand-over (domain_handover.cc), for the control socket's ops.
   // disk-locks: with `hold` every disk's image lock is taken (all or nothing), without it every
@@ -148,6 +181,7 @@ class Domain {
   std::atomic<bool> power_button_ready_{false};  // set once power_button_ exists (control thread)
   std::unique_ptr<ControlRequests> control_requests_;
   std::unique_ptr<EventStream> event_stream_;  // served in device_events_; null without control
+  std::unique_ptr<MigrationRunner> migration_runner_;  // null without control; closed before vCPUs go
   std::unique_ptr<ControlSocket> control_;  // served in device_events_, declared after it
   std::vector<std::unique_ptr<kvm::Vcpu>> vcpus_;
   std::vector<kvm_cpuid_entry2> guest_cpuid_;  // vCPU 0's CPUID: the guest's CPU model
@@ -178,6 +212,16 @@ class Domain {
   // in the device loop's thread (control requests), and before it starts.
   std::atomic<bool> disks_locked_{true};
   std::chrono::steady_clock::time_point started_;
+
+  // Live migration: at most one at a time.
+  std::mutex migration_mutex_;
+  bool migrating_ = false;   // guarded by migration_mutex_
+  int migration_fd_ = -1;    // guarded by migration_mutex_: the stream, for a cancel to shut down
+  std::atomic<bool> migration_cancelled_{false};
+  bool dirty_logging_ = false;  // the migration thread's: both dirty logs are on
+  // The device loop's: the stop-and-copy paused the domain and an unpause would tear the
+  // stream's state; cleared when the migration ends.
+  bool migration_holds_pause_ = false;
 };
 
 }  // namespace kdom::vmm

@@ -1,6 +1,7 @@
 // Saving a domain to the snapshot stream and loading one back (Domain::save, write_snapshot,
 // restore_state): which records a save writes, in which order, and how a restore checks and
-// applies them (docs/snapshot-format.md).
+// applies them (docs/snapshot-format.md). The record-writing parts serve live migration too
+// (domain_migration.cc), which writes the same records around its rounds of memory.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -91,14 +92,9 @@ nlohmann::json Domain::save(const std::string& path, const std::string& then, co
 }
 
 snapshot::MemoryCounts Domain::write_snapshot(snapshot::StreamWriter& writer, const nlohmann::json& toolstack) {
-  using snapshot::RecordType;
   // First: it finishes ejects the guest has made, so the bus and config below are without them.
-  const nlohmann::json hotplug_state = hotplug_->save_state();
-  const nlohmann::json pci_state = pci_->save_state();
-  VmConfig current = config_;
-  virtio_->current_disks_and_nets(current);
-  write_json(writer, RecordType::kHostFacts, snapshot::host_facts(KDOM_VERSION, guest_cpuid_));
-  write_json(writer, RecordType::kConfig, {{"vm", to_json(current)}, {"toolstack", toolstack}});
+  const DeviceStates states = save_device_states();
+  write_head_records(writer, current_config(), toolstack);
   // For whoever shows the save's progress (kdom save on a terminal): a few events a second.
   std::chrono::steady_clock::time_point last_event;  // the first comes at once
   const auto counts = snapshot::write_memory(writer, *memory_, [&](uint64_t done, uint64_t total) {
@@ -107,6 +103,31 @@ snapshot::MemoryCounts Domain::write_snapshot(snapshot::StreamWriter& writer, co
     last_event = now;
     publish_event("save-progress", {{"done_bytes", done}, {"total_bytes", total}});
   });
+  write_state_records(writer, states);
+  return counts;
+}
+
+VmConfig Domain::current_config() const {
+  VmConfig current = config_;
+  virtio_->current_disks_and_nets(current);
+  return current;
+}
+
+void Domain::write_head_records(snapshot::StreamWriter& writer, const VmConfig& vm, const nlohmann::json& toolstack) {
+  using snapshot::RecordType;
+  write_json(writer, RecordType::kHostFacts, snapshot::host_facts(KDOM_VERSION, guest_cpuid_));
+  write_json(writer, RecordType::kConfig, {{"vm", to_json(vm)}, {"toolstack", toolstack}});
+}
+
+Domain::DeviceStates Domain::save_device_states() {
+  DeviceStates states;
+  states.hotplug = hotplug_->save_state();  // first: see DeviceHotplug::save_state
+  states.pci = pci_->save_state();
+  return states;
+}
+
+void Domain::write_state_records(snapshot::StreamWriter& writer, const DeviceStates& states) {
+  using snapshot::RecordType;
   const size_t xsave_bytes = static_cast<size_t>(std::max(vm_->check_extension(KVM_CAP_XSAVE2), 4096));
   const auto msr_indices = kvm_->msr_index_list();
   for (const auto& vcpu : vcpus_)
@@ -116,10 +137,9 @@ snapshot::MemoryCounts Domain::write_snapshot(snapshot::StreamWriter& writer, co
   write_device(writer, kRtcId, rtc_->save_state());
   write_device(writer, kI8042Id, i8042_->save_state());
   write_device(writer, kPowerButtonId, power_button_->save_state());
-  write_device(writer, kPciHotplugId, hotplug_state);
-  write_device(writer, kPciId, pci_state);
+  write_device(writer, kPciHotplugId, states.hotplug);
+  write_device(writer, kPciId, states.pci);
   writer.finish();
-  return counts;
 }
 
 void Domain::restore_state(snapshot::SnapshotSource& source) {
@@ -128,13 +148,17 @@ void Domain::restore_state(snapshot::SnapshotSource& source) {
   std::map<uint32_t, nlohmann::json> vcpu_states;
   std::optional<nlohmann::json> vm_state;
   std::map<std::string, nlohmann::json> device_states;
-  uint64_t pages = 0;
+  uint64_t pages = 0, zero_pages = 0;
   // Memory goes straight from the file into guest RAM (no vCPU runs yet); the rest is small
   // and is checked whole before any of it is applied.
   auto& reader = source.reader();
   while (const auto head = reader.next_head()) {
     if (head->type == RecordType::kMemory) {
       pages += snapshot::load_memory_record(reader, *head, *memory_);
+      continue;
+    }
+    if (head->type == RecordType::kZeroMemory) {  // a migration stream's: pages that became zero
+      zero_pages += snapshot::load_zero_memory_record(reader, *head, *memory_);
       continue;
     }
     snapshot::Record record{head->type, std::vector<uint8_t>(head->length)};
@@ -193,8 +217,9 @@ void Domain::restore_state(snapshot::SnapshotSource& source) {
   power_button_->load_state(device_states[kPowerButtonId]);
   hotplug_->load_state(device_states[kPciHotplugId]);
   pci_->load_state(pci_state);
-  log_line("loaded " + std::to_string(pages) + " pages of guest RAM; " + std::to_string(machine.elapsed_ns / 1000000) +
-           " ms since the save");
+  log_line("loaded " + std::to_string(pages) + " pages of guest RAM" +
+           (zero_pages ? " (" + std::to_string(zero_pages) + " zeroed)" : std::string()) + "; " +
+           std::to_string(machine.elapsed_ns / 1000000) + " ms since the save");
 }
 
 }  // namespace kdom::vmm

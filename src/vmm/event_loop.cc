@@ -15,11 +15,14 @@ namespace kdom::vmm {
 
 EventLoop::EventLoop()
     : epoll_(check_syscall(epoll_create1(EPOLL_CLOEXEC), "epoll_create1")),
-      stop_(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")) {
-  epoll_event event{};
-  event.events = EPOLLIN;
-  event.data.fd = stop_.get();
-  check_syscall(epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, stop_.get(), &event), "epoll_ctl");
+      stop_(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")),
+      calls_fd_(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")) {
+  for (int fd : {stop_.get(), calls_fd_.get()}) {
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.fd = fd;
+    check_syscall(epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event), "epoll_ctl");
+  }
 }
 
 EventLoop::~EventLoop() { stop(); }
@@ -49,13 +52,58 @@ void EventLoop::watch_writable(int fd, bool writable) {
 }
 
 void EventLoop::start() {
-  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+  if (thread_.joinable()) return;
+  std::lock_guard lock(call_mutex_);
+  thread_ = std::thread([this] { run(); });
+  loop_thread_ = thread_.get_id();
 }
 
 void EventLoop::stop() {
   if (!thread_.joinable()) return;
   signal_eventfd(stop_.get());
   thread_.join();
+  std::lock_guard lock(call_mutex_);
+  loop_thread_ = {};
+  for (Call* call : calls_) {
+    call->error = std::make_exception_ptr(Error("the domain's event loop has stopped"));
+    call->done = true;
+  }
+  calls_.clear();
+  call_done_.notify_all();
+}
+
+void EventLoop::call(const std::function<void()>& task) {
+  Call call{&task, nullptr};
+  {
+    std::unique_lock lock(call_mutex_);
+    if (loop_thread_ == std::thread::id() || loop_thread_ == std::this_thread::get_id()) {
+      lock.unlock();
+      task();
+      return;
+    }
+    calls_.push_back(&call);
+    signal_eventfd(calls_fd_.get());
+    call_done_.wait(lock, [&] { return call.done; });
+  }
+  if (call.error) std::rethrow_exception(call.error);
+}
+
+void EventLoop::run_calls() {
+  drain_eventfd(calls_fd_.get());
+  std::unique_lock lock(call_mutex_);
+  while (!calls_.empty()) {
+    Call* call = calls_.front();
+    calls_.pop_front();
+    lock.unlock();
+    try {
+      (*call->task)();
+    } catch (...) {
+      call->error = std::current_exception();
+    }
+    lock.lock();
+    call->done = true;
+    call_done_.notify_all();
+  }
 }
 
 void EventLoop::run() {
@@ -70,6 +118,10 @@ void EventLoop::run() {
     for (int i = 0; i < count; ++i) {
       int fd = events[i].data.fd;
       if (fd == stop_.get()) return;
+      if (fd == calls_fd_.get()) {
+        run_calls();
+        continue;
+      }
       std::shared_ptr<const Handler> handler;
       {
         std::lock_guard lock(mutex_);

@@ -2,6 +2,9 @@
 // sockets) and runs their handlers, so device work happens off the vCPU threads.
 #pragma once
 
+#include <condition_variable>
+#include <deque>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -34,8 +37,21 @@ class EventLoop {
   // Stops and joins the thread; handlers are not called afterwards.
   void stop();
 
+  // Runs `task` in the loop's thread, between handlers, and returns once it has run; what it
+  // throws is thrown here. For another thread (a live migration's) that must touch what only
+  // the loop's thread touches (the devices, the control requests' state). From the loop's own
+  // thread, and while the loop is not running, `task` runs at once in the calling thread;
+  // a call the loop's stop() leaves unrun throws Error.
+  void call(const std::function<void()>& task);
+
  private:
+  struct Call {
+    const std::function<void()>* task;
+    std::exception_ptr error;
+    bool done = false;
+  };
   void run();
+  void run_calls();
 
   UniqueFd epoll_;
   UniqueFd stop_;
@@ -43,6 +59,11 @@ class EventLoop {
   // Shared so the loop can run a handler outside the lock without copying it per event.
   std::unordered_map<int, std::shared_ptr<const Handler>> handlers_;
   std::thread thread_;
+  UniqueFd calls_fd_;  // eventfd: a call is queued
+  std::mutex call_mutex_;
+  std::condition_variable call_done_;
+  std::deque<Call*> calls_;             // under call_mutex_
+  std::thread::id loop_thread_;         // under call_mutex_; empty while not running
 };
 
 }  // namespace kdom::vmm

@@ -11,7 +11,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 namespace kdom::snapshot {
@@ -184,6 +186,169 @@ TEST(SnapshotMemory, RecordsOutsideRamOrMalformedAreRefusedAndWriteNothing) {
   }
   for (const auto& region : memory.regions())
     for (uint64_t i = 0; i < region.range.size; i += kPageSize) ASSERT_EQ(region.host[i], 0) << i;
+}
+
+// --- a live migration's later rounds: dirty pages, zero-memory records ---------------------
+
+// Bitmap words with `pages` set.
+std::vector<uint64_t> bitmap(uint64_t region_pages, std::initializer_list<uint64_t> pages) {
+  std::vector<uint64_t> words((region_pages + 63) / 64);
+  for (uint64_t page : pages) words[page / 64] |= uint64_t{1} << (page % 64);
+  return words;
+}
+
+// Applies every record as a restore does: memory and zero-memory records straight from the stream.
+void load_all(int fd, const GuestMemory& memory) {
+  ::lseek(fd, 0, SEEK_SET);
+  StreamReader reader(fd, "test");
+  while (const auto head = reader.next_head()) {
+    if (head->type == RecordType::kMemory) {
+      load_memory_record(reader, *head, memory);
+    } else if (head->type == RecordType::kZeroMemory) {
+      load_zero_memory_record(reader, *head, memory);
+    } else {
+      std::vector<uint8_t> body(head->length);
+      reader.read_body(body);
+      reader.end_body();
+    }
+  }
+}
+
+// Only the dirty pages are written: data pages as memory records, zero pages and holes as
+// zero-memory records (a hole is not read, so it stays a hole); loaded over a destination
+// that holds older bytes, they give the source's RAM.
+TEST(SnapshotMemory, DirtyPagesGoAsDataOrAsZeroAndLoadBackTheSame) {
+  GuestMemory source(two_regions());
+  const uint64_t pages0 = 8 * kMiB / kPageSize;
+  for (uint64_t page : {1, 2, 3, 7}) source.write_object<uint64_t>(page * kPageSize + 16, page);
+  std::vector<uint8_t> zeros(kPageSize, 0);
+  source.write(5 * kPageSize, zeros.data(), zeros.size());  // a page that holds zeros (populated)
+  // Page 9 and 10: holes (never written). Page 3 is dirty, 4 is not.
+  struct stat before {};
+  ASSERT_EQ(fstat(source.memfd(), &before), 0);
+
+  Stream stream;
+  MemoryCounts counts;
+  std::vector<std::pair<uint64_t, uint64_t>> progress;
+  {
+    StreamWriter writer(stream.fd, "test");
+    counts = write_dirty_memory(writer, source, 0, bitmap(pages0, {1, 2, 3, 5, 7, 9, 10}), GuestActivity::kRunning,
+                                [&](uint64_t done, uint64_t total) { progress.emplace_back(done, total); });
+    counts += write_dirty_memory(writer, source, 1, bitmap(4 * kMiB / kPageSize, {0}), GuestActivity::kStopped);
+    writer.finish();
+  }
+  struct stat after {};
+  ASSERT_EQ(fstat(source.memfd(), &after), 0);
+  EXPECT_EQ(after.st_blocks, before.st_blocks) << "a hole was read";
+  EXPECT_EQ(counts.pages_written, 4u);    // 1-3, 7
+  EXPECT_EQ(counts.zero_pages_sent, 4u);  // 5, 9-10, region 1's page 0 (a hole)
+  EXPECT_EQ(counts.records, 5u);          // 1-3 | 5 | 7 | 9-10 | region 1's 0
+  ASSERT_FALSE(progress.empty());
+  EXPECT_EQ(progress.back(), std::make_pair(7 * kPageSize, 7 * kPageSize));
+
+  const auto records = stream.records();
+  ASSERT_EQ(records.size(), 5u);
+  EXPECT_EQ(records[1].type, RecordType::kZeroMemory);
+  EXPECT_EQ(records[1].body.size(), 16u);
+
+  // The destination as an earlier round left it: every page of both regions holds 0xee.
+  GuestMemory destination(two_regions());
+  for (const auto& region : destination.regions()) std::memset(region.host, 0xee, region.range.size);
+  load_all(stream.fd, destination);
+  for (uint64_t page : {1, 2, 3, 7})
+    EXPECT_EQ(destination.read_object<uint64_t>(page * kPageSize + 16), page);
+  for (uint64_t gpa : {5 * kPageSize, 9 * kPageSize, 10 * kPageSize + kPageSize - 8, 16 * kMiB})
+    EXPECT_EQ(destination.read_object<uint64_t>(gpa), 0u) << gpa;
+  EXPECT_EQ(destination.read_object<uint8_t>(4 * kPageSize), 0xee);  // not dirty: untouched
+  EXPECT_EQ(destination.read_object<uint8_t>(16 * kMiB + kPageSize), 0xee);
+}
+
+// A run of data pages is split at a record's page limit; a run of zero pages is one record.
+TEST(SnapshotMemory, DirtyRunsAreSplitAtTheRecordLimit) {
+  GuestMemory source(two_regions());
+  const uint64_t pages0 = 8 * kMiB / kPageSize;
+  std::vector<uint64_t> all(pages0 / 64, ~uint64_t{0});
+  for (uint64_t page = 0; page < kPagesPerRecord + 10; ++page) source.write_object<uint8_t>(page * kPageSize, 1);
+  Stream stream;
+  MemoryCounts counts;
+  {
+    StreamWriter writer(stream.fd, "test");
+    counts = write_dirty_memory(writer, source, 0, all, GuestActivity::kStopped);
+    writer.finish();
+  }
+  EXPECT_EQ(counts.pages_written, kPagesPerRecord + 10);
+  EXPECT_EQ(counts.zero_pages_sent, pages0 - kPagesPerRecord - 10);
+  EXPECT_EQ(counts.records, 3u);
+}
+
+// With the guest running (a thread rewriting pages as fast as it can), every record still
+// carries the bytes its checksum is of: the stream reads back whole.
+TEST(SnapshotMemory, PagesChangingWhileTheyAreWrittenGiveWholeRecords) {
+  GuestMemory source(two_regions());
+  constexpr uint64_t kBusyPages = 256;
+  for (uint64_t page = 0; page < kBusyPages; ++page) source.write_object<uint64_t>(page * kPageSize, 1);
+  std::atomic<bool> stop{false};
+  std::thread guest([&] {
+    for (uint64_t i = 1; !stop; ++i) {
+      const uint64_t gpa = (i * 7919 % (kBusyPages * kPageSize / 8)) * 8;
+      std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(source.slice(gpa, 8).data()))
+          .store(i | 1, std::memory_order_relaxed);
+    }
+  });
+  Stream stream;
+  {
+    StreamWriter writer(stream.fd, "test");
+    for (int round = 0; round < 20; ++round) {
+      write_memory(writer, source, {}, GuestActivity::kRunning);
+      write_dirty_memory(writer, source, 0, bitmap(8 * kMiB / kPageSize, {0, 1, 2, 3, 100, 101}),
+                         GuestActivity::kRunning);
+    }
+    writer.finish();
+  }
+  stop = true;
+  guest.join();
+  EXPECT_NO_THROW(stream.records());
+}
+
+Record zero_record(uint64_t gpa, uint32_t count, size_t body_bytes = 16) {
+  Record record{RecordType::kZeroMemory, std::vector<uint8_t>(body_bytes, 0)};
+  std::memcpy(record.body.data(), &gpa, 8);
+  std::memcpy(record.body.data() + 8, &count, 4);
+  return record;
+}
+
+TEST(SnapshotMemory, ZeroRecordsOutsideRamOrMalformedAreRefusedAndZeroNothing) {
+  GuestMemory memory(two_regions());
+  for (const auto& region : memory.regions()) std::memset(region.host, 0x5a, region.range.size);
+  const struct {
+    Record record;
+    const char* error;
+  } cases[] = {
+      {zero_record(9 * kMiB, 1), "does not have"},                        // the hole
+      {zero_record(8 * kMiB - kPageSize, 2), "does not have"},            // runs off region 0
+      {zero_record(0, 8 * kMiB / kPageSize + 1), "does not have"},        // one page too many
+      {zero_record(20 * kMiB, 1), "does not have"},                       // past the end
+      {zero_record(~uint64_t{0} - kPageSize + 1, 1), "does not have"},    // wraps around
+      {zero_record(~uint64_t{0} - kPageSize + 1, UINT32_MAX), "does not have"},
+      {zero_record(4097, 1), "does not have"},                            // not page-aligned
+      {zero_record(0, 0), "no pages"},
+      {zero_record(0, 1, 24), "not 16"},
+      {zero_record(0, 1, 8), "not 16"},
+      {Record{RecordType::kMemory, std::vector<uint8_t>(16)}, "not a zero-memory record"},
+  };
+  for (const auto& test : cases) {
+    try {
+      load_zero_memory_record(test.record, memory);
+      ADD_FAILURE() << "taken: " << test.error;
+    } catch (const StreamError& error) {
+      EXPECT_NE(std::string(error.what()).find(test.error), std::string::npos) << error.what();
+    }
+  }
+  for (const auto& region : memory.regions())
+    for (uint64_t i = 0; i < region.range.size; i += kPageSize) ASSERT_EQ(region.host[i], 0x5a) << i;
+  EXPECT_EQ(load_zero_memory_record(zero_record(16 * kMiB, 2), memory), 2u);
+  EXPECT_EQ(memory.read_object<uint8_t>(16 * kMiB + kPageSize), 0);
+  EXPECT_EQ(memory.read_object<uint8_t>(16 * kMiB + 2 * kPageSize), 0x5a);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -662,6 +663,75 @@ TEST_F(VirtqueueTest, RestoreRefusesBadConfigurationAndKeepsState) {
   bad.avail_ring = kMemorySize;
   EXPECT_THROW(queue.restore(VirtqueueState{bad, 9, 9}), VirtqueueError);
   EXPECT_EQ(queue.save(), (VirtqueueState{config, 5, 4}));
+}
+
+// --- the dirty log (live migration) --------------------------------------------------------
+
+// The pages set in guest memory's dirty log (one region), cleared.
+std::set<uint64_t> dirty_pages(const GuestMemory& memory) {
+  std::set<uint64_t> pages;
+  const auto words = memory.take_dirty(0);
+  for (size_t w = 0; w < words.size(); ++w)
+    for (int bit = 0; bit < 64; ++bit)
+      if (words[w] >> bit & 1) pages.insert(w * 64 + static_cast<uint64_t>(bit));
+  return pages;
+}
+
+// push_used marks what the device wrote: the writable buffers up to bytes_written (not the
+// readable one, not the writable bytes past it), the chain's last writable byte (a block
+// request's status, written whatever the length says), and the used entry and index.
+TEST_F(VirtqueueTest, PushUsedMarksTheWrittenBuffersAndTheUsedRing) {
+  set_desc(0, 0x10000, 16, kNext, 1);                // readable: page 0x10
+  set_desc(1, 0x20000, 0x3000, kWrite | kNext, 2);   // writable: pages 0x20-0x22
+  set_desc(2, 0x30000, 0x1000, kWrite);              // writable: page 0x30
+  make_available(0);
+  Virtqueue queue(memory, config);
+  ASSERT_TRUE(queue.pop().has_value());
+  memory.start_dirty_log();
+  queue.push_used(0, 0x1001);  // page 0x20 whole and a byte of 0x21
+  EXPECT_EQ(dirty_pages(memory), (std::set<uint64_t>{kUsedRing / 0x1000, 0x20, 0x21, 0x30}));
+  EXPECT_EQ(used_idx(), 1);
+  EXPECT_EQ(used_element(0).len, 0x1001u);
+}
+
+TEST_F(VirtqueueTest, PushUsedMarksThroughAnIndirectTable) {
+  set_descriptor(kIndirectTable, 0, 0x40000, 100, kNext, 1);
+  set_descriptor(kIndirectTable, 1, 0x50000, 0x2000, kWrite);
+  set_desc(0, kIndirectTable, 32, kIndirect);
+  make_available(0);
+  Virtqueue queue(memory, config);
+  ASSERT_TRUE(queue.pop().has_value());
+  memory.start_dirty_log();
+  queue.push_used(0, 0);  // nothing said written: the last writable byte still is marked
+  EXPECT_EQ(dirty_pages(memory), (std::set<uint64_t>{kUsedRing / 0x1000, 0x51}));
+}
+
+TEST_F(VirtqueueTest, NothingIsMarkedWhileNoLogIsKept) {
+  set_desc(0, 0x20000, 0x1000, kWrite);
+  make_available(0);
+  Virtqueue queue(memory, config);
+  ASSERT_TRUE(queue.pop().has_value());
+  queue.push_used(0, 0x1000);
+  memory.start_dirty_log();
+  EXPECT_TRUE(dirty_pages(memory).empty());
+}
+
+// The ring fields the device writes to steer notifications are marked too.
+TEST_F(VirtqueueTest, NotificationFieldsItWritesAreMarked) {
+  constexpr uint64_t kUsedPage = kUsedRing / 0x1000;
+  {
+    Virtqueue queue(memory, config);  // no EVENT_IDX: the used ring's flags
+    memory.start_dirty_log();
+    queue.set_notifications(false);
+    EXPECT_EQ(dirty_pages(memory), (std::set<uint64_t>{kUsedPage}));
+  }
+  config.event_idx = true;
+  config.used_ring = 0x3ff8 - 8 * 16 + 8;  // avail_event (after 16 entries) on the next page
+  Virtqueue queue(memory, config);
+  queue.set_avail_event();
+  EXPECT_EQ(dirty_pages(memory), (std::set<uint64_t>{0x4}));
+  queue.set_notifications(false);
+  EXPECT_EQ(dirty_pages(memory), (std::set<uint64_t>{0x4}));
 }
 
 }  // namespace

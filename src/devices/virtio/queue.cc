@@ -1,7 +1,9 @@
 // Split virtqueue (virtio 1.x, spec 2.7): chain parsing with every guest-controlled index,
-// flag, address and length checked, the used ring, notification suppression, save/restore.
+// flag, address and length checked, the used ring, notification suppression, save/restore,
+// and the marks in the VMM's dirty log of what the device wrote (live migration).
 #include "devices/virtio/queue.h"
 
+#include <algorithm>
 #include <atomic>
 #include <limits>
 #include <sstream>
@@ -179,10 +181,36 @@ void Virtqueue::push_used(uint16_t head, uint32_t bytes_written) {
   if (!usable()) return;
   if (head >= config_.size)
     fail_queue("used head index " + std::to_string(head) + " is outside a queue of " + std::to_string(config_.size));
+  // Before the used entry: once the driver sees it, the descriptors are its own again.
+  if (memory_.dirty_logging()) mark_written(head, bytes_written);
   const uint64_t slot = config_.used_ring + kUsedRingOffset + sizeof(VirtqUsedElement) * (next_used_ % config_.size);
   memory_.write_object(slot, VirtqUsedElement{head, bytes_written});
   ++next_used_;
-  std::atomic_ref<uint16_t>(*host_u16(config_.used_ring + kUsedIdxOffset)).store(next_used_, std::memory_order_release);
+  const uint64_t used_idx = config_.used_ring + kUsedIdxOffset;
+  std::atomic_ref<uint16_t>(*host_u16(used_idx)).store(next_used_, std::memory_order_release);
+  memory_.mark_dirty(slot, sizeof(VirtqUsedElement));
+  memory_.mark_dirty(used_idx, sizeof(uint16_t));
+}
+
+void Virtqueue::mark_written(uint16_t head, uint32_t bytes_written) const {
+  DescriptorChain chain;
+  try {
+    walk_chain(head, chain);
+  } catch (const VirtqueueError&) {
+    return;  // a chain that does not walk was never served: nothing was written into it
+  }
+  uint64_t left = bytes_written;
+  const VirtqBuffer* last_writable = nullptr;
+  for (const VirtqBuffer& buffer : chain.buffers) {
+    if (!buffer.device_writable) continue;
+    const uint64_t length = std::min<uint64_t>(left, buffer.len);
+    memory_.mark_dirty(buffer.addr, length);
+    left -= length;
+    last_writable = &buffer;
+  }
+  // A device may write the chain's last byte whatever bytes_written says: virtio-blk's
+  // status byte, written for a request failed with a length of 0 or 1.
+  if (last_writable) memory_.mark_dirty(last_writable->addr + last_writable->len - 1, 1);
 }
 
 bool Virtqueue::needs_notification() {
@@ -221,6 +249,7 @@ void Virtqueue::store_avail_event(uint16_t event) {
   std::atomic_ref<uint16_t>(*host_u16(avail_event_gpa())).store(event, std::memory_order_relaxed);
   // The driver must see avail_event before the device looks at avail idx again.
   std::atomic_thread_fence(std::memory_order_seq_cst);
+  memory_.mark_dirty(avail_event_gpa(), sizeof(uint16_t));
 }
 
 void Virtqueue::set_avail_event() {
@@ -245,6 +274,7 @@ bool Virtqueue::set_notifications(bool enabled) {
     // The driver reads our flag after writing avail idx; we read avail idx after writing the
     // flag. The fence keeps one of us from missing the other.
     std::atomic_thread_fence(std::memory_order_seq_cst);
+    memory_.mark_dirty(config_.used_ring + kUsedFlagsOffset, sizeof(uint16_t));
   }
   return enabled && has_available();
 }

@@ -2,7 +2,8 @@
 // every virtio device. It takes available descriptor chains from the driver, checking every
 // index, flag, address and length the guest wrote before anything is used, hands them to
 // the device as lists of buffers, and returns them through the used ring. All guest memory
-// access goes through GuestMemory; hostile rings throw VirtqueueError and touch nothing.
+// access goes through GuestMemory; hostile rings throw VirtqueueError and touch nothing. What
+// the device wrote into guest memory is marked in GuestMemory's dirty log when one is kept.
 #pragma once
 
 #include <bit>
@@ -146,6 +147,10 @@ class Virtqueue {
   DescriptorChain chain_at(uint16_t head);
 
   // Returns chain `head` to the driver, saying the device wrote `bytes_written` bytes into it.
+  // While guest memory keeps a dirty log (live migration), marks what was written: the
+  // chain's device-writable buffers up to bytes_written and its last writable byte (read
+  // again from the descriptor table), and the used-ring entry and index. Every ring field the
+  // queue writes (avail_event, used flags) is marked likewise.
   void push_used(uint16_t head, uint32_t bytes_written);
 
   // Whether the driver wants an interrupt for the used entries added since the last call
@@ -190,6 +195,8 @@ class Virtqueue {
   void store_avail_event(uint16_t event);
   VirtqDescriptor read_descriptor(uint64_t table, uint32_t index) const;
   void walk_chain(uint16_t head, DescriptorChain& chain) const;
+  // push_used's marks of the buffers chain `head` had written into.
+  void mark_written(uint16_t head, uint32_t bytes_written) const;
   // The chain at `head` (`what` names the head in the error when it is outside the queue).
   DescriptorChain chain_from(uint16_t head, const char* what);
 

@@ -1,0 +1,279 @@
+// Live migration's sending side (Domain::migrate_send): a running domain's whole state written
+// as the snapshot stream (docs/snapshot-format.md) to a socket while the guest keeps running,
+// by iterative pre-copy. Round 1 sends all of RAM that holds pages; each later round sends the
+// pages dirtied meanwhile, as KVM's dirty log (the guest's writes) and GuestMemory's (the
+// VMM's own: used rings, device buffers, discarded pages) tell; once what is left would take
+// no longer than the downtime budget at the bandwidth measured, or after the round limit, the
+// domain is paused as a save pauses it and the last dirty pages, the vCPUs, the irqchip and
+// the devices follow. The domain is left paused: the caller (kdomd) destroys it once the
+// destination has taken over, or unpauses it.
+#include <linux/kvm.h>
+#include <sys/socket.h>
+
+#include <bit>
+#include <chrono>
+#include <thread>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "snapshot/memory_records.h"
+#include "vmm/domain.h"
+#include "vmm/migration_rate.h"
+#include "vmm/vm_config_json.h"
+
+namespace kdom::vmm {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using DirtyPages = std::vector<std::vector<uint64_t>>;  // per RAM region, bitmap words
+
+constexpr auto kProgressInterval = std::chrono::milliseconds(200);  // five events a second
+constexpr auto kPaceSlice = std::chrono::milliseconds(20);          // a paced wait sees a cancel this soon
+constexpr uint64_t kMiB = 1024 * 1024;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+uint64_t dirty_bytes(const DirtyPages& dirty) {
+  uint64_t pages = 0;
+  for (const auto& region : dirty)
+    for (uint64_t word : region) pages += static_cast<uint64_t>(std::popcount(word));
+  return pages * snapshot::kPageSize;
+}
+
+void merge(DirtyPages& into, const DirtyPages& more) {
+  for (size_t r = 0; r < into.size() && r < more.size(); ++r)
+    for (size_t w = 0; w < into[r].size() && w < more[r].size(); ++w) into[r][w] |= more[r][w];
+}
+
+}  // namespace
+
+bool Domain::migrating() {
+  std::lock_guard lock(migration_mutex_);
+  return migrating_;
+}
+
+bool Domain::migrate_cancel() {
+  std::lock_guard lock(migration_mutex_);
+  if (!migrating_ || migration_fd_ < 0) return false;  // none, or its stream is whole already
+  migration_cancelled_ = true;
+  // A write blocked on a peer that does not read returns at once (EPIPE); a stream that is no
+  // socket (a file) is written without blocking, and the next record sees the flag.
+  ::shutdown(migration_fd_, SHUT_RDWR);
+  log_line("migration: cancel requested");
+  return true;
+}
+
+void Domain::set_kvm_dirty_log(bool on) {
+  uint32_t slot = 0;
+  for (const auto& region : memory_->regions())
+    vm_->set_memory_region(slot++, region.range.start, region.range.size, region.host,
+                           on ? KVM_MEM_LOG_DIRTY_PAGES : 0);
+}
+
+DirtyPages Domain::take_dirty_pages() {
+  DirtyPages dirty;
+  const auto& regions = memory_->regions();
+  for (size_t i = 0; i < regions.size(); ++i) {
+    auto pages = vm_->dirty_log(static_cast<uint32_t>(i), regions[i].range.size / snapshot::kPageSize);
+    const auto own = memory_->take_dirty(i);
+    for (size_t w = 0; w < pages.size() && w < own.size(); ++w) pages[w] |= own[w];
+    dirty.push_back(std::move(pages));
+  }
+  return dirty;
+}
+
+void Domain::stop_dirty_logs() {
+  if (!dirty_logging_) return;
+  dirty_logging_ = false;
+  memory_->stop_dirty_log();
+  set_kvm_dirty_log(false);
+}
+
+nlohmann::json Domain::migrate_send(int stream_fd, const MigrationOptions& options) {
+  {
+    std::lock_guard lock(migration_mutex_);
+    if (migrating_) throw Error("a migration is running already");
+    if (!running_) throw Error("the domain is still starting");
+    if (stopping_) throw Error("the domain is stopping");
+    migrating_ = true;
+    migration_fd_ = stream_fd;
+    migration_cancelled_ = false;
+  }
+  log_line("migration: starting (downtime " + std::to_string(options.downtime_ms) + " ms, at most " +
+           std::to_string(options.max_rounds) + " pre-copy rounds" +
+           (options.max_bandwidth_mib ? ", " + std::to_string(options.max_bandwidth_mib) + " MiB/s" : std::string()) +
+           ")");
+  bool paused_here = false;  // the stop-and-copy paused a running domain
+  auto end = [&](bool unpause) {
+    try {
+      stop_dirty_logs();
+    } catch (const std::exception& error) {
+      log_line(std::string("migration: cannot stop the dirty logs: ") + error.what());
+    }
+    try {
+      device_events_.call([&] {
+        migration_holds_pause_ = false;
+        if (unpause) unpause_vcpus();
+      });
+    } catch (const std::exception& error) {
+      log_line(std::string("migration: cannot unpause the domain: ") + error.what());
+    }
+    std::lock_guard lock(migration_mutex_);
+    migrating_ = false;
+    migration_fd_ = -1;
+  };
+  try {
+    nlohmann::json reply = send_migration_stream(stream_fd, options, paused_here);
+    end(false);
+    return reply;
+  } catch (const std::exception& error) {
+    const bool stopping = stopping_;
+    // A stopping domain cancels its migration too (end_migration): that is the reason to give.
+    const std::string why = stopping ? "the domain is stopping" : migration_cancelled_ ? "cancelled" : error.what();
+    end(paused_here && !stopping);
+    log_line("migration failed: " + why);
+    if (stopping) throw Error(why);
+    throw Error(why + (paused_here || !status().paused ? "; the domain runs on" : "; the domain stays paused"));
+  }
+}
+
+nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptions& options, bool& paused_here) {
+  const auto started = Clock::now();
+  MigrationRate rate(options.downtime_ms, options.max_rounds, options.max_bandwidth_mib * kMiB);
+  const uint64_t total_bytes = memory_->total_size();
+  snapshot::StreamWriter writer(stream_fd, "migration stream");
+  VmConfig sent_config;
+  device_events_.call([&] { sent_config = current_config(); });
+  write_head_records(writer, sent_config, options.toolstack);
+
+  // Both logs before round 1 reads a page: a page written after it was read is dirty.
+  dirty_logging_ = true;
+  memory_->start_dirty_log();
+  set_kvm_dirty_log(true);
+
+  uint32_t round = 1;
+  const char* phase = "precopy";
+  double dirty_bytes_per_s = 0;
+  Clock::time_point round_start, last_event;
+  uint64_t round_base = 0;  // the stream's bytes before the round
+  auto publish_progress = [&](uint64_t remaining, bool force) {
+    const auto now = Clock::now();
+    if (!force && now - last_event < kProgressInterval) return;
+    last_event = now;
+    publish_event("migrate-progress", {{"round", round},
+                                       {"phase", phase},
+                                       {"sent_bytes", writer.bytes_written()},
+                                       {"total_bytes", total_bytes},
+                                       {"remaining_bytes", remaining},
+                                       {"rate_bytes_per_s", static_cast<uint64_t>(rate.bytes_per_s())},
+                                       {"dirty_bytes_per_s", static_cast<uint64_t>(dirty_bytes_per_s)},
+                                       {"expected_downtime_ms", rate.expected_ms(remaining)}});
+  };
+  auto check_abort = [&] {
+    if (migration_cancelled_) throw Error("cancelled");
+    if (stopping_) throw Error("the domain is stopping");
+  };
+  // Between records: a cancel or a stop ends the migration, a bandwidth limit waits.
+  auto between_records = [&](uint64_t remaining, bool paced) {
+    check_abort();
+    for (auto wait = rate.pace(writer.bytes_written() - round_base, seconds_since(round_start));
+         paced && wait.count() > 0; wait = rate.pace(writer.bytes_written() - round_base, seconds_since(round_start))) {
+      std::this_thread::sleep_for(std::min<Clock::duration>(wait, kPaceSlice));
+      check_abort();
+    }
+    publish_progress(remaining, false);
+  };
+  auto begin_round = [&](uint64_t remaining) {
+    round_start = Clock::now();
+    round_base = writer.bytes_written();
+    publish_progress(remaining, true);
+  };
+  snapshot::MemoryCounts counts;
+  // A pre-copy round's (paced: the guest runs) or the stop-and-copy's.
+  auto send_dirty = [&](const DirtyPages& dirty, bool paced) {
+    const auto guest = paced ? snapshot::GuestActivity::kRunning : snapshot::GuestActivity::kStopped;
+    uint64_t left = dirty_bytes(dirty);
+    for (size_t region = 0; region < dirty.size(); ++region) {
+      uint64_t done_before = 0;
+      counts += snapshot::write_dirty_memory(writer, *memory_, region, dirty[region], guest,
+                                             [&](uint64_t done, uint64_t) {
+                                               left -= done - done_before;
+                                               done_before = done;
+                                               between_records(left, paced);
+                                             });
+    }
+  };
+  // Dirty pages since the last take, and the rate they came at.
+  Clock::time_point last_take = Clock::now();
+  auto take_dirty = [&] {
+    DirtyPages dirty = take_dirty_pages();
+    const double seconds = seconds_since(last_take);
+    last_take = Clock::now();
+    if (seconds > 0) dirty_bytes_per_s = static_cast<double>(dirty_bytes(dirty)) / seconds;
+    return dirty;
+  };
+
+  // Round 1: all of RAM that holds pages, as a save writes it (the destination's RAM is zero
+  // where nothing is sent).
+  begin_round(total_bytes);
+  counts += snapshot::write_memory(
+      writer, *memory_, [&](uint64_t done, uint64_t total) { between_records(total - done, true); },
+      snapshot::GuestActivity::kRunning);
+  rate.round_sent(writer.bytes_written() - round_base, seconds_since(round_start));
+  DirtyPages dirty = take_dirty();
+  while (!rate.converged(dirty_bytes(dirty), round)) {
+    ++round;
+    begin_round(dirty_bytes(dirty));
+    send_dirty(dirty, true);
+    rate.round_sent(writer.bytes_written() - round_base, seconds_since(round_start));
+    dirty = take_dirty();
+  }
+
+  // Stop-and-copy: paused as a save pauses (the vCPUs parked, the devices quiesced), in the
+  // device loop's thread, whose the devices are.
+  ++round;
+  phase = "stop-and-copy";
+  check_abort();
+  const auto pause_started = Clock::now();
+  DeviceStates states;
+  VmConfig paused_config;
+  device_events_.call([&] {
+    const bool was_paused = status().paused;
+    pause_vcpus();
+    paused_here = !was_paused;
+    migration_holds_pause_ = true;
+    states = save_device_states();
+    paused_config = current_config();
+  });
+  // The config record went first; a device the guest ejected since would be built at the
+  // destination with no state for it.
+  if (to_json(paused_config) != to_json(sent_config))
+    throw Error("a device left the domain during the migration (the guest ejected it); migrate again");
+  merge(dirty, take_dirty_pages());  // not a measure of the guest's rate: it stood still
+  begin_round(dirty_bytes(dirty));
+  send_dirty(dirty, false);
+  write_state_records(writer, states);
+  const double downtime_ms = seconds_since(pause_started) * 1000.0;
+  {
+    // The destination has the whole stream: from here on nothing may fail the migration, and
+    // a cancel comes too late (the dirty logs stop in migrate_send's end, errors only logged).
+    std::lock_guard lock(migration_mutex_);
+    migration_fd_ = -1;
+  }
+
+  const double seconds = seconds_since(started);
+  const uint64_t zero_pages = counts.zero_pages_skipped + counts.zero_pages_sent;
+  log_line("migration: sent " + std::to_string(writer.bytes_written()) + " bytes in " + std::to_string(round) +
+           " rounds, " + std::to_string(counts.pages_written) + " pages (" + std::to_string(zero_pages) +
+           " zero), " + std::to_string(seconds) + " s, downtime " + std::to_string(downtime_ms) +
+           " ms; the domain stays paused");
+  return {{"rounds", round},
+          {"sent_bytes", writer.bytes_written()},
+          {"pages", counts.pages_written},
+          {"zero_pages", zero_pages},
+          {"seconds", seconds},
+          {"downtime_ms", downtime_ms}};
+}
+
+}  // namespace kdom::vmm
