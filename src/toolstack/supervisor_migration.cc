@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <string_view>
 #include <thread>
 
 #include "base/error.h"
@@ -51,6 +52,16 @@ json expect_message(int fd, int timeout_ms, const std::string& peer, const std::
     throw MigrationError(peer + ": " + (error->is_string() ? error->get<std::string>() : error->dump()));
   if (!message.value(expected, false)) throw MigrationError(peer + " sent " + message.dump() + " instead of '" + expected + "'");
   return message;
+}
+
+// The VMM's line without what kdomd says itself: "migrate-send: X; the domain runs on" -> "X".
+std::string vmm_reason(std::string line) {
+  constexpr std::string_view kPrefix = "migrate-send: ";
+  if (line.rfind(kPrefix, 0) == 0) line.erase(0, kPrefix.size());
+  for (const std::string_view suffix : {"; the domain runs on", "; the domain stays paused"})
+    if (line.size() > suffix.size() && line.compare(line.size() - suffix.size(), suffix.size(), suffix) == 0)
+      line.erase(line.size() - suffix.size());
+  return line;
 }
 
 // Tells the peer why it failed, if the connection still takes it.
@@ -143,7 +154,7 @@ json Supervisor::migrate(const std::string& dom, const MigrateOptions& options) 
                                         fd, kMigrateSendSeconds);
   } catch (const std::exception& error) {
     // The VMM has resumed the guest itself. The destination may have said why it stopped reading.
-    std::string why = error.what();
+    std::string why = vmm_reason(error.what());
     try {
       const json said = receive_migration_message(fd, 1000, peer, "its reason");
       if (said.contains("error") && said["error"].is_string()) why = peer + ": " + said["error"].get<std::string>();

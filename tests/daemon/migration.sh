@@ -61,17 +61,23 @@ die() {
 
 # The tick numbers of whole `PROBE dirty: tick N pages=P` lines of stdin, in order.
 tick_numbers() { tr -d '\r' | sed -n 's/^PROBE dirty: tick \([0-9][0-9]*\) pages=[0-9][0-9]*$/\1/p'; }
-last_tick() { tick_numbers <"$1" 2>/dev/null | tail -n 1; }
+last_tick() { tick_numbers 2>/dev/null <"$1" | tail -n 1; }
 # consecutive: the numbers of stdin go up by one each, from the first
 consecutive() { awk 'NR > 1 && $1 != prev + 1 { print "tick " $1 " follows tick " prev; bad = 1; exit } { prev = $1 } END { exit bad }'; }
 state_on() { "$1" list 2>/dev/null | awk -v n="$2" '$1 == n { print $5 }'; }
 id_on() { "$1" list 2>/dev/null | awk -v n="$2" '$1 == n { print $2 }'; }
-has_state() { [ "$(state_on "$1" "$2")" = "$3" ]; }
-ticking() { # ticking LOG: a new tick comes within 20 s
-  local before
-  before=$(last_tick "$1")
-  wait_for 20 eval '[ "$(last_tick "$1")" -gt "${before:-0}" ]'
+# has_state HOST NAME STATE: xl list's state letters of NAME on HOST are STATE (running: r-----)
+has_state() {
+  local letters=$3
+  case $3 in running) letters=r----- ;; paused) letters=--p--- ;; esac
+  [ "$(state_on "$1" "$2")" = "$letters" ]
 }
+# ticking LOG: a new tick comes within 20 s
+ticking() {
+  tick_log=$1 tick_before=$(last_tick "$1")
+  wait_for 20 ticked_since
+}
+ticked_since() { [ "$(last_tick "$tick_log")" -gt "${tick_before:-0}" ] 2>/dev/null; }
 nothing_on() { [ -z "$("$1" list 2>/dev/null | awk 'NR > 1 && $1 != "Domain-0"')" ]; }
 no_page_failure() { ! grep -a -q -e '^PROBE dirty: FAIL' -e 'dirty: mismatch' "$@"; }
 
@@ -93,9 +99,9 @@ kernel = "$dirty"
 memory = 64
 cmdline = "mib=32 rate_mib=8 ticks=100000"
 EOF
-check create "the dirty probe starts on host A" -- A create "$work/probe.cfg"
+A create "$work/probe.cfg" >"$work/create.out" 2>&1 || die "kdom create of the probe on A: $(cat "$work/create.out")"
 log_a=$work/a/log/probe.log log_b=$work/b/log/probe.log
-check running "it ticks" -- wait_for 120 eval '[ "$(last_tick "$log_a")" -ge 5 ] 2>/dev/null'
+wait_for 120 eval '[ "$(last_tick "$log_a")" -ge 5 ] 2>/dev/null' || die "the probe does not tick on A"
 
 # ----------------------------------------------------------------- refusals
 A migrate --token-file "$work/wrong-token" probe "$addr_b" >"$work/wrong-token.out" 2>&1
@@ -124,7 +130,8 @@ check a-to-b-pages "no page check failed" -- no_page_failure "$log_a" "$log_b"
 
 # ----------------------------------------------------------------- B -> A, --json
 offset_a=$(stat -c %s "$log_a")
-B migrate --json probe "$addr_a" >"$work/b-to-a.out" 2>"$work/b-to-a.err"
+# At 8 MiB/s (a few seconds): --json has rounds to show.
+B migrate --json --max-bandwidth 8 probe "$addr_a" >"$work/b-to-a.out" 2>"$work/b-to-a.err"
 rc=$?
 check b-to-a "kdom migrate --json back to A succeeds, its last line the outcome" -- \
   eval '[ $rc -eq 0 ] && tail -n 1 "$work/b-to-a.out" | grep -q "\"event\":\"migrated\""'
@@ -141,8 +148,8 @@ A migrate probe localhost >"$work/localhost.out" 2>&1
 rc=$?
 cat "$work/localhost.out"
 check localhost "kdom migrate probe localhost succeeds" -- eval '[ $rc -eq 0 ]'
-check localhost-id "the domain has a new id, its name, and runs" -- \
-  eval 'has_state A probe running && [ "$(id_on A probe)" != "$id_before" ] && [ "$(A list | grep -c probe)" = 1 ]'
+check localhost-id "the domain has a new id, its name (once the old one is gone), and runs" -- \
+  wait_for 10 eval 'has_state A probe running && [ "$(id_on A probe)" != "$id_before" ] && [ "$(A list | grep -c probe)" = 1 ]'
 check localhost-ticks "it ticks on in the same console log, every tick once and in order" -- \
   eval 'ticking "$log_a" && tail -c +"$((offset_a + 1))" "$log_a" | tick_numbers | consecutive'
 
@@ -156,13 +163,13 @@ migrate_slowly() {
 }
 # source_unharmed NAME: the slow migration failed, the domain runs on A ticking, B is empty
 source_unharmed() {
-  local name=$1
+  local what=$1
   wait_for 120 eval '! kill -0 $slow_pid 2>/dev/null'
   wait "$slow_pid"
   local rc=$?
-  check "$name-fails" "the migration ended with an error saying the domain runs on here" -- \
-    eval '[ $rc -ne 0 ] && grep -q "runs on here" "$work/$name.out"'
-  check "$name-source" "the domain runs on A, ticking, no page check failed" -- \
+  check "$what-fails" "the migration ended with an error saying the domain runs on here: $(tail -n 1 "$work/$what.out")" -- \
+    eval '[ $rc -ne 0 ] && grep -q "runs on here" "$work/$what.out"'
+  check "$what-source" "the domain runs on A, ticking, no page check failed" -- \
     eval 'has_state A probe running && ticking "$log_a" && no_page_failure "$log_a"'
 }
 
