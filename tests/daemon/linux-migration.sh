@@ -57,7 +57,8 @@ start_host() { # start_host NAME NS ADDRESS
     --run-dir "$work/$1/run" --log-dir "$work/$1/log" --vmm "$kdom" --token-file "$work/token" \
     --migration-listen "$3:8003" >>"$work/$1.log" 2>&1 &
   pids+=("$!")
-  wait_for 30 eval 'KDOM_SOCKET=$work/$1.sock "$kdom" list >/dev/null 2>&1' || die "kdomd $1 did not start"
+  host_socket=$work/$1.sock
+  wait_for 30 eval 'KDOM_SOCKET=$host_socket "$kdom" list >/dev/null 2>&1' || die "kdomd $1 did not start"
 }
 start_host a "$ns_a" 10.0.9.1
 start_host b "$ns_b" 10.0.9.2
