@@ -14,6 +14,17 @@ kdomd=$2
 guest=$3
 # shellcheck source=tests/daemon/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# wait_for SECONDS COMMAND...: lib.sh's, bounded by wall-clock time (in the test host a try
+# takes far longer than its 0.1 s pause: an "N seconds" of tries could last many minutes).
+wait_for() {
+  local deadline=$((SECONDS + $1))
+  shift
+  while :; do
+    "$@" && return 0
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.1
+  done
+}
 setup_work linux-migration
 
 suffix=$$
@@ -89,8 +100,9 @@ last_count() { all_counts | tail -n 1; }
 counted_to() { [ "$(last_count)" -ge "$1" ] 2>/dev/null; }
 consecutive() { awk 'NR > 1 && $1 != prev + 1 { bad = 1 } { prev = $1 } END { exit bad || NR == 0 }'; }
 ticks_grew() { [ "$(wc -l <"$work/ticks.out")" -ge $(($1 + 5)) ]; }
-check counts "the counting guest runs on A, its TCP connection to C up" -- \
-  eval 'wait_for 300 counted_to 4 && wait_for 30 ticks_grew 0'
+wait_for 300 counted_to 4 || die "the guest never counted to 4 on A"
+wait_for 60 ticks_grew 0 || die "no ticks reached C over TCP"
+check counts "the counting guest runs on A, its TCP connection to C up" -- eval 'counted_to 4 && ticks_grew 0'
 
 # ------------------------------------------------------------ A -> B
 ticks_before=$(wc -l <"$work/ticks.out")
