@@ -117,7 +117,8 @@ class Domain {
   nlohmann::json migrate_send(int stream_fd, const MigrationOptions& options);
   bool migrate_cancel();
   bool migrating();
-  nlohmann::json send_migration_stream(int stream_fd, const MigrationOptions& options, bool& paused_here);
+  nlohmann::json send_migration_stream(int stream_fd, const MigrationOptions& options, bool& paused_here,
+                                       bool& disks_released_here);
   // KVM's dirty log of every memory slot on or off (slot i is RAM region i), and the pages
   // dirtied since the last take, per region: KVM's log (the guest's writes) or the VMM's
   // (its own writes into guest RAM).

@@ -104,7 +104,8 @@ nlohmann::json Domain::migrate_send(int stream_fd, const MigrationOptions& optio
            std::to_string(options.max_rounds) + " pre-copy rounds" +
            (options.max_bandwidth_mib ? ", " + std::to_string(options.max_bandwidth_mib) + " MiB/s" : std::string()) +
            ")");
-  bool paused_here = false;  // the stop-and-copy paused a running domain
+  bool paused_here = false;          // the stop-and-copy paused a running domain
+  bool disks_released_here = false;  // ...and let go of its disks (release_disks)
   auto end = [&](bool unpause) {
     try {
       stop_dirty_logs();
@@ -114,17 +115,20 @@ nlohmann::json Domain::migrate_send(int stream_fd, const MigrationOptions& optio
     try {
       device_events_.call([&] {
         migration_holds_pause_ = false;
+        // A failure after the disks were let go: taken back first (unpause refuses without
+        // them). If another process took one meanwhile, the domain stays paused.
+        if (unpause && disks_released_here) set_disk_locks(true);
         if (unpause) unpause_vcpus();
       });
     } catch (const std::exception& error) {
-      log_line(std::string("migration: cannot unpause the domain: ") + error.what());
+      log_line(std::string("migration: cannot run the domain again: ") + error.what());
     }
     std::lock_guard lock(migration_mutex_);
     migrating_ = false;
     migration_fd_ = -1;
   };
   try {
-    nlohmann::json reply = send_migration_stream(stream_fd, options, paused_here);
+    nlohmann::json reply = send_migration_stream(stream_fd, options, paused_here, disks_released_here);
     end(false);
     return reply;
   } catch (const std::exception& error) {
@@ -134,11 +138,12 @@ nlohmann::json Domain::migrate_send(int stream_fd, const MigrationOptions& optio
     end(paused_here && !stopping);
     log_line("migration failed: " + why);
     if (stopping) throw Error(why);
-    throw Error(why + (paused_here || !status().paused ? "; the domain runs on" : "; the domain stays paused"));
+    throw Error(why + (!status().paused ? "; the domain runs on" : "; the domain stays paused"));
   }
 }
 
-nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptions& options, bool& paused_here) {
+nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptions& options, bool& paused_here,
+                                             bool& disks_released_here) {
   const auto started = Clock::now();
   MigrationRate rate(options.downtime_ms, options.max_rounds, options.max_bandwidth_mib * kMiB);
   const uint64_t total_bytes = memory_->total_size();
@@ -245,6 +250,12 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
     migration_holds_pause_ = true;
     states = save_device_states();
     paused_config = current_config();
+    // Quiesced: nothing writes the images now. Let go of them while the last pages go, so the
+    // destination can take them as soon as the stream ends.
+    if (options.release_disks) {
+      set_disk_locks(false);
+      disks_released_here = true;
+    }
   });
   // The config record went first; a device the guest ejected since would be built at the
   // destination with no state for it.
