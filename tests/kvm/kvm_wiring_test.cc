@@ -266,9 +266,9 @@ TEST(KvmWiring, DirtyRingLogsAGuestsWritesAndAgainAfterAReset) {
 }
 
 TEST(KvmWiring, AFullDirtyRingStopsTheVcpuUntilItIsEmptied) {
-  // There, some runs (about 1 in 6) emulate every write past the full ring without the exit:
+  // On kvm_pvm 2 to 4 runs out of 10 emulate the writes past the full ring without the exit:
   // the kernel WARNs in kvm_dirty_ring_push, the first entries are overwritten and pages
-  // missed. kdom keeps KVM's bitmap on kvm_pvm (vmm/domain_dirty_ring.cc).
+  // missed. kdom keeps KVM's bitmap there (vmm/domain_dirty_ring.cc).
   if (std::filesystem::exists("/sys/module/kvm_pvm"))
     GTEST_SKIP() << "kvm_pvm lets a vCPU overflow its dirty ring (no KVM_EXIT_DIRTY_RING_FULL)";
   RingGuest guest(256);
