@@ -211,7 +211,8 @@ json Supervisor::migrate(const std::string& dom, const MigrateOptions& options) 
           {"sent_bytes", sent.value("sent_bytes", uint64_t{0})},
           {"seconds", seconds_since(started)},
           {"downtime_ms", downtime_ms},
-          {"vmm_downtime_ms", sent.value("downtime_ms", 0.0)}};
+          {"vmm_downtime_ms", sent.value("downtime_ms", 0.0)},
+          {"dirty_log", sent.value("dirty_log", "")}};
 }
 
 json Supervisor::cancel_migration(const std::string& dom) {

@@ -73,9 +73,12 @@ void Domain::set_kvm_dirty_log(bool on) {
 
 DirtyPages Domain::take_dirty_pages() {
   DirtyPages dirty;
+  // With the ring on, KVM refuses KVM_GET_DIRTY_LOG: its rings, gathered into the same bitmaps.
+  DirtyPages from_rings = dirty_rings_ ? dirty_rings_->take() : DirtyPages{};
   const auto& regions = memory_->regions();
   for (size_t i = 0; i < regions.size(); ++i) {
-    auto pages = vm_->dirty_log(static_cast<uint32_t>(i), regions[i].range.size / snapshot::kPageSize);
+    auto pages = dirty_rings_ ? std::move(from_rings.at(i))
+                              : vm_->dirty_log(static_cast<uint32_t>(i), regions[i].range.size / snapshot::kPageSize);
     const auto own = memory_->take_dirty(i);
     for (size_t w = 0; w < pages.size() && w < own.size(); ++w) pages[w] |= own[w];
     dirty.push_back(std::move(pages));
@@ -88,6 +91,11 @@ void Domain::stop_dirty_logs() {
   dirty_logging_ = false;
   memory_->stop_dirty_log();
   set_kvm_dirty_log(false);
+  if (dirty_rings_) {
+    dirty_rings_->discard();  // left empty while no migration runs
+    log_line("migration: " + std::to_string(dirty_rings_->full_harvests()) +
+             " vCPU exits on a full dirty ring since the domain started");
+  }
 }
 
 nlohmann::json Domain::migrate_send(int stream_fd, const MigrationOptions& options) {
@@ -103,7 +111,7 @@ nlohmann::json Domain::migrate_send(int stream_fd, const MigrationOptions& optio
   log_line("migration: starting (downtime " + std::to_string(options.downtime_ms) + " ms, at most " +
            std::to_string(options.max_rounds) + " pre-copy rounds" +
            (options.max_bandwidth_mib ? ", " + std::to_string(options.max_bandwidth_mib) + " MiB/s" : std::string()) +
-           ")");
+           ", KVM's " + dirty_log_kind() + ")");
   bool paused_here = false;          // the stop-and-copy paused a running domain
   bool disks_released_here = false;  // ...and let go of its disks (release_disks)
   auto end = [&](bool unpause) {
@@ -155,6 +163,7 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   // Both logs before round 1 reads a page: a page written after it was read is dirty.
   dirty_logging_ = true;
   memory_->start_dirty_log();
+  if (dirty_rings_) dirty_rings_->discard();  // what a past migration left: round 1 sends all
   set_kvm_dirty_log(true);
 
   uint32_t round = 1;
@@ -278,13 +287,14 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   log_line("migration: sent " + std::to_string(writer.bytes_written()) + " bytes in " + std::to_string(round) +
            " rounds, " + std::to_string(counts.pages_written) + " pages (" + std::to_string(zero_pages) +
            " zero), " + std::to_string(seconds) + " s, downtime " + std::to_string(downtime_ms) +
-           " ms; the domain stays paused");
+           " ms (KVM's " + dirty_log_kind() + "); the domain stays paused");
   return {{"rounds", round},
           {"sent_bytes", writer.bytes_written()},
           {"pages", counts.pages_written},
           {"zero_pages", zero_pages},
           {"seconds", seconds},
-          {"downtime_ms", downtime_ms}};
+          {"downtime_ms", downtime_ms},
+          {"dirty_log", dirty_log_kind()}};
 }
 
 }  // namespace kdom::vmm
