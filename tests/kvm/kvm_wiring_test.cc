@@ -233,6 +233,14 @@ std::set<uint64_t> page_range(uint64_t first, uint64_t count) {
   return pages;
 }
 
+// The pages the guest wrote, as logged: those, and besides them at most page 1, which holds
+// the guest's code and descriptors: a CPU may write there itself (a descriptor's accessed bit;
+// seen with hardware virtualization in the test host, not on kvm_pvm).
+std::set<uint64_t> written_only(std::set<uint64_t> logged) {
+  logged.erase(1);
+  return logged;
+}
+
 TEST(KvmWiring, DirtyRingLogsAGuestsWritesAndAgainAfterAReset) {
   RingGuest guest(4096);
   if (guest.ring_entries == 0) GTEST_SKIP() << "this host's KVM has no dirty ring";
@@ -255,13 +263,14 @@ TEST(KvmWiring, DirtyRingLogsAGuestsWritesAndAgainAfterAReset) {
     });
   };
   run_guest();
-  EXPECT_EQ(logged, page_range(300, 3));
+  EXPECT_EQ(written_only(logged), page_range(300, 3));
   // Reset: write-protected again, so the next writes are logged anew, every time. (Without a
   // reset KVM need not log them again, but may: nothing here counts on either.)
   for (int pass = 0; pass < 3; ++pass) {
-    EXPECT_EQ(guest.vm.reset_dirty_rings(), 3u) << pass;
+    const size_t harvested = logged.size();
+    EXPECT_EQ(guest.vm.reset_dirty_rings(), harvested) << pass;
     run_guest();
-    EXPECT_EQ(logged, page_range(300, 3)) << pass;
+    EXPECT_EQ(written_only(logged), page_range(300, 3)) << pass;
   }
 }
 
@@ -296,7 +305,7 @@ TEST(KvmWiring, AFullDirtyRingStopsTheVcpuUntilItIsEmptied) {
   EXPECT_GE(full_exits, 1) << "a ring of " << guest.ring_entries << " entries took " << count << " pages";
   EXPECT_EQ(log.full_harvests(), static_cast<uint64_t>(full_exits));
   // What the full ring's harvests kept and what was left in it: every page, once.
-  EXPECT_EQ(pages_of(log.take()[0]), page_range(512, count));
+  EXPECT_EQ(written_only(pages_of(log.take()[0])), page_range(512, count));
 }
 
 }  // namespace
