@@ -16,17 +16,7 @@ kdomd=$2
 dirty=$3
 # shellcheck source=tests/daemon/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-# wait_for SECONDS COMMAND...: lib.sh's, bounded by wall-clock time (in the test host a try
-# takes far longer than its 0.1 s pause: an "N seconds" of tries could last many minutes).
-wait_for() {
-  local deadline=$((SECONDS + $1))
-  shift
-  while :; do
-    "$@" && return 0
-    [ "$SECONDS" -lt "$deadline" ] || return 1
-    sleep 0.1
-  done
-}
+wait_for() { wait_wall "$@"; }  # bounded by wall-clock time (lib.sh)
 setup_work migration
 
 ns_a=kdom-mig-a-$$ ns_b=kdom-mig-b-$$
