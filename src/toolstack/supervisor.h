@@ -214,15 +214,13 @@ class Supervisor {
   };
   void start_vmm(Runtime& runtime, const DomainRecord& record, bool paused, const std::string& restore_from = "",
                  const Incoming* incoming = nullptr);
-  // Marks a save under way (its job shown by describe) or over.
-  void set_saving(Runtime& runtime, bool saving);
   // create() and restore(): records the domain, makes its TAPs and run directory and starts its
   // VMM; nothing is left behind when that fails.
   nlohmann::json launch(config::DomainConfig config, bool paused, const std::string& restore_from,
                         const Incoming* incoming = nullptr);
   // Throws Error for a config this host cannot start: invalid, or its files missing.
   static void check_launchable(const config::DomainConfig& config);
-  // A migration's job, shown by describe: set (merged into what is there), or ended (null).
+  // A save's or migration's job, shown by describe: set (merged into what is there), or ended (null).
   void set_job(Runtime& runtime, nlohmann::json job);
   void watch(Runtime& runtime);
   // Subscribes to the VMM's events; a VMM that does not answer is logged (its exit file still
