@@ -49,7 +49,8 @@ if [ -c /dev/kvm ] && [ -e /sys/module/kvm_pvm ] && [ "$hardware" = 1 ]; then
 else
 	echo "with-kvm: NOTE: /dev/kvm cannot be opened on this machine; this test runs inside the nested test host"
 fi
-command_line=$(printf '%q ' "$@")
+# KDOM_IN_TEST_HOST tells the command where it runs (tests/daemon/lib.sh's test_host_fault).
+command_line=$(printf '%q ' env KDOM_IN_TEST_HOST=1 "$@")
 # Four test hosts at most: one that failed or hung itself gave no verdict on the test. (Three
 # were not enough: on 2026-12-06 CI's daemon.probes lost all three to L1 kernel panics.)
 attempts=4

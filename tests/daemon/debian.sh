@@ -103,6 +103,7 @@ check no-process "no VMM process left" -- no_vmm "$debian_id"
 check no-tap "no TAP left" -- bash -c "! ip link show '$tap' >/dev/null 2>&1"
 
 if [ "$failed" -gt 0 ]; then
+  dump_stalled_guests
   echo "kdomd log:"
   tail -n 40 "$work/kdomd.log" | sed 's/^/    /'
   for f in "$work"/log/*.log "$work"/*.out; do
@@ -112,6 +113,10 @@ if [ "$failed" -gt 0 ]; then
     echo "terminal of $pane:"
     tmux -S "$tmux_socket" capture-pane -p -t "$pane" 2>/dev/null | sed 's/^/    /'
   done
+  if cause=$(test_host_fault "$work/kdomd.log" "$work"/log/*.log); then
+    echo "daemon-debian: $cause: the test host's emulated CPU (docs/testing.md); status 125, so that with-kvm.sh starts another test host"
+    exit 125
+  fi
 fi
 echo "daemon-debian: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -28,9 +28,14 @@ A() { KDOM_SOCKET=$work/a.sock "$kdom" "$@"; }
 B() { KDOM_SOCKET=$work/b.sock "$kdom" "$@"; }
 die() {
   echo "FAIL linux-migration: $*"
+  dump_stalled_guests
   for f in "$work"/*.log "$work"/*.out "$work"/a/log/*.log "$work"/b/log/*.log "$work"/*/run/*/vmm.log; do
     [ -s "$f" ] && { echo "----- $f"; tail -n 25 "$f" | cat -v; }
   done
+  if cause=$(test_host_fault "$work"/*.log "$work"/a/log/*.log "$work"/b/log/*.log); then
+    echo "linux-migration: $cause: the test host's emulated CPU (docs/testing.md); status 125, so that with-kvm.sh starts another test host"
+    exit 125
+  fi
   exit 1
 }
 
@@ -137,9 +142,14 @@ check fsck "the shared image is clean (e2fsck -fn)" -- e2fsck -fn "$work/counter
 exec 9>&-
 
 if [ "$failed" -gt 0 ]; then
+  dump_stalled_guests
   for f in "$work"/a.log "$work"/b.log "$work"/*.out "$work"/a/log/*.log "$work"/b/log/*.log; do
     [ -f "$f" ] && { echo "$f:"; tail -n 30 "$f" | sed 's/^/    /'; }
   done
+  if cause=$(test_host_fault "$work"/*.log "$work"/a/log/*.log "$work"/b/log/*.log); then
+    echo "linux-migration: $cause: the test host's emulated CPU (docs/testing.md); status 125, so that with-kvm.sh starts another test host"
+    exit 125
+  fi
 fi
 echo "linux-migration: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
