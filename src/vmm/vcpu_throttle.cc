@@ -1,0 +1,75 @@
+// The vCPU throttle: its thread's kicks, once a period, and a vCPU's rest after one.
+#include "vmm/vcpu_throttle.h"
+
+#include <time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <system_error>
+
+namespace kdom::vmm {
+
+VcpuThrottle::VcpuThrottle(size_t vcpus, Kick kick, Clock::duration period)
+    : kick_(std::move(kick)), period_(period), kicked_(vcpus) {}
+
+VcpuThrottle::~VcpuThrottle() { set_percent(0); }
+
+void VcpuThrottle::set_percent(uint32_t percent) {
+  std::lock_guard set_lock(set_mutex_);
+  percent = std::min(percent, kMaxPercent);
+  percent_.store(percent, std::memory_order_relaxed);
+  if (percent != 0 && !thread_.joinable()) {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = false;
+    }
+    try {
+      thread_ = std::thread([this] { run(); });
+    } catch (const std::system_error& error) {
+      percent_.store(0, std::memory_order_relaxed);
+      throw VcpuThrottleError(std::string("cannot start the vCPU throttle's thread: ") + error.what());
+    }
+  } else if (percent == 0 && thread_.joinable()) {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    stop_cv_.notify_all();
+    thread_.join();
+    // A kick not yet taken would make its vCPU rest once more, at no share: harmless, but a
+    // stopped throttle leaves nothing behind.
+    for (auto& kicked : kicked_) kicked.store(false, std::memory_order_relaxed);
+  }
+}
+
+void VcpuThrottle::run() {
+  std::unique_lock lock(mutex_);
+  auto next = Clock::now() + period_;
+  while (!stop_cv_.wait_until(lock, next, [this] { return stop_; })) {
+    // The mark before the kick: a vCPU that the kick sends out of KVM_RUN finds it.
+    for (size_t vcpu = 0; vcpu < kicked_.size(); ++vcpu) {
+      kicked_[vcpu].store(true, std::memory_order_release);
+      kick_(vcpu);
+    }
+    next += period_;
+    // A thread that was not scheduled for a while starts afresh rather than kick in a burst.
+    const auto now = Clock::now();
+    if (now > next) next = now + period_;
+  }
+}
+
+void VcpuThrottle::rest(const std::function<bool()>& wake) const {
+  const uint32_t percent = percent_.load(std::memory_order_relaxed);
+  if (percent == 0) return;
+  const auto share = std::chrono::duration_cast<std::chrono::nanoseconds>(period_) * percent / 100;
+  // An absolute deadline, so that a sleep a signal cut short goes on to the same end.
+  timespec until{};
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  const int64_t end_ns = static_cast<int64_t>(until.tv_nsec) + share.count();
+  until.tv_sec += static_cast<time_t>(end_ns / 1'000'000'000);
+  until.tv_nsec = static_cast<long>(end_ns % 1'000'000'000);
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, nullptr) == EINTR)
+    if (wake()) return;
+}
+
+}  // namespace kdom::vmm

@@ -1,0 +1,82 @@
+// VcpuThrottle: slows a running guest down by keeping each vCPU out of the guest for a set
+// share of every short period. Live migration's auto-converge uses it on a guest that dirties
+// its memory faster than the link carries it (docs/migration.md): a guest given less CPU time
+// dirties less. While the share is not zero, a thread of the throttle's own wakes once a
+// period, marks every vCPU kicked and kicks it out of KVM_RUN (the domain's Kick: its
+// immediate_exit and the kick signal); the vCPU's thread, back in the VMM, takes the mark
+// (take_kick) and sleeps its share (rest) before it enters KVM_RUN again. At zero there is no
+// thread and no timer: a vCPU thread pays one atomic load, and only when a signal has
+// interrupted KVM_RUN.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "base/error.h"
+
+namespace kdom::vmm {
+
+// The throttle's thread could not be started.
+class VcpuThrottleError : public Error {
+ public:
+  using Error::Error;
+};
+
+class VcpuThrottle {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // Short enough that a throttled guest's timers and I/O still come many times a second, long
+  // enough that the kicks cost little (100 signals a second per vCPU).
+  static constexpr std::chrono::milliseconds kPeriod{10};
+  // Not 100: a guest that never ran would not answer its timers or devices at all.
+  static constexpr uint32_t kMaxPercent = 99;
+
+  // Makes vCPU `vcpu` leave KVM_RUN soon, whether it is in it or about to enter it.
+  using Kick = std::function<void(size_t vcpu)>;
+
+  VcpuThrottle(size_t vcpus, Kick kick, Clock::duration period = kPeriod);
+  // Stops the thread, if one runs.
+  ~VcpuThrottle();
+  VcpuThrottle(const VcpuThrottle&) = delete;
+  VcpuThrottle& operator=(const VcpuThrottle&) = delete;
+
+  // The share of each period a vCPU sleeps, 0..kMaxPercent (more is taken as kMaxPercent).
+  // The first non-zero share starts the thread; 0 stops it (waited for) and drops the kicks
+  // no vCPU has taken yet, so the guest runs at full speed at once. Throws
+  // VcpuThrottleError when the thread cannot start.
+  void set_percent(uint32_t percent);
+  uint32_t percent() const { return percent_.load(std::memory_order_relaxed); }
+
+  // In vCPU `vcpu`'s thread, out of KVM_RUN: whether the throttle kicked it since it last
+  // looked (and forgets that it did). A plain load unless it did.
+  bool take_kick(size_t vcpu) {
+    auto& kicked = kicked_[vcpu];
+    return kicked.load(std::memory_order_relaxed) && kicked.exchange(false, std::memory_order_acquire);
+  }
+  // In a vCPU's thread, once it took a kick: sleeps the share of a period (none at 0). A
+  // signal cuts the sleep short only when `wake` then says the vCPU has something to see to (a
+  // pause, a stop); otherwise it sleeps on to the end of its share.
+  void rest(const std::function<bool()>& wake) const;
+
+ private:
+  void run();
+
+  const Kick kick_;
+  const Clock::duration period_;
+  std::vector<std::atomic<bool>> kicked_;  // per vCPU: kicked, not yet taken
+  std::atomic<uint32_t> percent_{0};
+
+  std::mutex mutex_;
+  std::condition_variable stop_cv_;
+  bool stop_ = false;   // under mutex_: the thread is to end
+  std::thread thread_;  // set_percent's (its callers take turns: under set_mutex_)
+  std::mutex set_mutex_;
+};
+
+}  // namespace kdom::vmm
