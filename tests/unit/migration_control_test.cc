@@ -365,5 +365,25 @@ TEST(MigrationRateTest, PacesToTheLimit) {
   EXPECT_NEAR(static_cast<double>(wait.count()), 0.3e9, 1e6);
 }
 
+// Auto-converge's policy: from round 2 on, a guest that dirties at least half what the link
+// carries is throttled, 20% then 10 points a round, 99% at most; a slower one keeps what it has.
+TEST(MigrationRateTest, ThrottlesAGuestThatDirtiesTooFast) {
+  constexpr double kLink = 16 << 20;
+  EXPECT_EQ(MigrationRate::throttle_after(1, 0, kLink * 4, kLink), 0u);  // round 1: all of RAM
+  EXPECT_EQ(MigrationRate::throttle_after(2, 0, kLink * 0.49, kLink), 0u);
+  EXPECT_EQ(MigrationRate::throttle_after(2, 0, kLink * 0.5, kLink), 20u);
+  EXPECT_EQ(MigrationRate::throttle_after(3, 20, kLink * 2, kLink), 30u);
+  EXPECT_EQ(MigrationRate::throttle_after(4, 30, kLink / 4, kLink), 30u);  // converging: kept
+  EXPECT_EQ(MigrationRate::throttle_after(9, 80, kLink, kLink), 90u);
+  EXPECT_EQ(MigrationRate::throttle_after(10, 90, kLink, kLink), 99u);
+  EXPECT_EQ(MigrationRate::throttle_after(11, 99, kLink, kLink), 99u);
+  EXPECT_EQ(MigrationRate::throttle_after(2, 0, kLink, 0), 0u);  // no bandwidth measured
+  // The rounds it takes from the first throttle to the most.
+  uint32_t throttle = 0, rounds = 0;
+  for (uint32_t round = 2; throttle < MigrationRate::kMaxThrottle; ++round, ++rounds)
+    throttle = MigrationRate::throttle_after(round, throttle, kLink, kLink);
+  EXPECT_EQ(rounds, 9u);
+}
+
 }  // namespace
 }  // namespace kdom::vmm
