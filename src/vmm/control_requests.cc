@@ -171,6 +171,10 @@ nlohmann::json ControlRequests::migrate_send(const nlohmann::json& request, int 
   if (!number("max_bandwidth_mib", 0, kMaxBandwidthMib, options.max_bandwidth_mib))
     return error_reply("migrate-send: \"max_bandwidth_mib\" must be a whole number of MiB/s (0: no limit), at most " +
                        std::to_string(kMaxBandwidthMib));
+  if (auto it = request.find("auto_converge"); it != request.end()) {
+    if (!it->is_boolean()) return error_reply("migrate-send: \"auto_converge\" must be true or false");
+    options.auto_converge = it->get<bool>();
+  }
   options.toolstack = request.value("toolstack", nlohmann::json());
   if (!options.toolstack.is_null() && !options.toolstack.is_object())
     return error_reply("migrate-send: \"toolstack\" must be an object");

@@ -163,6 +163,7 @@ TEST_F(MigrationControlTest, TheStreamFdReachesTheMigrationAndTheReplyComesWhenI
                               {"downtime_ms", 7},
                               {"max_rounds", 3},
                               {"max_bandwidth_mib", 5},
+                              {"auto_converge", false},
                               {"toolstack", {{"name", "web"}}}},
                              write_end.get());
   ASSERT_TRUE(eventually([&] { return domain.started == 1; }));
@@ -176,6 +177,7 @@ TEST_F(MigrationControlTest, TheStreamFdReachesTheMigrationAndTheReplyComesWhenI
   EXPECT_EQ(domain.options.downtime_ms, 7u);
   EXPECT_EQ(domain.options.max_rounds, 3u);
   EXPECT_EQ(domain.options.max_bandwidth_mib, 5u);
+  EXPECT_FALSE(domain.options.auto_converge);
   EXPECT_EQ(domain.options.toolstack, (json{{"name", "web"}}));
   // What the migration wrote came through the passed fd, and its copy is closed: with ours
   // closed too, the pipe ends.
@@ -200,6 +202,7 @@ TEST_F(MigrationControlTest, OneMigrationAtATimeAndACancelEndsIt) {
   EXPECT_EQ(domain.options.downtime_ms, 50u);  // the defaults
   EXPECT_EQ(domain.options.max_rounds, 30u);
   EXPECT_EQ(domain.options.max_bandwidth_mib, 0u);
+  EXPECT_TRUE(domain.options.auto_converge);
   try {
     control_request_with_fd(path, {{"op", "migrate-send"}}, second_write.get(), 5);
     ADD_FAILURE() << "a second migration was taken";
@@ -249,6 +252,7 @@ TEST_F(MigrationControlTest, RequestsWithoutAnFdOrWithBadLimitsAreRefused) {
                               json{{"op", "migrate-send"}, {"max_rounds", 0}},
                               json{{"op", "migrate-send"}, {"max_rounds", 1001}},
                               json{{"op", "migrate-send"}, {"max_bandwidth_mib", "fast"}},
+                              json{{"op", "migrate-send"}, {"auto_converge", 1}},
                               json{{"op", "migrate-send"}, {"toolstack", 3}}}) {
     try {
       control_request_with_fd(path, request, write_end.get(), 5);
