@@ -9,6 +9,18 @@
 
 namespace kdom::vmm {
 
+namespace {
+
+constexpr int64_t kNsPerS = 1'000'000'000;
+
+int64_t monotonic_ns() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<int64_t>(now.tv_sec) * kNsPerS + now.tv_nsec;
+}
+
+}  // namespace
+
 VcpuThrottle::VcpuThrottle(size_t vcpus, Kick kick, Clock::duration period)
     : kick_(std::move(kick)), period_(period), kicked_(vcpus) {}
 
@@ -46,7 +58,9 @@ void VcpuThrottle::run() {
   std::unique_lock lock(mutex_);
   auto next = Clock::now() + period_;
   while (!stop_cv_.wait_until(lock, next, [this] { return stop_; })) {
-    // The mark before the kick: a vCPU that the kick sends out of KVM_RUN finds it.
+    period_start_ns_.store(monotonic_ns(), std::memory_order_relaxed);
+    // The mark before the kick: a vCPU that the kick sends out of KVM_RUN finds it (and the
+    // period's start with it).
     for (size_t vcpu = 0; vcpu < kicked_.size(); ++vcpu) {
       kicked_[vcpu].store(true, std::memory_order_release);
       kick_(vcpu);
@@ -60,14 +74,12 @@ void VcpuThrottle::run() {
 
 void VcpuThrottle::rest(const std::function<bool()>& wake) const {
   const uint32_t percent = percent_.load(std::memory_order_relaxed);
-  if (percent == 0) return;
-  const auto share = std::chrono::duration_cast<std::chrono::nanoseconds>(period_) * percent / 100;
-  // An absolute deadline, so that a sleep a signal cut short goes on to the same end.
-  timespec until{};
-  clock_gettime(CLOCK_MONOTONIC, &until);
-  const int64_t end_ns = static_cast<int64_t>(until.tv_nsec) + share.count();
-  until.tv_sec += static_cast<time_t>(end_ns / 1'000'000'000);
-  until.tv_nsec = static_cast<long>(end_ns % 1'000'000'000);
+  // A pause's or stop's signal that came before the sleep began would not cut it short.
+  if (percent == 0 || wake()) return;
+  const int64_t share_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(period_).count() * percent / 100;
+  // An absolute deadline: a sleep a signal cut short goes on to the same end.
+  const int64_t end_ns = period_start_ns_.load(std::memory_order_relaxed) + share_ns;
+  const timespec until{static_cast<time_t>(end_ns / kNsPerS), static_cast<long>(end_ns % kNsPerS)};
   while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, nullptr) == EINTR)
     if (wake()) return;
 }

@@ -5,8 +5,8 @@
 // period, marks every vCPU kicked and kicks it out of KVM_RUN (the domain's Kick: its
 // immediate_exit and the kick signal); the vCPU's thread, back in the VMM, takes the mark
 // (take_kick) and sleeps its share (rest) before it enters KVM_RUN again. At zero there is no
-// thread and no timer: a vCPU thread pays one atomic load, and only when a signal has
-// interrupted KVM_RUN.
+// thread and no timer, and a vCPU's loop looks at the throttle only when something (a pause,
+// a stop) has interrupted KVM_RUN: one atomic load.
 #pragma once
 
 #include <atomic>
@@ -59,9 +59,11 @@ class VcpuThrottle {
     auto& kicked = kicked_[vcpu];
     return kicked.load(std::memory_order_relaxed) && kicked.exchange(false, std::memory_order_acquire);
   }
-  // In a vCPU's thread, once it took a kick: sleeps the share of a period (none at 0). A
-  // signal cuts the sleep short only when `wake` then says the vCPU has something to see to (a
-  // pause, a stop); otherwise it sleeps on to the end of its share.
+  // In a vCPU's thread, once it took a kick: sleeps until its share of the period is over,
+  // counted from the kick (a vCPU that came out late rests less, and runs its share all the
+  // same); none at 0, nor when `wake` says at once that the vCPU has something to see to (a
+  // pause, a stop). A signal cuts the sleep short only when `wake` then says so; otherwise it
+  // sleeps on to the end of its share.
   void rest(const std::function<bool()>& wake) const;
 
  private:
@@ -71,6 +73,7 @@ class VcpuThrottle {
   const Clock::duration period_;
   std::vector<std::atomic<bool>> kicked_;  // per vCPU: kicked, not yet taken
   std::atomic<uint32_t> percent_{0};
+  std::atomic<int64_t> period_start_ns_{0};  // the last kicks', CLOCK_MONOTONIC
 
   std::mutex mutex_;
   std::condition_variable stop_cv_;
