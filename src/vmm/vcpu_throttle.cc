@@ -21,8 +21,13 @@ int64_t monotonic_ns() {
 
 }  // namespace
 
-VcpuThrottle::VcpuThrottle(size_t vcpus, Kick kick, Clock::duration period)
-    : kick_(std::move(kick)), period_(period), kicked_(vcpus) {}
+VcpuThrottle::Clock::duration VcpuThrottle::period(uint32_t percent, Clock::duration base) {
+  percent = std::min(percent, kMaxPercent);
+  return std::max(base, Clock::duration(kMinRun) * 100 / (100 - percent));
+}
+
+VcpuThrottle::VcpuThrottle(size_t vcpus, Kick kick, Clock::duration base_period)
+    : kick_(std::move(kick)), base_period_(base_period), kicked_(vcpus) {}
 
 VcpuThrottle::~VcpuThrottle() { set_percent(0); }
 
@@ -56,29 +61,30 @@ void VcpuThrottle::set_percent(uint32_t percent) {
 
 void VcpuThrottle::run() {
   std::unique_lock lock(mutex_);
-  auto next = Clock::now() + period_;
+  auto next = Clock::now();
   while (!stop_cv_.wait_until(lock, next, [this] { return stop_; })) {
-    period_start_ns_.store(monotonic_ns(), std::memory_order_relaxed);
+    const uint32_t percent = percent_.load(std::memory_order_relaxed);
+    const auto length = period(percent, base_period_);
+    const auto share = std::chrono::duration_cast<std::chrono::nanoseconds>(length) * percent / 100;
+    rest_until_ns_.store(monotonic_ns() + share.count(), std::memory_order_relaxed);
     // The mark before the kick: a vCPU that the kick sends out of KVM_RUN finds it (and the
-    // period's start with it).
+    // end of its rest with it).
     for (size_t vcpu = 0; vcpu < kicked_.size(); ++vcpu) {
       kicked_[vcpu].store(true, std::memory_order_release);
       kick_(vcpu);
     }
-    next += period_;
+    next += length;
     // A thread that was not scheduled for a while starts afresh rather than kick in a burst.
     const auto now = Clock::now();
-    if (now > next) next = now + period_;
+    if (now > next) next = now + length;
   }
 }
 
 void VcpuThrottle::rest(const std::function<bool()>& wake) const {
-  const uint32_t percent = percent_.load(std::memory_order_relaxed);
   // A pause's or stop's signal that came before the sleep began would not cut it short.
-  if (percent == 0 || wake()) return;
-  const int64_t share_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(period_).count() * percent / 100;
+  if (percent_.load(std::memory_order_relaxed) == 0 || wake()) return;
   // An absolute deadline: a sleep a signal cut short goes on to the same end.
-  const int64_t end_ns = period_start_ns_.load(std::memory_order_relaxed) + share_ns;
+  const int64_t end_ns = rest_until_ns_.load(std::memory_order_relaxed);
   const timespec until{static_cast<time_t>(end_ns / kNsPerS), static_cast<long>(end_ns % kNsPerS)};
   while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, nullptr) == EINTR)
     if (wake()) return;

@@ -1,8 +1,9 @@
 // Tests of VcpuThrottle with fake vCPU threads: a fake "runs the guest" until the throttle's
 // kick, then takes the kick and rests, as a vCPU thread does out of KVM_RUN. The share of the
-// time they rest follows the percent set, no kick comes once it is back at 0, a signal cuts a
-// rest short only when the vCPU has something to see to, and the policy that sets the
-// percent (MigrationRate::throttle_after) is in migration_control_test.cc.
+// time they rest follows the percent set, the period grows only at the highest shares, no
+// kick comes once it is back at 0, a signal cuts a rest short only when the vCPU has something
+// to see to. The policy that sets the percent (MigrationRate::throttle_after) is tested in
+// migration_control_test.cc.
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <signal.h>
@@ -93,8 +94,22 @@ TEST(VcpuThrottleTest, VcpusRestTheirShareOfEachPeriod) {
   EXPECT_GT(most, 0.65);
   EXPECT_LT(most, 0.95);
   EXPECT_GT(most, half);
-  vcpus.throttle().set_percent(200);  // beyond the most: the most
+  vcpus.throttle().set_percent(200);  // beyond the most: the most, in periods of 100 ms
   EXPECT_EQ(vcpus.throttle().percent(), VcpuThrottle::kMaxPercent);
+  const double nearly_all = vcpus.rested_share(1s);
+  EXPECT_GT(nearly_all, 0.85);  // ten periods, and the fakes take their kicks late on a busy host
+  EXPECT_LT(nearly_all, 1.0);
+}
+
+// The period stays 10 ms until the vCPU's part of it would be under a millisecond.
+TEST(VcpuThrottleTest, ThePeriodGrowsOnlyToLeaveTheVcpuAMillisecond) {
+  using std::chrono::milliseconds;
+  for (uint32_t percent : {0u, 20u, 50u, 90u}) EXPECT_EQ(VcpuThrottle::period(percent), milliseconds(10)) << percent;
+  EXPECT_EQ(VcpuThrottle::period(95), milliseconds(20));
+  EXPECT_EQ(VcpuThrottle::period(98), milliseconds(50));
+  EXPECT_EQ(VcpuThrottle::period(99), milliseconds(100));
+  EXPECT_EQ(VcpuThrottle::period(100), milliseconds(100));  // taken as 99
+  EXPECT_EQ(VcpuThrottle::period(99, 1s), 1s);
 }
 
 TEST(VcpuThrottleTest, KicksComeOncePerPeriodAndStopAtZero) {
