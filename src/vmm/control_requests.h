@@ -60,7 +60,8 @@
 //                                            guest dirtying at least half what the link carries
 //                                            has its vCPUs throttled from round 2 on, 20% of
 //                                            each 10 ms asleep, 10 points more each round that
-//                                            ends so, 99% at most, until the migration ends
+//                                            ends so, 99% at most (of a longer period: 1 ms to
+//                                            run), until the migration ends
 //                                            (throttle_percent: the most it used, 0 for none).
 //                                            A failure or a cancel: an error saying why, the
 //                                            domain as it was (running again, at full speed).
