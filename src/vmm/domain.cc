@@ -463,14 +463,15 @@ DomainExit Domain::run(const std::function<void()>& on_ready) {
 
   if (on_ready) on_ready();
   started_ = std::chrono::steady_clock::now();
-  // The vCPU threads first, then the loop that serves control requests: a pause request then
-  // always finds every thread there to park.
-  // Its kicks are those of a pause: immediate_exit for a vCPU about to enter KVM_RUN, the
-  // signal for one in it. They only come once a migration runs, so after the threads exist.
+  // The throttle's kicks are those of a pause: immediate_exit for a vCPU about to enter
+  // KVM_RUN, the signal for one in it. They only come once a migration runs, so after the
+  // threads exist.
   throttle_ = std::make_unique<VcpuThrottle>(vcpus_.size(), [this](size_t vcpu) {
     vcpus_[vcpu]->set_immediate_exit(true);
     pthread_kill(threads_[vcpu].native_handle(), kKickSignal);
   });
+  // The vCPU threads first, then the loop that serves control requests: a pause request then
+  // always finds every thread there to park.
   for (auto& vcpu : vcpus_) threads_.emplace_back([this, &vcpu] { vcpu_thread(*vcpu); });
   running_ = true;
   device_events_.start();

@@ -5,9 +5,9 @@
 // period, marks every vCPU kicked and kicks it out of KVM_RUN (the domain's Kick: its
 // immediate_exit and the kick signal); the vCPU's thread, back in the VMM, takes the mark
 // (take_kick) and sleeps its share of the period (rest) before it enters KVM_RUN again. The
-// period is 10 ms, longer only where the vCPU's part of it would be under kMinRun. At zero there is no
-// thread and no timer, and a vCPU's loop looks at the throttle only when something (a pause,
-// a stop) has interrupted KVM_RUN: one atomic load.
+// period is 10 ms, longer only where the vCPU's part of it would be under kMinRun. At zero
+// there is no thread and no timer, and a vCPU's loop looks at the throttle only when
+// something (a pause, a stop) has interrupted KVM_RUN: one atomic load.
 #pragma once
 
 #include <atomic>
@@ -56,9 +56,8 @@ class VcpuThrottle {
   VcpuThrottle& operator=(const VcpuThrottle&) = delete;
 
   // The share of each period (percent) a vCPU sleeps, 0..kMaxPercent (more is taken as
-  // kMaxPercent).
-  // The first non-zero share starts the thread; 0 stops it (waited for) and drops the kicks
-  // no vCPU has taken yet, so the guest runs at full speed at once. Throws
+  // kMaxPercent). The first non-zero share starts the thread; 0 stops it (waited for) and
+  // drops the kicks no vCPU has taken yet, so the guest runs at full speed at once. Throws
   // VcpuThrottleError when the thread cannot start.
   void set_percent(uint32_t percent);
   uint32_t percent() const { return percent_.load(std::memory_order_relaxed); }
