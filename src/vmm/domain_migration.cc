@@ -237,8 +237,9 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
     highest_throttle = std::max(highest_throttle, percent);
     if (percent == 0) return;
     char line[160];
-    std::snprintf(line, sizeof(line), "migration: round %u: the guest dirties %.1f MiB/s, %.1f MiB/s are sent: "
-                  "its vCPUs are throttled to %u%%", round, dirty_bytes_per_s / kMiB, rate.bytes_per_s() / kMiB, percent);
+    std::snprintf(line, sizeof(line),
+                  "migration: round %u: the guest dirties %.1f MiB/s, %.1f MiB/s are sent: its vCPUs are throttled to %u%%",
+                  round, dirty_bytes_per_s / kMiB, rate.bytes_per_s() / kMiB, percent);
     log_line(line);
   };
   while (!rate.converged(dirty_bytes(dirty), round)) {

@@ -43,7 +43,8 @@ class FakeVcpus {
     const auto before = total_rested_ns();
     std::this_thread::sleep_for(window);
     const double rested = static_cast<double>(total_rested_ns() - before);
-    return rested / static_cast<double>(std::chrono::nanoseconds(window).count()) / static_cast<double>(threads_.size());
+    const double window_ns = static_cast<double>(std::chrono::nanoseconds(window).count());
+    return rested / window_ns / static_cast<double>(threads_.size());
   }
   uint64_t kicks() const {
     uint64_t total = 0;
