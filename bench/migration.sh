@@ -14,8 +14,11 @@
 # for kdom; QEMU without auto-converge, given 120 s to converge (else: "did not converge",
 # cancelled).
 # Figures per rate (medians of N rounds, default 3):
-#   downtime_ms: from outside: kdom's (kdomd: its VMM's pause to the destination's "resumed"),
-#                QEMU's own (query-migrate "downtime")
+#   downtime_ms: from outside: kdom's (kdomd: its VMM's pause to the destination's "resumed":
+#                the destination's load and start included), QEMU's own (query-migrate
+#                "downtime": the source's stop until its last byte went)
+#   source_downtime_ms: the source's share alone, as QEMU counts its downtime: kdom's VMM's
+#                pause until its stream's End was written; QEMU's "downtime" again
 #   guest_gap_ms: from the guest's clock: the longest tick gap after the migration began, less
 #                one tick (20 ms); a pause under ~20 ms leaves no gap line: 0
 #   total_s: the whole migration (kdom: the request to its reply; QEMU: total-time)
@@ -82,7 +85,10 @@ if [ "${in_l1:-0}" = 1 ]; then
 			            send("migrate_cancel"); print("status=not-converged"); sys.exit(0)
 			        time.sleep(0.01)
 			    if state["status"] != "completed": print("status=failed"); sys.exit(0)
-			    print("status=ok downtime_ms=%s total_s=%.3f" % (state.get("downtime", "missing"), state.get("total-time", 0) / 1000))
+			    # QEMU's downtime is the source's: from the stop until the last byte went (the
+			    # destination's load and start are not in it), as kdom's source_downtime_ms.
+			    d = state.get("downtime", "missing")
+			    print("status=ok downtime_ms=%s source_downtime_ms=%s total_s=%.3f" % (d, d, state.get("total-time", 0) / 1000))
 		EOF
 	}
 	qemu_run() { # LOG QMP [ARGS...]
@@ -115,11 +121,11 @@ if [ "${in_l1:-0}" = 1 ]; then
 				"$kdom" destroy probe >/dev/null 2>&1; continue
 			fi
 			sleep 1  # ticks after the pause: its gap line
-			downtime=$(echo "$result" | python3 -c 'import json,sys; r=json.load(sys.stdin)["result"]; print("%.1f %.3f %d %d" % (r["downtime_ms"], r["seconds"], r["rounds"], r["sent_bytes"]))')
+			downtime=$(echo "$result" | python3 -c 'import json,sys; r=json.load(sys.stdin)["result"]; print("%.1f %.3f %d %d %.1f" % (r["downtime_ms"], r["seconds"], r["rounds"], r["sent_bytes"], r["vmm_downtime_ms"]))')
 			set -- $downtime
 			gap=$(guest_gap "$work/log/probe.log" "$offset")
 			grep -q "PROBE dirty: FAIL" "$work/log/probe.log" && echo "migration: FAILED kdom rate $rate: a page check failed"
-			echo "migration run $i/$N: vmm=kdom rate=$rate status=ok downtime_ms=$1 guest_gap_ms=$gap total_s=$2 rounds=$3 sent_mib=$(($4 >> 20))"
+			echo "migration run $i/$N: vmm=kdom rate=$rate status=ok downtime_ms=$1 source_downtime_ms=$5 guest_gap_ms=$gap total_s=$2 rounds=$3 sent_mib=$(($4 >> 20))"
 			"$kdom" destroy probe >/dev/null 2>&1
 			rm -f "$work/log/probe.log"
 			# QEMU: to a second QEMU listening on 127.0.0.1:4444
@@ -165,13 +171,15 @@ bench_row "figure (median of $N)" kdom QEMU kdom/QEMU target
 for rate in $rates; do
 	qemu_ok=$(grep -c " vmm=qemu rate=$rate status=ok " "$runs")
 	kdom_ok=$(grep -c " vmm=kdom rate=$rate status=ok " "$runs")
-	for figure in downtime_ms guest_gap_ms total_s; do
+	for figure in downtime_ms source_downtime_ms guest_gap_ms total_s; do
 		k=$(median kdom "$rate" "$figure") q=
 		[ "$qemu_ok" -gt 0 ] && q=$(median qemu "$rate" "$figure")
 		ratio=$(bench_ratio "$k" "$q")
 		target="-" verdict="-"
 		[ "$figure" = downtime_ms ] && [ -n "$q" ] && { target="<= 0.5x"; verdict=$(bench_verdict "$ratio" 0.5); }
-		bench_row "$rate MiB/s: $figure" "$(bench_fmt "$k" 1)" "${q:+$(bench_fmt "$q" 1)}${q:-did not converge}" "$ratio" "$target $verdict"
+		qtext="did not converge"
+		[ -n "$q" ] && qtext=$(bench_fmt "$q" 1)
+		bench_row "$rate MiB/s: $figure" "$(bench_fmt "$k" 1)" "$qtext" "$ratio" "$target $verdict"
 		[ "$figure" = downtime_ms ] && [ -n "$q" ] && bench_summary migration "$rate MiB/s downtime kdom/QEMU" "$ratio" "<= 0.5" "$verdict"
 	done
 	echo "   $rate MiB/s: kdom converged $kdom_ok/$N (rounds: $(grep " vmm=kdom rate=$rate " "$runs" | sed -n 's/.* rounds=\([0-9]*\).*/\1/p' | tr '\n' ' ')), QEMU $qemu_ok/$N"

@@ -4,8 +4,11 @@
 # /dev/kvm and sees this machine's files at the same paths. Says loudly which one it chose.
 # Used by the ctest tests that start domains (labels `guests` and `kvm`).
 #
-# Usage: tests/with-kvm.sh [--timeout S] -- COMMAND [ARGS...]
+# Usage: tests/with-kvm.sh [--timeout S] [--hardware] -- COMMAND [ARGS...]
 #   --timeout S   the test host's wall-clock limit (default 240); unused on this machine
+#   --hardware    the command boots a stock Linux kernel: it needs hardware virtualization, so
+#                 a /dev/kvm that is kvm_pvm (software-assisted: a stock kernel stops early in
+#                 its boot) sends it to the test host as a missing /dev/kvm does
 # Exit status: COMMAND's. In the test host, 124 when its limit was hit and 125 when the
 # test host itself failed. Either is tried again, four test hosts at most: the limit is a
 # minute above what the command itself allows (its own time-outs end it first), so reaching it
@@ -15,10 +18,11 @@
 set -u
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-timeout_s=240
+timeout_s=240 hardware=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--timeout) timeout_s=$2; shift 2 ;;
+	--hardware) hardware=1; shift ;;
 	--) shift; break ;;
 	*) echo "with-kvm: unknown option $1" >&2; exit 2 ;;
 	esac
@@ -28,7 +32,7 @@ done
 place=${KDOM_TEST_KVM:-}
 if [ -z "$place" ]; then
 	# Opening it read-write is what kdom does first; a node without a driver fails here.
-	if [ -c /dev/kvm ] && (: <>/dev/kvm) 2>/dev/null; then
+	if [ -c /dev/kvm ] && (: <>/dev/kvm) 2>/dev/null && { [ "$hardware" = 0 ] || [ ! -e /sys/module/kvm_pvm ]; }; then
 		place=local
 	else
 		place=test-host
@@ -40,7 +44,11 @@ test-host) ;;
 *) echo "with-kvm: KDOM_TEST_KVM must be local or test-host, not '$place'" >&2; exit 2 ;;
 esac
 
-echo "with-kvm: NOTE: /dev/kvm cannot be opened on this machine; this test runs inside the nested test host"
+if [ -c /dev/kvm ] && [ -e /sys/module/kvm_pvm ] && [ "$hardware" = 1 ]; then
+	echo "with-kvm: NOTE: this machine's /dev/kvm is kvm_pvm, on which a stock kernel does not boot; this test runs inside the nested test host"
+else
+	echo "with-kvm: NOTE: /dev/kvm cannot be opened on this machine; this test runs inside the nested test host"
+fi
 command_line=$(printf '%q ' "$@")
 # Four test hosts at most: one that failed or hung itself gave no verdict on the test. (Three
 # were not enough: on 2026-12-06 CI's daemon.probes lost all three to L1 kernel panics.)

@@ -32,7 +32,7 @@ std::string migration_line(const std::string& label, const nlohmann::json& job) 
   const auto mib = [&](const char* key) { return static_cast<double>(job.value(key, uint64_t{0})) / kMiB; };
   char text[200];
   if (job.value("phase", "") != "precopy") {
-    std::snprintf(text, sizeof(text), ": round %llu, %.0f MiB sent; paused, handing over",
+    std::snprintf(text, sizeof(text), ": round %llu, %.0f MiB sent; paused for the last round",
                   static_cast<unsigned long long>(job.value("round", uint64_t{0})), mib("sent_bytes"));
   } else {
     std::snprintf(text, sizeof(text), ": round %llu, %.0f MiB sent, %.0f MiB/s, dirtying %.0f MiB/s, %.0f MiB left, ~%.0f ms pause",
@@ -57,6 +57,7 @@ nlohmann::json run_showing_line(std::ostream& terminal, const std::string& first
     } catch (const std::exception&) {
       polling = false;  // the figures are a nicety; the request's own reply is what counts
     }
+    if (line.empty()) continue;  // nothing to show (yet): the terminal is left alone
     terminal << kClearLine << line << std::flush;
     drawn = true;
   }

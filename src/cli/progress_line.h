@@ -33,7 +33,8 @@ nlohmann::json run_showing_progress(std::ostream& terminal, const std::string& l
                                     std::chrono::milliseconds interval = std::chrono::milliseconds(250));
 
 // The same for any line: `poll` gives the whole line to draw (nullopt: the last one again);
-// `first_line` is drawn until it does.
+// `first_line` is drawn until it does. While the line is empty nothing is drawn (kdom migrate
+// --json polls this way, printing its own lines).
 nlohmann::json run_showing_line(std::ostream& terminal, const std::string& first_line,
                                 const std::function<nlohmann::json()>& request,
                                 const std::function<std::optional<std::string>()>& poll,

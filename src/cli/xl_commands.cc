@@ -502,7 +502,7 @@ int migrate_verb(const std::vector<std::string>& args, const ApiClient& client, 
   app.add_option("--max-bandwidth", max_bandwidth, "MiB/s the migration may use (default: no limit)")
       ->check(CLI::Range(0u, 1'000'000u));
   app.add_option("--max-rounds", max_rounds, "rounds of dirty pages before the last, at most (default 30)")
-      ->check(CLI::Range(1u, 1'000'000u));
+      ->check(CLI::Range(1u, 1000u));
   app.add_option("--token-file", token_file,
                  "the destination's migration token (default: the token this host's kdomd was started with)");
   app.add_flag("--json", as_json, "print the progress and the outcome as JSON lines, for programs");

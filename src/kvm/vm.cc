@@ -38,6 +38,27 @@ std::vector<uint64_t> Vm::dirty_log(uint32_t slot, uint64_t pages) const {
   return bitmap;
 }
 
+bool Vm::enable_dirty_ring(uint32_t entries) {
+  const uint64_t bytes = uint64_t{entries} * sizeof(kvm_dirty_gfn);
+  // Both say the largest ring in bytes; the ACQ_REL one also promises KVM orders its side with
+  // acquire and release, which DirtyRing's harvest pairs with (x86 offers both).
+  for (int capability : {KVM_CAP_DIRTY_LOG_RING_ACQ_REL, KVM_CAP_DIRTY_LOG_RING}) {
+    const int max_bytes = check_extension(capability);
+    if (max_bytes <= 0 || bytes > static_cast<uint64_t>(max_bytes)) continue;
+    kvm_enable_cap enable{};
+    enable.cap = static_cast<uint32_t>(capability);
+    enable.args[0] = bytes;
+    check_syscall(::ioctl(fd_.get(), KVM_ENABLE_CAP, &enable),
+                  "KVM_ENABLE_CAP dirty ring of " + std::to_string(entries) + " entries");
+    return true;
+  }
+  return false;
+}
+
+uint64_t Vm::reset_dirty_rings() {
+  return static_cast<uint64_t>(check_syscall(::ioctl(fd_.get(), KVM_RESET_DIRTY_RINGS, 0), "KVM_RESET_DIRTY_RINGS"));
+}
+
 void Vm::set_tss_address(uint64_t address) {
   check_syscall(::ioctl(fd_.get(), KVM_SET_TSS_ADDR, address), "KVM_SET_TSS_ADDR");
 }

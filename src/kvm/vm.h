@@ -26,6 +26,14 @@ class Vm {
   // wrote since the last call, as bitmap words (bit i of word w: page 64 * w + i); KVM
   // clears its log and write-protects the pages again (KVM_GET_DIRTY_LOG).
   std::vector<uint64_t> dirty_log(uint32_t slot, uint64_t pages) const;
+  // KVM's dirty ring instead of those bitmaps: `entries` struct kvm_dirty_gfn a vCPU (a power
+  // of two; kvm::DirtyRing maps them), with KVM_CAP_DIRTY_LOG_RING_ACQ_REL where KVM offers it,
+  // else KVM_CAP_DIRTY_LOG_RING. Only before any vCPU exists; from then on KVM refuses
+  // dirty_log(). False, nothing changed, when KVM offers no ring of that size.
+  bool enable_dirty_ring(uint32_t entries);
+  // KVM_RESET_DIRTY_RINGS: every vCPU's harvested entries recycled and their pages
+  // write-protected again, so that a write after this is logged anew. Returns how many.
+  uint64_t reset_dirty_rings();
   void set_tss_address(uint64_t address);
   void set_identity_map_address(uint64_t address);
   // In-kernel PIC, IOAPIC and local APICs.

@@ -176,7 +176,7 @@ MigrateOptions migrate_options(const HttpRequest& request) {
     *number = item.value().get<uint32_t>();
   }
   if (options.downtime_ms == 0) throw Error("\"downtime_ms\" must be at least 1");
-  if (options.max_rounds == 0) throw Error("\"max_rounds\" must be at least 1");
+  if (options.max_rounds == 0 || options.max_rounds > 1000) throw Error("\"max_rounds\" must be from 1 to 1000");
   return options;
 }
 

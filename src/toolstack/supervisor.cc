@@ -284,14 +284,14 @@ void Supervisor::check_launchable(const config::DomainConfig& config) {
     if (!fs::exists(disk.target)) throw Error("disk '" + disk.target + "' does not exist");
 }
 
-json Supervisor::launch(config::DomainConfig config, bool paused, const std::string& restore_from, int incoming_fd,
-                        const std::string& log_name) {
+json Supervisor::launch(config::DomainConfig config, bool paused, const std::string& restore_from,
+                        const Incoming* incoming) {
   check_launchable(config);
   DomainRecord record;
   record.name = config.name;
   record.uuid = config.uuid;
   record.config = config::to_json(config);
-  record.state = incoming_fd >= 0 ? "incoming" : "starting";
+  record.state = incoming ? "incoming" : "starting";
   registry_.add(record);  // intent first: whoever lists the host meanwhile sees it starting
   publish("created", record.id, record.name);
   store_domain(record);
@@ -309,9 +309,9 @@ json Supervisor::launch(config::DomainConfig config, bool paused, const std::str
     for (const auto& vif : config.vifs)
       if (!vif.bridge.empty()) create_bridged_tap(tap_name(record.id, vif), vif.bridge);
     runtime->console = std::make_shared<ConsoleHub>(runtime->run_dir + "/console.sock",
-                                                    log_path(log_name.empty() ? record.name : log_name));
+                                                    log_path(incoming ? incoming->log_name : record.name));
     serve_store_to_guest(record.id, config, runtime->run_dir);
-    start_vmm(*runtime, record, paused, restore_from, incoming_fd);
+    start_vmm(*runtime, record, paused, restore_from, incoming);
   } catch (...) {
     // Nothing half-made stays behind: no process, no record, no run directory, no TAP.
     if (runtime->pidfd.valid()) {
@@ -330,7 +330,8 @@ void Supervisor::clean_run_dir(const std::string& run_dir) {
 }
 
 void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool paused,
-                           const std::string& restore_from, int incoming_fd) {
+                           const std::string& restore_from, const Incoming* incoming) {
+  const int incoming_fd = incoming ? incoming->fd : -1;
   const config::DomainConfig config = config::domain_config_from_json(record.config);
   clean_run_dir(runtime.run_dir);
   {
@@ -352,9 +353,12 @@ void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool pa
     words.insert(words.end(), {"--restore", restore_from});
     if (paused) words.push_back("--paused");
   }
-  // An incoming migration: the VMM reads the stream from the connection, given to it as fd 4,
-  // and waits paused for the source to let go of the disks.
-  if (incoming_fd >= 0) words.insert(words.end(), {"--incoming-fd", "4", "--paused"});
+  // An incoming migration: the VMM reads the stream from the connection, given to it as fd 4;
+  // unless paused, it takes the disks' locks (the source let go of them) and runs at its end.
+  if (incoming) {
+    words.insert(words.end(), {"--incoming-fd", "4"});
+    if (paused) words.push_back("--paused");
+  }
   std::vector<char*> argv;
   for (auto& word : words) argv.push_back(word.data());
   argv.push_back(nullptr);
@@ -421,6 +425,8 @@ void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool pa
                 (incoming_fd >= 0 ? "arrive" : restore_from.empty() ? "start" : "restore") + ": " +
                 reason);
   }
+  // The migration's source waits on this (the guest runs here now): before the bookkeeping.
+  if (incoming && incoming->on_ready) incoming->on_ready(runtime.id);
   const auto times = process_times(pid);
   registry_.set_process(runtime.id, pid, times ? times->start_ticks : 0, started);
   {
@@ -430,7 +436,7 @@ void Supervisor::start_vmm(Runtime& runtime, const DomainRecord& record, bool pa
     runtime.is_child = true;
   }
   listen_to_events(runtime, record.name);
-  if (paused) control(runtime, {{"op", "pause"}});
+  if (paused && !incoming) control(runtime, {{"op", "pause"}});  // (an incoming one starts paused)
   change_state(runtime.id, paused ? "paused" : "running");
   watch(runtime);
 }
@@ -832,6 +838,9 @@ json Supervisor::unpause(const std::string& dom) {
   auto runtime = runtime_of(dom);
   std::lock_guard operation(runtime->operation);
   require_live_vmm(dom, record_of(runtime->id).state, "paused");
+  // A domain left paused by a migration that broke off may have let go of its disks: they
+  // are taken back first (nothing when it holds them; an error naming the disk another holds).
+  control(*runtime, {{"op", "disk-locks"}, {"hold", true}}, 60);
   control(*runtime, {{"op", "unpause"}});
   change_state(runtime->id, "running");
   return describe(record_of(runtime->id));

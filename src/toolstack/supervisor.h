@@ -204,20 +204,23 @@ class Supervisor {
   // Starts the VMM for `record` and waits for it to be ready; throws Error with the VMM's own
   // reason when it fails. Called with runtime.operation held.
   // `restore_from`: a snapshot the VMM restores (kdom run --restore) instead of booting.
-  // `incoming_fd`: a connection the VMM reads an incoming migration's stream from.
+  // An incoming migration: the connection the VMM reads the stream from, whose console log
+  // the domain continues (a domain arriving under a stand-in name), and what to do the moment
+  // its VMM is ready (must not throw).
+  struct Incoming {
+    int fd = -1;
+    std::string log_name;
+    std::function<void(uint32_t id)> on_ready;
+  };
   void start_vmm(Runtime& runtime, const DomainRecord& record, bool paused, const std::string& restore_from = "",
-                 int incoming_fd = -1);
-  // Marks a save under way (its job shown by describe) or over.
-  void set_saving(Runtime& runtime, bool saving);
+                 const Incoming* incoming = nullptr);
   // create() and restore(): records the domain, makes its TAPs and run directory and starts its
   // VMM; nothing is left behind when that fails.
-  // `log_name`: whose console log the domain writes to, when not its own name's (a domain
-  // migrating in under a stand-in name continues its log).
   nlohmann::json launch(config::DomainConfig config, bool paused, const std::string& restore_from,
-                        int incoming_fd = -1, const std::string& log_name = "");
+                        const Incoming* incoming = nullptr);
   // Throws Error for a config this host cannot start: invalid, or its files missing.
   static void check_launchable(const config::DomainConfig& config);
-  // A migration's job, shown by describe: set (merged into what is there), or ended (null).
+  // A save's or migration's job, shown by describe: set (merged into what is there), or ended (null).
   void set_job(Runtime& runtime, nlohmann::json job);
   void watch(Runtime& runtime);
   // Subscribes to the VMM's events; a VMM that does not answer is logged (its exit file still

@@ -1,13 +1,14 @@
 // Supervisor: live migration (xl migrate), both ends (docs/migration.md). The source kdomd
-// says hello, hands the connection to its VMM, which sends the domain in rounds while it runs
-// and leaves it paused after the last; the destination kdomd starts a VMM that reads the
-// stream from the connection. Then, with the guest paused on both sides:
-//   destination -> ready    (every record loaded; its disks opened, not yet locked)
-//   source      -> go       (its VMM has flushed its disks and let go of their locks)
-//   destination -> resumed  (locks taken, vCPUs running)   <- the point of no return
+// says hello, hands the connection to its VMM, which sends the domain in rounds while it runs,
+// pauses it for the last, lets go of its disks' locks (flushed) and sends the rest; the
+// destination kdomd starts a VMM that reads the stream from the connection, takes the locks
+// and runs the guest the moment the stream ends. Then:
+//   destination -> resumed  (the VMM runs the guest: the point of no return)
 //   source      -> done     (its copy destroyed; the destination takes the domain's name)
-// Before "resumed" every failure leaves the domain running on the source; the image locks
-// decide a lost "resumed": a source that cannot take its disks back does not run the guest.
+// No round trip between the daemons while the guest stands still. Before "resumed" every
+// failure leaves the domain running on the source; the image locks decide a lost "resumed": a
+// source that cannot take its disks back does not run the guest, the destination that holds
+// them does.
 #include <sys/socket.h>
 
 #include <chrono>
@@ -28,9 +29,7 @@ using json = nlohmann::json;
 
 constexpr int kAnswerMs = 30'000;    // the destination's answer to the hello
 constexpr int kHelloMs = 10'000;     // a connection's hello, on the destination
-constexpr int kReadyMs = 300'000;    // after the stream's end: the destination loads the devices
-constexpr int kGoMs = 60'000;        // the source flushing and unlocking its disks
-constexpr int kResumedMs = 60'000;   // the destination locking its disks and resuming
+constexpr int kResumedMs = 300'000;  // after the stream's end: the destination loads the devices
 constexpr int kDoneMs = 30'000;      // the source destroying its copy
 // The VMM's pre-copy ends when it converges, runs out of rounds, is cancelled or breaks.
 constexpr int kMigrateSendSeconds = 24 * 3600;
@@ -38,10 +37,6 @@ constexpr char kIncomingSuffix[] = "--incoming";
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // A message that must be `expected`; an {"error"} from the peer is thrown as its own line.
@@ -150,6 +145,7 @@ json Supervisor::migrate(const std::string& dom, const MigrateOptions& options) 
                                          {"downtime_ms", options.downtime_ms},
                                          {"max_rounds", options.max_rounds},
                                          {"max_bandwidth_mib", options.max_bandwidth_mib},
+                                         {"release_disks", true},
                                          {"toolstack", record.config}},
                                         fd, kMigrateSendSeconds);
   } catch (const std::exception& error) {
@@ -162,36 +158,28 @@ json Supervisor::migrate(const std::string& dom, const MigrateOptions& options) 
     }
     throw fail_here(why);
   }
-  // From here the guest stands still on both hosts: every step is downtime.
+  // The guest stands still here, its disks let go; the destination runs it once it has
+  // loaded the stream. Too late to cancel: it may be running there already.
   const auto paused_here = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(mutex_);
+    runtime->migration_fd = -1;
+  }
   set_job(*runtime, {{"phase", "handover"}});
-  bool locks_released = false;
   json resumed;
   try {
-    const json ready = expect_message(fd, kReadyMs, peer, "the destination to load the domain", "ready");
-    {
-      std::lock_guard lock(mutex_);
-      if (runtime->migration_fd < 0) throw MigrationError("cancelled");
-      runtime->migration_fd = -1;  // past here a cancel is too late
-    }
-    set_job(*runtime, {{"phase", "resuming"}, {"destination_id", ready.value("id", 0)}});
-    control(*runtime, {{"op", "disk-locks"}, {"hold", false}}, 60);
-    locks_released = true;
-    send_migration_message(fd, {{"go", true}}, peer);
     resumed = expect_message(fd, kResumedMs, peer, "the destination to resume the domain", "resumed");
   } catch (const std::exception& error) {
     const std::string why = error.what();
-    if (locks_released) {
-      try {
-        control(*runtime, {{"op", "disk-locks"}, {"hold", true}}, 60);
-      } catch (const std::exception& lock_error) {
-        // Another process has the disks: most likely the destination runs the guest already.
-        set_job(*runtime, nullptr);
-        change_state(runtime->id, "paused");
-        throw Error("the migration of " + record.name + " to " + options.target + " broke off after the disks were " +
-                    "handed over (" + why + ") and they cannot be taken back (" + lock_error.what() +
-                    "): the destination may be running it; it stays paused here");
-      }
+    try {
+      control(*runtime, {{"op", "disk-locks"}, {"hold", true}}, 60);
+    } catch (const std::exception& lock_error) {
+      // Another process has the disks: most likely the destination runs the guest already.
+      set_job(*runtime, nullptr);
+      change_state(runtime->id, "paused");
+      throw Error("the migration of " + record.name + " to " + options.target + " broke off after its last round (" +
+                  why + ") and its disks cannot be taken back (" + lock_error.what() +
+                  "): the destination may be running it; it stays paused here");
     }
     send_error(fd, why, peer);
     if (!was_paused) control(*runtime, {{"op", "unpause"}});
@@ -223,7 +211,8 @@ json Supervisor::migrate(const std::string& dom, const MigrateOptions& options) 
           {"sent_bytes", sent.value("sent_bytes", uint64_t{0})},
           {"seconds", seconds_since(started)},
           {"downtime_ms", downtime_ms},
-          {"vmm_downtime_ms", sent.value("downtime_ms", 0.0)}};
+          {"vmm_downtime_ms", sent.value("downtime_ms", 0.0)},
+          {"dirty_log", sent.value("dirty_log", "")}};
 }
 
 json Supervisor::cancel_migration(const std::string& dom) {
@@ -283,43 +272,51 @@ void Supervisor::receive_migration(UniqueFd connection, const std::string& token
     return;
   }
   log_line("incoming migration of '" + name + "'");
+  // The moment the VMM is ready the guest runs here (unless it came paused): the source, its
+  // guest standing still until then, hears so at once.
+  Incoming incoming{fd, name, nullptr};
+  if (!paused)
+    incoming.on_ready = [&](uint32_t arrived) {
+      try {
+        send_migration_message(fd, {{"resumed", true}, {"id", arrived}}, peer);
+      } catch (const std::exception& error) {
+        // It runs here with the disks' locks: the source cannot take them back, and stays paused.
+        log_line("incoming migration of '" + name + "': " + error.what() + " (the domain runs here)");
+      }
+    };
   uint32_t id = 0;
   try {
-    id = launch(config, /*paused=*/true, "", fd, name).value("id", 0u);
+    id = launch(config, paused, "", &incoming).value("id", 0u);
   } catch (const std::exception& error) {
     log_line(std::string("incoming migration of '") + name + "' failed: " + error.what());
     send_error(fd, error.what(), peer);
     return;
   }
   const std::string dom = std::to_string(id);
-  try {
-    send_migration_message(fd, {{"ready", true}, {"id", id}}, peer);
-    expect_message(fd, kGoMs, peer, "the source to let go of the disks", "go");
-    auto runtime = runtime_of(dom);
-    {
+  if (paused) {
+    // It stays paused, as it was there; it is this host's once it holds the disks.
+    try {
+      auto runtime = runtime_of(dom);
       std::lock_guard operation(runtime->operation);
       control(*runtime, {{"op", "disk-locks"}, {"hold", true}}, 60);
-      if (!paused) {
-        control(*runtime, {{"op", "unpause"}});
-        change_state(id, "running");
+      send_migration_message(fd, {{"resumed", true}, {"id", id}}, peer);
+    } catch (const std::exception& error) {
+      log_line("incoming migration of '" + name + "' failed: " + error.what() + "; domain " + dom + " removed");
+      send_error(fd, error.what(), peer);
+      try {
+        destroy(dom);
+      } catch (const std::exception& destroy_error) {
+        log_line(std::string("incoming migration: ") + destroy_error.what());
       }
+      return;
     }
-    send_migration_message(fd, {{"resumed", true}, {"id", id}, {"resumed_at", unix_now()}}, peer);
+  } else {
     // Switches learn where the guest's MACs went (a RARP from each NIC).
     try {
-      control(*runtime, {{"op", "announce"}});
+      control(*runtime_of(dom), {{"op", "announce"}});
     } catch (const std::exception& error) {
       log_line("domain " + dom + " '" + config.name + "': announce after migration: " + error.what());
     }
-  } catch (const std::exception& error) {
-    log_line("incoming migration of '" + name + "' failed: " + error.what() + "; domain " + dom + " removed");
-    send_error(fd, error.what(), peer);
-    try {
-      destroy(dom);
-    } catch (const std::exception& destroy_error) {
-      log_line(std::string("incoming migration: ") + destroy_error.what());
-    }
-    return;
   }
   publish("migrated-in", id, config.name);
   log_line("domain " + dom + " '" + config.name + "' arrived by migration and runs");

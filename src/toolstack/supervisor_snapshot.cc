@@ -20,11 +20,6 @@ constexpr int kSaveReplySeconds = 3600;
 
 }  // namespace
 
-void Supervisor::set_saving(Runtime& runtime, bool saving) {
-  std::lock_guard lock(mutex_);
-  runtime.job = saving ? nlohmann::json{{"kind", "save"}, {"done_bytes", 0}, {"total_bytes", 0}} : nlohmann::json();
-}
-
 nlohmann::json Supervisor::save(const std::string& dom, const std::string& path, const std::string& then) {
   if (then != "destroy" && then != "running" && then != "paused")
     throw Error("after a save the domain is destroyed, running or paused, not '" + then + "'");
@@ -39,7 +34,7 @@ nlohmann::json Supervisor::save(const std::string& dom, const std::string& path,
     const auto record = record_of(runtime->id);
     name = record.name;
     require_live_vmm(dom, record.state, "running or paused");
-    set_saving(*runtime, true);
+    set_job(*runtime, {{"kind", "save"}, {"done_bytes", 0}, {"total_bytes", 0}});
     try {
       reply = control(*runtime,
                       {{"op", "save"},
@@ -48,10 +43,10 @@ nlohmann::json Supervisor::save(const std::string& dom, const std::string& path,
                        {"toolstack", record.config}},
                       kSaveReplySeconds);
     } catch (...) {
-      set_saving(*runtime, false);
+      set_job(*runtime, nullptr);
       throw;
     }
-    set_saving(*runtime, false);
+    set_job(*runtime, nullptr);
     reply.erase("ok");
     if (then == "paused") change_state(runtime->id, "paused");
     publish("saved", runtime->id, name, {{"path", path}});

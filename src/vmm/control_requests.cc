@@ -175,6 +175,10 @@ nlohmann::json ControlRequests::migrate_send(const nlohmann::json& request, int 
     if (!it->is_boolean()) return error_reply("migrate-send: \"auto_converge\" must be true or false");
     options.auto_converge = it->get<bool>();
   }
+  if (auto it = request.find("release_disks"); it != request.end()) {
+    if (!it->is_boolean()) return error_reply("migrate-send: \"release_disks\" must be true or false");
+    options.release_disks = it->get<bool>();
+  }
   options.toolstack = request.value("toolstack", nlohmann::json());
   if (!options.toolstack.is_null() && !options.toolstack.is_object())
     return error_reply("migrate-send: \"toolstack\" must be an object");

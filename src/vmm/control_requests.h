@@ -47,8 +47,9 @@
 //                                            served by ControlSocket and EventStream, not here
 //                                            (handle() answers it with an error reply)
 //   {"op":"migrate-send"[,"downtime_ms":50][,"max_rounds":30][,"max_bandwidth_mib":0]
-//    [,"auto_converge":true][,"toolstack":{..}]}, sent with the stream's fd attached
-//    (SCM_RIGHTS, on the sendmsg that carries the line's first byte)
+//    [,"auto_converge":true][,"release_disks":false][,"toolstack":{..}]}, sent with the stream's fd
+//    attached (SCM_RIGHTS, on the sendmsg that carries the line's first byte); release_disks:
+//    the disks' locks are let go at the last round's pause (MigrationOptions says more)
 //                                        -> {"ok":true,"rounds":..,"sent_bytes":..,"pages":..,
 //                                            "zero_pages":..,"seconds":..,"downtime_ms":..,
 //                                            "throttle_percent":..}:
@@ -137,6 +138,11 @@ struct MigrationOptions {
   // vCPUs throttled, harder each round (MigrationRate::throttle_after), until the migration
   // ends.
   bool auto_converge = true;
+  // Let go of the disks' image locks (flushed) as soon as the domain is paused for the last
+  // round, so the destination may take them the moment the stream ends: no round trip
+  // between the daemons while the guest stands still. A migration that fails afterwards takes
+  // them back before the domain runs again (if another process holds one: it stays paused).
+  bool release_disks = false;
   nlohmann::json toolstack;  // for the config record, as save's
 };
 

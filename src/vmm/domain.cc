@@ -265,6 +265,7 @@ void Domain::build(std::optional<std::vector<kvm_cpuid_entry2>> saved_cpuid) {
     throw Error("--vcpus " + std::to_string(config_.vcpus) + " is above this host's KVM limit of " +
                 std::to_string(max_vcpus));
   vm_ = std::make_unique<kvm::Vm>(*kvm_);
+  enable_dirty_ring();  // before any vCPU exists
   vm_->set_tss_address(x86::kKvmTssAddress);
   vm_->set_identity_map_address(x86::kKvmIdentityMapAddress);
   vm_->create_irqchip();
@@ -286,6 +287,7 @@ void Domain::build(std::optional<std::vector<kvm_cpuid_entry2>> saved_cpuid) {
     vcpus_.push_back(std::move(vcpu));
     vcpu_counters_.push_back(std::make_unique<VcpuCounters>());
   }
+  map_dirty_rings();
   wake_fd_.reset(check_syscall(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"));
 }
 
@@ -722,6 +724,14 @@ bool Domain::handle_exit(kvm::Vcpu& vcpu) {
       else
         on_guest_event({devices::GuestEventKind::kPowerOff});
       return false;
+    case KVM_EXIT_DIRTY_RING_FULL:
+      // The vCPU empties its own ring and runs on, rather than wait for the migration's next
+      // take (DirtyRingLog says why that is safe).
+      if (dirty_rings_) {
+        dirty_rings_->harvest_full(vcpu.id());
+        return true;
+      }
+      [[fallthrough]];
     default:
       fail_vcpu(vcpu, describe_failed_exit(*run));
       return false;

@@ -30,6 +30,7 @@
 #include "vmm/control_requests.h"
 #include "vmm/control_socket.h"
 #include "vmm/device_hotplug.h"
+#include "vmm/dirty_ring_log.h"
 #include "vmm/domain_exit.h"
 #include "vmm/event_loop.h"
 #include "vmm/event_stream.h"
@@ -118,13 +119,21 @@ class Domain {
   nlohmann::json migrate_send(int stream_fd, const MigrationOptions& options);
   bool migrate_cancel();
   bool migrating();
-  nlohmann::json send_migration_stream(int stream_fd, const MigrationOptions& options, bool& paused_here);
+  nlohmann::json send_migration_stream(int stream_fd, const MigrationOptions& options, bool& paused_here,
+                                       bool& disks_released_here);
   // KVM's dirty log of every memory slot on or off (slot i is RAM region i), and the pages
   // dirtied since the last take, per region: KVM's log (the guest's writes) or the VMM's
   // (its own writes into guest RAM).
   void set_kvm_dirty_log(bool on);
   std::vector<std::vector<uint64_t>> take_dirty_pages();
   void stop_dirty_logs();
+  // KVM's log is its dirty ring where KVM has it (domain_dirty_ring.cc): enabled as the VM is
+  // built, before any vCPU, and each vCPU's ring mapped once they all exist; its bitmaps
+  // otherwise. dirty_log_kind(): which, as the migration reports it ("dirty ring" or "dirty
+  // bitmap").
+  void enable_dirty_ring();
+  void map_dirty_rings();
+  const char* dirty_log_kind() const;
   // When the domain stops: the migration running, if any, is cancelled and waited for, and no
   // other starts.
   void end_migration();
@@ -227,6 +236,8 @@ class Domain {
   int migration_fd_ = -1;    // guarded by migration_mutex_: the stream, for a cancel to shut down
   std::atomic<bool> migration_cancelled_{false};
   bool dirty_logging_ = false;  // the migration thread's: both dirty logs are on
+  uint32_t dirty_ring_entries_ = 0;  // a vCPU's, where KVM's dirty ring is on
+  std::unique_ptr<DirtyRingLog> dirty_rings_;  // null without the ring: KVM_GET_DIRTY_LOG
   // The device loop's: the stop-and-copy paused the domain and an unpause would tear the
   // stream's state; cleared when the migration ends.
   bool migration_holds_pause_ = false;

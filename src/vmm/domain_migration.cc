@@ -77,9 +77,12 @@ void Domain::set_kvm_dirty_log(bool on) {
 
 DirtyPages Domain::take_dirty_pages() {
   DirtyPages dirty;
+  // With the ring on, KVM refuses KVM_GET_DIRTY_LOG: its rings, gathered into the same bitmaps.
+  DirtyPages from_rings = dirty_rings_ ? dirty_rings_->take() : DirtyPages{};
   const auto& regions = memory_->regions();
   for (size_t i = 0; i < regions.size(); ++i) {
-    auto pages = vm_->dirty_log(static_cast<uint32_t>(i), regions[i].range.size / snapshot::kPageSize);
+    auto pages = dirty_rings_ ? std::move(from_rings.at(i))
+                              : vm_->dirty_log(static_cast<uint32_t>(i), regions[i].range.size / snapshot::kPageSize);
     const auto own = memory_->take_dirty(i);
     for (size_t w = 0; w < pages.size() && w < own.size(); ++w) pages[w] |= own[w];
     dirty.push_back(std::move(pages));
@@ -92,6 +95,11 @@ void Domain::stop_dirty_logs() {
   dirty_logging_ = false;
   memory_->stop_dirty_log();
   set_kvm_dirty_log(false);
+  if (dirty_rings_) {
+    dirty_rings_->discard();  // left empty while no migration runs
+    log_line("migration: " + std::to_string(dirty_rings_->full_harvests()) +
+             " vCPU exits on a full dirty ring since the domain started");
+  }
 }
 
 nlohmann::json Domain::migrate_send(int stream_fd, const MigrationOptions& options) {
@@ -107,8 +115,9 @@ nlohmann::json Domain::migrate_send(int stream_fd, const MigrationOptions& optio
   log_line("migration: starting (downtime " + std::to_string(options.downtime_ms) + " ms, at most " +
            std::to_string(options.max_rounds) + " pre-copy rounds" +
            (options.max_bandwidth_mib ? ", " + std::to_string(options.max_bandwidth_mib) + " MiB/s" : std::string()) +
-           ")");
-  bool paused_here = false;  // the stop-and-copy paused a running domain
+           ", KVM's " + dirty_log_kind() + ")");
+  bool paused_here = false;          // the stop-and-copy paused a running domain
+  bool disks_released_here = false;  // ...and let go of its disks (release_disks)
   auto end = [&](bool unpause) {
     // The guest at full speed again, whatever the outcome (never throws at 0).
     throttle_->set_percent(0);
@@ -120,17 +129,20 @@ nlohmann::json Domain::migrate_send(int stream_fd, const MigrationOptions& optio
     try {
       device_events_.call([&] {
         migration_holds_pause_ = false;
+        // A failure after the disks were let go: taken back first (unpause refuses without
+        // them). If another process took one meanwhile, the domain stays paused.
+        if (unpause && disks_released_here) set_disk_locks(true);
         if (unpause) unpause_vcpus();
       });
     } catch (const std::exception& error) {
-      log_line(std::string("migration: cannot unpause the domain: ") + error.what());
+      log_line(std::string("migration: cannot run the domain again: ") + error.what());
     }
     std::lock_guard lock(migration_mutex_);
     migrating_ = false;
     migration_fd_ = -1;
   };
   try {
-    nlohmann::json reply = send_migration_stream(stream_fd, options, paused_here);
+    nlohmann::json reply = send_migration_stream(stream_fd, options, paused_here, disks_released_here);
     end(false);
     return reply;
   } catch (const std::exception& error) {
@@ -140,11 +152,12 @@ nlohmann::json Domain::migrate_send(int stream_fd, const MigrationOptions& optio
     end(paused_here && !stopping);
     log_line("migration failed: " + why);
     if (stopping) throw Error(why);
-    throw Error(why + (paused_here || !status().paused ? "; the domain runs on" : "; the domain stays paused"));
+    throw Error(why + (!status().paused ? "; the domain runs on" : "; the domain stays paused"));
   }
 }
 
-nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptions& options, bool& paused_here) {
+nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptions& options, bool& paused_here,
+                                             bool& disks_released_here) {
   const auto started = Clock::now();
   MigrationRate rate(options.downtime_ms, options.max_rounds, options.max_bandwidth_mib * kMiB);
   const uint64_t total_bytes = memory_->total_size();
@@ -156,6 +169,7 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   // Both logs before round 1 reads a page: a page written after it was read is dirty.
   dirty_logging_ = true;
   memory_->start_dirty_log();
+  if (dirty_rings_) dirty_rings_->discard();  // what a past migration left: round 1 sends all
   set_kvm_dirty_log(true);
 
   uint32_t round = 1;
@@ -267,6 +281,12 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
     migration_holds_pause_ = true;
     states = save_device_states();
     paused_config = current_config();
+    // Quiesced: nothing writes the images now. Let go of them while the last pages go, so the
+    // destination can take them as soon as the stream ends.
+    if (options.release_disks) {
+      set_disk_locks(false);
+      disks_released_here = true;
+    }
   });
   // The vCPUs are parked: nothing left to slow down.
   throttle_to(0);
@@ -290,7 +310,8 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   const uint64_t zero_pages = counts.zero_pages_skipped + counts.zero_pages_sent;
   log_line("migration: sent " + std::to_string(writer.bytes_written()) + " bytes in " + std::to_string(round) +
            " rounds, " + std::to_string(counts.pages_written) + " pages (" + std::to_string(zero_pages) +
-           " zero), " + std::to_string(seconds) + " s, downtime " + std::to_string(downtime_ms) + " ms" +
+           " zero), " + std::to_string(seconds) + " s, downtime " + std::to_string(downtime_ms) +
+           " ms (KVM's " + dirty_log_kind() + ")" +
            (highest_throttle ? ", vCPUs throttled up to " + std::to_string(highest_throttle) + "%" : std::string()) +
            "; the domain stays paused");
   return {{"rounds", round},
@@ -299,6 +320,7 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
           {"zero_pages", zero_pages},
           {"seconds", seconds},
           {"downtime_ms", downtime_ms},
+          {"dirty_log", dirty_log_kind()},
           {"throttle_percent", highest_throttle}};
 }
 

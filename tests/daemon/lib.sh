@@ -28,6 +28,19 @@ wait_for() {
   return 1
 }
 
+# wait_wall SECONDS COMMAND...: as wait_for, bounded by wall-clock time: in the test host a
+# try takes far longer than its 0.1 s pause, so wait_for's "N seconds" of tries can last many
+# minutes. (The older scripts keep wait_for's count, which their time limits were set by.)
+wait_wall() {
+  local deadline=$((SECONDS + $1))
+  shift
+  while :; do
+    "$@" && return 0
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.1
+  done
+}
+
 # domain_absent NAME: kdom list ($kdom) does not show NAME
 domain_absent() { ! "$kdom" list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
 

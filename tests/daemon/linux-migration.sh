@@ -14,6 +14,7 @@ kdomd=$2
 guest=$3
 # shellcheck source=tests/daemon/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+wait_for() { wait_wall "$@"; }  # bounded by wall-clock time (lib.sh)
 setup_work linux-migration
 
 suffix=$$
@@ -57,7 +58,8 @@ start_host() { # start_host NAME NS ADDRESS
     --run-dir "$work/$1/run" --log-dir "$work/$1/log" --vmm "$kdom" --token-file "$work/token" \
     --migration-listen "$3:8003" >>"$work/$1.log" 2>&1 &
   pids+=("$!")
-  wait_for 30 eval 'KDOM_SOCKET=$work/$1.sock "$kdom" list >/dev/null 2>&1' || die "kdomd $1 did not start"
+  host_socket=$work/$1.sock
+  wait_for 30 eval 'KDOM_SOCKET=$host_socket "$kdom" list >/dev/null 2>&1' || die "kdomd $1 did not start"
 }
 start_host a "$ns_a" 10.0.9.1
 start_host b "$ns_b" 10.0.9.2
@@ -88,8 +90,9 @@ last_count() { all_counts | tail -n 1; }
 counted_to() { [ "$(last_count)" -ge "$1" ] 2>/dev/null; }
 consecutive() { awk 'NR > 1 && $1 != prev + 1 { bad = 1 } { prev = $1 } END { exit bad || NR == 0 }'; }
 ticks_grew() { [ "$(wc -l <"$work/ticks.out")" -ge $(($1 + 5)) ]; }
-check counts "the counting guest runs on A, its TCP connection to C up" -- \
-  eval 'wait_for 300 counted_to 4 && wait_for 30 ticks_grew 0'
+wait_for 300 counted_to 4 || die "the guest never counted to 4 on A"
+wait_for 60 ticks_grew 0 || die "no ticks reached C over TCP"
+check counts "the counting guest runs on A, its TCP connection to C up" -- eval 'counted_to 4 && ticks_grew 0'
 
 # ------------------------------------------------------------ A -> B
 ticks_before=$(wc -l <"$work/ticks.out")

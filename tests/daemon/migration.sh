@@ -16,6 +16,7 @@ kdomd=$2
 dirty=$3
 # shellcheck source=tests/daemon/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+wait_for() { wait_wall "$@"; }  # bounded by wall-clock time (lib.sh)
 setup_work migration
 
 ns_a=kdom-mig-a-$$ ns_b=kdom-mig-b-$$
@@ -153,10 +154,16 @@ check localhost-id "the domain has a new id, its name (once the old one is gone)
 check localhost-ticks "it ticks on in the same console log, every tick once and in order" -- \
   eval 'ticking "$log_a" && tail -c +"$((offset_a + 1))" "$log_a" | tick_numbers | consecutive'
 
-# migrate_slowly: a migration to B at 1 MiB/s (a few rounds of the probe's 32 MiB take
-# half a minute), in the background; its output in $work/$1.out
+# migrate_slowly NAME [tty]: a migration to B at 1 MiB/s (a few rounds of the probe's 32 MiB take
+# half a minute), in the background; its output in $work/$1.out. With a second word "tty",
+# on a terminal (script(1), which keeps what was drawn in $work/$1.out too).
 migrate_slowly() {
-  A migrate --max-bandwidth 1 probe "$addr_b" >"$work/$1.out" 2>&1 &
+  if [ "${2:-}" = tty ]; then
+    script -qec "$(printf '%q ' env KDOM_SOCKET="$work/a.sock" "$kdom" migrate --max-bandwidth 1 probe "$addr_b")" \
+      /dev/null >"$work/$1.out" 2>&1 &
+  else
+    A migrate --max-bandwidth 1 probe "$addr_b" >"$work/$1.out" 2>&1 &
+  fi
   slow_pid=$!
   pids+=("$slow_pid")
   wait_for 60 eval 'B list probe 2>/dev/null | grep -q probe' || die "$1: the domain never began to arrive on B"
@@ -174,9 +181,12 @@ source_unharmed() {
 }
 
 # ----------------------------------------------------------------- cancel
-migrate_slowly cancel
+migrate_slowly cancel tty
+sleep 2  # a few progress lines first
 check cancel "kdom migrate --cancel stops it" -- A migrate --cancel probe
 source_unharmed cancel
+check cancel-progress "on a terminal it drew its rounds: $(tr '\r' '\n' <"$work/cancel.out" | grep -a 'round [0-9]' | tail -n 1)" -- \
+  grep -aqE "migrating probe to $addr_b: round [0-9]+, [0-9]+ MiB sent, [0-9]+ MiB/s, dirtying [0-9]+ MiB/s" "$work/cancel.out"
 check cancel-clean "B is left with nothing" -- wait_for 60 nothing_on B
 
 # ----------------------------------------------------------------- destination killed

@@ -1,10 +1,10 @@
 # Shell helpers of the scripts that run the probe guest "dirty" (save-restore-probe.sh,
-# migrate-send-probe.sh): reading its console log (whole lines, tick numbers, consecutive
+# migrate-send-probe.sh, incoming-probe.sh): reading its console log (whole lines, tick numbers, consecutive
 # ticks), waiting for a tick or for a process, and failing with the logs shown. Sourced; the
 # script defines say() (its prefix) and $work (the directory holding its logs) first.
 
 show_logs() {
-    for f in "$work"/*.log "$work"/*.err "$work"/*.events; do
+    for f in "$work"/*.log "$work"/*.err "$work"/*.events "$work"/*.json; do
         [ -s "$f" ] || continue
         echo "----- $(basename "$f") (last 40 lines)"
         tail -n 40 "$f" | cat -v

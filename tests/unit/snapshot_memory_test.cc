@@ -310,10 +310,12 @@ TEST(SnapshotMemory, PagesChangingWhileTheyAreWrittenGiveWholeRecords) {
   EXPECT_NO_THROW(stream.records());
 }
 
+// A zero-memory record's body, cut or padded to `body_bytes` (a malformed one).
 Record zero_record(uint64_t gpa, uint32_t count, size_t body_bytes = 16) {
-  Record record{RecordType::kZeroMemory, std::vector<uint8_t>(body_bytes, 0)};
+  Record record{RecordType::kZeroMemory, std::vector<uint8_t>(16, 0)};
   std::memcpy(record.body.data(), &gpa, 8);
   std::memcpy(record.body.data() + 8, &count, 4);
+  record.body.resize(body_bytes, 0);
   return record;
 }
 

@@ -654,7 +654,7 @@ TEST(MigrationLine, RoundsThenTheHandover) {
                                                       {"expected_downtime_ms", 35.2}}),
             "migrating web to h: round 3, 412 MiB sent, 95 MiB/s, dirtying 12 MiB/s, 30 MiB left, ~35 ms pause");
   EXPECT_EQ(migration_line("m", json{{"phase", "handover"}, {"round", 4}, {"sent_bytes", 420 << 20}}),
-            "m: round 4, 420 MiB sent; paused, handing over");
+            "m: round 4, 420 MiB sent; paused for the last round");
 }
 
 }  // namespace
