@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <string>
 
 namespace kdom {
@@ -16,6 +17,8 @@ void log_line(std::string_view line) {
   size_t done = 0;
   while (done < out.size()) {
     ssize_t n = ::write(STDERR_FILENO, out.data() + done, out.size() - done);
+    // A vCPU thread's writes may be interrupted by its kick signal (a pause, the throttle).
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     done += static_cast<size_t>(n);
   }

@@ -40,7 +40,10 @@ std::string migration_line(const std::string& label, const nlohmann::json& job) 
                   mib("rate_bytes_per_s"), mib("dirty_bytes_per_s"), mib("remaining_bytes"),
                   job.value("expected_downtime_ms", 0.0));
   }
-  return label + text;
+  std::string line = label + text;
+  if (const uint64_t throttle = job.value("throttle_percent", uint64_t{0}); throttle > 0)
+    line += ", vCPUs throttled " + std::to_string(throttle) + "%";
+  return line;
 }
 
 nlohmann::json run_showing_line(std::ostream& terminal, const std::string& first_line,

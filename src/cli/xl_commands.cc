@@ -490,9 +490,9 @@ std::string read_token_file(const std::string& path) {
 
 int migrate_verb(const std::vector<std::string>& args, const ApiClient& client, XlIo& io) {
   VerbParser app("migrate", "Move a running domain to another host's kdomd while it runs (xl migrate).",
-                 "[--downtime-ms N] [--max-bandwidth MIB] [--max-rounds N] [--token-file FILE] [--json] DOM "
-                 "HOST[:PORT]   |   --cancel DOM");
-  bool cancel = false, as_json = false;
+                 "[--downtime-ms N] [--max-bandwidth MIB] [--max-rounds N] [--no-auto-converge] [--token-file FILE] "
+                 "[--json] DOM HOST[:PORT]   |   --cancel DOM");
+  bool cancel = false, as_json = false, no_auto_converge = false;
   uint32_t downtime_ms = 50, max_bandwidth = 0, max_rounds = 30;
   std::string token_file;
   std::vector<std::string> words;
@@ -503,6 +503,8 @@ int migrate_verb(const std::vector<std::string>& args, const ApiClient& client, 
       ->check(CLI::Range(0u, 1'000'000u));
   app.add_option("--max-rounds", max_rounds, "rounds of dirty pages before the last, at most (default 30)")
       ->check(CLI::Range(1u, 1000u));
+  app.add_flag("--no-auto-converge", no_auto_converge,
+               "never throttle the guest's vCPUs, even when it dirties memory faster than the link carries it");
   app.add_option("--token-file", token_file,
                  "the destination's migration token (default: the token this host's kdomd was started with)");
   app.add_flag("--json", as_json, "print the progress and the outcome as JSON lines, for programs");
@@ -517,7 +519,7 @@ int migrate_verb(const std::vector<std::string>& args, const ApiClient& client, 
   if (words.size() != 2) throw Error("kdom migrate needs DOM and HOST (see kdom migrate --help)");
   const std::string& dom = words[0];
   json request{{"target", words[1]}, {"downtime_ms", downtime_ms}, {"max_rounds", max_rounds},
-               {"max_bandwidth_mib", max_bandwidth}};
+               {"max_bandwidth_mib", max_bandwidth}, {"auto_converge", !no_auto_converge}};
   if (!token_file.empty()) request["token"] = read_token_file(token_file);
   const auto migrate = [&] {
     return client.call("POST", domain_target(dom) + "/migrate", request, std::chrono::seconds(kMigrateSeconds));

@@ -149,7 +149,8 @@ uint64_t transaction_of(const HttpRequest& request, const json& body) {
 }
 
 // ?NAME=1 (or any value but 0).
-// A migration request's body: {"target", "token"?, "downtime_ms"?, "max_bandwidth_mib"?, "max_rounds"?}.
+// A migration request's body: {"target", "token"?, "downtime_ms"?, "max_bandwidth_mib"?, "max_rounds"?,
+// "auto_converge"?}.
 MigrateOptions migrate_options(const HttpRequest& request) {
   const json body = body_object(request);
   MigrateOptions options;
@@ -164,13 +165,19 @@ MigrateOptions migrate_options(const HttpRequest& request) {
       options.token = item.value().get<std::string>();
       continue;
     }
+    if (key == "auto_converge") {
+      if (!item.value().is_boolean()) throw Error("\"auto_converge\" must be true or false");
+      options.auto_converge = item.value().get<bool>();
+      continue;
+    }
     uint32_t* number = key == "downtime_ms"         ? &options.downtime_ms
                        : key == "max_bandwidth_mib" ? &options.max_bandwidth_mib
                        : key == "max_rounds"        ? &options.max_rounds
                                                     : nullptr;
     if (!number)
       throw Error("unknown key '" + key +
-                  "' (a migration takes \"target\", \"token\", \"downtime_ms\", \"max_bandwidth_mib\" and \"max_rounds\")");
+                  "' (a migration takes \"target\", \"token\", \"downtime_ms\", \"max_bandwidth_mib\", \"max_rounds\" and "
+                  "\"auto_converge\")");
     if (!item.value().is_number_unsigned() || item.value().get<uint64_t>() > 1'000'000)
       throw Error("\"" + key + "\" must be a whole number up to 1000000");
     *number = item.value().get<uint32_t>();

@@ -497,7 +497,7 @@ void Supervisor::on_domain_event(uint32_t id, const json& event) {
     std::lock_guard lock(mutex_);
     if (!runtime->job.is_object() || runtime->job.value("kind", "") != "migrate") return;
     for (const char* key : {"round", "phase", "sent_bytes", "total_bytes", "remaining_bytes", "rate_bytes_per_s",
-                            "dirty_bytes_per_s", "expected_downtime_ms"})
+                            "dirty_bytes_per_s", "expected_downtime_ms", "throttle_percent"})
       if (const auto it = event.find(key); it != event.end() && (it->is_number() || it->is_string()))
         runtime->job[key] = *it;
   } else if (*name == "paused" || *name == "unpaused") {

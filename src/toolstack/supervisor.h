@@ -77,6 +77,7 @@ struct MigrateOptions {
   uint32_t downtime_ms = 50;       // the pause the last round may take, at the measured bandwidth
   uint32_t max_bandwidth_mib = 0;  // MiB/s the stream may use; 0: no limit
   uint32_t max_rounds = 30;        // rounds of dirty pages before the last one, at most
+  bool auto_converge = true;       // throttle the vCPUs of a guest that dirties faster than the link
 };
 
 class Supervisor {

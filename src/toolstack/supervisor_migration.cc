@@ -145,6 +145,7 @@ json Supervisor::migrate(const std::string& dom, const MigrateOptions& options) 
                                          {"downtime_ms", options.downtime_ms},
                                          {"max_rounds", options.max_rounds},
                                          {"max_bandwidth_mib", options.max_bandwidth_mib},
+                                         {"auto_converge", options.auto_converge},
                                          {"release_disks", true},
                                          {"toolstack", record.config}},
                                         fd, kMigrateSendSeconds);

@@ -171,6 +171,10 @@ nlohmann::json ControlRequests::migrate_send(const nlohmann::json& request, int 
   if (!number("max_bandwidth_mib", 0, kMaxBandwidthMib, options.max_bandwidth_mib))
     return error_reply("migrate-send: \"max_bandwidth_mib\" must be a whole number of MiB/s (0: no limit), at most " +
                        std::to_string(kMaxBandwidthMib));
+  if (auto it = request.find("auto_converge"); it != request.end()) {
+    if (!it->is_boolean()) return error_reply("migrate-send: \"auto_converge\" must be true or false");
+    options.auto_converge = it->get<bool>();
+  }
   if (auto it = request.find("release_disks"); it != request.end()) {
     if (!it->is_boolean()) return error_reply("migrate-send: \"release_disks\" must be true or false");
     options.release_disks = it->get<bool>();

@@ -47,17 +47,25 @@
 //                                            served by ControlSocket and EventStream, not here
 //                                            (handle() answers it with an error reply)
 //   {"op":"migrate-send"[,"downtime_ms":50][,"max_rounds":30][,"max_bandwidth_mib":0]
-//    [,"release_disks":false][,"toolstack":{..}]}, sent with the stream's fd attached
-//    (SCM_RIGHTS, on the sendmsg that carries the line's first byte); release_disks: the
-//    disks' locks are let go at the last round's pause (MigrationOptions says more)
+//    [,"auto_converge":true][,"release_disks":false][,"toolstack":{..}]}, sent with the stream's fd
+//    attached (SCM_RIGHTS, on the sendmsg that carries the line's first byte); release_disks:
+//    the disks' locks are let go at the last round's pause (MigrationOptions says more)
 //                                        -> {"ok":true,"rounds":..,"sent_bytes":..,"pages":..,
-//                                            "zero_pages":..,"seconds":..,"downtime_ms":..}:
+//                                            "zero_pages":..,"seconds":..,"downtime_ms":..,
+//                                            "throttle_percent":..}:
 //                                            live migration (Domain::migrate_send): the whole
 //                                            domain written to the fd as a snapshot stream while
 //                                            it runs, iterative pre-copy, then stop-and-copy;
 //                                            the domain is left PAUSED (the caller destroys it
-//                                            or unpauses it). A failure or a cancel: an error
-//                                            saying why, the domain as it was (running again).
+//                                            or unpauses it). Auto-converge (unless false): a
+//                                            guest dirtying at least half what the link carries
+//                                            has its vCPUs throttled from round 2 on, 20% of
+//                                            each 10 ms asleep, 10 points more each round that
+//                                            ends so, 99% at most (of a longer period: 1 ms to
+//                                            run), until the migration ends
+//                                            (throttle_percent: the most it used, 0 for none).
+//                                            A failure or a cancel: an error saying why, the
+//                                            domain as it was (running again, at full speed).
 //                                            ControlSocket hands the connection to a migration
 //                                            thread (MigrationRunner) and the reply comes when
 //                                            the migration ends; the connection is then closed.
@@ -82,11 +90,13 @@
 //                                              times a second, and once when it is through)
 //   {"event":"migrate-progress","round":..,"phase":"precopy"|"stop-and-copy","sent_bytes":..,
 //    "total_bytes":..,"remaining_bytes":..,"rate_bytes_per_s":..,"dirty_bytes_per_s":..,
-//    "expected_downtime_ms":..}                a migration's progress: once as each round
+//    "expected_downtime_ms":..,"throttle_percent":..}
+//                                              a migration's progress: once as each round
 //                                              starts, and at most five a second within one
 //                                              (total: the RAM's size; remaining: what the
 //                                              round has still to send, dirty pages after the
-//                                              first; rate: the last round's measured one)
+//                                              first; rate: the last round's measured one;
+//                                              throttle: auto-converge's now, 0 for none)
 //   {"event":"stopping","reason":..,"code":..,"message":..,"exit_status":..}
 //                                              the domain is stopping; the fields are the exit
 //                                              file's (reason: poweroff, reboot, crash (a guest
@@ -124,6 +134,10 @@ struct MigrationOptions {
   // MiB/s the pre-copy rounds may send at most; 0: no limit. The stop-and-copy round is not
   // paced (the guest stands still meanwhile).
   uint64_t max_bandwidth_mib = 0;
+  // Auto-converge: a guest that dirties memory too fast for the rounds to shrink has its
+  // vCPUs throttled, harder each round (MigrationRate::throttle_after), until the migration
+  // ends.
+  bool auto_converge = true;
   // Let go of the disks' image locks (flushed) as soon as the domain is paused for the last
   // round, so the destination may take them the moment the stream ends: no round trip
   // between the daemons while the guest stands still. A migration that fails afterwards takes

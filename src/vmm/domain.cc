@@ -465,6 +465,13 @@ DomainExit Domain::run(const std::function<void()>& on_ready) {
 
   if (on_ready) on_ready();
   started_ = std::chrono::steady_clock::now();
+  // The throttle's kicks are those of a pause: immediate_exit for a vCPU about to enter
+  // KVM_RUN, the signal for one in it. They only come once a migration runs, so after the
+  // threads exist.
+  throttle_ = std::make_unique<VcpuThrottle>(vcpus_.size(), [this](size_t vcpu) {
+    vcpus_[vcpu]->set_immediate_exit(true);
+    pthread_kill(threads_[vcpu].native_handle(), kKickSignal);
+  });
   // The vCPU threads first, then the loop that serves control requests: a pause request then
   // always finds every thread there to park.
   for (auto& vcpu : vcpus_) threads_.emplace_back([this, &vcpu] { vcpu_thread(*vcpu); });
@@ -528,6 +535,8 @@ void Domain::pump_console_input() {
 }
 
 void Domain::stop_vcpus() {
+  // No kick may reach a thread once it is joined.
+  if (throttle_) throttle_->set_percent(0);
   {
     std::lock_guard lock(pause_mutex_);
     stopping_ = true;
@@ -560,12 +569,27 @@ void Domain::vcpu_thread(kvm::Vcpu& vcpu) {
         park(vcpu);
         continue;
       }
-      if (!vcpu.run()) continue;  // interrupted: look at stopping_ (and pause_pending_) again
+      if (!vcpu.run()) {
+        interrupted(vcpu);
+        continue;  // look at stopping_ (and pause_pending_) again
+      }
       if (!handle_exit(vcpu)) break;
     }
   } catch (const std::exception& error) {
     request_exit({DomainExitKind::kVcpuFailure, 0, "vCPU " + std::to_string(vcpu.id()) + ": " + error.what()});
   }
+}
+
+void Domain::interrupted(kvm::Vcpu& vcpu) {
+  // A pause or a stop keeps its immediate_exit: the loop's top sees to it.
+  if (pause_pending_ || stopping_) return;
+  // Otherwise the throttle's kick: its immediate_exit is cleared, or every KVM_RUN would
+  // return at once. A pause or a stop that set immediate_exit just before the clear lost it,
+  // but set its flag before it: after the fence the flags are seen, by rest()'s wake or at
+  // the loop's top (whose pause path sets immediate_exit again).
+  vcpu.set_immediate_exit(false);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (throttle_->take_kick(vcpu.id())) throttle_->rest([this] { return pause_pending_ || stopping_; });
 }
 
 void Domain::park(kvm::Vcpu& vcpu) {

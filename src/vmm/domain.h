@@ -37,6 +37,7 @@
 #include "vmm/migration_runner.h"
 #include "vmm/msi_router.h"
 #include "vmm/pci_devices.h"
+#include "vmm/vcpu_throttle.h"
 #include "vmm/virtio_devices.h"
 #include "vmm/vm_config.h"
 
@@ -149,6 +150,9 @@ class Domain {
   void on_guest_event(const devices::GuestEvent& event);
   void request_exit(DomainExit exit);
   void vcpu_thread(kvm::Vcpu& vcpu);
+  // In a vCPU thread whose KVM_RUN a signal or immediate_exit interrupted: a pause or a stop
+  // is left to the loop, a throttle's kick is rested (VcpuThrottle).
+  void interrupted(kvm::Vcpu& vcpu);
   // Handles one KVM exit; returns false when the vCPU must stop.
   bool handle_exit(kvm::Vcpu& vcpu);
   void fail_vcpu(kvm::Vcpu& vcpu, const std::string& reason);
@@ -195,6 +199,10 @@ class Domain {
   std::vector<std::unique_ptr<kvm::Vcpu>> vcpus_;
   std::vector<kvm_cpuid_entry2> guest_cpuid_;  // vCPU 0's CPUID: the guest's CPU model
   std::vector<std::thread> threads_;
+  // Live migration's auto-converge: slows the vCPUs while a migration asks (no thread
+  // otherwise). Made in run() before the vCPU threads; declared after them, and stopped in
+  // stop_vcpus(), so that its kicks never reach a thread that has gone.
+  std::unique_ptr<VcpuThrottle> throttle_;
   // Per vCPU: its thread's id (for the daemon's vcpu-list and vcpu-pin) and its exits by
   // reason, counted by its own thread.
   struct VcpuCounters {

@@ -5,13 +5,17 @@
 // VMM's own: used rings, device buffers, discarded pages) tell; once what is left would take
 // no longer than the downtime budget at the bandwidth measured, or after the round limit, the
 // domain is paused as a save pauses it and the last dirty pages, the vCPUs, the irqchip and
-// the devices follow. The domain is left paused: the caller (kdomd) destroys it once the
-// destination has taken over, or unpauses it.
+// the devices follow. A guest that dirties memory too fast for the rounds to shrink has its
+// vCPUs throttled meanwhile (auto-converge: MigrationRate::throttle_after, VcpuThrottle),
+// until the migration ends, however it ends. The domain is left paused: the caller (kdomd)
+// destroys it once the destination has taken over, or unpauses it.
 #include <linux/kvm.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <bit>
 #include <chrono>
+#include <cstdio>
 #include <thread>
 
 #include "base/error.h"
@@ -115,6 +119,8 @@ nlohmann::json Domain::migrate_send(int stream_fd, const MigrationOptions& optio
   bool paused_here = false;          // the stop-and-copy paused a running domain
   bool disks_released_here = false;  // ...and let go of its disks (release_disks)
   auto end = [&](bool unpause) {
+    // The guest at full speed again, whatever the outcome (never throws at 0).
+    throttle_->set_percent(0);
     try {
       stop_dirty_logs();
     } catch (const std::exception& error) {
@@ -169,6 +175,7 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   uint32_t round = 1;
   const char* phase = "precopy";
   double dirty_bytes_per_s = 0;
+  uint32_t throttle = 0, highest_throttle = 0;  // auto-converge's percent: now, and the most
   Clock::time_point round_start, last_event;
   uint64_t round_base = 0;  // the stream's bytes before the round
   auto publish_progress = [&](uint64_t remaining, bool force) {
@@ -182,7 +189,8 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
                                        {"remaining_bytes", remaining},
                                        {"rate_bytes_per_s", static_cast<uint64_t>(rate.bytes_per_s())},
                                        {"dirty_bytes_per_s", static_cast<uint64_t>(dirty_bytes_per_s)},
-                                       {"expected_downtime_ms", rate.expected_ms(remaining)}});
+                                       {"expected_downtime_ms", rate.expected_ms(remaining)},
+                                       {"throttle_percent", throttle}});
   };
   auto check_abort = [&] {
     if (migration_cancelled_) throw Error("cancelled");
@@ -236,7 +244,21 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
       snapshot::GuestActivity::kRunning);
   rate.round_sent(writer.bytes_written() - round_base, seconds_since(round_start));
   DirtyPages dirty = take_dirty();
+  auto throttle_to = [&](uint32_t percent) {
+    if (percent == throttle) return;
+    throttle_->set_percent(percent);
+    throttle = percent;
+    highest_throttle = std::max(highest_throttle, percent);
+    if (percent == 0) return;
+    char line[160];
+    std::snprintf(line, sizeof(line),
+                  "migration: round %u: the guest dirties %.1f MiB/s, %.1f MiB/s are sent: its vCPUs are throttled to %u%%",
+                  round, dirty_bytes_per_s / kMiB, rate.bytes_per_s() / kMiB, percent);
+    log_line(line);
+  };
   while (!rate.converged(dirty_bytes(dirty), round)) {
+    if (options.auto_converge)
+      throttle_to(MigrationRate::throttle_after(round, throttle, dirty_bytes_per_s, rate.bytes_per_s()));
     ++round;
     begin_round(dirty_bytes(dirty));
     send_dirty(dirty, true);
@@ -266,6 +288,8 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
       disks_released_here = true;
     }
   });
+  // The vCPUs are parked: nothing left to slow down.
+  throttle_to(0);
   // The config record went first; a device the guest ejected since would be built at the
   // destination with no state for it.
   if (to_json(paused_config) != to_json(sent_config))
@@ -287,14 +311,17 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   log_line("migration: sent " + std::to_string(writer.bytes_written()) + " bytes in " + std::to_string(round) +
            " rounds, " + std::to_string(counts.pages_written) + " pages (" + std::to_string(zero_pages) +
            " zero), " + std::to_string(seconds) + " s, downtime " + std::to_string(downtime_ms) +
-           " ms (KVM's " + dirty_log_kind() + "); the domain stays paused");
+           " ms (KVM's " + dirty_log_kind() + ")" +
+           (highest_throttle ? ", vCPUs throttled up to " + std::to_string(highest_throttle) + "%" : std::string()) +
+           "; the domain stays paused");
   return {{"rounds", round},
           {"sent_bytes", writer.bytes_written()},
           {"pages", counts.pages_written},
           {"zero_pages", zero_pages},
           {"seconds", seconds},
           {"downtime_ms", downtime_ms},
-          {"dirty_log", dirty_log_kind()}};
+          {"dirty_log", dirty_log_kind()},
+          {"throttle_percent", highest_throttle}};
 }
 
 }  // namespace kdom::vmm

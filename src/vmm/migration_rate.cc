@@ -1,5 +1,7 @@
-// A live migration's bandwidth, convergence and pacing.
+// A live migration's bandwidth, convergence, pacing and auto-converge's throttle.
 #include "vmm/migration_rate.h"
+
+#include <algorithm>
 
 namespace kdom::vmm {
 
@@ -25,6 +27,13 @@ std::chrono::nanoseconds MigrationRate::pace(uint64_t bytes, double seconds) con
   const double due = static_cast<double>(bytes) / static_cast<double>(max_bytes_per_s_);
   if (due <= seconds) return std::chrono::nanoseconds(0);
   return std::chrono::nanoseconds(static_cast<int64_t>((due - seconds) * 1e9));
+}
+
+uint32_t MigrationRate::throttle_after(uint32_t round, uint32_t current, double dirty_bytes_per_s,
+                                       double bytes_per_s) {
+  if (round < 2 || bytes_per_s <= 0 || dirty_bytes_per_s < bytes_per_s / 2) return current;
+  if (current == 0) return kFirstThrottle;
+  return std::min(current + kThrottleStep, kMaxThrottle);
 }
 
 }  // namespace kdom::vmm

@@ -627,6 +627,7 @@ TEST_F(KdomdApiTest, MigrateRefusesBadRequests) {
       {"/v1/domains/m/migrate", R"({"target":"h","downtime_ms":0})", 400, "at least 1"},
       {"/v1/domains/m/migrate", R"({"target":"h","max_rounds":-1})", 400, "max_rounds\\\" must be a whole number up to 1000000"},
       {"/v1/domains/m/migrate", R"({"target":"h","token":5})", 400, "token\\\" must be a string"},
+      {"/v1/domains/m/migrate", R"({"target":"h","auto_converge":1})", 400, "auto_converge\\\" must be true or false"},
       {"/v1/domains/m/migrate", R"({"target":"h:99999"})", 400, "the port must be 1-65535"},
       {"/v1/domains/m/migrate", R"({"target":"127.0.0.1:1"})", 400, "no migration token"},
       {"/v1/domains/m/migrate", R"({"target":"127.0.0.1:1","token":"t"})", 400, "cannot connect to the migration port 127.0.0.1:1"},

@@ -163,6 +163,7 @@ TEST_F(MigrationControlTest, TheStreamFdReachesTheMigrationAndTheReplyComesWhenI
                               {"downtime_ms", 7},
                               {"max_rounds", 3},
                               {"max_bandwidth_mib", 5},
+                              {"auto_converge", false},
                               {"toolstack", {{"name", "web"}}}},
                              write_end.get());
   ASSERT_TRUE(eventually([&] { return domain.started == 1; }));
@@ -176,6 +177,7 @@ TEST_F(MigrationControlTest, TheStreamFdReachesTheMigrationAndTheReplyComesWhenI
   EXPECT_EQ(domain.options.downtime_ms, 7u);
   EXPECT_EQ(domain.options.max_rounds, 3u);
   EXPECT_EQ(domain.options.max_bandwidth_mib, 5u);
+  EXPECT_FALSE(domain.options.auto_converge);
   EXPECT_EQ(domain.options.toolstack, (json{{"name", "web"}}));
   // What the migration wrote came through the passed fd, and its copy is closed: with ours
   // closed too, the pipe ends.
@@ -200,6 +202,7 @@ TEST_F(MigrationControlTest, OneMigrationAtATimeAndACancelEndsIt) {
   EXPECT_EQ(domain.options.downtime_ms, 50u);  // the defaults
   EXPECT_EQ(domain.options.max_rounds, 30u);
   EXPECT_EQ(domain.options.max_bandwidth_mib, 0u);
+  EXPECT_TRUE(domain.options.auto_converge);
   try {
     control_request_with_fd(path, {{"op", "migrate-send"}}, second_write.get(), 5);
     ADD_FAILURE() << "a second migration was taken";
@@ -249,6 +252,7 @@ TEST_F(MigrationControlTest, RequestsWithoutAnFdOrWithBadLimitsAreRefused) {
                               json{{"op", "migrate-send"}, {"max_rounds", 0}},
                               json{{"op", "migrate-send"}, {"max_rounds", 1001}},
                               json{{"op", "migrate-send"}, {"max_bandwidth_mib", "fast"}},
+                              json{{"op", "migrate-send"}, {"auto_converge", 1}},
                               json{{"op", "migrate-send"}, {"toolstack", 3}}}) {
     try {
       control_request_with_fd(path, request, write_end.get(), 5);
@@ -363,6 +367,26 @@ TEST(MigrationRateTest, PacesToTheLimit) {
   EXPECT_EQ(limited.pace(5 << 20, 0.6).count(), 0);  // behind
   const auto wait = limited.pace(5 << 20, 0.2);      // ahead by 0.3 s
   EXPECT_NEAR(static_cast<double>(wait.count()), 0.3e9, 1e6);
+}
+
+// Auto-converge's policy: from round 2 on, a guest that dirties at least half what the link
+// carries is throttled, 20% then 10 points a round, 99% at most; a slower one keeps what it has.
+TEST(MigrationRateTest, ThrottlesAGuestThatDirtiesTooFast) {
+  constexpr double kLink = 16 << 20;
+  EXPECT_EQ(MigrationRate::throttle_after(1, 0, kLink * 4, kLink), 0u);  // round 1: all of RAM
+  EXPECT_EQ(MigrationRate::throttle_after(2, 0, kLink * 0.49, kLink), 0u);
+  EXPECT_EQ(MigrationRate::throttle_after(2, 0, kLink * 0.5, kLink), 20u);
+  EXPECT_EQ(MigrationRate::throttle_after(3, 20, kLink * 2, kLink), 30u);
+  EXPECT_EQ(MigrationRate::throttle_after(4, 30, kLink / 4, kLink), 30u);  // converging: kept
+  EXPECT_EQ(MigrationRate::throttle_after(9, 80, kLink, kLink), 90u);
+  EXPECT_EQ(MigrationRate::throttle_after(10, 90, kLink, kLink), 99u);
+  EXPECT_EQ(MigrationRate::throttle_after(11, 99, kLink, kLink), 99u);
+  EXPECT_EQ(MigrationRate::throttle_after(2, 0, kLink, 0), 0u);  // no bandwidth measured
+  // The rounds it takes from the first throttle to the most.
+  uint32_t throttle = 0, rounds = 0;
+  for (uint32_t round = 2; throttle < MigrationRate::kMaxThrottle; ++round, ++rounds)
+    throttle = MigrationRate::throttle_after(round, throttle, kLink, kLink);
+  EXPECT_EQ(rounds, 9u);
 }
 
 }  // namespace

@@ -616,10 +616,16 @@ TEST(XlCommandsMigrate, SendsTheTargetAndSettingsAndPrintsTheOutcome) {
   ASSERT_EQ(server.requests().size(), 1u);
   EXPECT_EQ(json::parse(server.requests()[0].body),
             (json{{"target", "host2"}, {"downtime_ms", 20}, {"max_rounds", 30}, {"max_bandwidth_mib", 100},
-                  {"token", "the-token-0123456789"}}));
+                  {"auto_converge", true}, {"token", "the-token-0123456789"}}));
 
-  outcome = run(server.path(), "migrate", {"--json", "web", "host2:9000"});
+  outcome = run(server.path(), "migrate", {"--json", "--no-auto-converge", "web", "host2:9000"});
   EXPECT_EQ(outcome.error, "");
+  const auto& posted = server.requests();
+  const auto to_9000 = std::find_if(posted.begin(), posted.end(), [](const auto& request) {
+    return request.target == "/v1/domains/web/migrate" && request.body.find("host2:9000") != std::string::npos;
+  });
+  ASSERT_NE(to_9000, posted.end());
+  EXPECT_EQ(json::parse(to_9000->body).value("auto_converge", true), false);
   std::istringstream lines(outcome.out);
   std::vector<json> events;
   for (std::string line; std::getline(lines, line);) events.push_back(json::parse(line));
@@ -653,6 +659,15 @@ TEST(MigrationLine, RoundsThenTheHandover) {
                                                       {"remaining_bytes", 30 << 20},
                                                       {"expected_downtime_ms", 35.2}}),
             "migrating web to h: round 3, 412 MiB sent, 95 MiB/s, dirtying 12 MiB/s, 30 MiB left, ~35 ms pause");
+  EXPECT_EQ(migration_line("m", json{{"phase", "precopy"},
+                                     {"round", 5},
+                                     {"sent_bytes", 600 << 20},
+                                     {"rate_bytes_per_s", 16 << 20},
+                                     {"dirty_bytes_per_s", 9 << 20},
+                                     {"remaining_bytes", 8 << 20},
+                                     {"expected_downtime_ms", 500},
+                                     {"throttle_percent", 40}}),
+            "m: round 5, 600 MiB sent, 16 MiB/s, dirtying 9 MiB/s, 8 MiB left, ~500 ms pause, vCPUs throttled 40%");
   EXPECT_EQ(migration_line("m", json{{"phase", "handover"}, {"round", 4}, {"sent_bytes", 420 << 20}}),
             "m: round 4, 420 MiB sent; paused for the last round");
 }
