@@ -4,6 +4,7 @@
 # QMP `migrate-set-parameters downtime-limit`, `migrate`), in one nested test host run:
 #
 #   bench/migration.sh [-n N] [--mib 1024] [--rates "0 10 100 1000"] [--region MIB]
+#                      [--max-bandwidth MIB]
 #
 # Guest: the `dirty` probe (build/tests/guests/dirty.elf, PVH for both VMMs), MIB of RAM
 # (default 1 GiB), rewriting REGION MiB of it (default 512) at RATE MiB/s at CPL 3 (0: idle,
@@ -12,7 +13,11 @@
 # port on 127.0.0.1 (the same path as between hosts: TCP, the token, a new domain), QEMU to a
 # second QEMU listening on 127.0.0.1. Each with a downtime budget of 50 ms, 30 rounds at most
 # for kdom; QEMU without auto-converge, given 120 s to converge (else: "did not converge",
-# cancelled).
+# cancelled). --max-bandwidth caps both streams at MIB MiB/s (kdom migrate --max-bandwidth, QEMU's
+# max-bandwidth parameter): a rate above it is one no pre-copy keeps up with, where kdom's
+# auto-converge (vCPU throttling, on by default) is what converges. After each kdom run, a
+# "migration detail" line gives where its pause went (the source VMM's split of it and the
+# destination VMM's time to apply the state).
 # Figures per rate (medians of N rounds, default 3):
 #   downtime_ms: from outside: kdom's (kdomd: its VMM's pause to the destination's "resumed":
 #                the destination's load and start included), QEMU's own (query-migrate
@@ -27,13 +32,14 @@
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-N=3 mib=1024 rates="0 10 100 1000" region=512
+N=3 mib=1024 rates="0 10 100 1000" region=512 max_bandwidth=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	-n) N=${2:?}; shift 2 ;;
 	--mib) mib=${2:?}; shift 2 ;;
 	--rates) rates=${2:?}; shift 2 ;;
 	--region) region=${2:?}; shift 2 ;;
+	--max-bandwidth) max_bandwidth=${2:?}; shift 2 ;;
 	--in-l1) shift; in_l1=1 ;;
 	-h | --help) bench_usage ;;
 	*) bench_die "unknown option $1 (see --help)" ;;
@@ -75,14 +81,18 @@ if [ "${in_l1:-0}" = 1 ]; then
 			if what == "cmd":
 			    print(json.dumps(send(sys.argv[3], json.loads(sys.argv[4]) if len(sys.argv) > 4 else None)))
 			elif what == "migrate":
-			    send("migrate-set-parameters", {"downtime-limit": 50})
+			    send("migrate-set-parameters", {"downtime-limit": 50, "max-bandwidth": int(sys.argv[4]) << 20 or (1 << 40)})
 			    t0 = time.monotonic()
 			    send("migrate", {"uri": sys.argv[3]})
 			    while True:
 			        state = send("query-migrate")
 			        if state.get("status") in ("completed", "failed"): break
 			        if time.monotonic() - t0 > 120:
-			            send("migrate_cancel"); print("status=not-converged"); sys.exit(0)
+			            send("migrate_cancel")
+			            ram = state.get("ram", {})
+			            print("status=not-converged dirty_mib_per_s=%.1f remaining_mib=%.1f" %
+			                  (ram.get("dirty-pages-rate", 0) * 4096 / 2**20, ram.get("remaining", 0) / 2**20))
+			            sys.exit(0)
 			        time.sleep(0.01)
 			    if state["status"] != "completed": print("status=failed"); sys.exit(0)
 			    # QEMU's downtime is the source's: from the stop until the last byte went (the
@@ -114,18 +124,19 @@ if [ "${in_l1:-0}" = 1 ]; then
 				echo "migration: FAILED kdom rate $rate: the guest never ticked"; "$kdom" destroy probe >/dev/null 2>&1; continue
 			fi
 			offset=$(stat -c %s "$work/log/probe.log")
-			"$kdom" migrate --json --downtime-ms 50 probe 127.0.0.1 >"$work/k.json" 2>"$work/k.err"
+			"$kdom" migrate --json --downtime-ms 50 --max-bandwidth "$max_bandwidth" probe 127.0.0.1 >"$work/k.json" 2>"$work/k.err"
 			result=$(tail -n 1 "$work/k.json")
 			if ! echo "$result" | grep -q '"event":"migrated"'; then
 				echo "migration: FAILED kdom rate $rate: $(cat "$work/k.err")"
 				"$kdom" destroy probe >/dev/null 2>&1; continue
 			fi
 			sleep 1  # ticks after the pause: its gap line
-			downtime=$(echo "$result" | python3 -c 'import json,sys; r=json.load(sys.stdin)["result"]; print("%.1f %.3f %d %d %.1f" % (r["downtime_ms"], r["seconds"], r["rounds"], r["sent_bytes"], r["vmm_downtime_ms"]))')
+			downtime=$(echo "$result" | python3 -c 'import json,sys; r=json.load(sys.stdin)["result"]; print("%.1f %.3f %d %d %.1f %d" % (r["downtime_ms"], r["seconds"], r["rounds"], r["sent_bytes"], r["vmm_downtime_ms"], r.get("throttle_percent", 0)))')
 			set -- $downtime
 			gap=$(guest_gap "$work/log/probe.log" "$offset")
 			grep -q "PROBE dirty: FAIL" "$work/log/probe.log" && echo "migration: FAILED kdom rate $rate: a page check failed"
-			echo "migration run $i/$N: vmm=kdom rate=$rate status=ok downtime_ms=$1 source_downtime_ms=$5 guest_gap_ms=$gap total_s=$2 rounds=$3 sent_mib=$(($4 >> 20))"
+			echo "migration run $i/$N: vmm=kdom rate=$rate status=ok downtime_ms=$1 source_downtime_ms=$5 guest_gap_ms=$gap total_s=$2 rounds=$3 sent_mib=$(($4 >> 20)) throttle_percent=$6"
+			echo "migration detail $i/$N: rate=$rate source: $(grep -a -o 'downtime [0-9.]* ms (pause.*;' "$work/log/probe.log" | tail -n 1) destination: $(grep -a -o 'the state applied in [0-9]* ms' "$work/log/probe.log" | tail -n 1)"
 			"$kdom" destroy probe >/dev/null 2>&1
 			rm -f "$work/log/probe.log"
 			# QEMU: to a second QEMU listening on 127.0.0.1:4444
@@ -137,7 +148,7 @@ if [ "${in_l1:-0}" = 1 ]; then
 			if ! wait_line "$work/q.log" "PROBE dirty: tick 10 " 300; then
 				echo "migration: FAILED QEMU rate $rate: the guest never ticked"; kill -9 $src $dst; wait; continue
 			fi
-			result=$(qmp "$work/q.qmp" migrate tcp:127.0.0.1:4444)
+			result=$(qmp "$work/q.qmp" migrate tcp:127.0.0.1:4444 "$max_bandwidth")
 			sleep 1
 			gap=$(guest_gap "$work/q2.log" 0)
 			grep -q "PROBE dirty: FAIL" "$work/q2.log" && echo "migration: FAILED QEMU rate $rate: a page check failed"
@@ -151,11 +162,11 @@ fi
 
 # ---- on this machine: run the test host, print the table ----
 bench_start migration
-bench_header "Live migration (bench/migration.sh): the dirty probe, $mib MiB, $region MiB rewritten at each rate, 1 vCPU, downtime budget 50 ms, N=$N; raw logs in $out"
+bench_header "Live migration (bench/migration.sh): the dirty probe, $mib MiB, $region MiB rewritten at each rate, 1 vCPU, downtime budget 50 ms, $([ "$max_bandwidth" = 0 ] && echo "no bandwidth cap" || echo "both streams capped at $max_bandwidth MiB/s"), N=$N; raw logs in $out"
 echo "-- test host (L1: QEMU TCG with emulated AMD SVM, real KVM; absolute times 10-50x hardware's: compare ratios)"
 log=$out/l1-console.log
 "$REPO/scripts/test-host.sh" --host-root --timeout "${BENCH_L1_TIMEOUT:-3000}" -- \
-	"env BENCH_KDOM='$KDOM' BENCH_KDOMD='$BUILD/kdomd' BENCH_PROBE='$BUILD/tests/guests/dirty.elf' bash '$BENCH_DIR/migration.sh' --in-l1 -n $N --mib $mib --region $region --rates '$rates'" \
+	"env BENCH_KDOM='$KDOM' BENCH_KDOMD='$BUILD/kdomd' BENCH_PROBE='$BUILD/tests/guests/dirty.elf' bash '$BENCH_DIR/migration.sh' --in-l1 -n $N --mib $mib --region $region --rates '$rates' --max-bandwidth $max_bandwidth" \
 	>"$log" 2>&1 || bench_fail "the test-host run failed (see $log)"
 if grep -aq '^migration: FAILED' "$log"; then
 	grep -a '^migration: FAILED' "$log" | sed 's/^/   /'
@@ -182,6 +193,8 @@ for rate in $rates; do
 		bench_row "$rate MiB/s: $figure" "$(bench_fmt "$k" 1)" "$qtext" "$ratio" "$target $verdict"
 		[ "$figure" = downtime_ms ] && [ -n "$q" ] && bench_summary migration "$rate MiB/s downtime kdom/QEMU" "$ratio" "<= 0.5" "$verdict"
 	done
-	echo "   $rate MiB/s: kdom converged $kdom_ok/$N (rounds: $(grep " vmm=kdom rate=$rate " "$runs" | sed -n 's/.* rounds=\([0-9]*\).*/\1/p' | tr '\n' ' ')), QEMU $qemu_ok/$N"
+	echo "   $rate MiB/s: kdom converged $kdom_ok/$N (rounds: $(grep " vmm=kdom rate=$rate " "$runs" | sed -n 's/.* rounds=\([0-9]*\).*/\1/p' | tr '\n' ' '); vCPUs throttled up to: $(grep " vmm=kdom rate=$rate " "$runs" | sed -n 's/.* throttle_percent=\([0-9]*\).*/\1%/p' | tr '\n' ' ')), QEMU $qemu_ok/$N"
+	grep -a "^migration detail .* rate=$rate " "$log" | tr -d '\r' | sed 's/^/   /'
+	grep " vmm=qemu rate=$rate status=not-converged" "$runs" | sed 's/^/   /' 
 done
 exit "$BENCH_FAILED"

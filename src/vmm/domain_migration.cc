@@ -288,6 +288,7 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
       disks_released_here = true;
     }
   });
+  const double pause_ms = seconds_since(pause_started) * 1000.0;
   // The vCPUs are parked: nothing left to slow down.
   throttle_to(0);
   // The config record went first; a device the guest ejected since would be built at the
@@ -295,10 +296,25 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   if (to_json(paused_config) != to_json(sent_config))
     throw Error("a device left the domain during the migration (the guest ejected it); migrate again");
   merge(dirty, take_dirty_pages());  // not a measure of the guest's rate: it stood still
-  begin_round(dirty_bytes(dirty));
+  const uint64_t last_bytes = dirty_bytes(dirty);
+  const auto last_pages_started = Clock::now();
+  begin_round(last_bytes);
   send_dirty(dirty, false);
+  const auto state_started = Clock::now();
   write_state_records(writer, states);
   const double downtime_ms = seconds_since(pause_started) * 1000.0;
+  // Where the pause went: parking the vCPUs and saving the devices' state (and letting go of
+  // the disks), the dirty logs' last take, the last pages, the state records.
+  const auto ms_between = [](Clock::time_point from, Clock::time_point to) {
+    return std::chrono::duration<double, std::milli>(to - from).count();
+  };
+  char split[200];
+  std::snprintf(split, sizeof(split),
+                "pause and device state %.1f ms, last dirty log %.1f ms, %.1f MiB of last pages %.1f ms, "
+                "state records %.1f ms",
+                pause_ms, ms_between(pause_started, last_pages_started) - pause_ms,
+                static_cast<double>(last_bytes) / kMiB, ms_between(last_pages_started, state_started),
+                seconds_since(state_started) * 1000.0);
   {
     // The destination has the whole stream: from here on nothing may fail the migration, and
     // a cancel comes too late (the dirty logs stop in migrate_send's end, errors only logged).
@@ -310,8 +326,8 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   const uint64_t zero_pages = counts.zero_pages_skipped + counts.zero_pages_sent;
   log_line("migration: sent " + std::to_string(writer.bytes_written()) + " bytes in " + std::to_string(round) +
            " rounds, " + std::to_string(counts.pages_written) + " pages (" + std::to_string(zero_pages) +
-           " zero), " + std::to_string(seconds) + " s, downtime " + std::to_string(downtime_ms) +
-           " ms (KVM's " + dirty_log_kind() + ")" +
+           " zero), " + std::to_string(seconds) + " s, downtime " + std::to_string(downtime_ms) + " ms (" + split +
+           "; KVM's " + dirty_log_kind() + ")" +
            (highest_throttle ? ", vCPUs throttled up to " + std::to_string(highest_throttle) + "%" : std::string()) +
            "; the domain stays paused");
   return {{"rounds", round},
