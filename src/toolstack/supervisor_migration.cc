@@ -213,6 +213,8 @@ json Supervisor::migrate(const std::string& dom, const MigrateOptions& options) 
           {"seconds", seconds_since(started)},
           {"downtime_ms", downtime_ms},
           {"vmm_downtime_ms", sent.value("downtime_ms", 0.0)},
+          {"vmm_downtime_parts", sent.value("downtime_parts", json::object())},
+          {"throttle_percent", sent.value("throttle_percent", 0)},
           {"dirty_log", sent.value("dirty_log", "")}};
 }
 

@@ -308,13 +308,17 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   const auto ms_between = [](Clock::time_point from, Clock::time_point to) {
     return std::chrono::duration<double, std::milli>(to - from).count();
   };
+  const nlohmann::json parts = {{"pause_ms", pause_ms},
+                                {"dirty_log_ms", ms_between(pause_started, last_pages_started) - pause_ms},
+                                {"last_pages_ms", ms_between(last_pages_started, state_started)},
+                                {"last_mib", static_cast<double>(last_bytes) / kMiB},
+                                {"state_ms", seconds_since(state_started) * 1000.0}};
   char split[200];
   std::snprintf(split, sizeof(split),
                 "pause and device state %.1f ms, last dirty log %.1f ms, %.1f MiB of last pages %.1f ms, "
                 "state records %.1f ms",
-                pause_ms, ms_between(pause_started, last_pages_started) - pause_ms,
-                static_cast<double>(last_bytes) / kMiB, ms_between(last_pages_started, state_started),
-                seconds_since(state_started) * 1000.0);
+                parts["pause_ms"].get<double>(), parts["dirty_log_ms"].get<double>(), parts["last_mib"].get<double>(),
+                parts["last_pages_ms"].get<double>(), parts["state_ms"].get<double>());
   {
     // The destination has the whole stream: from here on nothing may fail the migration, and
     // a cancel comes too late (the dirty logs stop in migrate_send's end, errors only logged).
@@ -336,6 +340,7 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
           {"zero_pages", zero_pages},
           {"seconds", seconds},
           {"downtime_ms", downtime_ms},
+          {"downtime_parts", parts},
           {"dirty_log", dirty_log_kind()},
           {"throttle_percent", highest_throttle}};
 }
