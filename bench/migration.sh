@@ -98,6 +98,8 @@ if [ "${in_l1:-0}" = 1 ]; then
 			    # QEMU's downtime is the source's: from the stop until the last byte went (the
 			    # destination's load and start are not in it), as kdom's source_downtime_ms.
 			    d = state.get("downtime", "missing")
+			    if not d or not state.get("total-time"):  # figures QEMU did not give: say what it did
+			        print("status=odd query-migrate=%s" % json.dumps(state).replace(" ", "")); sys.exit(0)
 			    print("status=ok downtime_ms=%s source_downtime_ms=%s total_s=%.3f" % (d, d, state.get("total-time", 0) / 1000))
 		EOF
 	}
@@ -128,6 +130,10 @@ if [ "${in_l1:-0}" = 1 ]; then
 			result=$(tail -n 1 "$work/k.json")
 			if ! echo "$result" | grep -q '"event":"migrated"'; then
 				echo "migration: FAILED kdom rate $rate: $(cat "$work/k.err")"
+				# What the VMMs and the guest said, before destroy removes the run directories.
+				for f in "$work"/run/domains/*/vmm.log "$work/log/probe.log" "$work/kdomd.log"; do
+					[ -f "$f" ] && tail -n 15 "$f" | sed "s|^|migration: FAILED log $f: |"
+				done
 				"$kdom" destroy probe >/dev/null 2>&1; continue
 			fi
 			sleep 1  # ticks after the pause: its gap line
@@ -189,12 +195,13 @@ for rate in $rates; do
 		target="-" verdict="-"
 		[ "$figure" = downtime_ms ] && [ -n "$q" ] && { target="<= 0.5x"; verdict=$(bench_verdict "$ratio" 0.5); }
 		qtext="did not converge"
+		grep -q " vmm=qemu rate=$rate status=odd" "$runs" && qtext="no figures"
 		[ -n "$q" ] && qtext=$(bench_fmt "$q" 1)
 		bench_row "$rate MiB/s: $figure" "$(bench_fmt "$k" 1)" "$qtext" "$ratio" "$target $verdict"
 		[ "$figure" = downtime_ms ] && [ -n "$q" ] && bench_summary migration "$rate MiB/s downtime kdom/QEMU" "$ratio" "<= 0.5" "$verdict"
 	done
 	echo "   $rate MiB/s: kdom converged $kdom_ok/$N (rounds: $(grep " vmm=kdom rate=$rate " "$runs" | sed -n 's/.* rounds=\([0-9]*\).*/\1/p' | tr '\n' ' '); vCPUs throttled up to: $(grep " vmm=kdom rate=$rate " "$runs" | sed -n 's/.* throttle_percent=\([0-9]*\).*/\1%/p' | tr '\n' ' ')), QEMU $qemu_ok/$N"
 	grep -a "^migration detail .* rate=$rate " "$log" | tr -d '\r' | sed 's/^/   /'
-	grep " vmm=qemu rate=$rate status=not-converged" "$runs" | sed 's/^/   /' 
+	grep -e " vmm=qemu rate=$rate status=not-converged" -e " vmm=qemu rate=$rate status=odd" "$runs" | sed 's/^/   /' 
 done
 exit "$BENCH_FAILED"

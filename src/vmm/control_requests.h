@@ -52,6 +52,7 @@
 //    the disks' locks are let go at the last round's pause (MigrationOptions says more)
 //                                        -> {"ok":true,"rounds":..,"sent_bytes":..,"pages":..,
 //                                            "zero_pages":..,"seconds":..,"downtime_ms":..,
+//                                            "downtime_parts":{..},"dirty_log":..,
 //                                            "throttle_percent":..}:
 //                                            live migration (Domain::migrate_send): the whole
 //                                            domain written to the fd as a snapshot stream while
