@@ -12,10 +12,12 @@
 # input; and save/restore: a guest counting on its disk, console and a TCP connection saved
 # (to a full file system first: refused, runs on), restored (with an on_crash setting) without
 # a reboot, its count, TCP stream, date and disk (fsck) intact, then saved with -c.
-# The three parts run in separate test hosts (daemon.linux, daemon.linux-hotplug,
-# daemon.linux-save-restore): a test host that crashes, as the nested SVM under TCG does now
-# and then (docs/testing.md), then costs one part's minutes, not all of them.
-#   linux.sh KDOM KDOMD GUEST_DIR [PART...]   PART: lifecycle, hotplug, save-restore (default: all)
+# The parts run in separate test hosts (daemon.linux, daemon.linux-reboot, -store, -hotplug,
+# -save-restore), each booting one guest, or one twice: the nested SVM under TCG fails a
+# guest's boot now and then (docs/testing.md), more so the more guests a test host has run,
+# and a test host that fails then costs one part's minutes, not all of them.
+#   linux.sh KDOM KDOMD GUEST_DIR [PART...]
+#     PART: lifecycle, reboot, store, hotplug, save-restore (default: all)
 set -uo pipefail
 if [ -z "${KDOM_IN_NETNS:-}" ]; then
   # Bridges and TAPs only in a network namespace made for this run.
@@ -26,9 +28,9 @@ kdomd=$2
 guest=$3
 shift 3
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(lifecycle hotplug save-restore)
+[ ${#parts[@]} -gt 0 ] || parts=(lifecycle reboot store hotplug save-restore)
 for part in "${parts[@]}"; do
-  case $part in lifecycle | hotplug | save-restore) ;; *) echo "linux.sh: no part '$part'" >&2; exit 2 ;; esac
+  case $part in lifecycle | reboot | store | hotplug | save-restore) ;; *) echo "linux.sh: no part '$part'" >&2; exit 2 ;; esac
 done
 # shellcheck source=tests/daemon/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -107,7 +109,9 @@ check destroyed "on_poweroff=destroy: the domain is gone" -- domain_absent web
 check no-process "no VMM process left" -- no_vmm "$web_id"
 check no-run-dir "no run directory left" -- [ ! -e "$work/run/domains/$web_id" ]
 check no-tap "no TAP left" -- bash -c "! ip link show '$tap' >/dev/null 2>&1"
+}
 
+part_reboot() {
 cat >"$work/boots.cfg" <<EOF
 name = "boots"
 memory = 256
@@ -123,8 +127,27 @@ wait_wall 240 log_has boots "kdom-guest: power-button ready"
 check reboot-same-id "kdom reboot with on_reboot=restart keeps id $boots_id" -- [ "$("$kdom" domid boots 2>/dev/null)" = "$boots_id" ]
 booted_twice() { [ "$(log_count boots 'kdom-guest: init reached')" -ge 2 ]; }
 check reboot-boots-again "the guest boots again" -- wait_wall 240 booted_twice
+# Last, as no guest boots after it here: in the test host, a vCPU thread pinned while its guest
+# ran left every later guest triple-faulting in early boot (docs/testing.md).
+"$kdom" vcpu-pin boots 0 0 >"$work/pin.out" 2>&1
+check vcpu-pin "kdom vcpu-pin boots 0 0: vcpu-list shows the affinity $(awk '$1 == "boots" {print $7}' <("$kdom" vcpu-list boots))" -- \
+  bash -c "'$kdom' vcpu-list boots | awk '\$1 == \"boots\" && \$3 == 0 && \$7 == \"0\"' | grep -q ."
+"$kdom" destroy boots
+check destroy "kdom destroy: gone" -- domain_absent boots
+}
+
+part_store() {
 # The store from inside a guest (vsock), as a guest agent uses xenstore: its own keys and not
-# another domain's (boots'), its quota, a watch each way.
+# another domain's, its quota, a watch each way. The other domain is made paused (kdom create
+# -p): it has its keys, and no guest of its own to boot in the test host.
+cat >"$work/other.cfg" <<EOF
+name = "other"
+memory = 128
+kernel = "$guest/vmlinuz"
+ramdisk = "$guest/initramfs.cpio.gz"
+EOF
+"$kdom" create -p "$work/other.cfg" >/dev/null 2>&1
+other_id=$("$kdom" domid other 2>/dev/null)
 "$kdom" store watch /local/domain >"$work/store-watch.out" 2>&1 &
 store_watch=$!
 cat >"$work/agent.cfg" <<EOF
@@ -132,7 +155,7 @@ name = "agent"
 memory = 256
 kernel = "$guest/vmlinuz"
 ramdisk = "$guest/initramfs.cpio.gz"
-extra = "console=ttyS0 kdom.action=store kdom.other=$boots_id"
+extra = "console=ttyS0 kdom.action=store kdom.other=$other_id"
 vsock = 3
 EOF
 "$kdom" create "$work/agent.cfg" >/dev/null 2>&1
@@ -144,12 +167,12 @@ check store-guest-writes "the guest wrote data/hello; the host reads it" -- wait
 host_watch_saw() { grep -q "written /local/domain/$agent_id/data/hello" "$work/store-watch.out"; }
 check store-host-watch "kdom store watch on the host saw the guest's write" -- wait_wall 30 host_watch_saw
 check store-other-refused "the guest may not read another domain's name" -- \
-  wait_wall 60 log_has agent "store another domain refused: kdom-store: domain $agent_id may not read /local/domain/$boots_id/name"
+  wait_wall 60 log_has agent "store another domain refused: kdom-store: domain $agent_id may not read /local/domain/$other_id/name"
 check store-own-read-only "the guest may not write its own name (kdomd's)" -- \
   log_has agent "store own name read-only: kdom-store: domain $agent_id may not write /local/domain/$agent_id/name"
 check store-quota "a guest flooding the store stops at its quota (1000 nodes)" -- \
   wait_wall 120 log_has agent "store flood: 997 written, then: ERR domain $agent_id would own more than 1000 store nodes"
-check store-others-intact "boots' name is untouched" -- [ "$("$kdom" store read "/local/domain/$boots_id/name")" = boots ]
+check store-others-intact "the other domain's name is untouched" -- [ "$("$kdom" store read "/local/domain/$other_id/name")" = other ]
 wait_wall 120 log_has agent "kdom-guest: store watching data/cmd"
 "$kdom" store write "/local/domain/$agent_id/data/cmd" go
 check store-guest-watch "the guest's watch saw the host's write" -- \
@@ -157,13 +180,7 @@ check store-guest-watch "the guest's watch saw the host's write" -- \
 keys_gone() { ! "$kdom" store read "/local/domain/$agent_id" >/dev/null 2>&1; }
 check store-keys-go "the guest powered off: the domain and its keys are gone" -- wait_wall 60 keys_gone
 kill "$store_watch" 2>/dev/null
-# Last, as no guest boots after it here: in the test host, a vCPU thread pinned while its guest
-# ran left every later guest triple-faulting in early boot (docs/testing.md).
-"$kdom" vcpu-pin boots 0 0 >"$work/pin.out" 2>&1
-check vcpu-pin "kdom vcpu-pin boots 0 0: vcpu-list shows the affinity $(awk '$1 == "boots" {print $7}' <("$kdom" vcpu-list boots))" -- \
-  bash -c "'$kdom' vcpu-list boots | awk '\$1 == \"boots\" && \$3 == 0 && \$7 == \"0\"' | grep -q ."
-"$kdom" destroy boots
-check destroy "kdom destroy: gone" -- domain_absent boots
+"$kdom" destroy other
 }
 
 part_hotplug() {
