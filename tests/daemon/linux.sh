@@ -77,7 +77,7 @@ check create "kdom create of an xl.cfg with a disk and a bridged vif" -- "$kdom"
 web_id=$("$kdom" domid web 2>/dev/null)
 tap=kdom$web_id.0
 check tap-on-bridge "TAP $tap made and put on kdombr0" -- bash -c "ip link show master kdombr0 | grep -q '$tap'"
-check boots "the guest's init runs (console log)" -- wait_wall 240 log_has web "kdom-guest: power-button ready"
+check boots "the guest's init runs (console log)" -- wait_wall 150 log_has web "kdom-guest: power-button ready"
 check guest-sees-devices "the guest sees its disk and NIC" -- log_has web "kdom-guest: devices .*vda.*eth0"
 check console-api "the console reaches kdom console --log" -- bash -c "'$kdom' console --log web | grep -q 'Linux version'"
 # The domain's figures: kdom top in batch and on a terminal (tmux), vcpu-list and vcpu-pin,
@@ -122,11 +122,11 @@ on_reboot = "restart"
 EOF
 "$kdom" create "$work/boots.cfg" >/dev/null 2>&1
 boots_id=$("$kdom" domid boots 2>/dev/null)
-wait_wall 240 log_has boots "kdom-guest: power-button ready"
+wait_wall 150 log_has boots "kdom-guest: power-button ready"
 "$kdom" reboot boots >"$work/reboot.out" 2>&1
 check reboot-same-id "kdom reboot with on_reboot=restart keeps id $boots_id" -- [ "$("$kdom" domid boots 2>/dev/null)" = "$boots_id" ]
 booted_twice() { [ "$(log_count boots 'kdom-guest: init reached')" -ge 2 ]; }
-check reboot-boots-again "the guest boots again" -- wait_wall 240 booted_twice
+check reboot-boots-again "the guest boots again" -- wait_wall 150 booted_twice
 # Last, as no guest boots after it here: in the test host, a vCPU thread pinned while its guest
 # ran left every later guest triple-faulting in early boot (docs/testing.md).
 "$kdom" vcpu-pin boots 0 0 >"$work/pin.out" 2>&1
@@ -161,7 +161,7 @@ EOF
 "$kdom" create "$work/agent.cfg" >/dev/null 2>&1
 agent_id=$("$kdom" domid agent 2>/dev/null)
 check store-guest-reads "the guest read its own name and domid over vsock" -- \
-  wait_wall 240 log_has agent "kdom-guest: store name=agent domid=$agent_id"
+  wait_wall 150 log_has agent "kdom-guest: store name=agent domid=$agent_id"
 guest_wrote() { [ "$("$kdom" store read "/local/domain/$agent_id/data/hello" 2>/dev/null)" = "from the guest" ]; }
 check store-guest-writes "the guest wrote data/hello; the host reads it" -- wait_wall 30 guest_wrote
 host_watch_saw() { grep -q "written /local/domain/$agent_id/data/hello" "$work/store-watch.out"; }
@@ -204,7 +204,7 @@ EOF
 hp_events=$!
 "$kdom" create "$work/hp.cfg" >/dev/null 2>&1
 hp_id=$("$kdom" domid hp 2>/dev/null)
-wait_wall 240 log_has hp "kdom-guest: hotplug ready"
+wait_wall 150 log_has hp "kdom-guest: hotplug ready"
 "$kdom" block-attach hp "vdev=xvdb,access=ro,target=$work/extra.img" >"$work/block-attach.out" 2>&1
 check block-attach "kdom block-attach of a second ext4 image to the running guest" -- [ $? -eq 0 ]
 check block-list "kdom block-list shows xvdb connected, read-only" -- \
@@ -276,7 +276,7 @@ counts() { sed -n 's/.*kdom-guest: counter \([0-9]*\) epoch=.*/\1/p' "$work/log/
 last_count() { counts | tail -n 1; }
 counted_to() { [ "$(last_count)" -ge "$1" ] 2>/dev/null; }
 consecutive() { awk 'NR > 1 && $1 != prev + 1 { bad = 1 } { prev = $1 } END { exit bad || NR == 0 }'; }
-check sr-counts "the counting guest runs" -- wait_wall 240 counted_to 4
+check sr-counts "the counting guest runs" -- wait_wall 150 counted_to 4
 mkdir -p "$work/full"
 mount -t tmpfs -o size=1m tmpfs "$work/full"
 refused "$work/sr-full.out" "No space left on device" -- "$kdom" save sr "$work/full/sr.snap"
