@@ -308,17 +308,18 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   const auto ms_between = [](Clock::time_point from, Clock::time_point to) {
     return std::chrono::duration<double, std::milli>(to - from).count();
   };
-  const nlohmann::json parts = {{"pause_ms", pause_ms},
-                                {"dirty_log_ms", ms_between(pause_started, last_pages_started) - pause_ms},
-                                {"last_pages_ms", ms_between(last_pages_started, state_started)},
-                                {"last_mib", static_cast<double>(last_bytes) / kMiB},
-                                {"state_ms", seconds_since(state_started) * 1000.0}};
+  const double dirty_log_ms = ms_between(pause_started, last_pages_started) - pause_ms;
+  const double last_pages_ms = ms_between(last_pages_started, state_started);
+  const double last_mib = static_cast<double>(last_bytes) / kMiB;
+  const double state_ms = seconds_since(state_started) * 1000.0;
+  const nlohmann::json parts = {{"pause_ms", pause_ms},         {"dirty_log_ms", dirty_log_ms},
+                                {"last_pages_ms", last_pages_ms}, {"last_mib", last_mib},
+                                {"state_ms", state_ms}};
   char split[200];
   std::snprintf(split, sizeof(split),
                 "pause and device state %.1f ms, last dirty log %.1f ms, %.1f MiB of last pages %.1f ms, "
                 "state records %.1f ms",
-                parts["pause_ms"].get<double>(), parts["dirty_log_ms"].get<double>(), parts["last_mib"].get<double>(),
-                parts["last_pages_ms"].get<double>(), parts["state_ms"].get<double>());
+                pause_ms, dirty_log_ms, last_mib, last_pages_ms, state_ms);
   {
     // The destination has the whole stream: from here on nothing may fail the migration, and
     // a cancel comes too late (the dirty logs stop in migrate_send's end, errors only logged).
