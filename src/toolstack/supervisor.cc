@@ -122,6 +122,11 @@ vmm::DiskConfig vmm_disk(const config::DiskSpec& spec) {
   return disk;
 }
 
+std::array<uint8_t, 6> vif_mac(const config::VifSpec& vif) {
+  if (!vif.mac) throw Error("vif " + std::to_string(vif.devid) + " has no MAC");
+  return vmm::parse_mac(*vif.mac);
+}
+
 vmm::NetConfig vmm_net(uint32_t domid, const config::VifSpec& vif) {
   vmm::NetConfig net;
   net.tap = tap_name(domid, vif);
@@ -307,7 +312,7 @@ json Supervisor::launch(config::DomainConfig config, bool paused, const std::str
   try {
     fs::create_directories(runtime->run_dir);
     for (const auto& vif : config.vifs)
-      if (!vif.bridge.empty()) create_bridged_tap(tap_name(record.id, vif), vif.bridge);
+      if (!vif.bridge.empty()) create_bridged_tap(tap_name(record.id, vif), vif.bridge, vif_mac(vif));
     runtime->console = std::make_shared<ConsoleHub>(runtime->run_dir + "/console.sock",
                                                     log_path(incoming ? incoming->log_name : record.name));
     serve_store_to_guest(record.id, config, runtime->run_dir);

@@ -14,6 +14,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <condition_variable>
 #include <functional>
 #include <cstdint>
@@ -61,6 +62,8 @@ vmm::VmConfig vm_config_for(const config::DomainConfig& config, const std::strin
 // The TAP a domain's NIC uses: the one named in its config (vifname=), or, for a NIC on a
 // bridge, the one kdomd makes for it, kdom<domid>.<devid>.
 std::string tap_name(uint32_t domid, const config::VifSpec& vif);
+// A NIC's MAC (config::assign_device_names gave every vif one).
+std::array<uint8_t, 6> vif_mac(const config::VifSpec& vif);
 // A disk's and a NIC's keys in the store, under device/vbd/<vdev>/ and device/vif/<devid>/.
 std::vector<std::pair<std::string, std::string>> disk_keys(const config::DiskSpec& disk);
 std::vector<std::pair<std::string, std::string>> vif_keys(const config::VifSpec& vif);

@@ -123,7 +123,7 @@ json Supervisor::network_attach(const std::string& dom, config::VifSpec vif) {
   config::validate(config);
   vif = config.vifs.back();
   const std::string tap = tap_name(runtime->id, vif);
-  if (!vif.bridge.empty()) create_bridged_tap(tap, vif.bridge);
+  if (!vif.bridge.empty()) create_bridged_tap(tap, vif.bridge, vif_mac(vif));
   try {
     control(*runtime, {{"op", "net-attach"}, {"net", vmm::to_json(vmm_net(runtime->id, vif))}});
   } catch (...) {

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <linux/if.h>
+#include <linux/if_arp.h>
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
@@ -36,7 +37,7 @@ UniqueFd open_tap(const std::string& tap) {
 
 }  // namespace
 
-void create_bridged_tap(const std::string& tap, const std::string& bridge) {
+void create_bridged_tap(const std::string& tap, const std::string& bridge, const std::array<uint8_t, 6>& guest_mac) {
   UniqueFd control(check_syscall(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), "socket"));
   ifreq bridge_request = request_for(bridge);
   if (::ioctl(control.get(), SIOCGIFINDEX, &bridge_request) != 0)
@@ -46,6 +47,11 @@ void create_bridged_tap(const std::string& tap, const std::string& bridge) {
   try {
     ifreq tap_request = request_for(tap);
     check_syscall(::ioctl(control.get(), SIOCGIFINDEX, &tap_request), "TAP " + tap + ": SIOCGIFINDEX");
+    ifreq address = request_for(tap);
+    address.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+    address.ifr_hwaddr.sa_data[0] = static_cast<char>(0xfe);
+    for (size_t i = 1; i < guest_mac.size(); ++i) address.ifr_hwaddr.sa_data[i] = static_cast<char>(guest_mac[i]);
+    check_syscall(::ioctl(control.get(), SIOCSIFHWADDR, &address), "TAP " + tap + ": SIOCSIFHWADDR");
     ifreq enslave = request_for(bridge);
     enslave.ifr_ifindex = tap_request.ifr_ifindex;
     if (::ioctl(control.get(), SIOCBRADDIF, &enslave) != 0)
