@@ -4,7 +4,8 @@
 passed=0
 failed=0
 
-# check NAME TEXT -- COMMAND...: passes when COMMAND succeeds
+# check NAME TEXT -- COMMAND...: passes when COMMAND succeeds; returns its verdict, so that a
+# script can stop a scenario whose later checks all need this one (`check ... || return`).
 check() {
   local name=$1 text=$2
   shift 3
@@ -14,6 +15,7 @@ check() {
   else
     echo "FAIL $name: $text"
     failed=$((failed + 1))
+    return 1
   fi
 }
 
