@@ -9,9 +9,10 @@
 # figures: kdom top (batch and on a tmux terminal), vcpu-list and vcpu-pin, /metrics (promtool),
 # hot-plug: a second ext4 disk and a second NIC added to and taken from a running guest
 # (block-/network-attach, -list, -detach, the NIC's forced), with the events, store keys and bad
-# input; and save/restore: a guest counting on its disk, console and a TCP connection saved
-# (to a full file system first: refused, runs on), restored (with an on_crash setting) without
-# a reboot, its count, TCP stream, date and disk (fsck) intact, then saved with -c.
+# input; and save/restore: a guest counting on its disk, console and a TCP connection from the
+# host saved (to a full file system first: refused, runs on), restored by a kdomd started
+# again (with an on_crash setting) without a reboot, its count, TCP stream, date and disk
+# (fsck) intact, then saved with -c.
 # A part stops at a failed check that the rest of it needs (its guest's boot), so a guest that
 # the test host's emulated CPU failed costs a test host minutes less (docs/testing.md).
 #   linux.sh KDOM KDOMD GUEST_DIR [PART...]
@@ -280,21 +281,16 @@ network_picture() {
 
 part_save_restore() {
 # Save and restore (xl save, xl restore): a guest counting on its disk, its console and a TCP
-# connection to the host is saved to a file, destroyed, restored, and counts on.
+# connection the host opened to it is saved to a file, destroyed, restored by a kdomd started
+# again (as after a host reboot), and counts on.
 truncate -s 64M "$work/counter.img"
 mkfs.ext4 -q -F "$work/counter.img"
-# busybox nc (busybox-static; there may be no nc) ends the connection when its stdin ends: a
-# FIFO held open (fd 9) keeps it.
-mkfifo "$work/ticks-hold"
-exec 9<>"$work/ticks-hold"
-busybox nc -l -p 7000 <"$work/ticks-hold" >"$work/ticks.out" 2>/dev/null &
-ticks_listener=$!
 cat >"$work/sr.cfg" <<EOF
 name = "sr"
 memory = 256
 kernel = "$guest/vmlinuz"
 ramdisk = "$guest/initramfs.cpio.gz"
-extra = "console=ttyS0 kdom.action=counter kdom.ip=10.0.9.3/24 kdom.peer=10.0.9.1"
+extra = "console=ttyS0 kdom.action=counter kdom.ip=10.0.9.3/24 kdom.peer=10.0.9.1 kdom.listen=7000"
 disk = [ '$work/counter.img,raw,xvda,rw' ]
 vif = [ 'bridge=kdombr0' ]
 on_poweroff = "destroy"
@@ -305,6 +301,15 @@ last_count() { counts | tail -n 1; }
 counted_to() { [ "$(last_count)" -ge "$1" ] 2>/dev/null; }
 consecutive() { awk 'NR > 1 && $1 != prev + 1 { bad = 1 } { prev = $1 } END { exit bad || NR == 0 }'; }
 check sr-counts "the counting guest runs" -- wait_wall 150 counted_to 4 || return
+# The host connects to the guest's port 7000 (busybox nc, busybox-static: there may be no nc),
+# which sends its ticks. nc ends the connection when its stdin ends: a FIFO held open (fd 9)
+# keeps it.
+mkfifo "$work/ticks-hold"
+exec 9<>"$work/ticks-hold"
+busybox nc 10.0.9.3 7000 <"$work/ticks-hold" >"$work/ticks.out" 2>"$work/ticks.err" &
+ticks_listener=$!
+ticks_came() { [ "$(wc -l <"$work/ticks.out")" -ge 3 ]; }
+check sr-tcp "the host's TCP connection to the guest brings its ticks" -- wait_wall 30 ticks_came || return
 mkdir -p "$work/full"
 mount -t tmpfs -o size=1m tmpfs "$work/full"
 refused "$work/sr-full.out" "No space left on device" -- "$kdom" save sr "$work/full/sr.snap"
@@ -320,6 +325,11 @@ check sr-save "kdom save: $(cat "$work/sr-save.out")" -- [ $rc -eq 0 ]
 check sr-save-gone "the saved domain is gone" -- domain_absent sr
 saved_at=$(last_count)
 ticks_saved=$(wc -l <"$work/ticks.out")
+# A host reboot, as far as kdomd sees one: it stops, its run directory goes, it starts again.
+kill -9 "$daemon_pid" 2>/dev/null
+wait "$daemon_pid" 2>/dev/null
+rm -rf "$work/run"
+check sr-kdomd-again "kdomd started again with an empty run directory" -- start_daemon
 sleep 3
 # On a terminal (script(1)), as the save -c below: kdom restore shows how far the VMM has read.
 t0=$(date +%s%N)
@@ -345,7 +355,7 @@ rc=$?
 check sr-never-back "the console's count never went back nor skipped ($(counts | head -n 1)..$(last_count))" -- [ $rc -eq 0 ]
 ticks_grew() { [ "$(wc -l <"$work/ticks.out")" -ge $((ticks_saved + 5)) ]; }
 # Its TCP retransmissions back off until the new TAP is on the bridge: the next may be 25 s away.
-check sr-tcp-on "the TCP connection to the host carries on ($ticks_saved ticks at the save)" -- wait_wall 90 ticks_grew
+check sr-tcp-on "the TCP connection from the host carries on ($ticks_saved ticks at the save)" -- wait_wall 90 ticks_grew
 [ "$(wc -l <"$work/ticks.out")" -ge $((ticks_saved + 5)) ] || network_picture >"$work/sr-net.out" 2>&1
 sed 's/^tick //' "$work/ticks.out" | consecutive
 rc=$?
