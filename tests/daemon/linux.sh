@@ -12,7 +12,7 @@
 # input; and save/restore: a guest counting on its disk, console and a TCP connection from the
 # host saved (to a full file system first: refused, runs on), restored by a kdomd started
 # again (with an on_crash setting) without a reboot, its count, TCP stream, date and disk
-# (fsck) intact, then saved with -c.
+# (fsck) intact, then saved with -c and with -p.
 # A part stops at a failed check that the rest of it needs (its guest's boot), so a guest that
 # the test host's emulated CPU failed costs a test host minutes less (docs/testing.md).
 #   linux.sh KDOM KDOMD GUEST_DIR [PART...]
@@ -374,6 +374,19 @@ check sr-save-progress "on a terminal: $progress_lines progress lines in ${save_
   'BEGIN { exit !((n > 0 || s < 0.3) && last ~ /^saved domain sr: /) }'
 before=$(last_count)
 check sr-save-c-counts "and the domain counts on" -- wait_wall 30 counted_to $((before + 3))
+# kdom save -p: saved and left paused; it counts on once unpaused.
+"$kdom" save -p sr "$work/sr-p.snap" >"$work/sr-p.out" 2>&1
+rc=$?
+check sr-save-p "kdom save -p: $(tail -n 1 "$work/sr-p.out")" -- [ $rc -eq 0 ]
+paused_at=$(last_count)
+sleep 2
+stood_still() {
+  [ -s "$work/sr-p.snap" ] && [ "$(last_count)" = "$paused_at" ] &&
+    "$kdom" list sr 2>/dev/null | awk '$1 == "sr" { print $5 }' | grep -q p
+}
+check sr-save-p-paused "it wrote its file, is left paused (kdom list) and counts no more (at $paused_at)" -- stood_still
+"$kdom" unpause sr >/dev/null 2>&1
+check sr-save-p-unpaused "kdom unpause: it counts on" -- wait_wall 30 counted_to $((paused_at + 3))
 "$kdom" shutdown -w sr >/dev/null 2>&1
 final=$(last_count)
 check sr-disk-count "the guest stopped at $final and unmounted its disk" -- \
