@@ -10,7 +10,7 @@
 #                 a /dev/kvm that is kvm_pvm (software-assisted: a stock kernel stops early in
 #                 its boot) sends it to the test host as a missing /dev/kvm does; there its L1
 #                 has one CPU (--smp 1): with two, the emulated SVM failed a stock guest's boot
-#                 in about half the test hosts, with one in none of the first ten (docs/testing.md)
+#                 in about half the test hosts on 2026-12-07, with one in none (docs/testing.md)
 # Exit status: COMMAND's. In the test host, 124 when its limit was hit and 125 when the
 # test host itself failed. Either is tried again, four test hosts at most: the limit is a
 # minute above what the command itself allows (its own time-outs end it first), so reaching it

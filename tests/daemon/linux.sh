@@ -61,11 +61,11 @@ ip addr add 10.0.9.1/24 dev kdombr0
 
 start_daemon || exit 1
 # What a part leaves when it stops early (a check the rest needs failed): the top's terminal,
-# the full file system, the tick listener.
+# the full file system, the ticks' reader.
 extra_cleanup() {
   [ -n "${tmux_socket:-}" ] && tmux -S "$tmux_socket" kill-server 2>/dev/null
   mountpoint -q "$work/full" && umount "$work/full"
-  [ -n "${ticks_listener:-}" ] && kill "$ticks_listener" 2>/dev/null
+  [ -n "${ticks_reader:-}" ] && kill "$ticks_reader" 2>/dev/null
   return 0
 }
 
@@ -307,9 +307,9 @@ check sr-counts "the counting guest runs" -- wait_wall 150 counted_to 4 || retur
 mkfifo "$work/ticks-hold"
 exec 9<>"$work/ticks-hold"
 busybox nc 10.0.9.3 7000 <"$work/ticks-hold" >"$work/ticks.out" 2>"$work/ticks.err" &
-ticks_listener=$!
-ticks_came() { [ "$(wc -l <"$work/ticks.out")" -ge 3 ]; }
-check sr-tcp "the host's TCP connection to the guest brings its ticks" -- wait_wall 30 ticks_came || return
+ticks_reader=$!
+ticks_at_least() { [ "$(wc -l <"$work/ticks.out")" -ge "$1" ]; }
+check sr-tcp "the host's TCP connection to the guest brings its ticks" -- wait_wall 30 ticks_at_least 3 || return
 mkdir -p "$work/full"
 mount -t tmpfs -o size=1m tmpfs "$work/full"
 refused "$work/sr-full.out" "No space left on device" -- "$kdom" save sr "$work/full/sr.snap"
@@ -353,10 +353,9 @@ check sr-no-reboot "without a reboot" -- [ "$(log_count sr 'kdom-guest: init rea
 counts | consecutive
 rc=$?
 check sr-never-back "the console's count never went back nor skipped ($(counts | head -n 1)..$(last_count))" -- [ $rc -eq 0 ]
-ticks_grew() { [ "$(wc -l <"$work/ticks.out")" -ge $((ticks_saved + 5)) ]; }
 # Its TCP retransmissions back off until the new TAP is on the bridge: the next may be 25 s away.
-check sr-tcp-on "the TCP connection from the host carries on ($ticks_saved ticks at the save)" -- wait_wall 90 ticks_grew
-[ "$(wc -l <"$work/ticks.out")" -ge $((ticks_saved + 5)) ] || network_picture >"$work/sr-net.out" 2>&1
+check sr-tcp-on "the TCP connection from the host carries on ($ticks_saved ticks at the save)" -- wait_wall 90 ticks_at_least $((ticks_saved + 5)) ||
+  network_picture >"$work/sr-net.out" 2>&1
 sed 's/^tick //' "$work/ticks.out" | consecutive
 rc=$?
 check sr-tcp-whole "every tick arrived once, in order ($(head -n 1 "$work/ticks.out")..$(tail -n 1 "$work/ticks.out"))" -- [ $rc -eq 0 ]
@@ -395,7 +394,7 @@ check sr-disk-file "the disk's counter file says $final" -- \
   [ "$(debugfs -R 'cat /counter' "$work/counter.img" 2>/dev/null)" = "$final" ]
 check sr-fsck "the disk is clean (e2fsck -fn)" -- e2fsck -fn "$work/counter.img"
 umount "$work/full"
-kill "$ticks_listener" 2>/dev/null
+kill "$ticks_reader" 2>/dev/null
 exec 9>&-
 }
 
