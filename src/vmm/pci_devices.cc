@@ -289,9 +289,13 @@ void PciDevices::load_state(const nlohmann::json& state) {
     {
       std::lock_guard lock(notifier_mutex_);
       if (slot->removed) continue;
-      unregister_notifiers(*slot);
+      // Most often the BAR is where it was placed already: taking an ioeventfd away waits for
+      // KVM's readers (milliseconds, in a migration's downtime), so only a moved BAR pays it.
       const uint64_t address = slot->transport->bar_address(devices::virtio::VirtioPci::kBarIndex);
-      if (address != 0) register_notifiers(*slot, address);
+      if (address != slot->notify_base) {
+        unregister_notifiers(*slot);
+        if (address != 0) register_notifiers(*slot, address);
+      }
     }
     if (slot->transport->active())
       for (const auto& fd : slot->notify_fds) signal_eventfd(fd.get());
