@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -18,6 +19,7 @@ namespace {
 constexpr size_t kHeaderBytes = 16;  // magic, version, reserved
 constexpr size_t kHeadBytes = 24;    // type, flags, length, body CRC, head CRC
 constexpr size_t kAlignment = 8;
+constexpr size_t kGatherBytes = 64 * 1024;  // StreamWriter: what it gathers before it sends
 
 // zlib takes at most 4 GiB a call; bodies are far smaller (kMaxRecordBytes).
 uint32_t crc_of(std::span<const uint8_t> bytes, uLong crc = crc32(0L, Z_NULL, 0)) {
@@ -79,22 +81,50 @@ StreamWriter::StreamWriter(int fd, std::string name) : fd_(fd), name_(std::move(
   std::memcpy(header, kMagic, sizeof(kMagic));
   put_le(header + 8, kVersion, 4);
   put(header);
+  send(gathered_, {});  // a fd that takes nothing fails here, before any record
+  gathered_.clear();
+}
+
+StreamWriter::~StreamWriter() {
+  try {
+    send(gathered_, {}, /*wait=*/false);
+  } catch (const std::exception&) {
+  }
 }
 
 void StreamWriter::put(std::span<const uint8_t> bytes) {
-  while (!bytes.empty()) {
+  if (gathered_.size() + bytes.size() <= kGatherBytes) {
+    gathered_.insert(gathered_.end(), bytes.begin(), bytes.end());
+  } else {
+    send(gathered_, bytes);
+    gathered_.clear();
+  }
+  offset_ += bytes.size();
+}
+
+void StreamWriter::send(std::span<const uint8_t> first, std::span<const uint8_t> second, bool wait) {
+  while (!first.empty() || !second.empty()) {
+    iovec parts[2] = {{const_cast<uint8_t*>(first.data()), first.size()},
+                      {const_cast<uint8_t*>(second.data()), second.size()}};
+    msghdr message{};
+    message.msg_iov = parts;
+    message.msg_iovlen = 2;
     // A socket whose peer went away fails the write (EPIPE) without a SIGPIPE.
-    const ssize_t n = socket_ ? ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL)
-                              : ::write(fd_, bytes.data(), bytes.size());
+    const ssize_t n = socket_ ? ::sendmsg(fd_, &message, MSG_NOSIGNAL | (wait ? 0 : MSG_DONTWAIT))
+                              : ::writev(fd_, parts, 2);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!wait) return;
       // A non-blocking socket (a migration's, as its sender made it): wait until it takes more.
       pollfd writable{fd_, POLLOUT, 0};
       if (::poll(&writable, 1, -1) >= 0 || errno == EINTR) continue;
     }
-    if (n <= 0) throw SystemError("cannot write snapshot '" + name_ + "' at byte " + std::to_string(offset_), n < 0 ? errno : EIO);
-    bytes = bytes.subspan(static_cast<size_t>(n));
-    offset_ += static_cast<uint64_t>(n);
+    if (n <= 0) throw SystemError("cannot write snapshot '" + name_ + "' at byte " + std::to_string(sent_), n < 0 ? errno : EIO);
+    auto done = static_cast<size_t>(n);
+    sent_ += done;
+    const size_t of_first = std::min(done, first.size());
+    first = first.subspan(of_first);
+    second = second.subspan(done - of_first);
   }
 }
 
@@ -127,6 +157,8 @@ void StreamWriter::write(RecordType type, std::initializer_list<std::span<const 
 void StreamWriter::finish() {
   write(RecordType::kEnd, {});
   finished_ = true;
+  send(gathered_, {});
+  gathered_.clear();
 }
 
 StreamReader::StreamReader(int fd, std::string name) : fd_(fd), name_(std::move(name)) {

@@ -58,20 +58,34 @@ class StreamWriter {
  public:
   // Writes the stream header to `fd` (which stays the caller's). `name` is for messages.
   StreamWriter(int fd, std::string name);
+  // Sends what is still gathered, as far as the fd takes it without waiting (errors ignored):
+  // a stream left without its End record is truncated where the caller stopped.
+  ~StreamWriter();
+  StreamWriter(const StreamWriter&) = delete;
+  StreamWriter& operator=(const StreamWriter&) = delete;
   // Throws StreamError (a body above kMaxRecordBytes) or SystemError (the fd refused it).
+  // Heads, padding and small bodies are gathered and go to the fd with the next large body or
+  // at finish(): one system call for many records, where each would cost three (on a socket,
+  // each runs the peer's receive path too: the state records of a migration's pause).
   void write(RecordType type, std::span<const uint8_t> body);
   // The same for a body in parts, written as they are (no copy into one buffer: guest RAM).
   void write(RecordType type, std::initializer_list<std::span<const uint8_t>> parts);
-  // Writes the End record; nothing may follow.
+  // Writes the End record and sends everything; nothing may follow.
   void finish();
+  // The stream's bytes so far, given to the fd or gathered for it.
   uint64_t bytes_written() const { return offset_; }
 
  private:
   void put(std::span<const uint8_t> bytes);
+  // Sends `first` then `second` whole (waiting while a non-blocking socket is full), or as much
+  // as the fd takes at once when `wait` is false.
+  void send(std::span<const uint8_t> first, std::span<const uint8_t> second, bool wait = true);
   int fd_;
   std::string name_;
   bool socket_;  // written with send(MSG_NOSIGNAL)
-  uint64_t offset_ = 0;
+  std::vector<uint8_t> gathered_;
+  uint64_t offset_ = 0;  // given to put
+  uint64_t sent_ = 0;    // of which on the fd
   uint64_t records_ = 0;
   bool finished_ = false;
 };

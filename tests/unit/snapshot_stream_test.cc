@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -193,6 +195,42 @@ TEST_F(SnapshotStream, TheWriterRefusesWhatTheReaderWould) {
   EXPECT_THROW(writer.write(RecordType::kConfig, {}), StreamError);
   ::close(fd);
   EXPECT_EQ(read_all(), "");
+}
+
+// Small records are gathered and sent together: over a socket, nothing but the header reaches
+// the peer before finish(), then the whole stream, readable record by record. A large body
+// goes at once, with what was gathered before it.
+TEST(SnapshotStreamGathering, SmallRecordsReachThePeerTogetherLargeOnesAtOnce) {
+  int ends[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends), 0);
+  const auto waiting = [&] {
+    int bytes = 0;
+    ::ioctl(ends[1], FIONREAD, &bytes);
+    return bytes;
+  };
+  {
+    StreamWriter writer(ends[0], "socket");
+    EXPECT_EQ(waiting(), 16);  // the header, sent by the constructor
+    const std::vector<uint8_t> small(100, 0x5a);
+    for (int i = 0; i < 10; ++i) writer.write(RecordType::kDevice, small);
+    EXPECT_EQ(waiting(), 16);
+    const std::vector<uint8_t> large(128 * 1024, 0xa5);
+    writer.write(RecordType::kMemory, large);
+    EXPECT_EQ(waiting(), 16 + 10 * (24 + 104) + 24 + static_cast<int>(large.size()));
+    writer.write(RecordType::kDevice, small);
+    writer.finish();
+  }
+  ::shutdown(ends[0], SHUT_WR);
+  StreamReader reader(ends[1], "socket");
+  int devices = 0, memory = 0;
+  while (auto record = reader.next()) {
+    if (record->type == RecordType::kDevice) ++devices;
+    if (record->type == RecordType::kMemory) ++memory;
+  }
+  EXPECT_EQ(devices, 11);
+  EXPECT_EQ(memory, 1);
+  ::close(ends[0]);
+  ::close(ends[1]);
 }
 
 TEST_F(SnapshotStream, AFullDiskIsASystemError) {
