@@ -142,7 +142,7 @@ if [ "${in_l1:-0}" = 1 ]; then
 			gap=$(guest_gap "$work/log/probe.log" "$offset")
 			grep -q "PROBE dirty: FAIL" "$work/log/probe.log" && echo "migration: FAILED kdom rate $rate: a page check failed"
 			echo "migration run $i/$N: vmm=kdom rate=$rate status=ok downtime_ms=$1 source_downtime_ms=$5 guest_gap_ms=$gap total_s=$2 rounds=$3 sent_mib=$(($4 >> 20)) throttle_percent=$6"
-			echo "migration detail $i/$N: rate=$rate source VMM: $(echo "$result" | python3 -c 'import json,sys; p=json.load(sys.stdin)["result"].get("vmm_downtime_parts", {}); print(", ".join("%s=%.1f" % kv for kv in p.items()))'); destination VMM: $(cat "$work"/run/domains/*/vmm.log 2>/dev/null | grep -a -o 'the state applied in [0-9]* ms' | tail -n 1)"
+			echo "migration detail $i/$N: rate=$rate source VMM: $(echo "$result" | python3 -c 'import json,sys; p=json.load(sys.stdin)["result"].get("vmm_downtime_parts", {}); print(", ".join("%s=%.1f" % kv for kv in p.items()))'); destination VMM: $(cat "$work"/run/domains/*/vmm.log 2>/dev/null | grep -a -o 'the state applied in .*' | tail -n 1)"
 			"$kdom" destroy probe >/dev/null 2>&1
 			rm -f "$work/log/probe.log"
 			# QEMU: to a second QEMU listening on 127.0.0.1:4444

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "base/elapsed.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "snapshot/memory_records.h"
@@ -35,8 +36,6 @@ using DirtyPages = std::vector<std::vector<uint64_t>>;  // per RAM region, bitma
 constexpr auto kProgressInterval = std::chrono::milliseconds(200);  // five events a second
 constexpr auto kPaceSlice = std::chrono::milliseconds(20);          // a paced wait sees a cancel this soon
 constexpr uint64_t kMiB = 1024 * 1024;
-
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 uint64_t dirty_bytes(const DirtyPages& dirty) {
   uint64_t pages = 0;
@@ -274,9 +273,11 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   const auto pause_started = Clock::now();
   DeviceStates states;
   VmConfig paused_config;
+  Clock::time_point parked;
   device_events_.call([&] {
     const bool was_paused = status().paused;
     pause_vcpus();
+    parked = Clock::now();
     paused_here = !was_paused;
     migration_holds_pause_ = true;
     states = save_device_states();
@@ -289,6 +290,7 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
     }
   });
   const double pause_ms = seconds_since(pause_started) * 1000.0;
+  const double park_ms = ms_between(pause_started, parked);
   // The vCPUs are parked: nothing left to slow down.
   throttle_to(0);
   // The config record went first; a device the guest ejected since would be built at the
@@ -305,21 +307,18 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   const double downtime_ms = seconds_since(pause_started) * 1000.0;
   // Where the pause went: parking the vCPUs and saving the devices' state (and letting go of
   // the disks), the dirty logs' last take, the last pages, the state records.
-  const auto ms_between = [](Clock::time_point from, Clock::time_point to) {
-    return std::chrono::duration<double, std::milli>(to - from).count();
-  };
   const double dirty_log_ms = ms_between(pause_started, last_pages_started) - pause_ms;
   const double last_pages_ms = ms_between(last_pages_started, state_started);
   const double last_mib = static_cast<double>(last_bytes) / kMiB;
   const double state_ms = seconds_since(state_started) * 1000.0;
-  const nlohmann::json parts = {{"pause_ms", pause_ms},         {"dirty_log_ms", dirty_log_ms},
-                                {"last_pages_ms", last_pages_ms}, {"last_mib", last_mib},
-                                {"state_ms", state_ms}};
-  char split[200];
+  const nlohmann::json parts = {{"pause_ms", pause_ms},         {"park_ms", park_ms},
+                                {"dirty_log_ms", dirty_log_ms}, {"last_pages_ms", last_pages_ms},
+                                {"last_mib", last_mib},         {"state_ms", state_ms}};
+  char split[240];
   std::snprintf(split, sizeof(split),
-                "pause and device state %.1f ms, last dirty log %.1f ms, %.1f MiB of last pages %.1f ms, "
-                "state records %.1f ms",
-                pause_ms, dirty_log_ms, last_mib, last_pages_ms, state_ms);
+                "pause and device state %.1f ms (the vCPUs parked in %.1f), last dirty log %.1f ms, %.1f MiB of "
+                "last pages %.1f ms, state records %.1f ms",
+                pause_ms, park_ms, dirty_log_ms, last_mib, last_pages_ms, state_ms);
   {
     // The destination has the whole stream: from here on nothing may fail the migration, and
     // a cancel comes too late (the dirty logs stop in migrate_send's end, errors only logged).
