@@ -15,6 +15,7 @@
 #include <string_view>
 #include <thread>
 
+#include "base/elapsed.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "toolstack/migration_protocol.h"
@@ -34,10 +35,9 @@ constexpr int kDoneMs = 30'000;      // the source destroying its copy
 // The VMM's pre-copy ends when it converges, runs out of rounds, is cancelled or breaks.
 constexpr int kMigrateSendSeconds = 24 * 3600;
 constexpr char kIncomingSuffix[] = "--incoming";
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
+// Between a migrated domain's RARP announcements, after the first.
+constexpr std::chrono::milliseconds kAnnounceGaps[] = {std::chrono::milliseconds(50), std::chrono::milliseconds(100),
+                                                       std::chrono::milliseconds(150), std::chrono::milliseconds(200)};
 
 // A message that must be `expected`; an {"error"} from the peer is thrown as its own line.
 json expect_message(int fd, int timeout_ms, const std::string& peer, const std::string& waiting_for,
@@ -313,16 +313,22 @@ void Supervisor::receive_migration(UniqueFd connection, const std::string& token
       }
       return;
     }
-  } else {
-    // Switches learn where the guest's MACs went (a RARP from each NIC).
+  }
+  // Switches learn where the guest's MACs went: a RARP from each NIC, at once and then again
+  // over half a second (as QEMU does), for a switch or bridge that missed the first.
+  const auto announce = [&] {
     try {
       control(*runtime_of(dom), {{"op", "announce"}});
+      return true;
     } catch (const std::exception& error) {
       log_line("domain " + dom + " '" + config.name + "': announce after migration: " + error.what());
+      return false;
     }
-  }
+  };
+  const auto first_announce = std::chrono::steady_clock::now();
+  bool announcing = !paused && announce();
   publish("migrated-in", id, config.name);
-  log_line("domain " + dom + " '" + config.name + "' arrived by migration and runs");
+  log_line("domain " + dom + " '" + config.name + "' arrived by migration and " + (paused ? "stays paused" : "runs"));
   try {
     expect_message(fd, kDoneMs, peer, "the source to finish", "done");
   } catch (const std::exception& error) {
@@ -334,6 +340,15 @@ void Supervisor::receive_migration(UniqueFd connection, const std::string& token
     } catch (const std::exception& error) {
       log_line("domain " + dom + " keeps the name '" + config.name + "': " + error.what());
     }
+  }
+  // The repeats after the domain has its name: whoever waits for the source's "migrated" finds
+  // it here by that name.
+  auto announce_at = first_announce;
+  for (const auto gap : kAnnounceGaps) {
+    if (!announcing) break;
+    announce_at += gap;
+    std::this_thread::sleep_until(announce_at);
+    announcing = announce();
   }
 }
 
