@@ -32,7 +32,7 @@
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-N=3 mib=1024 rates="0 10 100 1000" region=512 max_bandwidth=0
+N=3 mib=1024 rates="0 10 100 1000" region=512 max_bandwidth=0 smp=2
 while [ $# -gt 0 ]; do
 	case $1 in
 	-n) N=${2:?}; shift 2 ;;
@@ -40,6 +40,7 @@ while [ $# -gt 0 ]; do
 	--rates) rates=${2:?}; shift 2 ;;
 	--region) region=${2:?}; shift 2 ;;
 	--max-bandwidth) max_bandwidth=${2:?}; shift 2 ;;
+	--smp) smp=${2:?}; shift 2 ;;
 	--in-l1) shift; in_l1=1 ;;
 	-h | --help) bench_usage ;;
 	*) bench_die "unknown option $1 (see --help)" ;;
@@ -137,11 +138,15 @@ if [ "${in_l1:-0}" = 1 ]; then
 				"$kdom" destroy probe >/dev/null 2>&1; continue
 			fi
 			sleep 1  # ticks after the pause: its gap line
-			downtime=$(echo "$result" | python3 -c 'import json,sys; r=json.load(sys.stdin)["result"]; print("%.1f %.3f %d %d %.1f %d" % (r["downtime_ms"], r["seconds"], r["rounds"], r["sent_bytes"], r["vmm_downtime_ms"], r.get("throttle_percent", 0)))')
+			downtime=$(echo "$result" | python3 -c 'import json,sys; r=json.load(sys.stdin)["result"]; print("%.1f %.3f %d %d %.1f %d %d" % (r["downtime_ms"], r["seconds"], r["rounds"], r["sent_bytes"], r["vmm_downtime_ms"], r.get("throttle_percent", 0), r.get("paused_at_monotonic_ns", 0)))')
 			set -- $downtime
+			# The destination VMM's vCPUs running, on the same clock as the source's pause.
+			running_at=$(cat "$work"/run/domains/*/vmm.log 2>/dev/null | sed -n 's/.*vCPUs running at CLOCK_MONOTONIC \([0-9]*\) ns.*/\1/p' | tail -n 1)
+			stopped=missing
+			[ -n "$running_at" ] && [ "$7" -gt 0 ] && stopped=$(awk -v a="$running_at" -v b="$7" 'BEGIN { printf "%.1f", (a - b) / 1e6 }')
 			gap=$(guest_gap "$work/log/probe.log" "$offset")
 			grep -q "PROBE dirty: FAIL" "$work/log/probe.log" && echo "migration: FAILED kdom rate $rate: a page check failed"
-			echo "migration run $i/$N: vmm=kdom rate=$rate status=ok downtime_ms=$1 source_downtime_ms=$5 guest_gap_ms=$gap total_s=$2 rounds=$3 sent_mib=$(($4 >> 20)) throttle_percent=$6"
+			echo "migration run $i/$N: vmm=kdom rate=$rate status=ok downtime_ms=$1 source_downtime_ms=$5 stopped_ms=$stopped guest_gap_ms=$gap total_s=$2 rounds=$3 sent_mib=$(($4 >> 20)) throttle_percent=$6"
 			echo "migration detail $i/$N: rate=$rate source VMM: $(echo "$result" | python3 -c 'import json,sys; p=json.load(sys.stdin)["result"].get("vmm_downtime_parts", {}); print(", ".join("%s=%.1f" % kv for kv in p.items()))'); destination VMM: $(cat "$work"/run/domains/*/vmm.log 2>/dev/null | grep -a -o 'the state applied in .*' | tail -n 1)"
 			"$kdom" destroy probe >/dev/null 2>&1
 			rm -f "$work/log/probe.log"
@@ -171,7 +176,7 @@ bench_start migration
 bench_header "Live migration (bench/migration.sh): the dirty probe, $mib MiB, $region MiB rewritten at each rate, 1 vCPU, downtime budget 50 ms, $([ "$max_bandwidth" = 0 ] && echo "no bandwidth cap" || echo "both streams capped at $max_bandwidth MiB/s"), N=$N; raw logs in $out"
 echo "-- test host (L1: QEMU TCG with emulated AMD SVM, real KVM; absolute times 10-50x hardware's: compare ratios)"
 log=$out/l1-console.log
-"$REPO/scripts/test-host.sh" --host-root --timeout "${BENCH_L1_TIMEOUT:-3000}" -- \
+"$REPO/scripts/test-host.sh" --host-root --smp "$smp" --timeout "${BENCH_L1_TIMEOUT:-3000}" -- \
 	"env BENCH_KDOM='$KDOM' BENCH_KDOMD='$BUILD/kdomd' BENCH_PROBE='$BUILD/tests/guests/dirty.elf' bash '$BENCH_DIR/migration.sh' --in-l1 -n $N --mib $mib --region $region --rates '$rates' --max-bandwidth $max_bandwidth" \
 	>"$log" 2>&1 || bench_fail "the test-host run failed (see $log)"
 if grep -aq '^migration: FAILED' "$log"; then
@@ -188,14 +193,17 @@ bench_row "figure (median of $N)" kdom QEMU kdom/QEMU target
 for rate in $rates; do
 	qemu_ok=$(grep -c " vmm=qemu rate=$rate status=ok " "$runs")
 	kdom_ok=$(grep -c " vmm=kdom rate=$rate status=ok " "$runs")
-	for figure in downtime_ms source_downtime_ms guest_gap_ms total_s; do
-		k=$(median kdom "$rate" "$figure") q=
-		[ "$qemu_ok" -gt 0 ] && q=$(median qemu "$rate" "$figure")
+	for figure in downtime_ms source_downtime_ms stopped_ms guest_gap_ms total_s; do
+		k= q=
+		[ "$kdom_ok" -gt 0 ] && k=$(median kdom "$rate" "$figure")
+		# stopped_ms: kdom's VMMs say when they paused and ran; QEMU's do not.
+		[ "$qemu_ok" -gt 0 ] && [ "$figure" != stopped_ms ] && q=$(median qemu "$rate" "$figure")
 		ratio=$(bench_ratio "$k" "$q")
 		target="-" verdict="-"
 		[ "$figure" = downtime_ms ] && [ -n "$q" ] && { target="<= 0.5x"; verdict=$(bench_verdict "$ratio" 0.5); }
 		qtext="did not converge"
 		grep -q " vmm=qemu rate=$rate status=odd" "$runs" && qtext="no figures"
+		[ "$qemu_ok" -gt 0 ] && qtext="-"
 		[ -n "$q" ] && qtext=$(bench_fmt "$q" 1)
 		bench_row "$rate MiB/s: $figure" "$(bench_fmt "$k" 1)" "$qtext" "$ratio" "$target $verdict"
 		[ "$figure" = downtime_ms ] && [ -n "$q" ] && bench_summary migration "$rate MiB/s downtime kdom/QEMU" "$ratio" "<= 0.5" "$verdict"

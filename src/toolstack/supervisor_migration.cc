@@ -187,6 +187,7 @@ json Supervisor::migrate(const std::string& dom, const MigrateOptions& options) 
     throw fail_here(why);
   }
   // The point of no return is behind: the domain runs on the destination.
+  const auto resumed_at = std::chrono::steady_clock::now();
   const double handover_s = seconds_since(paused_here);
   set_job(*runtime, nullptr);
   operation.unlock();
@@ -201,7 +202,12 @@ json Supervisor::migrate(const std::string& dom, const MigrateOptions& options) 
     log_line("migration of '" + record.name + "': " + error.what());
   }
   publish("migrated", runtime->id, record.name, {{"to", options.target}});
-  const double downtime_ms = sent.value("downtime_ms", 0.0) + handover_s * 1000.0;
+  // From the VMM's pause (its clock is this host's) to "resumed": the whole pause, the
+  // destination's load and start and the VMM's reply to this daemon included.
+  const int64_t paused_at_ns = sent.value("paused_at_ns", int64_t{0});
+  const double downtime_ms =
+      paused_at_ns > 0 ? static_cast<double>(monotonic_ns(resumed_at) - paused_at_ns) / 1e6
+                       : sent.value("downtime_ms", 0.0) + handover_s * 1000.0;
   log_line("domain " + std::to_string(runtime->id) + " '" + record.name + "' migrated to " + options.target + " in " +
            std::to_string(seconds_since(started)) + " s, " + std::to_string(sent.value("rounds", 0)) + " rounds, " +
            std::to_string(static_cast<int>(downtime_ms)) + " ms paused");
@@ -214,6 +220,7 @@ json Supervisor::migrate(const std::string& dom, const MigrateOptions& options) 
           {"downtime_ms", downtime_ms},
           {"vmm_downtime_ms", sent.value("downtime_ms", 0.0)},
           {"vmm_downtime_parts", sent.value("downtime_parts", json::object())},
+          {"paused_at_monotonic_ns", paused_at_ns},
           {"throttle_percent", sent.value("throttle_percent", 0)},
           {"dirty_log", sent.value("dirty_log", "")}};
 }

@@ -24,6 +24,7 @@
 #include "arch/x86/layout.h"
 #include "arch/x86/reset_vector.h"
 #include "arch/x86/vcpu_setup.h"
+#include "base/elapsed.h"
 #include "base/error.h"
 #include "base/eventfd.h"
 #include "base/file.h"
@@ -229,6 +230,7 @@ Domain::Domain(const VmConfig& config) : config_(config) {
 Domain::Domain(const VmConfig& config, snapshot::SnapshotSource& source, bool start_paused, RestoreSource from)
     : config_(config) {
   disks_locked_ = from != RestoreSource::kIncomingMigration;
+  restored_ = true;
   validate(config_);
   check_memory_fits_host(config_);
   kvm_ = std::make_unique<kvm::KvmSystem>();
@@ -237,6 +239,7 @@ Domain::Domain(const VmConfig& config, snapshot::SnapshotSource& source, bool st
   open_host_side();
   memory_ = std::make_unique<GuestMemory>(x86::ram_ranges(config_.memory_mib * kMiB));
   build(snapshot::guest_cpuid_of(source.host_facts()));
+  pci_->defer_notifiers();  // registered in run(), once the guest runs
   restore_state(source);
   if (start_paused) {
     pause_requested_ = true;
@@ -475,6 +478,11 @@ DomainExit Domain::run(const std::function<void()>& on_ready) {
   // The vCPU threads first, then the loop that serves control requests: a pause request then
   // always finds every thread there to park.
   for (auto& vcpu : vcpus_) threads_.emplace_back([this, &vcpu] { vcpu_thread(*vcpu); });
+  // A live migration's pause ends here: on the same host, its source's paused_at_ns (the same
+  // clock) to this is the whole pause the guest saw.
+  if (restored_ && !status().paused)
+    log_line("vCPUs running at CLOCK_MONOTONIC " + std::to_string(monotonic_ns(std::chrono::steady_clock::now())) + " ns");
+  if (restored_) pci_->register_deferred_notifiers();
   running_ = true;
   device_events_.start();
 
@@ -603,7 +611,7 @@ void Domain::park(kvm::Vcpu& vcpu) {
   vcpu.set_immediate_exit(false);
 }
 
-void Domain::pause_vcpus() {
+void Domain::pause_vcpus(bool announce) {
   bool newly_paused = false;
   std::unique_lock lock(pause_mutex_);
   if (stopping_) throw Error("the domain is stopping");
@@ -631,6 +639,7 @@ void Domain::pause_vcpus() {
   lock.unlock();
   // Then the devices' own threads: the whole domain stands still (the save's pause point).
   if (newly_paused) pci_->quiesce();
+  if (!announce) return;
   log_line("paused");
   if (newly_paused) publish_event("paused");
 }

@@ -165,7 +165,9 @@ class Domain {
   void stop_vcpus();
   void pump_console_input();
   // Control requests (from the device loop's thread); throw Error when they cannot be done.
-  void pause_vcpus();
+  // `announce`: log the pause and publish "paused" (a migration's stop-and-copy does not: the
+  // daemon would record a state the domain leaves within milliseconds, during the pause).
+  void pause_vcpus(bool announce = true);
   void unpause_vcpus();
   DomainStatus status();
   // The control socket's `stats`: each vCPU's thread id and exits by reason, the disks' and
@@ -229,6 +231,7 @@ class Domain {
   // in the device loop's thread (control requests), and before it starts.
   std::atomic<bool> disks_locked_{true};
   std::chrono::steady_clock::time_point started_;
+  bool restored_ = false;  // from a snapshot or an incoming migration: run() logs when it ran
 
   // Live migration: at most one at a time.
   std::mutex migration_mutex_;

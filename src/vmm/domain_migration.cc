@@ -276,7 +276,7 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   Clock::time_point parked;
   device_events_.call([&] {
     const bool was_paused = status().paused;
-    pause_vcpus();
+    pause_vcpus(/*announce=*/false);
     parked = Clock::now();
     paused_here = !was_paused;
     migration_holds_pause_ = true;
@@ -341,6 +341,7 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
           {"seconds", seconds},
           {"downtime_ms", downtime_ms},
           {"downtime_parts", parts},
+          {"paused_at_ns", monotonic_ns(pause_started)},
           {"dirty_log", dirty_log_kind()},
           {"throttle_percent", highest_throttle}};
 }

@@ -216,6 +216,7 @@ void Domain::restore_state(snapshot::SnapshotSource& source) {
   using Clock = std::chrono::steady_clock;
   const auto applying = Clock::now();
   const nlohmann::json& pci_state = device_states[kPciId];
+  msi_->hold();  // every vector's route in one table, once the devices are loaded
   virtio_->attach(*pci_, PciDevices::saved_slots(pci_state));
   const auto attached = Clock::now();
   // Every record is checked before KVM or a device is given any of it.
@@ -233,6 +234,7 @@ void Domain::restore_state(snapshot::SnapshotSource& source) {
   power_button_->load_state(device_states[kPowerButtonId]);
   hotplug_->load_state(device_states[kPciHotplugId]);
   pci_->load_state(pci_state);
+  msi_->install_held();
   log_line("loaded " + std::to_string(pages) + " pages of guest RAM" +
            (zero_pages ? " (" + std::to_string(zero_pages) + " zeroed)" : std::string()) + "; " +
            std::to_string(machine.elapsed_ns / 1000000) + " ms since the save; the state applied in " +

@@ -36,9 +36,32 @@ std::shared_ptr<MsiRouter::Vector> MsiRouter::allocate() {
   // KVM only accepts an irqfd for a GSI that has a route: start with a message to nowhere.
   msi_routes_[vector->gsi_] = x86::msi_route(vector->gsi_, 0, 0);
   install();
+  if (holding_)
+    held_irqfds_.push_back(vector);
+  else
+    register_irqfd(vector);
+  return vector;
+}
+
+void MsiRouter::register_irqfd(const std::shared_ptr<Vector>& vector) {
   vm_.register_irqfd(vector->eventfd_.get(), vector->gsi_);
   vectors_.push_back(vector);
-  return vector;
+}
+
+void MsiRouter::hold() {
+  std::lock_guard lock(mutex_);
+  holding_ = true;
+}
+
+void MsiRouter::install_held() {
+  std::lock_guard lock(mutex_);
+  holding_ = false;
+  if (held_changes_) install();
+  held_changes_ = false;
+  auto irqfds = std::move(held_irqfds_);
+  held_irqfds_.clear();
+  for (const auto& weak : irqfds)
+    if (auto vector = weak.lock()) register_irqfd(vector);
 }
 
 void MsiRouter::set_message(const Vector& vector, uint64_t address, uint32_t data) {
@@ -51,15 +74,21 @@ void MsiRouter::release(const Vector& vector) {
   std::lock_guard lock(mutex_);
   if (msi_routes_.erase(vector.gsi_) == 0) return;
   vm_.unregister_irqfd(vector.eventfd_.get(), vector.gsi_);
-  std::erase_if(vectors_, [&](const std::weak_ptr<Vector>& weak) {
+  const auto this_one = [&](const std::weak_ptr<Vector>& weak) {
     auto live = weak.lock();
     return !live || live.get() == &vector;
-  });
+  };
+  std::erase_if(vectors_, this_one);
+  std::erase_if(held_irqfds_, this_one);
   install();
   free_gsis_.push_back(vector.gsi_);
 }
 
 void MsiRouter::install() {
+  if (holding_) {
+    held_changes_ = true;
+    return;
+  }
   std::vector<kvm_irq_routing_entry> routes = base_routes_;
   for (const auto& [gsi, route] : msi_routes_) routes.push_back(route);
   vm_.set_gsi_routing(routes);

@@ -43,8 +43,16 @@ class MsiRouter {
   // out again. Firing it afterwards reaches nothing.
   void release(const Vector& vector);
 
+  // Between hold() and install_held(), route changes are gathered, and vectors allocated get
+  // their irqfds only then: one routing table for KVM instead of one or two per vector, each of
+  // which waits for KVM's readers (a restore routes every vector at once, in a migration's
+  // pause). An irqfd fired meanwhile delivers once it is registered. Not nested.
+  void hold();
+  void install_held();
+
  private:
   void install();
+  void register_irqfd(const std::shared_ptr<Vector>& vector);
 
   kvm::Vm& vm_;
   std::mutex mutex_;
@@ -53,6 +61,9 @@ class MsiRouter {
   std::vector<std::weak_ptr<Vector>> vectors_;
   uint32_t next_gsi_;
   std::vector<uint32_t> free_gsis_;  // released, to be handed out before next_gsi_
+  bool holding_ = false;              // hold(): nothing goes to KVM yet
+  bool held_changes_ = false;         // ...and the table has changed since
+  std::vector<std::weak_ptr<Vector>> held_irqfds_;
 };
 
 }  // namespace kdom::vmm

@@ -132,14 +132,14 @@ int PciDevices::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> device
   if (address != 0) {
     slot->transport->set_bar_address(devices::virtio::VirtioPci::kBarIndex, address);
     std::lock_guard lock(notifier_mutex_);
-    register_notifiers(*slot, address);
+    if (!notifiers_deferred_) register_notifiers(*slot, address);
   }
   std::weak_ptr<VirtioSlot> weak = slot;
   slot->transport->set_bar_hook([this, weak](int index, uint64_t old_address, uint64_t new_address) {
     auto live = weak.lock();
     if (!live || index != devices::virtio::VirtioPci::kBarIndex || old_address == new_address) return;
     std::lock_guard lock(notifier_mutex_);
-    if (live->removed) return;
+    if (live->removed || notifiers_deferred_) return;
     unregister_notifiers(*live);
     if (new_address != 0) register_notifiers(*live, new_address);
   });
@@ -292,7 +292,7 @@ void PciDevices::load_state(const nlohmann::json& state) {
       // Most often the BAR is where it was placed already: taking an ioeventfd away waits for
       // KVM's readers (milliseconds, in a migration's downtime), so only a moved BAR pays it.
       const uint64_t address = slot->transport->bar_address(devices::virtio::VirtioPci::kBarIndex);
-      if (address != slot->notify_base) {
+      if (!notifiers_deferred_ && address != slot->notify_base) {
         unregister_notifiers(*slot);
         if (address != 0) register_notifiers(*slot, address);
       }
@@ -319,6 +319,29 @@ std::map<std::string, int> PciDevices::saved_slots(const nlohmann::json& state) 
     used[static_cast<size_t>(slot)] = true;
   }
   return slots;
+}
+
+void PciDevices::defer_notifiers() {
+  std::lock_guard lock(notifier_mutex_);
+  notifiers_deferred_ = true;
+}
+
+void PciDevices::register_deferred_notifiers() {
+  std::vector<std::shared_ptr<VirtioSlot>> slots;
+  {
+    std::lock_guard lock(mutex_);
+    slots = virtio_;
+  }
+  std::lock_guard lock(notifier_mutex_);
+  if (!notifiers_deferred_) return;
+  notifiers_deferred_ = false;
+  for (const auto& slot : slots) {
+    if (slot->removed) continue;
+    const uint64_t address = slot->transport->bar_address(devices::virtio::VirtioPci::kBarIndex);
+    if (address == slot->notify_base) continue;
+    unregister_notifiers(*slot);
+    if (address != 0) register_notifiers(*slot, address);
+  }
 }
 
 void PciDevices::register_notifiers(VirtioSlot& slot, uint64_t bar_address) {

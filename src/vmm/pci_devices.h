@@ -79,6 +79,13 @@ class PciDevices {
   // Throws snapshot::StateError for a malformed document, an empty id, or an id or slot (1-31)
   // saved twice.
   static std::map<std::string, int> saved_slots(const nlohmann::json& state);
+  // For a restore: from defer_notifiers() on, no queue notifier (ioeventfd) is registered, since
+  // each registration waits for KVM's readers (milliseconds, in a migration's pause); the
+  // guest's notifications come as MMIO exits, forwarded to the same eventfds, until
+  // register_deferred_notifiers() (once the vCPUs run, from any thread) puts every device's
+  // ioeventfds at its BAR.
+  void defer_notifiers();
+  void register_deferred_notifiers();
 
   // The BusDevice for ports 0xCF8-0xCFF (forwarding 0xCF9 to `reset_control`).
   std::shared_ptr<devices::BusDevice> config_io(std::shared_ptr<devices::BusDevice> reset_control);
@@ -120,6 +127,7 @@ class PciDevices {
   mutable std::mutex mutex_;  // virtio_ and each slot's `visible`
   std::vector<std::shared_ptr<VirtioSlot>> virtio_;
   std::mutex notifier_mutex_;
+  bool notifiers_deferred_ = false;  // under notifier_mutex_
 };
 
 }  // namespace kdom::vmm

@@ -6,7 +6,8 @@
 # image both hosts reach at the same path (shared storage). The guest counts every 0.5 s on its
 # disk and console and over a TCP connection to C; it is migrated A -> B, then back B -> A:
 # the count never goes back nor skips, the guest never reboots, the TCP connection carries on
-# with every tick once and in order, the image is clean (e2fsck) and holds the last count.
+# with every tick once and in order, B's VMM sent the NIC's RARP five times, the image is clean
+# (e2fsck) and holds the last count.
 #   linux-migration.sh KDOM KDOMD GUEST_DIR
 set -uo pipefail
 kdom=$1
@@ -108,6 +109,8 @@ check a-to-b "kdom migrate lm 10.0.9.2: $(tail -n 1 "$work/a-to-b.out")" -- [ $r
 check a-to-b-where "lm is gone from A and runs on B" -- eval '! A list lm >/dev/null 2>&1 && B list lm | grep -q "^lm .* r-----"'
 check a-to-b-counts "it counts on on B from $before" -- wait_for 60 counted_to $((before + 6))
 check a-to-b-tcp "its TCP connection to C carries on" -- wait_for 60 ticks_grew "$ticks_before"
+announcements() { cat "$work"/b/run/domains/*/vmm.log 2>/dev/null | grep -c "announced 1 NIC(s) (RARP)"; }
+check a-to-b-announced "B's VMM announced the NIC five times (RARP)" -- wait_for 10 eval '[ "$(announcements)" -eq 5 ]'
 
 # ------------------------------------------------------------ B -> A
 back_at=$(stat -c %s "$work/a/log/lm.log")
