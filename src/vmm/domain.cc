@@ -466,7 +466,6 @@ DomainExit Domain::run(const std::function<void()>& on_ready) {
     return *exit_;
   }
 
-  if (on_ready) on_ready();
   started_ = std::chrono::steady_clock::now();
   // The throttle's kicks are those of a pause: immediate_exit for a vCPU about to enter
   // KVM_RUN, the signal for one in it. They only come once a migration runs, so after the
@@ -482,9 +481,12 @@ DomainExit Domain::run(const std::function<void()>& on_ready) {
   // clock) to this is the whole pause the guest saw.
   if (restored_ && !status().paused)
     log_line("vCPUs running at CLOCK_MONOTONIC " + std::to_string(monotonic_ns(std::chrono::steady_clock::now())) + " ns");
-  if (restored_) pci_->register_deferred_notifiers();
+  // "ready" once the guest runs: a migration's source waits on it, its guest standing still.
+  if (on_ready) on_ready();
   running_ = true;
   device_events_.start();
+  // After the pause: each registration waits on KVM's readers.
+  if (restored_) pci_->register_deferred_notifiers();
 
   while (!stopping_) {
     pollfd fds[3] = {{signal_fd.get(), POLLIN, 0}, {wake_fd_.get(), POLLIN, 0}, {console_->input_fd(), POLLIN, 0}};
@@ -649,6 +651,7 @@ void Domain::unpause_vcpus() {
   if (!disks_locked_)
     throw Error("the domain's disks are not locked: take their locks first ({\"op\":\"disk-locks\",\"hold\":true}); "
                 "they were let go for a live migration");
+  stop_dirty_logs_after_migration();
   {
     std::lock_guard lock(pause_mutex_);
     if (!pause_requested_) return;

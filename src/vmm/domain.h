@@ -127,6 +127,10 @@ class Domain {
   void set_kvm_dirty_log(bool on);
   std::vector<std::vector<uint64_t>> take_dirty_pages();
   void stop_dirty_logs();
+  void stop_dirty_logs_logged();  // the same, a failure logged
+  // A migration whose stream went whole leaves the logs on (its domain is to be destroyed); an
+  // unpause, with no migration running, stops them.
+  void stop_dirty_logs_after_migration();
   // KVM's log is its dirty ring where KVM has it (domain_dirty_ring.cc): enabled as the VM is
   // built, before any vCPU, and each vCPU's ring mapped once they all exist; its bitmaps
   // otherwise. dirty_log_kind(): which, as the migration reports it ("dirty ring" or "dirty

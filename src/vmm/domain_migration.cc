@@ -89,6 +89,19 @@ DirtyPages Domain::take_dirty_pages() {
   return dirty;
 }
 
+void Domain::stop_dirty_logs_logged() {
+  try {
+    stop_dirty_logs();
+  } catch (const std::exception& error) {
+    log_line(std::string("migration: cannot stop the dirty logs: ") + error.what());
+  }
+}
+
+void Domain::stop_dirty_logs_after_migration() {
+  std::lock_guard lock(migration_mutex_);
+  if (!migrating_ && dirty_logging_) stop_dirty_logs_logged();
+}
+
 void Domain::stop_dirty_logs() {
   if (!dirty_logging_) return;
   dirty_logging_ = false;
@@ -117,14 +130,13 @@ nlohmann::json Domain::migrate_send(int stream_fd, const MigrationOptions& optio
            ", KVM's " + dirty_log_kind() + ")");
   bool paused_here = false;          // the stop-and-copy paused a running domain
   bool disks_released_here = false;  // ...and let go of its disks (release_disks)
-  auto end = [&](bool unpause) {
+  auto end = [&](bool unpause, bool sent_whole) {
     // The guest at full speed again, whatever the outcome (never throws at 0).
     throttle_->set_percent(0);
-    try {
-      stop_dirty_logs();
-    } catch (const std::exception& error) {
-      log_line(std::string("migration: cannot stop the dirty logs: ") + error.what());
-    }
+    // A domain whose stream went whole only waits to be destroyed: the memory slots' updates
+    // would take CPU from the destination just as it loads the guest. If it runs here again
+    // after all (its destination never said it runs), unpause stops the logs.
+    if (!sent_whole) stop_dirty_logs_logged();
     try {
       device_events_.call([&] {
         migration_holds_pause_ = false;
@@ -142,13 +154,13 @@ nlohmann::json Domain::migrate_send(int stream_fd, const MigrationOptions& optio
   };
   try {
     nlohmann::json reply = send_migration_stream(stream_fd, options, paused_here, disks_released_here);
-    end(false);
+    end(false, true);
     return reply;
   } catch (const std::exception& error) {
     const bool stopping = stopping_;
     // A stopping domain cancels its migration too (end_migration): that is the reason to give.
     const std::string why = stopping ? "the domain is stopping" : migration_cancelled_ ? "cancelled" : error.what();
-    end(paused_here && !stopping);
+    end(paused_here && !stopping, false);
     log_line("migration failed: " + why);
     if (stopping) throw Error(why);
     throw Error(why + (!status().paused ? "; the domain runs on" : "; the domain stays paused"));
@@ -165,7 +177,9 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   device_events_.call([&] { sent_config = current_config(); });
   write_head_records(writer, sent_config, options.toolstack);
 
-  // Both logs before round 1 reads a page: a page written after it was read is dirty.
+  // Both logs before round 1 reads a page: a page written after it was read is dirty. (Still on
+  // after a migration whose domain was never destroyed: stopped first, so round 1 starts clean.)
+  if (dirty_logging_) stop_dirty_logs();
   dirty_logging_ = true;
   memory_->start_dirty_log();
   if (dirty_rings_) dirty_rings_->discard();  // what a past migration left: round 1 sends all
