@@ -179,7 +179,7 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
 
   // Both logs before round 1 reads a page: a page written after it was read is dirty. (Still on
   // after a migration whose domain was never destroyed: stopped first, so round 1 starts clean.)
-  if (dirty_logging_) stop_dirty_logs();
+  stop_dirty_logs();
   dirty_logging_ = true;
   memory_->start_dirty_log();
   if (dirty_rings_) dirty_rings_->discard();  // what a past migration left: round 1 sends all

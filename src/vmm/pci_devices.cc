@@ -139,9 +139,7 @@ int PciDevices::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> device
     auto live = weak.lock();
     if (!live || index != devices::virtio::VirtioPci::kBarIndex || old_address == new_address) return;
     std::lock_guard lock(notifier_mutex_);
-    if (live->removed || notifiers_deferred_) return;
-    unregister_notifiers(*live);
-    if (new_address != 0) register_notifiers(*live, new_address);
+    if (!live->removed && !notifiers_deferred_) move_notifiers(*live, new_address);
   });
   std::lock_guard lock(mutex_);
   try {
@@ -289,13 +287,8 @@ void PciDevices::load_state(const nlohmann::json& state) {
     {
       std::lock_guard lock(notifier_mutex_);
       if (slot->removed) continue;
-      // Most often the BAR is where it was placed already: taking an ioeventfd away waits for
-      // KVM's readers (milliseconds, in a migration's downtime), so only a moved BAR pays it.
-      const uint64_t address = slot->transport->bar_address(devices::virtio::VirtioPci::kBarIndex);
-      if (!notifiers_deferred_ && address != slot->notify_base) {
-        unregister_notifiers(*slot);
-        if (address != 0) register_notifiers(*slot, address);
-      }
+      if (!notifiers_deferred_)
+        move_notifiers(*slot, slot->transport->bar_address(devices::virtio::VirtioPci::kBarIndex));
     }
     if (slot->transport->active())
       for (const auto& fd : slot->notify_fds) signal_eventfd(fd.get());
@@ -337,11 +330,15 @@ void PciDevices::register_deferred_notifiers() {
   notifiers_deferred_ = false;
   for (const auto& slot : slots) {
     if (slot->removed) continue;
-    const uint64_t address = slot->transport->bar_address(devices::virtio::VirtioPci::kBarIndex);
-    if (address == slot->notify_base) continue;
-    unregister_notifiers(*slot);
-    if (address != 0) register_notifiers(*slot, address);
+    move_notifiers(*slot, slot->transport->bar_address(devices::virtio::VirtioPci::kBarIndex));
   }
+}
+
+void PciDevices::move_notifiers(VirtioSlot& slot, uint64_t bar_address) {
+  // Taking an ioeventfd away waits for KVM's readers: a BAR that stays put keeps its own.
+  if (bar_address == slot.notify_base) return;
+  unregister_notifiers(slot);
+  if (bar_address != 0) register_notifiers(slot, bar_address);
 }
 
 void PciDevices::register_notifiers(VirtioSlot& slot, uint64_t bar_address) {

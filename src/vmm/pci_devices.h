@@ -115,6 +115,8 @@ class PciDevices {
   // With notifier_mutex_ held.
   void register_notifiers(VirtioSlot& slot, uint64_t bar_address);
   void unregister_notifiers(VirtioSlot& slot);
+  // The notifiers at `bar_address` (none at 0), unless they are there already.
+  void move_notifiers(VirtioSlot& slot, uint64_t bar_address);
   // The device whose memory BAR decodes `address`, with the offset within that BAR.
   std::shared_ptr<devices::virtio::VirtioPci> decoding(uint64_t address, uint64_t length, uint64_t& bar_offset) const;
 
