@@ -46,6 +46,7 @@ SnapshotSource::SnapshotSource(UniqueFd fd, std::string name)
     throw StreamError("snapshot '" + name_ + "': its config record has no \"vm\" object");
   config_ = std::move(config["vm"]);
   if (config.contains("toolstack")) toolstack_ = std::move(config["toolstack"]);
+  if (config.contains("pci_slots")) pci_slots_ = std::move(config["pci_slots"]);
 }
 
 }  // namespace kdom::snapshot

@@ -35,6 +35,9 @@ class SnapshotSource {
   // and what the saving toolstack kept there (kdomd: its config of the domain), or null.
   const nlohmann::json& config() const { return config_; }
   const nlohmann::json& toolstack() const { return toolstack_; }
+  // Where the saving VMM had each virtio device: `{"devices":[{"slot":N,"id":..},..]}` (as
+  // vmm::PciDevices::saved_slots reads it), or null in a stream from before it was kept there.
+  const nlohmann::json& pci_slots() const { return pci_slots_; }
   // The records after the config, up to the End record.
   StreamReader& reader() { return reader_; }
 
@@ -45,6 +48,7 @@ class SnapshotSource {
   nlohmann::json host_facts_;
   nlohmann::json config_;
   nlohmann::json toolstack_;
+  nlohmann::json pci_slots_;
 };
 
 }  // namespace kdom::snapshot

@@ -126,7 +126,8 @@ VmConfig Domain::current_config() const {
 void Domain::write_head_records(snapshot::StreamWriter& writer, const VmConfig& vm, const nlohmann::json& toolstack) {
   using snapshot::RecordType;
   write_json(writer, RecordType::kHostFacts, snapshot::host_facts(KDOM_VERSION, guest_cpuid_));
-  write_json(writer, RecordType::kConfig, {{"vm", to_json(vm)}, {"toolstack", toolstack}});
+  write_json(writer, RecordType::kConfig,
+             {{"vm", to_json(vm)}, {"toolstack", toolstack}, {"pci_slots", pci_->slot_ids()}});
 }
 
 Domain::DeviceStates Domain::save_device_states() {
@@ -150,6 +151,11 @@ void Domain::write_state_records(snapshot::StreamWriter& writer, const DeviceSta
   write_device(writer, kPciHotplugId, states.hotplug);
   write_device(writer, kPciId, states.pci);
   writer.finish();
+}
+
+void Domain::place_devices(const std::map<std::string, int>& slots) {
+  msi_->hold();  // every vector's route in one table, once the devices are loaded
+  virtio_->attach(*pci_, slots);
 }
 
 void Domain::restore_state(snapshot::SnapshotSource& source) {
@@ -216,8 +222,13 @@ void Domain::restore_state(snapshot::SnapshotSource& source) {
   using Clock = std::chrono::steady_clock;
   const auto applying = Clock::now();
   const nlohmann::json& pci_state = device_states[kPciId];
-  msi_->hold();  // every vector's route in one table, once the devices are loaded
-  virtio_->attach(*pci_, PciDevices::saved_slots(pci_state));
+  const auto saved_slots = PciDevices::saved_slots(pci_state);
+  if (!slots_placed_early_) {
+    place_devices(saved_slots);
+  } else if (saved_slots != *slots_placed_early_) {
+    throw StateError("the PCI bus in '" + source.name() +
+                     "' is not the one its config record gave (a device came or went while it was written)");
+  }
   const auto attached = Clock::now();
   // Every record is checked before KVM or a device is given any of it.
   const auto machine = snapshot::parse_vm_state(*vm_state, snapshot::realtime_now_ns());

@@ -228,18 +228,27 @@ void PciDevices::resume() {
     if (slot->visible) slot->transport->resume();
 }
 
-nlohmann::json PciDevices::save_state() const {
+std::vector<std::shared_ptr<PciDevices::VirtioSlot>> PciDevices::saved_slots_in_order() const {
   std::lock_guard lock(mutex_);
   std::vector<std::shared_ptr<VirtioSlot>> slots = virtio_;
+  std::erase_if(slots, [](const auto& slot) { return !slot->visible || slot->transport->unplugged(); });
   std::sort(slots.begin(), slots.end(), [](const auto& a, const auto& b) { return a->slot < b->slot; });
+  return slots;
+}
+
+nlohmann::json PciDevices::save_state() const {
   nlohmann::json devices = nlohmann::json::array();
-  for (const auto& slot : slots) {
-    if (!slot->visible || slot->transport->unplugged()) continue;
+  for (const auto& slot : saved_slots_in_order())
     devices.push_back({{"slot", slot->slot},
                        {"id", slot->id},
                        {"device_type", static_cast<uint16_t>(slot->transport->device().type())},
                        {"transport", slot->transport->save_state()}});
-  }
+  return {{"devices", std::move(devices)}};
+}
+
+nlohmann::json PciDevices::slot_ids() const {
+  nlohmann::json devices = nlohmann::json::array();
+  for (const auto& slot : saved_slots_in_order()) devices.push_back({{"slot", slot->slot}, {"id", slot->id}});
   return {{"devices", std::move(devices)}};
 }
 

@@ -79,6 +79,9 @@ class PciDevices {
   // Throws snapshot::StateError for a malformed document, an empty id, or an id or slot (1-31)
   // saved twice.
   static std::map<std::string, int> saved_slots(const nlohmann::json& state);
+  // save_state's document with only each device's slot and id: what saved_slots reads, small
+  // enough for a stream's config record, so a restore can place the devices before the rest.
+  nlohmann::json slot_ids() const;
   // For a restore: from defer_notifiers() on, no queue notifier (ioeventfd) is registered, since
   // each registration waits for KVM's readers (milliseconds, in a migration's pause); the
   // guest's notifications come as MMIO exits, forwarded to the same eventfds, until
@@ -112,6 +115,8 @@ class PciDevices {
     bool visible = true;  // under mutex_: MMIO accesses reach it
   };
   class MmioWindow;
+  // The slots a save keeps (visible, not unplugged), by slot number.
+  std::vector<std::shared_ptr<VirtioSlot>> saved_slots_in_order() const;
   // With notifier_mutex_ held.
   void register_notifiers(VirtioSlot& slot, uint64_t bar_address);
   void unregister_notifiers(VirtioSlot& slot);

@@ -3,7 +3,8 @@
 # it rewrites its memory at CPL 3 at a set rate, checks every page after each pass,
 # and prints `PROBE dirty: tick N pages=P` with a counter kept in guest memory.
 #
-#   1. `kdom run` the probe (console to a file, a control socket); wait for a few ticks;
+#   1. `kdom run` the probe (console to a file, a control socket, a virtio-rng device); wait
+#      for a few ticks;
 #   2. `kdom save -c --control SOCK FILE1A`, then at once `... FILE1B`: the domain runs
 #      on, its ticks go on without a break in their numbers and no page check fails;
 #   3. `kdom save --control SOCK FILE2`: the domain stops, kdom exits 0 saying saved;
@@ -14,7 +15,10 @@
 #      `unpause` (sent with python3; skipped without it), then the same from where
 #      FILE1B was taken;
 #   6. a copy of FILE2 cut to half its size is refused at once: a non-zero status and
-#      one error line that names the truncation.
+#      one error line that names the truncation;
+#   7. a copy of FILE2 whose config record puts a device on another PCI slot than its pci
+#      record does (CRCs made right; python3) is refused: the devices are placed from the
+#      config record, and the bus at the end must be that one.
 #
 # Usage: save-restore-probe.sh KDOM DIRTY_ELF
 # Environment: DIRTY_TICKS (250: 50 s of guest time; in the test host each kdom command and
@@ -60,7 +64,8 @@ EOF
 
 # ------------------------------------------------------------------ 1. start
 say "kdom $kdom, probe $elf ($probe_cmdline), in $work"
-"$kdom" run --kernel "$elf" --memory 128 --cmdline "$probe_cmdline" \
+# With a virtio device (one the probe leaves alone) for the restores to place on its slot.
+"$kdom" run --kernel "$elf" --memory 128 --cmdline "$probe_cmdline" --rng \
     --control "$work/dom1.sock" --console "file:$work/dom1.log" 2>"$work/dom1.err" </dev/null &
 pid1=$!
 pids+=("$pid1")
@@ -206,5 +211,42 @@ grep -a -i 'error' "$work/dom4.err" | grep -a -q -i 'truncat\|cut short' ||
     say "NOTE: the cut file: kdom also said, before refusing it: $(grep -a -v -i error "$work/dom4.err" | tr '\n' ' ')"
 [ ! -e "$work/dom4.sock" ] || fail "the cut file: its control socket was left behind"
 ok "a file cut to half is refused at once (status $status, $secs s) with one line naming the truncation"
+
+# ------------------------------------------------- 7. slots that disagree are refused
+if [ -z "$python" ]; then
+    say "SKIP: the slots that disagree: no python3 to rewrite the config record"
+else
+    moved=$("$python" - "$work/file2" "$work/moved" <<'PYEOF'
+import json, struct, sys, zlib
+data = open(sys.argv[1], "rb").read()
+pos = 16  # the file header
+def record(pos):
+    kind, flags, length, _, _ = struct.unpack_from("<IIQII", data, pos)
+    return kind, flags, length, pos + 24, pos + 24 + ((length + 7) & ~7)
+_, _, _, _, pos = record(pos)  # host-facts
+kind, flags, length, body, end = record(pos)
+assert kind == 2, "the second record is not the config"
+config = json.loads(data[body:body + length])
+devices = config["pci_slots"]["devices"]
+used = {d["slot"] for d in devices}
+devices[0]["slot"] = max(set(range(1, 32)) - used)
+new = json.dumps(config).encode()
+head = struct.pack("<IIQI", kind, flags, len(new), zlib.crc32(new))
+head += struct.pack("<I", zlib.crc32(head))
+padded = new + bytes(-len(new) % 8)
+open(sys.argv[2], "wb").write(data[:pos] + head + padded + data[end:])
+print("%s to slot %d" % (devices[0]["id"], devices[0]["slot"]))
+PYEOF
+) || fail "could not rewrite file2's config record"
+    timeout 60 "$kdom" run --restore "$work/moved" --control "$work/dom5.sock" --console "file:$work/dom5.log" \
+        >"$work/dom5.out" 2>"$work/dom5.err" </dev/null
+    status=$?
+    say "kdom run --restore of file2 with $moved in its config record: status $status: $(cat -v "$work/dom5.err")"
+    [ "$status" != 0 ] && [ "$status" != 124 ] || fail "the slots that disagree: status $status, expected a failure"
+    ! grep -a -q '^PROBE' "$work/dom5.log" 2>/dev/null || fail "the slots that disagree: the guest ran"
+    grep -a -i 'error' "$work/dom5.err" | grep -a -q "PCI bus .* is not the one its config record gave" ||
+        fail "the slots that disagree: the error does not say so"
+    ok "a file whose config record moves $moved is refused (status $status)"
+fi
 
 say "PASS"

@@ -26,7 +26,8 @@ std::vector<uint8_t> bytes(const std::string& text) { return {text.begin(), text
 void write_stream(int fd, bool end = true) {
   StreamWriter writer(fd, "test");
   writer.write(RecordType::kHostFacts, bytes(R"({"kdom_version":"0.1.0"})"));
-  writer.write(RecordType::kConfig, bytes(R"({"vm":{"memory_mib":128},"toolstack":{"name":"web"}})"));
+  writer.write(RecordType::kConfig, bytes(R"({"vm":{"memory_mib":128},"toolstack":{"name":"web"},)"
+                                          R"("pci_slots":{"devices":[{"slot":3,"id":"disk0"}]}})"));
   std::vector<uint8_t> page(8 + 4 + 4 + 4096, 0x5a);
   writer.write(RecordType::kMemory, page);
   writer.write(RecordType::kDevice, bytes(R"({"id":"uart","state":{}})"));
@@ -74,6 +75,7 @@ TEST(SnapshotSourceOnAPipe, ReadsUpToTheEndRecordAndLeavesWhatFollows) {
     EXPECT_EQ(source.name(), "the incoming migration (fd 3)");
     EXPECT_EQ(source.config(), nlohmann::json({{"memory_mib", 128}}));
     EXPECT_EQ(source.toolstack(), nlohmann::json({{"name", "web"}}));
+    EXPECT_EQ(source.pci_slots(), nlohmann::json::parse(R"({"devices":[{"slot":3,"id":"disk0"}]})"));
     EXPECT_EQ(read_rest(source), (std::vector<RecordType>{RecordType::kMemory, RecordType::kDevice, RecordType::kEnd}));
     EXPECT_FALSE(source.reader().next());  // and nothing more is read after the end
   }
@@ -137,6 +139,21 @@ TEST(SnapshotSourceOnAPipe, AStreamThatBreaksOffIsTruncated) {
               std::string::npos)
         << error.what();
   }
+}
+
+// A stream from before the config record kept the PCI slots: none, and the restore takes them
+// from the pci record at the end.
+TEST(SnapshotSourceOnAPipe, AnOlderConfigRecordHasNoPciSlots) {
+  Pipe pipe;
+  {
+    StreamWriter writer(pipe.write_end.get(), "test");
+    writer.write(RecordType::kHostFacts, bytes(R"({"kdom_version":"0.1.0"})"));
+    writer.write(RecordType::kConfig, bytes(R"({"vm":{"memory_mib":128},"toolstack":null})"));
+    writer.finish();
+  }
+  SnapshotSource source(std::move(pipe.read_end), "an older save");
+  EXPECT_TRUE(source.pci_slots().is_null());
+  EXPECT_EQ(read_rest(source), (std::vector<RecordType>{RecordType::kEnd}));
 }
 
 TEST(SnapshotSourceOnAPipe, AStreamThatIsNotASnapshotIsRefusedAtOnce) {
