@@ -1,7 +1,9 @@
-// Stream sockets: send until done, poll for a hang-up.
+// Stream sockets: send until done, poll for a hang-up, what is still on its way.
 #include "base/stream_socket.h"
 
+#include <linux/sockios.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -21,6 +23,16 @@ bool send_all(int fd, std::string_view data) {
 bool peer_hung_up(int fd) {
   pollfd check{fd, POLLRDHUP, 0};
   return ::poll(&check, 1, 0) > 0 && (check.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+std::optional<uint64_t> bytes_on_their_way(int fd) {
+  int queued = 0;
+  if (::ioctl(fd, SIOCOUTQ, &queued) != 0 || queued < 0) return std::nullopt;
+  return static_cast<uint64_t>(queued);
+}
+
+bool cap_receive_buffer(int fd, int bytes) {
+  return ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes)) == 0;
 }
 
 }  // namespace kdom

@@ -13,6 +13,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "base/stream_socket.h"
 #include "cli/run_options.h"
 #include "snapshot/snapshot_source.h"
 #include "vmm/domain.h"
@@ -21,6 +22,10 @@
 namespace kdom::cli {
 
 namespace {
+
+// The incoming migration's receive buffer (the kernel holds twice this): enough for a LAN's
+// bandwidth-delay product, little to read in the guest's pause (docs/migration.md).
+constexpr int kIncomingReceiveBuffer = 256 * 1024;
 
 // Writes "ready\n" to `fd` and closes it. A supervisor that has gone away (EPIPE) does not
 // stop the domain.
@@ -65,6 +70,9 @@ UniqueFd adopt_incoming_fd(int fd) {
   const int status_flags = ::fcntl(fd, F_GETFL);
   if (status_flags >= 0 && (status_flags & O_ACCMODE) == O_WRONLY) throw Error(what + " is not open for reading");
   ::fcntl(fd, F_SETFD, fd_flags | FD_CLOEXEC);
+  // A migration's socket holds little for us: bytes the kernel holds here when the source's
+  // guest stops would be read within its pause, and at most this much is (a pipe: no cap).
+  cap_receive_buffer(fd, kIncomingReceiveBuffer);
   return UniqueFd(fd);
 }
 

@@ -21,6 +21,7 @@
 #include "base/elapsed.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "base/stream_socket.h"
 #include "snapshot/memory_records.h"
 #include "vmm/domain.h"
 #include "vmm/migration_rate.h"
@@ -36,6 +37,12 @@ using DirtyPages = std::vector<std::vector<uint64_t>>;  // per RAM region, bitma
 constexpr auto kProgressInterval = std::chrono::milliseconds(200);  // five events a second
 constexpr auto kPaceSlice = std::chrono::milliseconds(20);          // a paced wait sees a cancel this soon
 constexpr uint64_t kMiB = 1024 * 1024;
+// Before each dirty-page take, the stream's socket is let drain to this much, for this long at
+// most: what is still on its way when the guest stops adds to the pause (megabytes, in the
+// kernels' buffers, where the destination reads slower than the source writes).
+constexpr uint64_t kDrainedBytes = 128 * 1024;
+constexpr auto kDrainWaitLimit = std::chrono::seconds(2);
+constexpr auto kDrainPoll = std::chrono::milliseconds(1);
 
 uint64_t dirty_bytes(const DirtyPages& dirty) {
   uint64_t pages = 0;
@@ -224,6 +231,16 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
     round_base = writer.bytes_written();
     publish_progress(remaining, true);
   };
+  // A round ends once the destination has (nearly) all of it: the rate measured is the rate
+  // that arrives, and the stop-and-copy does not wait behind a round still on its way.
+  auto let_the_stream_drain = [&] {
+    const auto limit = Clock::now() + kDrainWaitLimit;
+    for (auto queued = bytes_on_their_way(stream_fd); queued && *queued > kDrainedBytes && Clock::now() < limit;
+         queued = bytes_on_their_way(stream_fd)) {
+      std::this_thread::sleep_for(kDrainPoll);
+      check_abort();
+    }
+  };
   snapshot::MemoryCounts counts;
   // A pre-copy round's (paced: the guest runs) or the stop-and-copy's.
   auto send_dirty = [&](const DirtyPages& dirty, bool paced) {
@@ -255,6 +272,7 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   counts += snapshot::write_memory(
       writer, *memory_, [&](uint64_t done, uint64_t total) { between_records(total - done, true); },
       snapshot::GuestActivity::kRunning);
+  let_the_stream_drain();
   rate.round_sent(writer.bytes_written() - round_base, seconds_since(round_start));
   DirtyPages dirty = take_dirty();
   auto throttle_to = [&](uint32_t percent) {
@@ -275,6 +293,7 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
     ++round;
     begin_round(dirty_bytes(dirty));
     send_dirty(dirty, true);
+    let_the_stream_drain();
     rate.round_sent(writer.bytes_written() - round_base, seconds_since(round_start));
     dirty = take_dirty();
   }
