@@ -240,12 +240,6 @@ Domain::Domain(const VmConfig& config, snapshot::SnapshotSource& source, bool st
   memory_ = std::make_unique<GuestMemory>(x86::ram_ranges(config_.memory_mib * kMiB));
   build(snapshot::guest_cpuid_of(source.host_facts()));
   pci_->defer_notifiers();  // registered in run(), once the guest runs
-  // Where the config record says (kdom's streams since 2026-12), the devices go on their slots
-  // now, while memory streams in: out of a live migration's pause.
-  if (!source.pci_slots().is_null()) {
-    slots_placed_early_ = PciDevices::saved_slots(source.pci_slots());
-    place_devices(*slots_placed_early_);
-  }
   restore_state(source);
   if (start_paused) {
     pause_requested_ = true;

@@ -7,7 +7,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -143,9 +142,6 @@ class Domain {
   // other starts.
   void end_migration();
   void restore_state(snapshot::SnapshotSource& source);
-  // A restore's virtio devices on their saved slots, MSI routes held until the devices' state
-  // is loaded.
-  void place_devices(const std::map<std::string, int>& slots);
   // A live migration's hand-over (domain_handover.cc), for the control socket's ops.
   // disk-locks: with `hold` every disk's image lock is taken (all or nothing), without it every
   // disk is flushed and its lock let go, only while the domain is paused; returns the number
@@ -240,9 +236,6 @@ class Domain {
   std::atomic<bool> disks_locked_{true};
   std::chrono::steady_clock::time_point started_;
   bool restored_ = false;  // from a snapshot or an incoming migration: run() logs when it ran
-  // The slots a restore placed the devices on from the config record, before the stream's
-  // memory: restore_state then checks the saved bus against them.
-  std::optional<std::map<std::string, int>> slots_placed_early_;
 
   // Live migration: at most one at a time.
   std::mutex migration_mutex_;

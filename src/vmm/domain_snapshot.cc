@@ -153,14 +153,21 @@ void Domain::write_state_records(snapshot::StreamWriter& writer, const DeviceSta
   writer.finish();
 }
 
-void Domain::place_devices(const std::map<std::string, int>& slots) {
-  msi_->hold();  // every vector's route in one table, once the devices are loaded
-  virtio_->attach(*pci_, slots);
-}
-
 void Domain::restore_state(snapshot::SnapshotSource& source) {
   using snapshot::RecordType;
   using snapshot::StateError;
+  // The virtio devices on their saved slots, every MSI-X route held for one table once the
+  // devices are loaded. Where the config record has the slots (kdom's streams since
+  // 2026-12-07), at once, while the memory streams in: out of a live migration's pause.
+  auto place_devices = [&](const std::map<std::string, int>& slots) {
+    msi_->hold();
+    virtio_->attach(*pci_, slots);
+  };
+  std::optional<std::map<std::string, int>> placed_early;
+  if (!source.pci_slots().is_null()) {
+    placed_early = PciDevices::saved_slots(source.pci_slots());
+    place_devices(*placed_early);
+  }
   std::map<uint32_t, nlohmann::json> vcpu_states;
   std::optional<nlohmann::json> vm_state;
   std::map<std::string, nlohmann::json> device_states;
@@ -223,9 +230,9 @@ void Domain::restore_state(snapshot::SnapshotSource& source) {
   const auto applying = Clock::now();
   const nlohmann::json& pci_state = device_states[kPciId];
   const auto saved_slots = PciDevices::saved_slots(pci_state);
-  if (!slots_placed_early_) {
+  if (!placed_early) {
     place_devices(saved_slots);
-  } else if (saved_slots != *slots_placed_early_) {
+  } else if (saved_slots != *placed_early) {
     throw StateError("the PCI bus in '" + source.name() +
                      "' is not the one its config record gave (a device came or went while it was written)");
   }
