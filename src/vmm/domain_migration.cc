@@ -231,16 +231,6 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
     round_base = writer.bytes_written();
     publish_progress(remaining, true);
   };
-  // A round ends once the destination has (nearly) all of it: the rate measured is the rate
-  // that arrives, and the stop-and-copy does not wait behind a round still on its way.
-  auto let_the_stream_drain = [&] {
-    const auto limit = Clock::now() + kDrainWaitLimit;
-    for (auto queued = bytes_on_their_way(stream_fd); queued && *queued > kDrainedBytes && Clock::now() < limit;
-         queued = bytes_on_their_way(stream_fd)) {
-      std::this_thread::sleep_for(kDrainPoll);
-      check_abort();
-    }
-  };
   snapshot::MemoryCounts counts;
   // A pre-copy round's (paced: the guest runs) or the stop-and-copy's.
   auto send_dirty = [&](const DirtyPages& dirty, bool paced) {
@@ -265,6 +255,19 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
     if (seconds > 0) dirty_bytes_per_s = static_cast<double>(dirty_bytes(dirty)) / seconds;
     return dirty;
   };
+  // A pre-copy round ends once the destination has (nearly) all of it: the rate measured is
+  // the rate that arrives, and the stop-and-copy does not wait behind a round still on its way.
+  // Then its rate, and the pages dirtied meanwhile.
+  auto end_round = [&] {
+    for (const auto limit = Clock::now() + kDrainWaitLimit; Clock::now() < limit;) {
+      const auto queued = bytes_on_their_way(stream_fd);
+      if (!queued || *queued <= kDrainedBytes) break;
+      std::this_thread::sleep_for(kDrainPoll);
+      check_abort();
+    }
+    rate.round_sent(writer.bytes_written() - round_base, seconds_since(round_start));
+    return take_dirty();
+  };
 
   // Round 1: all of RAM that holds pages, as a save writes it (the destination's RAM is zero
   // where nothing is sent).
@@ -272,9 +275,7 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
   counts += snapshot::write_memory(
       writer, *memory_, [&](uint64_t done, uint64_t total) { between_records(total - done, true); },
       snapshot::GuestActivity::kRunning);
-  let_the_stream_drain();
-  rate.round_sent(writer.bytes_written() - round_base, seconds_since(round_start));
-  DirtyPages dirty = take_dirty();
+  DirtyPages dirty = end_round();
   auto throttle_to = [&](uint32_t percent) {
     if (percent == throttle) return;
     throttle_->set_percent(percent);
@@ -293,9 +294,7 @@ nlohmann::json Domain::send_migration_stream(int stream_fd, const MigrationOptio
     ++round;
     begin_round(dirty_bytes(dirty));
     send_dirty(dirty, true);
-    let_the_stream_drain();
-    rate.round_sent(writer.bytes_written() - round_base, seconds_since(round_start));
-    dirty = take_dirty();
+    dirty = end_round();
   }
 
   // Stop-and-copy: paused as a save pauses (the vCPUs parked, the devices quiesced), in the
