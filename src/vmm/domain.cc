@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "arch/x86/acpi_tables.h"
 #include "arch/x86/boot_loader.h"
@@ -477,11 +478,19 @@ DomainExit Domain::run(const std::function<void()>& on_ready) {
   // The vCPU threads first, then the loop that serves control requests: a pause request then
   // always finds every thread there to park.
   for (auto& vcpu : vcpus_) threads_.emplace_back([this, &vcpu] { vcpu_thread(*vcpu); });
+  // "ready" once the guest runs, not once its threads exist: a migration's source waits on it,
+  // its guest standing still, and what "ready" sets going (the daemons' messages, the source's
+  // teardown) must not take the CPU from vCPU threads that have yet to enter the guest. Looked
+  // at, not woken: a wake-up from the vCPU thread could preempt it short of KVM_RUN.
+  while (vcpus_entered_.load(std::memory_order_acquire) < vcpus_.size())
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
   // A live migration's pause ends here: on the same host, its source's paused_at_ns (the same
-  // clock) to this is the whole pause the guest saw.
-  if (restored_ && !status().paused)
-    log_line("vCPUs running at CLOCK_MONOTONIC " + std::to_string(monotonic_ns(std::chrono::steady_clock::now())) + " ns");
-  // "ready" once the guest runs: a migration's source waits on it, its guest standing still.
+  // clock) to the last vCPU's entry into the guest is the whole pause the guest saw.
+  if (restored_ && !status().paused) {
+    int64_t entered_ns = 0;
+    for (const auto& counters : vcpu_counters_) entered_ns = std::max(entered_ns, counters->entered_ns.load());
+    log_line("vCPUs running at CLOCK_MONOTONIC " + std::to_string(entered_ns) + " ns");
+  }
   if (on_ready) on_ready();
   running_ = true;
   device_events_.start();
@@ -568,6 +577,8 @@ void Domain::vcpu_thread(kvm::Vcpu& vcpu) {
   sigemptyset(&kick);
   sigaddset(&kick, kKickSignal);
   pthread_sigmask(SIG_UNBLOCK, &kick, nullptr);
+  vcpu_counters_[vcpu.id()]->entered_ns = monotonic_ns(std::chrono::steady_clock::now());
+  vcpus_entered_.fetch_add(1, std::memory_order_release);
   try {
     while (!stopping_) {
       if (pause_pending_) {
