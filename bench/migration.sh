@@ -24,9 +24,10 @@
 # Figures per rate (medians of N rounds, default 3):
 #   stopped_ms: the guest's pause from outside, last instruction to first, on this test host's
 #                clock: kdom: the source VMM's paused_at_monotonic_ns to the destination VMM's
-#                "vCPUs running at" (its last vCPU thread going into KVM_RUN); QEMU: the source's STOP event to the destination's RESUME
-#                event (QEMU stamps STOP after its vCPUs stopped and RESUME before they run, so
-#                its figure is, if anything, short). The figure the target is held against.
+#                "vCPUs running at" (its last vCPU thread going into KVM_RUN); QEMU: the source's
+#                STOP event to the destination's RESUME event (QEMU stamps STOP after its vCPUs
+#                stopped and RESUME before they run, so its figure is, if anything, short).
+#                The figure the target is held against.
 #   downtime_ms: what each reports: kdom's (kdomd: its VMM's pause to reading the destination's
 #                "resumed"), QEMU's own (query-migrate "downtime": the source's stop until its
 #                last byte went; the destination's load and start are not in it)

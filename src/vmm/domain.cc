@@ -482,15 +482,17 @@ DomainExit Domain::run(const std::function<void()>& on_ready) {
   // its guest standing still, and what "ready" sets going (the daemons' messages, the source's
   // teardown) must not take the CPU from vCPU threads that have yet to enter the guest. Looked
   // at, not woken: a wake-up from the vCPU thread could preempt it short of KVM_RUN.
-  while (vcpus_entered_.load(std::memory_order_acquire) < vcpus_.size())
-    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  int64_t last_entered_ns = 0;
+  for (const auto& counters : vcpu_counters_) {
+    int64_t entered_ns;
+    while ((entered_ns = counters->entered_ns.load(std::memory_order_acquire)) == 0)
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    last_entered_ns = std::max(last_entered_ns, entered_ns);
+  }
   // A live migration's pause ends here: on the same host, its source's paused_at_ns (the same
   // clock) to the last vCPU's entry into the guest is the whole pause the guest saw.
-  if (restored_ && !status().paused) {
-    int64_t entered_ns = 0;
-    for (const auto& counters : vcpu_counters_) entered_ns = std::max(entered_ns, counters->entered_ns.load());
-    log_line("vCPUs running at CLOCK_MONOTONIC " + std::to_string(entered_ns) + " ns");
-  }
+  if (restored_ && !status().paused)
+    log_line("vCPUs running at CLOCK_MONOTONIC " + std::to_string(last_entered_ns) + " ns");
   if (on_ready) on_ready();
   running_ = true;
   device_events_.start();
@@ -577,8 +579,8 @@ void Domain::vcpu_thread(kvm::Vcpu& vcpu) {
   sigemptyset(&kick);
   sigaddset(&kick, kKickSignal);
   pthread_sigmask(SIG_UNBLOCK, &kick, nullptr);
-  vcpu_counters_[vcpu.id()]->entered_ns = monotonic_ns(std::chrono::steady_clock::now());
-  vcpus_entered_.fetch_add(1, std::memory_order_release);
+  vcpu_counters_[vcpu.id()]->entered_ns.store(monotonic_ns(std::chrono::steady_clock::now()),
+                                              std::memory_order_release);
   try {
     while (!stopping_) {
       if (pause_pending_) {

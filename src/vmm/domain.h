@@ -213,11 +213,10 @@ class Domain {
   // into the guest (CLOCK_MONOTONIC ns), and its exits by reason, counted by its own thread.
   struct VcpuCounters {
     std::atomic<int> tid{0};
-    std::atomic<int64_t> entered_ns{0};
+    std::atomic<int64_t> entered_ns{0};  // 0 until then
     std::atomic<uint64_t> io{0}, mmio{0}, intr{0}, system_event{0}, other{0};
   };
   std::vector<std::unique_ptr<VcpuCounters>> vcpu_counters_;
-  std::atomic<size_t> vcpus_entered_{0};  // vCPU threads that have reached their loop
 
   UniqueFd wake_fd_;  // eventfd: a vCPU or device asked the domain to stop
   std::atomic<bool> stopping_{false};
