@@ -12,15 +12,19 @@ const char probe_name[] = "smp";
 #define AP_STACK_SIZE 8192
 
 static uint8_t ap_stacks[MAX_CPUS][AP_STACK_SIZE] __attribute__((aligned(16)));
+static volatile uint32_t slots_taken;
 static volatile uint32_t checked_in;
 static volatile uint32_t checkin_ids[MAX_CPUS];
 
+/* The AP takes a slot, writes its id there, and only then counts itself in:
+ * the BSP reads the id as soon as the count moves, so the id must be there first. */
 void ap_main(void)
 {
     uint32_t id = lapic_id();
-    uint32_t slot = __atomic_fetch_add(&checked_in, 1, __ATOMIC_SEQ_CST);
+    uint32_t slot = __atomic_fetch_add(&slots_taken, 1, __ATOMIC_SEQ_CST);
     if (slot < MAX_CPUS)
         checkin_ids[slot] = id;
+    __atomic_fetch_add(&checked_in, 1, __ATOMIC_SEQ_CST);
     halt_forever();
 }
 
