@@ -241,7 +241,13 @@ Domain::Domain(const VmConfig& config, snapshot::SnapshotSource& source, bool st
   memory_ = std::make_unique<GuestMemory>(x86::ram_ranges(config_.memory_mib * kMiB));
   build(snapshot::guest_cpuid_of(source.host_facts()));
   pci_->defer_notifiers();  // registered in run(), once the guest runs
-  restore_state(source);
+  start_vcpu_threads();
+  try {
+    restore_state(source);
+  } catch (...) {
+    stop_vcpus();  // no destructor runs for a Domain whose constructor threw
+    throw;
+  }
   if (start_paused) {
     pause_requested_ = true;
     pause_pending_ = true;
@@ -269,6 +275,9 @@ void Domain::build(std::optional<std::vector<kvm_cpuid_entry2>> saved_cpuid) {
     throw Error("--vcpus " + std::to_string(config_.vcpus) + " is above this host's KVM limit of " +
                 std::to_string(max_vcpus));
   vm_ = std::make_unique<kvm::Vm>(*kvm_);
+  // What a vCPU's saved state holds, asked once here rather than in a migration's pause.
+  saved_msr_indices_ = kvm_->msr_index_list();
+  saved_xsave_bytes_ = static_cast<size_t>(std::max(vm_->check_extension(KVM_CAP_XSAVE2), 4096));
   enable_dirty_ring();  // before any vCPU exists
   vm_->set_tss_address(x86::kKvmTssAddress);
   vm_->set_identity_map_address(x86::kKvmIdentityMapAddress);
@@ -477,7 +486,12 @@ DomainExit Domain::run(const std::function<void()>& on_ready) {
   });
   // The vCPU threads first, then the loop that serves control requests: a pause request then
   // always finds every thread there to park.
-  for (auto& vcpu : vcpus_) threads_.emplace_back([this, &vcpu] { vcpu_thread(*vcpu); });
+  if (threads_.empty()) start_vcpu_threads();
+  {
+    std::lock_guard lock(pause_mutex_);
+    vcpus_released_ = true;
+  }
+  pause_cv_.notify_all();
   // "ready" once the guest runs, not once its threads exist: a migration's source waits on it,
   // its guest standing still, and what "ready" sets going (the daemons' messages, the source's
   // teardown) must not take the CPU from vCPU threads that have yet to enter the guest. Looked
@@ -573,12 +587,27 @@ void Domain::stop_vcpus() {
   threads_.clear();
 }
 
+void Domain::start_vcpu_threads() {
+  // A kick may come as soon as a thread exists (a stop), and the stop signals are the
+  // signalfd's alone: each thread starts with them blocked.
+  install_kick_handler();
+  const sigset_t stop_signals = stop_signal_set();
+  sigset_t mask;
+  pthread_sigmask(SIG_BLOCK, &stop_signals, &mask);
+  for (auto& vcpu : vcpus_) threads_.emplace_back([this, &vcpu] { vcpu_thread(*vcpu); });
+  pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+}
+
 void Domain::vcpu_thread(kvm::Vcpu& vcpu) {
   vcpu_counters_[vcpu.id()]->tid = static_cast<int>(::gettid());
   sigset_t kick;
   sigemptyset(&kick);
   sigaddset(&kick, kKickSignal);
   pthread_sigmask(SIG_UNBLOCK, &kick, nullptr);
+  {
+    std::unique_lock lock(pause_mutex_);
+    pause_cv_.wait(lock, [this] { return vcpus_released_ || stopping_; });
+  }
   vcpu_counters_[vcpu.id()]->entered_ns.store(monotonic_ns(std::chrono::steady_clock::now()),
                                               std::memory_order_release);
   try {

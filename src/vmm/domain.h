@@ -153,6 +153,9 @@ class Domain {
   void publish_event(const std::string& name, const nlohmann::json& details = nullptr);
   void on_guest_event(const devices::GuestEvent& event);
   void request_exit(DomainExit exit);
+  // The vCPU threads, each waiting for run() to let it into the guest. A restore starts them
+  // before its stream ends, so that no thread is created in a live migration's pause.
+  void start_vcpu_threads();
   void vcpu_thread(kvm::Vcpu& vcpu);
   // In a vCPU thread whose KVM_RUN a signal or immediate_exit interrupted: a pause or a stop
   // is left to the loop, a throttle's kick is rested (VcpuThrottle).
@@ -183,6 +186,8 @@ class Domain {
   VmConfig config_;
   std::unique_ptr<kvm::KvmSystem> kvm_;
   std::unique_ptr<kvm::Vm> vm_;
+  std::vector<uint32_t> saved_msr_indices_;  // the MSRs a vCPU's saved state holds
+  size_t saved_xsave_bytes_ = 0;             // the size of its XSAVE area
   std::unique_ptr<GuestMemory> memory_;
   devices::Bus io_bus_;
   devices::Bus mmio_bus_;
@@ -228,6 +233,7 @@ class Domain {
   std::condition_variable pause_cv_;
   bool pause_requested_ = false;  // guarded by pause_mutex_
   size_t parked_ = 0;             // guarded by pause_mutex_
+  bool vcpus_released_ = false;   // run() lets the vCPU threads in; guarded by pause_mutex_
   std::atomic<bool> pause_pending_{false};  // pause_requested_, for the vCPU loop's cheap check
   std::atomic<bool> running_{false};        // the vCPU threads have been started
   // Whether the domain holds its disks' image locks: false while a live migration hands them

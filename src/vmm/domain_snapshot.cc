@@ -139,10 +139,8 @@ Domain::DeviceStates Domain::save_device_states() {
 
 void Domain::write_state_records(snapshot::StreamWriter& writer, const DeviceStates& states) {
   using snapshot::RecordType;
-  const size_t xsave_bytes = static_cast<size_t>(std::max(vm_->check_extension(KVM_CAP_XSAVE2), 4096));
-  const auto msr_indices = kvm_->msr_index_list();
   for (const auto& vcpu : vcpus_)
-    write_json(writer, RecordType::kVcpu, snapshot::save_vcpu_state(*vcpu, msr_indices, xsave_bytes));
+    write_json(writer, RecordType::kVcpu, snapshot::save_vcpu_state(*vcpu, saved_msr_indices_, saved_xsave_bytes_));
   write_json(writer, RecordType::kIrqchip, snapshot::save_vm_state(*vm_));
   write_device(writer, kUartId, uart_->save_state());
   write_device(writer, kRtcId, rtc_->save_state());
@@ -251,7 +249,9 @@ void Domain::restore_state(snapshot::SnapshotSource& source) {
   i8042_->load_state(device_states[kI8042Id]);
   power_button_->load_state(device_states[kPowerButtonId]);
   hotplug_->load_state(device_states[kPciHotplugId]);
+  const auto small_devices_loaded = Clock::now();
   pci_->load_state(pci_state);
+  const auto pci_loaded = Clock::now();
   msi_->install_held();
   log_line("loaded " + std::to_string(pages) + " pages of guest RAM" +
            (zero_pages ? " (" + std::to_string(zero_pages) + " zeroed)" : std::string()) + "; " +
@@ -260,7 +260,9 @@ void Domain::restore_state(snapshot::SnapshotSource& source) {
            split_ms({{"devices attached", attached - applying},
                      {"records checked", checked - attached},
                      {"vCPUs and irqchip", machine_loaded - checked},
-                     {"devices' state", Clock::now() - machine_loaded}}) +
+                     {"small devices", small_devices_loaded - machine_loaded},
+                     {"PCI devices", pci_loaded - small_devices_loaded},
+                     {"interrupt routes", Clock::now() - pci_loaded}}) +
            ")");
 }
 
