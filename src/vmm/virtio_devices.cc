@@ -141,7 +141,10 @@ void VirtioDevices::attach(PciDevices& pci, const std::map<std::string, int>& sl
     if (std::none_of(devices_.begin(), devices_.end(), [&saved_id = id](const Member& m) { return m.id == saved_id; }))
       throw Error("the saved domain's PCI slot " + std::to_string(slot) + " holds '" + id + "', which this config lacks");
   }
-  for (const auto& member : devices_) placed(member, pci.add_virtio(member.device, member.id, false, slots.at(member.id)));
+  for (const auto& member : devices_) {
+    placed(member, pci.add_virtio(member.device, member.id, false, slots.at(member.id)));
+    member.device->prepare_activation();  // a restore follows, maybe in a migration's pause
+  }
 }
 
 std::vector<VirtioDevices::Plugged> VirtioDevices::plugged() const { return plugged_; }

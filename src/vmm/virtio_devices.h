@@ -41,6 +41,7 @@ class VirtioDevices {
   // On a restore: puts every device on `pci` in the slot `slots` gives for its id (the saved
   // domain's, PciDevices::saved_slots). Throws Error when a device has no slot there, or an id
   // there has no device here (the config and the saved bus disagree), before adding any.
+  // Each device then prepares its activation (VirtioDevice::prepare_activation).
   void attach(PciDevices& pci, const std::map<std::string, int>& slots);
 
   // The disks and NICs, with their ids and PCI slots. What follows is for the event loop's

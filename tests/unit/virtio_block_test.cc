@@ -581,6 +581,37 @@ TEST_F(VirtioBlockTest, WorkerReadsIntoGuestBuffers) {
   EXPECT_EQ(guest_bytes(buffer, 8192), pattern(16 * 512, 8192));
 }
 
+// A restore's device: prepare_activation starts the queue's thread ahead, and activate
+// (in a live migration's pause) serves the queue in it instead of starting another.
+TEST_F(VirtioBlockTest, PreparedActivationServesInTheThreadStartedAhead) {
+  auto threads = [] {
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+    return -1;
+  };
+  BlockDevice& d = device();
+  const int before = threads();
+  d.prepare_activation();
+  EXPECT_EQ(threads(), before + 1);
+  Raised raised;
+  auto q = std::make_shared<Virtqueue>(memory, queue.config());
+  d.activate(memory, d.offered_features(), {q}, raised.interrupt(), [] {});
+  EXPECT_EQ(threads(), before + 1) << "activate started a thread of its own";
+  const uint64_t buffer = alloc(4096);
+  const uint64_t status = alloc(1);
+  submit({{header(kBlockRequestIn, 8), 16, false}, {buffer, 4096, true}, {status, 1, true}});
+  d.notify_queue(0);
+  ASSERT_TRUE(wait_used([&] { return used_idx(); }, 1));
+  d.reset();
+  EXPECT_EQ(threads(), before);
+  EXPECT_EQ(memory.read_object<uint8_t>(status), kBlockStatusOk);
+  EXPECT_EQ(guest_bytes(buffer, 4096), pattern(8 * 512, 4096));
+  // Threads prepared and never used end with the device.
+  d.prepare_activation();
+  EXPECT_EQ(threads(), before + 1);
+}
+
 void VirtioBlockTest::read_128k_at_sector_40() {
   BlockDevice& d = device();
   Raised raised;

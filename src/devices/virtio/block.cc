@@ -283,11 +283,19 @@ void BlockDevice::start_workers_locked() {
                                       i < notifiers_.size() ? notifiers_[i] : -1,
                                       config_.poll,
                                       held_heads_[i],
-                                      std::move(limiters_[i])};
+                                      std::move(limiters_[i]),
+                                      i < standby_threads_.size() ? std::move(standby_threads_[i]) : nullptr};
     held_heads_[i].reset();
     limiters_[i].reset();
     workers_[i] = std::make_unique<BlockQueueWorker>(std::move(context));
   }
+}
+
+void BlockDevice::prepare_activation() {
+  std::lock_guard lock(mutex_);
+  standby_threads_.resize(config_.num_queues);
+  for (auto& thread : standby_threads_)
+    if (!thread) thread = std::make_unique<StandbyThread>();
 }
 
 void BlockDevice::notify_queue(uint16_t queue_index) {

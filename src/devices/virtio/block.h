@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "base/standby_thread.h"
 #include "base/unique_fd.h"
 #include "devices/poll_window.h"
 #include "devices/rate_limiter.h"
@@ -159,6 +160,8 @@ class BlockDevice : public VirtioDevice {
   // twice; activate() then checks the heads against the queues' sizes (a StateError, before
   // anything starts) and serves them first.
   void load_state(const nlohmann::json& state) override;
+  // A thread per queue, started now, for the workers activate() starts.
+  void prepare_activation() override;
 
   struct QueueResult {
     bool interrupt = false;                  // used entries added (the transport asks the driver)
@@ -218,6 +221,8 @@ class BlockDevice : public VirtioDevice {
   std::vector<std::optional<uint16_t>> held_heads_;
   // Per queue: the rate limiters of the workers quiesce stopped, for resume's workers.
   std::vector<std::optional<RateLimiter>> limiters_;
+  // Per queue: a thread prepare_activation started, for the queue's next worker.
+  std::vector<std::unique_ptr<StandbyThread>> standby_threads_;
 };
 
 }  // namespace kdom::devices::virtio

@@ -51,16 +51,18 @@ BlockQueueWorker::BlockQueueWorker(Context context)
   const uint16_t size = context_.queue->config().size;
   slots_.resize(size);
   for (uint32_t slot = size; slot > 0; --slot) free_slots_.push_back(slot - 1);
-  thread_ = std::thread([this] { run(); });
+  thread_ = context_.thread ? std::move(context_.thread) : std::make_unique<StandbyThread>();
+  thread_->run([this] { run(); });
 }
 
 BlockQueueWorker::~BlockQueueWorker() { stop(); }
 
 void BlockQueueWorker::stop() {
-  if (!thread_.joinable()) return;
+  if (!thread_) return;
   stopping_ = true;
   kick();
-  thread_.join();
+  thread_->join();
+  thread_.reset();
 }
 
 std::optional<uint16_t> BlockQueueWorker::held_head() const {

@@ -19,9 +19,9 @@
 #include <chrono>
 #include <memory>
 #include <optional>
-#include <thread>
 #include <vector>
 
+#include "base/standby_thread.h"
 #include "base/unique_fd.h"
 #include "devices/poll_window.h"
 #include "devices/rate_limiter.h"
@@ -51,9 +51,13 @@ class BlockQueueWorker {
     // The rate limiter of a stopped worker of this queue, so a pause grants no fresh burst;
     // empty: a full one (when rate_limit limits anything).
     std::optional<RateLimiter> limiter;
+    // A thread started ahead to serve the queue in (BlockDevice::prepare_activation); none:
+    // the worker starts its own.
+    std::unique_ptr<StandbyThread> thread;
   };
 
-  // Starts the thread, which serves `first_head`, then whatever is available already.
+  // Starts the thread (or hands the work to context.thread), which serves `first_head`, then
+  // whatever is available already.
   explicit BlockQueueWorker(Context context);
   // Stops as stop() does.
   ~BlockQueueWorker();
@@ -140,7 +144,7 @@ class BlockQueueWorker {
   PollWindow poll_window_;
   __kernel_timespec timer_{};
 
-  std::thread thread_;
+  std::unique_ptr<StandbyThread> thread_;
 };
 
 }  // namespace kdom::devices::virtio

@@ -98,6 +98,9 @@ class VirtioDevice {
   // host: checked like any untrusted input; throws snapshot::StateError, or Error, naming the
   // bad field, with the device unchanged). activate() then carries on from it.
   virtual void load_state(const nlohmann::json& /*state*/) {}
+  // A restore is coming (its state still on its way): set up ahead what activate() would
+  // take time to make, such as threads, so that a live migration's pause does not wait for it.
+  virtual void prepare_activation() {}
 
   // The device's own state beyond its queues, one line, for a debugging dump (empty: none).
   // Must not wait for a lock: the dump is for a device that may be stuck.
