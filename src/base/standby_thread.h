@@ -24,6 +24,8 @@ class StandbyThread {
   void run(std::function<void()> work);
   // Waits for the work to return (or, with none given, lets the thread end). Idempotent.
   void join();
+  // For a signal to the thread (pthread_kill); valid until join().
+  std::thread::native_handle_type native_handle() { return thread_.native_handle(); }
 
  private:
   std::mutex mutex_;

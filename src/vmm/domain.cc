@@ -482,16 +482,13 @@ DomainExit Domain::run(const std::function<void()>& on_ready) {
   // threads exist.
   throttle_ = std::make_unique<VcpuThrottle>(vcpus_.size(), [this](size_t vcpu) {
     vcpus_[vcpu]->set_immediate_exit(true);
-    pthread_kill(threads_[vcpu].native_handle(), kKickSignal);
+    pthread_kill(threads_[vcpu]->native_handle(), kKickSignal);
   });
   // The vCPU threads first, then the loop that serves control requests: a pause request then
   // always finds every thread there to park.
   if (threads_.empty()) start_vcpu_threads();
-  {
-    std::lock_guard lock(pause_mutex_);
-    vcpus_released_ = true;
-  }
-  pause_cv_.notify_all();
+  for (size_t i = 0; i < vcpus_.size(); ++i)
+    threads_[i]->run([this, &vcpu = *vcpus_[i]] { vcpu_thread(vcpu); });
   // "ready" once the guest runs, not once its threads exist: a migration's source waits on it,
   // its guest standing still, and what "ready" sets going (the daemons' messages, the source's
   // teardown) must not take the CPU from vCPU threads that have yet to enter the guest. Looked
@@ -578,12 +575,10 @@ void Domain::stop_vcpus() {
   }
   pause_cv_.notify_all();  // parked vCPUs stop too
   for (size_t i = 0; i < threads_.size(); ++i) {
-    if (!threads_[i].joinable()) continue;
     vcpus_[i]->set_immediate_exit(true);
-    pthread_kill(threads_[i].native_handle(), kKickSignal);
+    pthread_kill(threads_[i]->native_handle(), kKickSignal);
   }
-  for (auto& thread : threads_)
-    if (thread.joinable()) thread.join();
+  for (auto& thread : threads_) thread->join();  // one never given its vCPU just ends
   threads_.clear();
 }
 
@@ -594,7 +589,7 @@ void Domain::start_vcpu_threads() {
   const sigset_t stop_signals = stop_signal_set();
   sigset_t mask;
   pthread_sigmask(SIG_BLOCK, &stop_signals, &mask);
-  for (auto& vcpu : vcpus_) threads_.emplace_back([this, &vcpu] { vcpu_thread(*vcpu); });
+  for (size_t i = 0; i < vcpus_.size(); ++i) threads_.push_back(std::make_unique<StandbyThread>());
   pthread_sigmask(SIG_SETMASK, &mask, nullptr);
 }
 
@@ -604,10 +599,6 @@ void Domain::vcpu_thread(kvm::Vcpu& vcpu) {
   sigemptyset(&kick);
   sigaddset(&kick, kKickSignal);
   pthread_sigmask(SIG_UNBLOCK, &kick, nullptr);
-  {
-    std::unique_lock lock(pause_mutex_);
-    pause_cv_.wait(lock, [this] { return vcpus_released_ || stopping_; });
-  }
   vcpu_counters_[vcpu.id()]->entered_ns.store(monotonic_ns(std::chrono::steady_clock::now()),
                                               std::memory_order_release);
   try {
@@ -667,7 +658,7 @@ void Domain::pause_vcpus(bool announce) {
     // Out of KVM_RUN: immediate_exit covers a thread about to enter it, the signal one in it.
     for (size_t i = 0; i < threads_.size(); ++i) {
       vcpus_[i]->set_immediate_exit(true);
-      pthread_kill(threads_[i].native_handle(), kKickSignal);
+      pthread_kill(threads_[i]->native_handle(), kKickSignal);
     }
   }
   const bool all_parked =

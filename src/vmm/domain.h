@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/standby_thread.h"
 #include "base/unique_fd.h"
 #include "devices/bus.h"
 #include "devices/guest_event.h"
@@ -153,8 +154,8 @@ class Domain {
   void publish_event(const std::string& name, const nlohmann::json& details = nullptr);
   void on_guest_event(const devices::GuestEvent& event);
   void request_exit(DomainExit exit);
-  // The vCPU threads, each waiting for run() to let it into the guest. A restore starts them
-  // before its stream ends, so that no thread is created in a live migration's pause.
+  // The vCPU threads, each waiting for run() to give it its vCPU. A restore starts them before
+  // its stream ends, so that no thread is created in a live migration's pause.
   void start_vcpu_threads();
   void vcpu_thread(kvm::Vcpu& vcpu);
   // In a vCPU thread whose KVM_RUN a signal or immediate_exit interrupted: a pause or a stop
@@ -209,7 +210,7 @@ class Domain {
   std::unique_ptr<ControlSocket> control_;  // served in device_events_, declared after it
   std::vector<std::unique_ptr<kvm::Vcpu>> vcpus_;
   std::vector<kvm_cpuid_entry2> guest_cpuid_;  // vCPU 0's CPUID: the guest's CPU model
-  std::vector<std::thread> threads_;
+  std::vector<std::unique_ptr<StandbyThread>> threads_;  // one per vCPU, from start_vcpu_threads()
   // Live migration's auto-converge: slows the vCPUs while a migration asks (no thread
   // otherwise). Made in run() before the vCPU threads; declared after them, and stopped in
   // stop_vcpus(), so that its kicks never reach a thread that has gone.
@@ -233,7 +234,6 @@ class Domain {
   std::condition_variable pause_cv_;
   bool pause_requested_ = false;  // guarded by pause_mutex_
   size_t parked_ = 0;             // guarded by pause_mutex_
-  bool vcpus_released_ = false;   // run() lets the vCPU threads in; guarded by pause_mutex_
   std::atomic<bool> pause_pending_{false};  // pause_requested_, for the vCPU loop's cheap check
   std::atomic<bool> running_{false};        // the vCPU threads have been started
   // Whether the domain holds its disks' image locks: false while a live migration hands them
