@@ -241,13 +241,8 @@ Domain::Domain(const VmConfig& config, snapshot::SnapshotSource& source, bool st
   memory_ = std::make_unique<GuestMemory>(x86::ram_ranges(config_.memory_mib * kMiB));
   build(snapshot::guest_cpuid_of(source.host_facts()));
   pci_->defer_notifiers();  // registered in run(), once the guest runs
-  start_vcpu_threads();
-  try {
-    restore_state(source);
-  } catch (...) {
-    stop_vcpus();  // no destructor runs for a Domain whose constructor threw
-    throw;
-  }
+  start_vcpu_threads();  // if the restore fails, they end as threads_ goes
+  restore_state(source);
   if (start_paused) {
     pause_requested_ = true;
     pause_pending_ = true;

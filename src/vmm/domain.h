@@ -212,8 +212,8 @@ class Domain {
   std::vector<kvm_cpuid_entry2> guest_cpuid_;  // vCPU 0's CPUID: the guest's CPU model
   std::vector<std::unique_ptr<StandbyThread>> threads_;  // one per vCPU, from start_vcpu_threads()
   // Live migration's auto-converge: slows the vCPUs while a migration asks (no thread
-  // otherwise). Made in run() before the vCPU threads; declared after them, and stopped in
-  // stop_vcpus(), so that its kicks never reach a thread that has gone.
+  // otherwise). Made in run() before the vCPU threads get their vCPUs; declared after them,
+  // and stopped in stop_vcpus(), so that its kicks never reach a thread that has gone.
   std::unique_ptr<VcpuThrottle> throttle_;
   // Per vCPU: its thread's id (for the daemon's vcpu-list and vcpu-pin), when it first went
   // into the guest (CLOCK_MONOTONIC ns), and its exits by reason, counted by its own thread.
