@@ -451,8 +451,8 @@ void Domain::request_exit(DomainExit exit) {
 }
 
 DomainExit Domain::run(const std::function<void()>& on_ready) {
-  install_kick_handler();
-  // Blocked here and so in every vCPU thread: they arrive through the signalfd.
+  // Blocked here (and in every vCPU thread, start_vcpu_threads): they arrive through the
+  // signalfd. The kick's handler comes with the vCPU threads too.
   block_stop_signals();
   const sigset_t stop_signals = stop_signal_set();
   UniqueFd signal_fd(check_syscall(signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd"));
